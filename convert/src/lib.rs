@@ -1,0 +1,375 @@
+//! Conversion of Hugging Face safetensors checkpoints: to GGUF (F32/F16/BF16,
+//! the legacy and K-quant types and llama.cpp's mixed presets) and to another
+//! floating-point dtype.
+//!
+//! Pure synchronous code plus rayon; no async, no progress-bar dependency.
+//! Entry points: [`convert_to_gguf`] and [`convert_dtype`]. Inputs are given
+//! as a [`SourceFiles`] map from repository-relative names to files on disk
+//! (blob stores name files by hash, so the two differ).
+//!
+//! Memory stays near one chunk of the largest tensor: tensors are read
+//! through `mmap`, converted a few megabytes of rows at a time in parallel,
+//! and streamed to the output, whose GGUF header (with every offset) is
+//! written first.
+#![deny(missing_docs)]
+
+pub mod arch;
+pub mod dtype;
+pub mod error;
+pub mod gguf;
+pub mod preset;
+pub mod quant;
+pub mod safetensors;
+pub mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+pub use dtype::{Dtype, DtypeOptions, DtypeReport, convert_dtype, convert_dtype_with};
+pub use error::ConvertError;
+pub use preset::GgufType;
+pub use quant::GgmlType;
+
+use arch::{Arch, ModelConfig};
+use error::Result;
+use gguf::{GgufWriter, MetaValue, TensorInfo};
+use safetensors::{Checkpoint, TensorRef};
+
+/// The files of one repository revision: repository-relative path → file.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFiles {
+    files: BTreeMap<String, PathBuf>,
+}
+
+impl SourceFiles {
+    /// Wraps a map of repository-relative names to filesystem paths.
+    pub fn new(files: BTreeMap<String, PathBuf>) -> Self {
+        Self { files }
+    }
+
+    /// Every regular file under `dir`, named relative to it (`/`-separated).
+    pub fn from_dir(dir: &Path) -> std::io::Result<Self> {
+        fn walk(
+            base: &Path,
+            dir: &Path,
+            out: &mut BTreeMap<String, PathBuf>,
+        ) -> std::io::Result<()> {
+            for e in std::fs::read_dir(dir)? {
+                let e = e?;
+                let path = e.path();
+                if e.file_type()?.is_dir() {
+                    walk(base, &path, out)?;
+                } else {
+                    let rel = path.strip_prefix(base).expect("under base");
+                    let rel = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    out.insert(rel, path);
+                }
+            }
+            Ok(())
+        }
+        let mut files = BTreeMap::new();
+        walk(dir, dir, &mut files)?;
+        Ok(Self { files })
+    }
+
+    /// The file behind a repository-relative name.
+    pub fn path(&self, name: &str) -> Option<&Path> {
+        self.files.get(name).map(PathBuf::as_path)
+    }
+
+    /// All repository-relative names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self
+            .path(name)
+            .ok_or_else(|| ConvertError::MissingFile(name.to_owned()))?;
+        std::fs::read(path).map_err(|e| ConvertError::io("read", path, e))
+    }
+}
+
+/// Progress callback: `(bytes done, bytes total)` of tensor data. Called from
+/// the converting thread after each chunk; must be cheap and must not block.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Options of [`convert_to_gguf`].
+#[derive(Default, Clone, Copy)]
+pub struct GgufOptions<'a> {
+    /// `general.name` (e.g. the derived repository name); omitted if `None`.
+    pub name: Option<&'a str>,
+    /// Worker threads for quantization; `None` uses rayon's global pool.
+    pub threads: Option<usize>,
+    /// Progress callback.
+    pub progress: Option<Progress<'a>>,
+    /// Force `tokenizer.ggml.pre` instead of detecting it.
+    pub pre_tokenizer: Option<&'a str>,
+}
+
+impl std::fmt::Debug for GgufOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufOptions")
+            .field("name", &self.name)
+            .field("threads", &self.threads)
+            .field("progress", &self.progress.is_some())
+            .field("pre_tokenizer", &self.pre_tokenizer)
+            .finish()
+    }
+}
+
+/// What [`convert_to_gguf`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufReport {
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Size of the GGUF file.
+    pub bytes_written: u64,
+    /// `general.file_type`.
+    pub file_type: u32,
+    /// `general.architecture`.
+    pub arch: String,
+    /// Tensor count per ggml type name (`"Q4_K"` → 12).
+    pub types: BTreeMap<String, usize>,
+    /// Non-fatal issues (type fallbacks, unrecognized pre-tokenizer, …).
+    pub warnings: Vec<String>,
+}
+
+/// Where a GGUF tensor's values come from.
+enum Values<'a> {
+    /// A checkpoint tensor, optionally with the Llama Q/K row permutation.
+    Checkpoint {
+        hf: String,
+        t: &'a TensorRef,
+        permute_heads: Option<usize>,
+    },
+    /// Computed by the converter (`rope_freqs.weight`).
+    Generated(Vec<f32>),
+}
+
+struct Planned<'a> {
+    info: TensorInfo,
+    values: Values<'a>,
+}
+
+/// Bytes of output produced per parallel chunk.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Converts a Llama/Mistral/Qwen2 checkpoint to GGUF, streaming the file to
+/// `out` in a single pass. On error the output is incomplete and should be
+/// discarded (write to a part file and rename on success).
+pub fn convert_to_gguf<W: Write>(
+    src: &SourceFiles,
+    ty: GgufType,
+    out: &mut W,
+    opts: &GgufOptions<'_>,
+) -> Result<GgufReport> {
+    let pool = match opts.threads {
+        Some(n) => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(ConvertError::ThreadPool)?,
+        ),
+        None => None,
+    };
+    let cfg = ModelConfig::parse(&src.read("config.json")?)?;
+    let ck = Checkpoint::open(src)?;
+    let mut warnings = Vec::new();
+
+    let mut by_gguf: BTreeMap<String, Planned<'_>> = BTreeMap::new();
+    for (name, t) in ck.tensors() {
+        let Some(m) = arch::map_tensor(&cfg, name)? else {
+            continue;
+        };
+        if t.shape != m.shape {
+            return Err(ConvertError::ShapeMismatch {
+                tensor: name.clone(),
+                actual: t.shape.clone(),
+                expected: m.shape,
+            });
+        }
+        let info = TensorInfo {
+            name: m.gguf.clone(),
+            shape: m.shape,
+            ty: GgmlType::F32,
+        };
+        let values = Values::Checkpoint {
+            hf: name.clone(),
+            t,
+            permute_heads: m.permute_heads,
+        };
+        by_gguf.insert(m.gguf, Planned { info, values });
+    }
+    for (g, hf) in arch::required_tensors(&cfg) {
+        if !by_gguf.contains_key(&g) {
+            return Err(ConvertError::MissingTensor(hf));
+        }
+    }
+    if cfg.arch == Arch::Llama
+        && let Some(freqs) = arch::llama::rope_freqs(&cfg)
+    {
+        let info = TensorInfo {
+            name: "rope_freqs.weight".into(),
+            shape: vec![freqs.len()],
+            ty: GgmlType::F32,
+        };
+        by_gguf.insert(
+            info.name.clone(),
+            Planned {
+                info,
+                values: Values::Generated(freqs),
+            },
+        );
+    }
+    let mix = preset::MixContext {
+        n_layer: cfg.n_layer,
+        n_gqa: cfg.n_gqa(),
+        has_output: by_gguf.contains_key("output.weight"),
+        is_70b: cfg.arch == Arch::Llama && cfg.n_layer == 80,
+    };
+    let mut plan: Vec<Planned<'_>> = by_gguf.into_values().collect();
+    plan.sort_by_key(|p| arch::tensor_order_key(&p.info.name));
+    let mut types = BTreeMap::new();
+    for p in &mut plan {
+        let (t, warning) = preset::choose_type(ty, &p.info.name, &p.info.shape, &mix);
+        p.info.ty = t;
+        warnings.extend(warning);
+        *types.entry(t.name().to_owned()).or_insert(0) += 1;
+    }
+
+    let tok = tokenizer::tokenizer_metadata(src, &cfg, opts.pre_tokenizer)?;
+    warnings.extend(tok.warnings);
+    let mut kv: Vec<(String, MetaValue)> = vec![
+        (
+            "general.architecture".into(),
+            MetaValue::Str(cfg.arch.name().into()),
+        ),
+        ("general.type".into(), MetaValue::Str("model".into())),
+    ];
+    if let Some(n) = opts.name {
+        kv.push(("general.name".into(), MetaValue::Str(n.to_owned())));
+    }
+    kv.extend(cfg.metadata());
+    kv.push(("general.file_type".into(), MetaValue::U32(ty.file_type())));
+    kv.push(("general.quantization_version".into(), MetaValue::U32(2)));
+    kv.extend(tok.kv);
+
+    let infos: Vec<TensorInfo> = plan.iter().map(|p| p.info.clone()).collect();
+    let total: u64 = infos.iter().map(|i| i.nbytes().unwrap_or(0)).sum();
+    let mut writer = GgufWriter::new(&mut *out, &kv, &infos).map_err(ConvertError::Write)?;
+    let mut done = 0u64;
+    let mut buf: Vec<u8> = Vec::new();
+    for p in &plan {
+        write_tensor(&ck, p, pool.as_ref(), &mut writer, &mut buf, &mut |n| {
+            done += n;
+            if let Some(cb) = opts.progress {
+                cb(done, total);
+            }
+        })?;
+    }
+    let (_, bytes_written) = writer.finish().map_err(ConvertError::Write)?;
+    tracing::info!(
+        arch = cfg.arch.name(),
+        tensors = plan.len(),
+        bytes_written,
+        "converted to GGUF"
+    );
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(GgufReport {
+        tensors: plan.len(),
+        bytes_written,
+        file_type: ty.file_type(),
+        arch: cfg.arch.name().to_owned(),
+        types,
+        warnings,
+    })
+}
+
+/// Converts, quantizes and writes one tensor, a chunk of rows at a time.
+fn write_tensor<W: Write>(
+    ck: &Checkpoint,
+    p: &Planned<'_>,
+    pool: Option<&rayon::ThreadPool>,
+    writer: &mut GgufWriter<W>,
+    buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let ty = p.info.ty;
+    let shape = &p.info.shape;
+    let cols = *shape.last().unwrap_or(&1);
+    let rows: usize = shape.iter().rev().skip(1).product();
+    let row_bytes = ty
+        .row_size(cols)
+        .expect("types were chosen so rows divide into blocks");
+    let (hf, t, permute) = match &p.values {
+        Values::Generated(v) => {
+            buf.resize(row_bytes, 0);
+            ty.quantize_row(v, buf);
+            writer.write_data(buf).map_err(ConvertError::Write)?;
+            progress(row_bytes as u64);
+            return Ok(());
+        }
+        Values::Checkpoint {
+            hf,
+            t,
+            permute_heads,
+        } => (hf.as_str(), *t, *permute_heads),
+    };
+    if shape.len() == 1 {
+        // Small 1-D tensors (norms, biases): permute element-wise if needed.
+        let mut v = vec![0.0f32; cols];
+        ck.read_f32(hf, t, 0, &mut v)?;
+        if let Some(h) = permute {
+            let src = v.clone();
+            for (r, x) in v.iter_mut().enumerate() {
+                *x = src[arch::llama::permuted_source_row(r, cols, h)];
+            }
+        }
+        buf.resize(row_bytes, 0);
+        ty.quantize_row(&v, buf);
+        writer.write_data(buf).map_err(ConvertError::Write)?;
+        progress(row_bytes as u64);
+        return Ok(());
+    }
+    let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
+    let mut start = 0;
+    while start < rows {
+        let n = rows_per_chunk.min(rows - start);
+        buf.resize(n * row_bytes, 0);
+        let chunk: &mut [u8] = buf;
+        let mut job = move || {
+            chunk
+                .par_chunks_mut(row_bytes)
+                .enumerate()
+                .try_for_each_init(
+                    || vec![0.0f32; cols],
+                    |tmp, (k, dst)| -> Result<()> {
+                        let r = start + k;
+                        let src_row =
+                            permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
+                        ck.read_f32(hf, t, src_row * cols, tmp)?;
+                        ty.quantize_row(tmp, dst);
+                        Ok(())
+                    },
+                )
+        };
+        match pool {
+            Some(pool) => pool.install(job)?,
+            None => job()?,
+        }
+        writer.write_data(buf).map_err(ConvertError::Write)?;
+        progress(buf.len() as u64);
+        start += n;
+    }
+    Ok(())
+}

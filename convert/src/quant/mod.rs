@@ -1,0 +1,227 @@
+//! ggml tensor types and their reference quantizers.
+//!
+//! Every quantizer here is a pure function from one row of `f32` values to the
+//! packed bytes of that row, reproducing ggml's `quantize_row_*_ref` (the path
+//! `llama-quantize` takes without an importance matrix) operation for
+//! operation: same f32 expression order, no fused multiply-add, the same
+//! rounding (`roundf` = ties away for Q8_0, truncating casts for the legacy
+//! 4/5-bit types, ties-to-even `nearest_int` for the K-quants). That is what
+//! makes the output byte-identical to the `gguf` Python package and ggml.
+//!
+//! One module per block family: [`float`] (F32/F16/BF16), [`q8_0`],
+//! [`legacy`] (Q4_0/Q4_1/Q5_0/Q5_1) and [`kquants`] (Q2_K…Q6_K).
+
+pub mod float;
+pub mod kquants;
+pub mod legacy;
+pub mod q8_0;
+
+pub use kquants::{
+    dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
+    dequantize_row_q6_k, quantize_row_q2_k, quantize_row_q3_k, quantize_row_q4_k,
+    quantize_row_q5_k, quantize_row_q6_k,
+};
+pub use legacy::{
+    dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
+    quantize_row_q4_0, quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1,
+};
+pub use q8_0::{dequantize_row_q8_0, quantize_row_q8_0};
+
+/// A ggml tensor type that this crate can write.
+///
+/// The discriminants are the on-disk `ggml_type` ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum GgmlType {
+    /// IEEE binary32.
+    F32 = 0,
+    /// IEEE binary16.
+    F16 = 1,
+    /// 4-bit, 32-element blocks, scale only.
+    Q4_0 = 2,
+    /// 4-bit, 32-element blocks, scale and minimum.
+    Q4_1 = 3,
+    /// 5-bit, 32-element blocks, scale only.
+    Q5_0 = 6,
+    /// 5-bit, 32-element blocks, scale and minimum.
+    Q5_1 = 7,
+    /// 8-bit, 32-element blocks.
+    Q8_0 = 8,
+    /// 2-bit K-quant (256-element super-blocks).
+    Q2K = 10,
+    /// 3-bit K-quant.
+    Q3K = 11,
+    /// 4-bit K-quant.
+    Q4K = 12,
+    /// 5-bit K-quant.
+    Q5K = 13,
+    /// 6-bit K-quant.
+    Q6K = 14,
+    /// bfloat16.
+    Bf16 = 30,
+}
+
+/// Every type, in id order.
+pub const ALL_TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2K,
+    GgmlType::Q3K,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+    GgmlType::Bf16,
+];
+
+/// Elements per K-quant super-block.
+pub const QK_K: usize = 256;
+
+impl GgmlType {
+    /// The on-disk `ggml_type` id.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// The name ggml and gguf-py use (`Q4_K`, `BF16`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+            Self::Q4_0 => "Q4_0",
+            Self::Q4_1 => "Q4_1",
+            Self::Q5_0 => "Q5_0",
+            Self::Q5_1 => "Q5_1",
+            Self::Q8_0 => "Q8_0",
+            Self::Q2K => "Q2_K",
+            Self::Q3K => "Q3_K",
+            Self::Q4K => "Q4_K",
+            Self::Q5K => "Q5_K",
+            Self::Q6K => "Q6_K",
+            Self::Bf16 => "BF16",
+        }
+    }
+
+    /// Elements per block.
+    pub fn block_size(self) -> usize {
+        match self {
+            Self::F32 | Self::F16 | Self::Bf16 => 1,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
+            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn type_size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::Bf16 => 2,
+            Self::Q4_0 => 18,
+            Self::Q4_1 => 20,
+            Self::Q5_0 => 22,
+            Self::Q5_1 => 24,
+            Self::Q8_0 => 34,
+            Self::Q2K => 84,
+            Self::Q3K => 110,
+            Self::Q4K => 144,
+            Self::Q5K => 176,
+            Self::Q6K => 210,
+        }
+    }
+
+    /// Whether the type is block-quantized (anything but F32/F16/BF16).
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
+    /// Bytes of one row of `n` elements, or `None` if `n` is not a whole
+    /// number of blocks.
+    pub fn row_size(self, n: usize) -> Option<usize> {
+        if !n.is_multiple_of(self.block_size()) {
+            return None;
+        }
+        (n / self.block_size()).checked_mul(self.type_size())
+    }
+
+    /// Quantizes one row. `dst.len()` must be `row_size(src.len())`.
+    ///
+    /// # Panics
+    /// If the lengths do not match (a programming error, never input data).
+    pub fn quantize_row(self, src: &[f32], dst: &mut [u8]) {
+        assert_eq!(
+            Some(dst.len()),
+            self.row_size(src.len()),
+            "row size mismatch"
+        );
+        match self {
+            Self::F32 => float::quantize_row_f32(src, dst),
+            Self::F16 => float::quantize_row_f16(src, dst),
+            Self::Bf16 => float::quantize_row_bf16(src, dst),
+            Self::Q4_0 => quantize_row_q4_0(src, dst),
+            Self::Q4_1 => quantize_row_q4_1(src, dst),
+            Self::Q5_0 => quantize_row_q5_0(src, dst),
+            Self::Q5_1 => quantize_row_q5_1(src, dst),
+            Self::Q8_0 => quantize_row_q8_0(src, dst),
+            Self::Q2K => quantize_row_q2_k(src, dst),
+            Self::Q3K => quantize_row_q3_k(src, dst),
+            Self::Q4K => quantize_row_q4_k(src, dst),
+            Self::Q5K => quantize_row_q5_k(src, dst),
+            Self::Q6K => quantize_row_q6_k(src, dst),
+        }
+    }
+
+    /// Dequantizes one row (the inverse used by ggml's `dequantize_row_*`).
+    ///
+    /// # Panics
+    /// If the lengths do not match.
+    pub fn dequantize_row(self, src: &[u8], dst: &mut [f32]) {
+        assert_eq!(
+            Some(src.len()),
+            self.row_size(dst.len()),
+            "row size mismatch"
+        );
+        match self {
+            Self::F32 => float::dequantize_row_f32(src, dst),
+            Self::F16 => float::dequantize_row_f16(src, dst),
+            Self::Bf16 => float::dequantize_row_bf16(src, dst),
+            Self::Q4_0 => dequantize_row_q4_0(src, dst),
+            Self::Q4_1 => dequantize_row_q4_1(src, dst),
+            Self::Q5_0 => dequantize_row_q5_0(src, dst),
+            Self::Q5_1 => dequantize_row_q5_1(src, dst),
+            Self::Q8_0 => dequantize_row_q8_0(src, dst),
+            Self::Q2K => dequantize_row_q2_k(src, dst),
+            Self::Q3K => dequantize_row_q3_k(src, dst),
+            Self::Q4K => dequantize_row_q4_k(src, dst),
+            Self::Q5K => dequantize_row_q5_k(src, dst),
+            Self::Q6K => dequantize_row_q6_k(src, dst),
+        }
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `GGML_FP32_TO_FP16`: round to nearest even.
+#[inline]
+pub(crate) fn f16_bits(x: f32) -> u16 {
+    half::f16::from_f32(x).to_bits()
+}
+
+/// `GGML_FP16_TO_FP32`.
+#[inline]
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// Reads the little-endian f16 at `b[0..2]` as f32.
+#[inline]
+pub(crate) fn read_f16(b: &[u8]) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
+}

@@ -1,0 +1,189 @@
+"""Builds a tiny random HF checkpoint (2 safetensors shards + index) and tokenizer.
+
+usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers N] [--ff N]
+  ARCH: llama | mistral | qwen2     DTYPE: f32 | f16 | bf16
+  TOKENIZER: bpe (trained with `tokenizers`) | spm (trained with `sentencepiece`)
+"""
+import io
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+LLAMA3_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+QWEN2_REGEX = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Larder mirrors models from the hub and converts them to GGUF files.",
+    "Quantization trades a little accuracy for a lot of memory.",
+    "hello world, hello larder, hello tokenizer; 123 4567 89!",
+    "Sphinx of black quartz, judge my vow. Pack my box with five dozen liquor jugs.",
+] * 20
+
+TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+
+
+def bf16_bits(x):
+    b = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def write_safetensors(path, tensors, dtype):
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, arr in tensors.items():
+        if dtype == "f32":
+            raw, st = arr.astype("<f4").tobytes(), "F32"
+        elif dtype == "f16":
+            raw, st = arr.astype("<f2").tobytes(), "F16"
+        else:
+            raw, st = bf16_bits(arr).astype("<u2").tobytes(), "BF16"
+        header[name] = {"dtype": st, "shape": list(arr.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def train_bpe(out, arch):
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>"]
+    tok = Tokenizer(models.BPE())
+    regex = QWEN2_REGEX if arch == "qwen2" else LLAMA3_REGEX
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.add_tokens(["larder_user_token"])  # a non-special added token
+    if arch != "qwen2":
+        bos = tok.token_to_id("<|begin_of_text|>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)]
+        )
+    tok.save(os.path.join(out, "tokenizer.json"))
+    cfg = {"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|end_of_text|>"}, "chat_template": TEMPLATE}
+    if arch == "qwen2":
+        cfg["add_bos_token"] = False
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f)
+    return tok.get_vocab_size(with_added_tokens=True)
+
+
+def train_spm(out):
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS),
+        model_writer=model,
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    with open(os.path.join(out, "tokenizer.model"), "wb") as f:
+        f.write(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    cfg = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "chat_template": TEMPLATE,
+    }
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f)
+    return sp.get_piece_size()
+
+
+def main():
+    out, arch, dtype, tokenizer = sys.argv[1:5]
+    tied = "--tied" in sys.argv
+    os.makedirs(out, exist_ok=True)
+    n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out)
+    vocab = n_tok + 13  # padded vocab_size, as many real checkpoints have
+    opt = lambda flag, d: int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else d  # noqa: E731
+    hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
+    head_dim = 32 if arch == "mistral" else hidden // n_head
+    cfg = {
+        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]],
+        "model_type": arch,
+        "hidden_size": hidden,
+        "intermediate_size": ff,
+        "num_hidden_layers": n_layer,
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_kv,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 500000.0 if arch == "llama" else 1000000.0,
+        "vocab_size": vocab,
+        "tie_word_embeddings": tied,
+        "torch_dtype": {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dtype],
+        "bos_token_id": 1 if tokenizer == "spm" else 0,
+        "eos_token_id": 2 if tokenizer == "spm" else 1,
+    }
+    if arch == "llama":
+        cfg["rope_scaling"] = {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        }
+    if arch == "mistral":
+        cfg["head_dim"] = head_dim
+        cfg["sliding_window"] = 4096
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+
+    rng = np.random.default_rng(1234)
+    w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)  # noqa: E731
+    tensors = {"model.embed_tokens.weight": w(vocab, hidden), "model.norm.weight": 1 + w(hidden)}
+    if not tied:
+        tensors["lm_head.weight"] = w(vocab, hidden)
+    for i in range(n_layer):
+        p = f"model.layers.{i}."
+        tensors[p + "input_layernorm.weight"] = 1 + w(hidden)
+        tensors[p + "post_attention_layernorm.weight"] = 1 + w(hidden)
+        tensors[p + "self_attn.q_proj.weight"] = w(n_head * head_dim, hidden)
+        tensors[p + "self_attn.k_proj.weight"] = w(n_kv * head_dim, hidden)
+        tensors[p + "self_attn.v_proj.weight"] = w(n_kv * head_dim, hidden)
+        tensors[p + "self_attn.o_proj.weight"] = w(hidden, n_head * head_dim)
+        if arch == "qwen2":
+            tensors[p + "self_attn.q_proj.bias"] = w(n_head * head_dim)
+            tensors[p + "self_attn.k_proj.bias"] = w(n_kv * head_dim)
+            tensors[p + "self_attn.v_proj.bias"] = w(n_kv * head_dim)
+        tensors[p + "mlp.gate_proj.weight"] = w(ff, hidden)
+        tensors[p + "mlp.up_proj.weight"] = w(ff, hidden)
+        tensors[p + "mlp.down_proj.weight"] = w(hidden, ff)
+        tensors[p + "self_attn.rotary_emb.inv_freq"] = w(head_dim // 2)  # dropped by the converter
+    names = sorted(tensors)
+    half = len(names) // 2
+    shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
+    weight_map = {}
+    for fname, ns in shards.items():
+        write_safetensors(os.path.join(out, fname), {n: tensors[n] for n in ns}, dtype)
+        weight_map.update({n: fname for n in ns})
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+//! Larder's registry: the SQLite database that is the one source of truth for what the mirror
+//! holds — repos, commits and their trees, where refs pointed over time (version history),
+//! which blobs the store holds, licence signals, and the daemon's jobs.
+//!
+//! [`Registry`] is the only entry point. It owns
+//! - one **writer thread** with the read-write connection, which runs every write in order, in
+//!   its own transaction (`writer.rs`);
+//! - a small pool of **read-only connections** used from `spawn_blocking` (`readers.rs`);
+//! - the schema, migrated at open from the numbered files in `registry/migrations/`
+//!   (`migrate.rs`).
+//!
+//! The database runs with `journal_mode=WAL`, `synchronous=NORMAL`, `busy_timeout=5000` and
+//! `foreign_keys=ON`, so readers never block the writer, and another Larder process on the same
+//! file (CLI next to the daemon) waits instead of failing.
+//!
+//! A file of a commit is *held* when its sha256 is known and the store holds a blob with that
+//! digest; this is derived in every query, never stored, so removing a blob is one row.
+
+#![deny(missing_docs)]
+
+mod blobs;
+mod connection;
+mod error;
+mod migrate;
+mod queries;
+mod readers;
+mod registry;
+mod snapshot;
+mod types;
+mod validate;
+mod writer;
+
+pub use error::RegistryError;
+pub use migrate::LATEST as SCHEMA_VERSION;
+pub use registry::Registry;
+pub use types::{
+    BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
+    RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,
+};

@@ -1,0 +1,339 @@
+//! [`Registry`], the handle the rest of Larder uses: it opens and migrates the database, owns
+//! the writer thread and the read pool, and exposes every operation as an async method.
+//!
+//! Writes go through the single [`Writer`] thread in the order they are called; reads run in
+//! `spawn_blocking` on the read-only pool (see `readers.rs`). A write is visible to every
+//! read that starts after the write's future has resolved.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use crate::error::{RegistryError, read_error, write_error};
+use crate::readers::Readers;
+use crate::types::{
+    BlobRecord, BlobUse, CommitDetail, FileRow, RefObservation, RepoKind, RepoSummary,
+    SnapshotRecord,
+};
+use crate::writer::Writer;
+use crate::{blobs, connection, migrate, queries, snapshot, validate};
+
+/// A handle to the registry database. Cheap to clone; all clones share one writer thread and one
+/// read pool. The writer thread stops once the last clone is dropped.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    readers: Readers,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Opens the database at `path` (creating the file if needed, not its directory), applies
+    /// pending migrations and starts the writer thread.
+    ///
+    /// This blocks on disk I/O (and on another process's migration, up to the busy timeout), so
+    /// async callers may want to run it in `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<Registry, RegistryError> {
+        let mut conn = connection::open_write(path)?;
+        migrate::ensure_supported(&conn, path)?;
+        connection::enable_wal(&conn, path)?;
+        migrate::migrate(&mut conn, path)?;
+        let writer = Writer::spawn(conn)?;
+        tracing::debug!(path = %path.display(), "opened registry");
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                writer,
+                readers: Readers::new(path.to_owned()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<R, F>(&self, write: F) -> Result<R, RegistryError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, RegistryError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.writer.call(write).await
+    }
+
+    async fn read<R, F>(&self, read: F) -> Result<R, RegistryError>
+    where
+        F: FnOnce(&Connection) -> Result<R, RegistryError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.readers.run(read))
+            .await
+            .map_err(|source| RegistryError::ReadTask { source })?
+    }
+
+    // ---- writes ----------------------------------------------------------------------------
+
+    /// Records that the store holds `blob` (insert, or replace the previous record of it).
+    /// Call it after the blob is published, never before (blob first, then row).
+    pub async fn record_blob(&self, blob: BlobRecord) -> Result<(), RegistryError> {
+        validate::sha256(&blob.sha256)?;
+        self.write(move |conn| {
+            blobs::upsert(conn, &blob)
+                .map_err(write_error(|| format!("record blob {}", blob.sha256)))
+        })
+        .await
+    }
+
+    /// Records one pull of one commit in one transaction, and returns the commit's row id:
+    ///
+    /// - the repo is inserted, or its `upstream`, `gated` and `private` updated;
+    /// - the commit is inserted, or its `fetched_at` (= `seen_at`) and `card_json` replaced;
+    /// - each ref in `refs` extends its latest observation if it already pointed at `commit`,
+    ///   else starts a new one (the version history);
+    /// - each file is upserted by path; a `None` sha256 never erases a known one (unless the
+    ///   file's git oid changed). Files are not deleted: a commit's tree never changes;
+    /// - the commit's card licence signals are replaced by `licence`.
+    ///
+    /// Whether files are held is not checked here: LFS files the user excluded have a known
+    /// sha256 and no blob, which is fine. Use [`Registry::ensure_held`] to check what you
+    /// downloaded.
+    pub async fn record_snapshot(&self, s: SnapshotRecord) -> Result<i64, RegistryError> {
+        snapshot::validate(&s)?;
+        self.write(move |conn| {
+            snapshot::record(conn, &s).map_err(write_error(|| {
+                format!(
+                    "record the snapshot of {} {} at {}",
+                    s.kind, s.name, s.commit
+                )
+            }))
+        })
+        .await
+    }
+
+    /// Sets the time a blob's digest was last re-verified.
+    /// Fails with [`RegistryError::UnknownBlob`] if the blob is not recorded.
+    pub async fn mark_blob_verified(&self, sha256: &str, at: i64) -> Result<(), RegistryError> {
+        let sha256 = sha256.to_owned();
+        self.write(move |conn| {
+            let found = blobs::mark_verified(conn, &sha256, at)
+                .map_err(write_error(|| format!("mark blob {sha256} verified")));
+            match found? {
+                true => Ok(()),
+                false => Err(RegistryError::UnknownBlob { sha256 }),
+            }
+        })
+        .await
+    }
+
+    /// Forgets a blob (e.g. when verification quarantines it). Files naming it stay, and are
+    /// no longer held. Removing a blob that is not recorded is not an error.
+    pub async fn remove_blob(&self, sha256: &str) -> Result<(), RegistryError> {
+        let sha256 = sha256.to_owned();
+        self.write(move |conn| {
+            blobs::remove(conn, &sha256).map_err(write_error(|| format!("remove blob {sha256}")))
+        })
+        .await
+    }
+
+    // ---- reads -----------------------------------------------------------------------------
+
+    /// One blob's record.
+    pub async fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>, RegistryError> {
+        let sha256 = sha256.to_owned();
+        self.read(move |conn| {
+            blobs::get(conn, &sha256).map_err(read_error(|| format!("read blob {sha256}")))
+        })
+        .await
+    }
+
+    /// Every blob the store holds, by digest.
+    pub async fn blobs(&self) -> Result<Vec<BlobRecord>, RegistryError> {
+        self.read(|conn| blobs::all(conn).map_err(read_error(|| "list blobs".to_owned())))
+            .await
+    }
+
+    /// The sha256 of a held blob whose content has this git blob id (from any repo or commit),
+    /// so a regular file already held need not be downloaded again.
+    pub async fn sha256_for_git_oid(&self, git_oid: &str) -> Result<Option<String>, RegistryError> {
+        let git_oid = git_oid.to_owned();
+        self.read(move |conn| {
+            blobs::sha256_for_git_oid(conn, &git_oid)
+                .map_err(read_error(|| format!("look up git oid {git_oid}")))
+        })
+        .await
+    }
+
+    /// The commit `revision` names: itself if it is the full sha of a held commit, else the sha
+    /// the ref of that name was last observed at. `None` if the repo or revision is unknown.
+    pub async fn resolve(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        revision: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let (name, revision) = (name.to_owned(), revision.to_owned());
+        self.read(move |conn| {
+            queries::resolve(conn, kind, &name, &revision).map_err(read_error(|| {
+                format!("resolve {revision} of {kind} {name}")
+            }))
+        })
+        .await
+    }
+
+    /// Every repo (models, then datasets, each by name) with its held revisions (most recently fetched first).
+    pub async fn list_repos(&self) -> Result<Vec<RepoSummary>, RegistryError> {
+        self.read(|conn| queries::list_repos(conn).map_err(read_error(|| "list repos".to_owned())))
+            .await
+    }
+
+    /// Everything recorded about one held commit; `None` if the repo or commit is unknown.
+    pub async fn commit_detail(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &str,
+    ) -> Result<Option<CommitDetail>, RegistryError> {
+        let (name, sha) = (name.to_owned(), sha.to_owned());
+        self.read(move |conn| {
+            let raw = queries::commit_detail(conn, kind, &name, &sha)
+                .map_err(read_error(|| format!("read commit {sha} of {kind} {name}")))?;
+            let Some(queries::RawCommitDetail {
+                mut detail,
+                card_text,
+            }) = raw
+            else {
+                return Ok(None);
+            };
+            if let Some(text) = card_text {
+                let card =
+                    serde_json::from_str(&text).map_err(|source| RegistryError::StoredJson {
+                        what: format!("card of {kind} {name} at {sha}"),
+                        source,
+                    })?;
+                detail.card_json = Some(card);
+            }
+            Ok(Some(detail))
+        })
+        .await
+    }
+
+    /// One file of a held commit (with whether it is held); `None` if the repo, commit or path
+    /// is unknown. This is what serving a `/resolve` request needs.
+    pub async fn file(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &str,
+        path: &str,
+    ) -> Result<Option<FileRow>, RegistryError> {
+        let (name, sha, path) = (name.to_owned(), sha.to_owned(), path.to_owned());
+        self.read(move |conn| {
+            queries::file(conn, kind, &name, &sha, &path).map_err(read_error(|| {
+                format!("read {path} of {kind} {name} at {sha}")
+            }))
+        })
+        .await
+    }
+
+    /// Checks that every one of `paths` of a held commit is held, e.g. after a pull recorded
+    /// what it downloaded. Fails with [`RegistryError::UnknownRepo`],
+    /// [`RegistryError::UnknownCommit`], [`RegistryError::UnknownFile`] (path not in the tree)
+    /// or [`RegistryError::MissingBlob`] for the first path that is not held.
+    pub async fn ensure_held(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &str,
+        paths: Vec<String>,
+    ) -> Result<(), RegistryError> {
+        let (name, sha) = (name.to_owned(), sha.to_owned());
+        self.read(move |conn| {
+            let failed = read_error(|| format!("check what is held of {kind} {name} at {sha}"));
+            let checked = (|| {
+                let Some(repo_id) = queries::repo_id(conn, kind, &name)? else {
+                    return Ok(Err(RegistryError::UnknownRepo {
+                        kind,
+                        name: name.clone(),
+                    }));
+                };
+                if !queries::commit_exists(conn, repo_id, &sha)? {
+                    return Ok(Err(RegistryError::UnknownCommit {
+                        kind,
+                        name: name.clone(),
+                        sha: sha.clone(),
+                    }));
+                }
+                for path in paths {
+                    match queries::file(conn, kind, &name, &sha, &path)? {
+                        None => {
+                            return Ok(Err(RegistryError::UnknownFile {
+                                kind,
+                                name: name.clone(),
+                                sha: sha.clone(),
+                                path,
+                            }));
+                        }
+                        Some(file) if !file.held => {
+                            return Ok(Err(RegistryError::MissingBlob {
+                                sha256: file.sha256,
+                                path,
+                            }));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok(Ok(()))
+            })();
+            checked.map_err(failed)?
+        })
+        .await
+    }
+
+    /// Where each ref of the repo pointed and when, in the order observed.
+    /// Fails with [`RegistryError::UnknownRepo`] if the repo was never recorded.
+    pub async fn ref_history(
+        &self,
+        kind: RepoKind,
+        name: &str,
+    ) -> Result<Vec<RefObservation>, RegistryError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let failed = read_error(|| format!("read the ref history of {kind} {name}"));
+            let history = (|| match queries::repo_id(conn, kind, &name)? {
+                Some(repo_id) => queries::ref_history(conn, repo_id).map(Some),
+                None => Ok(None),
+            })();
+            match history.map_err(failed)? {
+                Some(history) => Ok(history),
+                None => Err(RegistryError::UnknownRepo { kind, name }),
+            }
+        })
+        .await
+    }
+
+    /// Every (repo, commit, path) whose content has this sha256, whether held or not.
+    pub async fn commits_using_blob(&self, sha256: &str) -> Result<Vec<BlobUse>, RegistryError> {
+        let sha256 = sha256.to_owned();
+        self.read(move |conn| {
+            queries::commits_using_blob(conn, &sha256)
+                .map_err(read_error(|| format!("find the uses of blob {sha256}")))
+        })
+        .await
+    }
+}

@@ -1,0 +1,102 @@
+//! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
+
+mod format;
+mod ls;
+mod progress;
+mod pull;
+mod show;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use larder::Larder;
+use larder::settings::Settings;
+
+/// Exit status for verification failures (`larder verify` found bad blobs).
+pub const EXIT_CORRUPT: u8 = 3;
+/// Exit status when the disk filled up.
+pub const EXIT_DISK_FULL: u8 = 4;
+
+/// Larder: a model hub mirror and download manager.
+#[derive(Debug, Parser)]
+#[command(name = "larder", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Home directory holding the store and registry [default: $XDG_DATA_HOME/larder]
+    #[arg(long, global = true, env = "LARDER_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Upstream Hub endpoint
+    #[arg(
+        long,
+        global = true,
+        env = "HF_ENDPOINT",
+        value_name = "URL",
+        default_value = "https://huggingface.co"
+    )]
+    endpoint: String,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download a repo revision into the store, verified
+    Pull(pull::PullArgs),
+    /// List repos and revisions held
+    Ls(ls::LsArgs),
+    /// Show one revision: commit, refs, files
+    Show(show::ShowArgs),
+    /// Re-hash blobs; quarantine bad ones; exit non-zero if any
+    Verify(verify::VerifyArgs),
+}
+
+/// Set up logging on stderr; `RUST_LOG` overrides the level.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = Settings::resolve(cli.home, Some(cli.endpoint));
+    let larder = Larder::open(&settings)?;
+    match cli.command {
+        Command::Pull(args) => pull::run(&larder, args).await,
+        Command::Ls(args) => ls::run(&larder, args).await,
+        Command::Show(args) => show::run(&larder, args).await,
+        Command::Verify(args) => verify::run(&larder, args).await,
+    }
+}
+
+/// Print an error with its whole chain and a hint where one helps.
+pub fn report_error(error: &anyhow::Error) -> ExitCode {
+    if let Some(io) = error.downcast_ref::<std::io::Error>()
+        && io.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {error:#}");
+    if let Some(pull) = error.downcast_ref::<larder::fetch::PullError>() {
+        if pull.is_disk_full() {
+            eprintln!("hint: the parts already written are kept; `larder pull` again resumes them");
+            return ExitCode::from(EXIT_DISK_FULL);
+        }
+        if matches!(pull, larder::fetch::PullError::Transfer(_)) {
+            eprintln!("hint: run the same `larder pull` again to resume from what was written");
+        }
+    }
+    ExitCode::FAILURE
+}

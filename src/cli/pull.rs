@@ -1,0 +1,79 @@
+//! `larder pull ORG/NAME[@REV]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use larder::Larder;
+use larder::fetch::{PullOptions, pull};
+use larder::hub::{RepoRef, RepoType, Revision};
+
+use super::progress;
+
+/// Arguments of `larder pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The repo, optionally with a revision: ORG/NAME[@REV] (branch, tag, commit or refs/pr/N)
+    repo: RepoRef,
+    /// Repo type
+    #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
+    kind: String,
+    /// Only files matching this glob (repeatable; `*` crosses `/`, `dir/` means everything below)
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Skip files matching this glob (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Also place the snapshot's files here as plain files (hard links when possible)
+    #[arg(long, value_name = "DIR")]
+    local_dir: Option<PathBuf>,
+    /// Connections per large file
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    connections: u16,
+    /// Files fetched at once
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    max_files: u16,
+    /// Print one JSON event per line on stdout
+    #[arg(long)]
+    json: bool,
+    /// Seconds without a byte before a connection is dropped and retried
+    #[arg(long, default_value_t = 30, hide = true, env = "LARDER_STALL_TIMEOUT")]
+    stall_timeout: u64,
+    /// Smallest range handed to one connection, in bytes
+    #[arg(long, hide = true, env = "LARDER_MIN_SEGMENT")]
+    min_segment: Option<u64>,
+    /// Base retry delay in milliseconds
+    #[arg(long, hide = true, env = "LARDER_RETRY_BASE_MS")]
+    retry_base_ms: Option<u64>,
+}
+
+/// Run `larder pull`.
+pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let kind: RepoType = args.kind.parse()?;
+    let revision = args.repo.revision.clone().unwrap_or_else(Revision::main);
+    let mut options = PullOptions::new(kind, args.repo.id.clone(), revision.clone());
+    options.include = args.include;
+    options.exclude = args.exclude;
+    options.local_dir = args.local_dir;
+    options.max_files = args.max_files.into();
+    options.transfer.connections_per_file = args.connections.into();
+    options.total_connections = (usize::from(args.connections) * 2).max(16);
+    options.transfer.stall_timeout = Duration::from_secs(args.stall_timeout.max(1));
+    if let Some(min) = args.min_segment {
+        options.transfer.min_segment = min.max(64 << 10);
+    }
+    if let Some(ms) = args.retry_base_ms {
+        options.transfer.retry.base = Duration::from_millis(ms);
+    }
+    let reporter: Arc<dyn larder::fetch::progress::Reporter> = Arc::from(progress::reporter(args.json));
+    let summary = pull(larder, &options, reporter)
+        .await
+        .with_context(|| format!("pull of {}@{} failed", args.repo.id, revision))?;
+    if args.json {
+        println!("{}", serde_json::json!({"event": "summary", "summary": summary}));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,123 @@
+//! `larder show ORG/NAME[@REV]`: one revision's commit, refs and files.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+use larder::Larder;
+use larder::fetch::registry_kind;
+use larder::hub::{RepoRef, RepoType};
+
+use super::format;
+
+/// Arguments of `larder show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// ORG/NAME[@REV]; without REV, `main` (or the only revision held)
+    repo: RepoRef,
+    /// Repo type
+    #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
+    kind: String,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `larder show`.
+pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let name = args.repo.id.as_str();
+    let revision = args
+        .repo
+        .revision
+        .as_ref()
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_else(|| "main".to_owned());
+    let mut sha = larder.registry.resolve(kind, name, &revision).await?;
+    if sha.is_none() && args.repo.revision.is_none() {
+        // No `main` observed (pulled by commit only): use the most recent revision held.
+        sha = larder
+            .registry
+            .list_repos()
+            .await?
+            .into_iter()
+            .find(|r| r.kind == kind && r.name == name)
+            .and_then(|r| r.revisions.into_iter().max_by_key(|v| v.fetched_at))
+            .map(|v| v.sha);
+    }
+    let Some(sha) = sha else {
+        bail!("`{name}@{revision}` is not held: run `larder pull {name}@{revision}` first");
+    };
+    let Some(detail) = larder.registry.commit_detail(kind, name, &sha).await? else {
+        bail!("`{name}@{sha}` is not held");
+    };
+    let history = larder.registry.ref_history(kind, name).await?;
+    if args.json {
+        let mut value = serde_json::to_value(&detail)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("ref_history".to_owned(), serde_json::to_value(&history)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} ({})", detail.name, detail.kind.as_str());
+    println!("commit:   {}", detail.sha);
+    println!(
+        "refs:     {}",
+        if detail.refs.is_empty() {
+            "-".to_owned()
+        } else {
+            detail.refs.join(", ")
+        }
+    );
+    println!("fetched:  {} from {}", format::time(detail.fetched_at), detail.upstream);
+    println!(
+        "licence:  {}{}{}",
+        detail.licence.license.as_deref().unwrap_or("-"),
+        detail
+            .licence
+            .license_name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        detail
+            .licence
+            .gated
+            .as_deref()
+            .map(|g| format!(", gated: {g}"))
+            .unwrap_or_default()
+    );
+    println!();
+    let rows: Vec<Vec<String>> = detail
+        .files
+        .iter()
+        .map(|f| {
+            vec![
+                f.path.clone(),
+                format::size(f.size),
+                if f.lfs { "lfs" } else { "git" }.to_owned(),
+                f.sha256.clone().unwrap_or_else(|| "-".to_owned()),
+                f.git_oid.clone(),
+                if f.held { "held" } else { "missing" }.to_owned(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        format::table(&["PATH", "SIZE", "STORE", "SHA256", "GIT OID", "STATE"], &rows)
+    );
+    if history.len() > 1 {
+        println!();
+        println!("ref history:");
+        for observation in &history {
+            println!(
+                "  {:<20} {}  {} .. {}",
+                observation.reference,
+                observation.sha,
+                format::time(observation.first_seen),
+                format::time(observation.last_seen)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

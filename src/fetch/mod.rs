@@ -1,0 +1,442 @@
+//! `pull()`: resolve a revision, plan, fetch in parallel, verify, publish, record.
+//!
+//! Order of effects, so that a crash at any instant leaves a consistent home: a blob is
+//! renamed into the store only after its digest matched; its registry row is written after
+//! the rename; the commit, its tree, the ref move and the licence fields are recorded in one
+//! transaction after every selected file is held.
+
+pub mod plan;
+pub mod progress;
+pub mod ranges;
+pub mod state;
+pub mod transfer;
+pub mod verify;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::Larder;
+use crate::hub::{HubError, RepoFile, RepoId, RepoInfo, RepoType, Revision, gate_mode};
+use crate::registry::{BlobRecord, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord};
+use crate::store::StoreError;
+use plan::{PatternError, PlannedFile, Selection, content_key};
+use progress::{PullEvent, Reporter};
+use transfer::{FileJob, TransferEnv, TransferError, TransferSettings};
+
+/// What to pull and how.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Model or dataset.
+    pub kind: RepoType,
+    /// The repo.
+    pub repo: RepoId,
+    /// Branch, tag, commit or `refs/pr/N`.
+    pub revision: Revision,
+    /// Only files matching one of these.
+    pub include: Vec<String>,
+    /// Except files matching one of these.
+    pub exclude: Vec<String>,
+    /// Files fetched at once.
+    pub max_files: usize,
+    /// Connection permits shared by all files.
+    pub total_connections: usize,
+    /// Engine tunables (connections per file, stall timeout, ...).
+    pub transfer: TransferSettings,
+    /// Also lay the snapshot out as plain files here.
+    pub local_dir: Option<PathBuf>,
+}
+
+impl PullOptions {
+    /// Defaults for `repo` at `revision`.
+    pub fn new(kind: RepoType, repo: RepoId, revision: Revision) -> Self {
+        PullOptions {
+            kind,
+            repo,
+            revision,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            max_files: 4,
+            total_connections: 16,
+            transfer: TransferSettings::default(),
+            local_dir: None,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullSummary {
+    /// `org/name`.
+    pub repo: String,
+    /// `model` or `dataset`.
+    pub kind: RepoType,
+    /// The revision asked for.
+    pub revision: String,
+    /// The commit it resolved to.
+    pub commit: String,
+    /// Files selected.
+    pub files: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Files fetched in this run.
+    pub fetched_files: usize,
+    /// Bytes received in this run.
+    pub fetched_bytes: u64,
+    /// Files the store already held.
+    pub reused_files: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Where plain files were laid out, if asked.
+    pub local_dir: Option<PathBuf>,
+}
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The Hub refused or failed.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// A pattern did not compile.
+    #[error(transparent)]
+    Pattern(#[from] PatternError),
+    /// Nothing matched the patterns.
+    #[error("no file of `{repo}` at {commit} matches the --include/--exclude patterns")]
+    NothingSelected {
+        /// The repo.
+        repo: String,
+        /// The commit.
+        commit: String,
+    },
+    /// A file could not be fetched.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
+    /// The registry failed.
+    #[error("could not record the pull in the registry")]
+    Registry(#[from] RegistryError),
+    /// The store failed outside a transfer.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Laying out `--local-dir` failed.
+    #[error(transparent)]
+    Materialize(#[from] crate::store::materialize::MaterializeError),
+}
+
+impl PullError {
+    /// Whether the failure was a full disk (for the CLI's exit code and hint).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(
+            self,
+            PullError::Store(StoreError::DiskFull { .. })
+                | PullError::Transfer(TransferError::Store {
+                    source: StoreError::DiskFull { .. },
+                    ..
+                })
+        )
+    }
+}
+
+/// Registry kind of a repo type.
+pub fn registry_kind(kind: RepoType) -> RepoKind {
+    match kind {
+        RepoType::Model => RepoKind::Model,
+        RepoType::Dataset => RepoKind::Dataset,
+    }
+}
+
+/// Licence fields of the card (`license` may be a string or a list).
+pub fn licence_fields(info: &RepoInfo) -> LicenceFields {
+    let license = info.card_data.as_ref().and_then(|c| c.get("license")).and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(items) => {
+            let names: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+            (!names.is_empty()).then(|| names.join(","))
+        }
+        _ => None,
+    });
+    LicenceFields {
+        license,
+        license_name: info.card_str("license_name"),
+        license_link: info.card_str("license_link"),
+        gated: gate_mode(&info.gated),
+    }
+}
+
+/// Pull a repo revision into the store and registry.
+pub async fn pull(
+    larder: &Larder,
+    options: &PullOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PullSummary, PullError> {
+    let started = Instant::now();
+    let selection = Selection::new(&options.include, &options.exclude)?;
+    let client = &larder.client;
+    let info = client
+        .repo_info(options.kind, &options.repo, &options.revision)
+        .await?;
+    let commit = info.sha.clone().unwrap_or_default();
+    let tree = client.list_files(options.kind, &options.repo, &commit).await?;
+
+    let selected: Vec<RepoFile> = tree
+        .iter()
+        .filter(|f| selection.matches(&f.path))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(PullError::NothingSelected {
+            repo: options.repo.to_string(),
+            commit,
+        });
+    }
+
+    // Plan: what the store already holds.
+    let mut planned = Vec::with_capacity(selected.len());
+    for file in selected {
+        let held = held_blob(larder, &file).await?;
+        planned.push(PlannedFile { file, held });
+    }
+    let mut to_fetch: HashMap<String, RepoFile> = HashMap::new();
+    for p in planned.iter().filter(|p| p.held.is_none()) {
+        to_fetch.entry(content_key(&p.file)).or_insert_with(|| p.file.clone());
+    }
+    let mut fetch_list: Vec<RepoFile> = to_fetch.into_values().collect();
+    // Large files first so they get their connections early; then by path.
+    fetch_list.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+
+    reporter.report(&PullEvent::Resolved {
+        repo: options.repo.to_string(),
+        kind: options.kind.to_string(),
+        revision: options.revision.to_string(),
+        commit: commit.clone(),
+        files: planned.len(),
+        bytes: planned.iter().map(|p| p.file.size).sum(),
+        fetch_files: fetch_list.len(),
+        fetch_bytes: fetch_list.iter().map(|f| f.size).sum(),
+    });
+    for p in planned.iter().filter(|p| p.held.is_some()) {
+        reporter.report(&PullEvent::FileReused {
+            path: p.file.path.clone(),
+            size: p.file.size,
+        });
+    }
+
+    let env = TransferEnv {
+        client: client.clone(),
+        store: larder.store.clone(),
+        permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
+        settings: options.transfer.clone(),
+        reporter: reporter.clone(),
+    };
+    let mut fetched: HashMap<String, String> = HashMap::new(); // content key -> sha256
+    let mut fetched_bytes = 0;
+    let jobs = fetch_list.iter().map(|file| {
+        let env = env.clone();
+        let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
+        let job = url.map(|url| FileJob {
+            kind: options.kind,
+            repo: options.repo.to_string(),
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.lfs_sha256.clone(),
+            git_oid: file.git_oid.clone(),
+            url,
+        });
+        async move { fetch_verified(&env, job.map_err(PullError::Hub)?).await }
+    });
+    let mut results = futures::stream::iter(jobs).buffer_unordered(options.max_files.max(1));
+    let mut first_error = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok((key, sha256, size, received)) => {
+                larder
+                    .registry
+                    .record_blob(BlobRecord {
+                        sha256: sha256.clone(),
+                        size,
+                        location: "local".to_owned(),
+                        stored_at: crate::now_unix(),
+                        verified_at: Some(crate::now_unix()),
+                    })
+                    .await?;
+                fetched_bytes += received;
+                fetched.insert(key, sha256);
+            }
+            Err(PullError::Transfer(TransferError::Hub { source, .. })) if source.is_access_error() => {
+                // A gate or a vanished repo concerns the whole pull: say that, not "file X failed".
+                first_error = Some(PullError::Hub(source));
+                break;
+            }
+            Err(error) => {
+                // Stop starting new files; let nothing else land half-recorded.
+                first_error = Some(error);
+                break;
+            }
+        }
+    }
+    drop(results);
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+
+    // Record the snapshot: the complete tree, with sha256 wherever it is known.
+    let mut known: HashMap<String, String> = fetched.clone();
+    for p in &planned {
+        if let Some(sha) = &p.held {
+            known.insert(content_key(&p.file), sha.clone());
+        }
+    }
+    let files: Vec<FileRecord> = tree
+        .iter()
+        .map(|f| FileRecord {
+            path: f.path.clone(),
+            size: f.size,
+            git_oid: f.git_oid.clone(),
+            sha256: f
+                .lfs_sha256
+                .clone()
+                .or_else(|| known.get(&content_key(f)).cloned()),
+            lfs: f.is_lfs(),
+        })
+        .collect();
+    let refs = if options.revision.is_commit() {
+        Vec::new()
+    } else {
+        vec![options.revision.to_string()]
+    };
+    larder
+        .registry
+        .record_snapshot(SnapshotRecord {
+            kind: registry_kind(options.kind),
+            name: options.repo.to_string(),
+            upstream: client.endpoint(),
+            gated: gate_mode(&info.gated),
+            private: info.private,
+            commit: commit.clone(),
+            card_json: info.card_data.clone(),
+            refs,
+            seen_at: crate::now_unix(),
+            files,
+            licence: licence_fields(&info),
+        })
+        .await?;
+
+    if let Some(dir) = &options.local_dir {
+        let entries: Vec<(String, PathBuf)> = planned
+            .iter()
+            .filter_map(|p| {
+                let sha = p.held.clone().or_else(|| fetched.get(&content_key(&p.file)).cloned())?;
+                Some((p.file.path.clone(), larder.store.blob_path(&sha).ok()?))
+            })
+            .collect();
+        crate::store::materialize::plain_dir(dir, &entries)?;
+    }
+
+    let summary = PullSummary {
+        repo: options.repo.to_string(),
+        kind: options.kind,
+        revision: options.revision.to_string(),
+        commit: commit.clone(),
+        files: planned.len(),
+        bytes: planned.iter().map(|p| p.file.size).sum(),
+        fetched_files: fetched_list_len(&planned),
+        fetched_bytes,
+        reused_files: planned.iter().filter(|p| p.held.is_some()).count(),
+        seconds: started.elapsed().as_secs_f64(),
+        local_dir: options.local_dir.clone(),
+    };
+    reporter.report(&PullEvent::Done {
+        repo: summary.repo.clone(),
+        commit,
+        fetched_files: summary.fetched_files,
+        fetched_bytes,
+        reused_files: summary.reused_files,
+        seconds: summary.seconds,
+    });
+    Ok(summary)
+}
+
+fn fetched_list_len(planned: &[PlannedFile]) -> usize {
+    planned.iter().filter(|p| p.held.is_none()).count()
+}
+
+/// The sha256 of a blob the store holds with this file's content, if any. A blob found on
+/// disk without a registry row (a crash between rename and insert) is recorded now: only
+/// verified content is ever renamed into the store.
+async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, PullError> {
+    let sha = match &file.lfs_sha256 {
+        Some(sha) => Some(sha.clone()),
+        None => larder.registry.sha256_for_git_oid(&file.git_oid).await?,
+    };
+    let Some(sha) = sha else { return Ok(None) };
+    if !larder.store.has(&sha) {
+        return Ok(None);
+    }
+    if larder.store.size(&sha) != Some(file.size) {
+        return Ok(None);
+    }
+    if larder.registry.blob(&sha).await?.is_none() {
+        larder
+            .registry
+            .record_blob(BlobRecord {
+                sha256: sha.clone(),
+                size: file.size,
+                location: "local".to_owned(),
+                stored_at: crate::now_unix(),
+                verified_at: None,
+            })
+            .await?;
+    }
+    Ok(Some(sha))
+}
+
+/// Fetch one file; on a digest mismatch throw the bytes away and fetch it once more.
+async fn fetch_verified(
+    env: &TransferEnv,
+    job: FileJob,
+) -> Result<(String, String, u64, u64), PullError> {
+    let key = match &job.sha256 {
+        Some(sha) => sha.clone(),
+        None => format!("git-{}", job.git_oid),
+    };
+    let size = job.size;
+    let path = job.path.clone();
+    let mut received_total = 0;
+    let mut retried = false;
+    loop {
+        match transfer::fetch_file(env, job.clone()).await {
+            Ok(fetched) => {
+                received_total += fetched.received;
+                env.reporter.report(&PullEvent::FileVerified {
+                    path,
+                    sha256: fetched.digests.sha256.clone(),
+                });
+                return Ok((key, fetched.digests.sha256, size, received_total));
+            }
+            Err(TransferError::Mismatch {
+                path,
+                expected,
+                actual,
+            }) if !retried => {
+                retried = true;
+                env.reporter.report(&PullEvent::Mismatch {
+                    path,
+                    expected,
+                    actual,
+                });
+                received_total += size;
+            }
+            Err(error) => {
+                env.reporter.report(&PullEvent::FileFailed {
+                    path: path.clone(),
+                    error: transfer::error_chain(&error),
+                });
+                return Err(error.into());
+            }
+        }
+    }
+}

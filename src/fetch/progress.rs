@@ -1,0 +1,119 @@
+//! Progress events of a pull, and the [`Reporter`] trait that receives them.
+//!
+//! The engine never draws anything: the CLI turns events into progress bars, log lines or
+//! JSON lines; the daemon into job progress. Events for one file arrive in the order
+//! `FileStarted → FileProgress* → FileVerified` (or `FileFailed`); `Retrying` may come in
+//! between. Implementations must not block: they are called from transfer tasks.
+
+use serde::Serialize;
+
+/// Something that happened during a pull.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The revision was resolved and the work planned.
+    Resolved {
+        /// `org/name`.
+        repo: String,
+        /// `model` or `dataset`.
+        kind: String,
+        /// The revision asked for.
+        revision: String,
+        /// The commit it resolved to.
+        commit: String,
+        /// Files selected (after include/exclude).
+        files: usize,
+        /// Their total size.
+        bytes: u64,
+        /// Files that must be fetched (the rest the store already holds).
+        fetch_files: usize,
+        /// Bytes that must be fetched, before resumption.
+        fetch_bytes: u64,
+    },
+    /// A file the store already holds.
+    FileReused {
+        /// Path in the repo.
+        path: String,
+        /// Size.
+        size: u64,
+    },
+    /// A file transfer started (or resumed).
+    FileStarted {
+        /// Path in the repo.
+        path: String,
+        /// Size.
+        size: u64,
+        /// Bytes already on disk from an earlier run.
+        resumed: u64,
+    },
+    /// Bytes written to a file's part.
+    FileProgress {
+        /// Path in the repo.
+        path: String,
+        /// New bytes since the previous event.
+        bytes: u64,
+    },
+    /// A transient failure; the transfer will try again.
+    Retrying {
+        /// Path in the repo.
+        path: String,
+        /// Consecutive failures so far.
+        attempt: u32,
+        /// What failed.
+        error: String,
+        /// Delay before the next attempt.
+        wait_ms: u64,
+    },
+    /// The content did not match its digest; the file is fetched again from scratch.
+    Mismatch {
+        /// Path in the repo.
+        path: String,
+        /// Expected digest.
+        expected: String,
+        /// Digest of the bytes received.
+        actual: String,
+    },
+    /// The file was verified and published into the store.
+    FileVerified {
+        /// Path in the repo.
+        path: String,
+        /// Its sha256.
+        sha256: String,
+    },
+    /// The file could not be fetched.
+    FileFailed {
+        /// Path in the repo.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The pull finished.
+    Done {
+        /// `org/name`.
+        repo: String,
+        /// The commit.
+        commit: String,
+        /// Files fetched in this run.
+        fetched_files: usize,
+        /// Bytes received in this run.
+        fetched_bytes: u64,
+        /// Files reused from the store.
+        reused_files: usize,
+        /// Wall time.
+        seconds: f64,
+    },
+}
+
+/// Receives [`PullEvent`]s.
+pub trait Reporter: Send + Sync {
+    /// Called for every event; must return quickly.
+    fn report(&self, event: &PullEvent);
+}
+
+/// A reporter that drops everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&self, _event: &PullEvent) {}
+}

@@ -1,0 +1,847 @@
+//! One file: ranged requests over several connections into a preallocated part file,
+//! resumable across runs, hashed as its contiguous prefix lands, published only when verified.
+//!
+//! How the pieces fit:
+//! - The missing ranges of the file are cut into segments and handed out lowest offset first,
+//!   so the verified prefix grows steadily. When no segment is left, an idle connection splits
+//!   the largest remainder in flight and takes its second half (no slow tail at 99%).
+//! - Each connection writes at its offset (`write_at`). A checkpoint task periodically syncs
+//!   the part and then records the written ranges in the state file; resume trusts only those.
+//! - A hashing thread follows the contiguous written prefix, reading it back from the page
+//!   cache, so when the last byte lands only the remainder is left to hash.
+//! - A connection that delivers nothing for the stall timeout is dropped and its remainder
+//!   re-requested without spending a retry. Errors are retried with capped backoff; the retry
+//!   count resets whenever bytes arrive.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::progress::{PullEvent, Reporter};
+use super::ranges::RangeSet;
+use super::state::PartState;
+use super::verify::{ContentHasher, Digests};
+use crate::hub::client::check_status;
+use crate::hub::{HubClient, HubError, RepoType, RetryPolicy};
+use crate::store::{LocalStore, StoreError};
+
+/// Bytes buffered per connection before a write.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes read per step by the hashing thread.
+const HASH_BUFFER: usize = 4 << 20;
+/// Alignment of split points.
+const SPLIT_ALIGN: u64 = 64 << 10;
+
+/// Tunables of the transfer engine.
+#[derive(Debug, Clone)]
+pub struct TransferSettings {
+    /// Connections per file.
+    pub connections_per_file: usize,
+    /// Smallest segment handed out (files smaller than this use one connection).
+    pub min_segment: u64,
+    /// Largest segment handed out.
+    pub max_segment: u64,
+    /// No bytes for this long: drop the connection and reconnect.
+    pub stall_timeout: Duration,
+    /// How often written ranges are made durable.
+    pub checkpoint_interval: Duration,
+    /// Backoff for transient failures; `max_retries` counts consecutive failures without progress.
+    pub retry: RetryPolicy,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        TransferSettings {
+            connections_per_file: 8,
+            min_segment: 8 << 20,
+            max_segment: 64 << 20,
+            stall_timeout: Duration::from_secs(30),
+            checkpoint_interval: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    /// Repo type (for error messages).
+    pub kind: RepoType,
+    /// Repo id (for error messages).
+    pub repo: String,
+    /// Path in the repo.
+    pub path: String,
+    /// Size from the tree listing (authoritative).
+    pub size: u64,
+    /// sha256 promised by the listing (LFS files).
+    pub sha256: Option<String>,
+    /// git blob oid from the listing (checked for regular files).
+    pub git_oid: String,
+    /// The `/resolve` URL.
+    pub url: Url,
+}
+
+impl FileJob {
+    /// Name of the part and state files: the expected digest, so any pull of the same content
+    /// (from any repo) resumes the same part.
+    fn key(&self) -> String {
+        match &self.sha256 {
+            Some(sha) => sha.clone(),
+            None => format!("git-{}", self.git_oid),
+        }
+    }
+}
+
+/// A fetched, verified and published file.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// Its digests.
+    pub digests: Digests,
+    /// Bytes found on disk from an earlier run.
+    pub resumed: u64,
+    /// Bytes received in this run.
+    pub received: u64,
+}
+
+/// Why a file could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// A permanent upstream error.
+    #[error("could not fetch `{path}`")]
+    Hub {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: HubError,
+    },
+    /// Transient failures kept happening.
+    #[error("gave up on `{path}` after {attempts} failed attempts in a row")]
+    Exhausted {
+        /// File path.
+        path: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: HubError,
+    },
+    /// The store could not be written.
+    #[error("could not write `{path}`")]
+    Store {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The content's digest differs from what the listing promised.
+    #[error("`{path}` failed verification: expected {expected}, received content hashing to {actual}")]
+    Mismatch {
+        /// File path.
+        path: String,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// The server answered a range request in a way that cannot be used.
+    #[error("`{path}`: {why}")]
+    Protocol {
+        /// File path.
+        path: String,
+        /// What was wrong.
+        why: String,
+    },
+}
+
+impl TransferError {
+    fn store(path: &str, source: StoreError) -> Self {
+        TransferError::Store {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Shared resources of all transfers of a pull.
+#[derive(Clone)]
+pub struct TransferEnv {
+    /// Hub client.
+    pub client: HubClient,
+    /// Blob store.
+    pub store: LocalStore,
+    /// Connection permits shared by every file.
+    pub permits: Arc<Semaphore>,
+    /// Tunables.
+    pub settings: TransferSettings,
+    /// Progress sink.
+    pub reporter: Arc<dyn Reporter>,
+}
+
+struct Active {
+    pos: u64,
+    end: u64,
+}
+
+struct Schedule {
+    pending: std::collections::VecDeque<(u64, u64)>,
+    active: Vec<Option<Active>>,
+    done: RangeSet,
+    failures: u32,
+    error: Option<TransferError>,
+    finished: bool,
+}
+
+struct Shared {
+    job: FileJob,
+    file: File,
+    schedule: Mutex<Schedule>,
+    changed: Condvar,
+    location: Mutex<Option<Url>>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn fail(&self, error: TransferError) {
+        let mut schedule = self.lock();
+        if schedule.error.is_none() {
+            schedule.error = Some(error);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        drop(schedule);
+        self.changed.notify_all();
+    }
+}
+
+struct StopOnDrop(Arc<Shared>, tokio::task::AbortHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.1.abort();
+        self.0.stop.store(true, Ordering::SeqCst);
+        self.0.lock().finished = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// Fetch one file into the store. On any failure the part and its state stay on disk for the
+/// next run, except after a digest mismatch, where they are discarded.
+pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, TransferError> {
+    let path = job.path.clone();
+    let tmp = env.store.tmp_dir();
+    let key = job.key();
+    let part_path = tmp.join(format!("{key}.part"));
+    let state_path = tmp.join(format!("{key}.state"));
+    let fresh = PartState::new(job.size, job.sha256.clone(), job.sha256.is_none().then(|| job.git_oid.clone()));
+
+    let (file, state) = open_part(&part_path, &state_path, &fresh).map_err(|e| TransferError::store(&path, e))?;
+    let resumed = state.done.total();
+    env.reporter.report(&PullEvent::FileStarted {
+        path: path.clone(),
+        size: job.size,
+        resumed,
+    });
+
+    let segment = segment_size(job.size, &env.settings);
+    let mut pending = std::collections::VecDeque::new();
+    for (start, end) in state.done.gaps(job.size) {
+        let mut s = start;
+        while s < end {
+            let e = (s + segment).min(end);
+            pending.push_back((s, e));
+            s = e;
+        }
+    }
+    let workers = env.settings.connections_per_file.max(1).min(pending.len().max(1));
+    let shared = Arc::new(Shared {
+        file,
+        schedule: Mutex::new(Schedule {
+            pending,
+            active: (0..workers).map(|_| None).collect(),
+            done: state.done.clone(),
+            failures: 0,
+            error: None,
+            finished: false,
+        }),
+        changed: Condvar::new(),
+        location: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        job,
+    });
+
+    let hasher = {
+        let shared = shared.clone();
+        let git = shared.job.sha256.is_none();
+        tokio::task::spawn_blocking(move || hash_prefix(&shared, git))
+    };
+    let checkpointer = tokio::spawn(checkpoint_loop(shared.clone(), state_path.clone(), state.clone(), env.settings.checkpoint_interval));
+
+    // If this future is dropped (the pull was abandoned), the guard stops the hashing thread
+    // and the JoinSet aborts the connections.
+    let _guard = StopOnDrop(shared.clone(), checkpointer.abort_handle());
+    let mut tasks = tokio::task::JoinSet::new();
+    for slot in 0..workers {
+        let shared = shared.clone();
+        let env = env.clone();
+        tasks.spawn(async move { worker(&env, &shared, slot).await });
+    }
+    let mut received = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(bytes) => received += bytes,
+            Err(join) => shared.fail(TransferError::Protocol {
+                path: path.clone(),
+                why: format!("transfer task failed: {join}"),
+            }),
+        }
+    }
+    {
+        let mut schedule = shared.lock();
+        schedule.finished = true;
+    }
+    shared.changed.notify_all();
+    checkpointer.abort();
+    let _ = checkpointer.await;
+
+    let failure = shared.lock().error.take();
+    if let Some(error) = failure {
+        // Keep what was written for the next run.
+        let shared2 = shared.clone();
+        let state_path2 = state_path.clone();
+        let mut last = state.clone();
+        let _ = tokio::task::spawn_blocking(move || checkpoint(&shared2, &state_path2, &mut last)).await;
+        let _ = hasher.await;
+        return Err(error);
+    }
+
+    let digests = match hasher.await {
+        Ok(Some(digests)) => digests,
+        _ => {
+            return Err(TransferError::Protocol {
+                path,
+                why: "the content could not be hashed".to_owned(),
+            });
+        }
+    };
+    let (expected, actual) = match &shared.job.sha256 {
+        Some(sha) => (sha.clone(), digests.sha256.clone()),
+        None => (shared.job.git_oid.clone(), digests.git_oid.clone().unwrap_or_default()),
+    };
+    if expected != actual {
+        let _ = std::fs::remove_file(&part_path);
+        let _ = std::fs::remove_file(&state_path);
+        return Err(TransferError::Mismatch {
+            path,
+            expected,
+            actual,
+        });
+    }
+    let store = env.store.clone();
+    let sha = digests.sha256.clone();
+    let publish = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        shared
+            .file
+            .sync_all()
+            .map_err(|e| StoreError::io("could not sync", &part_path, e))?;
+        store.publish(&part_path, &sha)?;
+        let _ = std::fs::remove_file(&state_path);
+        Ok(())
+    })
+    .await;
+    match publish {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(TransferError::store(&path, e)),
+        Err(join) => {
+            return Err(TransferError::Protocol {
+                path,
+                why: format!("publishing failed: {join}"),
+            });
+        }
+    }
+    Ok(Fetched {
+        digests,
+        resumed,
+        received,
+    })
+}
+
+fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
+    let per = size / (settings.connections_per_file.max(1) as u64 * 2);
+    per.clamp(settings.min_segment, settings.max_segment.max(settings.min_segment))
+}
+
+/// Open the part for `fresh`, resuming when a matching state and part exist.
+fn open_part(part: &PathBuf, state_path: &PathBuf, fresh: &PartState) -> Result<(File, PartState), StoreError> {
+    if let Some(state) = PartState::load(state_path, fresh)
+        && let Ok(file) = OpenOptions::new().read(true).write(true).open(part)
+        && file.metadata().is_ok_and(|m| m.len() == fresh.size)
+    {
+        return Ok((file, state));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(part)
+        .map_err(|e| StoreError::io("could not create", part, e))?;
+    file.set_len(fresh.size)
+        .map_err(|e| StoreError::io("could not allocate", part, e))?;
+    fresh.save(state_path)?;
+    Ok((file, fresh.clone()))
+}
+
+/// Sync the part, then record what is written. Returns whether anything changed.
+fn checkpoint(shared: &Shared, state_path: &PathBuf, last: &mut PartState) -> Result<bool, StoreError> {
+    let done = shared.lock().done.clone();
+    if done == last.done {
+        return Ok(false);
+    }
+    shared
+        .file
+        .sync_data()
+        .map_err(|e| StoreError::io("could not sync", state_path, e))?;
+    last.done = done;
+    last.save(state_path)?;
+    Ok(true)
+}
+
+async fn checkpoint_loop(shared: Arc<Shared>, state_path: PathBuf, mut last: PartState, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let shared2 = shared.clone();
+        let path = state_path.clone();
+        let mut snapshot = last.clone();
+        match tokio::task::spawn_blocking(move || checkpoint(&shared2, &path, &mut snapshot).map(|_| snapshot)).await {
+            Ok(Ok(saved)) => last = saved,
+            Ok(Err(error)) => {
+                let path = shared.job.path.clone();
+                shared.fail(TransferError::store(&path, error));
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Follow the contiguous written prefix with the hashers. `None` if the transfer stopped first.
+fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
+    let size = shared.job.size;
+    let mut hasher = ContentHasher::new(size, git);
+    let mut buffer = vec![0u8; HASH_BUFFER.min(size.max(1) as usize)];
+    loop {
+        let target = {
+            let mut schedule = shared.lock();
+            loop {
+                let prefix = schedule.done.prefix();
+                if prefix > hasher.fed() || hasher.fed() == size {
+                    break prefix;
+                }
+                if schedule.error.is_some() || schedule.finished {
+                    return None;
+                }
+                schedule = shared
+                    .changed
+                    .wait(schedule)
+                    .unwrap_or_else(|poison| poison.into_inner());
+            }
+        };
+        while hasher.fed() < target {
+            let n = ((target - hasher.fed()) as usize).min(buffer.len());
+            if shared.file.read_exact_at(&mut buffer[..n], hasher.fed()).is_err() {
+                return None;
+            }
+            hasher.update(&buffer[..n]);
+        }
+        if hasher.fed() == size {
+            return Some(hasher.finish());
+        }
+    }
+}
+
+/// Take the next segment for `slot`: the lowest pending one, or half of the largest
+/// remainder in flight.
+fn claim(shared: &Shared, slot: usize, min_steal: u64) -> bool {
+    let mut schedule = shared.lock();
+    if schedule.error.is_some() {
+        return false;
+    }
+    if let Some((start, end)) = schedule.pending.pop_front() {
+        schedule.active[slot] = Some(Active { pos: start, end });
+        return true;
+    }
+    let victim = schedule
+        .active
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.as_ref().map(|a| (i, a.end - a.pos)))
+        .max_by_key(|&(_, remaining)| remaining);
+    if let Some((index, remaining)) = victim
+        && remaining >= 2 * min_steal
+        && let Some(active) = schedule.active[index].as_mut()
+    {
+        let mid = (active.pos + remaining / 2).div_ceil(SPLIT_ALIGN) * SPLIT_ALIGN;
+        if mid > active.pos && mid < active.end {
+            let end = active.end;
+            active.end = mid;
+            schedule.active[slot] = Some(Active { pos: mid, end });
+            return true;
+        }
+    }
+    false
+}
+
+/// One connection: claim segments until none are left. Returns bytes received.
+async fn worker(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> u64 {
+    let mut received = 0;
+    loop {
+        let Ok(_permit) = env.permits.acquire().await else {
+            return received;
+        };
+        if !claim(shared, slot, env.settings.min_segment / 2) {
+            return received;
+        }
+        received += fetch_segment(env, shared, slot).await;
+        shared.lock().active[slot] = None;
+        if shared.stop.load(Ordering::SeqCst) {
+            return received;
+        }
+    }
+}
+
+enum Attempt {
+    /// The segment is complete.
+    Done,
+    /// The connection stalled; reconnect without counting a failure.
+    Stalled,
+    /// A transient failure.
+    Failed(HubError),
+    /// The CDN URL expired; resolve again.
+    Expired,
+}
+
+/// Fetch the segment in `slot` to its (possibly shrinking) end, retrying as needed.
+async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> u64 {
+    let path = shared.job.path.clone();
+    let mut received = 0;
+    let mut expirations = 0;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return received;
+        }
+        let (pos, end) = match &shared.lock().active[slot] {
+            Some(a) => (a.pos, a.end),
+            None => return received,
+        };
+        if pos >= end {
+            return received;
+        }
+        let (outcome, bytes) = attempt(env, shared, slot, pos, end).await;
+        received += bytes;
+        match outcome {
+            Ok(Attempt::Done) => return received,
+            Ok(Attempt::Stalled) => {
+                tracing::warn!(path = %path, pos, "connection stalled; reconnecting");
+            }
+            Ok(Attempt::Expired) => {
+                expirations += 1;
+                *shared.location.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                if expirations > 3 {
+                    shared.fail(TransferError::Protocol {
+                        path,
+                        why: "the download URL keeps expiring; check the machine's clock".to_owned(),
+                    });
+                    return received;
+                }
+            }
+            Ok(Attempt::Failed(error)) => {
+                let failures = {
+                    let mut schedule = shared.lock();
+                    schedule.failures += 1;
+                    schedule.failures
+                };
+                if failures > env.settings.retry.max_retries {
+                    shared.fail(TransferError::Exhausted {
+                        path,
+                        attempts: failures,
+                        source: error,
+                    });
+                    return received;
+                }
+                let wait = env.settings.retry.delay(failures, error.retry_after());
+                env.reporter.report(&PullEvent::Retrying {
+                    path: path.clone(),
+                    attempt: failures,
+                    error: error_chain(&error),
+                    wait_ms: wait.as_millis() as u64,
+                });
+                tokio::time::sleep(wait).await;
+            }
+            Err(fatal) => {
+                shared.fail(fatal);
+                return received;
+            }
+        }
+    }
+}
+
+/// Full error chain on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// One request for `[pos, end)`. Returns the outcome and the bytes written.
+async fn attempt(
+    env: &TransferEnv,
+    shared: &Arc<Shared>,
+    slot: usize,
+    pos: u64,
+    end: u64,
+) -> (Result<Attempt, TransferError>, u64) {
+    let job = &shared.job;
+    let stall = env.settings.stall_timeout;
+    let cached = shared.location.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let target = cached.clone().unwrap_or_else(|| job.url.clone());
+    let request = env.client.get_range(target.clone(), pos, end - 1);
+    let (response, final_url) = match tokio::time::timeout(stall, request).await {
+        Err(_) => return (Ok(Attempt::Stalled), 0),
+        Ok(Err(error)) if error.is_transient() => return (Ok(Attempt::Failed(error)), 0),
+        Ok(Err(error)) => {
+            return (
+                Err(TransferError::Hub {
+                    path: job.path.clone(),
+                    source: error,
+                }),
+                0,
+            );
+        }
+        Ok(Ok(pair)) => pair,
+    };
+    let status = response.status();
+    let off_origin = final_url.origin() != job.url.origin();
+    if off_origin && matches!(status, StatusCode::FORBIDDEN | StatusCode::GONE | StatusCode::UNAUTHORIZED) {
+        return (Ok(Attempt::Expired), 0);
+    }
+    if !status.is_success() {
+        let checked = check_status(response, job.kind, &job.repo, None, Some(&job.path), &env.client).await;
+        let Err(error) = checked else {
+            return (Ok(Attempt::Failed(premature_end(job))), 0);
+        };
+        if error.is_transient() {
+            return (Ok(Attempt::Failed(error)), 0);
+        }
+        return (
+            Err(TransferError::Hub {
+                path: job.path.clone(),
+                source: error,
+            }),
+            0,
+        );
+    }
+    if off_origin && cached.is_none() {
+        *shared.location.lock().unwrap_or_else(|p| p.into_inner()) = Some(final_url);
+    }
+    match status {
+        StatusCode::PARTIAL_CONTENT => {
+            let range = response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range);
+            match range {
+                Some((start, _, total)) if start == pos && total == job.size => {}
+                Some((start, _, total)) => {
+                    return (
+                        Err(TransferError::Protocol {
+                            path: job.path.clone(),
+                            why: format!(
+                                "asked for bytes from {pos} of {} but the server sent bytes from {start} of {total}",
+                                job.size
+                            ),
+                        }),
+                        0,
+                    );
+                }
+                None => {
+                    return (
+                        Err(TransferError::Protocol {
+                            path: job.path.clone(),
+                            why: "a 206 answer without a valid Content-Range".to_owned(),
+                        }),
+                        0,
+                    );
+                }
+            }
+        }
+        StatusCode::OK if pos == 0 => {
+            if response.content_length().is_some_and(|len| len != job.size) {
+                return (
+                    Err(TransferError::Protocol {
+                        path: job.path.clone(),
+                        why: format!(
+                            "the server sent {} bytes but the listing says {}",
+                            response.content_length().unwrap_or_default(),
+                            job.size
+                        ),
+                    }),
+                    0,
+                );
+            }
+        }
+        _ => {
+            return (
+                Err(TransferError::Protocol {
+                    path: job.path.clone(),
+                    why: format!("the server ignored the Range request (answered {status})"),
+                }),
+                0,
+            );
+        }
+    }
+    stream_body(env, shared, slot, response, pos).await
+}
+
+/// Parse `bytes a-b/total`.
+fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+/// Stream a response body to the part from `pos`, stopping at the slot's current end.
+async fn stream_body(
+    env: &TransferEnv,
+    shared: &Arc<Shared>,
+    slot: usize,
+    mut response: reqwest::Response,
+    mut pos: u64,
+) -> (Result<Attempt, TransferError>, u64) {
+    let stall = env.settings.stall_timeout;
+    let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
+    let mut received = 0;
+    loop {
+        let next = tokio::time::timeout(stall, response.chunk()).await;
+        let (chunk, outcome) = match next {
+            Err(_) => (None, Some(Ok(Attempt::Stalled))),
+            Ok(Ok(Some(chunk))) => (Some(chunk), None),
+            Ok(Ok(None)) => (None, Some(Ok(Attempt::Failed(premature_end(&shared.job))))),
+            Ok(Err(source)) => (
+                None,
+                Some(Ok(Attempt::Failed(HubError::Network {
+                    url: crate::hub::client::redact(&shared.job.url),
+                    source,
+                }))),
+            ),
+        };
+        if let Some(chunk) = &chunk {
+            buffer.extend_from_slice(chunk);
+        }
+        if buffer.len() >= WRITE_BUFFER || outcome.is_some() {
+            match flush(env, shared, slot, &mut buffer, &mut pos) {
+                Ok(Flushed::More(n)) => received += n,
+                Ok(Flushed::Reached(n)) => return (Ok(Attempt::Done), received + n),
+                Err(e) => return (Err(e), received),
+            }
+        }
+        if let Some(outcome) = outcome {
+            return (outcome, received);
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return (Ok(Attempt::Done), received);
+        }
+    }
+}
+
+fn premature_end(job: &FileJob) -> HubError {
+    HubError::Status {
+        url: crate::hub::client::redact(&job.url),
+        status: 502,
+        message: Some("the connection closed before the range was complete".to_owned()),
+        retry_after: None,
+    }
+}
+
+enum Flushed {
+    More(u64),
+    Reached(u64),
+}
+
+/// Write the buffer at `pos`, clipped to the slot's current end, and record it.
+fn flush(
+    env: &TransferEnv,
+    shared: &Shared,
+    slot: usize,
+    buffer: &mut Vec<u8>,
+    pos: &mut u64,
+) -> Result<Flushed, TransferError> {
+    let end = match &shared.lock().active[slot] {
+        Some(a) => a.end,
+        None => *pos,
+    };
+    let n = (buffer.len() as u64).min(end.saturating_sub(*pos));
+    if n > 0 {
+        shared
+            .file
+            .write_all_at(&buffer[..n as usize], *pos)
+            .map_err(|e| TransferError::store(&shared.job.path, StoreError::io("could not write part of", &shared.job.path, e)))?;
+        {
+            let mut schedule = shared.lock();
+            schedule.done.insert(*pos, *pos + n);
+            schedule.failures = 0;
+            if let Some(active) = schedule.active[slot].as_mut() {
+                active.pos = *pos + n;
+            }
+        }
+        shared.changed.notify_all();
+        env.reporter.report(&PullEvent::FileProgress {
+            path: shared.job.path.clone(),
+            bytes: n,
+        });
+        *pos += n;
+    }
+    let reached = *pos >= end;
+    buffer.clear();
+    Ok(if reached { Flushed::Reached(n) } else { Flushed::More(n) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 0-9/10"), Some((0, 9, 10)));
+        assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("items 0-9/10"), None);
+    }
+
+    #[test]
+    fn segments_are_clamped() {
+        let s = TransferSettings::default();
+        assert_eq!(segment_size(1 << 30, &s), 64 << 20);
+        assert_eq!(segment_size(100, &s), 8 << 20);
+        assert_eq!(segment_size(256 << 20, &s), 16 << 20);
+    }
+}

@@ -1,0 +1,84 @@
+//! Content digests: sha256 (the store key and the LFS oid) and the git blob sha1.
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// The digests of one file's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    /// sha256 of the content, lowercase hex.
+    pub sha256: String,
+    /// git blob oid, when it was computed.
+    pub git_oid: Option<String>,
+}
+
+/// Hashes content incrementally; the git oid is computed only when asked for (regular files).
+pub struct ContentHasher {
+    sha256: Sha256,
+    git: Option<Sha1>,
+    fed: u64,
+}
+
+impl ContentHasher {
+    /// A hasher for content of `size` bytes; `git` also computes the git blob oid.
+    pub fn new(size: u64, git: bool) -> Self {
+        let git = git.then(|| {
+            let mut sha1 = Sha1::new();
+            sha1.update(format!("blob {size}\0").as_bytes());
+            sha1
+        });
+        ContentHasher {
+            sha256: Sha256::new(),
+            git,
+            fed: 0,
+        }
+    }
+
+    /// Feed the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(git) = &mut self.git {
+            git.update(bytes);
+        }
+        self.fed += bytes.len() as u64;
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// Final digests.
+    pub fn finish(self) -> Digests {
+        Digests {
+            sha256: hex::encode(self.sha256.finalize()),
+            git_oid: self.git.map(|g| hex::encode(g.finalize())),
+        }
+    }
+}
+
+/// Digests of an in-memory buffer.
+pub fn digest_bytes(bytes: &[u8], git: bool) -> Digests {
+    let mut hasher = ContentHasher::new(bytes.len() as u64, git);
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_oid_matches_git() {
+        let d = digest_bytes(b"Hello, World!", true);
+        assert_eq!(d.git_oid.unwrap(), "b45ef6fec89518d314f546fd6c3025367b721684");
+        assert_eq!(
+            d.sha256,
+            "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"
+        );
+        assert_eq!(
+            digest_bytes(b"", true).git_oid.unwrap(),
+            "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+        );
+    }
+}

@@ -1,0 +1,478 @@
+//! The Hub client: repo info, the paginated tree listing and ranged file requests.
+//!
+//! Redirects are followed by hand so that the token is only ever sent to the endpoint's own
+//! origin (signed CDN URLs get no `Authorization`), and so that the CDN location of a file can
+//! be remembered and shared by all the connections fetching that file.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use super::error::HubError;
+use super::retry::{RetryPolicy, retry};
+use super::types::{RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry, is_commit_sha};
+
+/// Everything except RFC 3986 unreserved characters gets percent-encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// Largest JSON document we read from upstream (one tree page or repo info).
+const MAX_JSON_BYTES: usize = 64 << 20;
+/// Largest number of tree pages we follow.
+const MAX_TREE_PAGES: usize = 100_000;
+/// Most redirects we follow for one request.
+const MAX_REDIRECTS: usize = 10;
+
+/// Settings for [`HubClient::new`].
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Base URL, e.g. `https://huggingface.co`.
+    pub endpoint: String,
+    /// Bearer token sent to the endpoint's origin only.
+    pub token: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Retry policy for metadata calls.
+    pub retry: RetryPolicy,
+    /// `User-Agent`.
+    pub user_agent: String,
+}
+
+impl ClientSettings {
+    /// Defaults for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        ClientSettings {
+            endpoint: endpoint.into(),
+            token: None,
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+            user_agent: format!("larder/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// A client of one Hub endpoint.
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    token: Option<String>,
+    retry: RetryPolicy,
+}
+
+impl HubClient {
+    /// Build a client.
+    pub fn new(settings: ClientSettings) -> Result<Self, HubError> {
+        let trimmed = settings.endpoint.trim_end_matches('/');
+        let endpoint = Url::parse(&format!("{trimmed}/"))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| HubError::Endpoint(settings.endpoint.clone()))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(settings.user_agent)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(HubError::Client)?;
+        Ok(HubClient {
+            http,
+            endpoint,
+            token: settings.token.filter(|t| !t.is_empty()),
+            retry: settings.retry,
+        })
+    }
+
+    /// The endpoint, without a trailing slash.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// Whether a token is configured.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    fn join(&self, path: &str) -> Result<Url, HubError> {
+        self.endpoint
+            .join(path)
+            .map_err(|_| HubError::Endpoint(format!("{}{path}", self.endpoint)))
+    }
+
+    fn same_origin(&self, url: &Url) -> bool {
+        url.origin() == self.endpoint.origin()
+    }
+
+    /// `/api/{type}s/{repo}/revision/{rev}`: resolve a revision and read the card.
+    pub async fn repo_info(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        revision: &Revision,
+    ) -> Result<RepoInfo, HubError> {
+        let url = self.join(&format!(
+            "api/{}/{}/revision/{}",
+            kind.api_segment(),
+            repo,
+            encode_component(revision.as_str())
+        ))?;
+        let info: RepoInfo = retry(&self.retry, || async {
+            let response = self.send(Method::GET, url.clone(), HeaderMap::new()).await?;
+            let response = check_status(response, kind, repo.as_str(), Some(revision.as_str()), None, self).await?;
+            read_json(response).await
+        })
+        .await?;
+        match info.sha.as_deref() {
+            Some(sha) if is_commit_sha(sha) => Ok(info),
+            _ => Err(HubError::MissingCommit {
+                repo: repo.to_string(),
+            }),
+        }
+    }
+
+    /// The complete file list of a commit, following `Link: rel="next"` pages.
+    pub async fn list_files(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        commit: &str,
+    ) -> Result<Vec<RepoFile>, HubError> {
+        let mut next = Some(self.join(&format!(
+            "api/{}/{}/tree/{}?recursive=true&expand=false",
+            kind.api_segment(),
+            repo,
+            encode_component(commit)
+        ))?);
+        let mut files = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_TREE_PAGES {
+                return Err(HubError::TooLarge {
+                    url: redact(&url),
+                    limit: MAX_TREE_PAGES,
+                });
+            }
+            let (entries, link): (Vec<RawTreeEntry>, Option<Url>) = retry(&self.retry, || async {
+                let response = self.send(Method::GET, url.clone(), HeaderMap::new()).await?;
+                let response = check_status(response, kind, repo.as_str(), None, None, self).await?;
+                let link = next_link(response.headers(), &url);
+                Ok((read_json(response).await?, link))
+            })
+            .await?;
+            for raw in entries {
+                if let Some(file) = check_tree_entry(raw).map_err(|source| HubError::TreeEntry {
+                    repo: repo.to_string(),
+                    source,
+                })? {
+                    files.push(file);
+                }
+            }
+            next = link;
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        files.dedup_by(|a, b| a.path == b.path);
+        Ok(files)
+    }
+
+    /// `/{prefix}{repo}/resolve/{commit}/{path}` for a file.
+    pub fn resolve_url(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        commit: &str,
+        path: &str,
+    ) -> Result<Url, HubError> {
+        let encoded_path: Vec<String> = path
+            .split('/')
+            .map(|segment| encode_component(segment))
+            .collect();
+        self.join(&format!(
+            "{}{}/resolve/{}/{}",
+            kind.url_prefix(),
+            repo,
+            encode_component(commit),
+            encoded_path.join("/")
+        ))
+    }
+
+    /// Send one request, attaching the token only when `url` is on the endpoint's origin.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        mut headers: HeaderMap,
+    ) -> Result<Response, HubError> {
+        if let (Some(token), true) = (&self.token, self.same_origin(&url))
+            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        self.http
+            .request(method, url.clone())
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|source| HubError::Network {
+                url: redact(&url),
+                source,
+            })
+    }
+
+    /// GET `url` with `Range: bytes=start-end` (end inclusive), following redirects by hand.
+    /// Returns the final response and the URL that produced it (a CDN location, typically),
+    /// so later ranges can go there directly.
+    pub async fn get_range(
+        &self,
+        url: Url,
+        start: u64,
+        end_inclusive: u64,
+    ) -> Result<(Response, Url), HubError> {
+        let mut url = url;
+        for _ in 0..=MAX_REDIRECTS {
+            let mut headers = HeaderMap::new();
+            let range = format!("bytes={start}-{end_inclusive}");
+            headers.insert(
+                header::RANGE,
+                HeaderValue::from_str(&range).map_err(|_| HubError::Redirect {
+                    url: redact(&url),
+                    why: "invalid range",
+                })?,
+            );
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            let response = self.send(Method::GET, url.clone(), headers).await?;
+            if response.status().is_redirection() {
+                url = redirect_target(&response, &url)?;
+                continue;
+            }
+            return Ok((response, url));
+        }
+        Err(HubError::Redirect {
+            url: redact(&url),
+            why: "too many redirects",
+        })
+    }
+}
+
+/// Percent-encode one path component (revision, path segment).
+pub fn encode_component(raw: &str) -> String {
+    utf8_percent_encode(raw, COMPONENT).to_string()
+}
+
+/// A URL fit for logs and errors: no query string (signed URLs carry credentials there).
+pub fn redact(url: &Url) -> String {
+    let mut clean = url.clone();
+    clean.set_query(None);
+    clean.set_fragment(None);
+    let _ = clean.set_password(None);
+    clean.to_string()
+}
+
+fn redirect_target(response: &Response, from: &Url) -> Result<Url, HubError> {
+    let location = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(HubError::Redirect {
+            url: redact(from),
+            why: "redirect without a Location",
+        })?;
+    let target = from.join(location).map_err(|_| HubError::Redirect {
+        url: redact(from),
+        why: "unparsable Location",
+    })?;
+    if !matches!(target.scheme(), "http" | "https") {
+        return Err(HubError::Redirect {
+            url: redact(from),
+            why: "redirect to a non-HTTP URL",
+        });
+    }
+    if from.scheme() == "https" && target.scheme() == "http" {
+        return Err(HubError::Redirect {
+            url: redact(from),
+            why: "redirect downgrades https to http",
+        });
+    }
+    Ok(target)
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the page URL.
+fn next_link(headers: &HeaderMap, base: &Url) -> Option<Url> {
+    for value in headers.get_all(header::LINK) {
+        let Ok(text) = value.to_str() else { continue };
+        for part in text.split(',') {
+            let mut pieces = part.split(';');
+            let target = pieces.next()?.trim();
+            let is_next = pieces.any(|p| {
+                let p = p.trim();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            if is_next
+                && let Some(inner) = target.strip_prefix('<').and_then(|t| t.strip_suffix('>'))
+            {
+                return base.join(inner).ok();
+            }
+        }
+    }
+    None
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, HubError> {
+    let url = redact(response.url());
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_JSON_BYTES as u64)
+    {
+        return Err(HubError::TooLarge {
+            url,
+            limit: MAX_JSON_BYTES,
+        });
+    }
+    let mut body = Vec::new();
+    let mut response = response;
+    while let Some(chunk) = response.chunk().await.map_err(|source| HubError::Network {
+        url: url.clone(),
+        source,
+    })? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_JSON_BYTES {
+            return Err(HubError::TooLarge {
+                url,
+                limit: MAX_JSON_BYTES,
+            });
+        }
+    }
+    serde_json::from_slice(&body).map_err(|source| HubError::Json { url, source })
+}
+
+/// Turn an error status into the matching [`HubError`]; pass successes through.
+pub async fn check_status(
+    response: Response,
+    kind: RepoType,
+    repo: &str,
+    revision: Option<&str>,
+    path: Option<&str>,
+    client: &HubClient,
+) -> Result<Response, HubError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let headers = response.headers().clone();
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let code = header_text("x-error-code");
+    let message = header_text("x-error-message");
+    let retry_after = header_text("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let url = redact(response.url());
+    // The body's `error` field, if it is small JSON.
+    let body_message = match response.bytes().await {
+        Ok(bytes) if bytes.len() < 64 * 1024 => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned)),
+        _ => None,
+    };
+    let repo_name = repo.to_owned();
+    let error = match code.as_deref() {
+        Some("GatedRepo") => HubError::Gated {
+            page: format!("{}/{}{}", client.endpoint(), kind.url_prefix(), repo),
+            repo: repo_name,
+            authenticated: client.has_token(),
+        },
+        Some("RepoNotFound") => HubError::RepoNotFound {
+            kind: kind.as_str(),
+            repo: repo_name,
+            endpoint: client.endpoint(),
+        },
+        Some("RevisionNotFound") => HubError::RevisionNotFound {
+            repo: repo_name,
+            revision: revision.unwrap_or_default().to_owned(),
+        },
+        Some("EntryNotFound") => HubError::EntryNotFound {
+            repo: repo_name,
+            path: path.unwrap_or_default().to_owned(),
+        },
+        _ if status == StatusCode::FORBIDDEN
+            && message.as_deref() == Some("Access to this resource is disabled.") =>
+        {
+            HubError::Disabled { repo: repo_name }
+        }
+        _ if status == StatusCode::UNAUTHORIZED => HubError::RepoNotFound {
+            kind: kind.as_str(),
+            repo: repo_name,
+            endpoint: client.endpoint(),
+        },
+        _ => HubError::Status {
+            url,
+            status: status.as_u16(),
+            message: message.or(body_message),
+            retry_after,
+        },
+    };
+    Err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_revisions_and_paths() {
+        assert_eq!(encode_component("refs/pr/1"), "refs%2Fpr%2F1");
+        assert_eq!(encode_component("a b#?+"), "a%20b%23%3F%2B");
+        assert_eq!(encode_component("v1.0-x_y~"), "v1.0-x_y~");
+    }
+
+    #[test]
+    fn parses_link_headers() {
+        let base = Url::parse("http://h/api/models/a/b/tree/main").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::LINK,
+            HeaderValue::from_static("<http://h/api/x?cursor=abc>; rel=\"next\""),
+        );
+        assert_eq!(
+            next_link(&headers, &base).unwrap().as_str(),
+            "http://h/api/x?cursor=abc"
+        );
+        let mut relative = HeaderMap::new();
+        relative.insert(
+            header::LINK,
+            HeaderValue::from_static("</api/y?cursor=2>; rel=\"next\", <http://h/z>; rel=\"prev\""),
+        );
+        assert_eq!(
+            next_link(&relative, &base).unwrap().as_str(),
+            "http://h/api/y?cursor=2"
+        );
+        assert!(next_link(&HeaderMap::new(), &base).is_none());
+    }
+
+    #[test]
+    fn endpoint_validation() {
+        assert!(HubClient::new(ClientSettings::new("ftp://x")).is_err());
+        assert!(HubClient::new(ClientSettings::new("not a url")).is_err());
+        let client = HubClient::new(ClientSettings::new("http://127.0.0.1:1/")).unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:1");
+        let repo = RepoId::parse("a/b").unwrap();
+        assert_eq!(
+            client
+                .resolve_url(RepoType::Dataset, &repo, "refs/pr/1", "d i/r#.bin")
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:1/datasets/a/b/resolve/refs%2Fpr%2F1/d%20i/r%23.bin"
+        );
+    }
+}

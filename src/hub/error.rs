@@ -1,0 +1,181 @@
+//! Errors of the Hub client, classified so retry loops know what is worth another try.
+
+use std::time::Duration;
+
+use super::types::{NameError, TreeEntryError};
+
+/// What went wrong talking to the Hub (or a mirror of it).
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The endpoint URL is not usable.
+    #[error("invalid endpoint URL `{0}`: give a base URL such as https://huggingface.co")]
+    Endpoint(String),
+    /// Could not build the HTTP client.
+    #[error("could not set up the HTTP client")]
+    Client(#[source] reqwest::Error),
+    /// A request failed before a status arrived, or a body broke off.
+    #[error("request to {url} failed")]
+    Network {
+        /// The URL (without query, which may hold signatures).
+        url: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The repo does not exist, or is private and the token does not grant access.
+    #[error(
+        "{kind} repo `{repo}` was not found on {endpoint}; if it is private, set HF_TOKEN \
+         (or run `hf auth login`) with a token that can read it"
+    )]
+    RepoNotFound {
+        /// `model` or `dataset`.
+        kind: &'static str,
+        /// The repo id.
+        repo: String,
+        /// Where we asked.
+        endpoint: String,
+    },
+    /// The repo is gated and the request was not authorised.
+    #[error("{}", gated_message(repo, page, *authenticated))]
+    Gated {
+        /// The repo id.
+        repo: String,
+        /// The repo's page, where the licence is accepted.
+        page: String,
+        /// Whether a token was sent.
+        authenticated: bool,
+    },
+    /// The revision does not exist.
+    #[error("revision `{revision}` does not exist in `{repo}`: check the branch, tag or commit")]
+    RevisionNotFound {
+        /// The repo id.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+    },
+    /// The file does not exist at that revision.
+    #[error("`{path}` does not exist in `{repo}` at that revision")]
+    EntryNotFound {
+        /// The repo id.
+        repo: String,
+        /// The file path.
+        path: String,
+    },
+    /// The Hub disabled the repo.
+    #[error("access to `{repo}` has been disabled by the Hub")]
+    Disabled {
+        /// The repo id.
+        repo: String,
+    },
+    /// Any other unexpected status.
+    #[error("{url} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        /// The URL (without query).
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// `X-Error-Message` or the JSON `error`.
+        message: Option<String>,
+        /// `Retry-After`, when sent with 429/503.
+        retry_after: Option<Duration>,
+    },
+    /// A JSON answer did not have the expected shape.
+    #[error("{url} sent a malformed answer")]
+    Json {
+        /// The URL.
+        url: String,
+        /// Parser error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSON answer exceeded the size we accept.
+    #[error("{url} sent more than {limit} bytes of metadata; refusing")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// Limit in bytes.
+        limit: usize,
+    },
+    /// The upstream sent a tree entry that cannot be trusted (e.g. a path escaping the repo).
+    #[error("upstream listing of `{repo}` is unsafe")]
+    TreeEntry {
+        /// The repo id.
+        repo: String,
+        /// What was wrong.
+        #[source]
+        source: TreeEntryError,
+    },
+    /// The repo info has no commit sha.
+    #[error("upstream answered for `{repo}` without a valid commit sha")]
+    MissingCommit {
+        /// The repo id.
+        repo: String,
+    },
+    /// Too many redirects, or a redirect without a usable Location.
+    #[error("bad redirect from {url}: {why}")]
+    Redirect {
+        /// The URL.
+        url: String,
+        /// Why it was refused.
+        why: &'static str,
+    },
+    /// A name from upstream failed validation.
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+fn gated_message(repo: &str, page: &str, authenticated: bool) -> String {
+    if authenticated {
+        format!(
+            "`{repo}` is gated and your token has not been granted access: accept the licence at \
+             {page} with the account that owns HF_TOKEN, then pull again"
+        )
+    } else {
+        format!(
+            "`{repo}` is gated: accept its licence at {page}, then set HF_TOKEN (or run `hf auth \
+             login`) and pull again"
+        )
+    }
+}
+
+impl HubError {
+    /// Whether another attempt may succeed (network faults, 408, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HubError::Network { source, .. } => {
+                source.is_timeout()
+                    || source.is_connect()
+                    || source.is_body()
+                    || source.is_request()
+                    || source.is_decode()
+            }
+            HubError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+
+    /// Whether the error is about access to the whole repo (gated, missing, disabled) rather
+    /// than about one request.
+    pub fn is_access_error(&self) -> bool {
+        matches!(
+            self,
+            HubError::Gated { .. } | HubError::RepoNotFound { .. } | HubError::Disabled { .. }
+        )
+    }
+
+    /// How long the server asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HubError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the error carries one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HubError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

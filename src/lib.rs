@@ -1,0 +1,92 @@
+//! Larder: a model hub mirror and download manager.
+//!
+//! The library behind the `larder` binary. [`Larder`] bundles what every command needs: the
+//! home directory, the content-addressed [`store`], the SQLite registry and a [`hub`] client.
+//! `larder pull` is [`fetch::pull`]; the CLI in `main.rs` only parses, calls and renders.
+
+pub mod fetch;
+pub mod hub;
+pub mod settings;
+pub mod store;
+pub mod verify;
+
+use std::path::PathBuf;
+
+pub use larder_registry as registry;
+
+use hub::{ClientSettings, HubClient, HubError};
+use registry::{Registry, RegistryError};
+use settings::Settings;
+use store::{LocalStore, StoreError};
+
+/// Why Larder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The store directories could not be created.
+    #[error("could not open the store under {home}")]
+    Store {
+        /// The home directory.
+        home: PathBuf,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The registry could not be opened.
+    #[error("could not open the registry under {home}")]
+    Registry {
+        /// The home directory.
+        home: PathBuf,
+        /// Cause.
+        #[source]
+        source: RegistryError,
+    },
+    /// The endpoint is unusable.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+/// An opened Larder home: store, registry and upstream client.
+#[derive(Clone)]
+pub struct Larder {
+    /// The home directory.
+    pub home: PathBuf,
+    /// The blob store.
+    pub store: LocalStore,
+    /// The registry.
+    pub registry: Registry,
+    /// The upstream Hub client.
+    pub client: HubClient,
+}
+
+impl Larder {
+    /// Open (creating if needed) the home described by `settings`.
+    pub fn open(settings: &Settings) -> Result<Self, OpenError> {
+        let home = settings.home.clone();
+        let store = LocalStore::open(&home).map_err(|source| OpenError::Store {
+            home: home.clone(),
+            source,
+        })?;
+        let registry =
+            Registry::open(&home.join("registry.db")).map_err(|source| OpenError::Registry {
+                home: home.clone(),
+                source,
+            })?;
+        let mut client_settings = ClientSettings::new(settings.endpoint.clone());
+        client_settings.token = settings.token.clone();
+        let client = HubClient::new(client_settings)?;
+        Ok(Larder {
+            home,
+            store,
+            registry,
+            client,
+        })
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,128 @@
+//! `larder verify`: re-hash blobs, quarantine the ones whose content no longer matches their
+//! name, and drop their registry rows so the next pull fetches them again.
+
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::Larder;
+use crate::fetch::verify::ContentHasher;
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+/// What happened to one blob.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum BlobStatus {
+    /// Content matches.
+    Ok,
+    /// The file is gone.
+    Missing,
+    /// Content differs; moved to quarantine.
+    Corrupt {
+        /// Digest of what was found.
+        actual: String,
+        /// Where it was moved.
+        quarantined_to: String,
+    },
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlobCheck {
+    /// The blob.
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
+    /// Verdict.
+    #[serde(flatten)]
+    pub status: BlobStatus,
+    /// Files that use it, as `org/name@commit:path`.
+    pub used_by: Vec<String>,
+}
+
+/// Why verification could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Registry failure.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Re-hash `blobs` (sha256 list); quarantine and unregister the bad ones.
+pub async fn verify_blobs(
+    larder: &Larder,
+    blobs: Vec<(String, u64)>,
+    on_checked: &(dyn Fn(&BlobCheck) + Sync),
+) -> Result<Vec<BlobCheck>, VerifyError> {
+    let mut report = Vec::with_capacity(blobs.len());
+    for (sha256, size) in blobs {
+        let store = larder.store.clone();
+        let sha = sha256.clone();
+        let actual = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+            .await
+            .unwrap_or(Ok(None))?;
+        let status = match actual {
+            None => BlobStatus::Missing,
+            Some(actual) if actual == sha256 => BlobStatus::Ok,
+            Some(actual) => {
+                let moved = larder.store.quarantine(&sha256)?;
+                BlobStatus::Corrupt {
+                    actual,
+                    quarantined_to: moved.display().to_string(),
+                }
+            }
+        };
+        match status {
+            BlobStatus::Ok => {
+                larder
+                    .registry
+                    .mark_blob_verified(&sha256, crate::now_unix())
+                    .await?
+            }
+            _ => larder.registry.remove_blob(&sha256).await?,
+        }
+        let used_by = larder
+            .registry
+            .commits_using_blob(&sha256)
+            .await?
+            .into_iter()
+            .map(|u| format!("{}@{}:{}", u.name, u.commit, u.path))
+            .collect();
+        let check = BlobCheck {
+            sha256,
+            size,
+            status,
+            used_by,
+        };
+        on_checked(&check);
+        report.push(check);
+    }
+    Ok(report)
+}
+
+/// sha256 of a stored blob; `None` when it is missing.
+fn hash_blob(store: &crate::store::LocalStore, sha256: &str) -> Result<Option<String>, StoreError> {
+    let path = store.blob_path(sha256)?;
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("could not open", &path, e)),
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or_default();
+    let mut hasher = ContentHasher::new(size, false);
+    let mut buffer = vec![0u8; 4 << 20];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| StoreError::io("could not read", &path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(Some(hasher.finish().sha256))
+}

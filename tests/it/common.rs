@@ -1,0 +1,134 @@
+//! Shared fixtures: a Larder home in a temp dir, a stand-in Hub, deterministic content.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use hub_standin::{Hub, StandIn};
+use larder::Larder;
+use larder::fetch::progress::{PullEvent, Reporter};
+use larder::fetch::{PullOptions, PullSummary, pull};
+use larder::hub::{RepoId, RepoType, Revision};
+use larder::settings::Settings;
+
+/// Deterministic pseudo-random bytes (xorshift), distinct per seed.
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A test world: a running stand-in and a Larder home.
+pub struct World {
+    pub server: StandIn,
+    pub home: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn start(hub: Hub) -> World {
+        let server = StandIn::builder(hub)
+            .page_size(3)
+            .start()
+            .await
+            .expect("stand-in starts");
+        World {
+            server,
+            home: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn settings(&self, token: Option<&str>) -> Settings {
+        Settings {
+            home: self.home.path().to_path_buf(),
+            endpoint: self.server.url(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    pub fn larder(&self) -> Larder {
+        Larder::open(&self.settings(None)).expect("larder opens")
+    }
+
+    pub fn larder_with_token(&self, token: &str) -> Larder {
+        Larder::open(&self.settings(Some(token))).expect("larder opens")
+    }
+
+    /// The `larder` binary with this world's home and endpoint.
+    pub fn cli(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_larder"));
+        command
+            .env("LARDER_HOME", self.home.path())
+            .env("HF_ENDPOINT", self.server.url())
+            .env("LARDER_NO_PROGRESS", "1")
+            .env_remove("HF_TOKEN")
+            .env("HF_HOME", self.home.path().join("no-hf-home"));
+        command
+    }
+
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.home
+            .path()
+            .join("blobs/sha256")
+            .join(&sha256[..2])
+            .join(sha256)
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.home.path().join("tmp")
+    }
+}
+
+/// Options with small segments and fast retries, so faults resolve quickly.
+pub fn options(repo: &str, revision: &str) -> PullOptions {
+    let mut options = PullOptions::new(
+        RepoType::Model,
+        RepoId::parse(repo).expect("repo id"),
+        Revision::parse(revision).expect("revision"),
+    );
+    options.transfer.min_segment = 256 << 10;
+    options.transfer.max_segment = 1 << 20;
+    options.transfer.retry.base = std::time::Duration::from_millis(20);
+    options.transfer.retry.cap = std::time::Duration::from_millis(200);
+    options
+}
+
+/// A reporter that keeps every event.
+#[derive(Default, Clone)]
+pub struct Recorder(pub Arc<Mutex<Vec<PullEvent>>>);
+
+impl Reporter for Recorder {
+    fn report(&self, event: &PullEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Recorder {
+    pub fn events(&self) -> Vec<PullEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+pub async fn pull_with(
+    larder: &Larder,
+    options: &PullOptions,
+) -> (Result<PullSummary, larder::fetch::PullError>, Recorder) {
+    let recorder = Recorder::default();
+    let result = pull(larder, options, Arc::new(recorder.clone())).await;
+    (result, recorder)
+}
+
+/// Read a blob's bytes from the store.
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hub_standin::hash::sha256_hex(bytes)
+}

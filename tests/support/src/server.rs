@@ -1,0 +1,385 @@
+//! The two listeners (API and CDN) and the [`StandIn`] handle tests hold.
+//!
+//! Routing is done by hand in a fallback handler on the raw request path
+//! (see [`crate::paths`]), because axum's router decodes `%2F` before
+//! matching and would break `refs%2Fpr%2F1`.
+
+use crate::errors::HubError;
+use crate::faults::{Fault, Faults, Route};
+use crate::model::{Hub, TokenStatus};
+use crate::paths::{self, Endpoint};
+use crate::stats::{RequestRecord, Stats};
+use crate::{api, cdn, resolve};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Tunables that tests may change while the server runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Tree entries per page (the Hub uses 1000; tests use e.g. 3).
+    pub page_size: usize,
+    /// How long signed CDN URLs stay valid.
+    pub cdn_ttl: Duration,
+    /// When set, LFS redirects go to `{base}/{sha256}` instead of the built-in CDN.
+    pub cdn_base_override: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            page_size: 1000,
+            cdn_ttl: Duration::from_secs(3600),
+            cdn_base_override: None,
+        }
+    }
+}
+
+/// State shared by both listeners.
+pub(crate) struct Shared {
+    pub(crate) hub: Hub,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) settings: Mutex<Settings>,
+    pub(crate) api_url: String,
+    pub(crate) cdn_url: String,
+    pub(crate) secret: String,
+}
+
+impl Shared {
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A request, reduced to what the handlers need.
+pub(crate) struct Incoming {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Incoming {
+    /// The bearer token, if any.
+    pub(crate) fn token(&self) -> Option<&str> {
+        let value = self
+            .headers
+            .get(http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .trim();
+        Some(
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .unwrap_or(value)
+                .trim(),
+        )
+    }
+
+    pub(crate) fn header(&self, name: http::header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// Decoded query pairs, in order.
+    pub(crate) fn query_pairs(&self) -> Vec<(String, String)> {
+        self.query
+            .as_deref()
+            .map(|query| {
+                url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn token_status(&self, hub: &crate::model::HubState, repo: &str) -> TokenStatus {
+        hub.token_status(repo, self.token())
+    }
+}
+
+async fn incoming(request: Request) -> Incoming {
+    let (parts, body) = request.into_parts();
+    let body = if parts.method == Method::POST {
+        axum::body::to_bytes(body, 16 << 20)
+            .await
+            .unwrap_or_default()
+    } else {
+        Bytes::new()
+    };
+    Incoming {
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        method: parts.method,
+        headers: parts.headers,
+        body,
+    }
+}
+
+fn record(shared: &Shared, request: &Incoming, route: Route, response: &Response, cdn: bool) {
+    let path = match &request.query {
+        Some(query) => format!("{}?{query}", request.path),
+        None => request.path.clone(),
+    };
+    shared.stats.record(RequestRecord {
+        route,
+        method: request.method.to_string(),
+        path,
+        range: request.header(http::header::RANGE).map(str::to_owned),
+        authorization: request.headers.contains_key(http::header::AUTHORIZATION),
+        status: response.status().as_u16(),
+        cdn,
+    });
+}
+
+async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let request = incoming(request).await;
+    let endpoint = {
+        let hub = shared.hub.read();
+        paths::parse(&request.path, |kind, id| {
+            hub.repos.contains_key(&(kind, id.to_owned()))
+        })
+    };
+    let (route, response) = match endpoint {
+        Endpoint::Api {
+            kind,
+            repo,
+            op,
+            rest,
+        } => (
+            Route::Api,
+            api::handle(&shared, &request, kind, &repo, &op, &rest).await,
+        ),
+        Endpoint::Resolve { kind, repo, rest } => match request.method {
+            Method::HEAD => (
+                Route::ResolveHead,
+                resolve::handle(&shared, &request, kind, &repo, &rest, true).await,
+            ),
+            Method::GET => (
+                Route::ResolveGet,
+                resolve::handle(&shared, &request, kind, &repo, &rest, false).await,
+            ),
+            _ => (Route::Other, HubError::not_found().into_response()),
+        },
+        Endpoint::Unknown => (Route::Other, HubError::not_found().into_response()),
+    };
+    record(&shared, &request, route, &response, false);
+    response
+}
+
+async fn cdn_entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let request = incoming(request).await;
+    let route = match request.method {
+        Method::GET => Route::CdnGet,
+        Method::HEAD => Route::CdnHead,
+        _ => Route::Other,
+    };
+    let response = cdn::handle(&shared, &request, route).await;
+    record(&shared, &request, route, &response, true);
+    response
+}
+
+/// Configures and starts a [`StandIn`].
+#[must_use]
+pub struct StandInBuilder {
+    hub: Hub,
+    settings: Settings,
+    api_port: u16,
+    cdn_port: u16,
+}
+
+impl StandInBuilder {
+    /// Tree page size (default 1000).
+    pub fn page_size(mut self, page_size: usize) -> Self {
+        self.settings.page_size = page_size.max(1);
+        self
+    }
+
+    /// Lifetime of signed CDN URLs (default one hour).
+    pub fn cdn_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.cdn_ttl = ttl;
+        self
+    }
+
+    /// Redirect LFS downloads to `{base}/{sha256}` (e.g. nginx) instead of the built-in CDN.
+    pub fn cdn_base_override(mut self, base: impl Into<String>) -> Self {
+        self.settings.cdn_base_override = Some(base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Port of the API listener (default 0: any free port).
+    pub fn api_port(mut self, port: u16) -> Self {
+        self.api_port = port;
+        self
+    }
+
+    /// Port of the CDN listener (default 0: any free port).
+    pub fn cdn_port(mut self, port: u16) -> Self {
+        self.cdn_port = port;
+        self
+    }
+
+    /// Binds both listeners on 127.0.0.1 and starts serving.
+    pub async fn start(self) -> std::io::Result<StandIn> {
+        let api_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.api_port)).await?;
+        let cdn_listener = TcpListener::bind((Ipv4Addr::LOCALHOST, self.cdn_port)).await?;
+        let api_addr = api_listener.local_addr()?;
+        let cdn_addr = cdn_listener.local_addr()?;
+        let seed = format!(
+            "{:?}{api_addr}{cdn_addr}{}",
+            std::time::SystemTime::now(),
+            std::process::id()
+        );
+        let shared = Arc::new(Shared {
+            hub: self.hub,
+            faults: Arc::default(),
+            stats: Arc::default(),
+            settings: Mutex::new(self.settings),
+            api_url: format!("http://{api_addr}"),
+            cdn_url: format!("http://{cdn_addr}"),
+            secret: crate::hash::sha256_hex(seed.as_bytes()),
+        });
+        let api = Router::new().fallback(api_entry).with_state(shared.clone());
+        let cdn = Router::new().fallback(cdn_entry).with_state(shared.clone());
+        let tasks = vec![
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(api_listener, api).await {
+                    tracing::error!(%error, "hub stand-in API listener stopped");
+                }
+            }),
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(cdn_listener, cdn).await {
+                    tracing::error!(%error, "hub stand-in CDN listener stopped");
+                }
+            }),
+        ];
+        Ok(StandIn {
+            shared,
+            api_addr,
+            cdn_addr,
+            tasks,
+        })
+    }
+}
+
+/// A running stand-in: the API on one port, the "CDN" on another.
+///
+/// Dropping it stops accepting connections.
+pub struct StandIn {
+    shared: Arc<Shared>,
+    api_addr: SocketAddr,
+    cdn_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl StandIn {
+    /// Starts with default settings on free ports.
+    pub async fn start(hub: Hub) -> std::io::Result<StandIn> {
+        StandIn::builder(hub).start().await
+    }
+
+    /// Starts a configurable stand-in.
+    pub fn builder(hub: Hub) -> StandInBuilder {
+        StandInBuilder {
+            hub,
+            settings: Settings::default(),
+            api_port: 0,
+            cdn_port: 0,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the API (what `HF_ENDPOINT` should be).
+    pub fn url(&self) -> String {
+        self.shared.api_url.clone()
+    }
+
+    /// `http://127.0.0.1:PORT` of the CDN listener.
+    pub fn cdn_url(&self) -> String {
+        self.shared.cdn_url.clone()
+    }
+
+    /// Address of the API listener.
+    pub fn addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Address of the CDN listener.
+    pub fn cdn_addr(&self) -> SocketAddr {
+        self.cdn_addr
+    }
+
+    /// The served hub; change it freely while running.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// Armed faults.
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    /// Shorthand for `faults().add(fault)`.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.add(fault);
+    }
+
+    /// Traffic counters and the request log.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Current settings.
+    pub fn settings(&self) -> Settings {
+        self.shared.settings()
+    }
+
+    /// Changes settings while running.
+    pub fn update_settings(&self, change: impl FnOnce(&mut Settings)) {
+        change(
+            &mut self
+                .shared
+                .settings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    /// Changes the tree page size.
+    pub fn set_page_size(&self, page_size: usize) {
+        self.update_settings(|settings| settings.page_size = page_size.max(1));
+    }
+
+    /// Changes the lifetime of newly signed CDN URLs.
+    pub fn set_cdn_ttl(&self, ttl: Duration) {
+        self.update_settings(|settings| settings.cdn_ttl = ttl);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Helper so handlers can return an empty body with headers.
+pub(crate) fn empty(status: http::StatusCode, headers: HeaderMap) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
