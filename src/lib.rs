@@ -38,7 +38,7 @@ pub enum OpenError {
         home: PathBuf,
         /// Cause.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     /// The endpoint is unusable.
     #[error(transparent)]
@@ -69,7 +69,7 @@ impl Larder {
         let registry =
             Registry::open(&home.join("registry.db")).map_err(|source| OpenError::Registry {
                 home: home.clone(),
-                source,
+                source: Box::new(source),
             })?;
         let mut client_settings = ClientSettings::new(settings.endpoint.clone());
         client_settings.token = settings.token.clone();

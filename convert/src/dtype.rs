@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -92,6 +93,8 @@ pub struct DtypeReport {
     pub copied: Vec<String>,
     /// Total bytes of all safetensors files.
     pub bytes_written: u64,
+    /// Non-fatal issues (values that overflowed to ±inf in F16).
+    pub warnings: Vec<String>,
 }
 
 /// [`convert_dtype_with`] with default options.
@@ -150,6 +153,7 @@ pub fn convert_dtype_with(
         shards: Vec::new(),
         copied: Vec::new(),
         bytes_written: 0,
+        warnings: Vec::new(),
     };
     let mut done = 0u64;
     for (i, entries) in shards.iter().enumerate() {
@@ -184,6 +188,7 @@ pub fn convert_dtype_with(
                 const CHUNK: usize = 1 << 20;
                 let out_size = e.out_dtype.size();
                 let mut buf = vec![0u8; CHUNK.min(e.numel) * out_size];
+                let overflow = AtomicBool::new(false);
                 let mut start = 0;
                 while start < e.numel {
                     let len = CHUNK.min(e.numel - start);
@@ -197,7 +202,12 @@ pub fn convert_dtype_with(
                                 ck.read_f32(e.name, t, start + k * 4096, &mut tmp[..m])?;
                                 match dtype {
                                     Dtype::F32 => quantize_row_f32(&tmp[..m], dst),
-                                    Dtype::F16 => quantize_row_f16(&tmp[..m], dst),
+                                    Dtype::F16 => {
+                                        if tmp[..m].iter().any(|v| v.abs() >= 65520.0) {
+                                            overflow.store(true, Ordering::Relaxed);
+                                        }
+                                        quantize_row_f16(&tmp[..m], dst);
+                                    }
                                     Dtype::Bf16 => {
                                         for (x, d) in tmp[..m].iter().zip(dst.chunks_exact_mut(2)) {
                                             d.copy_from_slice(&f32_to_bf16_bits(*x).to_le_bytes());
@@ -209,6 +219,12 @@ pub fn convert_dtype_with(
                         )?;
                     w.write_all(out).map_err(wr)?;
                     start += len;
+                }
+                if overflow.load(Ordering::Relaxed) {
+                    report.warnings.push(format!(
+                        "{}: values beyond ±65504 became ±inf in F16; prefer bf16",
+                        e.name
+                    ));
                 }
             }
             done += e.bytes;

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod chkhsh;
 pub mod dtype;
 pub mod error;
 pub mod gguf;
@@ -25,6 +26,8 @@ pub mod tokenizer;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -159,6 +162,9 @@ struct Planned<'a> {
     values: Values<'a>,
 }
 
+/// Smallest magnitude that rounds to infinity in binary16.
+const F16_OVERFLOW: f32 = 65520.0;
+
 /// Bytes of output produced per parallel chunk.
 const CHUNK_BYTES: usize = 8 << 20;
 
@@ -268,12 +274,20 @@ pub fn convert_to_gguf<W: Write>(
     let mut done = 0u64;
     let mut buf: Vec<u8> = Vec::new();
     for p in &plan {
-        write_tensor(&ck, p, pool.as_ref(), &mut writer, &mut buf, &mut |n| {
-            done += n;
-            if let Some(cb) = opts.progress {
-                cb(done, total);
-            }
-        })?;
+        write_tensor(
+            &ck,
+            p,
+            pool.as_ref(),
+            &mut writer,
+            &mut buf,
+            &mut warnings,
+            &mut |n| {
+                done += n;
+                if let Some(cb) = opts.progress {
+                    cb(done, total);
+                }
+            },
+        )?;
     }
     let (_, bytes_written) = writer.finish().map_err(ConvertError::Write)?;
     tracing::info!(
@@ -302,6 +316,7 @@ fn write_tensor<W: Write>(
     pool: Option<&rayon::ThreadPool>,
     writer: &mut GgufWriter<W>,
     buf: &mut Vec<u8>,
+    warnings: &mut Vec<String>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let ty = p.info.ty;
@@ -342,6 +357,8 @@ fn write_tensor<W: Write>(
         return Ok(());
     }
     let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
+    let overflow = AtomicBool::new(false);
+    let overflow = &overflow;
     let mut start = 0;
     while start < rows {
         let n = rows_per_chunk.min(rows - start);
@@ -358,6 +375,9 @@ fn write_tensor<W: Write>(
                         let src_row =
                             permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
                         ck.read_f32(hf, t, src_row * cols, tmp)?;
+                        if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
+                            overflow.store(true, Ordering::Relaxed);
+                        }
                         ty.quantize_row(tmp, dst);
                         Ok(())
                     },
@@ -370,6 +390,12 @@ fn write_tensor<W: Write>(
         writer.write_data(buf).map_err(ConvertError::Write)?;
         progress(buf.len() as u64);
         start += n;
+    }
+    if overflow.load(Ordering::Relaxed) {
+        warnings.push(format!(
+            "{}: values beyond ±65504 became ±inf in F16; prefer bf16 or f32 for this model",
+            p.info.name
+        ));
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! overlaps, all with checked arithmetic) and then by the `safetensors` crate,
 //! so that hostile files produce a [`ConvertError`] naming the file and never
 //! a panic or an out-of-bounds slice. Tensor data is never copied as a whole:
-//! callers pull rows converted to `f32` ([`Checkpoint::read_rows_f32`]).
+//! callers pull rows converted to `f32` ([`Checkpoint::read_f32`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -205,19 +205,23 @@ fn bpe(
             },
         }
     }
-    let pre = match pre_override {
-        Some(p) => p.to_owned(),
-        None => match detect_pre(tj) {
-            Some(p) => p.to_owned(),
-            None => {
-                meta.warnings.push(
-                    "BPE pre-tokenizer not recognized; writing tokenizer.ggml.pre = \"default\" \
-                     (tokenization quality may be degraded)"
-                        .into(),
-                );
-                "default".to_owned()
-            }
-        },
+    // As llama.cpp: the fingerprint of the probe text's ids; if our encoder
+    // cannot reproduce this tokenizer or the hash is unknown, recognize the
+    // pre-tokenizer regex instead; else "default" with a warning.
+    let fingerprint = crate::chkhsh::fingerprint(tj);
+    let by_hash = fingerprint.as_deref().and_then(crate::chkhsh::lookup);
+    let pre = match (pre_override, by_hash, detect_pre(tj)) {
+        (Some(p), _, _) => p.to_owned(),
+        (None, Some(p), _) => p.to_owned(),
+        (None, None, Some(p)) => p.to_owned(),
+        (None, None, None) => {
+            meta.warnings.push(format!(
+                "BPE pre-tokenizer not recognized (fingerprint {}); writing tokenizer.ggml.pre = \"default\" \
+                 (tokenization quality may be degraded); hint: pass the pre-tokenizer name explicitly",
+                fingerprint.as_deref().unwrap_or("unavailable")
+            ));
+            "default".to_owned()
+        }
     };
     meta.kv
         .push(("tokenizer.ggml.model".into(), MetaValue::Str("gpt2".into())));

@@ -67,7 +67,9 @@ pub async fn run(larder: &Larder, args: LsArgs) -> anyhow::Result<ExitCode> {
     print!(
         "{}",
         format::table(
-            &["REPO", "TYPE", "REFS", "COMMIT", "SIZE", "LICENCE", "FETCHED"],
+            &[
+                "REPO", "TYPE", "REFS", "COMMIT", "SIZE", "LICENCE", "FETCHED"
+            ],
             &rows
         )
     );

@@ -89,7 +89,11 @@ impl Reporter for LogLines {
                 format::size(*bytes),
                 format::size(*fetch_bytes)
             ),
-            PullEvent::FileStarted { path, size, resumed } if *resumed > 0 => format!(
+            PullEvent::FileStarted {
+                path,
+                size,
+                resumed,
+            } if *resumed > 0 => format!(
                 "resuming {path} ({} of {} already on disk)",
                 format::size(*resumed),
                 format::size(*size)
@@ -165,11 +169,17 @@ impl Reporter for Bars {
                 self.total
                     .set_message(format!("{repo}@{}", &commit[..commit.len().min(10)]));
             }
-            PullEvent::FileStarted { path, size, resumed } => {
+            PullEvent::FileStarted {
+                path,
+                size,
+                resumed,
+            } => {
                 let bar = self.multi.add(ProgressBar::new(*size));
                 bar.set_style(
-                    ProgressStyle::with_template("  {msg:40!} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "  {msg:40!} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 bar.set_message(path.clone());
                 bar.set_position(*resumed);

@@ -68,12 +68,16 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.retry_base_ms {
         options.transfer.retry.base = Duration::from_millis(ms);
     }
-    let reporter: Arc<dyn larder::fetch::progress::Reporter> = Arc::from(progress::reporter(args.json));
+    let reporter: Arc<dyn larder::fetch::progress::Reporter> =
+        Arc::from(progress::reporter(args.json));
     let summary = pull(larder, &options, reporter)
         .await
         .with_context(|| format!("pull of {}@{} failed", args.repo.id, revision))?;
     if args.json {
-        println!("{}", serde_json::json!({"event": "summary", "summary": summary}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "summary": summary})
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -70,7 +70,11 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
             detail.refs.join(", ")
         }
     );
-    println!("fetched:  {} from {}", format::time(detail.fetched_at), detail.upstream);
+    println!(
+        "fetched:  {} from {}",
+        format::time(detail.fetched_at),
+        detail.upstream
+    );
     println!(
         "licence:  {}{}{}",
         detail.licence.license.as_deref().unwrap_or("-"),
@@ -104,7 +108,10 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
         .collect();
     print!(
         "{}",
-        format::table(&["PATH", "SIZE", "STORE", "SHA256", "GIT OID", "STATE"], &rows)
+        format::table(
+            &["PATH", "SIZE", "STORE", "SHA256", "GIT OID", "STATE"],
+            &rows
+        )
     );
     if history.len() > 1 {
         println!();

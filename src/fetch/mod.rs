@@ -23,7 +23,9 @@ use tokio::sync::Semaphore;
 
 use crate::Larder;
 use crate::hub::{HubError, RepoFile, RepoId, RepoInfo, RepoType, Revision, gate_mode};
-use crate::registry::{BlobRecord, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord};
+use crate::registry::{
+    BlobRecord, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
+};
 use crate::store::StoreError;
 use plan::{PatternError, PlannedFile, Selection, content_key};
 use progress::{PullEvent, Reporter};
@@ -151,14 +153,18 @@ pub fn registry_kind(kind: RepoType) -> RepoKind {
 
 /// Licence fields of the card (`license` may be a string or a list).
 pub fn licence_fields(info: &RepoInfo) -> LicenceFields {
-    let license = info.card_data.as_ref().and_then(|c| c.get("license")).and_then(|v| match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Array(items) => {
-            let names: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
-            (!names.is_empty()).then(|| names.join(","))
-        }
-        _ => None,
-    });
+    let license = info
+        .card_data
+        .as_ref()
+        .and_then(|c| c.get("license"))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(items) => {
+                let names: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                (!names.is_empty()).then(|| names.join(","))
+            }
+            _ => None,
+        });
     LicenceFields {
         license,
         license_name: info.card_str("license_name"),
@@ -180,7 +186,9 @@ pub async fn pull(
         .repo_info(options.kind, &options.repo, &options.revision)
         .await?;
     let commit = info.sha.clone().unwrap_or_default();
-    let tree = client.list_files(options.kind, &options.repo, &commit).await?;
+    let tree = client
+        .list_files(options.kind, &options.repo, &commit)
+        .await?;
 
     let selected: Vec<RepoFile> = tree
         .iter()
@@ -202,7 +210,9 @@ pub async fn pull(
     }
     let mut to_fetch: HashMap<String, RepoFile> = HashMap::new();
     for p in planned.iter().filter(|p| p.held.is_none()) {
-        to_fetch.entry(content_key(&p.file)).or_insert_with(|| p.file.clone());
+        to_fetch
+            .entry(content_key(&p.file))
+            .or_insert_with(|| p.file.clone());
     }
     let mut fetch_list: Vec<RepoFile> = to_fetch.into_values().collect();
     // Large files first so they get their connections early; then by path.
@@ -266,7 +276,9 @@ pub async fn pull(
                 fetched_bytes += received;
                 fetched.insert(key, sha256);
             }
-            Err(PullError::Transfer(TransferError::Hub { source, .. })) if source.is_access_error() => {
+            Err(PullError::Transfer(TransferError::Hub { source, .. }))
+                if source.is_access_error() =>
+            {
                 // A gate or a vanished repo concerns the whole pull: say that, not "file X failed".
                 first_error = Some(PullError::Hub(source));
                 break;
@@ -329,7 +341,10 @@ pub async fn pull(
         let entries: Vec<(String, PathBuf)> = planned
             .iter()
             .filter_map(|p| {
-                let sha = p.held.clone().or_else(|| fetched.get(&content_key(&p.file)).cloned())?;
+                let sha = p
+                    .held
+                    .clone()
+                    .or_else(|| fetched.get(&content_key(&p.file)).cloned())?;
                 Some((p.file.path.clone(), larder.store.blob_path(&sha).ok()?))
             })
             .collect();

@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -143,7 +143,9 @@ pub enum TransferError {
         source: StoreError,
     },
     /// The content's digest differs from what the listing promised.
-    #[error("`{path}` failed verification: expected {expected}, received content hashing to {actual}")]
+    #[error(
+        "`{path}` failed verification: expected {expected}, received content hashing to {actual}"
+    )]
     Mismatch {
         /// File path.
         path: String,
@@ -211,7 +213,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Schedule> {
-        self.schedule.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.schedule
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn fail(&self, error: TransferError) {
@@ -244,9 +248,14 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
     let key = job.key();
     let part_path = tmp.join(format!("{key}.part"));
     let state_path = tmp.join(format!("{key}.state"));
-    let fresh = PartState::new(job.size, job.sha256.clone(), job.sha256.is_none().then(|| job.git_oid.clone()));
+    let fresh = PartState::new(
+        job.size,
+        job.sha256.clone(),
+        job.sha256.is_none().then(|| job.git_oid.clone()),
+    );
 
-    let (file, state) = open_part(&part_path, &state_path, &fresh).map_err(|e| TransferError::store(&path, e))?;
+    let (file, state) =
+        open_part(&part_path, &state_path, &fresh).map_err(|e| TransferError::store(&path, e))?;
     let resumed = state.done.total();
     env.reporter.report(&PullEvent::FileStarted {
         path: path.clone(),
@@ -264,7 +273,11 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
             s = e;
         }
     }
-    let workers = env.settings.connections_per_file.max(1).min(pending.len().max(1));
+    let workers = env
+        .settings
+        .connections_per_file
+        .max(1)
+        .min(pending.len().max(1));
     let shared = Arc::new(Shared {
         file,
         schedule: Mutex::new(Schedule {
@@ -286,7 +299,12 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         let git = shared.job.sha256.is_none();
         tokio::task::spawn_blocking(move || hash_prefix(&shared, git))
     };
-    let checkpointer = tokio::spawn(checkpoint_loop(shared.clone(), state_path.clone(), state.clone(), env.settings.checkpoint_interval));
+    let checkpointer = tokio::spawn(checkpoint_loop(
+        shared.clone(),
+        state_path.clone(),
+        state.clone(),
+        env.settings.checkpoint_interval,
+    ));
 
     // If this future is dropped (the pull was abandoned), the guard stops the hashing thread
     // and the JoinSet aborts the connections.
@@ -321,7 +339,8 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         let shared2 = shared.clone();
         let state_path2 = state_path.clone();
         let mut last = state.clone();
-        let _ = tokio::task::spawn_blocking(move || checkpoint(&shared2, &state_path2, &mut last)).await;
+        let _ = tokio::task::spawn_blocking(move || checkpoint(&shared2, &state_path2, &mut last))
+            .await;
         let _ = hasher.await;
         return Err(error);
     }
@@ -337,7 +356,10 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
     };
     let (expected, actual) = match &shared.job.sha256 {
         Some(sha) => (sha.clone(), digests.sha256.clone()),
-        None => (shared.job.git_oid.clone(), digests.git_oid.clone().unwrap_or_default()),
+        None => (
+            shared.job.git_oid.clone(),
+            digests.git_oid.clone().unwrap_or_default(),
+        ),
     };
     if expected != actual {
         let _ = std::fs::remove_file(&part_path);
@@ -379,11 +401,18 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
 
 fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
     let per = size / (settings.connections_per_file.max(1) as u64 * 2);
-    per.clamp(settings.min_segment, settings.max_segment.max(settings.min_segment))
+    per.clamp(
+        settings.min_segment,
+        settings.max_segment.max(settings.min_segment),
+    )
 }
 
 /// Open the part for `fresh`, resuming when a matching state and part exist.
-fn open_part(part: &PathBuf, state_path: &PathBuf, fresh: &PartState) -> Result<(File, PartState), StoreError> {
+fn open_part(
+    part: &Path,
+    state_path: &Path,
+    fresh: &PartState,
+) -> Result<(File, PartState), StoreError> {
     if let Some(state) = PartState::load(state_path, fresh)
         && let Ok(file) = OpenOptions::new().read(true).write(true).open(part)
         && file.metadata().is_ok_and(|m| m.len() == fresh.size)
@@ -404,7 +433,11 @@ fn open_part(part: &PathBuf, state_path: &PathBuf, fresh: &PartState) -> Result<
 }
 
 /// Sync the part, then record what is written. Returns whether anything changed.
-fn checkpoint(shared: &Shared, state_path: &PathBuf, last: &mut PartState) -> Result<bool, StoreError> {
+fn checkpoint(
+    shared: &Shared,
+    state_path: &Path,
+    last: &mut PartState,
+) -> Result<bool, StoreError> {
     let done = shared.lock().done.clone();
     if done == last.done {
         return Ok(false);
@@ -418,7 +451,12 @@ fn checkpoint(shared: &Shared, state_path: &PathBuf, last: &mut PartState) -> Re
     Ok(true)
 }
 
-async fn checkpoint_loop(shared: Arc<Shared>, state_path: PathBuf, mut last: PartState, every: Duration) {
+async fn checkpoint_loop(
+    shared: Arc<Shared>,
+    state_path: PathBuf,
+    mut last: PartState,
+    every: Duration,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
@@ -426,7 +464,11 @@ async fn checkpoint_loop(shared: Arc<Shared>, state_path: PathBuf, mut last: Par
         let shared2 = shared.clone();
         let path = state_path.clone();
         let mut snapshot = last.clone();
-        match tokio::task::spawn_blocking(move || checkpoint(&shared2, &path, &mut snapshot).map(|_| snapshot)).await {
+        match tokio::task::spawn_blocking(move || {
+            checkpoint(&shared2, &path, &mut snapshot).map(|_| snapshot)
+        })
+        .await
+        {
             Ok(Ok(saved)) => last = saved,
             Ok(Err(error)) => {
                 let path = shared.job.path.clone();
@@ -462,7 +504,11 @@ fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
         };
         while hasher.fed() < target {
             let n = ((target - hasher.fed()) as usize).min(buffer.len());
-            if shared.file.read_exact_at(&mut buffer[..n], hasher.fed()).is_err() {
+            if shared
+                .file
+                .read_exact_at(&mut buffer[..n], hasher.fed())
+                .is_err()
+            {
                 return None;
             }
             hasher.update(&buffer[..n]);
@@ -563,7 +609,8 @@ async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> 
                 if expirations > 3 {
                     shared.fail(TransferError::Protocol {
                         path,
-                        why: "the download URL keeps expiring; check the machine's clock".to_owned(),
+                        why: "the download URL keeps expiring; check the machine's clock"
+                            .to_owned(),
                     });
                     return received;
                 }
@@ -621,7 +668,11 @@ async fn attempt(
 ) -> (Result<Attempt, TransferError>, u64) {
     let job = &shared.job;
     let stall = env.settings.stall_timeout;
-    let cached = shared.location.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let cached = shared
+        .location
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let target = cached.clone().unwrap_or_else(|| job.url.clone());
     let request = env.client.get_range(target.clone(), pos, end - 1);
     let (response, final_url) = match tokio::time::timeout(stall, request).await {
@@ -640,11 +691,24 @@ async fn attempt(
     };
     let status = response.status();
     let off_origin = final_url.origin() != job.url.origin();
-    if off_origin && matches!(status, StatusCode::FORBIDDEN | StatusCode::GONE | StatusCode::UNAUTHORIZED) {
+    if off_origin
+        && matches!(
+            status,
+            StatusCode::FORBIDDEN | StatusCode::GONE | StatusCode::UNAUTHORIZED
+        )
+    {
         return (Ok(Attempt::Expired), 0);
     }
     if !status.is_success() {
-        let checked = check_status(response, job.kind, &job.repo, None, Some(&job.path), &env.client).await;
+        let checked = check_status(
+            response,
+            job.kind,
+            &job.repo,
+            None,
+            Some(&job.path),
+            &env.client,
+        )
+        .await;
         let Err(error) = checked else {
             return (Ok(Attempt::Failed(premature_end(job))), 0);
         };
@@ -727,7 +791,11 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (range, total) = rest.split_once('/')?;
     let (a, b) = range.split_once('-')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?, total.trim().parse().ok()?))
+    Some((
+        a.trim().parse().ok()?,
+        b.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
 }
 
 /// Stream a response body to the part from `pos`, stopping at the slot's current end.
@@ -805,7 +873,12 @@ fn flush(
         shared
             .file
             .write_all_at(&buffer[..n as usize], *pos)
-            .map_err(|e| TransferError::store(&shared.job.path, StoreError::io("could not write part of", &shared.job.path, e)))?;
+            .map_err(|e| {
+                TransferError::store(
+                    &shared.job.path,
+                    StoreError::io("could not write part of", &shared.job.path, e),
+                )
+            })?;
         {
             let mut schedule = shared.lock();
             schedule.done.insert(*pos, *pos + n);
@@ -823,7 +896,11 @@ fn flush(
     }
     let reached = *pos >= end;
     buffer.clear();
-    Ok(if reached { Flushed::Reached(n) } else { Flushed::More(n) })
+    Ok(if reached {
+        Flushed::Reached(n)
+    } else {
+        Flushed::More(n)
+    })
 }
 
 #[cfg(test)]

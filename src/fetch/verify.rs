@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn git_oid_matches_git() {
         let d = digest_bytes(b"Hello, World!", true);
-        assert_eq!(d.git_oid.unwrap(), "b45ef6fec89518d314f546fd6c3025367b721684");
+        assert_eq!(
+            d.git_oid.unwrap(),
+            "b45ef6fec89518d314f546fd6c3025367b721684"
+        );
         assert_eq!(
             d.sha256,
             "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f"

@@ -13,10 +13,16 @@ use url::Url;
 
 use super::error::HubError;
 use super::retry::{RetryPolicy, retry};
-use super::types::{RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry, is_commit_sha};
+use super::types::{
+    RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry, is_commit_sha,
+};
 
 /// Everything except RFC 3986 unreserved characters gets percent-encoded.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// Largest JSON document we read from upstream (one tree page or repo info).
 const MAX_JSON_BYTES: usize = 64 << 20;
 /// Largest number of tree pages we follow.
@@ -124,8 +130,18 @@ impl HubClient {
             encode_component(revision.as_str())
         ))?;
         let info: RepoInfo = retry(&self.retry, || async {
-            let response = self.send(Method::GET, url.clone(), HeaderMap::new()).await?;
-            let response = check_status(response, kind, repo.as_str(), Some(revision.as_str()), None, self).await?;
+            let response = self
+                .send(Method::GET, url.clone(), HeaderMap::new())
+                .await?;
+            let response = check_status(
+                response,
+                kind,
+                repo.as_str(),
+                Some(revision.as_str()),
+                None,
+                self,
+            )
+            .await?;
             read_json(response).await
         })
         .await?;
@@ -161,8 +177,11 @@ impl HubClient {
                 });
             }
             let (entries, link): (Vec<RawTreeEntry>, Option<Url>) = retry(&self.retry, || async {
-                let response = self.send(Method::GET, url.clone(), HeaderMap::new()).await?;
-                let response = check_status(response, kind, repo.as_str(), None, None, self).await?;
+                let response = self
+                    .send(Method::GET, url.clone(), HeaderMap::new())
+                    .await?;
+                let response =
+                    check_status(response, kind, repo.as_str(), None, None, self).await?;
                 let link = next_link(response.headers(), &url);
                 Ok((read_json(response).await?, link))
             })
@@ -192,7 +211,7 @@ impl HubClient {
     ) -> Result<Url, HubError> {
         let encoded_path: Vec<String> = path
             .split('/')
-            .map(|segment| encode_component(segment))
+            .map(encode_component)
             .collect();
         self.join(&format!(
             "{}{}/resolve/{}/{}",
@@ -246,7 +265,10 @@ impl HubClient {
                     why: "invalid range",
                 })?,
             );
-            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
             let response = self.send(Method::GET, url.clone(), headers).await?;
             if response.status().is_redirection() {
                 url = redirect_target(&response, &url)?;

@@ -11,6 +11,9 @@ use rand::Rng;
 
 use super::error::HubError;
 
+/// The longest `Retry-After` we obey; a server asking for more gets retried after this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 /// How many times and how long to retry transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -18,7 +21,7 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     /// First delay.
     pub base: Duration,
-    /// Largest delay between attempts (also caps `Retry-After`).
+    /// Largest delay between attempts of our own choosing.
     pub cap: Duration,
 }
 
@@ -34,11 +37,11 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Delay before retry number `attempt` (1-based): the server's `Retry-After` when given
-    /// (capped), otherwise `base * 2^(attempt-1)` capped, with "equal jitter" so that many
+    /// (bounded by [`MAX_RETRY_AFTER`] against absurd values), otherwise `base * 2^(attempt-1)` capped, with "equal jitter" so that many
     /// clients retrying together spread out without ever retrying immediately.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.cap);
+            return wait.min(MAX_RETRY_AFTER);
         }
         let exp = self
             .base
@@ -86,11 +89,19 @@ mod tests {
             let d = policy.delay(attempt, None);
             let exp = (Duration::from_millis(100) * 2u32.pow((attempt - 1).min(16)))
                 .min(Duration::from_secs(2));
-            assert!(d >= exp / 2 && d <= exp, "attempt {attempt}: {d:?} vs {exp:?}");
+            assert!(
+                d >= exp / 2 && d <= exp,
+                "attempt {attempt}: {d:?} vs {exp:?}"
+            );
         }
         assert_eq!(
             policy.delay(1, Some(Duration::from_secs(60))),
-            Duration::from_secs(2)
+            Duration::from_secs(60),
+            "Retry-After is obeyed beyond our own cap"
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(86_400))),
+            MAX_RETRY_AFTER
         );
         assert_eq!(
             policy.delay(1, Some(Duration::from_millis(700))),

@@ -26,9 +26,7 @@ pub enum NameError {
     )]
     RepoId(String),
     /// The revision is empty, too long or contains characters no git ref can hold.
-    #[error(
-        "`{0}` is not a valid revision: give a branch, tag, 40-hex commit or refs/pr/N"
-    )]
+    #[error("`{0}` is not a valid revision: give a branch, tag, 40-hex commit or refs/pr/N")]
     Revision(String),
     /// A file path that could escape the repo or is not a plain relative path.
     #[error("refusing file path {0:?}: {1}")]
@@ -149,7 +147,9 @@ impl Revision {
         // The characters git forbids in ref names, plus anything that would confuse a URL
         // path segment once decoded.
         let forbidden = |c: char| {
-            c.is_control() || c.is_whitespace() || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
         };
         if raw.chars().any(forbidden)
             || raw.contains("..")
@@ -188,12 +188,16 @@ impl fmt::Display for Revision {
 
 /// Whether `s` is a full lowercase 40-hex git commit id.
 pub fn is_commit_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `s` is a lowercase 64-hex sha256.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Check a file path from an upstream listing: relative, `/`-separated, no `..`, `.`,
@@ -365,6 +369,7 @@ impl RepoFile {
 /// Turn a raw tree entry into a checked file (directories give `None`).
 pub fn check_tree_entry(raw: RawTreeEntry) -> Result<Option<RepoFile>, TreeEntryError> {
     if raw.kind == "directory" {
+        validate_repo_path(&raw.path).map_err(TreeEntryError::Name)?;
         return Ok(None);
     }
     if raw.kind != "file" {
@@ -432,21 +437,44 @@ mod tests {
 
     #[test]
     fn revisions() {
-        for ok in ["main", "v1.0", "refs/pr/1", "refs/convert/parquet", "feature/x-y"] {
+        for ok in [
+            "main",
+            "v1.0",
+            "refs/pr/1",
+            "refs/convert/parquet",
+            "feature/x-y",
+        ] {
             assert!(Revision::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "../x", "a/../b", "a\0", "/main", "main/", "a//b", "x.lock", ".hidden"] {
+        for bad in [
+            "", "a b", "../x", "a/../b", "a\0", "/main", "main/", "a//b", "x.lock", ".hidden",
+        ] {
             assert!(Revision::parse(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn paths() {
-        for ok in ["config.json", "a/b/c.bin", "weird name#1.txt", "ünï.json", "..hidden"] {
+        for ok in [
+            "config.json",
+            "a/b/c.bin",
+            "weird name#1.txt",
+            "ünï.json",
+            "..hidden",
+        ] {
             assert!(validate_repo_path(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../x", "a/./b", "a//b", "a\\b", "a\0b", "C:x", "a/",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a/./b",
+            "a//b",
+            "a\\b",
+            "a\0b",
+            "C:x",
+            "a/",
             "x\n",
         ] {
             assert!(validate_repo_path(bad).is_err(), "{bad:?}");

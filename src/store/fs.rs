@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The filesystem is full.
-    #[error("no space left on the device holding {path}: free some space (try `larder gc`), then pull again to resume")]
+    #[error(
+        "no space left on the device holding {path}: free some space (try `larder gc`), then pull again to resume"
+    )]
     DiskFull {
         /// Where the write failed.
         path: PathBuf,

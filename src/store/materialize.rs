@@ -54,7 +54,9 @@ pub fn plain_dir(dir: &Path, entries: &[(String, PathBuf)]) -> Result<(), Materi
         if fs::hard_link(blob, &target).is_err() {
             let tmp = target.with_extension("larder-tmp");
             fs::copy(blob, &tmp).map_err(io_err("copy to", &tmp))?;
-            let mut perms = fs::metadata(&tmp).map_err(io_err("stat", &tmp))?.permissions();
+            let mut perms = fs::metadata(&tmp)
+                .map_err(io_err("stat", &tmp))?
+                .permissions();
             #[allow(clippy::permissions_set_readonly_false)]
             perms.set_readonly(false);
             fs::set_permissions(&tmp, perms).map_err(io_err("chmod", &tmp))?;

@@ -8,7 +8,7 @@ use larder::fetch::progress::PullEvent;
 
 use crate::common::{World, content, options, pull_with, read, sha256_hex};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_after_kill_9_without_refetching() {
     let size = 48usize << 20;
     let hub = Hub::new();
@@ -33,7 +33,10 @@ async fn resumes_after_kill_9_without_refetching() {
     let state = world.tmp_dir().join(format!("{sha}.state"));
     let deadline = Instant::now() + Duration::from_secs(60);
     let recorded = loop {
-        assert!(Instant::now() < deadline, "the first run made no durable progress");
+        assert!(
+            Instant::now() < deadline,
+            "the first run made no durable progress"
+        );
         if let Ok(text) = std::fs::read_to_string(&state)
             && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
         {
@@ -52,11 +55,18 @@ async fn resumes_after_kill_9_without_refetching() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let first_run = world.server.stats().bytes_for_sha256(&sha);
-    assert!(!world.blob_path(&sha).exists(), "nothing published by the killed run");
+    assert!(
+        !world.blob_path(&sha).exists(),
+        "nothing published by the killed run"
+    );
 
     world.server.faults().clear();
     let output = world.cli().args(["pull", "acme/big"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("resuming model.safetensors"));
     let total = world.server.stats().bytes_for_sha256(&sha);
     let second_run = total - first_run;
@@ -73,7 +83,7 @@ async fn resumes_after_kill_9_without_refetching() {
     assert!(!state.exists());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connections_and_503_are_retried_in_one_run() {
     let hub = Hub::new();
     let bytes = content(22, 6 << 20);
@@ -83,8 +93,12 @@ async fn cut_connections_and_503_are_retried_in_one_run() {
         .commit("main");
     let world = World::start(hub).await;
     let sha = sha256_hex(&bytes);
-    world.server.inject(Fault::cut_after(100_000).sha256(&sha).times(3));
-    world.server.inject(Fault::unavailable(1).path("config.json").times(2));
+    world
+        .server
+        .inject(Fault::cut_after(100_000).sha256(&sha).times(3));
+    world
+        .server
+        .inject(Fault::unavailable(1).path("config.json").times(2));
     let larder = world.larder();
     let started = Instant::now();
     let (result, recorder) = pull_with(&larder, &options("acme/flaky", "main")).await;
@@ -103,7 +117,7 @@ async fn cut_connections_and_503_are_retried_in_one_run() {
     assert!(served < bytes.len() as u64 + (2 << 20), "served {served}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalls_reconnect_without_spending_retries() {
     let hub = Hub::new();
     let bytes = content(23, 2 << 20);
@@ -121,14 +135,16 @@ async fn stalls_reconnect_without_spending_retries() {
     opts.transfer.retry.max_retries = 1; // stalls must not count against this
     let (result, recorder) = pull_with(&larder, &opts).await;
     result.expect("pull survives stalls");
-    assert!(recorder
-        .events()
-        .iter()
-        .all(|e| !matches!(e, PullEvent::Retrying { .. })));
+    assert!(
+        recorder
+            .events()
+            .iter()
+            .all(|e| !matches!(e, PullEvent::Retrying { .. }))
+    );
     assert_eq!(read(&world.blob_path(&sha)), bytes);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_cdn_urls_are_resolved_again() {
     let hub = Hub::new();
     let bytes = content(24, 3 << 20);
@@ -137,7 +153,9 @@ async fn expired_cdn_urls_are_resolved_again() {
         .commit("main");
     let world = World::start(hub).await;
     let sha = sha256_hex(&bytes);
-    world.server.inject(Fault::expire_cdn().sha256(&sha).times(2));
+    world
+        .server
+        .inject(Fault::expire_cdn().sha256(&sha).times(2));
     let larder = world.larder();
     pull_with(&larder, &options("acme/expiry", "main"))
         .await
@@ -146,7 +164,7 @@ async fn expired_cdn_urls_are_resolved_again() {
     assert_eq!(read(&world.blob_path(&sha)), bytes);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_failures_keep_the_part_for_next_time() {
     let hub = Hub::new();
     let bytes = content(25, 4 << 20);
@@ -155,12 +173,18 @@ async fn persistent_failures_keep_the_part_for_next_time() {
         .commit("main");
     let world = World::start(hub).await;
     let sha = sha256_hex(&bytes);
-    // The first megabyte arrives, then every request fails.
-    world.server.inject(Fault::cut_after(1 << 20).sha256(&sha).times(1));
-    world.server.inject(Fault::unavailable(0).sha256(&sha).forever());
+    // The first megabyte arrives, then every request breaks before its first byte.
+    world
+        .server
+        .inject(Fault::cut_after(1 << 20).sha256(&sha).times(1));
+    world
+        .server
+        .inject(Fault::cut_after(0).sha256(&sha).forever());
     let larder = world.larder();
     let mut opts = options("acme/down", "main");
     opts.transfer.connections_per_file = 1;
+    opts.transfer.min_segment = 2 << 20;
+    opts.transfer.max_segment = 2 << 20;
     opts.transfer.retry.max_retries = 2;
     let error = pull_with(&larder, &opts).await.0.unwrap_err();
     assert!(format!("{error}").contains("model.safetensors"), "{error}");
@@ -169,7 +193,10 @@ async fn persistent_failures_keep_the_part_for_next_time() {
 
     world.server.faults().clear();
     let before = world.server.stats().bytes_for_sha256(&sha);
-    pull_with(&larder, &opts).await.0.expect("second run completes");
+    pull_with(&larder, &opts)
+        .await
+        .0
+        .expect("second run completes");
     let second = world.server.stats().bytes_for_sha256(&sha) - before;
     assert!(second <= 3 << 20, "second run fetched {second} bytes");
     assert_eq!(read(&world.blob_path(&sha)), bytes);

@@ -6,7 +6,7 @@ use hub_standin::{Hub, RepoKind};
 
 use crate::common::{World, content, read, sha256_hex};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_quarantines_and_pull_repairs() {
     let hub = Hub::new();
     let good = content(41, 1 << 20);
@@ -20,7 +20,11 @@ async fn verify_quarantines_and_pull_repairs() {
     assert!(pulled.status.success());
 
     let ok = world.cli().args(["verify"]).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     // Damage one blob behind Larder's back.
     let path = world.blob_path(&sha256_hex(&bad));
@@ -29,7 +33,11 @@ async fn verify_quarantines_and_pull_repairs() {
     damaged[123] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
 
-    let report = world.cli().args(["verify", "acme/v", "--json"]).output().unwrap();
+    let report = world
+        .cli()
+        .args(["verify", "acme/v", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(report.status.code(), Some(3));
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&report.stdout)
         .lines()
@@ -41,7 +49,11 @@ async fn verify_quarantines_and_pull_repairs() {
     assert_eq!(corrupt[0]["sha256"], sha256_hex(&bad));
     assert!(!path.exists(), "moved to quarantine");
 
-    let show = world.cli().args(["show", "acme/v", "--json"]).output().unwrap();
+    let show = world
+        .cli()
+        .args(["show", "acme/v", "--json"])
+        .output()
+        .unwrap();
     let detail: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     let held: Vec<bool> = detail["files"]
         .as_array()
@@ -54,5 +66,13 @@ async fn verify_quarantines_and_pull_repairs() {
     let repaired = world.cli().args(["pull", "acme/v"]).output().unwrap();
     assert!(repaired.status.success());
     assert_eq!(read(&path), bad);
-    assert!(world.cli().args(["verify"]).output().unwrap().status.success());
+    assert!(
+        world
+            .cli()
+            .args(["verify"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
 }

@@ -32,11 +32,23 @@ fn make_model(
     tokenizer: &str,
     tied: bool,
 ) -> (PathBuf, SourceFiles) {
-    let dir = root.join(format!("{arch}-{dtype}-{tokenizer}"));
+    make_model_with(root, arch, dtype, tokenizer, tied, &[])
+}
+
+fn make_model_with(
+    root: &Path,
+    arch: &str,
+    dtype: &str,
+    tokenizer: &str,
+    tied: bool,
+    extra: &[&str],
+) -> (PathBuf, SourceFiles) {
+    let dir = root.join(format!("{arch}-{dtype}-{tokenizer}{}", extra.join("")));
     let mut args = vec![dir.to_str().unwrap(), arch, dtype, tokenizer];
     if tied {
         args.push("--tied");
     }
+    args.extend_from_slice(extra);
     run_py("make_model.py", &args);
     let src = as_blobs(&dir, &root.join("blobs").join(dir.file_name().unwrap()));
     (dir, src)
@@ -295,11 +307,9 @@ fn missing_tensor_and_missing_shard() {
     assert!(matches!(&e, ConvertError::IndexMismatch { .. }), "{e}");
 }
 
-#[test]
-fn non_finite_values_are_rejected() {
+/// The fixture's tensors with `up_proj` replaced by `up`.
+fn fixture_with_up_proj(up: Vec<f32>) -> Fixture {
     let mut fx = Fixture::new();
-    let mut bad = vec![0.01f32; 64 * 32];
-    bad[100] = f32::NAN;
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     for (n, s) in [
         ("model.embed_tokens.weight", vec![4, 32]),
@@ -317,20 +327,45 @@ fn non_finite_values_are_rejected() {
         let len = s.iter().product();
         tensors.push((n.to_owned(), s, vec![0.01; len]));
     }
-    tensors.push((
-        "model.layers.0.mlp.up_proj.weight".into(),
-        vec![64, 32],
-        bad,
-    ));
+    tensors.push(("model.layers.0.mlp.up_proj.weight".into(), vec![64, 32], up));
     let refs: Vec<(&str, &[usize], &[f32])> = tensors
         .iter()
         .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
         .collect();
     fx.put("model.safetensors", &st_file(&refs));
-    let e = fx.convert().unwrap_err();
+    fx
+}
+
+#[test]
+fn non_finite_values_are_rejected() {
+    let mut bad = vec![0.01f32; 64 * 32];
+    bad[100] = f32::NAN;
+    let e = fixture_with_up_proj(bad).convert().unwrap_err();
     assert!(
         matches!(&e, ConvertError::NonFinite { tensor, index: 100 } if tensor == "model.layers.0.mlp.up_proj.weight"),
         "{e}"
+    );
+}
+
+#[test]
+fn f16_overflow_is_a_warning() {
+    let mut big = vec![0.01f32; 64 * 32];
+    big[7] = 1e5;
+    let fx = fixture_with_up_proj(big);
+    let mut out = Vec::new();
+    let r = convert_to_gguf(
+        &SourceFiles::new(fx.files.clone()),
+        GgufType::F16,
+        &mut out,
+        &GgufOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("up_proj") || w.contains("blk.0.ffn_up")),
+        "{:?}",
+        r.warnings
     );
 }
 
@@ -369,9 +404,12 @@ proptest::proptest! {
 }
 
 /// Loads converted files in llama.cpp itself and runs a forward pass, when
-/// `LARDER_LLAMA_CPP_PYTHON` names a Python with `llama_cpp` (llama-cpp-python,
-/// built from its sdist; see gguf.md §8). Without it the test only prints a
-/// note: the build takes ~10 minutes, too long for every CI run.
+/// `LARDER_LLAMA_CPP_PYTHON` names a Python with `llama_cpp`, `gguf`,
+/// `tokenizers` and `sentencepiece` (`tests/py/setup_llama_cpp.sh`). Also
+/// checks that llama.cpp tokenizes like the HF tokenizers and that
+/// `llama_model_quantize` of our F32 file reproduces every preset byte for
+/// byte. Without the variable the test only prints a note: the build takes
+/// ~10 minutes, too long for every CI run.
 #[test]
 fn llama_cpp_loads_converted_files() {
     let Some(py) = std::env::var_os("LARDER_LLAMA_CPP_PYTHON") else {
@@ -403,12 +441,49 @@ fn llama_cpp_loads_converted_files() {
             &[GgufType::Q5KM, GgufType::Q4_0, GgufType::Bf16][..],
         ),
     ] {
-        let (_, src) = make_model(root.path(), arch, dtype, tok, tied);
+        let (dir, src) = make_model(root.path(), arch, dtype, tok, tied);
         for &preset in presets {
             let path = root.path().join(format!("{arch}-{preset}.gguf"));
             let mut out = std::fs::File::create(&path).unwrap();
             convert_to_gguf(&src, preset, &mut out, &GgufOptions::default()).unwrap();
-            files.push(path.to_str().unwrap().to_owned());
+            files.push(format!("{}={}", path.display(), dir.display()));
+        }
+    }
+    // llama-quantize from our F32 file must produce exactly our tensors;
+    // 10 layers exercise use_more_bits and the n/8, n/16 layer rules.
+    for (arch, dtype, tok, tied, extra) in [
+        ("llama", "bf16", "bpe", false, &[][..]),
+        ("mistral", "f16", "spm", false, &[][..]),
+        ("qwen2", "f32", "bpe", true, &[][..]),
+        ("llama", "f16", "bpe", true, &["--layers", "10"][..]),
+    ] {
+        let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
+        let arch = format!("{arch}{}", extra.join(""));
+        let f32_path = root.path().join(format!("{arch}-ref-f32.gguf"));
+        let mut out = std::fs::File::create(&f32_path).unwrap();
+        convert_to_gguf(&src, GgufType::F32, &mut out, &GgufOptions::default()).unwrap();
+        for preset in GgufType::ALL
+            .into_iter()
+            .filter(|t| !matches!(t, GgufType::F32 | GgufType::Bf16))
+        {
+            let path = root.path().join(format!("{arch}-cmp-{preset}.gguf"));
+            let mut out = std::fs::File::create(&path).unwrap();
+            convert_to_gguf(&src, preset, &mut out, &GgufOptions::default()).unwrap();
+            let res = std::process::Command::new(&py)
+                .arg(crate::common::script("llama_quantize_cmp.py"))
+                .args([
+                    f32_path.to_str().unwrap(),
+                    path.to_str().unwrap(),
+                    &preset.file_type().to_string(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                res.status.success(),
+                "{arch} {preset}: differs from llama-quantize:\n{}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            eprint!("{}", String::from_utf8_lossy(&res.stdout));
         }
     }
     let out = std::process::Command::new(py)

@@ -314,14 +314,13 @@ fn k_quant_fixed_vectors() {
     assert_eq!(q4, expect);
 }
 
-/// Byte-for-byte against ggml's C `quantize_row_*_ref` for every type, when
-/// `LARDER_GGML_QUANTS_LIB` points at a shared library built from
-/// llama.cpp's `ggml/src/ggml-quants.c` (e.g. from the llama-cpp-python
-/// sdist: `gcc -O2 -shared -fPIC -Iggml/include -Iggml/src
-/// ggml/src/ggml-quants.c stubs.c -lm`, stubs defining `ggml_abort`,
-/// `ggml_row_size`, `ggml_type_name`, `ggml_type_size`; plain x86-64 flags,
-/// no FMA, like libggml-base). gguf-py cannot quantize K-quants, so this is
-/// the only byte-level oracle for them; without the variable the test only
+/// Byte-for-byte against ggml's C `quantize_row_*_ref` for every block type,
+/// when `LARDER_GGML_QUANTS_LIB` names a library exporting them: the
+/// `libggml-base.so` of a llama-cpp-python build (`tests/py/setup_llama_cpp.sh`),
+/// or `ggml/src/ggml-quants.c` compiled alone with plain x86-64 flags (no
+/// FMA, like libggml-base) plus stubs for `ggml_abort`, `ggml_row_size`,
+/// `ggml_type_name`, `ggml_type_size`. gguf-py cannot quantize K-quants, so
+/// this is their only byte-level oracle; without the variable the test only
 /// prints a note.
 #[test]
 fn k_quants_match_ggml_c_reference() {

@@ -95,6 +95,11 @@ def train_spm(out):
         model_type="bpe",
         byte_fallback=True,
         hard_vocab_limit=False,
+        # Like Llama/Mistral's tokenizer.model: no normalization, which is also
+        # what llama.cpp's SPM tokenizer implements.
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,
+        split_digits=True,
         minloglevel=2,
     )
     with open(os.path.join(out, "tokenizer.model"), "wb") as f:
