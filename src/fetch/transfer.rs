@@ -205,6 +205,7 @@ struct Schedule {
 struct Shared {
     job: FileJob,
     file: File,
+    part_path: PathBuf,
     schedule: Mutex<Schedule>,
     changed: Condvar,
     location: Mutex<Option<Url>>,
@@ -291,6 +292,7 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         changed: Condvar::new(),
         location: Mutex::new(None),
         stop: AtomicBool::new(false),
+        part_path: part_path.clone(),
         job,
     });
 
@@ -876,7 +878,7 @@ fn flush(
             .map_err(|e| {
                 TransferError::store(
                     &shared.job.path,
-                    StoreError::io("could not write part of", &shared.job.path, e),
+                    StoreError::io("could not write", &shared.part_path, e),
                 )
             })?;
         {

@@ -209,10 +209,7 @@ impl HubClient {
         commit: &str,
         path: &str,
     ) -> Result<Url, HubError> {
-        let encoded_path: Vec<String> = path
-            .split('/')
-            .map(encode_component)
-            .collect();
+        let encoded_path: Vec<String> = path.split('/').map(encode_component).collect();
         self.join(&format!(
             "{}{}/resolve/{}/{}",
             kind.url_prefix(),

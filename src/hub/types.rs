@@ -481,6 +481,44 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// No input panics, and no accepted path escapes the repo.
+        #[test]
+        fn accepted_paths_stay_inside(path in "\\PC{0,40}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            for candidate in [path.clone(), String::from_utf8_lossy(&bytes).into_owned()] {
+                if let Ok(ok) = validate_repo_path(&candidate) {
+                    let joined = std::path::Path::new("/repo").join(ok);
+                    let mut depth = 0i32;
+                    for component in joined.components().skip(2) {
+                        match component {
+                            std::path::Component::Normal(_) => depth += 1,
+                            other => proptest::prop_assert!(false, "{other:?} in {ok:?}"),
+                        }
+                    }
+                    proptest::prop_assert!(depth >= 1);
+                }
+                let _ = RepoId::parse(&candidate);
+                let _ = Revision::parse(&candidate);
+                let _ = candidate.parse::<RepoRef>();
+            }
+        }
+
+        /// Arbitrary JSON in the tree listing is refused or accepted, never a panic.
+        #[test]
+        fn tree_json_never_panics(kind in "(file|directory|[a-z]{0,5})", path in "[a-z./\\\\]{0,12}", oid in "[0-9a-f]{0,41}", size in proptest::prelude::any::<u64>(), lfs_size in proptest::prelude::any::<u64>(), garbage in "\\PC{0,30}") {
+            let doc = serde_json::json!([{"type": kind, "path": path, "oid": oid, "size": size, "lfs": {"oid": oid, "size": lfs_size}}]);
+            if let Ok(entries) = serde_json::from_value::<Vec<RawTreeEntry>>(doc) {
+                for entry in entries {
+                    if let Ok(Some(file)) = check_tree_entry(entry) {
+                        proptest::prop_assert!(validate_repo_path(&file.path).is_ok());
+                    }
+                }
+            }
+            let _ = serde_json::from_str::<Vec<RawTreeEntry>>(&garbage);
+            let _ = serde_json::from_str::<RepoInfo>(&garbage);
+        }
+    }
+
     #[test]
     fn repo_ref() {
         let r: RepoRef = "org/name@refs/pr/1".parse().unwrap();

@@ -16,4 +16,5 @@ mod common;
 mod dtype;
 mod e2e;
 mod hostile;
+mod pretok;
 mod quants;

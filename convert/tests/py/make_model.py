@@ -56,7 +56,12 @@ def train_bpe(out, arch):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>"]
-    tok = Tokenizer(models.BPE())
+    # Llama 3's tokenizer.json sets ignore_merges; Qwen2's does not.
+    tok = Tokenizer(models.BPE(ignore_merges=arch != "qwen2"))
+    if arch == "qwen2":
+        from tokenizers import normalizers
+
+        tok.normalizer = normalizers.NFC()
     regex = QWEN2_REGEX if arch == "qwen2" else LLAMA3_REGEX
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
