@@ -7,12 +7,14 @@
 //! ids follow gguf-py's `SpecialVocab`: tokenizer_config.json names first,
 //! then config.json `*_token_id` integers; the first setter wins.
 //!
-//! `tokenizer.ggml.pre`: llama.cpp hashes the token ids of a fixed probe text
-//! and looks the hash up in a table of known tokenizers. The ids depend on the
-//! pre-tokenizer split regex (and the vocabulary), so we identify the same
-//! families by the `pre_tokenizer` regex in tokenizer.json (`llama-bpe`,
-//! `qwen2`, `gpt-2`); anything else falls back to `default` with a warning,
-//! and callers can override the choice.
+//! `tokenizer.ggml.pre`: as llama.cpp's converter, the SHA-256 of the ids
+//! of a fixed probe text, looked up in its table ([`crate::chkhsh`], verified
+//! to give llama.cpp's hashes for the real Llama 3, Qwen2 and GPT-2
+//! vocabularies). When the encoder cannot reproduce a tokenizer.json or the
+//! hash is unknown (e.g. a new fine-tune's vocabulary), the families are
+//! recognized by the `pre_tokenizer` regex instead (`llama-bpe`, `qwen2`,
+//! `gpt-2`); anything else falls back to `default` with a warning. Callers
+//! can override the choice.
 
 use std::collections::{BTreeMap, HashMap};
 

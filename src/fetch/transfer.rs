@@ -203,6 +203,9 @@ struct Schedule {
 }
 
 struct Shared {
+    /// Serialises writes of the state file; `true` once the part is finished with, after which
+    /// no checkpoint may write it again (a late checkpoint would resurrect a removed state).
+    state_io: Mutex<bool>,
     job: FileJob,
     file: File,
     part_path: PathBuf,
@@ -247,8 +250,9 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
     let path = job.path.clone();
     let tmp = env.store.tmp_dir();
     let key = job.key();
-    let part_path = tmp.join(format!("{key}.part"));
-    let state_path = tmp.join(format!("{key}.state"));
+    let (slot, slot_lock) = claim_slot(&tmp, &key).map_err(|e| TransferError::store(&path, e))?;
+    let part_path = tmp.join(format!("{slot}.part"));
+    let state_path = tmp.join(format!("{slot}.state"));
     let fresh = PartState::new(
         job.size,
         job.sha256.clone(),
@@ -293,6 +297,7 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         location: Mutex::new(None),
         stop: AtomicBool::new(false),
         part_path: part_path.clone(),
+        state_io: Mutex::new(false),
         job,
     });
 
@@ -364,6 +369,7 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         ),
     };
     if expected != actual {
+        *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let _ = std::fs::remove_file(&part_path);
         let _ = std::fs::remove_file(&state_path);
         return Err(TransferError::Mismatch {
@@ -374,13 +380,17 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
     }
     let store = env.store.clone();
     let sha = digests.sha256.clone();
+    let lock_path = tmp.join(format!("{key}.lock"));
     let publish = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         shared
             .file
             .sync_all()
             .map_err(|e| StoreError::io("could not sync", &part_path, e))?;
         store.publish(&part_path, &sha)?;
+        *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let _ = std::fs::remove_file(&state_path);
+        let _ = std::fs::remove_file(&lock_path);
+        drop(slot_lock);
         Ok(())
     })
     .await;
@@ -410,6 +420,24 @@ fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
 }
 
 /// Open the part for `fresh`, resuming when a matching state and part exist.
+/// Claim the resumable slot `<key>` for this writer by locking `<key>.lock`; when another
+/// process holds it (pulling the same content right now), use a private slot instead so the
+/// two never write one part. Correctness does not rest on the lock: a private slot is only an
+/// optimisation against duplicate work, and every part is verified before publication.
+fn claim_slot(tmp: &Path, key: &str) -> Result<(String, File), StoreError> {
+    let lock_path = tmp.join(format!("{key}.lock"));
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::io("could not create", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok((key.to_owned(), lock)),
+        Err(_) => Ok((format!("{key}.{}", std::process::id()), lock)),
+    }
+}
+
 fn open_part(
     part: &Path,
     state_path: &Path,
@@ -440,6 +468,10 @@ fn checkpoint(
     state_path: &Path,
     last: &mut PartState,
 ) -> Result<bool, StoreError> {
+    let closed = shared.state_io.lock().unwrap_or_else(|p| p.into_inner());
+    if *closed {
+        return Ok(false);
+    }
     let done = shared.lock().done.clone();
     if done == last.done {
         return Ok(false);

@@ -61,7 +61,11 @@ async fn resumes_after_kill_9_without_refetching() {
     );
 
     world.server.faults().clear();
-    let output = world.cli().args(["pull", "acme/big"]).output().unwrap();
+    let output = world
+        .cli()
+        .args(["pull", "acme/big", "--connections", "2"])
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
@@ -71,10 +75,11 @@ async fn resumes_after_kill_9_without_refetching() {
     let total = world.server.stats().bytes_for_sha256(&sha);
     let second_run = total - first_run;
     assert!(
-        second_run <= size as u64 - recorded + (1 << 20),
+        second_run <= size as u64 - recorded + (4 << 20),
         "second run fetched {second_run} bytes though {recorded} were recorded"
     );
-    // In total, close to the file size: at most what the first run had in flight is lost.
+    // In total, close to the file size: what the first run had in flight is lost, and a range
+    // split off a busy connection may have been sent ahead into socket buffers.
     assert!(
         total <= size as u64 + (8 << 20),
         "fetched {total} bytes in total for a {size}-byte file"
@@ -200,4 +205,42 @@ async fn persistent_failures_keep_the_part_for_next_time() {
     let second = world.server.stats().bytes_for_sha256(&sha) - before;
     assert!(second <= 3 << 20, "second run fetched {second} bytes");
     assert_eq!(read(&world.blob_path(&sha)), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_pulling_the_same_repo_both_succeed() {
+    let hub = Hub::new();
+    let bytes = content(26, 12 << 20);
+    hub.repo(RepoKind::Model, "acme/twice")
+        .lfs_file("model.safetensors", bytes.clone())
+        .commit("main");
+    let world = World::start(hub).await;
+    let sha = sha256_hex(&bytes);
+    world
+        .server
+        .inject(Fault::throttle(8 << 20).sha256(&sha).forever());
+    let spawn = || {
+        world
+            .cli()
+            .args(["pull", "acme/twice", "--connections", "2"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    for child in [first, second] {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(read(&world.blob_path(&sha)), bytes);
+    let leftovers: Vec<_> = std::fs::read_dir(world.tmp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -49,3 +49,31 @@ fn probe_text_encodes_like_hf_tokenizers() {
         std::fs::write(&text_path, CHKTXT).unwrap();
     }
 }
+
+/// With `LARDER_LLAMA_CPP_SRC` pointing at a llama.cpp checkout (or the
+/// `vendor/llama.cpp` of the llama-cpp-python sdist), the real Llama 3, Qwen2
+/// and GPT-2 vocabularies in `models/ggml-vocab-*.gguf` must fingerprint to
+/// exactly the hashes llama.cpp's converter lists for them.
+#[test]
+fn real_vocabularies_hash_like_llama_cpp() {
+    let Some(src) = std::env::var_os("LARDER_LLAMA_CPP_SRC") else {
+        eprintln!("LARDER_LLAMA_CPP_SRC not set: skipping the real-vocabulary fingerprint check");
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    for kind in ["llama-bpe", "qwen2", "gpt-2"] {
+        let vocab = std::path::Path::new(&src).join(format!("models/ggml-vocab-{kind}.gguf"));
+        let out = root.path().join(format!("{kind}.json"));
+        run_py(
+            "vocab_to_tokenizer_json.py",
+            &[vocab.to_str().unwrap(), kind, out.to_str().unwrap()],
+        );
+        let tj: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let hash = larder_convert::chkhsh::fingerprint(&tj).expect("supported shape");
+        assert_eq!(
+            larder_convert::chkhsh::lookup(&hash),
+            Some(kind),
+            "{kind}: fingerprint {hash}"
+        );
+    }
+}
