@@ -19,8 +19,66 @@ use unicode_normalization::UnicodeNormalization;
 /// The probe text, verbatim from llama.cpp's `get_vocab_base_pre`.
 pub const CHKTXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n\u{1f680} (normal) \u{1f636}\u{200d}\u{1f32b}\u{fe0f} (multiple emojis concatenated) \u{2705} \u{1f999}\u{1f999} 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 \u{1780}\u{17b6}\u{1793}\u{17cb}\u{178f}\u{17c2}\u{1796}\u{17b7}\u{179f}\u{17c1}\u{179f}\u{17a2}\u{17b6}\u{1785}\u{1f601} ?\u{6211}\u{60f3}\u{5728}apple\u{5de5}\u{4f5c}1314151\u{5929}\u{ff5e} ------======= \u{43d}\u{435}\u{449}\u{43e} \u{43d}\u{430} \u{411}\u{44a}\u{43b}\u{433}\u{430}\u{440}\u{441}\u{43a}\u{438} ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";
 
-/// Known fingerprints (hash → `tokenizer.ggml.pre`), from `get_vocab_base_pre`.
+/// Known fingerprints (hash → `tokenizer.ggml.pre`), in the order of
+/// llama.cpp's `get_vocab_base_pre` (2025 snapshot). Its checks are a chain of
+/// independent `if`s, so for a hash listed twice the later name wins.
 const KNOWN: &[(&str, &str)] = &[
+    (
+        "b6e8e1518dc4305be2fe39c313ed643381c4da5db34a98f6a04c093f8afbe99b",
+        "chatglm-bpe",
+    ),
+    (
+        "81d72c7348a9f0ebe86f23298d37debe0a5e71149e29bd283904c02262b27516",
+        "chatglm-bpe",
+    ),
+    (
+        "a1336059768a55c99a734006ffb02203cd450fed003e9a71886c88acf24fdbc2",
+        "glm4",
+    ),
+    (
+        "9ca2dd618e8afaf09731a7cf6e2105b373ba6a1821559f258b272fe83e6eb902",
+        "glm4",
+    ),
+    (
+        "1431a23e583c97432bc230bff598d103ddb5a1f89960c8f1d1051aaa944d0b35",
+        "minerva-7b",
+    ),
+    (
+        "7e57df22b1fe23a7b1e1c7f3dc4e3f96d43a4eb0836d0c6bdc3436d7b2f1c664",
+        "hunyuan",
+    ),
+    (
+        "bba3b3366b646dbdded5dbc42d59598b849371afc42f7beafa914afaa5b70aa6",
+        "hunyuan-dense",
+    ),
+    (
+        "a6b57017d60e6edb4d88ecc2845188e0eb333a70357e45dcc9b53964a73bbae6",
+        "falcon-h1",
+    ),
+    (
+        "60476e1243776c4fb1b993dbd7a5f15ac22f83c80afdf425fa5ae01c8d44ef86",
+        "falcon-h1",
+    ),
+    (
+        "3eda48b4c4dc7de733d1a8b3e3b4a85243dbbf704da2ee9d42c6beced8897896",
+        "falcon-h1",
+    ),
+    (
+        "48f8e02c0359c0bbdd82f26909171fac1c18a457bb47573ed1fe3bbb2c1cfd4b",
+        "falcon-h1",
+    ),
+    (
+        "81212dc7cdb7e0c1074ca62c5aeab0d43c9f52b8a737be7b12a777c953027890",
+        "kimi-k2",
+    ),
+    (
+        "d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c",
+        "qwen2",
+    ),
+    (
+        "66b8d4e19ab16c3bfd89bce5d785fb7e0155e8648708a1f42077cb9fe002c273",
+        "grok-2",
+    ),
     (
         "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5",
         "llama-bpe",
@@ -36,6 +94,18 @@ const KNOWN: &[(&str, &str)] = &[
     (
         "8aeee3860c56296a157a1fe2fad249ec40aa59b1bb5709f4ade11c4e6fe652ed",
         "falcon",
+    ),
+    (
+        "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f",
+        "bert-bge",
+    ),
+    (
+        "9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e",
+        "falcon3",
+    ),
+    (
+        "8e62295832751ca1e8f92f2226f403dea30dc5165e448b5bfa05af5340c64ec7",
+        "bert-bge-large",
     ),
     (
         "b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166",
@@ -66,8 +136,28 @@ const KNOWN: &[(&str, &str)] = &[
         "qwen2",
     ),
     (
+        "b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166",
+        "olmo",
+    ),
+    (
         "a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e",
         "dbrx",
+    ),
+    (
+        "c7699093ba4255a91e702aa38a596aa81669f3525dae06c2953267dde580f448",
+        "jina-v1-en",
+    ),
+    (
+        "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f",
+        "jina-v2-en",
+    ),
+    (
+        "171aeeedd6fb548d418a7461d053f11b6f1f1fc9b387bd66640d28a4b9f5c643",
+        "jina-v2-es",
+    ),
+    (
+        "27949a2493fc4a9f53f5b9b029c82689cfbe5d3a1929bb25e043089e28466de6",
+        "jina-v2-de",
     ),
     (
         "c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d",
@@ -78,8 +168,8 @@ const KNOWN: &[(&str, &str)] = &[
         "poro-chat",
     ),
     (
-        "b6e8e1518dc4305be2fe39c313ed643381c4da5db34a98f6a04c093f8afbe99b",
-        "chatglm-bpe",
+        "7967bfa498ade6b757b064f31e964dddbb80f8f9a4d68d4ba7998fcf281c531a",
+        "jina-v2-code",
     ),
     (
         "7fc505bd3104ca1083b150b17d088b59534ede9bde81f0dd2090967d7fe52cee",
@@ -121,6 +211,86 @@ const KNOWN: &[(&str, &str)] = &[
         "60824e3c0d9401f89943cbb2fff727f0e2d4c545ba4df2d6e4f09a6db0f5b450",
         "chameleon",
     ),
+    (
+        "8b5a93ed704057481f240da0be7e7dca721d7f8f4755263b6807227a2cbeae65",
+        "roberta-bpe",
+    ),
+    (
+        "ad851be1dba641f2e3711822f816db2c265f788b37c63b4e1aeacb9ee92de8eb",
+        "gigachat",
+    ),
+    (
+        "d4c8f286ea6b520b3d495c4455483cfa2302c0cfcd4be05d781b6a8a0a7cdaf1",
+        "megrez",
+    ),
+    (
+        "877081d19cf6996e2c4ff0e1236341e9b7bde288f5311a56a937f0afbbb3aeb5",
+        "deepseek-v3",
+    ),
+    (
+        "b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5",
+        "deepseek-r1-qwen",
+    ),
+    (
+        "ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e",
+        "gpt-4o",
+    ),
+    (
+        "7dec86086fcc38b66b7bc1575a160ae21cf705be7718b9d5598190d7c12db76f",
+        "superbpe",
+    ),
+    (
+        "1994ffd01900cfb37395608534236ecd63f2bd5995d6cb1004dda1af50240f15",
+        "trillion",
+    ),
+    (
+        "96a5f08be6259352137b512d4157e333e21df7edd3fcd152990608735a65b224",
+        "bailingmoe",
+    ),
+    (
+        "d353350c764d8c3b39c763113960e4fb4919bea5fbf208a0e3b22e8469dc7406",
+        "llama4",
+    ),
+    (
+        "0e9433cbbb161f89e264eb32e8e64bfe69e834973ffca5d41d3948a604a3e2a3",
+        "pixtral",
+    ),
+    (
+        "d5f1dd6f980fec569fb218a81a7658ac45fc56b38c5a0adeb1c232fbe04ef5ec",
+        "seed-coder",
+    ),
+    (
+        "b0a6b1c0bd5998ebd9df08611efde34a4ff03faed45ae09c43e6b31ebd4b94cf",
+        "a.x-4.0",
+    ),
+    (
+        "f6791d196f87ce6b56a7d234be618e0d58f8cda3549416635b2bebcd22cd95c4",
+        "midm-2.0",
+    ),
+    (
+        "169bf0296a13c4d9b7672313f749eb36501d931022de052aad6e36f2bf34dd51",
+        "lfm2",
+    ),
+    (
+        "2085e1638f6c377a0aa4ead21b27bb4cb941bf800df86ed391011769c1758dfb",
+        "exaone4",
+    ),
+    (
+        "a1e163ecab2e718a4c829d1148b6e86824ec36163bb71941c3dca9cd5ac25756",
+        "mellum",
+    ),
+    (
+        "9b1be57e70d20d9501b2b3186e792d81181ae36ada3903c26f9fea418cf87206",
+        "bailingmoe2",
+    ),
+    (
+        "53e325976a6e142379c19b09afcae354f2f496f147afa8f9e189a33fe4e3024e",
+        "granite-docling",
+    ),
+    (
+        "f4f37b6c8eb9ea29b3eac6bb8c8487c5ab7885f8d8022e67edc1c68ce8403e95",
+        "minimax-m2",
+    ),
 ];
 
 /// GPT-2's split regex (`ByteLevel` with `use_regex: true`).
@@ -129,7 +299,11 @@ const GPT2_REGEX: &str =
 
 /// The `tokenizer.ggml.pre` name for a fingerprint, if llama.cpp knows it.
 pub fn lookup(hash: &str) -> Option<&'static str> {
-    KNOWN.iter().find(|(h, _)| *h == hash).map(|(_, n)| *n)
+    KNOWN
+        .iter()
+        .rev()
+        .find(|(h, _)| *h == hash)
+        .map(|(_, n)| *n)
 }
 
 /// SHA-256 of Python's `str(ids)`.
@@ -378,5 +552,10 @@ mod tests {
             Some("qwen2")
         );
         assert_eq!(byte_chars()[b' ' as usize], '\u{120}');
+        // Listed twice upstream (mpt, then olmo): the later `if` wins.
+        assert_eq!(
+            lookup("b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166"),
+            Some("olmo")
+        );
     }
 }
