@@ -20,6 +20,7 @@
 
 mod blobs;
 mod connection;
+mod derivations;
 mod error;
 mod migrate;
 mod queries;
@@ -30,6 +31,7 @@ mod types;
 mod validate;
 mod writer;
 
+pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;

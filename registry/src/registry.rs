@@ -68,7 +68,7 @@ impl Registry {
         &self.inner.path
     }
 
-    async fn write<R, F>(&self, write: F) -> Result<R, RegistryError>
+    pub(crate) async fn write<R, F>(&self, write: F) -> Result<R, RegistryError>
     where
         F: FnOnce(&mut Connection) -> Result<R, RegistryError> + Send + 'static,
         R: Send + 'static,
@@ -76,7 +76,7 @@ impl Registry {
         self.inner.writer.call(write).await
     }
 
-    async fn read<R, F>(&self, read: F) -> Result<R, RegistryError>
+    pub(crate) async fn read<R, F>(&self, read: F) -> Result<R, RegistryError>
     where
         F: FnOnce(&Connection) -> Result<R, RegistryError> + Send + 'static,
         R: Send + 'static,

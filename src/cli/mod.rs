@@ -1,5 +1,6 @@
 //! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
 
+mod convert;
 mod format;
 mod ls;
 mod progress;
@@ -52,6 +53,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Re-hash blobs; quarantine bad ones; exit non-zero if any
     Verify(verify::VerifyArgs),
+    /// Convert a held safetensors checkpoint to GGUF or another dtype
+    Convert(convert::ConvertArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -78,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
+        Command::Convert(args) => convert::run(&larder, args).await,
     }
 }
 

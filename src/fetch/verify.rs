@@ -85,3 +85,28 @@ mod tests {
         );
     }
 }
+
+/// The git oid of the LFS pointer of content with this sha256 and size: what the Hub lists as
+/// an LFS file's `oid`/`blobId`.
+pub fn lfs_pointer_oid(sha256: &str, size: u64) -> String {
+    let pointer =
+        format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n");
+    digest_bytes(pointer.as_bytes(), true)
+        .git_oid
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod pointer_tests {
+    #[test]
+    fn pointer_oid_matches_the_hub() {
+        // hub-protocol.md §4: mcpotato/42-eicar-street's pytorch_model.bin.
+        assert_eq!(
+            super::lfs_pointer_oid(
+                "f9343d7d7ec5c3d8bcced056c438fc9f1d3819e9ca3d42418a40857050e10e20",
+                22
+            ),
+            "cd1c6d8bde5006076655711a49feae66f07d707e"
+        );
+    }
+}

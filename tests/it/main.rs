@@ -1,6 +1,7 @@
 //! Integration tests of `larder pull` and friends against the Hub stand-in (no internet).
 
 mod common;
+mod convert;
 mod disk;
 mod faults;
 mod pull;

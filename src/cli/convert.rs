@@ -1,0 +1,116 @@
+//! `larder convert ORG/NAME[@REV] --to gguf --type TYPE` / `--to safetensors --dtype D`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use larder::Larder;
+use larder::convert::{ConvertRequest, Target, convert};
+use larder::fetch::registry_kind;
+use larder::hub::{RepoRef, RepoType};
+
+use super::format;
+
+/// Arguments of `larder convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The source: ORG/NAME[@REV], held in the store
+    repo: RepoRef,
+    /// Output format
+    #[arg(long, value_parser = ["gguf", "safetensors"])]
+    to: String,
+    /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_s q4_k_m q5_k_s q5_k_m q6_k
+    #[arg(long = "type", value_name = "TYPE")]
+    gguf_type: Option<String>,
+    /// safetensors dtype: f16, bf16 or f32
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Also write the output here (a file for GGUF, a directory for safetensors)
+    #[arg(long, value_name = "PATH")]
+    out: Option<PathBuf>,
+    /// Derived repo name [default: ORG/NAME-GGUF or ORG/NAME-<DTYPE>]
+    #[arg(long, value_name = "ORG/NAME")]
+    name: Option<String>,
+    /// Source repo type
+    #[arg(long = "repo-type", default_value = "model", value_parser = ["model", "dataset"])]
+    kind: String,
+    /// Quantization threads [default: all cores]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `larder convert`.
+pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let target = match (args.to.as_str(), &args.gguf_type, &args.dtype) {
+        ("gguf", Some(ty), None) => Target::Gguf(ty.parse().context("unknown --type")?),
+        ("safetensors", None, Some(dtype)) => {
+            Target::Safetensors(dtype.parse().context("unknown --dtype")?)
+        }
+        ("gguf", _, _) => bail!("--to gguf takes --type TYPE (and no --dtype)"),
+        _ => bail!("--to safetensors takes --dtype f16|bf16|f32 (and no --type)"),
+    };
+    let revision = args
+        .repo
+        .revision
+        .as_ref()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "main".to_owned());
+    let request = ConvertRequest {
+        kind: registry_kind(args.kind.parse::<RepoType>()?),
+        repo: args.repo.id.clone(),
+        revision: revision.clone(),
+        target,
+        name: args.name,
+        out: args.out,
+        threads: args.threads,
+    };
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "converting [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>> = bar.clone().map(|bar| {
+        Arc::new(move |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        }) as Arc<dyn Fn(u64, u64) + Send + Sync>
+    });
+    let outcome = convert(larder, &request, progress)
+        .await
+        .with_context(|| format!("convert of {}@{revision} failed", args.repo.id))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for warning in &outcome.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for (path, size, sha256) in &outcome.files {
+        eprintln!("  {path}  {}  sha256 {sha256}", format::size(*size));
+    }
+    eprintln!(
+        "converted {}@{} -> {}@{} in {:.1}s",
+        outcome.source,
+        &outcome.source_commit[..12],
+        outcome.derived,
+        &outcome.commit[..12],
+        outcome.seconds
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,577 @@
+//! `larder convert`: turn a held safetensors revision into GGUF (or another dtype), publish the
+//! output into the store, and register it as a derived repo with provenance.
+//!
+//! The derived repo (default `ORG/NAME-GGUF`, or `ORG/NAME-F16` for a dtype conversion) keeps
+//! one file per type: each conversion adds or replaces its file in a new commit on `main`,
+//! together with a generated model card naming `base_model`, the relation, the source commit,
+//! the exact parameters, Larder's version and the source's licence fields, so the mirror serves
+//! it like any repo and a licence audit sees what it inherits.
+
+use std::collections::BTreeMap;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::Larder;
+use crate::fetch::verify::{digest_bytes, lfs_pointer_oid};
+use crate::hub::RepoId;
+use crate::registry::{
+    BlobRecord, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
+    SnapshotRecord,
+};
+use crate::store::StoreError;
+use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, SourceFiles};
+
+/// Files of at least this size are recorded as LFS, as the Hub does.
+const LFS_THRESHOLD: u64 = 10 << 20;
+
+/// What to produce.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// A GGUF file of this type.
+    Gguf(GgufType),
+    /// safetensors in this dtype.
+    Safetensors(Dtype),
+}
+
+impl Target {
+    fn label(self) -> String {
+        match self {
+            Target::Gguf(ty) => ty.to_string().to_uppercase(),
+            Target::Safetensors(dtype) => format!("{dtype:?}").to_uppercase(),
+        }
+    }
+}
+
+/// A conversion request.
+#[derive(Debug, Clone)]
+pub struct ConvertRequest {
+    /// Source repo kind.
+    pub kind: RepoKind,
+    /// Source repo.
+    pub repo: RepoId,
+    /// Revision held (branch, tag or commit).
+    pub revision: String,
+    /// Output type.
+    pub target: Target,
+    /// Derived repo name; default `ORG/NAME-GGUF` or `ORG/NAME-<DTYPE>`.
+    pub name: Option<String>,
+    /// Also write the output here (a file for GGUF, a directory for safetensors).
+    pub out: Option<PathBuf>,
+    /// Quantization threads (default: all cores).
+    pub threads: Option<usize>,
+}
+
+/// What a conversion produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertOutcome {
+    /// Source `org/name`.
+    pub source: String,
+    /// Source commit.
+    pub source_commit: String,
+    /// Derived repo.
+    pub derived: String,
+    /// Derived commit.
+    pub commit: String,
+    /// Output files (path in the derived repo, size, sha256).
+    pub files: Vec<(String, u64, String)>,
+    /// Tensors per type, for GGUF.
+    pub types: BTreeMap<String, usize>,
+    /// Non-fatal warnings of the converter.
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Why a conversion failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertRunError {
+    /// The source revision is not held.
+    #[error("`{repo}@{revision}` is not held: run `larder pull {repo}@{revision}` first")]
+    NotHeld {
+        /// Repo.
+        repo: String,
+        /// Revision.
+        revision: String,
+    },
+    /// Files the converter needs are listed but not downloaded.
+    #[error(
+        "`{repo}` is held without {missing:?}: pull it again without --include/--exclude filters"
+    )]
+    Incomplete {
+        /// Repo.
+        repo: String,
+        /// Missing paths.
+        missing: Vec<String>,
+    },
+    /// The derived name is not a valid repo id.
+    #[error("invalid derived repo name")]
+    Name(#[from] crate::hub::NameError),
+    /// The converter refused the checkpoint.
+    #[error("conversion of `{repo}` failed")]
+    Convert {
+        /// Repo.
+        repo: String,
+        /// Cause.
+        #[source]
+        source: ConvertError,
+    },
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Registry failure.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Writing `--out` failed.
+    #[error("could not write {path}")]
+    Out {
+        /// Where.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The conversion thread died.
+    #[error("the conversion task failed: {0}")]
+    Task(String),
+}
+
+/// A file written for the derived repo, published in the store.
+struct Produced {
+    path: String,
+    size: u64,
+    sha256: String,
+    git_oid: String,
+    lfs: bool,
+}
+
+/// Run a conversion. `progress` receives `(bytes done, bytes total)` of tensor data.
+pub async fn convert(
+    larder: &Larder,
+    request: &ConvertRequest,
+    progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+) -> Result<ConvertOutcome, ConvertRunError> {
+    let started = std::time::Instant::now();
+    let name = request.repo.as_str();
+    let not_held = || ConvertRunError::NotHeld {
+        repo: name.to_owned(),
+        revision: request.revision.clone(),
+    };
+    let sha = larder
+        .registry
+        .resolve(request.kind, name, &request.revision)
+        .await?
+        .ok_or_else(not_held)?;
+    let detail = larder
+        .registry
+        .commit_detail(request.kind, name, &sha)
+        .await?
+        .ok_or_else(not_held)?;
+    let needed = |path: &str| {
+        path.ends_with(".safetensors")
+            || path.ends_with(".json")
+            || path == "tokenizer.model"
+            || path.ends_with(".jinja")
+    };
+    let missing: Vec<String> = detail
+        .files
+        .iter()
+        .filter(|f| needed(&f.path) && !f.held)
+        .map(|f| f.path.clone())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ConvertRunError::Incomplete {
+            repo: name.to_owned(),
+            missing,
+        });
+    }
+    let mut sources = BTreeMap::new();
+    for file in detail.files.iter().filter(|f| f.held) {
+        if let Some(sha256) = &file.sha256 {
+            sources.insert(file.path.clone(), larder.store.blob_path(sha256)?);
+        }
+    }
+    let sources = SourceFiles::new(sources);
+
+    let label = request.target.label();
+    let derived_name = match &request.name {
+        Some(n) => RepoId::parse(n)?.to_string(),
+        None => match request.target {
+            Target::Gguf(_) => format!("{name}-GGUF"),
+            Target::Safetensors(_) => format!("{name}-{label}"),
+        },
+    };
+    let base = name.rsplit('/').next().unwrap_or(name).to_owned();
+    let tmp = larder.store.tmp_dir().join(format!(
+        "convert-{}-{}",
+        std::process::id(),
+        crate::now_unix()
+    ));
+    std::fs::create_dir_all(&tmp).map_err(|e| StoreError::io("could not create", &tmp, e))?;
+
+    let target = request.target;
+    let threads = request.threads;
+    let repo_for_errors = name.to_owned();
+    let tmp_for_task = tmp.clone();
+    let base_for_task = base.clone();
+    let derived_for_task = derived_name.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        run_converter(
+            &sources,
+            target,
+            &tmp_for_task,
+            &base_for_task,
+            &derived_for_task,
+            threads,
+            progress,
+        )
+        .map_err(|source| ConvertRunError::Convert {
+            repo: repo_for_errors,
+            source,
+        })
+    })
+    .await
+    .map_err(|e| ConvertRunError::Task(e.to_string()))?;
+    let (outputs, types, warnings) = match result {
+        Ok(ok) => ok,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(error);
+        }
+    };
+
+    // Publish every output file (verified by construction: hashed as written), then register.
+    let mut produced = Vec::new();
+    for (path, file) in outputs {
+        let (sha256, size) = hash_file(&file)?;
+        let lfs =
+            size >= LFS_THRESHOLD || path.ends_with(".gguf") || path.ends_with(".safetensors");
+        let git_oid = if lfs {
+            lfs_pointer_oid(&sha256, size)
+        } else {
+            let bytes =
+                std::fs::read(&file).map_err(|e| StoreError::io("could not read", &file, e))?;
+            digest_bytes(&bytes, true).git_oid.unwrap_or_default()
+        };
+        if let Some(out) = &request.out {
+            copy_out(&file, out, &path, request.target)?;
+        }
+        larder.store.publish(&file, &sha256)?;
+        larder
+            .registry
+            .record_blob(BlobRecord {
+                sha256: sha256.clone(),
+                size,
+                location: "local".to_owned(),
+                stored_at: crate::now_unix(),
+                verified_at: Some(crate::now_unix()),
+            })
+            .await?;
+        produced.push(Produced {
+            path,
+            size,
+            sha256,
+            git_oid,
+            lfs,
+        });
+    }
+
+    let params = serde_json::json!({
+        "to": match request.target { Target::Gguf(_) => "gguf", Target::Safetensors(_) => "safetensors" },
+        "type": label,
+        "source": name,
+        "source_commit": sha,
+    });
+    let card = card(name, &sha, &derived_name, &label, &detail.licence, &params);
+    let card_bytes = card.text.into_bytes();
+    let card_path = tmp.join("README.md");
+    std::fs::write(&card_path, &card_bytes)
+        .map_err(|e| StoreError::io("could not write", &card_path, e))?;
+    let card_digest = digest_bytes(&card_bytes, true);
+    larder.store.publish(&card_path, &card_digest.sha256)?;
+    larder
+        .registry
+        .record_blob(BlobRecord {
+            sha256: card_digest.sha256.clone(),
+            size: card_bytes.len() as u64,
+            location: "local".to_owned(),
+            stored_at: crate::now_unix(),
+            verified_at: Some(crate::now_unix()),
+        })
+        .await?;
+    produced.push(Produced {
+        path: "README.md".to_owned(),
+        size: card_bytes.len() as u64,
+        sha256: card_digest.sha256,
+        git_oid: card_digest.git_oid.unwrap_or_default(),
+        lfs: false,
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    // The derived repo's new tree: its current files, with ours added or replaced.
+    let parent = larder
+        .registry
+        .resolve(request.kind, &derived_name, "main")
+        .await?;
+    let mut tree: BTreeMap<String, FileRecord> = BTreeMap::new();
+    if let Some(parent_sha) = &parent
+        && let Some(previous) = larder
+            .registry
+            .commit_detail(request.kind, &derived_name, parent_sha)
+            .await?
+    {
+        for file in previous.files {
+            tree.insert(
+                file.path.clone(),
+                FileRecord {
+                    path: file.path,
+                    size: file.size,
+                    git_oid: file.git_oid,
+                    sha256: file.sha256,
+                    lfs: file.lfs,
+                },
+            );
+        }
+    }
+    for p in &produced {
+        tree.insert(
+            p.path.clone(),
+            FileRecord {
+                path: p.path.clone(),
+                size: p.size,
+                git_oid: p.git_oid.clone(),
+                sha256: Some(p.sha256.clone()),
+                lfs: p.lfs,
+            },
+        );
+    }
+    let commit = derived_commit_id(parent.as_deref(), tree.values());
+    larder
+        .registry
+        .record_snapshot(SnapshotRecord {
+            kind: request.kind,
+            name: derived_name.clone(),
+            upstream: "larder convert".to_owned(),
+            gated: None,
+            private: false,
+            commit: commit.clone(),
+            card_json: Some(card.data),
+            refs: vec!["main".to_owned()],
+            seen_at: crate::now_unix(),
+            files: tree.into_values().collect(),
+            licence: LicenceFields {
+                gated: None,
+                ..detail.licence.clone()
+            },
+        })
+        .await?;
+    larder
+        .registry
+        .record_derivation(Derivation {
+            derived: CommitRef {
+                kind: request.kind,
+                name: derived_name.clone(),
+                sha: commit.clone(),
+            },
+            source: CommitRef {
+                kind: request.kind,
+                name: name.to_owned(),
+                sha: sha.clone(),
+            },
+            tool: "larder convert".to_owned(),
+            params,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: crate::now_unix(),
+        })
+        .await?;
+    Ok(ConvertOutcome {
+        source: name.to_owned(),
+        source_commit: sha,
+        derived: derived_name,
+        commit,
+        files: produced
+            .into_iter()
+            .map(|p| (p.path, p.size, p.sha256))
+            .collect(),
+        types,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+type ConverterOutput = (Vec<(String, PathBuf)>, BTreeMap<String, usize>, Vec<String>);
+
+/// Run the converter into `tmp`; returns (repo path, file) pairs.
+fn run_converter(
+    sources: &SourceFiles,
+    target: Target,
+    tmp: &Path,
+    base: &str,
+    derived: &str,
+    threads: Option<usize>,
+    progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+) -> Result<ConverterOutput, ConvertError> {
+    let callback = |done: u64, total: u64| {
+        if let Some(p) = &progress {
+            p(done, total);
+        }
+    };
+    match target {
+        Target::Gguf(ty) => {
+            let file_name = format!("{base}-{}.gguf", target.label());
+            let part = tmp.join(&file_name);
+            let file = std::fs::File::create(&part).map_err(|source| ConvertError::Io {
+                op: "create",
+                path: part.clone(),
+                source,
+            })?;
+            let mut writer = BufWriter::with_capacity(4 << 20, file);
+            let options = GgufOptions {
+                name: Some(derived),
+                threads,
+                progress: Some(&callback),
+                pre_tokenizer: None,
+            };
+            let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
+            let file = writer.into_inner().map_err(|e| ConvertError::Io {
+                op: "write",
+                path: part.clone(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(|source| ConvertError::Io {
+                op: "sync",
+                path: part.clone(),
+                source,
+            })?;
+            Ok((vec![(file_name, part)], report.types, report.warnings))
+        }
+        Target::Safetensors(dtype) => {
+            let out = tmp.join("out");
+            std::fs::create_dir_all(&out).map_err(|source| ConvertError::Io {
+                op: "create",
+                path: out.clone(),
+                source,
+            })?;
+            let options = larder_convert::DtypeOptions {
+                progress: Some(&callback),
+                ..Default::default()
+            };
+            let report = larder_convert::convert_dtype_with(sources, dtype, &out, &options)?;
+            let mut files = Vec::new();
+            for name in report.shards.iter().chain(report.copied.iter()) {
+                files.push((name.clone(), out.join(name)));
+            }
+            let index = "model.safetensors.index.json";
+            if out.join(index).is_file() && !files.iter().any(|(n, _)| n == index) {
+                files.push((index.to_owned(), out.join(index)));
+            }
+            Ok((files, BTreeMap::new(), report.warnings))
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| StoreError::io("could not open", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 4 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| StoreError::io("could not read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+fn copy_out(file: &Path, out: &Path, path: &str, target: Target) -> Result<(), ConvertRunError> {
+    let dest = match target {
+        Target::Gguf(_) if !out.is_dir() => out.to_path_buf(),
+        _ => out.join(path),
+    };
+    let io = |source| ConvertRunError::Out {
+        path: dest.clone(),
+        source,
+    };
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let tmp = dest.with_extension("larder-tmp");
+    std::fs::copy(file, &tmp).map_err(io)?;
+    std::fs::rename(&tmp, &dest).map_err(io)
+}
+
+/// A deterministic commit id for a derived tree: sha1 over the parent and the sorted entries.
+fn derived_commit_id<'a>(
+    parent: Option<&str>,
+    files: impl Iterator<Item = &'a FileRecord>,
+) -> String {
+    let mut text = format!("larder-derived\nparent {}\n", parent.unwrap_or("-"));
+    for file in files {
+        text.push_str(&format!("{} {} {}\n", file.git_oid, file.size, file.path));
+    }
+    digest_bytes(text.as_bytes(), true)
+        .git_oid
+        .unwrap_or_default()
+}
+
+struct Card {
+    text: String,
+    data: serde_json::Value,
+}
+
+/// The generated model card: YAML front matter (as the Hub reads it) plus a short body.
+fn card(
+    source: &str,
+    source_commit: &str,
+    derived: &str,
+    label: &str,
+    licence: &LicenceFields,
+    params: &serde_json::Value,
+) -> Card {
+    let mut data = serde_json::json!({
+        "base_model": source,
+        "base_model_relation": "quantized",
+        "tags": ["larder", if label.starts_with('F') || label.starts_with("BF") { "safetensors" } else { "gguf" }],
+        "larder": {
+            "source_commit": source_commit,
+            "params": params,
+            "tool_version": env!("CARGO_PKG_VERSION"),
+        },
+    });
+    let mut yaml = format!("---\nbase_model: {source}\nbase_model_relation: quantized\n");
+    for (key, value) in [
+        ("license", &licence.license),
+        ("license_name", &licence.license_name),
+        ("license_link", &licence.license_link),
+    ] {
+        if let Some(value) = value {
+            yaml.push_str(&format!(
+                "{key}: {}\n",
+                serde_json::Value::String(value.clone())
+            ));
+            data[key] = serde_json::Value::String(value.clone());
+        }
+    }
+    yaml.push_str("tags:\n- larder\n---\n");
+    let text = format!(
+        "{yaml}\n# {derived}\n\n{label} conversion of [{source}](../../{source}) at commit \
+         `{source_commit}`, made by larder {}.\n\nThe licence of the source model applies to \
+         this derivative{}.\n",
+        env!("CARGO_PKG_VERSION"),
+        licence
+            .license
+            .as_deref()
+            .map(|l| format!(" (`{l}`)"))
+            .unwrap_or_default()
+    );
+    Card { text, data }
+}
