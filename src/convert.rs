@@ -12,10 +12,9 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::Larder;
-use crate::fetch::verify::{digest_bytes, lfs_pointer_oid};
+use crate::fetch::verify::{digest_bytes, digest_file, lfs_pointer_oid};
 use crate::hub::RepoId;
 use crate::registry::{
     BlobRecord, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
@@ -242,18 +241,18 @@ pub async fn convert(
         }
     };
 
-    // Publish every output file (verified by construction: hashed as written), then register.
+    // Publish every output file (hashed once more from disk), then register.
     let mut produced = Vec::new();
     for (path, file) in outputs {
-        let (sha256, size) = hash_file(&file)?;
+        let (digests, size) =
+            digest_file(&file, true).map_err(|e| StoreError::io("could not read", &file, e))?;
+        let sha256 = digests.sha256;
         let lfs =
             size >= LFS_THRESHOLD || path.ends_with(".gguf") || path.ends_with(".safetensors");
         let git_oid = if lfs {
             lfs_pointer_oid(&sha256, size)
         } else {
-            let bytes =
-                std::fs::read(&file).map_err(|e| StoreError::io("could not read", &file, e))?;
-            digest_bytes(&bytes, true).git_oid.unwrap_or_default()
+            digests.git_oid.unwrap_or_default()
         };
         if let Some(out) = &request.out {
             copy_out(&file, out, &path, request.target)?;
@@ -470,26 +469,6 @@ fn run_converter(
             Ok((files, BTreeMap::new(), report.warnings))
         }
     }
-}
-
-fn hash_file(path: &Path) -> Result<(String, u64), StoreError> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).map_err(|e| StoreError::io("could not open", path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 4 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| StoreError::io("could not read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
 }
 
 fn copy_out(file: &Path, out: &Path, path: &str, target: Target) -> Result<(), ConvertRunError> {

@@ -1,12 +1,10 @@
 //! `larder verify`: re-hash blobs, quarantine the ones whose content no longer matches their
 //! name, and drop their registry rows so the next pull fetches them again.
 
-use std::io::Read;
-
 use serde::Serialize;
 
 use crate::Larder;
-use crate::fetch::verify::ContentHasher;
+use crate::fetch::verify::digest_file;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 
@@ -107,22 +105,9 @@ pub async fn verify_blobs(
 /// sha256 of a stored blob; `None` when it is missing.
 fn hash_blob(store: &crate::store::LocalStore, sha256: &str) -> Result<Option<String>, StoreError> {
     let path = store.blob_path(sha256)?;
-    let mut file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io("could not open", &path, e)),
-    };
-    let size = file.metadata().map(|m| m.len()).unwrap_or_default();
-    let mut hasher = ContentHasher::new(size, false);
-    let mut buffer = vec![0u8; 4 << 20];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| StoreError::io("could not read", &path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
+    match digest_file(&path, false) {
+        Ok((digests, _)) => Ok(Some(digests.sha256)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::io("could not read", &path, e)),
     }
-    Ok(Some(hasher.finish().sha256))
 }

@@ -57,6 +57,28 @@ impl ContentHasher {
     }
 }
 
+/// Digests and size of a file on disk (`git` also computes the git blob oid).
+pub fn digest_file(path: &std::path::Path, git: bool) -> std::io::Result<(Digests, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut hasher = ContentHasher::new(size, git);
+    let mut buffer = vec![0u8; 4 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    if hasher.fed() != size {
+        return Err(std::io::Error::other(
+            "the file changed size while it was hashed",
+        ));
+    }
+    Ok((hasher.finish(), size))
+}
+
 /// Digests of an in-memory buffer.
 pub fn digest_bytes(bytes: &[u8], git: bool) -> Digests {
     let mut hasher = ContentHasher::new(bytes.len() as u64, git);
