@@ -153,6 +153,7 @@ pub async fn convert(
     progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
 ) -> Result<ConvertOutcome, ConvertRunError> {
     let started = std::time::Instant::now();
+    let _gc_guard = larder.store.gc_guard().await?;
     let name = request.repo.as_str();
     let not_held = || ConvertRunError::NotHeld {
         repo: name.to_owned(),

@@ -6,6 +6,7 @@
 
 pub mod convert;
 pub mod fetch;
+pub mod gc;
 pub mod hub;
 pub mod settings;
 pub mod store;

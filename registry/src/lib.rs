@@ -22,6 +22,7 @@ mod blobs;
 mod connection;
 mod derivations;
 mod error;
+mod gc;
 mod migrate;
 mod queries;
 mod readers;

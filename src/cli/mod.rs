@@ -2,6 +2,7 @@
 
 mod convert;
 mod format;
+mod gc;
 mod ls;
 mod progress;
 mod pull;
@@ -55,6 +56,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Convert a held safetensors checkpoint to GGUF or another dtype
     Convert(convert::ConvertArgs),
+    /// Remove unreferenced blobs, stale parts and quarantined files
+    Gc(gc::GcArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
         Command::Convert(args) => convert::run(&larder, args).await,
+        Command::Gc(args) => gc::run(&larder, args).await,
     }
 }
 

@@ -181,6 +181,8 @@ pub async fn pull(
 ) -> Result<PullSummary, PullError> {
     let started = Instant::now();
     let selection = Selection::new(&options.include, &options.exclude)?;
+    // Blobs published by this pull stay unreferenced until the snapshot is recorded at the end.
+    let _gc_guard = larder.store.gc_guard().await?;
     let client = &larder.client;
     let info = client
         .repo_info(options.kind, &options.repo, &options.revision)

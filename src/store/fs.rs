@@ -133,6 +133,46 @@ impl LocalStore {
         Ok(dest)
     }
 
+    /// Hold this while blobs are published but not yet referenced by a recorded snapshot
+    /// (a pull, a conversion): `larder gc` waits for every such holder before it removes
+    /// unreferenced blobs. Waits while a gc runs.
+    pub async fn gc_guard(&self) -> Result<File, StoreError> {
+        let path = self.root.join("gc.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("could not open", &path, e))?;
+        loop {
+            match file.try_lock_shared() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::io("could not lock", &path, e));
+                }
+            }
+        }
+    }
+
+    /// The exclusive side of [`LocalStore::gc_guard`]: `None` while a pull or conversion runs.
+    pub fn try_gc_lock(&self) -> Result<Option<File>, StoreError> {
+        let path = self.root.join("gc.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("could not open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(StoreError::io("could not lock", &path, e)),
+        }
+    }
+
     /// Open a blob for reading.
     pub fn open_blob(&self, sha256: &str) -> Result<File, StoreError> {
         let path = self.blob_path(sha256)?;

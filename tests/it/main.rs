@@ -4,6 +4,7 @@ mod common;
 mod convert;
 mod disk;
 mod faults;
+mod gc;
 mod pull;
 mod resume;
 mod verify;
