@@ -39,6 +39,9 @@ pub struct PullArgs {
     /// Print one JSON event per line on stdout
     #[arg(long)]
     json: bool,
+    /// Limit the total download rate, e.g. 100MB/s, 50MiB/s, 800k
+    #[arg(long, value_name = "RATE", env = "LARDER_MAX_RATE", value_parser = larder::fetch::rate::parse_rate)]
+    max_rate: Option<u64>,
     /// Seconds without a byte before a connection is dropped and retried
     #[arg(long, default_value_t = 30, hide = true, env = "LARDER_STALL_TIMEOUT")]
     stall_timeout: u64,
@@ -58,6 +61,9 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     options.include = args.include;
     options.exclude = args.exclude;
     options.local_dir = args.local_dir;
+    options.rate_limit = args
+        .max_rate
+        .map(|rate| Arc::new(larder::fetch::rate::RateLimiter::new(rate)));
     options.max_files = args.max_files.into();
     options.transfer.connections_per_file = args.connections.into();
     options.total_connections = (usize::from(args.connections) * 2).max(16);

@@ -8,6 +8,7 @@
 pub mod plan;
 pub mod progress;
 pub mod ranges;
+pub mod rate;
 pub mod state;
 pub mod transfer;
 pub mod verify;
@@ -52,6 +53,8 @@ pub struct PullOptions {
     pub transfer: TransferSettings,
     /// Also lay the snapshot out as plain files here.
     pub local_dir: Option<PathBuf>,
+    /// Global download rate limit shared by every connection.
+    pub rate_limit: Option<Arc<rate::RateLimiter>>,
 }
 
 impl PullOptions {
@@ -67,6 +70,7 @@ impl PullOptions {
             total_connections: 16,
             transfer: TransferSettings::default(),
             local_dir: None,
+            rate_limit: None,
         }
     }
 }
@@ -243,6 +247,7 @@ pub async fn pull(
         permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
         settings: options.transfer.clone(),
         reporter: reporter.clone(),
+        rate_limit: options.rate_limit.clone(),
     };
     let mut fetched: HashMap<String, String> = HashMap::new(); // content key -> sha256
     let mut fetched_bytes = 0;

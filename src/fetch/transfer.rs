@@ -186,6 +186,8 @@ pub struct TransferEnv {
     pub settings: TransferSettings,
     /// Progress sink.
     pub reporter: Arc<dyn Reporter>,
+    /// Global rate limit, if any.
+    pub rate_limit: Option<Arc<super::rate::RateLimiter>>,
 }
 
 struct Active {
@@ -858,9 +860,19 @@ async fn stream_body(
             ),
         };
         if let Some(chunk) = &chunk {
+            if let Some(limiter) = &env.rate_limit {
+                limiter.take(chunk.len()).await;
+            }
             buffer.extend_from_slice(chunk);
         }
-        if buffer.len() >= WRITE_BUFFER || outcome.is_some() {
+        let end = match &shared.lock().active[slot] {
+            Some(a) => a.end,
+            None => pos,
+        };
+        // Write when the buffer is full, the stream ended, or the slot's end (which another
+        // connection may have pulled in by taking over half the range) is reached: reading on
+        // would only fetch bytes that are thrown away.
+        if buffer.len() >= WRITE_BUFFER || outcome.is_some() || pos + buffer.len() as u64 >= end {
             match flush(env, shared, slot, &mut buffer, &mut pos) {
                 Ok(Flushed::More(n)) => received += n,
                 Ok(Flushed::Reached(n)) => return (Ok(Attempt::Done), received + n),

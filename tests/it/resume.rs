@@ -246,3 +246,31 @@ async fn two_processes_pulling_the_same_repo_both_succeed() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_holds_within_ten_percent() {
+    let hub = Hub::new();
+    let bytes = content(27, 20 << 20);
+    hub.repo(RepoKind::Model, "acme/slow")
+        .lfs_file("model.safetensors", bytes.clone())
+        .commit("main");
+    let world = World::start(hub).await;
+    let larder = world.larder();
+    let rate = 2u64 << 20;
+    // Default segment sizes: the test options' tiny segments make connections take over each
+    // other's ranges constantly, and every takeover reads a little that is thrown away.
+    let mut opts = options("acme/slow", "main");
+    opts.transfer.min_segment = larder::fetch::transfer::TransferSettings::default().min_segment;
+    opts.transfer.max_segment = larder::fetch::transfer::TransferSettings::default().max_segment;
+    opts.rate_limit = Some(std::sync::Arc::new(larder::fetch::rate::RateLimiter::new(
+        rate,
+    )));
+    let started = Instant::now();
+    pull_with(&larder, &opts).await.0.unwrap();
+    let measured = bytes.len() as f64 / started.elapsed().as_secs_f64();
+    let ratio = measured / rate as f64;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "measured {measured:.0} B/s against a limit of {rate} B/s"
+    );
+}
