@@ -6,6 +6,7 @@
 
 pub mod fetch;
 pub mod hub;
+pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod verify;

@@ -4,6 +4,7 @@ mod format;
 mod ls;
 mod progress;
 mod pull;
+mod serve;
 mod show;
 mod verify;
 
@@ -52,6 +53,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Re-hash blobs; quarantine bad ones; exit non-zero if any
     Verify(verify::VerifyArgs),
+    /// Serve the store as a Hub-compatible mirror (pull-through unless --offline)
+    Serve(serve::ServeArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -78,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
+        Command::Serve(args) => serve::run(larder, &settings, args).await,
     }
 }
 

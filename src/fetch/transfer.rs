@@ -207,6 +207,7 @@ struct Shared {
     changed: Condvar,
     location: Mutex<Option<Url>>,
     stop: AtomicBool,
+    hook: Option<PrefixHook>,
 }
 
 impl Shared {
@@ -236,9 +237,28 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Told the length of the part's contiguous prefix that is written and has been read back
+/// (hashed), each time it grows: bytes below it can be served from the part file while the
+/// transfer goes on (pull-through serving). It runs on the hashing thread and must not block.
+pub type PrefixHook = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Fetch one file into the store. On any failure the part and its state stay on disk for the
 /// next run, except after a digest mismatch, where they are discarded.
 pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, TransferError> {
+    fetch_file_with_hook(env, job, None).await
+}
+
+/// The part file a job writes to, under the store's `tmp/`.
+pub fn part_path(store: &LocalStore, job: &FileJob) -> PathBuf {
+    store.tmp_dir().join(format!("{}.part", job.key()))
+}
+
+/// [`fetch_file`], reporting the readable prefix of the part to `hook` as it grows.
+pub async fn fetch_file_with_hook(
+    env: &TransferEnv,
+    job: FileJob,
+    hook: Option<PrefixHook>,
+) -> Result<Fetched, TransferError> {
     let path = job.path.clone();
     let tmp = env.store.tmp_dir();
     let key = job.key();
@@ -278,6 +298,7 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         changed: Condvar::new(),
         location: Mutex::new(None),
         stop: AtomicBool::new(false),
+        hook,
         job,
     });
 
@@ -466,6 +487,9 @@ fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
                 return None;
             }
             hasher.update(&buffer[..n]);
+            if let Some(hook) = &shared.hook {
+                hook(hasher.fed());
+            }
         }
         if hasher.fed() == size {
             return Some(hasher.finish());

@@ -4,4 +4,5 @@ mod common;
 mod faults;
 mod pull;
 mod resume;
+mod serve;
 mod verify;
