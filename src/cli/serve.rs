@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::serve::{ServeOptions, serve};
+use larder::serve::{ServeOptions, start};
 
 /// Arguments of `larder serve`.
 #[derive(Debug, Args)]
@@ -43,24 +43,30 @@ pub async fn run(
     let mut options = ServeOptions::new(args.addr);
     options.public_url = args.public_url;
     options.pull_through = !args.offline;
-    if args.offline {
+    let offline = args.offline;
+    let endpoint = larder.client.endpoint();
+    let home = larder.home.clone();
+    let running = start(larder, options)
+        .await
+        .with_context(|| format!("could not listen on {}", args.addr))?;
+    if offline {
         eprintln!(
-            "larder: serving {} offline on http://{}",
-            larder.home.display(),
-            args.addr
+            "larder: serving {} offline at {}",
+            home.display(),
+            running.url()
         );
     } else {
         eprintln!(
-            "larder: serving {} on http://{} (pull-through from {})",
-            larder.home.display(),
-            args.addr,
-            larder.client.endpoint()
+            "larder: serving {} at {} (pull-through from {endpoint})",
+            home.display(),
+            running.url()
         );
     }
-    serve(larder, options, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .with_context(|| format!("could not serve on {}", args.addr))?;
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("larder: stopping; finishing requests in flight");
+    match tokio::time::timeout(std::time::Duration::from_secs(30), running.stop()).await {
+        Ok(result) => result.context("the server failed")?,
+        Err(_) => eprintln!("larder: downloads still running after 30 s; stopping anyway"),
+    }
     Ok(ExitCode::SUCCESS)
 }

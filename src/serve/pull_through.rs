@@ -110,6 +110,25 @@ impl Flight {
     }
 }
 
+impl Flight {
+    /// Wait (up to `limit`) until the transfer has produced bytes or a verdict, so that a GET
+    /// on a dead upstream gets an error status instead of a `200` whose body breaks off.
+    /// `Err` carries why the transfer failed; a timeout is not an error (the HEAD-like
+    /// metadata is already known, and the body will follow).
+    pub async fn started(&self, limit: Duration) -> Result<(), String> {
+        let mut stage = self.inner.stage.clone();
+        let wait = stage.wait_for(|s| !matches!(s, Stage::Running { prefix: 0 }));
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(s)) => match &*s {
+                Stage::Failed(why) => Err(why.clone()),
+                _ => Ok(()),
+            },
+            Ok(Err(_)) => Err("the transfer stopped".to_owned()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
 impl Reader {
     async fn next_chunk(&mut self) -> io::Result<Bytes> {
         loop {
@@ -171,6 +190,8 @@ pub struct PullThrough {
     access: Mutex<HashMap<AccessKey, (Instant, bool)>>,
     permits: Arc<Semaphore>,
     probe: reqwest::Client,
+    /// When an upstream lookup last failed (cleared by the next success).
+    down_since: Mutex<Option<Instant>>,
 }
 
 struct Quiet;
@@ -210,6 +231,7 @@ impl PullThrough {
             access: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
             probe,
+            down_since: Mutex::new(None),
         }
     }
 
@@ -252,9 +274,15 @@ impl PullThrough {
         let answer = match self.fetch_revision(kind, &repo_id, &rev).await {
             Ok(sha) => {
                 mirror.forget(kind, repo);
+                self.mark_down(false);
                 Some(sha)
             }
             Err(error) => {
+                if matches!(error, HubError::Network { .. } | HubError::Endpoint(_))
+                    || error.is_transient()
+                {
+                    self.mark_down(true);
+                }
                 tracing::warn!(
                     repo, revision, error = %transfer::error_chain(&error),
                     "upstream lookup failed; answering from the store"
@@ -264,6 +292,25 @@ impl PullThrough {
         };
         *slot = Some((Instant::now(), answer.clone()));
         Ok(answer)
+    }
+
+    fn mark_down(&self, down: bool) {
+        if let Ok(mut since) = self.down_since.lock() {
+            match (down, *since) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, _) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the last upstream lookup failed recently.
+    fn upstream_down(&self) -> bool {
+        self.down_since
+            .lock()
+            .ok()
+            .and_then(|since| *since)
+            .is_some_and(|at| at.elapsed() < BRANCH_TTL)
     }
 
     /// Repo info (+ tree, for a commit not yet recorded) from upstream, recorded.
@@ -425,6 +472,16 @@ impl PullThrough {
             Some(sha) => sha.clone(),
             None => format!("git-{}", job.git_oid),
         };
+        if self.upstream_down() {
+            return Err(ServeError::NotHeld {
+                path: file.path.clone(),
+                commit: commit.to_owned(),
+                why: format!(
+                    "the upstream {} is unreachable",
+                    self.larder.client.endpoint()
+                ),
+            });
+        }
         let mut flights = self.flights.lock().map_err(|_| ServeError::Internal)?;
         if let Some(flight) = flights.get(&key)
             && !matches!(&*flight.inner.stage.borrow(), Stage::Failed(_))
@@ -453,7 +510,10 @@ impl PullThrough {
             client: self.larder.client.clone(),
             store: self.larder.store.clone(),
             permits: self.permits.clone(),
-            settings: TransferSettings::default(),
+            settings: TransferSettings {
+                retry: self.larder.client.retry_policy(),
+                ..TransferSettings::default()
+            },
             reporter: Arc::new(Quiet),
         };
         let larder = self.larder.clone();

@@ -21,6 +21,10 @@ use super::paths::{RevisionTail, UrlRepoType};
 use super::{AccessNote, Mirror, empty, noted};
 use crate::registry::FileRow;
 
+/// How long a GET of a file being fetched waits for the first bytes before answering `200`
+/// anyway (clients time out after 10 s, hub-protocol.md §5.2).
+const FIRST_BYTES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bytes per read when streaming a blob.
 pub const READ_CHUNK: usize = 256 << 10;
 
@@ -249,7 +253,16 @@ async fn answer(
                 .map_err(|e| internal("seeking in a blob failed", &e))?;
             Body::from_stream(ReaderStream::with_capacity(reader.take(len), READ_CHUNK))
         }
-        Source::Growing(flight) => Body::from_stream(flight.stream(start, len)),
+        Source::Growing(flight) => {
+            if let Err(why) = flight.started(FIRST_BYTES_WAIT).await {
+                return Err(ServeError::NotHeld {
+                    path: file.path.clone(),
+                    commit: sha,
+                    why: format!("fetching it from the upstream failed: {why}"),
+                });
+            }
+            Body::from_stream(flight.stream(start, len))
+        }
     };
     Ok((status, meta, body).into_response())
 }

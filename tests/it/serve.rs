@@ -1419,6 +1419,17 @@ async fn upstream_down_keeps_serving_what_is_held() {
         .await
         .unwrap();
     assert_eq!(info["sha"], json!(commit));
+    // A listed file the store lacks cannot be fetched: an error status, not a broken 200.
+    let r = c
+        .get(format!(
+            "{}/acme/partial/resolve/main/big.bin",
+            mirror.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header(&r, "x-error-message").unwrap().contains("upstream"));
     // Unknown repos stay unknown; held metadata stays served.
     let r = c
         .head(format!("{}/acme/unknown/resolve/main/x", mirror.url()))
