@@ -8,6 +8,7 @@ pub mod convert;
 pub mod fetch;
 pub mod gc;
 pub mod hub;
+pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod verify;

@@ -6,6 +6,7 @@ mod gc;
 mod ls;
 mod progress;
 mod pull;
+mod serve;
 mod show;
 mod verify;
 
@@ -58,6 +59,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Remove unreferenced blobs, stale parts and quarantined files
     Gc(gc::GcArgs),
+    /// Serve the store as a Hub-compatible mirror (pull-through unless --offline)
+    Serve(serve::ServeArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -86,6 +89,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(&larder, args).await,
         Command::Convert(args) => convert::run(&larder, args).await,
         Command::Gc(args) => gc::run(&larder, args).await,
+        Command::Serve(args) => serve::run(larder, &settings, args).await,
     }
 }
 

@@ -215,6 +215,7 @@ struct Shared {
     changed: Condvar,
     location: Mutex<Option<Url>>,
     stop: AtomicBool,
+    hook: Option<PrefixHook>,
 }
 
 impl Shared {
@@ -246,9 +247,30 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Told the part file and the length of its contiguous prefix that is written and has been
+/// read back (hashed), each time it grows: bytes below it can be served from the part while
+/// the transfer goes on (pull-through serving). It runs on the hashing thread and must not
+/// block.
+pub type PrefixHook = Arc<dyn Fn(&Path, u64) + Send + Sync>;
+
 /// Fetch one file into the store. On any failure the part and its state stay on disk for the
 /// next run, except after a digest mismatch, where they are discarded.
 pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, TransferError> {
+    fetch_file_with_hook(env, job, None).await
+}
+
+/// The part file a job normally writes to, under the store's `tmp/` (a private part is used
+/// instead while another process writes this one; the [`PrefixHook`] names the real one).
+pub fn part_path(store: &LocalStore, job: &FileJob) -> PathBuf {
+    store.tmp_dir().join(format!("{}.part", job.key()))
+}
+
+/// [`fetch_file`], reporting the readable prefix of the part to `hook` as it grows.
+pub async fn fetch_file_with_hook(
+    env: &TransferEnv,
+    job: FileJob,
+    hook: Option<PrefixHook>,
+) -> Result<Fetched, TransferError> {
     let path = job.path.clone();
     let tmp = env.store.tmp_dir();
     let key = job.key();
@@ -300,6 +322,7 @@ pub async fn fetch_file(env: &TransferEnv, job: FileJob) -> Result<Fetched, Tran
         stop: AtomicBool::new(false),
         part_path: part_path.clone(),
         state_io: Mutex::new(false),
+        hook,
         job,
     });
 
@@ -548,6 +571,9 @@ fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
                 return None;
             }
             hasher.update(&buffer[..n]);
+            if let Some(hook) = &shared.hook {
+                hook(&shared.part_path, hasher.fed());
+            }
         }
         if hasher.fed() == size {
             return Some(hasher.finish());

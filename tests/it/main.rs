@@ -7,4 +7,5 @@ mod faults;
 mod gc;
 mod pull;
 mod resume;
+mod serve;
 mod verify;

@@ -1,0 +1,72 @@
+//! `larder serve`: run the Hub-compatible mirror.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use larder::Larder;
+use larder::serve::{ServeOptions, start};
+
+/// Arguments of `larder serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080", env = "LARDER_SERVE_ADDR")]
+    addr: SocketAddr,
+    /// Upstream to pull missing repos and files from [default: the global --endpoint]
+    #[arg(long, value_name = "URL", conflicts_with = "offline")]
+    upstream: Option<String>,
+    /// Serve only what the store holds; never contact an upstream
+    #[arg(long)]
+    offline: bool,
+    /// The URL clients reach the mirror at, when behind a reverse proxy (used in `Link` headers)
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+}
+
+/// Run `larder serve` until Ctrl-C.
+pub async fn run(
+    larder: Larder,
+    settings: &larder::settings::Settings,
+    args: ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    let mut larder = larder;
+    if let Some(upstream) = &args.upstream {
+        let mut client_settings = larder::hub::ClientSettings::new(upstream.clone());
+        client_settings.token = settings.token.clone();
+        larder.client = larder::hub::HubClient::new(client_settings)?;
+    }
+    if let Some(url) = &args.public_url {
+        url::Url::parse(url).with_context(|| format!("--public-url {url:?} is not a URL"))?;
+    }
+    let mut options = ServeOptions::new(args.addr);
+    options.public_url = args.public_url;
+    options.pull_through = !args.offline;
+    let offline = args.offline;
+    let endpoint = larder.client.endpoint();
+    let home = larder.home.clone();
+    let running = start(larder, options)
+        .await
+        .with_context(|| format!("could not listen on {}", args.addr))?;
+    if offline {
+        eprintln!(
+            "larder: serving {} offline at {}",
+            home.display(),
+            running.url()
+        );
+    } else {
+        eprintln!(
+            "larder: serving {} at {} (pull-through from {endpoint})",
+            home.display(),
+            running.url()
+        );
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("larder: stopping; finishing requests in flight");
+    match tokio::time::timeout(std::time::Duration::from_secs(30), running.stop()).await {
+        Ok(result) => result.context("the server failed")?,
+        Err(_) => eprintln!("larder: downloads still running after 30 s; stopping anyway"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! The mirror's error answers, shaped like the Hub's (hub-protocol.md §2.4, §9.8).
+//!
+//! Clients branch on `X-Error-Code` (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`,
+//! `GatedRepo`), read `X-Error-Message` and the JSON body's `error`, and need `X-Repo-Commit`
+//! on `EntryNotFound` to write their `.no_exist` markers. Every variant here renders all of
+//! that; nothing else in `serve/` builds error responses by hand.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error answer of the mirror.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Unknown repo, a type the mirror does not hold, or a private repo the client may not see.
+    #[error("Repository not found")]
+    RepoNotFound {
+        /// Whether the request carried `Authorization` (the Hub answers 401 without, 404 with).
+        authenticated: bool,
+    },
+    /// The revision is not known.
+    #[error("Invalid rev id: {revision}")]
+    RevisionNotFound {
+        /// The revision asked for.
+        revision: String,
+    },
+    /// The path does not exist at the commit.
+    #[error("{path} does not exist on \"{revision}\"")]
+    EntryNotFound {
+        /// Path asked for.
+        path: String,
+        /// Revision as asked.
+        revision: String,
+        /// The commit it resolved to.
+        commit: String,
+    },
+    /// The repo is gated (or private) and the client's access was not confirmed upstream.
+    #[error("{}", gated_message(repo, *authenticated))]
+    Gated {
+        /// The repo id.
+        repo: String,
+        /// Whether the request carried `Authorization`.
+        authenticated: bool,
+    },
+    /// The file is listed but its content is not in the store and cannot be fetched now.
+    #[error(
+        "{path} at {commit} is listed but this mirror does not hold its content and cannot fetch \
+         it ({why}); ask the mirror's operator to `larder pull` it"
+    )]
+    NotHeld {
+        /// Path.
+        path: String,
+        /// Commit.
+        commit: String,
+        /// Why it cannot be fetched now (offline, upstream down, ...).
+        why: String,
+    },
+    /// The upstream failed while the mirror needed it.
+    #[error("the upstream failed: {0}")]
+    Upstream(String),
+    /// A malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such endpoint (also the answer to `xet-read-token`).
+    #[error("Not Found")]
+    NotFound,
+    /// Something failed inside the mirror (details are logged, not sent).
+    #[error("internal error")]
+    Internal,
+}
+
+fn gated_message(repo: &str, authenticated: bool) -> String {
+    if authenticated {
+        format!(
+            "Access to model {repo} is restricted and you are not in the authorized list \
+             (or the upstream could not confirm your access)."
+        )
+    } else {
+        format!(
+            "Access to model {repo} is restricted. You must have access to it and be \
+             authenticated to access it. Please log in."
+        )
+    }
+}
+
+impl ServeError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServeError::RepoNotFound {
+                authenticated: false,
+            } => StatusCode::UNAUTHORIZED,
+            ServeError::RepoNotFound {
+                authenticated: true,
+            } => StatusCode::NOT_FOUND,
+            ServeError::RevisionNotFound { .. }
+            | ServeError::EntryNotFound { .. }
+            | ServeError::NotFound => StatusCode::NOT_FOUND,
+            ServeError::Gated {
+                authenticated: false,
+                ..
+            } => StatusCode::UNAUTHORIZED,
+            ServeError::Gated {
+                authenticated: true,
+                ..
+            } => StatusCode::FORBIDDEN,
+            ServeError::NotHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `X-Error-Code`, for the codes the Hub defines.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            ServeError::RepoNotFound { .. } => Some("RepoNotFound"),
+            ServeError::RevisionNotFound { .. } => Some("RevisionNotFound"),
+            ServeError::EntryNotFound { .. } => Some("EntryNotFound"),
+            ServeError::Gated { .. } => Some("GatedRepo"),
+            _ => None,
+        }
+    }
+
+    /// The commit to put in `X-Repo-Commit`, when known.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            ServeError::EntryNotFound { commit, .. } | ServeError::NotHeld { commit, .. } => {
+                Some(commit)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `X-Repo-Commit`.
+pub static X_REPO_COMMIT: HeaderName = HeaderName::from_static("x-repo-commit");
+/// `X-Error-Code`.
+pub static X_ERROR_CODE: HeaderName = HeaderName::from_static("x-error-code");
+/// `X-Error-Message`.
+pub static X_ERROR_MESSAGE: HeaderName = HeaderName::from_static("x-error-message");
+
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let body = serde_json::json!({ "error": message }).to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Some(code) = self.code() {
+            headers.insert(X_ERROR_CODE.clone(), HeaderValue::from_static(code));
+        }
+        // Header values must be visible ASCII; the JSON body keeps the exact text.
+        let ascii: String = message
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&ascii) {
+            headers.insert(X_ERROR_MESSAGE.clone(), value);
+        }
+        if let Some(commit) = self.commit()
+            && let Ok(value) = HeaderValue::from_str(commit)
+        {
+            headers.insert(X_REPO_COMMIT.clone(), value);
+        }
+        if matches!(self, ServeError::NotHeld { .. } | ServeError::Upstream(_)) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        (self.status(), headers, body).into_response()
+    }
+}
+
+/// Log an unexpected internal failure and turn it into [`ServeError::Internal`].
+pub fn internal(what: &str, error: &dyn std::error::Error) -> ServeError {
+    tracing::error!(error = %crate::fetch::transfer::error_chain(error), "{what}");
+    ServeError::Internal
+}

@@ -1,0 +1,532 @@
+//! `larder serve`: a Hub-compatible mirror over the store and registry.
+//!
+//! Every request goes through one fallback handler that parses the *raw* path itself
+//! ([`paths`]): axum's decoded path parameters would turn `refs%2Fpr%2F1` into three segments
+//! and cannot express one-or-two-segment repo ids followed by a revision with slashes. The
+//! handlers live in [`hub_api`] (repo info, tree, paths-info) and [`resolve`] (file metadata
+//! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
+//! what the store lacks from an upstream, once, while clients stream it.
+//!
+//! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
+//! every client stays on plain HTTP against it (hub-protocol.md §9).
+
+pub mod errors;
+pub mod hub_api;
+pub mod paths;
+pub mod pull_through;
+pub mod resolve;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::Larder;
+use crate::registry::{CommitDetail, RepoKind};
+use errors::{ServeError, internal};
+use paths::{ApiAction, PathError, RevisionTail, Route, UrlRepoType};
+use pull_through::PullThrough;
+
+/// How long a commit's detail (tree, gate) is reused between requests. Trees never change;
+/// what is held does, and a stale "not held" is re-checked against the registry.
+const DETAIL_TTL: Duration = Duration::from_secs(30);
+/// Most details cached at once.
+const DETAIL_CACHE_MAX: usize = 256;
+/// Largest request body accepted (paths-info).
+const MAX_BODY: usize = 8 << 20;
+
+/// How to run the mirror.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// The origin clients reach the mirror at, when behind a reverse proxy
+    /// (used for absolute `Link` headers); default: `http://<Host header>`.
+    pub public_url: Option<String>,
+    /// Fetch what the store lacks from the Larder's upstream client; `false` = offline.
+    pub pull_through: bool,
+    /// Tree page size (the Hub's is 1000).
+    pub page_size: usize,
+}
+
+impl ServeOptions {
+    /// Offline defaults on `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        ServeOptions {
+            addr,
+            public_url: None,
+            pull_through: false,
+            page_size: 1000,
+        }
+    }
+}
+
+/// (kind, repo, commit).
+type DetailKey = (RepoKind, String, String);
+
+/// Shared state of the mirror.
+pub struct Mirror {
+    larder: Larder,
+    options: ServeOptions,
+    local_addr: SocketAddr,
+    details: Mutex<HashMap<DetailKey, (Instant, Arc<CommitDetail>)>>,
+    pull: Option<PullThrough>,
+}
+
+/// What the access log records about a request, set by handlers on the response.
+#[derive(Debug, Clone, Default)]
+pub struct AccessNote {
+    /// `org/name`.
+    pub repo: String,
+    /// The revision as asked.
+    pub revision: String,
+    /// The file path.
+    pub path: String,
+}
+
+/// A running mirror.
+pub struct RunningMirror {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningMirror {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, finish in-flight requests, and wait.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        }
+    }
+}
+
+/// Bind and start the mirror in the background.
+pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<RunningMirror> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr, fut) = bind(larder, options, async {
+        let _ = rx.await;
+    })
+    .await?;
+    let task = tokio::spawn(fut);
+    Ok(RunningMirror {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Bind and serve until `shutdown` resolves.
+pub async fn serve(
+    larder: Larder,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (addr, fut) = bind(larder, options, shutdown).await?;
+    tracing::info!(%addr, "serving");
+    fut.await
+}
+
+async fn bind(
+    larder: Larder,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(
+    SocketAddr,
+    impl Future<Output = std::io::Result<()>> + Send + 'static,
+)> {
+    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let local_addr = listener.local_addr()?;
+    let pull = options
+        .pull_through
+        .then(|| PullThrough::new(larder.clone()));
+    let mirror = Arc::new(Mirror {
+        larder,
+        options,
+        local_addr,
+        details: Mutex::new(HashMap::new()),
+        pull,
+    });
+    let app = router(mirror);
+    let fut = async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    };
+    Ok((local_addr, fut))
+}
+
+/// The mirror's router: one handler for everything, plus the access log.
+pub fn router(mirror: Arc<Mirror>) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(axum::middleware::from_fn(access_log))
+        .with_state(mirror)
+}
+
+async fn access_log(request: Request, next: axum::middleware::Next) -> Response {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let uri = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let note = response
+        .extensions()
+        .get::<AccessNote>()
+        .cloned()
+        .unwrap_or_default();
+    let bytes = if method == Method::HEAD {
+        0
+    } else {
+        response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    tracing::info!(
+        target: "larder::access",
+        client,
+        %method,
+        uri,
+        repo = note.repo,
+        revision = note.revision,
+        path = note.path,
+        bytes,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let route = match paths::parse(parts.uri.path()) {
+        Ok(route) => route,
+        Err(PathError::Encoding) => {
+            return ServeError::BadRequest(PathError::Encoding.to_string()).into_response();
+        }
+        Err(PathError::NoRoute) => return ServeError::NotFound.into_response(),
+    };
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let headers = parts.headers;
+    let result = match (route, &method) {
+        (
+            Route::Resolve {
+                repo_type,
+                repo,
+                tail,
+            },
+            &Method::GET | &Method::HEAD,
+        ) => {
+            resolve::handle(
+                &mirror,
+                repo_type,
+                &repo,
+                &tail,
+                &headers,
+                method == Method::HEAD,
+            )
+            .await
+        }
+        (
+            Route::Api {
+                action: ApiAction::XetToken,
+                ..
+            },
+            _,
+        ) => Err(ServeError::NotFound),
+        (
+            Route::Api {
+                repo_type,
+                repo,
+                action: ApiAction::PathsInfo(tail),
+            },
+            &Method::POST,
+        ) => match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(bytes) => {
+                hub_api::paths_info(&mirror, repo_type, &repo, &tail, &headers, &bytes).await
+            }
+            Err(_) => Err(ServeError::BadRequest(
+                "request body too large or unreadable".into(),
+            )),
+        },
+        (
+            Route::Api {
+                repo_type,
+                repo,
+                action,
+            },
+            &Method::GET | &Method::HEAD,
+        ) => match action {
+            ApiAction::Info => {
+                hub_api::info(&mirror, repo_type, &repo, None, &query, &headers).await
+            }
+            ApiAction::Revision(tail) => {
+                hub_api::info(&mirror, repo_type, &repo, Some(&tail), &query, &headers).await
+            }
+            ApiAction::Tree(tail) => {
+                hub_api::tree(&mirror, repo_type, &repo, &tail, &query, &headers).await
+            }
+            _ => Err(ServeError::NotFound),
+        },
+        _ => Err(ServeError::NotFound),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A request's repo after the checks every handler needs.
+pub struct Target {
+    kind: RepoKind,
+    repo: String,
+}
+
+impl Mirror {
+    /// Check the repo type and id.
+    pub(crate) fn target(
+        &self,
+        repo_type: UrlRepoType,
+        repo: &str,
+        headers: &HeaderMap,
+    ) -> Result<Target, ServeError> {
+        let not_found = || ServeError::RepoNotFound {
+            authenticated: authorization(headers).is_some(),
+        };
+        let kind = repo_type.kind().ok_or_else(not_found)?;
+        crate::hub::RepoId::parse(repo).map_err(|_| not_found())?;
+        Ok(Target {
+            kind,
+            repo: repo.to_owned(),
+        })
+    }
+
+    /// The commit a revision names, from the registry (and, with pull-through, the upstream).
+    pub(crate) async fn commit_for(
+        &self,
+        target: &Target,
+        revision: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, ServeError> {
+        if let Some(pull) = &self.pull
+            && let Some(sha) = pull
+                .resolve(self, target.kind, &target.repo, revision, headers)
+                .await?
+        {
+            return Ok(Some(sha));
+        }
+        self.larder
+            .registry
+            .resolve(target.kind, &target.repo, revision)
+            .await
+            .map_err(|e| internal("resolving a revision failed", &e))
+    }
+
+    /// The error for a revision that resolved to nothing: the repo or the revision is unknown.
+    pub(crate) async fn unknown_revision(
+        &self,
+        target: &Target,
+        revision: &str,
+        headers: &HeaderMap,
+    ) -> ServeError {
+        match self
+            .larder
+            .registry
+            .ref_history(target.kind, &target.repo)
+            .await
+        {
+            Ok(_) => ServeError::RevisionNotFound {
+                revision: revision.to_owned(),
+            },
+            Err(crate::registry::RegistryError::UnknownRepo { .. }) => ServeError::RepoNotFound {
+                authenticated: authorization(headers).is_some(),
+            },
+            Err(e) => internal("reading the ref history failed", &e),
+        }
+    }
+
+    /// Resolve the revision at the head of `tail`, trying each way to split it. Returns
+    /// `(revision, rest, commit)`.
+    pub(crate) async fn resolve_tail(
+        &self,
+        target: &Target,
+        tail: &RevisionTail,
+        need_path: bool,
+        headers: &HeaderMap,
+    ) -> Result<(String, String, String), ServeError> {
+        let splits = tail.splits(need_path);
+        // Local first for every split (cheap), then the upstream for the likely one only.
+        for (revision, rest) in &splits {
+            if let Some(sha) = self
+                .larder
+                .registry
+                .resolve(target.kind, &target.repo, revision)
+                .await
+                .map_err(|e| internal("resolving a revision failed", &e))?
+            {
+                // A branch re-resolves upstream now and then; the local answer is the fallback.
+                if self.pull.is_some()
+                    && !crate::hub::is_commit_sha(revision)
+                    && let Some(fresh) = self.commit_for(target, revision, headers).await?
+                {
+                    return Ok((revision.clone(), rest.clone(), fresh));
+                }
+                return Ok((revision.clone(), rest.clone(), sha));
+            }
+        }
+        let (revision, rest) = tail.likely(need_path);
+        if self.pull.is_some()
+            && let Some(sha) = self.commit_for(target, &revision, headers).await?
+        {
+            return Ok((revision, rest, sha));
+        }
+        Err(self.unknown_revision(target, &revision, headers).await)
+    }
+
+    /// A commit's detail, cached briefly.
+    pub(crate) async fn detail(
+        &self,
+        target: &Target,
+        sha: &str,
+        headers: &HeaderMap,
+    ) -> Result<Arc<CommitDetail>, ServeError> {
+        let key = (target.kind, target.repo.clone(), sha.to_owned());
+        if let Ok(cache) = self.details.lock()
+            && let Some((at, detail)) = cache.get(&key)
+            && at.elapsed() < DETAIL_TTL
+        {
+            return Ok(detail.clone());
+        }
+        let found = self
+            .larder
+            .registry
+            .commit_detail(target.kind, &target.repo, sha)
+            .await
+            .map_err(|e| internal("reading a commit failed", &e))?;
+        let detail = match found {
+            Some(detail) => Arc::new(detail),
+            None => {
+                return Err(ServeError::RevisionNotFound {
+                    revision: sha.to_owned(),
+                });
+            }
+        };
+        let _ = headers;
+        if let Ok(mut cache) = self.details.lock() {
+            if cache.len() >= DETAIL_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), detail.clone()));
+        }
+        Ok(detail)
+    }
+
+    /// Forget cached details of a repo (after pull-through recorded something new).
+    pub(crate) fn forget(&self, kind: RepoKind, repo: &str) {
+        if let Ok(mut cache) = self.details.lock() {
+            cache.retain(|(k, r, _), _| !(*k == kind && r == repo));
+        }
+    }
+
+    /// May this request see the repo (`content`: its files' bytes, not only its metadata)?
+    ///
+    /// Public repos: always. Gated repos: metadata always (as on the Hub), content only with an
+    /// `Authorization` the upstream accepted for this repo. Private repos: nothing without such
+    /// an `Authorization`. Offline, nothing can be confirmed, so gated content and private repos
+    /// are refused.
+    pub(crate) async fn authorize(
+        &self,
+        target: &Target,
+        detail: &CommitDetail,
+        headers: &HeaderMap,
+        content: bool,
+    ) -> Result<(), ServeError> {
+        let gated = detail.gated.is_some();
+        if !(detail.private || gated && content) {
+            return Ok(());
+        }
+        let auth = authorization(headers);
+        let refuse = |authenticated| {
+            if detail.private {
+                ServeError::RepoNotFound { authenticated }
+            } else {
+                ServeError::Gated {
+                    repo: target.repo.clone(),
+                    authenticated,
+                }
+            }
+        };
+        let Some(auth) = auth else {
+            return Err(refuse(false));
+        };
+        match &self.pull {
+            Some(pull)
+                if pull
+                    .check_access(target.kind, &target.repo, &detail.sha, auth)
+                    .await =>
+            {
+                Ok(())
+            }
+            _ => Err(refuse(true)),
+        }
+    }
+
+    /// The origin for absolute links: `--public-url`, else the request's `Host`.
+    pub(crate) fn origin(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.options.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+            Some(host) if !host.is_empty() => format!("http://{host}"),
+            _ => format!("http://{}", self.local_addr),
+        }
+    }
+}
+
+/// The request's `Authorization` value, if any.
+pub(crate) fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Attach the access-log note to a response.
+pub(crate) fn noted(mut response: Response, note: AccessNote) -> Response {
+    response.extensions_mut().insert(note);
+    response
+}
+
+/// An empty body.
+pub(crate) fn empty() -> Body {
+    Body::empty()
+}

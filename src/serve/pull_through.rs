@@ -1,0 +1,644 @@
+//! Pull-through: fetch what the store lacks from the upstream, once, while clients stream it.
+//!
+//! - **Revisions.** A commit the registry lacks is looked up upstream (repo info + tree) and
+//!   recorded. A branch is re-resolved upstream at most once a minute per repo and branch; the
+//!   lookups of one key are serialised, so a burst of clients on a cold repo makes one request.
+//!   When the upstream cannot be reached the registry's answer stands and the failure is logged.
+//! - **Files.** A miss starts — or joins — the one [`Flight`] of that content (keyed like the
+//!   transfer engine's parts: sha256, or the git oid for regular files). The transfer runs in its
+//!   own task with [`transfer::fetch_file_with_hook`], which reports the part's contiguous,
+//!   read-back prefix; every client streams from the part file up to that prefix and waits for
+//!   it to grow. A client that disconnects does not cancel the transfer. The last byte of every
+//!   answer is held back until the digest matched, so if verification fails every client stream
+//!   is aborted with an error (the connection is reset, no client caches a wrong file) and
+//!   nothing is published.
+//! - **Access.** Gated and private content is served only to a request whose `Authorization`
+//!   the upstream accepted for that repo (a `HEAD /resolve` with the client's header, without
+//!   the mirror's own token), remembered for a few minutes.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{Semaphore, watch};
+
+use super::errors::{ServeError, internal};
+use super::resolve::READ_CHUNK;
+use super::{Mirror, Target};
+use crate::Larder;
+use crate::fetch::licence_fields;
+use crate::fetch::progress::{PullEvent, Reporter};
+use crate::fetch::transfer::{self, FileJob, PrefixHook, TransferEnv, TransferSettings};
+use crate::hub::{HubError, RepoId, RepoType, Revision, gate_mode, is_commit_sha};
+use crate::registry::{BlobRecord, FileRecord, FileRow, RepoKind, SnapshotRecord};
+
+/// How long a branch's upstream answer is trusted.
+const BRANCH_TTL: Duration = Duration::from_secs(60);
+/// How long an upstream access decision for a token is trusted.
+const ACCESS_TTL: Duration = Duration::from_secs(300);
+/// Upper bound on one upstream metadata exchange, so a dead upstream does not stall clients.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(8);
+/// Connections shared by all pull-through transfers.
+const CONNECTIONS: usize = 16;
+
+/// Where a transfer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    /// Bytes `..prefix` are in the part and readable.
+    Running { prefix: u64 },
+    /// Verified and published at this blob path.
+    Done(PathBuf),
+    /// The transfer failed; nothing was published.
+    Failed(String),
+}
+
+struct FlightInner {
+    /// The part being written (the transfer's hook says which, should it differ).
+    part: std::sync::Mutex<PathBuf>,
+    size: u64,
+    stage: watch::Receiver<Stage>,
+}
+
+/// One transfer in flight that clients stream from.
+#[derive(Clone)]
+pub struct Flight {
+    inner: Arc<FlightInner>,
+}
+
+struct Reader {
+    stage: watch::Receiver<Stage>,
+    inner: Arc<FlightInner>,
+    file: Option<tokio::fs::File>,
+    pos: u64,
+    end: u64,
+    failed: bool,
+}
+
+impl Flight {
+    /// Stream `len` bytes from `start` as they land. The last byte waits for verification; a
+    /// failed transfer ends the stream with an error.
+    pub fn stream(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> impl futures::Stream<Item = io::Result<Bytes>> + Send + 'static {
+        let reader = Reader {
+            stage: self.inner.stage.clone(),
+            inner: self.inner.clone(),
+            file: None,
+            pos: start,
+            end: start + len,
+            failed: false,
+        };
+        futures::stream::unfold(reader, |mut r| async move {
+            if r.failed || r.pos >= r.end {
+                return None;
+            }
+            match r.next_chunk().await {
+                Ok(chunk) => Some((Ok(chunk), r)),
+                Err(error) => {
+                    r.failed = true;
+                    Some((Err(error), r))
+                }
+            }
+        })
+    }
+}
+
+impl Flight {
+    /// Wait (up to `limit`) until the transfer has produced bytes or a verdict, so that a GET
+    /// on a dead upstream gets an error status instead of a `200` whose body breaks off.
+    /// `Err` carries why the transfer failed; a timeout is not an error (the HEAD-like
+    /// metadata is already known, and the body will follow).
+    pub async fn started(&self, limit: Duration) -> Result<(), String> {
+        let mut stage = self.inner.stage.clone();
+        let wait = stage.wait_for(|s| !matches!(s, Stage::Running { prefix: 0 }));
+        match tokio::time::timeout(limit, wait).await {
+            Ok(Ok(s)) => match &*s {
+                Stage::Failed(why) => Err(why.clone()),
+                _ => Ok(()),
+            },
+            Ok(Err(_)) => Err("the transfer stopped".to_owned()),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl Reader {
+    async fn next_chunk(&mut self) -> io::Result<Bytes> {
+        loop {
+            let stage = self.stage.borrow_and_update().clone();
+            let readable = match &stage {
+                Stage::Failed(why) => {
+                    return Err(io::Error::other(format!("upstream transfer failed: {why}")));
+                }
+                Stage::Done(_) => self.inner.size,
+                // Hold back the last byte until the digest is known to match.
+                Stage::Running { prefix } => (*prefix).min(self.inner.size.saturating_sub(1)),
+            };
+            let limit = readable.min(self.end);
+            if self.pos < limit {
+                if self.file.is_none() {
+                    self.file = self.open(&stage).await;
+                }
+                if let Some(file) = &mut self.file {
+                    let want = ((limit - self.pos) as usize).min(READ_CHUNK);
+                    let mut buffer = vec![0u8; want];
+                    file.seek(io::SeekFrom::Start(self.pos)).await?;
+                    file.read_exact(&mut buffer).await?;
+                    self.pos += want as u64;
+                    return Ok(Bytes::from(buffer));
+                }
+            }
+            if self.stage.changed().await.is_err() {
+                // The transfer task ended without a verdict (e.g. the runtime is stopping).
+                let last = self.stage.borrow().clone();
+                if !matches!(last, Stage::Done(_))
+                    || self.file.is_none() && self.open(&last).await.is_none()
+                {
+                    return Err(io::Error::other("upstream transfer stopped"));
+                }
+            }
+        }
+    }
+
+    /// The part while it is written; the blob once published (the part is renamed into it, so
+    /// an already open part stays valid either way).
+    async fn open(&self, stage: &Stage) -> Option<tokio::fs::File> {
+        if let Stage::Done(blob) = stage {
+            return tokio::fs::File::open(blob).await.ok();
+        }
+        let part = self
+            .inner
+            .part
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        tokio::fs::File::open(&part).await.ok()
+    }
+}
+
+type BranchKey = (RepoKind, String, String);
+/// (kind, repo, sha256 of the `Authorization` value).
+type AccessKey = (RepoKind, String, String);
+type BranchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Option<String>)>>>;
+
+/// The pull-through machinery of a mirror.
+pub struct PullThrough {
+    larder: Larder,
+    flights: Arc<Mutex<HashMap<String, Flight>>>,
+    branches: Mutex<HashMap<BranchKey, BranchSlot>>,
+    access: Mutex<HashMap<AccessKey, (Instant, bool)>>,
+    permits: Arc<Semaphore>,
+    probe: reqwest::Client,
+    /// When an upstream lookup last failed (cleared by the next success).
+    down_since: Mutex<Option<Instant>>,
+}
+
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn report(&self, event: &PullEvent) {
+        if let PullEvent::Mismatch {
+            path,
+            expected,
+            actual,
+        } = event
+        {
+            tracing::warn!(path, expected, actual, "pull-through: digest mismatch");
+        }
+    }
+}
+
+fn repo_type(kind: RepoKind) -> RepoType {
+    match kind {
+        RepoKind::Model => RepoType::Model,
+        RepoKind::Dataset => RepoType::Dataset,
+    }
+}
+
+impl PullThrough {
+    /// Pull-through over `larder`'s upstream client.
+    pub fn new(larder: Larder) -> Self {
+        let probe = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(UPSTREAM_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        PullThrough {
+            larder,
+            flights: Arc::new(Mutex::new(HashMap::new())),
+            branches: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(CONNECTIONS)),
+            probe,
+            down_since: Mutex::new(None),
+        }
+    }
+
+    /// The commit `revision` names upstream, recording the commit and the ref move. `None` when
+    /// the local answer should stand: the branch was checked within the last minute, or the
+    /// upstream failed (logged).
+    pub async fn resolve(
+        &self,
+        mirror: &Mirror,
+        kind: RepoKind,
+        repo: &str,
+        revision: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<String>, ServeError> {
+        let _ = headers;
+        let (Ok(repo_id), Ok(rev)) = (RepoId::parse(repo), Revision::parse(revision)) else {
+            return Ok(None);
+        };
+        let held = |sha: &str| {
+            let (name, sha) = (repo.to_owned(), sha.to_owned());
+            let registry = self.larder.registry.clone();
+            async move { matches!(registry.commit_detail(kind, &name, &sha).await, Ok(Some(_))) }
+        };
+        if is_commit_sha(revision) && held(revision).await {
+            return Ok(Some(revision.to_owned()));
+        }
+        let key = (kind, repo.to_owned(), revision.to_owned());
+        let slot = {
+            let Ok(mut map) = self.branches.lock() else {
+                return Ok(None);
+            };
+            map.entry(key).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some((at, answer)) = &*slot
+            && at.elapsed() < BRANCH_TTL
+        {
+            return Ok(answer.clone());
+        }
+        let answer = match self.fetch_revision(kind, &repo_id, &rev).await {
+            Ok(sha) => {
+                mirror.forget(kind, repo);
+                self.mark_down(false);
+                Some(sha)
+            }
+            Err(error) => {
+                if matches!(error, HubError::Network { .. } | HubError::Endpoint(_))
+                    || error.is_transient()
+                {
+                    self.mark_down(true);
+                }
+                tracing::warn!(
+                    repo, revision, error = %transfer::error_chain(&error),
+                    "upstream lookup failed; answering from the store"
+                );
+                None
+            }
+        };
+        *slot = Some((Instant::now(), answer.clone()));
+        Ok(answer)
+    }
+
+    fn mark_down(&self, down: bool) {
+        if let Ok(mut since) = self.down_since.lock() {
+            match (down, *since) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, _) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Whether the last upstream lookup failed recently.
+    fn upstream_down(&self) -> bool {
+        self.down_since
+            .lock()
+            .ok()
+            .and_then(|since| *since)
+            .is_some_and(|at| at.elapsed() < BRANCH_TTL)
+    }
+
+    /// Repo info (+ tree, for a commit not yet recorded) from upstream, recorded.
+    async fn fetch_revision(
+        &self,
+        kind: RepoKind,
+        repo: &RepoId,
+        revision: &Revision,
+    ) -> Result<String, HubError> {
+        let client = &self.larder.client;
+        let rt = repo_type(kind);
+        let timed = |what: &'static str| {
+            HubError::Endpoint(format!("{} timed out ({what})", client.endpoint()))
+        };
+        let info = tokio::time::timeout(UPSTREAM_TIMEOUT, client.repo_info(rt, repo, revision))
+            .await
+            .map_err(|_| timed("repo info"))??;
+        let sha = info.sha.clone().unwrap_or_default();
+        let known = self
+            .larder
+            .registry
+            .commit_detail(kind, repo.as_str(), &sha)
+            .await
+            .ok()
+            .flatten();
+        let refs = if revision.is_commit() {
+            Vec::new()
+        } else {
+            vec![revision.to_string()]
+        };
+        let files = match known {
+            Some(_) => Vec::new(), // the tree of a commit never changes; only the ref moves
+            None => {
+                let tree =
+                    tokio::time::timeout(UPSTREAM_TIMEOUT * 4, client.list_files(rt, repo, &sha))
+                        .await
+                        .map_err(|_| timed("tree"))??;
+                let mut files = Vec::with_capacity(tree.len());
+                for f in tree {
+                    let sha256 = match &f.lfs_sha256 {
+                        Some(sha) => Some(sha.clone()),
+                        None => self
+                            .larder
+                            .registry
+                            .sha256_for_git_oid(&f.git_oid)
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
+                    files.push(FileRecord {
+                        lfs: f.is_lfs(),
+                        path: f.path,
+                        size: f.size,
+                        git_oid: f.git_oid,
+                        sha256,
+                    });
+                }
+                files
+            }
+        };
+        let record = SnapshotRecord {
+            kind,
+            name: repo.to_string(),
+            upstream: client.endpoint(),
+            gated: gate_mode(&info.gated),
+            private: info.private,
+            commit: sha.clone(),
+            card_json: info.card_data.clone(),
+            refs,
+            seen_at: crate::now_unix(),
+            files,
+            licence: licence_fields(&info),
+        };
+        if let Err(error) = self.larder.registry.record_snapshot(record).await {
+            tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
+        }
+        Ok(sha)
+    }
+
+    /// Whether the upstream accepts `authorization` for the repo (cached a few minutes).
+    pub async fn check_access(
+        &self,
+        kind: RepoKind,
+        repo: &str,
+        commit: &str,
+        authorization: &str,
+    ) -> bool {
+        let token_key = hex::encode(Sha256::digest(authorization.as_bytes()));
+        let key = (kind, repo.to_owned(), token_key);
+        if let Ok(cache) = self.access.lock()
+            && let Some((at, allowed)) = cache.get(&key)
+            && at.elapsed() < ACCESS_TTL
+        {
+            return *allowed;
+        }
+        let url = format!(
+            "{}/{}{}/resolve/{}/.gitattributes",
+            self.larder.client.endpoint().trim_end_matches('/'),
+            repo_type(kind).url_prefix(),
+            repo,
+            commit
+        );
+        let allowed = match self
+            .probe
+            .head(&url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status();
+                let code = response
+                    .headers()
+                    .get("x-error-code")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                status.is_success()
+                    || status.is_redirection()
+                    || (status.as_u16() == 404 && code == "EntryNotFound")
+            }
+            Err(error) => {
+                tracing::warn!(repo, error = %transfer::error_chain(&error), "upstream access check failed");
+                return false; // not cached: try again next time
+            }
+        };
+        tracing::info!(repo, allowed, "upstream access check");
+        if let Ok(mut cache) = self.access.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < ACCESS_TTL);
+            cache.insert(key, (Instant::now(), allowed));
+        }
+        allowed
+    }
+
+    /// Start or join the transfer of `file` of `commit`.
+    pub async fn flight(
+        &self,
+        mirror: &Mirror,
+        target: &Target,
+        commit: &str,
+        file: &FileRow,
+    ) -> Result<Flight, ServeError> {
+        let repo_id = RepoId::parse(&target.repo).map_err(|e| internal("bad repo id", &e))?;
+        let rt = repo_type(target.kind);
+        let url = self
+            .larder
+            .client
+            .resolve_url(rt, &repo_id, commit, &file.path)
+            .map_err(|e| internal("building an upstream URL failed", &e))?;
+        let job = FileJob {
+            kind: rt,
+            repo: target.repo.clone(),
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.sha256.clone().filter(|_| file.lfs),
+            git_oid: file.git_oid.clone(),
+            url,
+        };
+        let key = match &job.sha256 {
+            Some(sha) => sha.clone(),
+            None => format!("git-{}", job.git_oid),
+        };
+        if self.upstream_down() {
+            return Err(ServeError::NotHeld {
+                path: file.path.clone(),
+                commit: commit.to_owned(),
+                why: format!(
+                    "the upstream {} is unreachable",
+                    self.larder.client.endpoint()
+                ),
+            });
+        }
+        let mut flights = self.flights.lock().map_err(|_| ServeError::Internal)?;
+        if let Some(flight) = flights.get(&key)
+            && !matches!(&*flight.inner.stage.borrow(), Stage::Failed(_))
+        {
+            return Ok(flight.clone());
+        }
+        let (tx, rx) = watch::channel(Stage::Running { prefix: 0 });
+        let flight = Flight {
+            inner: Arc::new(FlightInner {
+                part: std::sync::Mutex::new(transfer::part_path(&self.larder.store, &job)),
+                size: job.size,
+                stage: rx,
+            }),
+        };
+        flights.insert(key.clone(), flight.clone());
+        drop(flights);
+        tracing::info!(
+            repo = target.repo,
+            commit,
+            path = file.path,
+            size = file.size,
+            "pull-through: fetching"
+        );
+        let _ = mirror;
+        let env = TransferEnv {
+            client: self.larder.client.clone(),
+            store: self.larder.store.clone(),
+            permits: self.permits.clone(),
+            settings: TransferSettings {
+                retry: self.larder.client.retry_policy(),
+                ..TransferSettings::default()
+            },
+            reporter: Arc::new(Quiet),
+            rate_limit: None,
+        };
+        let larder = self.larder.clone();
+        let tx = Arc::new(tx);
+        let hook_tx = tx.clone();
+        let hook_flight = flight.clone();
+        let hook: PrefixHook = Arc::new(move |part, prefix| {
+            if let Ok(mut known) = hook_flight.inner.part.lock()
+                && known.as_path() != part
+            {
+                *known = part.to_path_buf();
+            }
+            hook_tx.send_modify(|stage| {
+                if let Stage::Running { prefix: p } = stage {
+                    *p = prefix;
+                }
+            });
+        });
+        let registry_kind_ = target.kind;
+        let repo = target.repo.clone();
+        let commit = commit.to_owned();
+        let row = file.clone();
+        let flights_key = key;
+        let this_flights = self.flights.clone();
+        tokio::spawn(async move {
+            let result = transfer::fetch_file_with_hook(&env, job, Some(hook)).await;
+            let stage = match result {
+                Ok(fetched) => {
+                    let sha = fetched.digests.sha256.clone();
+                    let recorded =
+                        record(&larder, registry_kind_, &repo, &commit, &row, &sha).await;
+                    match (recorded, larder.store.blob_path(&sha)) {
+                        (Ok(()), Ok(path)) => {
+                            tracing::info!(
+                                repo,
+                                path = row.path,
+                                bytes = fetched.received,
+                                "pull-through: verified and stored"
+                            );
+                            Stage::Done(path)
+                        }
+                        (Err(why), _) => Stage::Failed(why),
+                        (_, Err(e)) => Stage::Failed(e.to_string()),
+                    }
+                }
+                Err(error) => {
+                    let why = transfer::error_chain(&error);
+                    tracing::error!(
+                        repo,
+                        path = row.path,
+                        error = why,
+                        "pull-through failed; client streams aborted"
+                    );
+                    Stage::Failed(why)
+                }
+            };
+            tx.send_replace(stage);
+            if let Ok(mut flights) = this_flights.lock() {
+                flights.remove(&flights_key);
+            }
+        });
+        Ok(flight)
+    }
+}
+
+/// Record the fetched blob, and the file's sha256 when it was not known (regular files).
+async fn record(
+    larder: &Larder,
+    kind: RepoKind,
+    repo: &str,
+    commit: &str,
+    row: &FileRow,
+    sha256: &str,
+) -> Result<(), String> {
+    larder
+        .registry
+        .record_blob(BlobRecord {
+            sha256: sha256.to_owned(),
+            size: row.size,
+            location: "local".to_owned(),
+            stored_at: crate::now_unix(),
+            verified_at: Some(crate::now_unix()),
+        })
+        .await
+        .map_err(|e| transfer::error_chain(&e))?;
+    if row.sha256.is_some() {
+        return Ok(());
+    }
+    let detail = larder
+        .registry
+        .commit_detail(kind, repo, commit)
+        .await
+        .map_err(|e| transfer::error_chain(&e))?
+        .ok_or_else(|| format!("commit {commit} of {repo} vanished from the registry"))?;
+    larder
+        .registry
+        .record_snapshot(SnapshotRecord {
+            kind,
+            name: repo.to_owned(),
+            upstream: detail.upstream.clone(),
+            gated: detail.gated.clone(),
+            private: detail.private,
+            commit: commit.to_owned(),
+            card_json: detail.card_json.clone(),
+            refs: Vec::new(),
+            seen_at: detail.fetched_at,
+            files: vec![FileRecord {
+                path: row.path.clone(),
+                size: row.size,
+                git_oid: row.git_oid.clone(),
+                sha256: Some(sha256.to_owned()),
+                lfs: row.lfs,
+            }],
+            licence: detail.licence.clone(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| transfer::error_chain(&e))?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! `HEAD`/`GET /{prefix}{repo}/resolve/{rev}/{path}`: file metadata and bytes.
+//!
+//! Every answer carries what clients need to name and check the file without following a
+//! redirect (hub-protocol.md §2.1, §9.4): `X-Repo-Commit`, a strong quoted `ETag` (git blob sha1
+//! for regular files, sha256 for LFS ones, so a cache filled here matches one filled from the
+//! Hub), `X-Linked-Etag` for LFS files, `X-Linked-Size`, an exact `Content-Length` and
+//! `Accept-Ranges: bytes`. Single ranges are honoured in all their forms with the end clamped;
+//! `416` comes only when the start is past the end. Bodies stream from the blob file in large
+//! reads, never buffered whole.
+
+use std::io::SeekFrom;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use super::errors::{ServeError, X_REPO_COMMIT, internal};
+use super::paths::{RevisionTail, UrlRepoType};
+use super::{AccessNote, Mirror, empty, noted};
+use crate::registry::FileRow;
+
+/// How long a GET of a file being fetched waits for the first bytes before answering `200`
+/// anyway (clients time out after 10 s, hub-protocol.md §5.2).
+const FIRST_BYTES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Bytes per read when streaming a blob.
+pub const READ_CHUNK: usize = 256 << 10;
+
+/// What a `Range` header asks of a body of a known size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// No (usable) range: the whole body with `200`.
+    Full,
+    /// `206` with bytes `start..=end`.
+    Partial {
+        /// First byte.
+        start: u64,
+        /// Last byte (inclusive).
+        end: u64,
+    },
+    /// `416`: the start is at or past the end.
+    Unsatisfiable,
+}
+
+/// Interpret a `Range` header for a body of `size` bytes. Only the first range of a list is
+/// served; malformed headers and other units are ignored (RFC 9110 §14.2).
+pub fn parse_range(value: Option<&str>, size: u64) -> RangeAnswer {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return RangeAnswer::Full;
+    };
+    let first = spec.split(',').next().unwrap_or("").trim();
+    let Some((a, b)) = first.split_once('-') else {
+        return RangeAnswer::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let Ok(n) = b.parse::<u64>() else {
+            return RangeAnswer::Full;
+        };
+        if n == 0 || size == 0 {
+            return RangeAnswer::Unsatisfiable;
+        }
+        return RangeAnswer::Partial {
+            start: size.saturating_sub(n),
+            end: size - 1,
+        };
+    }
+    let Ok(start) = a.parse::<u64>() else {
+        return RangeAnswer::Full;
+    };
+    let end = if b.is_empty() {
+        None
+    } else {
+        match b.parse::<u64>() {
+            Ok(end) if end >= start => Some(end),
+            _ => return RangeAnswer::Full,
+        }
+    };
+    if start >= size {
+        return RangeAnswer::Unsatisfiable;
+    }
+    RangeAnswer::Partial {
+        start,
+        end: end.map_or(size - 1, |e| e.min(size - 1)),
+    }
+}
+
+/// Whether an `If-None-Match` value matches `etag` (given without quotes).
+pub fn none_match(value: &str, etag: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == etag)
+}
+
+/// The quoted ETag of a file: sha256 for LFS files, the git blob oid otherwise.
+pub fn etag_of(file: &FileRow) -> String {
+    match (&file.sha256, file.lfs) {
+        (Some(sha), true) => sha.clone(),
+        _ => file.git_oid.clone(),
+    }
+}
+
+/// Where the bytes of an answer come from.
+pub enum Source {
+    /// A held blob.
+    Blob(std::path::PathBuf),
+    /// A transfer in flight (pull-through).
+    Growing(super::pull_through::Flight),
+}
+
+/// Handle one `/resolve` request; errors are rendered here so they get the access-log note.
+pub async fn handle(
+    mirror: &Mirror,
+    repo_type: UrlRepoType,
+    repo: &str,
+    tail: &RevisionTail,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ServeError> {
+    let (revision, path) = tail.likely(true);
+    let mut note = AccessNote {
+        repo: repo.to_owned(),
+        revision,
+        path,
+    };
+    let response = match answer(mirror, repo_type, repo, tail, headers, head, &mut note).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    Ok(noted(response, note))
+}
+
+async fn answer(
+    mirror: &Mirror,
+    repo_type: UrlRepoType,
+    repo: &str,
+    tail: &RevisionTail,
+    headers: &HeaderMap,
+    head: bool,
+    note: &mut AccessNote,
+) -> Result<Response, ServeError> {
+    let target = mirror.target(repo_type, repo, headers)?;
+    let (revision, path, sha) = mirror.resolve_tail(&target, tail, true, headers).await?;
+    note.revision.clone_from(&revision);
+    note.path.clone_from(&path);
+    let detail = mirror.detail(&target, &sha, headers).await?;
+    mirror.authorize(&target, &detail, headers, true).await?;
+    let Ok(index) = detail
+        .files
+        .binary_search_by(|f| f.path.as_str().cmp(&path))
+    else {
+        return Err(ServeError::EntryNotFound {
+            path,
+            revision,
+            commit: sha,
+        });
+    };
+    let mut file = detail.files[index].clone();
+    if !file.held {
+        // The cached detail may predate a pull; ask the registry.
+        if let Some(fresh) = mirror
+            .larder
+            .registry
+            .file(target.kind, &target.repo, &sha, &path)
+            .await
+            .map_err(|e| internal("reading a file row failed", &e))?
+        {
+            file = fresh;
+        }
+    }
+
+    let etag = etag_of(&file);
+    let size = file.size;
+    let mut meta = HeaderMap::new();
+    let put = |meta: &mut HeaderMap, name: header::HeaderName, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            meta.insert(name, v);
+        }
+    };
+    put(&mut meta, X_REPO_COMMIT.clone(), sha.clone());
+    put(&mut meta, header::ETAG, format!("\"{etag}\""));
+    if file.lfs {
+        put(
+            &mut meta,
+            header::HeaderName::from_static("x-linked-etag"),
+            format!("\"{etag}\""),
+        );
+    }
+    put(
+        &mut meta,
+        header::HeaderName::from_static("x-linked-size"),
+        size.to_string(),
+    );
+    meta.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    if let Some(value) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && none_match(value, &etag)
+    {
+        return Ok((StatusCode::NOT_MODIFIED, meta).into_response());
+    }
+
+    let source = source_for(mirror, &target, &sha, &file).await?;
+
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim_matches('"') == etag);
+    let range = if if_range_ok {
+        parse_range(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            size,
+        )
+    } else {
+        RangeAnswer::Full
+    };
+    let (status, start, len) = match range {
+        RangeAnswer::Full => (StatusCode::OK, 0, size),
+        RangeAnswer::Partial { start, end } => {
+            put(
+                &mut meta,
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{size}"),
+            );
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeAnswer::Unsatisfiable => {
+            put(&mut meta, header::CONTENT_RANGE, format!("bytes */{size}"));
+            put(&mut meta, header::CONTENT_LENGTH, "0".to_owned());
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, meta, empty()).into_response());
+        }
+    };
+    put(&mut meta, header::CONTENT_LENGTH, len.to_string());
+    meta.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if head {
+        return Ok((status, meta, empty()).into_response());
+    }
+    let body = match source {
+        Source::Blob(blob) => {
+            let mut reader = tokio::fs::File::open(&blob)
+                .await
+                .map_err(|e| internal("opening a blob failed", &e))?;
+            reader
+                .seek(SeekFrom::Start(start))
+                .await
+                .map_err(|e| internal("seeking in a blob failed", &e))?;
+            Body::from_stream(ReaderStream::with_capacity(reader.take(len), READ_CHUNK))
+        }
+        Source::Growing(flight) => {
+            if let Err(why) = flight.started(FIRST_BYTES_WAIT).await {
+                return Err(ServeError::NotHeld {
+                    path: file.path.clone(),
+                    commit: sha,
+                    why: format!("fetching it from the upstream failed: {why}"),
+                });
+            }
+            Body::from_stream(flight.stream(start, len))
+        }
+    };
+    Ok((status, meta, body).into_response())
+}
+
+/// The blob to serve, or the transfer that is fetching it.
+async fn source_for(
+    mirror: &Mirror,
+    target: &super::Target,
+    commit: &str,
+    file: &FileRow,
+) -> Result<Source, ServeError> {
+    if file.held
+        && let Some(sha) = &file.sha256
+        && let Ok(path) = mirror.larder.store.blob_path(sha)
+        && path.is_file()
+    {
+        return Ok(Source::Blob(path));
+    }
+    match &mirror.pull {
+        Some(pull) => pull
+            .flight(mirror, target, commit, file)
+            .await
+            .map(Source::Growing),
+        None => Err(ServeError::NotHeld {
+            path: file.path.clone(),
+            commit: commit.to_owned(),
+            why: "the mirror runs offline".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RangeAnswer::*;
+
+    #[test]
+    fn ranges() {
+        let p = |s, e| Partial { start: s, end: e };
+        assert_eq!(parse_range(None, 10), Full);
+        assert_eq!(parse_range(Some("bytes=0-0"), 10), p(0, 0));
+        assert_eq!(parse_range(Some("bytes=3-"), 10), p(3, 9));
+        assert_eq!(parse_range(Some("bytes=3-5"), 10), p(3, 5));
+        assert_eq!(parse_range(Some("bytes=3-10"), 10), p(3, 9));
+        assert_eq!(parse_range(Some("bytes=3-1000"), 10), p(3, 9));
+        assert_eq!(parse_range(Some("bytes=-4"), 10), p(6, 9));
+        assert_eq!(parse_range(Some("bytes=-40"), 10), p(0, 9));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=10-20"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=0-0"), 0), Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=5-3"), 10), Full);
+        assert_eq!(parse_range(Some("items=0-1"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=x-1"), 10), Full);
+        assert_eq!(parse_range(Some("bytes=1-2, 4-5"), 10), p(1, 2));
+    }
+
+    #[test]
+    fn etags() {
+        assert!(none_match("\"abc\"", "abc"));
+        assert!(none_match("W/\"abc\", \"x\"", "abc"));
+        assert!(none_match("*", "abc"));
+        assert!(!none_match("\"abd\"", "abc"));
+    }
+}
