@@ -1,6 +1,8 @@
 //! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
 
+mod export;
 mod format;
+mod import;
 mod ls;
 mod progress;
 mod pull;
@@ -52,6 +54,10 @@ enum Command {
     Show(show::ShowArgs),
     /// Re-hash blobs; quarantine bad ones; exit non-zero if any
     Verify(verify::VerifyArgs),
+    /// Write held revisions to a directory: a bundle, the HF cache layout, or plain files
+    Export(export::ExportArgs),
+    /// Import a bundle (verified), or a plain model folder with --as
+    Import(import::ImportArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -78,6 +84,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
+        Command::Export(args) => export::run(&larder, args).await,
+        Command::Import(args) => import::run(&larder, args).await,
     }
 }
 

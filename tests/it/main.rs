@@ -3,6 +3,7 @@
 mod common;
 mod disk;
 mod faults;
+mod offline;
 mod pull;
 mod resume;
 mod verify;
