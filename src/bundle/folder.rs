@@ -164,7 +164,7 @@ pub async fn import_folder(
                 gated: None,
                 private: false,
                 commit,
-                card_json: (!card.is_empty()).then(|| serde_json::Value::Object(card)),
+                card_json: (!card.is_empty()).then_some(serde_json::Value::Object(card)),
                 refs,
                 seen_at: crate::now_unix(),
                 files,

@@ -130,10 +130,8 @@ fn link_snapshot_file(snapshot_dir: &Path, path: &str, etag: &str) -> Result<(),
     if let Some(parent) = link.parent() {
         create_dir(parent)?;
     }
-    if let Ok(existing) = std::fs::read_link(&link) {
-        if existing == target {
-            return Ok(());
-        }
+    if std::fs::read_link(&link).is_ok_and(|existing| existing == target) {
+        return Ok(());
     }
     if std::fs::symlink_metadata(&link).is_ok() {
         std::fs::remove_file(&link).map_err(BundleError::io("replace", &link))?;

@@ -372,11 +372,14 @@ fn assert_only_bad_refused(home: &Path, output: &Output, bad_sha: &str) {
     ok(run(cli_at(home).args(["verify"])));
 }
 
+/// A way of damaging a bundle's blob file.
+type Damage = Box<dyn Fn(&Path)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_blobs_refuse_their_revision_only() {
     let (_world, out, bundle, bad_shard) = two_repo_bundle().await;
     let bad_sha = sha256_hex(&bad_shard);
-    let cases: [(&str, Box<dyn Fn(&Path)>); 3] = [
+    let cases: [(&str, Damage); 3] = [
         (
             "flipped",
             Box::new(|path: &Path| {
