@@ -87,32 +87,37 @@ pub async fn import_bundle(
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
     });
     let mut blobs: HashMap<String, BlobState> = HashMap::new();
-    for repo in &manifest.repos {
-        for commit in &repo.commits {
-            let outcome = import_commit(
-                larder,
-                dir,
-                repo,
-                commit,
-                &carried,
-                &mut blobs,
-                &mut summary,
-                on_event,
-            )
-            .await?;
-            on_event(&BundleEvent::Revision {
-                revision: format!("{}@{}", outcome.repo, outcome.commit),
-                status: outcome.status,
-            });
-            summary.revisions.push(outcome);
+    let result = async {
+        for repo in &manifest.repos {
+            for commit in &repo.commits {
+                let outcome = import_commit(
+                    larder,
+                    dir,
+                    repo,
+                    commit,
+                    &carried,
+                    &mut blobs,
+                    &mut summary,
+                    on_event,
+                )
+                .await?;
+                on_event(&BundleEvent::Revision {
+                    revision: format!("{}@{}", outcome.repo, outcome.commit),
+                    status: outcome.status,
+                });
+                summary.revisions.push(outcome);
+            }
         }
+        Ok::<(), BundleError>(())
     }
+    .await;
+    // Parts no imported revision needed (or left by a failure) are not kept.
     for state in blobs.into_values() {
         if let BlobState::Part(part, _) = state {
             let _ = std::fs::remove_file(part);
         }
     }
-    Ok(summary)
+    result.map(|()| summary)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,7 +138,8 @@ async fn import_commit(
         status: "unchanged",
         problems: Vec::new(),
     };
-    if already_held(larder, repo, commit).await? {
+    let refs = current_refs(larder, repo, commit).await?;
+    if already_held(larder, repo, commit, &refs).await? {
         return Ok(outcome);
     }
 
@@ -217,7 +223,7 @@ async fn import_commit(
         private: repo.private,
         commit: commit.sha.clone(),
         card_json: commit.card_json.clone(),
-        refs: commit.refs.clone(),
+        refs,
         seen_at: commit.fetched_at,
         files: commit
             .files
@@ -240,11 +246,40 @@ async fn import_commit(
     Ok(outcome)
 }
 
-/// Whether the commit is already registered with every file held and every ref on it.
+/// The commit's refs that the bundle may set: a ref that already points at a commit fetched
+/// later than this one keeps pointing there (importing an older bundle never moves refs back).
+async fn current_refs(
+    larder: &Larder,
+    repo: &RepoEntry,
+    commit: &CommitEntry,
+) -> Result<Vec<String>, BundleError> {
+    let mut refs = Vec::new();
+    for reference in &commit.refs {
+        let newer = match larder
+            .registry
+            .resolve(repo.kind, &repo.name, reference)
+            .await?
+        {
+            Some(sha) if sha != commit.sha => larder
+                .registry
+                .commit_detail(repo.kind, &repo.name, &sha)
+                .await?
+                .is_some_and(|held| held.fetched_at > commit.fetched_at),
+            _ => false,
+        };
+        if !newer {
+            refs.push(reference.clone());
+        }
+    }
+    Ok(refs)
+}
+
+/// Whether the commit is already registered with every file held and `refs` on it.
 async fn already_held(
     larder: &Larder,
     repo: &RepoEntry,
     commit: &CommitEntry,
+    refs: &[String],
 ) -> Result<bool, BundleError> {
     let Some(detail) = larder
         .registry
@@ -262,7 +297,7 @@ async fn already_held(
                 .any(|d| d.path == f.path && d.sha256.as_deref() == Some(f.sha256.as_str()))
                 && larder.store.size(&f.sha256) == Some(f.size)
         });
-    let refs_on_it = commit.refs.iter().all(|r| detail.refs.contains(r));
+    let refs_on_it = refs.iter().all(|r| detail.refs.contains(r));
     Ok(files_held && refs_on_it)
 }
 
@@ -297,13 +332,20 @@ async fn verify_blob(
         .tmp_dir()
         .join(format!("import-{sha256}-{}.part", std::process::id()));
     let part2 = part.clone();
-    let (digests, copied) = tokio::task::spawn_blocking(move || copy_hashed(&src, &part2))
+    let copied = tokio::task::spawn_blocking(move || copy_hashed(&src, &part2))
         .await
         .map_err(|e| BundleError::Io {
             action: "verify",
             path: part.clone(),
             source: std::io::Error::other(e),
-        })??;
+        })?;
+    let (digests, copied) = match copied {
+        Ok(done) => done,
+        Err(error) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(error);
+        }
+    };
     if copied != size || digests.sha256 != sha256 {
         let _ = std::fs::remove_file(&part);
         return Ok(BlobState::Bad(format!(

@@ -30,6 +30,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// The directory of blobs inside a bundle.
 pub const BLOBS_DIR: &str = "blobs";
+/// Largest file size accepted (what SQLite's INTEGER holds).
+const MAX_SIZE: u64 = i64::MAX as u64;
 /// Largest manifest accepted (a tree of a million files is far below this).
 const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 
@@ -315,6 +317,9 @@ impl Manifest {
                     }
                     if !paths.insert(file.path.as_str()) {
                         return invalid(format!("{at}: {} is listed twice", file.path));
+                    }
+                    if file.size > MAX_SIZE {
+                        return invalid(format!("{at}: {} has size {}", file.path, file.size));
                     }
                     if !is_sha256_hex(&file.sha256) || !is_commit_sha(&file.git_oid) {
                         return invalid(format!("{at}: {} has a malformed digest", file.path));

@@ -225,7 +225,9 @@ async fn incremental_bundle_carries_only_the_new_commit() {
         first.to_str().unwrap(),
     ])));
 
-    // Upstream moves on: a changed config, a new shard, the rest unchanged.
+    // Upstream moves on (a second later: fetch times are in seconds, and an import decides
+    // by them which of two commits a ref saw last): a changed config, a new shard.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let new_config = br#"{"model_type":"llama","v":2}"#.to_vec();
     let new_shard = content(13, 1 << 20);
     let second_sha = add_commit(
@@ -292,6 +294,18 @@ async fn incremental_bundle_carries_only_the_new_commit() {
             .unwrap()
             .len(),
         2
+    );
+
+    // Importing the older bundle again does not move `main` back.
+    let old_again = json_of(&ok(run(cli_at(island.path()).args([
+        "import",
+        first.to_str().unwrap(),
+        "--json",
+    ]))));
+    assert_eq!(old_again["revisions"][0]["status"], "unchanged");
+    assert_eq!(
+        show(&mut cli_at(island.path()), "acme/off")["sha"],
+        second_sha
     );
 
     // A third bundle since the second one knows the whole chain: nothing left to carry.
