@@ -134,6 +134,7 @@ pub async fn export_bundle(
 
     let blobs_dir = dir.join(BLOBS_DIR);
     create_dir(&blobs_dir)?;
+    remove_partials(&blobs_dir);
     on_event(&BundleEvent::Start {
         blobs: manifest.blobs.len(),
         bytes: manifest.blobs.iter().map(|b| b.size).sum(),
@@ -176,4 +177,18 @@ pub async fn export_bundle(
     std::fs::rename(&tmp, &path).map_err(BundleError::io("rename to", &path))?;
     summary.manifest_digest = Some(manifest.compute_digest());
     Ok(summary)
+}
+
+/// Remove temporary copies an interrupted export left behind (`.<sha256>.<pid>.partial`).
+fn remove_partials(blobs_dir: &Path) {
+    let Ok(listing) = std::fs::read_dir(blobs_dir) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }

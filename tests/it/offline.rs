@@ -157,8 +157,12 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
         assert!(bundle.join("blobs").join(sha).is_file(), "{sha} carried");
     }
 
-    // Resumable: a re-run skips the finished blobs and rewrites only the missing one.
-    std::fs::remove_file(bundle.join("blobs").join(sha256_hex(&files[2].1))).unwrap();
+    // Resumable: a re-run skips the finished blobs and rewrites only the missing one, and
+    // drops what an interrupted copy left behind.
+    let shard = sha256_hex(&files[2].1);
+    std::fs::remove_file(bundle.join("blobs").join(&shard)).unwrap();
+    let leftover = bundle.join("blobs").join(format!(".{shard}.999.partial"));
+    std::fs::write(&leftover, b"half").unwrap();
     let again = json_of(&ok(run(world.cli().args([
         "export",
         "acme/off",
@@ -168,6 +172,11 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     ]))));
     assert_eq!(again["blobs_written"], 1);
     assert_eq!(again["blobs_skipped"], distinct.len() - 1);
+    assert!(!leftover.exists());
+    assert_eq!(
+        std::fs::read_dir(bundle.join("blobs")).unwrap().count(),
+        distinct.len()
+    );
 
     let manifest = Manifest::read(&bundle).expect("the manifest verifies");
     assert_eq!(manifest.repos.len(), 1);
