@@ -400,6 +400,35 @@ mod tests {
     }
 
     #[test]
+    fn gitattributes_patterns() {
+        let dir = tempfile::tempdir().unwrap();
+        let attributes = dir.path().join(".gitattributes");
+        std::fs::write(
+            &attributes,
+            "# comment\n*.bin filter=lfs diff=lfs merge=lfs -text\n/ckpt/*.pt filter=lfs\n*.txt text\n",
+        )
+        .unwrap();
+        let entries = vec![(".gitattributes".to_owned(), attributes)];
+        let patterns = gitattributes_lfs(dir.path(), &entries).unwrap().unwrap();
+        assert!(matches(&patterns, "weights.bin"));
+        assert!(
+            matches(&patterns, "deep/dir/weights.bin"),
+            "no `/`: any depth"
+        );
+        assert!(matches(&patterns, "ckpt/a.pt"));
+        assert!(
+            !matches(&patterns, "other/ckpt/a.pt"),
+            "with `/`: from the root"
+        );
+        assert!(
+            !matches(&patterns, "ckpt/sub/a.pt"),
+            "`*` does not cross `/`"
+        );
+        assert!(!matches(&patterns, "notes.txt"), "not filter=lfs");
+        assert!(gitattributes_lfs(dir.path(), &[]).unwrap().is_none());
+    }
+
+    #[test]
     fn commit_id_depends_on_paths_and_oids_only() {
         let a = tree_commit_id([("b", "2"), ("a", "1")].into_iter());
         let b = tree_commit_id([("a", "1"), ("b", "2")].into_iter());
