@@ -532,11 +532,15 @@ fn python() -> PathBuf {
 /// Load files through the real huggingface_hub client, offline, from `cache`; returns
 /// `{"snapshot": {path: sha256}, "single": {path: sha256}}`.
 fn load_with_huggingface_hub(cache: &Path, repo: &str, revision: &str) -> Value {
+    load_typed(cache, "model", repo, revision)
+}
+
+fn load_typed(cache: &Path, repo_type: &str, repo: &str, revision: &str) -> Value {
     let script = r#"
 import hashlib, json, os, sys
 from huggingface_hub import hf_hub_download, snapshot_download
-repo, revision = sys.argv[1], sys.argv[2]
-folder = snapshot_download(repo, revision=revision)
+repo_type, repo, revision = sys.argv[1], sys.argv[2], sys.argv[3]
+folder = snapshot_download(repo, revision=revision, repo_type=repo_type)
 snapshot = {}
 for root, _, names in os.walk(folder):
     for name in names:
@@ -545,12 +549,12 @@ for root, _, names in os.walk(folder):
             snapshot[os.path.relpath(full, folder)] = hashlib.sha256(f.read()).hexdigest()
 single = {}
 for path in snapshot:
-    with open(hf_hub_download(repo, path, revision=revision), "rb") as f:
+    with open(hf_hub_download(repo, path, revision=revision, repo_type=repo_type), "rb") as f:
         single[path] = hashlib.sha256(f.read()).hexdigest()
 print(json.dumps({"snapshot": snapshot, "single": single}))
 "#;
     let output = Command::new(python())
-        .args(["-c", script, repo, revision])
+        .args(["-c", script, repo_type, repo, revision])
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_HUB_CACHE", cache)
         .env("HF_HOME", cache.join("hf-home"))
@@ -828,4 +832,68 @@ async fn a_plain_folder_imports_as_a_revision() {
         stderr(&refused)
     );
     assert_eq!(ls(&mut cli_at(other_home.path())), json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_round_trip_and_load_from_the_hf_cache() {
+    let hub = Hub::new();
+    let files = vec![
+        ("data/train.parquet", content(51, 400_000), true),
+        (
+            "README.md",
+            b"---\nlicense: cc-by-4.0\n---\n".to_vec(),
+            false,
+        ),
+    ];
+    let mut builder = hub.repo(RepoKind::Dataset, "acme/ds");
+    for (path, bytes, lfs) in &files {
+        builder = if *lfs {
+            builder.lfs_file(path, bytes.clone())
+        } else {
+            builder.regular_file(path, bytes.clone())
+        };
+    }
+    builder.commit("main");
+    let world = World::start(hub).await;
+    ok(run(world
+        .cli()
+        .args(["pull", "acme/ds", "--type", "dataset"])));
+    let out = tempfile::tempdir().unwrap();
+    let cache = out.path().join("hub");
+    let bundle = out.path().join("bundle");
+    for (layout, dir) in [("hf-cache", &cache), ("bundle", &bundle)] {
+        ok(run(world.cli().args([
+            "export",
+            "acme/ds",
+            "--type",
+            "dataset",
+            "--layout",
+            layout,
+            "--to",
+            dir.to_str().unwrap(),
+        ])));
+    }
+    assert!(cache.join("datasets--acme--ds/refs/main").is_file());
+    let loaded = load_typed(&cache, "dataset", "acme/ds", "main");
+    let expected: BTreeMap<String, String> = files
+        .iter()
+        .map(|(p, b, _)| ((*p).to_owned(), sha256_hex(b)))
+        .collect();
+    assert_eq!(loaded["snapshot"], json!(expected));
+
+    let island = tempfile::tempdir().unwrap();
+    ok(run(
+        cli_at(island.path()).args(["import", bundle.to_str().unwrap()])
+    ));
+    let shown = json_of(&ok(run(
+        cli_at(island.path()).args(["show", "acme/ds", "--type", "dataset", "--json"])
+    )));
+    assert_eq!(shown["kind"], "dataset");
+    assert_eq!(shown["files"].as_array().unwrap().len(), files.len());
+    // It is a dataset there too, not a model of the same name.
+    assert!(
+        !run(cli_at(island.path()).args(["show", "acme/ds"]))
+            .status
+            .success()
+    );
 }
