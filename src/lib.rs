@@ -4,6 +4,7 @@
 //! home directory, the content-addressed [`store`], the SQLite registry and a [`hub`] client.
 //! `larder pull` is [`fetch::pull`]; the CLI in `main.rs` only parses, calls and renders.
 
+pub mod bundle;
 pub mod convert;
 pub mod fetch;
 pub mod gc;

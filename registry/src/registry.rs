@@ -126,6 +126,33 @@ impl Registry {
         .await
     }
 
+    /// Records the store's new `blobs` and the snapshot that uses them in one transaction (an
+    /// import from a bundle or a folder): either the whole revision is registered, or nothing
+    /// of it. Publish the blobs to the store first (blob first, then row). Returns the commit's
+    /// row id; the snapshot is recorded exactly as by [`Registry::record_snapshot`].
+    pub async fn record_snapshot_with_blobs(
+        &self,
+        s: SnapshotRecord,
+        blobs: Vec<BlobRecord>,
+    ) -> Result<i64, RegistryError> {
+        snapshot::validate(&s)?;
+        for blob in &blobs {
+            validate::sha256(&blob.sha256)?;
+        }
+        self.write(move |conn| {
+            snapshot::record_with_blobs(conn, &s, &blobs).map_err(write_error(|| {
+                format!(
+                    "record the snapshot of {} {} at {} with {} blobs",
+                    s.kind,
+                    s.name,
+                    s.commit,
+                    blobs.len()
+                )
+            }))
+        })
+        .await
+    }
+
     /// Sets the time a blob's digest was last re-verified.
     /// Fails with [`RegistryError::UnknownBlob`] if the blob is not recorded.
     pub async fn mark_blob_verified(&self, sha256: &str, at: i64) -> Result<(), RegistryError> {

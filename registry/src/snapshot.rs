@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::types::{FileRecord, LicenceFields, SnapshotRecord};
+use crate::types::{BlobRecord, FileRecord, LicenceFields, SnapshotRecord};
 use crate::{error::RegistryError, validate};
 
 /// The `licence_signals.source` of fields taken from the model card.
@@ -31,7 +31,20 @@ pub(crate) fn validate(snapshot: &SnapshotRecord) -> Result<(), RegistryError> {
 
 /// Writes `snapshot` in one transaction and returns the commit's row id.
 pub(crate) fn record(conn: &mut Connection, snapshot: &SnapshotRecord) -> rusqlite::Result<i64> {
+    record_with_blobs(conn, snapshot, &[])
+}
+
+/// Writes the blob rows of `blobs`, then `snapshot`, in one transaction (an import: the blobs
+/// were published to the store just before) and returns the commit's row id.
+pub(crate) fn record_with_blobs(
+    conn: &mut Connection,
+    snapshot: &SnapshotRecord,
+    blobs: &[BlobRecord],
+) -> rusqlite::Result<i64> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for blob in blobs {
+        crate::blobs::upsert(&tx, blob)?;
+    }
     let repo_id = upsert_repo(&tx, snapshot)?;
     let commit_id = upsert_commit(&tx, repo_id, snapshot)?;
     let mut refs: Vec<&str> = snapshot.refs.iter().map(String::as_str).collect();

@@ -1,8 +1,10 @@
 //! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
 
 mod convert;
+mod export;
 mod format;
 mod gc;
+mod import;
 mod ls;
 mod progress;
 mod pull;
@@ -61,6 +63,10 @@ enum Command {
     Gc(gc::GcArgs),
     /// Serve the store as a Hub-compatible mirror (pull-through unless --offline)
     Serve(serve::ServeArgs),
+    /// Write held revisions to a directory: a bundle, the HF cache layout, or plain files
+    Export(export::ExportArgs),
+    /// Import a bundle (verified), or a plain model folder with --as
+    Import(import::ImportArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -90,6 +96,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(args) => convert::run(&larder, args).await,
         Command::Gc(args) => gc::run(&larder, args).await,
         Command::Serve(args) => serve::run(larder, &settings, args).await,
+        Command::Export(args) => export::run(&larder, args).await,
+        Command::Import(args) => import::run(&larder, args).await,
     }
 }
 

@@ -108,12 +108,15 @@ mod tests {
     }
 }
 
+/// The LFS pointer text of content with this sha256 and size (hub-protocol.md §4).
+pub fn lfs_pointer(sha256: &str, size: u64) -> String {
+    format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
+}
+
 /// The git oid of the LFS pointer of content with this sha256 and size: what the Hub lists as
 /// an LFS file's `oid`/`blobId`.
 pub fn lfs_pointer_oid(sha256: &str, size: u64) -> String {
-    let pointer =
-        format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n");
-    digest_bytes(pointer.as_bytes(), true)
+    digest_bytes(lfs_pointer(sha256, size).as_bytes(), true)
         .git_oid
         .unwrap_or_default()
 }

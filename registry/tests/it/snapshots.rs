@@ -233,3 +233,62 @@ async fn a_failed_snapshot_transaction_leaves_nothing_behind() {
         None
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_with_its_blobs_is_recorded_whole_or_not_at_all() {
+    let (_dir, registry) = open();
+    let files = vec![
+        lfs("model.safetensors", 1_000, 1),
+        regular("a.txt", 5, 2, true),
+    ];
+    registry
+        .record_snapshot_with_blobs(
+            snapshot("org/i", &sha(1), &["main"], 50, files),
+            vec![blob(1, 1_000), blob(2, 5)],
+        )
+        .await
+        .unwrap();
+    let detail = registry
+        .commit_detail(RepoKind::Model, "org/i", &sha(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(detail.files.iter().all(|f| f.held));
+    assert_eq!(detail.refs, vec!["main".to_owned()]);
+
+    // A file whose size SQLite cannot store fails the insert after the blob rows were written:
+    // the transaction rolls back, so neither the blob nor the commit is recorded.
+    let huge = lfs("huge.bin", u64::MAX, 3);
+    let failed = registry
+        .record_snapshot_with_blobs(
+            snapshot("org/i", &sha(2), &["main"], 60, vec![huge]),
+            vec![blob(3, 7)],
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(registry.blob(&digest(3)).await.unwrap().is_none());
+    assert!(
+        registry
+            .commit_detail(RepoKind::Model, "org/i", &sha(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        registry
+            .resolve(RepoKind::Model, "org/i", "main")
+            .await
+            .unwrap(),
+        Some(sha(1))
+    );
+
+    // Invalid input is refused before anything is written.
+    let mut bad = blob(4, 1);
+    bad.sha256 = "nope".to_owned();
+    assert!(matches!(
+        registry
+            .record_snapshot_with_blobs(snapshot("org/i", &sha(4), &[], 1, vec![]), vec![bad])
+            .await,
+        Err(RegistryError::InvalidInput { .. })
+    ));
+}

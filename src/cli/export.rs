@@ -1,0 +1,148 @@
+//! `larder export ORG/NAME[@REV]... --to DIR [--layout bundle|hf-cache|plain] [--since M]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use larder::Larder;
+use larder::bundle::manifest::Manifest;
+use larder::bundle::{BundleEvent, Selection, export, hf_cache, select_commits};
+use larder::fetch::registry_kind;
+use larder::hub::{RepoRef, RepoType};
+
+use super::format;
+
+/// Arguments of `larder export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// ORG/NAME[@REV], one or more; without REV, every held revision (plain: `main`)
+    #[arg(required = true)]
+    repos: Vec<RepoRef>,
+    /// Target directory (created if needed; an existing HF cache is merged into)
+    #[arg(long, value_name = "DIR")]
+    to: PathBuf,
+    /// bundle: manifest + blobs for `larder import`; hf-cache: the Hugging Face cache layout;
+    /// plain: the files as in the repo under DIR/ORG/NAME
+    #[arg(long, default_value = "bundle", value_parser = ["bundle", "hf-cache", "plain"])]
+    layout: String,
+    /// Only what this earlier bundle's manifest (or bundle directory) did not carry
+    #[arg(long, value_name = "BUNDLE_MANIFEST")]
+    since: Option<PathBuf>,
+    /// Repo type
+    #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
+    kind: String,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `larder export`.
+pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    if args.since.is_some() && args.layout != "bundle" {
+        bail!("--since only applies to --layout bundle");
+    }
+    let selections: Vec<Selection> = args
+        .repos
+        .iter()
+        .map(|r| Selection {
+            kind,
+            repo: r.id.clone(),
+            revision: r.revision.clone(),
+        })
+        .collect();
+    let commits = select_commits(larder, &selections, args.layout == "plain").await?;
+    let on_event = progress(args.json);
+    let summary = match args.layout.as_str() {
+        "bundle" => {
+            let since = match &args.since {
+                Some(path) => Some(
+                    Manifest::read(path).with_context(|| format!("--since {}", path.display()))?,
+                ),
+                None => None,
+            };
+            export::export_bundle(larder, &commits, &args.to, since.as_ref(), &on_event).await?
+        }
+        "hf-cache" => hf_cache::export_hf_cache(larder, &commits, &args.to, &on_event).await?,
+        _ => export_plain(larder, &commits, &args.to)?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        eprintln!(
+            "exported {} revision(s) to {} ({}): {} blob(s) written ({}, {} hard-linked), {} already there",
+            summary.revisions.len(),
+            summary.dir.display(),
+            summary.layout,
+            summary.blobs_written,
+            format::size(summary.bytes_written),
+            summary.blobs_linked,
+            summary.blobs_skipped,
+        );
+        if !summary.skipped_revisions.is_empty() {
+            eprintln!(
+                "left out (carried by the --since bundle): {}",
+                summary.skipped_revisions.join(", ")
+            );
+        }
+        if let Some(digest) = &summary.manifest_digest {
+            eprintln!("manifest digest: {digest}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_plain(
+    larder: &Larder,
+    commits: &[larder::registry::CommitDetail],
+    dir: &std::path::Path,
+) -> anyhow::Result<export::ExportSummary> {
+    let mut summary = export::ExportSummary {
+        layout: "plain",
+        dir: dir.to_path_buf(),
+        ..Default::default()
+    };
+    for (i, detail) in commits.iter().enumerate() {
+        if commits[..i].iter().any(|c| c.name == detail.name) {
+            return Err(larder::bundle::BundleError::TwoRevisions {
+                repo: detail.name.clone(),
+            }
+            .into());
+        }
+        let mut entries = Vec::new();
+        for file in &detail.files {
+            if let Some(sha256) = &file.sha256 {
+                entries.push((file.path.clone(), larder.store.blob_path(sha256)?));
+                summary.bytes_written += file.size;
+            }
+        }
+        summary.blobs_written += entries.len();
+        larder::store::materialize::plain_dir(&dir.join(&detail.name), &entries)?;
+        summary
+            .revisions
+            .push(format!("{}@{}", detail.name, detail.sha));
+    }
+    Ok(summary)
+}
+
+/// Progress lines on stderr (unless `--json` or `LARDER_NO_PROGRESS`).
+pub fn progress(json: bool) -> impl Fn(&BundleEvent) + Sync {
+    let quiet = json || std::env::var_os("LARDER_NO_PROGRESS").is_some();
+    move |event: &BundleEvent| {
+        if quiet {
+            return;
+        }
+        match event {
+            BundleEvent::Start { blobs, bytes } => {
+                eprintln!("{blobs} blob(s), {}", format::size(*bytes));
+            }
+            BundleEvent::Blob { name, size, action } => {
+                eprintln!("  {action:<8} {name} ({})", format::size(*size));
+            }
+            BundleEvent::Revision { revision, status } => {
+                eprintln!("{status:<9} {revision}");
+            }
+        }
+    }
+}
