@@ -897,3 +897,45 @@ async fn datasets_round_trip_and_load_from_the_hf_cache() {
             .success()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_bundle_is_served_offline() {
+    let files = first_files();
+    let world = World::start(hub_with("acme/off", &files, json!({"license": "mit"}))).await;
+    ok(run(world.cli().args(["pull", "acme/off"])));
+    let bundle = world.home.path().join("bundle");
+    ok(run(world
+        .cli()
+        .args(["export", "acme/off", "--to"])
+        .arg(&bundle)));
+    let far = tempfile::tempdir().unwrap();
+    ok(run(cli_at(far.path()).arg("import").arg(&bundle)));
+
+    let settings = larder::settings::Settings {
+        home: far.path().to_path_buf(),
+        endpoint: "http://127.0.0.1:9".to_owned(),
+        token: None,
+    };
+    let larder = larder::Larder::open(&settings).unwrap();
+    let options = larder::serve::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    let mirror = larder::serve::start(larder, options).await.unwrap();
+    let base = format!("http://{}", mirror.addr());
+    let info: Value = reqwest::get(format!("{base}/api/models/acme/off/revision/main"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["siblings"].as_array().unwrap().len(), files.len());
+    for (path, bytes, _) in &files {
+        let response = reqwest::get(format!("{base}/acme/off/resolve/main/{path}"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(
+            response.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "{path}"
+        );
+    }
+}
