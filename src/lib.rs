@@ -4,8 +4,10 @@
 //! home directory, the content-addressed [`store`], the SQLite registry and a [`hub`] client.
 //! `larder pull` is [`fetch::pull`]; the CLI in `main.rs` only parses, calls and renders.
 
+pub mod config;
 pub mod fetch;
 pub mod hub;
+pub mod licence;
 pub mod settings;
 pub mod store;
 pub mod verify;

@@ -21,6 +21,7 @@
 mod blobs;
 mod connection;
 mod error;
+mod licence;
 mod migrate;
 mod queries;
 mod readers;
@@ -31,6 +32,7 @@ mod validate;
 mod writer;
 
 pub use error::RegistryError;
+pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
 pub use types::{

@@ -1,7 +1,9 @@
 //! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
 
+mod audit;
 mod format;
 mod ls;
+mod notice;
 mod progress;
 mod pull;
 mod show;
@@ -18,6 +20,8 @@ use larder::settings::Settings;
 pub const EXIT_CORRUPT: u8 = 3;
 /// Exit status when the disk filled up.
 pub const EXIT_DISK_FULL: u8 = 4;
+/// Exit status when the licence policy denied a pull.
+pub const EXIT_LICENCE_DENIED: u8 = 5;
 
 /// Larder: a model hub mirror and download manager.
 #[derive(Debug, Parser)]
@@ -52,6 +56,10 @@ enum Command {
     Show(show::ShowArgs),
     /// Re-hash blobs; quarantine bad ones; exit non-zero if any
     Verify(verify::VerifyArgs),
+    /// Licence audit of held repos: table, JSON, CSV, CycloneDX or SPDX
+    Audit(audit::AuditArgs),
+    /// The attribution and NOTICE text owed for held repos
+    Notice(notice::NoticeArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -78,6 +86,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
+        Command::Audit(args) => audit::run(&larder, args).await,
+        Command::Notice(args) => notice::run(&larder, args).await,
     }
 }
 
@@ -93,6 +103,11 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
         if pull.is_disk_full() {
             eprintln!("hint: the parts already written are kept; `larder pull` again resumes them");
             return ExitCode::from(EXIT_DISK_FULL);
+        }
+        if let larder::fetch::PullError::Licence(licence) = pull
+            && licence.is_denied()
+        {
+            return ExitCode::from(EXIT_LICENCE_DENIED);
         }
         if matches!(pull, larder::fetch::PullError::Transfer(_)) {
             eprintln!("hint: run the same `larder pull` again to resume from what was written");
