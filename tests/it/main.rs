@@ -3,6 +3,7 @@
 mod common;
 mod disk;
 mod faults;
+mod licence;
 mod pull;
 mod resume;
 mod verify;
