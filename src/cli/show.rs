@@ -96,6 +96,22 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
             .map(|g| format!(", gated: {g}"))
             .unwrap_or_default()
     );
+    if let Some(current) = licence_history
+        .iter()
+        .find(|entry| entry.commit == detail.sha)
+        && let Some(id) = &current.licence_id
+    {
+        println!(
+            "detected: {id} ({} confidence){}",
+            current.confidence.as_deref().unwrap_or("no"),
+            current
+                .conflicts
+                .as_array()
+                .filter(|conflicts| !conflicts.is_empty())
+                .map(|conflicts| format!(", {} conflict(s)", conflicts.len()))
+                .unwrap_or_default()
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = detail
         .files
@@ -118,22 +134,6 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
             &rows
         )
     );
-    if let Some(current) = licence_history
-        .iter()
-        .find(|entry| entry.commit == detail.sha)
-        && let Some(id) = &current.licence_id
-    {
-        println!(
-            "detected: {id} ({} confidence){}",
-            current.confidence.as_deref().unwrap_or("no"),
-            current
-                .conflicts
-                .as_array()
-                .filter(|conflicts| !conflicts.is_empty())
-                .map(|conflicts| format!(", {} conflict(s)", conflicts.len()))
-                .unwrap_or_default()
-        );
-    }
     if licence_history.len() > 1 {
         println!();
         println!("licence history:");

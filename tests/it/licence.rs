@@ -26,6 +26,9 @@ const APACHE_LICENSE: &str = "\n                                 Apache License\
 const MIT_LICENSE: &str = "MIT License\n\nCopyright (c) 2024 Some Lab\n\nPermission is hereby granted, free of charge, to any person obtaining a copy\nof this software and associated documentation files (the \"Software\"), to deal\nin the Software without restriction.\n\nThe above copyright notice and this permission notice shall be included in all\ncopies or substantial portions of the Software.\n";
 const CC_BY_NC_LICENSE: &str = "Attribution-NonCommercial 4.0 International\n\nCreative Commons Attribution-NonCommercial 4.0 International Public License\n\nBy exercising the Licensed Rights (defined below), You accept and agree to be bound...\n";
 
+const MISTRAL_NOTICE: &str =
+    "Mistral 7B\nThis product includes work by the Mistral AI team (fixture notice 7f3a).\n";
+
 const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
 const NC: &str = "CohereForAI/c4ai-command-r-v01";
 
@@ -89,7 +92,7 @@ fn families() -> Vec<(
         (
             "mistralai/Mistral-7B-v0.1",
             json!({ "license": "apache-2.0" }),
-            vec![("LICENSE", APACHE_LICENSE)],
+            vec![("LICENSE", APACHE_LICENSE), ("NOTICE", MISTRAL_NOTICE)],
             "apache_2_0",
         ),
         (
@@ -397,6 +400,16 @@ async fn relicensed_revision_is_flagged_and_history_shows_both() {
     assert_eq!(history[1]["commit"], second.as_str());
     assert_eq!(history[1]["licence"], "apache_2_0");
     assert_eq!(history[1]["licence_id"], "apache-2.0");
+    let text = String::from_utf8(ok(&world, &["show", repo]).stdout).unwrap();
+    assert!(
+        text.contains("detected: apache-2.0 (high confidence)"),
+        "{text}"
+    );
+    assert!(text.contains("licence history:"), "{text}");
+    assert!(
+        text.contains(&format!("{first}  ")) && text.contains("cc-by-nc-4.0"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -670,6 +683,15 @@ async fn notice_reproduces_attribution_and_notice_files() {
     assert!(text.contains(LLAMA31_NOTICE.trim()), "{text}");
     assert!(text.contains("Built with Llama"), "{text}");
     assert!(text.contains("mistralai/Mistral-7B-v0.1"), "{text}");
+    // The repos' own NOTICE files are reproduced verbatim.
+    assert!(
+        text.contains(&format!(
+            "--- mistralai/Mistral-7B-v0.1: NOTICE ---\n{}",
+            MISTRAL_NOTICE.trim_end()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("--- {LLAMA}: NOTICE ---")), "{text}");
     let missing = run(&world, &["notice", "acme/not-held"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not held"));
