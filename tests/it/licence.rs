@@ -32,13 +32,16 @@ const MISTRAL_NOTICE: &str =
 const LLAMA: &str = "meta-llama/Llama-3.1-8B-Instruct";
 const NC: &str = "CohereForAI/c4ai-command-r-v01";
 
-/// (repo, card, licence files, expected catalog key).
-fn families() -> Vec<(
+/// One fixture repo: (repo, card, licence files, expected catalog key).
+type Family = (
     &'static str,
     Value,
     Vec<(&'static str, &'static str)>,
     &'static str,
-)> {
+);
+
+/// Every fixture repo.
+fn families() -> Vec<Family> {
     vec![
         (
             LLAMA,
