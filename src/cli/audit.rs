@@ -76,14 +76,14 @@ fn render(format: &str, audited: &[Audited]) -> anyhow::Result<String> {
         }
         "csv" => audit_csv(&rows),
         "cyclonedx" => {
-            let now = time::OffsetDateTime::now_utc();
+            let now = generated_at();
             let mut text =
                 serde_json::to_string_pretty(&cyclonedx(&bom_models(audited), catalog, now))?;
             text.push('\n');
             text
         }
         "spdx" => {
-            let now = time::OffsetDateTime::now_utc();
+            let now = generated_at();
             let mut text = serde_json::to_string_pretty(&spdx(&bom_models(audited), catalog, now))?;
             text.push('\n');
             text
@@ -103,6 +103,12 @@ fn render(format: &str, audited: &[Audited]) -> anyhow::Result<String> {
             text
         }
     })
+}
+
+/// Now, in whole seconds: SPDX 3 `DateTime`s take no fractional seconds.
+fn generated_at() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// Run `larder audit`.

@@ -663,6 +663,38 @@ async fn cyclonedx_bom_validates_and_carries_registry_hashes() {
     let graph = spdx["@graph"].as_array().unwrap();
     assert!(graph.iter().any(|element| element["type"] == "ai_AIPackage"
         && element["software_packageVersion"] == commit.as_str()));
+    let spdx_path = world.home.path().join("bom.spdx.json");
+    std::fs::write(&spdx_path, serde_json::to_vec(&spdx).unwrap()).unwrap();
+    validate_spdx(&spdx_path).expect("the SPDX document loads in the SPDX 3.0.1 model");
+    let mut broken = spdx.clone();
+    if let Some(package) = broken["@graph"]
+        .as_array_mut()
+        .and_then(|graph| graph.iter_mut().find(|e| e["type"] == "ai_AIPackage"))
+    {
+        package["software_primaryPurpose"] = json!("weights");
+    }
+    std::fs::write(&spdx_path, serde_json::to_vec(&broken).unwrap()).unwrap();
+    assert!(validate_spdx(&spdx_path).is_err());
+}
+
+/// Load an SPDX 3.0.1 JSON-LD document with the official bindings (`spdx-python-model`,
+/// installed by `.ci/setup`): property names, types, vocabularies, links.
+fn validate_spdx(path: &Path) -> Result<(), String> {
+    let script = "import io, sys\nfrom spdx_python_model import v3_0_1 as spdx\nobjects = spdx.SHACLObjectSet()\nwith open(sys.argv[1]) as f:\n    spdx.JSONLDDeserializer().read(f, objects)\nmissing = objects.link()\nif missing:\n    print('unresolved ids', sorted(missing))\n    sys.exit(1)\nspdx.JSONLDSerializer().write(objects, io.BytesIO())\n";
+    let output = Command::new(python())
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .map_err(|error| format!("cannot run {}: {error} (set LARDER_PYTHON)", python()))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
