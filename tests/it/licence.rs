@@ -534,14 +534,35 @@ async fn denied_pull_exits_5_with_nothing_stored_until_the_licence_is_accepted()
     assert_eq!(rows[0]["verdict"], "allow", "{:#}", rows[0]);
     assert_eq!(rows[0]["rule"], "accepted: cc-by-nc-4.0");
 
-    // A conditional licence under `require.commercial_use` is pulled with a review warning.
+    // A licence no list names gets the default `review`: pulled, with a warning.
     let review = ok(
         &world,
         &["pull", "google/gemma-2-9b-it", "--policy", &policy],
     );
     let stderr = String::from_utf8_lossy(&review.stderr);
     assert!(stderr.contains("warning: licence gemma"), "{stderr}");
-    assert!(stderr.contains("needs review"), "{stderr}");
+    assert!(stderr.contains("needs review: default: review"), "{stderr}");
+    // An allowed but conditional licence under `require.commercial_use` needs review too,
+    // unless its conditions are accepted.
+    let conditional = ok(&world, &["pull", LLAMA, "--policy", &policy]);
+    let stderr = String::from_utf8_lossy(&conditional.stderr);
+    assert!(
+        stderr.contains("needs review: require.commercial_use: llama3.1 is conditional"),
+        "{stderr}"
+    );
+    let accepted = ok(
+        &world,
+        &[
+            "pull",
+            LLAMA,
+            "--policy",
+            &policy,
+            "--accept-licence",
+            "llama3.1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&accepted.stderr);
+    assert!(!stderr.contains("needs review"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
