@@ -3,7 +3,9 @@
 //! Order of effects, so that a crash at any instant leaves a consistent home: a blob is
 //! renamed into the store only after its digest matched; its registry row is written after
 //! the rename; the commit, its tree, the ref move and the licence fields are recorded in one
-//! transaction after every selected file is held.
+//! transaction after every selected file is held. With a licence gate
+//! ([`PullOptions::licence_gate`]) the licence is detected and judged before any transfer (a
+//! denial leaves the home untouched) and its record is written right after the snapshot.
 
 pub mod plan;
 pub mod progress;
