@@ -3,7 +3,7 @@
 //! - [`evidence`]: what detection reads, gathered from upstream before a pull's transfers
 //!   (card, tags, gate from the repo info; licence files fetched small and first) or from the
 //!   registry and store for commits already held; base-model licences come from the registry.
-//! - [`decide`]: policy verdicts with `--accept-licence` overrides and accepted licences
+//! - [`decide`](mod@decide): policy verdicts with `--accept-licence` overrides and accepted licences
 //!   recorded in the audit log.
 //! - [`gate`]: [`PullGate`], the hook `pull()` runs before any transfer (deny = nothing is
 //!   downloaded or registered) and after the snapshot is recorded (signals and resolution are
