@@ -5,10 +5,12 @@
 //! `larder pull` is [`fetch::pull`]; the CLI in `main.rs` only parses, calls and renders.
 
 pub mod bundle;
+pub mod config;
 pub mod convert;
 pub mod fetch;
 pub mod gc;
 pub mod hub;
+pub mod licence;
 pub mod serve;
 pub mod settings;
 pub mod store;

@@ -23,6 +23,7 @@ mod connection;
 mod derivations;
 mod error;
 mod gc;
+mod licence;
 mod migrate;
 mod queries;
 mod readers;
@@ -34,6 +35,7 @@ mod writer;
 
 pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
+pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
 pub use types::{

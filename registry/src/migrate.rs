@@ -24,11 +24,18 @@ pub(crate) struct Migration {
 }
 
 /// All migrations, in order. Versions are 1, 2, 3, ... with no gaps (checked by a test).
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_licence_detections",
+        sql: include_str!("../migrations/0002_licence_detections.sql"),
+    },
+];
 
 /// The schema version this binary migrates to.
 pub const LATEST: i64 = MIGRATIONS.len() as i64;

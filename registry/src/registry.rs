@@ -12,13 +12,14 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use crate::error::{RegistryError, read_error, write_error};
+use crate::licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 use crate::readers::Readers;
 use crate::types::{
     BlobRecord, BlobUse, CommitDetail, FileRow, RefObservation, RepoKind, RepoSummary,
     SnapshotRecord,
 };
 use crate::writer::Writer;
-use crate::{blobs, connection, migrate, queries, snapshot, validate};
+use crate::{blobs, connection, licence, migrate, queries, snapshot, validate};
 
 /// A handle to the registry database. Cheap to clone; all clones share one writer thread and one
 /// read pool. The writer thread stops once the last clone is dropped.
@@ -362,5 +363,79 @@ impl Registry {
                 .map_err(read_error(|| format!("find the uses of blob {sha256}")))
         })
         .await
+    }
+
+    // ---- licences --------------------------------------------------------------------------
+
+    /// Replaces the licence detection of a held commit (its non-card signals and its
+    /// resolution) in one transaction. Fails with [`RegistryError::UnknownCommit`] if the
+    /// commit is not held.
+    pub async fn record_licence(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &str,
+        record: LicenceRecord,
+    ) -> Result<(), RegistryError> {
+        validate::repo_name(name)?;
+        validate::git_sha("commit sha", sha)?;
+        let (name, sha) = (name.to_owned(), sha.to_owned());
+        self.write(move |conn| {
+            let found =
+                licence::record(conn, kind, &name, &sha, &record).map_err(write_error(|| {
+                    format!("record the licence of {kind} {name} at {sha}")
+                }))?;
+            if found {
+                Ok(())
+            } else {
+                Err(RegistryError::UnknownCommit { kind, name, sha })
+            }
+        })
+        .await
+    }
+
+    /// Every held commit of a repo with its licence resolution, in the order the commits were
+    /// first recorded (the last is the newest revision mirrored). Empty if the repo is unknown.
+    pub async fn licence_history(
+        &self,
+        kind: RepoKind,
+        name: &str,
+    ) -> Result<Vec<CommitLicence>, RegistryError> {
+        let name = name.to_owned();
+        self.read(move |conn| licence::history(conn, kind, &name))
+            .await
+    }
+
+    /// Every licence signal recorded for a held commit (card fields included).
+    pub async fn licence_signals(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &str,
+    ) -> Result<Vec<LicenceSignalRecord>, RegistryError> {
+        let (name, sha) = (name.to_owned(), sha.to_owned());
+        self.read(move |conn| {
+            licence::signals(conn, kind, &name, &sha).map_err(read_error(|| {
+                format!("read the licence signals of {kind} {name} at {sha}")
+            }))
+        })
+        .await
+    }
+
+    /// Appends an entry to the audit log (its `id` is ignored) and returns the new id.
+    pub async fn log_audit(&self, entry: AuditEntry) -> Result<i64, RegistryError> {
+        self.write(move |conn| {
+            licence::log(conn, &entry).map_err(write_error(|| {
+                format!("append `{}` to the audit log", entry.action)
+            }))
+        })
+        .await
+    }
+
+    /// Audit log entries, oldest first; only those about `repo` (`kind:org/name`) when given.
+    pub async fn audit_log(&self, repo: Option<&str>) -> Result<Vec<AuditEntry>, RegistryError> {
+        let repo = repo.map(str::to_owned);
+        self.read(move |conn| licence::audit_log(conn, repo.as_deref()))
+            .await
     }
 }

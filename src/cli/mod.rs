@@ -1,11 +1,13 @@
 //! Subcommands: clap arguments, calls into the library, rendering. No business logic here.
 
+mod audit;
 mod convert;
 mod export;
 mod format;
 mod gc;
 mod import;
 mod ls;
+mod notice;
 mod progress;
 mod pull;
 mod serve;
@@ -23,6 +25,8 @@ use larder::settings::Settings;
 pub const EXIT_CORRUPT: u8 = 3;
 /// Exit status when the disk filled up.
 pub const EXIT_DISK_FULL: u8 = 4;
+/// Exit status when the licence policy denied a pull.
+pub const EXIT_LICENCE_DENIED: u8 = 5;
 
 /// Larder: a model hub mirror and download manager.
 #[derive(Debug, Parser)]
@@ -67,6 +71,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Import a bundle (verified), or a plain model folder with --as
     Import(import::ImportArgs),
+    /// Licence audit of held repos: table, JSON, CSV, CycloneDX or SPDX
+    Audit(audit::AuditArgs),
+    /// The attribution and NOTICE text owed for held repos
+    Notice(notice::NoticeArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -98,6 +106,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(larder, &settings, args).await,
         Command::Export(args) => export::run(&larder, args).await,
         Command::Import(args) => import::run(&larder, args).await,
+        Command::Audit(args) => audit::run(&larder, args).await,
+        Command::Notice(args) => notice::run(&larder, args).await,
     }
 }
 
@@ -113,6 +123,11 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
         if pull.is_disk_full() {
             eprintln!("hint: the parts already written are kept; `larder pull` again resumes them");
             return ExitCode::from(EXIT_DISK_FULL);
+        }
+        if let larder::fetch::PullError::Licence(licence) = pull
+            && licence.is_denied()
+        {
+            return ExitCode::from(EXIT_LICENCE_DENIED);
         }
         if matches!(pull, larder::fetch::PullError::Transfer(_)) {
             eprintln!("hint: run the same `larder pull` again to resume from what was written");

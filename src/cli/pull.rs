@@ -10,6 +10,7 @@ use clap::Args;
 use larder::Larder;
 use larder::fetch::{PullOptions, pull};
 use larder::hub::{RepoRef, RepoType, Revision};
+use larder::licence::PullGate;
 
 use super::progress;
 
@@ -42,6 +43,13 @@ pub struct PullArgs {
     /// Limit the total download rate, e.g. 100MB/s, 50MiB/s, 800k
     #[arg(long, value_name = "RATE", env = "LARDER_MAX_RATE", value_parser = larder::fetch::rate::parse_rate)]
     max_rate: Option<u64>,
+    /// Licence policy file [default: `[policy]` of $LARDER_HOME/config.toml]
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Accept this licence (Hub id, license_name or catalog key; repeatable) even where the
+    /// policy denies it; recorded with your user name in the audit log
+    #[arg(long = "accept-licence", value_name = "KEY")]
+    accept_licence: Vec<String>,
     /// Seconds without a byte before a connection is dropped and retried
     #[arg(long, default_value_t = 30, hide = true, env = "LARDER_STALL_TIMEOUT")]
     stall_timeout: u64,
@@ -74,11 +82,37 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.retry_base_ms {
         options.transfer.retry.base = Duration::from_millis(ms);
     }
+    let policy = larder::config::load_policy(&larder.home, args.policy.as_deref())?;
+    options.licence_gate = Some(Arc::new(PullGate::new(
+        policy,
+        &args.accept_licence,
+        actor(),
+    )?));
     let reporter: Arc<dyn larder::fetch::progress::Reporter> =
         Arc::from(progress::reporter(args.json));
     let summary = pull(larder, &options, reporter)
         .await
         .with_context(|| format!("pull of {}@{} failed", args.repo.id, revision))?;
+    if let Some(licence) = &summary.licence {
+        if let Some(rule) = &licence.overridden {
+            eprintln!(
+                "note: licence {} of {} accepted: `{rule}` overridden (recorded in the audit log)",
+                licence.licence_id, summary.repo
+            );
+        }
+        if licence.needs_review() {
+            eprintln!(
+                "warning: licence {} of {}@{} needs review: {}",
+                licence.licence_id,
+                summary.repo,
+                summary.commit.get(..12).unwrap_or(&summary.commit),
+                licence.rule.as_deref().unwrap_or("-")
+            );
+            for reason in &licence.reasons {
+                eprintln!("  - {reason}");
+            }
+        }
+    }
     if args.json {
         println!(
             "{}",
@@ -86,4 +120,16 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who accepts licences: `$USER`, else `$LOGNAME`, else `unknown`.
+fn actor() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|name| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }

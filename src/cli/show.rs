@@ -52,10 +52,15 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
         bail!("`{name}@{sha}` is not held");
     };
     let history = larder.registry.ref_history(kind, name).await?;
+    let licence_history = larder::licence::licence_history(larder, kind, name).await?;
     if args.json {
         let mut value = serde_json::to_value(&detail)?;
         if let Some(object) = value.as_object_mut() {
             object.insert("ref_history".to_owned(), serde_json::to_value(&history)?);
+            object.insert(
+                "licence_history".to_owned(),
+                serde_json::to_value(&licence_history)?,
+            );
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
@@ -91,6 +96,22 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
             .map(|g| format!(", gated: {g}"))
             .unwrap_or_default()
     );
+    if let Some(current) = licence_history
+        .iter()
+        .find(|entry| entry.commit == detail.sha)
+        && let Some(id) = &current.licence_id
+    {
+        println!(
+            "detected: {id} ({} confidence){}",
+            current.confidence.as_deref().unwrap_or("no"),
+            current
+                .conflicts
+                .as_array()
+                .filter(|conflicts| !conflicts.is_empty())
+                .map(|conflicts| format!(", {} conflict(s)", conflicts.len()))
+                .unwrap_or_default()
+        );
+    }
     println!();
     let rows: Vec<Vec<String>> = detail
         .files
@@ -113,6 +134,18 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
             &rows
         )
     );
+    if licence_history.len() > 1 {
+        println!();
+        println!("licence history:");
+        for entry in &licence_history {
+            println!(
+                "  {}  {}  {}",
+                entry.commit,
+                format::time(entry.fetched_at),
+                entry.licence_id.as_deref().unwrap_or("-")
+            );
+        }
+    }
     if history.len() > 1 {
         println!();
         println!("ref history:");

@@ -3,7 +3,9 @@
 //! Order of effects, so that a crash at any instant leaves a consistent home: a blob is
 //! renamed into the store only after its digest matched; its registry row is written after
 //! the rename; the commit, its tree, the ref move and the licence fields are recorded in one
-//! transaction after every selected file is held.
+//! transaction after every selected file is held. With a licence gate
+//! ([`PullOptions::licence_gate`]) the licence is detected and judged before any transfer (a
+//! denial leaves the home untouched) and its record is written right after the snapshot.
 
 pub mod plan;
 pub mod progress;
@@ -55,6 +57,8 @@ pub struct PullOptions {
     pub local_dir: Option<PathBuf>,
     /// Global download rate limit shared by every connection.
     pub rate_limit: Option<Arc<rate::RateLimiter>>,
+    /// Licence detection and policy, run before any transfer (see [`crate::licence`]).
+    pub licence_gate: Option<Arc<crate::licence::PullGate>>,
 }
 
 impl PullOptions {
@@ -71,6 +75,7 @@ impl PullOptions {
             transfer: TransferSettings::default(),
             local_dir: None,
             rate_limit: None,
+            licence_gate: None,
         }
     }
 }
@@ -100,6 +105,9 @@ pub struct PullSummary {
     pub seconds: f64,
     /// Where plain files were laid out, if asked.
     pub local_dir: Option<PathBuf>,
+    /// The licence detected and the policy's verdict, when a licence gate ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub licence: Option<crate::licence::PullLicence>,
 }
 
 /// Why a pull failed.
@@ -131,6 +139,9 @@ pub enum PullError {
     /// Laying out `--local-dir` failed.
     #[error(transparent)]
     Materialize(#[from] crate::store::materialize::MaterializeError),
+    /// The licence policy denied the pull, or licence detection failed.
+    #[error(transparent)]
+    Licence(#[from] crate::licence::LicenceError),
 }
 
 impl PullError {
@@ -195,10 +206,24 @@ pub async fn pull(
     let tree = client
         .list_files(options.kind, &options.repo, &commit)
         .await?;
+    // Licence: detect and decide before any transfer; a denial downloads and records nothing.
+    let licence = match &options.licence_gate {
+        Some(gate) => Some(
+            gate.check(larder, options.kind, &options.repo, &commit, &info, &tree)
+                .await?,
+        ),
+        None => None,
+    };
 
     let selected: Vec<RepoFile> = tree
         .iter()
-        .filter(|f| selection.matches(&f.path))
+        .filter(|f| {
+            selection.matches(&f.path)
+                || options
+                    .licence_gate
+                    .as_ref()
+                    .is_some_and(|gate| gate.always_fetches(&f.path, f.size))
+        })
         .cloned()
         .collect();
     if selected.is_empty() {
@@ -343,6 +368,10 @@ pub async fn pull(
             licence: licence_fields(&info),
         })
         .await?;
+    if let (Some(gate), Some(licence)) = (&options.licence_gate, &licence) {
+        gate.record(larder, options.kind, &options.repo, &commit, licence)
+            .await?;
+    }
 
     if let Some(dir) = &options.local_dir {
         let entries: Vec<(String, PathBuf)> = planned
@@ -370,6 +399,7 @@ pub async fn pull(
         reused_files: planned.iter().filter(|p| p.held.is_some()).count(),
         seconds: started.elapsed().as_secs_f64(),
         local_dir: options.local_dir.clone(),
+        licence,
     };
     reporter.report(&PullEvent::Done {
         repo: summary.repo.clone(),

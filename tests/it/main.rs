@@ -5,6 +5,7 @@ mod convert;
 mod disk;
 mod faults;
 mod gc;
+mod licence;
 mod offline;
 mod pull;
 mod resume;

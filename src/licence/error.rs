@@ -1,0 +1,120 @@
+//! [`LicenceError`]: why licence detection, a policy decision or a report failed.
+
+use crate::registry::RegistryError;
+use crate::store::StoreError;
+
+/// A pull the policy refused, with what decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// `org/name`.
+    pub repo: String,
+    /// The commit.
+    pub commit: String,
+    /// The resolved licence (Hub id or catalog key, `unknown`).
+    pub licence: String,
+    /// Its full name, if known.
+    pub licence_name: String,
+    /// The rule that denied.
+    pub rule: String,
+    /// Every consideration.
+    pub reasons: Vec<String>,
+    /// Licence ids `--accept-licence` would have to name to pull anyway; empty when no
+    /// acceptance can override (a per-repo exception).
+    pub acceptable: Vec<String>,
+}
+
+fn denial_message(denial: &Denial) -> String {
+    let name = if denial.licence_name.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", denial.licence_name)
+    };
+    let mut message = format!(
+        "the licence policy denies `{}` at {}: licence {}{name}, rule `{}`; nothing was downloaded",
+        denial.repo, denial.commit, denial.licence, denial.rule
+    );
+    for reason in &denial.reasons {
+        message.push_str(&format!("\n  - {reason}"));
+    }
+    if denial.acceptable.is_empty() {
+        message
+            .push_str("\nhint: a policy exception denies this repo; change the policy to pull it");
+    } else {
+        let flags: Vec<String> = denial
+            .acceptable
+            .iter()
+            .map(|id| format!("--accept-licence {id}"))
+            .collect();
+        message.push_str(&format!(
+            "\nhint: to pull it anyway, accept the licence with `{}` (recorded in the audit log)",
+            flags.join(" ")
+        ));
+    }
+    message
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LicenceError {
+    /// The policy denies the repo.
+    #[error("{}", denial_message(.0))]
+    Denied(Box<Denial>),
+    /// A licence file's bytes do not match the git blob id upstream listed.
+    #[error(
+        "licence file `{path}` of `{repo}` does not match its git blob id {expected} (got {actual})"
+    )]
+    Corrupt {
+        /// The repo.
+        repo: String,
+        /// The file.
+        path: String,
+        /// The listed oid.
+        expected: String,
+        /// What the bytes hash to.
+        actual: String,
+    },
+    /// `--accept-licence` names something the catalog does not know.
+    #[error(
+        "`--accept-licence {id}` names no licence in the catalog\nhint: use a Hub licence id (e.g. `cc-by-nc-4.0`, `llama3.1`), a `license_name` value, a catalog key, or `unknown`"
+    )]
+    UnknownAccepted {
+        /// As given.
+        id: String,
+    },
+    /// The repo (or revision) is not held.
+    #[error("`{repo}` is not held\nhint: run `larder pull {repo}` first")]
+    NotHeld {
+        /// `org/name[@rev]`.
+        repo: String,
+    },
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// A held licence file could not be read from the store.
+    #[error("could not read held licence file `{path}`")]
+    Store {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A stored detection did not parse (written by an incompatible Larder).
+    #[error("the stored licence detection of `{repo}` at {commit} is unreadable")]
+    StoredDetection {
+        /// The repo.
+        repo: String,
+        /// The commit.
+        commit: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LicenceError {
+    /// Whether this is a policy denial (the CLI's exit code 5).
+    pub fn is_denied(&self) -> bool {
+        matches!(self, LicenceError::Denied(_))
+    }
+}

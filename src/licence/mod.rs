@@ -1,0 +1,31 @@
+//! Licence glue: wires the pure `larder-licence` crate into pulls, the registry and reports.
+//!
+//! - [`evidence`]: what detection reads, gathered from upstream before a pull's transfers
+//!   (card, tags, gate from the repo info; licence files fetched small and first) or from the
+//!   registry and store for commits already held; base-model licences come from the registry.
+//! - [`decide`](mod@decide): policy verdicts with `--accept-licence` overrides and accepted licences
+//!   recorded in the audit log.
+//! - [`gate`]: [`PullGate`], the hook `pull()` runs before any transfer (deny = nothing is
+//!   downloaded or registered) and after the snapshot is recorded (signals and resolution are
+//!   stored per commit, acceptances appended to the audit log).
+//! - [`report`]: audit rows, relicensing, licence history, BOM and NOTICE inputs read back
+//!   from the registry.
+
+pub mod decide;
+mod error;
+pub mod evidence;
+pub mod gate;
+pub mod report;
+
+pub use decide::{Decision, accepted_keys, decide};
+pub use error::{Denial, LicenceError};
+pub use gate::{PullGate, PullLicence};
+pub use report::{Audited, HistoryEntry, audit, licence_history, load_detection};
+
+/// `kind:org/name`, the form the audit log names repos in.
+pub fn audit_repo_name(kind: crate::registry::RepoKind, name: &str) -> String {
+    format!("{kind}:{name}")
+}
+
+/// The `audit_log.action` of an accepted licence.
+pub const ACCEPT_ACTION: &str = "accept_licence";
