@@ -386,6 +386,7 @@ pub async fn convert(
             created_at: crate::now_unix(),
         })
         .await?;
+    crate::licence::record_held_detection(larder, request.kind, &derived_name, &commit).await;
     Ok(ConvertOutcome {
         source: name.to_owned(),
         source_commit: sha,

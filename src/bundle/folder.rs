@@ -175,6 +175,7 @@ pub async fn import_folder(
             blobs,
         )
         .await?;
+    crate::licence::record_held_detection(larder, kind, repo.as_str(), &summary.commit).await;
     Ok(summary)
 }
 

@@ -244,6 +244,7 @@ async fn import_commit(
         .registry
         .record_snapshot_with_blobs(snapshot, records)
         .await?;
+    crate::licence::record_held_detection(larder, repo.kind, &repo.name, &commit.sha).await;
     outcome.status = "imported";
     Ok(outcome)
 }

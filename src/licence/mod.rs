@@ -29,3 +29,30 @@ pub fn audit_repo_name(kind: crate::registry::RepoKind, name: &str) -> String {
 
 /// The `audit_log.action` of an accepted licence.
 pub const ACCEPT_ACTION: &str = "accept_licence";
+
+/// Detect and record the licence of a commit already held (imported, converted), the same way
+/// a pull does, from its card, licence files and held base models. Best effort: a failure is
+/// logged, never fatal to the import or conversion that recorded the commit.
+pub async fn record_held_detection(
+    larder: &crate::Larder,
+    kind: crate::registry::RepoKind,
+    name: &str,
+    sha: &str,
+) {
+    let result = async {
+        let Some(detail) = larder.registry.commit_detail(kind, name, sha).await? else {
+            return Ok(());
+        };
+        let evidence = evidence::held_evidence(&larder.registry, &larder.store, &detail).await?;
+        let detection = larder_licence::detect(&evidence, larder_licence::Catalog::builtin());
+        larder
+            .registry
+            .record_licence(kind, name, sha, gate::licence_record(&detection))
+            .await?;
+        Ok::<(), LicenceError>(())
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(repo = name, commit = sha, %error, "could not record the licence detection");
+    }
+}
