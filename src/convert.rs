@@ -244,17 +244,26 @@ pub async fn convert(
 
     // Publish every output file (hashed once more from disk), then register.
     let mut produced = Vec::new();
-    for (path, file) in outputs {
-        let (digests, size) =
-            digest_file(&file, true).map_err(|e| StoreError::io("could not read", &file, e))?;
-        let sha256 = digests.sha256;
+    for Output { path, file, digest } in outputs {
+        let (sha256, size, git_oid) = match digest {
+            Some((sha256, size)) => {
+                let oid = lfs_pointer_oid(&sha256, size);
+                (sha256, size, oid)
+            }
+            None => {
+                let (digests, size) = digest_file(&file, true)
+                    .map_err(|e| StoreError::io("could not read", &file, e))?;
+                let lfs_sized = size >= LFS_THRESHOLD || path.ends_with(".safetensors");
+                let oid = if lfs_sized {
+                    lfs_pointer_oid(&digests.sha256, size)
+                } else {
+                    digests.git_oid.unwrap_or_default()
+                };
+                (digests.sha256, size, oid)
+            }
+        };
         let lfs =
             size >= LFS_THRESHOLD || path.ends_with(".gguf") || path.ends_with(".safetensors");
-        let git_oid = if lfs {
-            lfs_pointer_oid(&sha256, size)
-        } else {
-            digests.git_oid.unwrap_or_default()
-        };
         if let Some(out) = &request.out {
             copy_out(&file, out, &path, request.target)?;
         }
@@ -402,7 +411,53 @@ pub async fn convert(
     })
 }
 
-type ConverterOutput = (Vec<(String, PathBuf)>, BTreeMap<String, usize>, Vec<String>);
+/// One file the converter wrote: its path in the derived repo, where it is, and its sha256 and
+/// size when they were computed while writing.
+struct Output {
+    path: String,
+    file: PathBuf,
+    digest: Option<(String, u64)>,
+}
+
+type ConverterOutput = (Vec<Output>, BTreeMap<String, usize>, Vec<String>);
+
+/// A writer that hashes (sha256) exactly the bytes it writes, so a large output need not be
+/// read back to be named.
+struct HashingWriter {
+    file: std::fs::File,
+    hasher: sha2::Sha256,
+    size: u64,
+}
+
+impl HashingWriter {
+    fn new(file: std::fs::File) -> Self {
+        use sha2::Digest;
+        HashingWriter {
+            file,
+            hasher: sha2::Sha256::new(),
+            size: 0,
+        }
+    }
+
+    fn finish(self) -> (std::fs::File, String, u64) {
+        use sha2::Digest;
+        (self.file, hex::encode(self.hasher.finalize()), self.size)
+    }
+}
+
+impl std::io::Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// Run the converter into `tmp`; returns (repo path, file) pairs.
 fn run_converter(
@@ -428,7 +483,7 @@ fn run_converter(
                 path: part.clone(),
                 source,
             })?;
-            let mut writer = BufWriter::with_capacity(4 << 20, file);
+            let mut writer = BufWriter::with_capacity(4 << 20, HashingWriter::new(file));
             let options = GgufOptions {
                 name: Some(derived),
                 threads,
@@ -436,17 +491,23 @@ fn run_converter(
                 pre_tokenizer: None,
             };
             let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
-            let file = writer.into_inner().map_err(|e| ConvertError::Io {
+            let hashing = writer.into_inner().map_err(|e| ConvertError::Io {
                 op: "write",
                 path: part.clone(),
                 source: e.into_error(),
             })?;
+            let (file, sha256, size) = hashing.finish();
             file.sync_all().map_err(|source| ConvertError::Io {
                 op: "sync",
                 path: part.clone(),
                 source,
             })?;
-            Ok((vec![(file_name, part)], report.types, report.warnings))
+            let output = Output {
+                path: file_name,
+                file: part,
+                digest: Some((sha256, size)),
+            };
+            Ok((vec![output], report.types, report.warnings))
         }
         Target::Safetensors(dtype) => {
             let out = tmp.join("out");
@@ -461,12 +522,17 @@ fn run_converter(
             };
             let report = larder_convert::convert_dtype_with(sources, dtype, &out, &options)?;
             let mut files = Vec::new();
+            let output = |name: &str| Output {
+                path: name.to_owned(),
+                file: out.join(name),
+                digest: None,
+            };
             for name in report.shards.iter().chain(report.copied.iter()) {
-                files.push((name.clone(), out.join(name)));
+                files.push(output(name));
             }
             let index = "model.safetensors.index.json";
-            if out.join(index).is_file() && !files.iter().any(|(n, _)| n == index) {
-                files.push((index.to_owned(), out.join(index)));
+            if out.join(index).is_file() && !files.iter().any(|o| o.path == index) {
+                files.push(output(index));
             }
             Ok((files, BTreeMap::new(), report.warnings))
         }

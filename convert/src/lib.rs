@@ -391,6 +391,7 @@ fn write_tensor<W: Write>(
         progress(buf.len() as u64);
         start += n;
     }
+    ck.release(t);
     if overflow.load(Ordering::Relaxed) {
         warnings.push(format!(
             "{}: values beyond ±65504 became ±inf in F16; prefer bf16 or f32 for this model",

@@ -366,6 +366,23 @@ impl Checkpoint {
         &self.shards[t.shard].map[t.range.clone()]
     }
 
+    /// Drops a converted tensor's pages from this process's mapping, so resident memory stays
+    /// near one tensor rather than the whole model (the pages stay in the page cache, and a
+    /// later read of the tensor simply maps them again).
+    pub fn release(&self, t: &TensorRef) {
+        let map = &self.shards[t.shard].map;
+        // SAFETY: the mapping is read-only and file-backed, so MADV_DONTNEED only removes this
+        // process's page-table entries for the range; the contents are unchanged and no
+        // reference into the range is held across this call by the converter.
+        let _ = unsafe {
+            map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                t.range.start,
+                t.range.len(),
+            )
+        };
+    }
+
     /// Converts elements `[start, start + out.len())` of tensor `name` to f32.
     pub fn read_f32(&self, name: &str, t: &TensorRef, start: usize, out: &mut [f32]) -> Result<()> {
         let size = t.dtype.size();
