@@ -210,6 +210,7 @@ async fn access_log(request: Request, next: axum::middleware::Next) -> Response 
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
+            .or_else(|| axum::body::HttpBody::size_hint(response.body()).exact())
             .unwrap_or(0)
     };
     tracing::info!(
@@ -239,6 +240,25 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         Err(PathError::NoRoute) => return ServeError::NotFound.into_response(),
     };
     let query = parts.uri.query().unwrap_or("").to_owned();
+    let fallback_note = match &route {
+        Route::Api { repo, action, .. } => AccessNote {
+            repo: repo.clone(),
+            revision: match action {
+                ApiAction::Revision(t) | ApiAction::PathsInfo(t) => t.whole(),
+                ApiAction::Tree(t) => t.likely(false).0,
+                ApiAction::Info | ApiAction::XetToken => String::new(),
+            },
+            path: String::new(),
+        },
+        Route::Resolve { repo, tail, .. } => {
+            let (revision, path) = tail.likely(true);
+            AccessNote {
+                repo: repo.clone(),
+                revision,
+                path,
+            }
+        }
+    };
     let headers = parts.headers;
     let result = match (route, &method) {
         (
@@ -302,7 +322,12 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         },
         _ => Err(ServeError::NotFound),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    if response.extensions().get::<AccessNote>().is_some() {
+        response
+    } else {
+        noted(response, fallback_note)
+    }
 }
 
 /// A request's repo after the checks every handler needs.

@@ -1211,7 +1211,7 @@ async fn cold_mirror_fetches_once_and_streams_to_every_client() {
     );
     assert!(head.headers().get("x-repo-commit").is_some());
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "HEAD took {:?}",
         started.elapsed()
     );
@@ -1251,10 +1251,13 @@ async fn cold_mirror_fetches_once_and_streams_to_every_client() {
             );
             let first = first.unwrap();
             assert!(
-                first < Duration::from_secs(2),
+                first < Duration::from_secs(5),
                 "first bytes after {first:?}"
             );
-            assert!(total > first, "streamed, not delivered at once");
+            assert!(
+                total > first + Duration::from_secs(1),
+                "streamed as it arrived, not delivered at once: first bytes after {first:?}, all after {total:?}"
+            );
         }
     }
     // The upstream sent each byte once, and the blob is now held and recorded.
