@@ -42,6 +42,16 @@ pub fn dequantize_row_f32(src: &[u8], dst: &mut [f32]) {
 
 /// Reads little-endian f16.
 pub fn dequantize_row_f16(src: &[u8], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    // Aligned little-endian input converts as a slice (F16C when the CPU has it, detected at
+    // run time); anything else element by element.
+    if cfg!(target_endian = "little")
+        && let Ok(halves) = bytemuck::try_cast_slice::<u8, half::f16>(src)
+        && halves.len() == dst.len()
+    {
+        halves.convert_to_f32_slice(dst);
+        return;
+    }
     for (b, y) in src.chunks_exact(2).zip(dst.iter_mut()) {
         *y = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
     }
