@@ -62,7 +62,7 @@ async fn job(mirror: &RunningMirror, id: i64) -> JobView {
 
 /// Poll until `done(job)` or the deadline; returns the last view.
 async fn wait_for(mirror: &RunningMirror, id: i64, done: impl Fn(&JobView) -> bool) -> JobView {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let view = job(mirror, id).await;
         if done(&view) {
@@ -352,5 +352,91 @@ async fn metrics_parse_and_move_and_healthz_answers() {
         ((2u64 << 20) + br#"{"job":true}"#.len() as u64) as f64
     );
     assert_eq!(after["larder_active_transfers"], 0.0);
+    mirror.stop().await.expect("stops");
+}
+
+async fn jobs_cli(world: &World, mirror: &RunningMirror, args: &[&str]) -> std::process::Output {
+    let mut command = world.cli();
+    command
+        .env("LARDER_DAEMON", mirror.url())
+        .arg("jobs")
+        .args(args);
+    tokio::task::spawn_blocking(move || command.output().expect("larder runs"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_cli_adds_waits_shows_lists_and_cancels() {
+    let world = World::start(hub()).await;
+    let sha = sha256_hex(&content(32, BIG));
+    world
+        .server
+        .inject(Fault::throttle(512 << 10).sha256(&sha).forever());
+    let mirror = daemon_mirror(&world).await;
+
+    let added = jobs_cli(
+        &world,
+        &mirror,
+        &[
+            "add",
+            "pull",
+            "acme/job@main",
+            "--include",
+            "*.json",
+            "--json",
+        ],
+    )
+    .await;
+    assert!(added.status.success(), "{added:?}");
+    let id = serde_json::from_slice::<Value>(&added.stdout).expect("JSON")["id"]
+        .as_i64()
+        .expect("id");
+
+    let waited = jobs_cli(&world, &mirror, &["wait", &id.to_string()]).await;
+    assert!(waited.status.success(), "{waited:?}");
+    let shown = jobs_cli(&world, &mirror, &["show", &id.to_string(), "--json"]).await;
+    let view: JobView = serde_json::from_slice(&shown.stdout).expect("job JSON");
+    assert_eq!(view.state, JobState::Done);
+    // Only config.json was selected.
+    let config = br#"{"job":true}"#.len() as u64;
+    assert_eq!((view.progress.bytes, view.progress.total), (config, config));
+    assert!(!world.blob_path(&sha256_hex(&content(31, 2 << 20))).exists());
+
+    let slow = jobs_cli(&world, &mirror, &["add", "pull", "acme/slow", "--json"]).await;
+    assert!(slow.status.success(), "{slow:?}");
+    let slow_id = serde_json::from_slice::<Value>(&slow.stdout).expect("JSON")["id"]
+        .as_i64()
+        .expect("id");
+    let cancelled = jobs_cli(&world, &mirror, &["cancel", &slow_id.to_string()]).await;
+    assert!(cancelled.status.success(), "{cancelled:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&cancelled.stdout).trim(),
+        format!("job {slow_id}: cancelled")
+    );
+    let waited = jobs_cli(&world, &mirror, &["wait", &slow_id.to_string()]).await;
+    assert!(
+        !waited.status.success(),
+        "waiting on a cancelled job succeeded"
+    );
+
+    let listed = jobs_cli(&world, &mirror, &["ls"]).await;
+    assert!(listed.status.success(), "{listed:?}");
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        table.contains("acme/job@main") && table.contains("done"),
+        "{table}"
+    );
+    assert!(
+        table.contains("acme/slow@main") && table.contains("cancelled"),
+        "{table}"
+    );
+
+    let missing = jobs_cli(&world, &mirror, &["show", "999"]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("404"),
+        "{missing:?}"
+    );
     mirror.stop().await.expect("stops");
 }
