@@ -122,6 +122,7 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
     let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
         .map_err(|e| e.to_string())
         .and_then(|spec| spec.options().map_err(|e| e.to_string()))
+        .and_then(|options| with_licence_gate(&shared.larder, options))
     {
         Ok(options) => options,
         Err(error) => {
@@ -179,6 +180,20 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
         // `running` and is re-queued at the next start).
         None => tracing::info!(job = id, "job interrupted"),
     }
+}
+
+/// The licence policy of the home's `config.toml` applies to jobs as to `larder pull`; a job
+/// cannot accept a licence the policy denies (that is recorded per user, on the command line).
+fn with_licence_gate(
+    larder: &crate::Larder,
+    mut options: crate::fetch::PullOptions,
+) -> Result<crate::fetch::PullOptions, String> {
+    let policy = crate::config::load_policy(&larder.home, None)
+        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+    let gate = crate::licence::PullGate::new(policy, &[], "larder-daemon")
+        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+    options.licence_gate = Some(Arc::new(gate));
+    Ok(options)
 }
 
 fn forget(shared: &Shared, id: i64) {

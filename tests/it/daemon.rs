@@ -440,3 +440,23 @@ async fn jobs_cli_adds_waits_shows_lists_and_cancels() {
     );
     mirror.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_obeys_the_homes_licence_policy() {
+    let world = World::start(hub()).await;
+    std::fs::write(
+        world.home.path().join("config.toml"),
+        "[policy]\ndeny = [\"unknown\"]\n",
+    )
+    .expect("config.toml");
+    let mirror = daemon_mirror(&world).await;
+    let (status, body) = submit(&mirror, pull_spec("acme/job")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    let failed = wait_for(&mirror, id, |j| j.state.is_final()).await;
+    assert_eq!(failed.state, JobState::Failed, "{failed:?}");
+    let error = failed.error.unwrap_or_default();
+    assert!(error.contains("deny: unknown"), "{error}");
+    assert!(!world.blob_path(&sha256_hex(&content(31, 2 << 20))).exists());
+    mirror.stop().await.expect("stops");
+}
