@@ -28,6 +28,10 @@ fn hub() -> Hub {
 }
 
 async fn daemon_mirror(world: &World) -> RunningMirror {
+    daemon_mirror_reporting_every(world, Duration::from_millis(100)).await
+}
+
+async fn daemon_mirror_reporting_every(world: &World, progress_every: Duration) -> RunningMirror {
     let mut larder = world.larder();
     let mut settings = larder::hub::ClientSettings::new(world.server.url());
     settings.retry.base = Duration::from_millis(20);
@@ -36,7 +40,7 @@ async fn daemon_mirror(world: &World) -> RunningMirror {
     larder.client = larder::hub::HubClient::new(settings).expect("client");
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
     options.pull_through = true;
-    options.jobs.progress_every = Duration::from_millis(100);
+    options.jobs.progress_every = progress_every;
     options.jobs.poll_every = Duration::from_millis(200);
     start(larder, options).await.expect("mirror starts")
 }
@@ -149,6 +153,24 @@ async fn pull_job_runs_to_done_and_fills_the_store() {
     mirror.stop().await.expect("stops");
 }
 
+/// Wait until no job transfers a file.
+async fn until_no_transfer(mirror: &RunningMirror) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while active_transfers(mirror).await != 0.0 {
+        assert!(Instant::now() < deadline, "the transfer was not dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn parts(world: &World) -> Vec<String> {
+    std::fs::read_dir(world.tmp_dir())
+        .expect("tmp dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".part"))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_aborts_a_running_pull_and_keeps_its_part() {
     let world = World::start(hub()).await;
@@ -156,17 +178,18 @@ async fn cancel_aborts_a_running_pull_and_keeps_its_part() {
     world
         .server
         .inject(Fault::throttle(512 << 10).sha256(&sha).forever());
-    let mirror = daemon_mirror(&world).await;
+    // Progress is written once a minute here, so only the API's own cancellation can stop the
+    // pull in time.
+    let mirror = daemon_mirror_reporting_every(&world, Duration::from_secs(60)).await;
     let (status, body) = submit(&mirror, pull_spec("acme/slow")).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_i64().expect("id");
-    let running = wait_for(&mirror, id, |j| {
-        j.state == JobState::Running && j.progress.bytes > 0 || j.state.is_final()
-    })
-    .await;
-    assert_eq!(running.state, JobState::Running, "{running:?}");
-    assert_eq!(running.progress.total, BIG as u64);
-    assert_eq!(active_transfers(&mirror).await, 1.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while active_transfers(&mirror).await != 1.0 {
+        assert!(Instant::now() < deadline, "the transfer never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(job(&mirror, id).await.state, JobState::Running);
 
     let response = reqwest::Client::new()
         .delete(format!("{}/v1/jobs/{id}", mirror.url()))
@@ -179,21 +202,34 @@ async fn cancel_aborts_a_running_pull_and_keeps_its_part() {
 
     // The pull is gone: no transfer in flight, nothing published, the state stays cancelled,
     // and the part is kept for a later pull.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while active_transfers(&mirror).await != 0.0 {
-        assert!(Instant::now() < deadline, "the transfer was not dropped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    until_no_transfer(&mirror).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(job(&mirror, id).await.state, JobState::Cancelled);
     assert!(!world.blob_path(&sha).exists());
-    let parts: Vec<_> = std::fs::read_dir(world.tmp_dir())
-        .expect("tmp dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with(".part"))
-        .collect();
-    assert!(!parts.is_empty(), "the part was removed");
+    assert!(!parts(&world).is_empty(), "the part was removed");
+    mirror.stop().await.expect("stops");
+
+    // Cancelled by another process (straight in the registry): the worker notices when it
+    // next records progress. The pull resumed from the part, so progress starts above zero.
+    let mirror = daemon_mirror(&world).await;
+    let (_, body) = submit(&mirror, pull_spec("acme/slow")).await;
+    let id = body["id"].as_i64().expect("id");
+    let running = wait_for(&mirror, id, |j| {
+        j.state == JobState::Running && j.progress.bytes > 0 || j.state.is_final()
+    })
+    .await;
+    assert_eq!(running.state, JobState::Running, "{running:?}");
+    assert_eq!(running.progress.total, BIG as u64);
+    assert!(running.progress.bytes < BIG as u64);
+    let cancelled = world
+        .larder()
+        .registry
+        .cancel_job(id)
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.map(|j| j.state), Some(JobState::Cancelled));
+    until_no_transfer(&mirror).await;
+    assert!(!world.blob_path(&sha).exists());
     mirror.stop().await.expect("stops");
 }
 
