@@ -23,6 +23,7 @@ mod connection;
 mod derivations;
 mod error;
 mod gc;
+mod jobs;
 mod licence;
 mod migrate;
 mod queries;
@@ -35,6 +36,7 @@ mod writer;
 
 pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
+pub use jobs::{JobRecord, JobState, ParseJobStateError};
 pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;

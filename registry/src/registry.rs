@@ -196,6 +196,18 @@ impl Registry {
             .await
     }
 
+    /// Total size of the blobs the store holds.
+    pub async fn blob_bytes(&self) -> Result<u64, RegistryError> {
+        self.read(|conn| {
+            conn.query_row("SELECT coalesce(sum(size), 0) FROM blobs", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(read_error(|| "sum blob sizes".to_owned()))
+        })
+        .await
+    }
+
     /// The sha256 of a held blob whose content has this git blob id (from any repo or commit),
     /// so a regular file already held need not be downloaded again.
     pub async fn sha256_for_git_oid(&self, git_oid: &str) -> Result<Option<String>, RegistryError> {

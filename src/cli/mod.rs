@@ -6,6 +6,7 @@ mod export;
 mod format;
 mod gc;
 mod import;
+mod jobs;
 mod ls;
 mod notice;
 mod progress;
@@ -75,6 +76,8 @@ enum Command {
     Audit(audit::AuditArgs),
     /// The attribution and NOTICE text owed for held repos
     Notice(notice::NoticeArgs),
+    /// Submit, list, show, wait for and cancel jobs of a running `larder serve`
+    Jobs(jobs::JobsArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -94,9 +97,20 @@ pub fn init_tracing(verbose: u8) {
 
 /// Run the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let settings = Settings::resolve(cli.home, Some(cli.endpoint));
+    // Jobs talk to a daemon, possibly on another machine: no local home is opened.
+    let Cli {
+        home,
+        endpoint,
+        command,
+        ..
+    } = cli;
+    let command = match command {
+        Command::Jobs(args) => return jobs::run(args).await,
+        command => command,
+    };
+    let settings = Settings::resolve(home, Some(endpoint));
     let larder = Larder::open(&settings)?;
-    match cli.command {
+    match command {
         Command::Pull(args) => pull::run(&larder, args).await,
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
@@ -108,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(args) => import::run(&larder, args).await,
         Command::Audit(args) => audit::run(&larder, args).await,
         Command::Notice(args) => notice::run(&larder, args).await,
+        Command::Jobs(args) => jobs::run(args).await,
     }
 }
 

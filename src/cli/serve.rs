@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// The URL clients reach the mirror at, when behind a reverse proxy (used in `Link` headers)
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Jobs (queued pulls) run at once
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=16))]
+    job_workers: u16,
 }
 
 /// Run `larder serve` until Ctrl-C.
@@ -43,6 +46,7 @@ pub async fn run(
     let mut options = ServeOptions::new(args.addr);
     options.public_url = args.public_url;
     options.pull_through = !args.offline;
+    options.jobs.workers = usize::from(args.job_workers);
     let offline = args.offline;
     let endpoint = larder.client.endpoint();
     let home = larder.home.clone();

@@ -276,20 +276,25 @@ pub async fn pull(
     };
     let mut fetched: HashMap<String, String> = HashMap::new(); // content key -> sha256
     let mut fetched_bytes = 0;
-    let jobs = fetch_list.iter().map(|file| {
-        let env = env.clone();
-        let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
-        let job = url.map(|url| FileJob {
-            kind: options.kind,
-            repo: options.repo.to_string(),
-            path: file.path.clone(),
-            size: file.size,
-            sha256: file.lfs_sha256.clone(),
-            git_oid: file.git_oid.clone(),
-            url,
-        });
-        async move { fetch_verified(&env, job.map_err(PullError::Hub)?).await }
-    });
+    // Collected (the futures are lazy) so no borrowing closure is held across an await: the
+    // pull future stays `Send` for `tokio::spawn` (the daemon's workers).
+    let jobs: Vec<_> = fetch_list
+        .iter()
+        .map(|file| {
+            let env = env.clone();
+            let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
+            let job = url.map(|url| FileJob {
+                kind: options.kind,
+                repo: options.repo.to_string(),
+                path: file.path.clone(),
+                size: file.size,
+                sha256: file.lfs_sha256.clone(),
+                git_oid: file.git_oid.clone(),
+                url,
+            });
+            async move { fetch_verified(&env, job.map_err(PullError::Hub)?).await }
+        })
+        .collect();
     let mut results = futures::stream::iter(jobs).buffer_unordered(options.max_files.max(1));
     let mut first_error = None;
     while let Some(result) = results.next().await {

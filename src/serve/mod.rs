@@ -10,8 +10,10 @@
 //! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
 //! every client stays on plain HTTP against it (hub-protocol.md §9).
 
+pub mod admin;
 pub mod errors;
 pub mod hub_api;
+pub mod metrics;
 pub mod paths;
 pub mod pull_through;
 pub mod resolve;
@@ -29,6 +31,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::Larder;
+use crate::daemon::{Daemon, DaemonOptions};
 use crate::registry::{CommitDetail, RepoKind};
 use errors::{ServeError, internal};
 use paths::{ApiAction, PathError, RevisionTail, Route, UrlRepoType};
@@ -54,6 +57,9 @@ pub struct ServeOptions {
     pub pull_through: bool,
     /// Tree page size (the Hub's is 1000).
     pub page_size: usize,
+    /// The job queue's workers; jobs run only with pull-through (an offline mirror refuses
+    /// new jobs).
+    pub jobs: DaemonOptions,
 }
 
 impl ServeOptions {
@@ -64,6 +70,7 @@ impl ServeOptions {
             public_url: None,
             pull_through: false,
             page_size: 1000,
+            jobs: DaemonOptions::default(),
         }
     }
 }
@@ -78,6 +85,10 @@ pub struct Mirror {
     local_addr: SocketAddr,
     details: Mutex<HashMap<DetailKey, (Instant, Arc<CommitDetail>)>>,
     pull: Option<PullThrough>,
+    /// The job queue, when online.
+    daemon: Option<Daemon>,
+    /// Request and byte counters for `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -96,6 +107,7 @@ pub struct RunningMirror {
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    daemon: Option<Daemon>,
 }
 
 impl RunningMirror {
@@ -109,8 +121,12 @@ impl RunningMirror {
         format!("http://{}", self.addr)
     }
 
-    /// Stop accepting, finish in-flight requests, and wait.
+    /// Stop the job workers (running jobs are re-queued at the next start), stop accepting,
+    /// finish in-flight requests, and wait.
     pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(daemon) = self.daemon.take() {
+            daemon.stop().await;
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -124,7 +140,7 @@ impl RunningMirror {
 /// Bind and start the mirror in the background.
 pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<RunningMirror> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, fut) = bind(larder, options, async {
+    let (addr, daemon, fut) = bind(larder, options, async {
         let _ = rx.await;
     })
     .await?;
@@ -133,6 +149,7 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
         addr,
         shutdown: Some(tx),
         task,
+        daemon,
     })
 }
 
@@ -142,9 +159,13 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (addr, fut) = bind(larder, options, shutdown).await?;
+    let (addr, daemon, fut) = bind(larder, options, shutdown).await?;
     tracing::info!(%addr, "serving");
-    fut.await
+    let result = fut.await;
+    if let Some(daemon) = daemon {
+        daemon.stop().await;
+    }
+    result
 }
 
 async fn bind(
@@ -153,6 +174,7 @@ async fn bind(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(
     SocketAddr,
+    Option<Daemon>,
     impl Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
@@ -160,12 +182,23 @@ async fn bind(
     let pull = options
         .pull_through
         .then(|| PullThrough::new(larder.clone()));
+    let daemon = if options.pull_through {
+        Some(
+            Daemon::start(larder.clone(), options.jobs.clone())
+                .await
+                .map_err(std::io::Error::other)?,
+        )
+    } else {
+        None
+    };
     let mirror = Arc::new(Mirror {
         larder,
         options,
         local_addr,
         details: Mutex::new(HashMap::new()),
         pull,
+        daemon: daemon.clone(),
+        metrics: metrics::Metrics::default(),
     });
     let app = router(mirror);
     let fut = async move {
@@ -176,18 +209,29 @@ async fn bind(
         .with_graceful_shutdown(shutdown)
         .await
     };
-    Ok((local_addr, fut))
+    Ok((local_addr, daemon, fut))
 }
 
-/// The mirror's router: one handler for everything, plus the access log.
+/// The mirror's router: the management API, health and metrics, one handler for every Hub
+/// route, plus the access log.
 pub fn router(mirror: Arc<Mirror>) -> Router {
     Router::new()
+        .route("/healthz", axum::routing::get(metrics::healthz))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .merge(admin::routes())
         .fallback(dispatch)
-        .layer(axum::middleware::from_fn(access_log))
+        .layer(axum::middleware::from_fn_with_state(
+            mirror.clone(),
+            access_log,
+        ))
         .with_state(mirror)
 }
 
-async fn access_log(request: Request, next: axum::middleware::Next) -> Response {
+async fn access_log(
+    State(mirror): State<Arc<Mirror>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -213,6 +257,9 @@ async fn access_log(request: Request, next: axum::middleware::Next) -> Response 
             .or_else(|| axum::body::HttpBody::size_hint(response.body()).exact())
             .unwrap_or(0)
     };
+    mirror
+        .metrics
+        .record(metrics::ServedKind::of_path(&uri), response.status(), bytes);
     tracing::info!(
         target: "larder::access",
         client,

@@ -2,6 +2,7 @@
 
 mod common;
 mod convert;
+mod daemon;
 mod disk;
 mod faults;
 mod gc;

@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod holding;
+mod jobs;
 mod licences;
 mod migrations;
 mod refs;

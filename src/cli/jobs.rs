@@ -1,0 +1,262 @@
+//! `larder jobs`: submit, list, show, wait for and cancel jobs of a running `larder serve`.
+//!
+//! Everything goes through the daemon's `/v1/jobs` API (never the registry directly), so the
+//! same commands work against a daemon on another machine.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use larder::daemon::jobs::JobView;
+use larder::hub::RepoRef;
+use larder::registry::JobState;
+use serde_json::json;
+
+use super::format;
+
+/// Arguments of `larder jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The daemon's URL
+    #[arg(
+        long,
+        global = true,
+        env = "LARDER_DAEMON",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    daemon: String,
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Queue a job
+    Add {
+        #[command(subcommand)]
+        job: AddJob,
+    },
+    /// List jobs
+    Ls {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job
+    Show {
+        /// Job id
+        id: i64,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until a job ends; exit non-zero unless it is done
+    Wait {
+        /// Job id
+        id: i64,
+    },
+    /// Cancel a queued or running job (a running pull keeps its parts for later)
+    Cancel {
+        /// Job id
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AddJob {
+    /// Pull a repo revision into the daemon's store
+    Pull {
+        /// ORG/NAME[@REV]
+        repo: RepoRef,
+        /// Repo type
+        #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
+        kind: String,
+        /// Only files matching this glob (repeatable)
+        #[arg(long, value_name = "GLOB")]
+        include: Vec<String>,
+        /// Skip files matching this glob (repeatable)
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(daemon: &str) -> anyhow::Result<Api> {
+        let url = url::Url::parse(daemon).with_context(|| format!("--daemon {daemon:?}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("could not build an HTTP client")?;
+        Ok(Api {
+            client,
+            base: url.as_str().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach the daemon at {}", self.base))?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .with_context(|| format!("the daemon answered {status} with no JSON"))?;
+        if !status.is_success() {
+            let message = body
+                .get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("no message");
+            bail!("the daemon answered {status}: {message}");
+        }
+        Ok(body)
+    }
+
+    async fn job(&self, id: i64) -> anyhow::Result<JobView> {
+        let body = self
+            .send(self.client.get(format!("{}/v1/jobs/{id}", self.base)))
+            .await?;
+        serde_json::from_value(body).context("unexpected job JSON from the daemon")
+    }
+}
+
+/// Run `larder jobs`.
+pub async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(&args.daemon)?;
+    match args.command {
+        JobsCommand::Add {
+            job:
+                AddJob::Pull {
+                    repo,
+                    kind,
+                    include,
+                    exclude,
+                    json,
+                },
+        } => {
+            let revision = repo
+                .revision
+                .map_or_else(|| "main".to_owned(), |r| r.as_str().to_owned());
+            let spec = json!({
+                "kind": "pull",
+                "repo": repo.id.as_str(),
+                "revision": revision,
+                "type": kind,
+                "include": include,
+                "exclude": exclude,
+            });
+            let body = api
+                .send(api.client.post(format!("{}/v1/jobs", api.base)).json(&spec))
+                .await?;
+            let id = body.get("id").and_then(|id| id.as_i64()).unwrap_or(0);
+            if json {
+                println!("{}", json!({ "id": id }));
+            } else {
+                println!("queued job {id}: pull {}@{revision}", repo.id.as_str());
+            }
+        }
+        JobsCommand::Ls { json } => {
+            let body = api
+                .send(api.client.get(format!("{}/v1/jobs", api.base)))
+                .await?;
+            let jobs: Vec<JobView> =
+                serde_json::from_value(body).context("unexpected job list from the daemon")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+            } else {
+                let rows: Vec<Vec<String>> = jobs.iter().map(row).collect();
+                print!(
+                    "{}",
+                    format::table(
+                        &["ID", "KIND", "STATE", "REPO", "PROGRESS", "UPDATED"],
+                        &rows
+                    )
+                );
+            }
+        }
+        JobsCommand::Show { id, json } => {
+            let job = api.job(id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else {
+                show(&job);
+            }
+        }
+        JobsCommand::Wait { id } => loop {
+            let job = api.job(id).await?;
+            if job.state.is_final() {
+                show(&job);
+                return Ok(if job.state == JobState::Done {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        },
+        JobsCommand::Cancel { id } => {
+            let body = api
+                .send(api.client.delete(format!("{}/v1/jobs/{id}", api.base)))
+                .await?;
+            let job: JobView =
+                serde_json::from_value(body).context("unexpected job JSON from the daemon")?;
+            println!("job {id}: {}", job.state);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn repo_of(job: &JobView) -> String {
+    let field = |name: &str| {
+        job.spec
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    format!("{}@{}", field("repo"), field("revision"))
+}
+
+fn progress_of(job: &JobView) -> String {
+    let p = job.progress;
+    if p.total == 0 {
+        return "-".to_owned();
+    }
+    format!(
+        "{} / {} ({}%)",
+        format::size(p.bytes),
+        format::size(p.total),
+        p.bytes.saturating_mul(100) / p.total
+    )
+}
+
+fn row(job: &JobView) -> Vec<String> {
+    vec![
+        job.id.to_string(),
+        job.kind.clone(),
+        job.state.to_string(),
+        repo_of(job),
+        progress_of(job),
+        format::time(job.updated_at),
+    ]
+}
+
+fn show(job: &JobView) {
+    println!("job {}: {} {}", job.id, job.kind, repo_of(job));
+    println!("  state:    {}", job.state);
+    println!("  progress: {}", progress_of(job));
+    if let Some(error) = &job.error {
+        println!("  error:    {error}");
+    }
+}

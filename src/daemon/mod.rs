@@ -1,0 +1,159 @@
+//! The daemon's background work: a persistent job queue on the registry's `jobs` table, run by
+//! a few workers inside `larder serve`.
+//!
+//! A job is submitted ([`Daemon::submit`]), stored `queued`, claimed by a worker (`running`),
+//! and ends `done`, `failed` or `cancelled`. The registry is the queue: a daemon that dies
+//! leaves its jobs `running`, and the next one to start puts them back in the queue
+//! ([`Daemon::start`]); a pull picks up its part files, so the bytes already written are kept.
+//! Cancelling a running job drops its pull future; its parts stay in `tmp/` for a later pull.
+
+pub mod jobs;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Larder;
+use crate::registry::{JobRecord, JobState, RegistryError};
+use jobs::{PULL, PullSpec};
+
+/// How the daemon runs jobs.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// Jobs run at once (0: accept jobs but run none).
+    pub workers: usize,
+    /// How often a running job's progress is written to the registry.
+    pub progress_every: Duration,
+    /// How often idle workers look for jobs queued by another process.
+    pub poll_every: Duration,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            workers: 2,
+            progress_every: Duration::from_millis(500),
+            poll_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a daemon operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The registry failed.
+    #[error("the job queue could not be read or written")]
+    Registry(#[from] RegistryError),
+    /// The spec could not be stored.
+    #[error("the job spec could not be encoded")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// State shared by the handle and the workers.
+pub(crate) struct Shared {
+    pub(crate) larder: Larder,
+    pub(crate) options: DaemonOptions,
+    pub(crate) wake: Notify,
+    pub(crate) shutdown: CancellationToken,
+    /// The cancellation token of each running job.
+    pub(crate) running: Mutex<HashMap<i64, CancellationToken>>,
+    /// Files being transferred by jobs right now.
+    pub(crate) active_transfers: AtomicI64,
+}
+
+/// A running job queue and its workers. Cloning shares it.
+#[derive(Clone)]
+pub struct Daemon {
+    shared: Arc<Shared>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Daemon {
+    /// Re-queue the jobs a previous daemon left running, then start the workers.
+    pub async fn start(larder: Larder, options: DaemonOptions) -> Result<Daemon, DaemonError> {
+        let requeued = larder.registry.requeue_running_jobs().await?;
+        if requeued > 0 {
+            tracing::info!(requeued, "re-queued jobs interrupted by a previous daemon");
+        }
+        let workers = options.workers;
+        let shared = Arc::new(Shared {
+            larder,
+            options,
+            wake: Notify::new(),
+            shutdown: CancellationToken::new(),
+            running: Mutex::new(HashMap::new()),
+            active_transfers: AtomicI64::new(0),
+        });
+        let tasks = (0..workers)
+            .map(|index| tokio::spawn(worker::run(shared.clone(), index)))
+            .collect();
+        Ok(Daemon {
+            shared,
+            tasks: Arc::new(Mutex::new(tasks)),
+        })
+    }
+
+    /// Queue a pull; returns the job's id.
+    pub async fn submit(&self, spec: &PullSpec) -> Result<i64, DaemonError> {
+        let value = serde_json::to_value(spec)?;
+        let id = self.shared.larder.registry.add_job(PULL, &value).await?;
+        tracing::info!(
+            job = id,
+            repo = spec.repo,
+            revision = spec.revision,
+            "job queued"
+        );
+        self.shared.wake.notify_waiters();
+        self.shared.wake.notify_one();
+        Ok(id)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, DaemonError> {
+        Ok(self.shared.larder.registry.job(id).await?)
+    }
+
+    /// Every job, oldest first.
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>, DaemonError> {
+        Ok(self.shared.larder.registry.jobs().await?)
+    }
+
+    /// Cancel a queued or running job (a running pull is aborted; its parts are kept).
+    /// Returns the job afterwards, `None` if there is no such job.
+    pub async fn cancel(&self, id: i64) -> Result<Option<JobRecord>, DaemonError> {
+        let job = self.shared.larder.registry.cancel_job(id).await?;
+        if let Some(job) = &job
+            && job.state == JobState::Cancelled
+            && let Ok(running) = self.shared.running.lock()
+            && let Some(token) = running.get(&id)
+        {
+            token.cancel();
+            tracing::info!(job = id, "running job cancelled");
+        }
+        Ok(job)
+    }
+
+    /// Files being transferred by jobs right now.
+    pub fn active_transfers(&self) -> u64 {
+        u64::try_from(self.shared.active_transfers.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Stop the workers. Running jobs stay `running` in the registry and are re-queued by the
+    /// next [`Daemon::start`].
+    pub async fn stop(&self) {
+        self.shared.shutdown.cancel();
+        let tasks = match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(_) => Vec::new(),
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! A worker: claim the oldest queued job, run it, record how it ended; repeat.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::Shared;
+use crate::daemon::jobs::{PULL, Progress, PullSpec};
+use crate::fetch::progress::{PullEvent, Reporter};
+use crate::registry::{JobRecord, JobState};
+
+/// The worker loop; returns at shutdown.
+pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
+    tracing::debug!(worker = index, "job worker started");
+    loop {
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
+        match shared.larder.registry.claim_job().await {
+            Ok(Some(job)) => run_job(&shared, job).await,
+            Ok(None) => {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep(shared.options.poll_every) => {}
+                    _ = shared.shutdown.cancelled() => break,
+                }
+            }
+            Err(error) => {
+                tracing::warn!(worker = index, error = %error, "could not claim a job");
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.options.poll_every) => {}
+                    _ = shared.shutdown.cancelled() => break,
+                }
+            }
+        }
+    }
+    tracing::debug!(worker = index, "job worker stopped");
+}
+
+/// Counts a pull's bytes for the job's progress, and its files in flight for the metrics.
+struct JobReporter {
+    bytes: AtomicU64,
+    total: AtomicU64,
+    /// Files started and not yet finished by this job.
+    active: AtomicI64,
+    /// Holds the daemon-wide count of files in flight.
+    shared: Arc<Shared>,
+}
+
+impl JobReporter {
+    fn new(shared: Arc<Shared>) -> JobReporter {
+        JobReporter {
+            bytes: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            active: AtomicI64::new(0),
+            shared,
+        }
+    }
+
+    fn add_global(&self, n: i64) {
+        self.shared.active_transfers.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn progress(&self) -> Progress {
+        let total = self.total.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        Progress {
+            bytes: if total > 0 { bytes.min(total) } else { bytes },
+            total,
+        }
+    }
+
+    fn file_ended(&self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        self.add_global(-1);
+    }
+}
+
+impl Reporter for JobReporter {
+    fn report(&self, event: &PullEvent) {
+        match event {
+            PullEvent::Resolved {
+                bytes, fetch_bytes, ..
+            } => {
+                self.total.store(*bytes, Ordering::Relaxed);
+                self.bytes
+                    .store(bytes.saturating_sub(*fetch_bytes), Ordering::Relaxed);
+            }
+            PullEvent::FileStarted { resumed, .. } => {
+                self.bytes.fetch_add(*resumed, Ordering::Relaxed);
+                self.active.fetch_add(1, Ordering::Relaxed);
+                self.add_global(1);
+            }
+            PullEvent::FileProgress { bytes, .. } => {
+                self.bytes.fetch_add(*bytes, Ordering::Relaxed);
+            }
+            PullEvent::FileVerified { .. } | PullEvent::FileFailed { .. } => self.file_ended(),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for JobReporter {
+    fn drop(&mut self) {
+        // A pull dropped mid-file never reports the end of the files it had started.
+        let left = self.active.swap(0, Ordering::Relaxed);
+        if left > 0 {
+            self.add_global(-left);
+        }
+    }
+}
+
+/// Run one claimed job to its end (or until it is cancelled or the daemon stops).
+async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
+    let id = job.id;
+    let registry = &shared.larder.registry;
+    if job.kind != PULL {
+        finish(shared, id, Err(format!("unknown job kind `{}`", job.kind))).await;
+        return;
+    }
+    let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|spec| spec.options().map_err(|e| e.to_string()))
+        .and_then(|options| with_licence_gate(&shared.larder, options))
+    {
+        Ok(options) => options,
+        Err(error) => {
+            finish(shared, id, Err(error)).await;
+            return;
+        }
+    };
+    let token = shared.shutdown.child_token();
+    if let Ok(mut running) = shared.running.lock() {
+        running.insert(id, token.clone());
+    }
+    // A cancellation between the claim and the registration above found no token to cancel.
+    match registry.job(id).await {
+        Ok(Some(current)) if current.state == JobState::Running => {}
+        _ => {
+            forget(shared, id);
+            return;
+        }
+    }
+    tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
+    let reporter = Arc::new(JobReporter::new(shared.clone()));
+    let progress_task = tokio::spawn(report_progress(
+        shared.clone(),
+        id,
+        reporter.clone(),
+        token.clone(),
+    ));
+    let outcome = tokio::select! {
+        result = crate::fetch::pull(&shared.larder, &options, reporter.clone()) => Some(result),
+        _ = token.cancelled() => None,
+    };
+    progress_task.abort();
+    forget(shared, id);
+    let progress = reporter.progress();
+    drop(reporter);
+    if let Ok(value) = serde_json::to_value(progress) {
+        let _ = registry.set_job_progress(id, &value).await;
+    }
+    match outcome {
+        Some(Ok(summary)) => {
+            tracing::info!(
+                job = id,
+                commit = summary.commit,
+                fetched_bytes = summary.fetched_bytes,
+                "job done"
+            );
+            finish(shared, id, Ok(())).await;
+        }
+        Some(Err(error)) => {
+            let message = crate::fetch::transfer::error_chain(&error);
+            tracing::warn!(job = id, error = message, "job failed");
+            finish(shared, id, Err(message)).await;
+        }
+        // Cancelled (the registry says so already) or the daemon is stopping (the job stays
+        // `running` and is re-queued at the next start).
+        None => tracing::info!(job = id, "job interrupted"),
+    }
+}
+
+/// The licence policy of the home's `config.toml` applies to jobs as to `larder pull`; a job
+/// cannot accept a licence the policy denies (that is recorded per user, on the command line).
+fn with_licence_gate(
+    larder: &crate::Larder,
+    mut options: crate::fetch::PullOptions,
+) -> Result<crate::fetch::PullOptions, String> {
+    let policy = crate::config::load_policy(&larder.home, None)
+        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+    let gate = crate::licence::PullGate::new(policy, &[], "larder-daemon")
+        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+    options.licence_gate = Some(Arc::new(gate));
+    Ok(options)
+}
+
+fn forget(shared: &Shared, id: i64) {
+    if let Ok(mut running) = shared.running.lock() {
+        running.remove(&id);
+    }
+}
+
+async fn finish(shared: &Shared, id: i64, outcome: Result<(), String>) {
+    let (state, error) = match outcome {
+        Ok(()) => (JobState::Done, None),
+        Err(error) => (JobState::Failed, Some(error)),
+    };
+    if let Err(e) = shared.larder.registry.finish_job(id, state, error).await {
+        tracing::warn!(job = id, error = %e, "could not record the end of a job");
+    }
+}
+
+/// Write the job's progress to the registry now and then, while it changes. A job no longer
+/// `running` there (cancelled by another process) is stopped.
+async fn report_progress(
+    shared: Arc<Shared>,
+    id: i64,
+    reporter: Arc<JobReporter>,
+    token: CancellationToken,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(shared.options.progress_every);
+    loop {
+        tick.tick().await;
+        let progress = reporter.progress();
+        if last == Some(progress) {
+            continue;
+        }
+        let Ok(value) = serde_json::to_value(progress) else {
+            continue;
+        };
+        match shared.larder.registry.set_job_progress(id, &value).await {
+            Ok(true) => last = Some(progress),
+            Ok(false) => {
+                token.cancel();
+                return;
+            }
+            Err(error) => tracing::warn!(job = id, error = %error, "could not record progress"),
+        }
+    }
+}

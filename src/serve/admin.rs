@@ -1,0 +1,137 @@
+//! The management API under `/v1`: the job queue.
+//!
+//! - `POST /v1/jobs` `{"kind":"pull","repo":"org/name","revision":"main","type":"model",
+//!   "include":[..],"exclude":[..]}` → `201 {"id":N}`
+//! - `GET /v1/jobs` → every job; `GET /v1/jobs/{id}` → one
+//! - `DELETE /v1/jobs/{id}` → cancel (a running pull is aborted; its parts are kept)
+//!
+//! Errors are `{"error": "..."}` with 400, 404, 409 (the mirror runs offline) or 500.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::Mirror;
+use crate::daemon::jobs::{JobView, PullSpec};
+use crate::daemon::{Daemon, DaemonError};
+
+/// The `/v1` routes.
+pub fn routes() -> Router<Arc<Mirror>> {
+    Router::new()
+        .route("/v1/jobs", get(list).post(submit))
+        .route("/v1/jobs/{id}", get(show).delete(cancel))
+}
+
+/// An error answer of the management API: `{"error": "..."}` with a status.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(e: &DaemonError) -> ApiError {
+        tracing::error!(
+            error = %crate::fetch::transfer::error_chain(e),
+            "job queue operation failed"
+        );
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+fn daemon(mirror: &Mirror) -> Result<&Daemon, ApiError> {
+    mirror.daemon.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "this mirror runs offline and does not run jobs",
+        )
+    })
+}
+
+fn job_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("`{raw}` is not a job id")))
+}
+
+fn no_job(id: i64) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no job {id}"))
+}
+
+async fn submit(State(mirror): State<Arc<Mirror>>, body: Bytes) -> Result<Response, ApiError> {
+    let daemon = daemon(&mirror)?;
+    let spec = PullSpec::from_submission(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let id = daemon
+        .submit(&spec)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
+}
+
+async fn list(State(mirror): State<Arc<Mirror>>) -> Result<Response, ApiError> {
+    let jobs = mirror
+        .larder
+        .registry
+        .jobs()
+        .await
+        .map_err(|e| ApiError::internal(&DaemonError::Registry(e)))?;
+    let views: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
+    Ok(axum::Json(views).into_response())
+}
+
+async fn show(
+    State(mirror): State<Arc<Mirror>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&raw)?;
+    let job = mirror
+        .larder
+        .registry
+        .job(id)
+        .await
+        .map_err(|e| ApiError::internal(&DaemonError::Registry(e)))?
+        .ok_or_else(|| no_job(id))?;
+    Ok(axum::Json(JobView::from(job)).into_response())
+}
+
+async fn cancel(
+    State(mirror): State<Arc<Mirror>>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&raw)?;
+    // Offline, nothing runs, so the queue alone is updated.
+    let cancelled = match &mirror.daemon {
+        Some(daemon) => daemon.cancel(id).await,
+        None => mirror
+            .larder
+            .registry
+            .cancel_job(id)
+            .await
+            .map_err(DaemonError::Registry),
+    };
+    let job = cancelled
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| no_job(id))?;
+    Ok(axum::Json(JobView::from(job)).into_response())
+}
