@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Jobs (queued pulls) run at once
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=16))]
     job_workers: u16,
+    /// Licence policy applied to the files served [default: `[policy]` of $LARDER_HOME/config.toml]
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
 }
 
 /// Run `larder serve` until Ctrl-C.
@@ -46,6 +49,8 @@ pub async fn run(
     let mut options = ServeOptions::new(args.addr);
     options.public_url = args.public_url;
     options.pull_through = !args.offline;
+    options.policy =
+        larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
     options.jobs.workers = usize::from(args.job_workers);
     let offline = args.offline;
     let endpoint = larder.client.endpoint();

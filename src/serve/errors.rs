@@ -54,6 +54,14 @@ pub enum ServeError {
         /// Why it cannot be fetched now (offline, upstream down, ...).
         why: String,
     },
+    /// The mirror's licence policy denies serving this repo's files.
+    #[error("this mirror's licence policy does not allow serving {repo}: {reason}")]
+    LicenceDenied {
+        /// The repo id.
+        repo: String,
+        /// The licence and the rule that denied it.
+        reason: String,
+    },
     /// The upstream failed while the mirror needed it.
     #[error("the upstream failed: {0}")]
     Upstream(String),
@@ -104,6 +112,7 @@ impl ServeError {
                 ..
             } => StatusCode::FORBIDDEN,
             ServeError::NotHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::LicenceDenied { .. } => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             ServeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,

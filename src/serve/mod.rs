@@ -60,6 +60,10 @@ pub struct ServeOptions {
     /// The job queue's workers; jobs run only with pull-through (an offline mirror refuses
     /// new jobs).
     pub jobs: DaemonOptions,
+    /// Licence policy applied to file content served (and so pulled through): a repo whose
+    /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
+    /// 451 with the reason.
+    pub policy: Option<Arc<larder_licence::Policy>>,
 }
 
 impl ServeOptions {
@@ -70,6 +74,7 @@ impl ServeOptions {
             public_url: None,
             pull_through: false,
             page_size: 1000,
+            policy: None,
             jobs: DaemonOptions::default(),
         }
     }
@@ -89,6 +94,8 @@ pub struct Mirror {
     daemon: Option<Daemon>,
     /// Request and byte counters for `/metrics`.
     metrics: metrics::Metrics,
+    /// Licence verdicts per commit (`Some(reason)` = denied), with when they were computed.
+    licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -199,6 +206,7 @@ async fn bind(
         pull,
         daemon: daemon.clone(),
         metrics: metrics::Metrics::default(),
+        licence_verdicts: Mutex::new(HashMap::new()),
     });
     let app = router(mirror);
     let fut = async move {
@@ -542,6 +550,9 @@ impl Mirror {
         headers: &HeaderMap,
         content: bool,
     ) -> Result<(), ServeError> {
+        if content {
+            self.check_licence(target, detail).await?;
+        }
         let gated = detail.gated.is_some();
         if !(detail.private || gated && content) {
             return Ok(());
@@ -569,6 +580,63 @@ impl Mirror {
                 Ok(())
             }
             _ => Err(refuse(true)),
+        }
+    }
+
+    /// Apply the licence policy to a commit whose files are about to be served. Verdicts are
+    /// cached per commit for a minute (policy and audit-log acceptances change rarely).
+    async fn check_licence(
+        &self,
+        target: &Target,
+        detail: &CommitDetail,
+    ) -> Result<(), ServeError> {
+        let Some(policy) = &self.options.policy else {
+            return Ok(());
+        };
+        let key = (target.kind, target.repo.clone(), detail.sha.clone());
+        if let Ok(cache) = self.licence_verdicts.lock()
+            && let Some((at, denial)) = cache.get(&key)
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return match denial {
+                Some(reason) => Err(ServeError::LicenceDenied {
+                    repo: target.repo.clone(),
+                    reason: reason.clone(),
+                }),
+                None => Ok(()),
+            };
+        }
+        let audited = crate::licence::audit(
+            &self.larder,
+            target.kind,
+            &[(target.repo.clone(), Some(detail.sha.clone()))],
+            policy,
+        )
+        .await;
+        let denial = match audited {
+            Ok(rows) => rows.first().and_then(|audited| {
+                (audited.row.verdict == larder_licence::VerdictKind::Deny.as_str()).then(|| {
+                    format!(
+                        "licence `{}` ({})",
+                        audited.row.licence,
+                        audited.row.reasons.join("; ")
+                    )
+                })
+            }),
+            Err(error) => {
+                tracing::warn!(repo = %target.repo, %error, "licence check failed; denying");
+                Some("its licence could not be determined".to_owned())
+            }
+        };
+        if let Ok(mut cache) = self.licence_verdicts.lock() {
+            cache.insert(key, (Instant::now(), denial.clone()));
+        }
+        match denial {
+            Some(reason) => Err(ServeError::LicenceDenied {
+                repo: target.repo.clone(),
+                reason,
+            }),
+            None => Ok(()),
         }
     }
 

@@ -752,3 +752,50 @@ async fn notice_reproduces_attribution_and_notice_files() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not held"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_the_policy_to_files() {
+    let hub = hub_standin::Hub::new();
+    hub.repo(hub_standin::RepoKind::Model, "acme/open")
+        .card(serde_json::json!({"license": "apache-2.0"}))
+        .regular_file("config.json", b"{}".to_vec())
+        .commit("main");
+    hub.repo(hub_standin::RepoKind::Model, "acme/nc")
+        .card(serde_json::json!({"license": "cc-by-nc-4.0"}))
+        .regular_file("config.json", b"{\"nc\":1}".to_vec())
+        .commit("main");
+    let world = crate::common::World::start(hub).await;
+    for repo in ["acme/open", "acme/nc"] {
+        let status = world.cli().args(["pull", repo]).status().unwrap();
+        assert!(status.success(), "{repo}");
+    }
+    let policy =
+        larder_licence::Policy::from_toml("default = \"allow\"\ndeny = [\"cc-by-nc-4.0\"]\n")
+            .unwrap();
+    let mut options = larder::serve::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.policy = Some(std::sync::Arc::new(policy));
+    let mirror = larder::serve::start(world.larder(), options).await.unwrap();
+    let base = format!("http://{}", mirror.addr());
+
+    let open = reqwest::get(format!("{base}/acme/open/resolve/main/config.json"))
+        .await
+        .unwrap();
+    assert_eq!(open.status(), 200);
+    let denied = reqwest::get(format!("{base}/acme/nc/resolve/main/config.json"))
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 451);
+    let message = denied
+        .headers()
+        .get("x-error-message")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("cc-by-nc-4.0"), "{message}");
+    // Metadata stays visible, so clients learn why their download is refused.
+    let info = reqwest::get(format!("{base}/api/models/acme/nc/revision/main"))
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+}
