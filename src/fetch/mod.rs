@@ -456,10 +456,7 @@ async fn fetch_verified(
     env: &TransferEnv,
     job: FileJob,
 ) -> Result<(String, String, u64, u64), PullError> {
-    let key = match &job.sha256 {
-        Some(sha) => sha.clone(),
-        None => format!("git-{}", job.git_oid),
-    };
+    let key = job.key();
     let size = job.size;
     let path = job.path.clone();
     let mut received_total = 0;

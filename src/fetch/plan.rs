@@ -83,9 +83,15 @@ pub struct PlannedFile {
 
 /// Key under which identical content is fetched once.
 pub fn content_key(file: &RepoFile) -> String {
-    match &file.lfs_sha256 {
-        Some(sha) => sha.clone(),
-        None => format!("git-{}", file.git_oid),
+    key_for(file.lfs_sha256.as_deref(), &file.git_oid)
+}
+
+/// The content key from the digest the listing promises: the sha256 of an LFS file, else
+/// `git-<oid>`. Also names part files, so any pull of the same content resumes one part.
+pub fn key_for(sha256: Option<&str>, git_oid: &str) -> String {
+    match sha256 {
+        Some(sha) => sha.to_owned(),
+        None => format!("git-{git_oid}"),
     }
 }
 

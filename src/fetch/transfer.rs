@@ -91,11 +91,8 @@ pub struct FileJob {
 impl FileJob {
     /// Name of the part and state files: the expected digest, so any pull of the same content
     /// (from any repo) resumes the same part.
-    fn key(&self) -> String {
-        match &self.sha256 {
-            Some(sha) => sha.clone(),
-            None => format!("git-{}", self.git_oid),
-        }
+    pub fn key(&self) -> String {
+        super::plan::key_for(self.sha256.as_deref(), &self.git_oid)
     }
 }
 

@@ -475,10 +475,7 @@ impl PullThrough {
             git_oid: file.git_oid.clone(),
             url,
         };
-        let key = match &job.sha256 {
-            Some(sha) => sha.clone(),
-            None => format!("git-{}", job.git_oid),
-        };
+        let key = job.key();
         if self.upstream_down() {
             return Err(ServeError::NotHeld {
                 path: file.path.clone(),
