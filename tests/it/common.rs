@@ -132,3 +132,17 @@ pub fn read(path: &Path) -> Vec<u8> {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hub_standin::hash::sha256_hex(bytes)
 }
+
+/// The Python of the test venv (`LARDER_PYTHON`, else `<workspace>/.venv/bin/python`), with
+/// huggingface_hub, gguf, tokenizers and the BOM validators. Missing is a failure, not a skip.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("LARDER_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    assert!(
+        path.exists(),
+        "no Python venv at {}: run `.ci/setup` to create it (or set LARDER_PYTHON)",
+        path.display()
+    );
+    path
+}

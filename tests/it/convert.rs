@@ -1,26 +1,14 @@
 //! `larder convert`: a pulled checkpoint becomes a registered, served-like derived repo with
 //! provenance and the source's licence.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use hub_standin::{Hub, RepoKind};
 use larder::registry::RepoKind as Kind;
 use serde_json::json;
 
-use crate::common::World;
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("LARDER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python venv at {}: run `.ci/setup` (or set LARDER_PYTHON)",
-        path.display()
-    );
-    path
-}
+use crate::common::{World, python};
 
 /// A tiny random Llama checkpoint (2 shards, BPE tokenizer) made by the convert crate's script.
 fn tiny_llama(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -12,7 +12,7 @@ use hub_standin::{Hub, RepoKind};
 use larder::registry::RepoKind as Kind;
 use serde_json::{Value, json};
 
-use crate::common::{World, content};
+use crate::common::{World, content, python};
 
 const LLAMA31_LICENSE: &str = "LLAMA 3.1 COMMUNITY LICENSE AGREEMENT\nLlama 3.1 Version Release Date: July 23, 2024\n\"Agreement\" means the terms and conditions for use, reproduction, distribution and modification of the Llama Materials set forth herein.\ni. If you distribute or make available the Llama Materials ... you shall prominently display \u{201c}Built with Llama\u{201d}.\n";
 const LLAMA31_POLICY: &str = "# Llama 3.1 Acceptable Use Policy\nMeta is committed to promoting safe and fair use of its tools and features, including Llama 3.1.\n";
@@ -596,11 +596,6 @@ async fn policy_from_config_toml_denies_and_unknown_keys_are_refused() {
     );
 }
 
-fn python() -> String {
-    std::env::var("LARDER_PYTHON")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python").to_owned())
-}
-
 /// Validate a CycloneDX BOM with cyclonedx-python-lib's strict 1.6 JSON validator.
 fn validate_cyclonedx(path: &Path) -> Result<(), String> {
     let script = "import sys\nfrom cyclonedx.schema import SchemaVersion\nfrom cyclonedx.validation.json import JsonStrictValidator\nerror = JsonStrictValidator(SchemaVersion.V1_6).validate_str(open(sys.argv[1]).read())\nif error is not None:\n    print(error)\n    sys.exit(1)\n";
@@ -608,7 +603,12 @@ fn validate_cyclonedx(path: &Path) -> Result<(), String> {
         .args(["-c", script])
         .arg(path)
         .output()
-        .map_err(|error| format!("cannot run {}: {error} (set LARDER_PYTHON)", python()))?;
+        .map_err(|error| {
+            format!(
+                "cannot run {}: {error} (set LARDER_PYTHON)",
+                python().display()
+            )
+        })?;
     if output.status.success() {
         Ok(())
     } else {
@@ -706,7 +706,12 @@ fn validate_spdx(path: &Path) -> Result<(), String> {
         .args(["-c", script])
         .arg(path)
         .output()
-        .map_err(|error| format!("cannot run {}: {error} (set LARDER_PYTHON)", python()))?;
+        .map_err(|error| {
+            format!(
+                "cannot run {}: {error} (set LARDER_PYTHON)",
+                python().display()
+            )
+        })?;
     if output.status.success() {
         Ok(())
     } else {

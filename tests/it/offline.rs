@@ -9,7 +9,7 @@ use hub_standin::{Hub, RepoKind};
 use larder::bundle::manifest::Manifest;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, sha256_hex};
+use crate::common::{World, content, python, sha256_hex};
 
 /// The `larder` binary on another home (the air-gapped side), with no usable upstream.
 fn cli_at(home: &Path) -> Command {
@@ -514,19 +514,6 @@ async fn a_tampered_manifest_is_refused_whole() {
         "{}",
         stderr(&output)
     );
-}
-
-fn python() -> PathBuf {
-    let python = std::env::var_os("LARDER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "Python venv not found at {}: run `.ci/setup` to create it (or point LARDER_PYTHON at \
-         a python with huggingface_hub installed)",
-        python.display()
-    );
-    python
 }
 
 /// Load files through the real huggingface_hub client, offline, from `cache`; returns

@@ -14,7 +14,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, options, pull_with, sha256_hex};
+use crate::common::{World, content, options, pull_with, python, sha256_hex};
 
 const TOKEN: &str = "hf_serve_test_token";
 
@@ -156,18 +156,6 @@ fn assert_plain(response: &reqwest::Response) {
 }
 
 // ---- real clients ------------------------------------------------------------------------
-
-fn python() -> PathBuf {
-    let path = std::env::var_os("LARDER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python with huggingface_hub at {}: set LARDER_PYTHON to one (e.g. /work/main/.venv/bin/python)",
-        path.display()
-    );
-    path
-}
 
 fn py_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
