@@ -41,13 +41,34 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 
 /// Switches the database to WAL mode (persistent: later connections inherit it). Done after the
 /// schema version check, so a database this binary refuses is left exactly as it was.
+///
+/// When two processes open a new database at once, the switch can report `SQLITE_BUSY`
+/// without going through the busy handler (SQLite does not wait on that lock upgrade), so it is
+/// retried here until [`BUSY_TIMEOUT`]; a database already in WAL mode needs no switch.
 pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), RegistryError> {
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|source| RegistryError::Configure {
-            path: path.to_owned(),
-            source,
-        })?;
+    let configure_error = |source| RegistryError::Configure {
+        path: path.to_owned(),
+        source,
+    };
+    let current: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .map_err(configure_error)?;
+    if current.eq_ignore_ascii_case("wal") {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mode: String = loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Ok(mode) => break mode,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(source) => return Err(configure_error(source)),
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         // e.g. a filesystem without shared memory: still correct, only less concurrent.
         tracing::warn!(journal_mode = %mode, "registry database is not in WAL mode");

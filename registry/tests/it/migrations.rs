@@ -115,3 +115,21 @@ fn opening_in_a_missing_directory_names_the_path() {
     assert!(matches!(err, RegistryError::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+#[test]
+fn many_openers_of_a_new_database_all_succeed() {
+    // Two `larder` processes started together both create and migrate the same new file.
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let openers: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || larder_registry::Registry::open(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().expect("every concurrent open succeeds");
+        }
+    }
+}
