@@ -129,7 +129,10 @@ fn many_openers_of_a_new_database_all_succeed() {
             })
             .collect();
         for opener in openers {
-            opener.join().unwrap().expect("every concurrent open succeeds");
+            opener
+                .join()
+                .unwrap()
+                .expect("every concurrent open succeeds");
         }
     }
 }
