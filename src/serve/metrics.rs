@@ -21,7 +21,7 @@ pub enum ServedKind {
     Model,
     /// Dataset repo routes.
     Dataset,
-    /// The management API, metrics and health checks.
+    /// The management API, the web page, metrics and health checks.
     Other,
 }
 
@@ -41,6 +41,8 @@ impl ServedKind {
         if path.starts_with("/datasets/") || path.starts_with("/api/datasets/") {
             ServedKind::Dataset
         } else if path.starts_with("/v1/")
+            || path == "/"
+            || path.starts_with("/-/")
             || path == "/metrics"
             || path == "/healthz"
             || path.starts_with("/spaces/")

@@ -16,7 +16,9 @@ pub mod hub_api;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
+pub mod repos;
 pub mod resolve;
+pub mod ui;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -96,6 +98,8 @@ pub struct Mirror {
     metrics: metrics::Metrics,
     /// Licence verdicts per commit (`Some(reason)` = denied), with when they were computed.
     licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
+    /// Licence verdicts shown on the web page and `/v1/repos`.
+    verdicts: repos::Verdicts,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -207,6 +211,7 @@ async fn bind(
         daemon: daemon.clone(),
         metrics: metrics::Metrics::default(),
         licence_verdicts: Mutex::new(HashMap::new()),
+        verdicts: repos::Verdicts::default(),
     });
     let app = router(mirror);
     let fut = async move {
@@ -220,13 +225,14 @@ async fn bind(
     Ok((local_addr, daemon, fut))
 }
 
-/// The mirror's router: the management API, health and metrics, one handler for every Hub
-/// route, plus the access log.
+/// The mirror's router: the web page, the management API, health and metrics, one handler for
+/// every Hub route, plus the access log.
 pub fn router(mirror: Arc<Mirror>) -> Router {
     Router::new()
         .route("/healthz", axum::routing::get(metrics::healthz))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(admin::routes())
+        .merge(ui::routes())
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             mirror.clone(),

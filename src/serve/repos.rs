@@ -1,0 +1,245 @@
+//! The held repos as people see them: what the web page lists and `GET /v1/repos` answers.
+//!
+//! One row per public repo: its newest pulled revision (size held, refs), how many revisions are
+//! held, the licence with the verdict of the mirror's policy (or, without one, of the empty
+//! policy, which sends everything to review, as `larder audit` does), when it was last pulled
+//! and when a ref of it was last checked upstream. Private repos are left out (the mirror's Hub
+//! API hides them from anonymous clients too) and only counted. Verdicts are cached per commit
+//! for a minute: an audit reads the commit's tree and the audit log.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Mirror;
+use crate::registry::{RegistryError, RepoKind, RepoSummary};
+
+/// How long a licence verdict is reused.
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// Most verdicts cached at once.
+const VERDICT_CACHE_MAX: usize = 4096;
+
+/// A repo's licence and what the policy says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LicenceView {
+    /// The Hub id (or catalog key, or the card's own words); `unknown` when undetected.
+    pub id: String,
+    /// The licence's full name, when the catalog knows it.
+    pub name: String,
+    /// `allow`, `review`, `deny`, or `unknown` when the audit failed.
+    pub verdict: String,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
+/// One held repo.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoRow {
+    /// `model` or `dataset`.
+    pub kind: RepoKind,
+    /// `org/name`.
+    pub name: String,
+    /// The gate (`auto`, `manual`), if any.
+    pub gated: Option<String>,
+    /// Held revisions.
+    pub revisions: usize,
+    /// The most recently pulled commit.
+    pub commit: String,
+    /// Refs pointing at it when last seen.
+    pub refs: Vec<String>,
+    /// Files in its tree, and how many of them are held.
+    pub files: u64,
+    /// Files held.
+    pub files_held: u64,
+    /// Bytes of its held files.
+    pub bytes_held: u64,
+    /// Bytes of its whole tree.
+    pub bytes_total: u64,
+    /// Its licence and verdict.
+    pub licence: LicenceView,
+    /// When a revision was last pulled (unix seconds).
+    pub last_pulled: i64,
+    /// When a ref of the repo was last seen upstream (unix seconds).
+    pub last_checked: Option<i64>,
+}
+
+impl RepoRow {
+    /// Whether the row matches a search: every word of `query` occurs (case-insensitively) in
+    /// the name, kind or licence.
+    pub fn matches(&self, query: &str) -> bool {
+        let haystack = self.search_text();
+        query
+            .split_whitespace()
+            .all(|word| haystack.contains(&word.to_lowercase()))
+    }
+
+    /// The lowercase text a search looks in (the page's script uses the same).
+    pub fn search_text(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.name, self.kind, self.licence.id, self.licence.name
+        )
+        .to_lowercase()
+    }
+}
+
+/// The page's (and `/v1/repos`') data.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// Public repos, models then datasets, by name.
+    pub repos: Vec<RepoRow>,
+    /// Private repos held and not listed.
+    pub private_hidden: usize,
+    /// Whether a licence policy is configured.
+    pub policy: bool,
+    /// Whether the mirror fetches what it lacks (and runs jobs).
+    pub online: bool,
+}
+
+/// Cached verdicts: (kind, repo, commit) -> (when, licence).
+#[derive(Default)]
+pub struct Verdicts {
+    cache: Mutex<HashMap<(RepoKind, String, String), (Instant, LicenceView)>>,
+}
+
+/// Every held public repo (filtered by `query` when given).
+pub async fn overview(mirror: &Mirror, query: Option<&str>) -> Result<Overview, RegistryError> {
+    let summaries = mirror.larder.registry.list_repos().await?;
+    let private_hidden = summaries.iter().filter(|r| r.private).count();
+    let mut repos = Vec::new();
+    for summary in summaries.into_iter().filter(|r| !r.private) {
+        let Some(row) = row(mirror, summary).await? else {
+            continue;
+        };
+        if query.is_none_or(|q| row.matches(q)) {
+            repos.push(row);
+        }
+    }
+    Ok(Overview {
+        repos,
+        private_hidden,
+        policy: mirror.options.policy.is_some(),
+        online: mirror.pull.is_some(),
+    })
+}
+
+async fn row(mirror: &Mirror, summary: RepoSummary) -> Result<Option<RepoRow>, RegistryError> {
+    let Some(newest) = summary.revisions.first() else {
+        return Ok(None);
+    };
+    let last_checked = match mirror
+        .larder
+        .registry
+        .ref_history(summary.kind, &summary.name)
+        .await
+    {
+        Ok(history) => history.iter().map(|o| o.last_seen).max(),
+        Err(RegistryError::UnknownRepo { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let licence = verdict(mirror, summary.kind, &summary.name, &newest.sha).await;
+    Ok(Some(RepoRow {
+        kind: summary.kind,
+        gated: summary.gated.clone(),
+        revisions: summary.revisions.len(),
+        commit: newest.sha.clone(),
+        refs: newest.refs.clone(),
+        files: newest.files,
+        files_held: newest.files_held,
+        bytes_held: newest.bytes_held,
+        bytes_total: newest.bytes_total,
+        last_pulled: summary
+            .revisions
+            .iter()
+            .map(|r| r.fetched_at)
+            .max()
+            .unwrap_or_default(),
+        last_checked,
+        licence,
+        name: summary.name,
+    }))
+}
+
+/// The licence of a commit and the policy's verdict, cached.
+async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
+    let key = (kind, name.to_owned(), sha.to_owned());
+    if let Ok(cache) = mirror.verdicts.cache.lock()
+        && let Some((at, view)) = cache.get(&key)
+        && at.elapsed() < VERDICT_TTL
+    {
+        return view.clone();
+    }
+    let view = audit(mirror, kind, name, sha).await;
+    if let Ok(mut cache) = mirror.verdicts.cache.lock() {
+        if cache.len() >= VERDICT_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now(), view.clone()));
+    }
+    view
+}
+
+async fn audit(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
+    let unknown = |reason: String| LicenceView {
+        id: "unknown".to_owned(),
+        name: String::new(),
+        verdict: "unknown".to_owned(),
+        reasons: vec![reason],
+    };
+    let empty;
+    let policy = match &mirror.options.policy {
+        Some(policy) => policy.as_ref(),
+        None => match larder_licence::Policy::from_toml("") {
+            Ok(policy) => {
+                empty = policy;
+                &empty
+            }
+            Err(e) => return unknown(format!("the empty policy failed: {e}")),
+        },
+    };
+    let targets = [(name.to_owned(), Some(sha.to_owned()))];
+    match crate::licence::audit(&mirror.larder, kind, &targets, policy).await {
+        Ok(rows) => match rows.into_iter().next() {
+            Some(audited) => LicenceView {
+                id: audited.row.licence_id,
+                name: audited.row.licence_name,
+                verdict: audited.row.verdict,
+                reasons: audited.row.reasons,
+            },
+            None => unknown("no audit row".to_owned()),
+        },
+        Err(error) => {
+            let chain = crate::fetch::transfer::error_chain(&error);
+            tracing::warn!(
+                repo = name,
+                commit = sha,
+                error = chain,
+                "licence audit failed"
+            );
+            unknown(format!("the licence could not be determined: {chain}"))
+        }
+    }
+}
+
+/// `GET /v1/repos[?q=words]`.
+pub async fn list(
+    axum::extract::State(mirror): axum::extract::State<std::sync::Arc<Mirror>>,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let query = search_query(uri.query());
+    match overview(&mirror, query.as_deref()).await {
+        Ok(overview) => axum::Json(overview).into_response(),
+        Err(e) => super::errors::internal("listing repos failed", &e).into_response(),
+    }
+}
+
+/// The `q` parameter of a query string, trimmed; `None` when absent or blank.
+pub fn search_query(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(key, _)| key == "q")
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}

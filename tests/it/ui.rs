@@ -1,0 +1,478 @@
+//! The web page at `/`: repos with licence verdicts, hostile names escaped, `/v1/repos`, the
+//! `?q=` filter; then the real `larder serve` driven by a real headless Chromium, which must
+//! show the pulled repo and a running job's progress filled in by the page's script.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hub_standin::{Fault, Hub, RepoKind};
+use larder::daemon::jobs::JobView;
+use larder::registry::{FileRecord, JobState, LicenceFields, RepoKind as Kind, SnapshotRecord};
+use larder::serve::{ServeOptions, start};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{World, content, options, pull_with, sha256_hex};
+
+const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
+const HOSTILE_LICENCE: &str = "<script>alert('licence')</script>";
+const SLOW: usize = 24 << 20;
+
+fn hub() -> Hub {
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/tiny")
+        .card(json!({"license": "apache-2.0"}))
+        .regular_file("config.json", br#"{"tiny":true}"#.to_vec())
+        .lfs_file("model.safetensors", content(41, 1 << 20))
+        .commit("main");
+    hub.repo(RepoKind::Dataset, "acme/corpus")
+        .card(json!({"license": "cc-by-nc-4.0"}))
+        .regular_file("train.csv", b"a,b\n1,2\n".to_vec())
+        .commit("main");
+    hub.repo(RepoKind::Model, "acme/slow")
+        .card(json!({"license": "mit"}))
+        .lfs_file("model.safetensors", content(42, SLOW))
+        .commit("main");
+    hub
+}
+
+const POLICY: &str =
+    "default = \"review\"\nallow = [\"apache-2.0\", \"mit\"]\ndeny = [\"cc-by-nc-4.0\"]\n";
+
+/// Pull `acme/tiny` (model) and `acme/corpus` (dataset) into the world's store.
+async fn fill(world: &World) {
+    let larder = world.larder();
+    let (result, _) = pull_with(&larder, &options("acme/tiny", "main")).await;
+    result.expect("pull acme/tiny");
+    let mut corpus = options("acme/corpus", "main");
+    corpus.kind = larder::hub::RepoType::Dataset;
+    let (result, _) = pull_with(&larder, &corpus).await;
+    result.expect("pull acme/corpus");
+}
+
+/// Record a repo whose name and card licence are markup.
+async fn record_hostile(world: &World) {
+    let registry = world.larder().registry;
+    registry
+        .record_snapshot(SnapshotRecord {
+            kind: Kind::Model,
+            name: HOSTILE.to_owned(),
+            upstream: world.server.url(),
+            gated: None,
+            private: false,
+            commit: "ab".repeat(20),
+            card_json: Some(json!({"license": "other", "license_name": HOSTILE_LICENCE})),
+            refs: vec!["<b>main</b>".to_owned()],
+            seen_at: larder::now_unix(),
+            files: vec![FileRecord {
+                path: "README.md".to_owned(),
+                size: 3,
+                git_oid: "cd".repeat(20),
+                sha256: None,
+                lfs: false,
+            }],
+            licence: LicenceFields {
+                license: Some("other".to_owned()),
+                license_name: Some(HOSTILE_LICENCE.to_owned()),
+                license_link: None,
+                gated: None,
+            },
+        })
+        .await
+        .expect("record the hostile repo");
+}
+
+fn policy(world: &World) -> PathBuf {
+    let path = world.home.path().join("policy.toml");
+    std::fs::write(&path, POLICY).expect("policy.toml");
+    path
+}
+
+/// The attributes of the first start tag containing `marker`.
+fn tag_attrs(html: &str, marker: &str) -> Option<BTreeMap<String, String>> {
+    let at = html.find(marker)?;
+    let start = if marker.starts_with('<') {
+        at
+    } else {
+        html[..at].rfind('<')?
+    };
+    let end = at + html[at..].find('>')?;
+    let tag = &html[start + 1..end];
+    let mut attrs = BTreeMap::new();
+    let mut rest = tag.split_once(char::is_whitespace).map_or("", |(_, r)| r);
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() || rest.starts_with('/') {
+            break;
+        }
+        let name_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let name = rest[..name_end].to_owned();
+        rest = &rest[name_end..];
+        if let Some(after) = rest.strip_prefix("=\"") {
+            let close = after.find('"').expect("attribute value closes");
+            attrs.insert(name, after[..close].to_owned());
+            rest = &after[close + 1..];
+        } else {
+            attrs.insert(name, String::new());
+        }
+    }
+    Some(attrs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
+    let world = World::start(hub()).await;
+    fill(&world).await;
+    record_hostile(&world).await;
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
+    options.policy = Some(std::sync::Arc::new(larder_policy(
+        &std::fs::read_to_string(policy(&world)).expect("policy"),
+    )));
+    let mirror = start(world.larder(), options).await.expect("mirror starts");
+
+    let response = reqwest::get(format!("{}/", mirror.url()))
+        .await
+        .expect("GET /");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert!(
+        headers[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    let csp = headers[reqwest::header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .expect("ascii");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let page = response.text().await.expect("body");
+
+    // Each held repo, with its licence verdict as a badge.
+    let tiny = tag_attrs(&page, "data-name=\"acme/tiny\"").expect("acme/tiny row");
+    assert_eq!(tiny["data-kind"], "model");
+    let corpus = tag_attrs(&page, "data-name=\"acme/corpus\"").expect("acme/corpus row");
+    assert_eq!(corpus["data-kind"], "dataset");
+    let row = |name: &str| {
+        let at = page.find(&format!("data-name=\"{name}\"")).expect("row");
+        let end = at + page[at..].find("</tr>").expect("row end");
+        page[at..end].to_owned()
+    };
+    assert!(
+        row("acme/tiny").contains("data-verdict=\"allow\""),
+        "{}",
+        row("acme/tiny")
+    );
+    assert!(row("acme/tiny").contains(">allowed<"));
+    assert!(row("acme/tiny").contains("apache-2.0"));
+    assert!(row("acme/tiny").contains("main → <code>"));
+    assert!(
+        row("acme/corpus").contains("data-verdict=\"deny\""),
+        "{}",
+        row("acme/corpus")
+    );
+    assert!(row("acme/corpus").contains(">denied<"));
+    assert!(row("acme/tiny").contains(&format!("data-bytes=\"{}\"", (1 << 20) + 13)));
+    // The script and style are embedded and served from the mirror itself.
+    assert!(page.contains("<script src=\"/-/larder.js\" defer></script>"));
+    for (path, kind) in [
+        ("/-/larder.js", "text/javascript"),
+        ("/-/larder.css", "text/css"),
+    ] {
+        let asset = reqwest::get(format!("{}{path}", mirror.url()))
+            .await
+            .expect("asset");
+        assert_eq!(asset.status(), StatusCode::OK, "{path}");
+        assert!(
+            asset.headers()[reqwest::header::CONTENT_TYPE]
+                .to_str()
+                .expect("ascii")
+                .starts_with(kind)
+        );
+    }
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "external reference"
+    );
+
+    // Markup from the registry is text, never markup.
+    for raw in ["<img src=x", "<script>alert", "<b>main"] {
+        assert!(!page.contains(raw), "unescaped {raw:?} in the page");
+    }
+    assert!(page.contains("acme/&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;"));
+    assert!(page.contains("&lt;b&gt;main&lt;/b&gt;"));
+
+    // The same rows as JSON, and the search on the server.
+    let overview: Value = reqwest::get(format!("{}/v1/repos", mirror.url()))
+        .await
+        .expect("GET /v1/repos")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = overview["repos"]
+        .as_array()
+        .expect("repos")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, vec![HOSTILE, "acme/tiny", "acme/corpus"]);
+    let tiny = &overview["repos"][1];
+    assert_eq!(tiny["licence"]["verdict"], "allow");
+    assert_eq!(tiny["revisions"], 1);
+    assert_eq!(tiny["refs"], json!(["main"]));
+    assert!(tiny["last_pulled"].as_i64().expect("last_pulled") > 0);
+    assert_eq!(overview["policy"], true);
+    assert_eq!(overview["online"], false);
+
+    let filtered = reqwest::get(format!("{}/?q=NC-4.0", mirror.url()))
+        .await
+        .expect("GET /?q=")
+        .text()
+        .await
+        .expect("body");
+    assert!(filtered.contains("data-name=\"acme/corpus\""));
+    assert!(!filtered.contains("data-name=\"acme/tiny\""));
+    assert!(filtered.contains("value=\"NC-4.0\""));
+    let none = reqwest::get(format!("{}/v1/repos?q=%3Cnothing%3E", mirror.url()))
+        .await
+        .expect("GET")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(none["repos"], json!([]));
+
+    // The Hub routes are untouched by the page's.
+    let resolved = reqwest::get(format!(
+        "{}/acme/tiny/resolve/main/config.json",
+        mirror.url()
+    ))
+    .await
+    .expect("resolve");
+    assert_eq!(resolved.status(), StatusCode::OK);
+    assert_eq!(resolved.text().await.expect("body"), r#"{"tiny":true}"#);
+    mirror.stop().await.expect("stops");
+}
+
+fn larder_policy(text: &str) -> larder_licence::Policy {
+    larder_licence::Policy::from_toml(text).expect("policy parses")
+}
+
+/// The headless browser: `LARDER_CHROMIUM`, else `chromium` (Debian), `chromium-browser` or
+/// `google-chrome` on the PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LARDER_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Load `url` in headless Chromium, let its scripts run for a few (virtual) seconds, and return
+/// the resulting DOM.
+fn dump_dom(browser: &PathBuf, url: &str) -> String {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut child = Command::new(browser)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", browser.display()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut dom = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut dom).map(|_| dom)
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match child.try_wait().expect("wait for chromium") {
+            Some(status) => {
+                assert!(status.success(), "chromium failed: {status}");
+                break;
+            }
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromium did not finish within 60 s");
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    reader.join().expect("reader").expect("DOM is UTF-8")
+}
+
+/// `larder serve` as a child process, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(world: &World, policy: &std::path::Path) -> Served {
+    let mut child = world
+        .cli()
+        .args(["serve", "--addr", "127.0.0.1:0", "--policy"])
+        .arg(policy)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("larder serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(at) = line.find(" at http://") {
+                let url = line[at + 4..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(url);
+                sent = true;
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("larder serve says where it listens");
+    Served { child, url }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_shows_the_pulled_repo_and_live_job_progress() {
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but no Chromium was found: .ci/setup installs Debian's `chromium`"
+        );
+        eprintln!(
+            "SKIPPED browser_shows_the_pulled_repo_and_live_job_progress: no chromium on the \
+             PATH (install Debian's `chromium`, or set LARDER_CHROMIUM)"
+        );
+        return;
+    };
+    let world = World::start(hub()).await;
+    fill(&world).await;
+    let slow_sha = sha256_hex(&content(42, SLOW));
+    world
+        .server
+        .inject(Fault::throttle(256 << 10).sha256(&slow_sha).forever());
+    let policy = policy(&world);
+    let served = serve(&world, &policy);
+    let client = reqwest::Client::new();
+
+    let submitted: Value = client
+        .post(format!("{}/v1/jobs", served.url))
+        .json(&json!({"kind": "pull", "repo": "acme/slow"}))
+        .send()
+        .await
+        .expect("POST /v1/jobs")
+        .json()
+        .await
+        .expect("JSON");
+    let id = submitted["id"].as_i64().expect("job id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let view: JobView = client
+            .get(format!("{}/v1/jobs/{id}", served.url))
+            .send()
+            .await
+            .expect("GET job")
+            .json()
+            .await
+            .expect("job JSON");
+        if view.state == JobState::Running && view.progress.bytes > 0 {
+            break view;
+        }
+        assert!(!view.state.is_final(), "the slow job ended: {view:?}");
+        assert!(Instant::now() < deadline, "the job never made progress");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let url = format!("{}/", served.url);
+    let dom = {
+        let browser = browser.clone();
+        tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
+            .await
+            .expect("join")
+    };
+    // The script ran: it polled the jobs and replaced the placeholder.
+    let polls: u64 = tag_attrs(&dom, "<body")
+        .as_ref()
+        .and_then(|b| b.get("data-polls"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        polls >= 1,
+        "the page's script never polled /v1/jobs:\n{dom}"
+    );
+    assert!(!dom.contains("needs JavaScript"), "{dom}");
+
+    // The pulled repo, with its verdict.
+    let tiny = tag_attrs(&dom, "data-name=\"acme/tiny\"").expect("acme/tiny in the DOM");
+    assert!(!tiny.contains_key("hidden"), "{tiny:?}");
+    let at = dom.find("data-name=\"acme/tiny\"").expect("row");
+    let row = &dom[at..at + dom[at..].find("</tr>").expect("row end")];
+    assert!(row.contains("data-verdict=\"allow\""), "{row}");
+
+    // The running job, with the progress the script put there.
+    let job = tag_attrs(&dom, &format!("id=\"job-{id}\"")).unwrap_or_else(|| {
+        panic!("job {id} not in the DOM:\n{dom}");
+    });
+    assert_eq!(job["data-state"], "running", "{job:?}");
+    let bytes: u64 = job["data-bytes"].parse().expect("data-bytes");
+    let total: u64 = job["data-total"].parse().expect("data-total");
+    assert!(
+        bytes >= before.progress.bytes && bytes > 0,
+        "{job:?} vs {before:?}"
+    );
+    assert!(bytes < SLOW as u64, "{job:?}");
+    assert_eq!(total, SLOW as u64);
+    let at = dom.find(&format!("id=\"job-{id}\"")).expect("job row");
+    let row = &dom[at..at + dom[at..].find("</tr>").expect("row end")];
+    assert!(row.contains("acme/slow@main"), "{row}");
+    assert!(row.contains(" of 24.0 MiB ("), "{row}");
+
+    // The search box filters in the page (`#q=` fills it without asking the server).
+    let url = format!("{}/#q=corpus", served.url);
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
+        .await
+        .expect("join");
+    let corpus = tag_attrs(&dom, "data-name=\"acme/corpus\"").expect("acme/corpus row");
+    assert!(!corpus.contains_key("hidden"), "{corpus:?}");
+    let tiny = tag_attrs(&dom, "data-name=\"acme/tiny\"").expect("acme/tiny row");
+    assert!(
+        tiny.contains_key("hidden"),
+        "acme/tiny not filtered out: {tiny:?}"
+    );
+    assert!(dom.contains("data-filter=\"corpus\""), "{dom}");
+    drop(served);
+}
