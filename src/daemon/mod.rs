@@ -11,7 +11,7 @@ pub mod jobs;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
-use crate::registry::{JobRecord, JobState, RegistryError};
+use crate::registry::{JobRecord, JobState, RegistryError, RepoKind};
 use jobs::{PULL, PullSpec};
 
 /// How the daemon runs jobs.
@@ -65,6 +65,10 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<i64, CancellationToken>>,
     /// Files being transferred by jobs right now.
     pub(crate) active_transfers: AtomicI64,
+    /// Bytes jobs received from the upstream: models, datasets.
+    pub(crate) fetched_bytes: [AtomicU64; 2],
+    /// Files jobs received whose content did not match its digest.
+    pub(crate) verification_failures: AtomicU64,
 }
 
 /// A running job queue and its workers. Cloning shares it.
@@ -89,6 +93,8 @@ impl Daemon {
             shutdown: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             active_transfers: AtomicI64::new(0),
+            fetched_bytes: Default::default(),
+            verification_failures: AtomicU64::new(0),
         });
         let tasks = (0..workers)
             .map(|index| tokio::spawn(worker::run(shared.clone(), index)))
@@ -144,6 +150,16 @@ impl Daemon {
         u64::try_from(self.shared.active_transfers.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
+    /// Bytes jobs received from the upstream for repos of `kind` since the daemon started.
+    pub fn fetched_bytes(&self, kind: RepoKind) -> u64 {
+        self.shared.fetched_bytes[kind_index(kind)].load(Ordering::Relaxed)
+    }
+
+    /// Files jobs received that failed verification (each was fetched again or failed).
+    pub fn verification_failures(&self) -> u64 {
+        self.shared.verification_failures.load(Ordering::Relaxed)
+    }
+
     /// Stop the workers. Running jobs stay `running` in the registry and are re-queued by the
     /// next [`Daemon::start`].
     pub async fn stop(&self) {
@@ -155,5 +171,13 @@ impl Daemon {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// The index of a repo type in per-type counters.
+pub(crate) fn kind_index(kind: RepoKind) -> usize {
+    match kind {
+        RepoKind::Model => 0,
+        RepoKind::Dataset => 1,
     }
 }

@@ -46,15 +46,22 @@ struct JobReporter {
     active: AtomicI64,
     /// Holds the daemon-wide count of files in flight.
     shared: Arc<Shared>,
+    /// Where received bytes are counted: models or datasets.
+    kind_index: usize,
 }
 
 impl JobReporter {
-    fn new(shared: Arc<Shared>) -> JobReporter {
+    fn new(shared: Arc<Shared>, kind: crate::hub::RepoType) -> JobReporter {
+        let kind = match kind {
+            crate::hub::RepoType::Dataset => crate::registry::RepoKind::Dataset,
+            crate::hub::RepoType::Model => crate::registry::RepoKind::Model,
+        };
         JobReporter {
             bytes: AtomicU64::new(0),
             total: AtomicU64::new(0),
             active: AtomicI64::new(0),
             shared,
+            kind_index: crate::daemon::kind_index(kind),
         }
     }
 
@@ -94,6 +101,12 @@ impl Reporter for JobReporter {
             }
             PullEvent::FileProgress { bytes, .. } => {
                 self.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                self.shared.fetched_bytes[self.kind_index].fetch_add(*bytes, Ordering::Relaxed);
+            }
+            PullEvent::Mismatch { .. } => {
+                self.shared
+                    .verification_failures
+                    .fetch_add(1, Ordering::Relaxed);
             }
             PullEvent::FileVerified { .. } | PullEvent::FileFailed { .. } => self.file_ended(),
             _ => {}
@@ -143,7 +156,7 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
         }
     }
     tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
-    let reporter = Arc::new(JobReporter::new(shared.clone()));
+    let reporter = Arc::new(JobReporter::new(shared.clone(), options.kind));
     let progress_task = tokio::spawn(report_progress(
         shared.clone(),
         id,

@@ -8,6 +8,8 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::metrics::ErrorKind;
+
 /// An error answer of the mirror.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -130,6 +132,22 @@ impl ServeError {
         }
     }
 
+    /// What `larder_errors_total` counts this answer under.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServeError::RepoNotFound { .. } => ErrorKind::RepoNotFound,
+            ServeError::RevisionNotFound { .. } => ErrorKind::RevisionNotFound,
+            ServeError::EntryNotFound { .. } => ErrorKind::EntryNotFound,
+            ServeError::Gated { .. } => ErrorKind::GatedRepo,
+            ServeError::NotHeld { .. } => ErrorKind::NotHeld,
+            ServeError::LicenceDenied { .. } => ErrorKind::LicenceDenied,
+            ServeError::Upstream(_) => ErrorKind::UpstreamError,
+            ServeError::BadRequest(_) => ErrorKind::BadRequest,
+            ServeError::NotFound => ErrorKind::NotFound,
+            ServeError::Internal => ErrorKind::InternalError,
+        }
+    }
+
     /// The commit to put in `X-Repo-Commit`, when known.
     pub fn commit(&self) -> Option<&str> {
         match self {
@@ -182,7 +200,10 @@ impl IntoResponse for ServeError {
         if matches!(self, ServeError::NotHeld { .. } | ServeError::Upstream(_)) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
-        (self.status(), headers, body).into_response()
+        let mut response = (self.status(), headers, body).into_response();
+        // The access log counts the error under its kind.
+        response.extensions_mut().insert(self.kind());
+        response
     }
 }
 

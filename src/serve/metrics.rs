@@ -1,11 +1,14 @@
 //! `GET /metrics` (Prometheus text exposition, version 0.0.4) and `GET /healthz`.
 //!
-//! Counters live in [`Metrics`], bumped by the access log for every request; gauges that the
-//! registry knows (jobs by state, store size) are read at scrape time.
+//! Counters live in [`Metrics`] as atomics: the access log counts every request (bytes served,
+//! status class, the error kind a [`ServeError`](super::errors::ServeError) carries), `/resolve`
+//! counts cache hits and misses, pull-through counts the bytes it receives, its transfers in
+//! flight and its failures; the daemon counts what its jobs receive. Gauges that the registry
+//! knows (jobs by state, store size) are read at scrape time.
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -13,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Mirror;
 use super::errors::internal;
+use crate::registry::RepoKind;
 
 /// What a request's bytes are counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +59,108 @@ impl ServedKind {
     }
 }
 
+/// The repo types that have content counters.
+const KINDS: [RepoKind; 2] = [RepoKind::Model, RepoKind::Dataset];
+
+fn kind_index(kind: RepoKind) -> usize {
+    match kind {
+        RepoKind::Model => 0,
+        RepoKind::Dataset => 1,
+    }
+}
+
+/// What went wrong, for `larder_errors_total{kind}`: the error answers of the mirror (named
+/// like the Hub's `X-Error-Code` where it has one) and failures that happen behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Unknown, unmirrored or hidden repo.
+    RepoNotFound,
+    /// Unknown revision.
+    RevisionNotFound,
+    /// No such path at the commit.
+    EntryNotFound,
+    /// Gated or private content refused.
+    GatedRepo,
+    /// Listed but not held, and not fetchable now (503).
+    NotHeld,
+    /// The licence policy refused (451).
+    LicenceDenied,
+    /// An upstream failure answered with 502.
+    UpstreamError,
+    /// A malformed request.
+    BadRequest,
+    /// No such endpoint.
+    NotFound,
+    /// A failure inside the mirror (500).
+    InternalError,
+    /// A pull-through lookup of a revision upstream failed (the store's answer stood).
+    UpstreamLookupFailed,
+    /// A pull-through file transfer failed for another reason than verification.
+    UpstreamTransferFailed,
+    /// Received content did not match its digest (pull-through or job); nothing was published.
+    VerificationFailed,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 13] = [
+        ErrorKind::RepoNotFound,
+        ErrorKind::RevisionNotFound,
+        ErrorKind::EntryNotFound,
+        ErrorKind::GatedRepo,
+        ErrorKind::NotHeld,
+        ErrorKind::LicenceDenied,
+        ErrorKind::UpstreamError,
+        ErrorKind::BadRequest,
+        ErrorKind::NotFound,
+        ErrorKind::InternalError,
+        ErrorKind::UpstreamLookupFailed,
+        ErrorKind::UpstreamTransferFailed,
+        ErrorKind::VerificationFailed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::RepoNotFound => "RepoNotFound",
+            ErrorKind::RevisionNotFound => "RevisionNotFound",
+            ErrorKind::EntryNotFound => "EntryNotFound",
+            ErrorKind::GatedRepo => "GatedRepo",
+            ErrorKind::NotHeld => "NotHeld",
+            ErrorKind::LicenceDenied => "LicenceDenied",
+            ErrorKind::UpstreamError => "UpstreamError",
+            ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::InternalError => "InternalError",
+            ErrorKind::UpstreamLookupFailed => "UpstreamLookupFailed",
+            ErrorKind::UpstreamTransferFailed => "UpstreamTransferFailed",
+            ErrorKind::VerificationFailed => "VerificationFailed",
+        }
+    }
+
+    fn index(self) -> usize {
+        ErrorKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or_default()
+    }
+}
+
 /// Counters of the mirror since it started.
 #[derive(Debug, Default)]
 pub struct Metrics {
     bytes: [AtomicU64; 3],
     /// Requests by status class, 1xx..5xx.
     requests: [AtomicU64; 5],
+    /// Bytes pull-through received from the upstream, by repo type.
+    upstream_bytes: [AtomicU64; 2],
+    /// File requests answered from the store, by repo type.
+    hits: [AtomicU64; 2],
+    /// File requests whose content had to come from the upstream, by repo type.
+    misses: [AtomicU64; 2],
+    /// By [`ErrorKind`].
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// Pull-through transfers in flight.
+    pull_through_active: AtomicI64,
 }
 
 impl Metrics {
@@ -74,11 +174,36 @@ impl Metrics {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
         self.requests[class].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Count an error.
+    pub fn error(&self, kind: ErrorKind) {
+        self.errors[kind.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a file request answered from the store (`hit`) or not.
+    pub fn lookup(&self, kind: RepoKind, hit: bool) {
+        let counters = if hit { &self.hits } else { &self.misses };
+        counters[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count bytes pull-through received from the upstream.
+    pub fn upstream_bytes(&self, kind: RepoKind, bytes: u64) {
+        self.upstream_bytes[kind_index(kind)].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A pull-through transfer started (`+1`) or ended (`-1`).
+    pub fn pull_through_transfers(&self, delta: i64) {
+        self.pull_through_active.fetch_add(delta, Ordering::Relaxed);
+    }
 }
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+fn load(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 /// `GET /metrics`.
@@ -92,7 +217,8 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         Ok(bytes) => bytes,
         Err(e) => return internal("summing blob sizes failed", &e).into_response(),
     };
-    let active = mirror.daemon.as_ref().map_or(0, |d| d.active_transfers());
+    let m = &mirror.metrics;
+    let daemon = mirror.daemon.as_ref();
     let mut out = String::new();
     family(
         &mut out,
@@ -100,12 +226,57 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "counter",
         "Response body bytes sent, by repo type.",
     );
-    for (kind, bytes) in ServedKind::ALL.iter().zip(&mirror.metrics.bytes) {
+    for (kind, bytes) in ServedKind::ALL.iter().zip(&m.bytes) {
         let _ = writeln!(
             out,
             "larder_served_bytes_total{{repo_type=\"{}\"}} {}",
             kind.label(),
-            bytes.load(Ordering::Relaxed)
+            load(bytes)
+        );
+    }
+    family(
+        &mut out,
+        "larder_upstream_bytes_total",
+        "counter",
+        "Bytes received from the upstream, by repo type and by who fetched them.",
+    );
+    for kind in KINDS {
+        let i = kind_index(kind);
+        let jobs_bytes = daemon.map_or(0, |d| d.fetched_bytes(kind));
+        let _ = writeln!(
+            out,
+            "larder_upstream_bytes_total{{repo_type=\"{kind}\",source=\"pull_through\"}} {}",
+            load(&m.upstream_bytes[i])
+        );
+        let _ = writeln!(
+            out,
+            "larder_upstream_bytes_total{{repo_type=\"{kind}\",source=\"job\"}} {jobs_bytes}"
+        );
+    }
+    family(
+        &mut out,
+        "larder_cache_hits_total",
+        "counter",
+        "File requests answered from the store, by repo type.",
+    );
+    for kind in KINDS {
+        let _ = writeln!(
+            out,
+            "larder_cache_hits_total{{repo_type=\"{kind}\"}} {}",
+            load(&m.hits[kind_index(kind)])
+        );
+    }
+    family(
+        &mut out,
+        "larder_cache_misses_total",
+        "counter",
+        "File requests whose content the store lacked (fetched upstream, or refused offline), by repo type.",
+    );
+    for kind in KINDS {
+        let _ = writeln!(
+            out,
+            "larder_cache_misses_total{{repo_type=\"{kind}\"}} {}",
+            load(&m.misses[kind_index(kind)])
         );
     }
     family(
@@ -114,12 +285,32 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "counter",
         "Requests answered, by status class.",
     );
-    for (class, n) in mirror.metrics.requests.iter().enumerate() {
+    for (class, n) in m.requests.iter().enumerate() {
         let _ = writeln!(
             out,
             "larder_http_requests_total{{status=\"{}xx\"}} {}",
             class + 1,
-            n.load(Ordering::Relaxed)
+            load(n)
+        );
+    }
+    family(
+        &mut out,
+        "larder_errors_total",
+        "counter",
+        "Errors by kind: error answers (Hub error codes and others) and failures behind them.",
+    );
+    let job_mismatches = daemon.map_or(0, |d| d.verification_failures());
+    for (kind, n) in ErrorKind::ALL.iter().zip(&m.errors) {
+        let extra = if *kind == ErrorKind::VerificationFailed {
+            job_mismatches
+        } else {
+            0
+        };
+        let _ = writeln!(
+            out,
+            "larder_errors_total{{kind=\"{}\"}} {}",
+            kind.label(),
+            load(n) + extra
         );
     }
     family(
@@ -138,13 +329,19 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "Total size of the blobs the store holds.",
     );
     let _ = writeln!(out, "larder_store_bytes {store_bytes}");
+    let job_transfers = daemon.map_or(0, |d| d.active_transfers());
+    let pull_through = u64::try_from(m.pull_through_active.load(Ordering::Relaxed)).unwrap_or(0);
     family(
         &mut out,
         "larder_active_transfers",
         "gauge",
-        "Files being downloaded by jobs right now.",
+        "Files being downloaded from the upstream right now (jobs and pull-through).",
     );
-    let _ = writeln!(out, "larder_active_transfers {active}");
+    let _ = writeln!(
+        out,
+        "larder_active_transfers {}",
+        job_transfers + pull_through
+    );
     (
         [(
             header::CONTENT_TYPE,

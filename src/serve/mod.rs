@@ -95,7 +95,7 @@ pub struct Mirror {
     /// The job queue, when online.
     daemon: Option<Daemon>,
     /// Request and byte counters for `/metrics`.
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
     /// Licence verdicts per commit (`Some(reason)` = denied), with when they were computed.
     licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
     /// Licence verdicts shown on the web page and `/v1/repos`.
@@ -190,9 +190,10 @@ async fn bind(
 )> {
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     let local_addr = listener.local_addr()?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let pull = options
         .pull_through
-        .then(|| PullThrough::new(larder.clone()));
+        .then(|| PullThrough::new(larder.clone(), metrics.clone()));
     let daemon = if options.pull_through {
         Some(
             Daemon::start(larder.clone(), options.jobs.clone())
@@ -209,7 +210,7 @@ async fn bind(
         details: Mutex::new(HashMap::new()),
         pull,
         daemon: daemon.clone(),
-        metrics: metrics::Metrics::default(),
+        metrics,
         licence_verdicts: Mutex::new(HashMap::new()),
         verdicts: repos::Verdicts::default(),
     });
@@ -274,6 +275,9 @@ async fn access_log(
     mirror
         .metrics
         .record(metrics::ServedKind::of_path(&uri), response.status(), bytes);
+    if let Some(kind) = response.extensions().get::<metrics::ErrorKind>() {
+        mirror.metrics.error(*kind);
+    }
     tracing::info!(
         target: "larder::access",
         client,

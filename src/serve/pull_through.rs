@@ -29,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Semaphore, watch};
 
 use super::errors::{ServeError, internal};
+use super::metrics::{ErrorKind, Metrics};
 use super::resolve::READ_CHUNK;
 use super::{Mirror, Target};
 use crate::Larder;
@@ -199,19 +200,20 @@ pub struct PullThrough {
     probe: reqwest::Client,
     /// When an upstream lookup last failed (cleared by the next success).
     down_since: Mutex<Option<Instant>>,
+    /// The mirror's counters.
+    metrics: Arc<Metrics>,
 }
 
-struct Quiet;
+/// Counts the bytes a transfer receives for `/metrics`.
+struct Counting {
+    metrics: Arc<Metrics>,
+    kind: RepoKind,
+}
 
-impl Reporter for Quiet {
+impl Reporter for Counting {
     fn report(&self, event: &PullEvent) {
-        if let PullEvent::Mismatch {
-            path,
-            expected,
-            actual,
-        } = event
-        {
-            tracing::warn!(path, expected, actual, "pull-through: digest mismatch");
+        if let PullEvent::FileProgress { bytes, .. } = event {
+            self.metrics.upstream_bytes(self.kind, *bytes);
         }
     }
 }
@@ -224,8 +226,8 @@ fn repo_type(kind: RepoKind) -> RepoType {
 }
 
 impl PullThrough {
-    /// Pull-through over `larder`'s upstream client.
-    pub fn new(larder: Larder) -> Self {
+    /// Pull-through over `larder`'s upstream client, counting into `metrics`.
+    pub fn new(larder: Larder, metrics: Arc<Metrics>) -> Self {
         let probe = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(UPSTREAM_TIMEOUT)
@@ -239,6 +241,7 @@ impl PullThrough {
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
             probe,
             down_since: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -285,6 +288,7 @@ impl PullThrough {
                 Some(sha)
             }
             Err(error) => {
+                self.metrics.error(ErrorKind::UpstreamLookupFailed);
                 if matches!(error, HubError::Network { .. } | HubError::Endpoint(_))
                     || error.is_transient()
                 {
@@ -518,7 +522,10 @@ impl PullThrough {
                 retry: self.larder.client.retry_policy(),
                 ..TransferSettings::default()
             },
-            reporter: Arc::new(Quiet),
+            reporter: Arc::new(Counting {
+                metrics: self.metrics.clone(),
+                kind: target.kind,
+            }),
             rate_limit: None,
         };
         let larder = self.larder.clone();
@@ -543,8 +550,11 @@ impl PullThrough {
         let row = file.clone();
         let flights_key = key;
         let this_flights = self.flights.clone();
+        let metrics = self.metrics.clone();
+        metrics.pull_through_transfers(1);
         tokio::spawn(async move {
             let result = transfer::fetch_file_with_hook(&env, job, Some(hook)).await;
+            metrics.pull_through_transfers(-1);
             let stage = match result {
                 Ok(fetched) => {
                     let sha = fetched.digests.sha256.clone();
@@ -565,6 +575,10 @@ impl PullThrough {
                     }
                 }
                 Err(error) => {
+                    metrics.error(match error {
+                        transfer::TransferError::Mismatch { .. } => ErrorKind::VerificationFailed,
+                        _ => ErrorKind::UpstreamTransferFailed,
+                    });
                     let why = transfer::error_chain(&error);
                     tracing::error!(
                         repo,

@@ -98,10 +98,13 @@ pub struct Overview {
     pub online: bool,
 }
 
-/// Cached verdicts: (kind, repo, commit) -> (when, licence).
+/// (kind, repo, commit).
+type CommitKey = (RepoKind, String, String);
+
+/// Cached verdicts: commit -> (when, licence).
 #[derive(Default)]
 pub struct Verdicts {
-    cache: Mutex<HashMap<(RepoKind, String, String), (Instant, LicenceView)>>,
+    cache: Mutex<HashMap<CommitKey, (Instant, LicenceView)>>,
 }
 
 /// Every held public repo (filtered by `query` when given).

@@ -295,8 +295,10 @@ async fn source_for(
         && let Ok(path) = mirror.larder.store.blob_path(sha)
         && path.is_file()
     {
+        mirror.metrics.lookup(target.kind, true);
         return Ok(Source::Blob(path));
     }
+    mirror.metrics.lookup(target.kind, false);
     match &mirror.pull {
         Some(pull) => pull
             .flight(mirror, target, commit, file)

@@ -259,7 +259,7 @@ async fn a_job_left_running_is_requeued_and_completes_after_restart() {
 
 /// Parse Prometheus text: every sample line is `name{labels} value` or `name value`, and each
 /// sample's family has a `# TYPE` line before it. Returns `name{labels}` -> value.
-fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
     let mut typed = BTreeSet::new();
     let mut samples = BTreeMap::new();
     for line in text.lines() {

@@ -7,6 +7,7 @@ mod disk;
 mod faults;
 mod gc;
 mod licence;
+mod metrics;
 mod offline;
 mod pull;
 mod resume;
