@@ -91,37 +91,103 @@ fn policy(world: &World) -> PathBuf {
     path
 }
 
-/// The attributes of the first start tag containing `marker`.
-fn tag_attrs(html: &str, marker: &str) -> Option<BTreeMap<String, String>> {
-    let at = html.find(marker)?;
-    let start = if marker.starts_with('<') {
-        at
-    } else {
-        html[..at].rfind('<')?
-    };
-    let end = at + html[at..].find('>')?;
-    let tag = &html[start + 1..end];
-    let mut attrs = BTreeMap::new();
-    let mut rest = tag.split_once(char::is_whitespace).map_or("", |(_, r)| r);
-    loop {
-        rest = rest.trim_start();
-        if rest.is_empty() || rest.starts_with('/') {
-            break;
-        }
-        let name_end = rest
-            .find(|c: char| c == '=' || c.is_whitespace())
-            .unwrap_or(rest.len());
-        let name = rest[..name_end].to_owned();
-        rest = &rest[name_end..];
-        if let Some(after) = rest.strip_prefix("=\"") {
-            let close = after.find('"').expect("attribute value closes");
-            attrs.insert(name, after[..close].to_owned());
-            rest = &after[close + 1..];
-        } else {
-            attrs.insert(name, String::new());
-        }
+/// A start tag in serialized HTML: where it begins and its attributes (values unescaped).
+#[derive(Debug)]
+struct Tag {
+    at: usize,
+    attrs: BTreeMap<String, String>,
+}
+
+impl Tag {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).map(String::as_str)
     }
-    Some(attrs)
+
+    fn has(&self, name: &str) -> bool {
+        self.attrs.contains_key(name)
+    }
+}
+
+fn unescape(value: &str) -> String {
+    value
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
+}
+
+/// Every `<name ...>` start tag. Attribute values are read up to their closing quote, so a `>`
+/// inside one (serializers differ on escaping it) does not end the tag.
+fn start_tags(html: &str, name: &str) -> Vec<Tag> {
+    let open = format!("<{name}");
+    let mut tags = Vec::new();
+    let mut from = 0;
+    while let Some(found) = html[from..].find(&open) {
+        let at = from + found;
+        from = at + open.len();
+        let mut rest = &html[from..];
+        if !rest.starts_with(|c: char| c.is_whitespace() || c == '>') {
+            continue;
+        }
+        let mut attrs = BTreeMap::new();
+        loop {
+            rest = rest.trim_start();
+            if rest.is_empty() || rest.starts_with('>') || rest.starts_with("/>") {
+                break;
+            }
+            let end = rest
+                .find(|c: char| c == '=' || c == '>' || c.is_whitespace())
+                .unwrap_or(rest.len());
+            let key = rest[..end].to_owned();
+            rest = &rest[end..];
+            if let Some(after) = rest.strip_prefix("=\"") {
+                let close = after.find('"').expect("attribute value closes");
+                attrs.insert(key, unescape(&after[..close]));
+                rest = &after[close + 1..];
+            } else {
+                attrs.insert(key, String::new());
+            }
+        }
+        tags.push(Tag { at, attrs });
+    }
+    tags
+}
+
+/// The first `<name>` whose attribute `key` is `value`.
+fn find_tag(html: &str, name: &str, key: &str, value: &str) -> Option<Tag> {
+    start_tags(html, name)
+        .into_iter()
+        .find(|tag| tag.get(key) == Some(value))
+}
+
+/// The `<tr>` of a repo, and its markup up to `</tr>`.
+fn repo_row<'a>(html: &'a str, repo: &str) -> (Tag, &'a str) {
+    let tag = find_tag(html, "tr", "data-name", repo)
+        .unwrap_or_else(|| panic!("no row for {repo}:\n{html}"));
+    let end = tag.at + html[tag.at..].find("</tr>").expect("row end");
+    let markup = &html[tag.at..end];
+    (tag, markup)
+}
+
+/// The HTML with every quoted attribute value removed: what is left is markup and text, so a
+/// `<img` there is an element (text has it as `&lt;img`).
+fn without_attribute_values(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let (mut in_tag, mut in_quote) = (false, false);
+    for c in html.chars() {
+        match (in_tag, in_quote, c) {
+            (true, false, '"') => in_quote = true,
+            (true, true, '"') => in_quote = false,
+            (true, true, _) => continue,
+            (false, _, '<') => in_tag = true,
+            (true, false, '>') => in_tag = false,
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,15 +222,15 @@ async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
     let page = response.text().await.expect("body");
 
     // Each held repo, with its licence verdict as a badge.
-    let tiny = tag_attrs(&page, "data-name=\"acme/tiny\"").expect("acme/tiny row");
-    assert_eq!(tiny["data-kind"], "model");
-    let corpus = tag_attrs(&page, "data-name=\"acme/corpus\"").expect("acme/corpus row");
-    assert_eq!(corpus["data-kind"], "dataset");
-    let row = |name: &str| {
-        let at = page.find(&format!("data-name=\"{name}\"")).expect("row");
-        let end = at + page[at..].find("</tr>").expect("row end");
-        page[at..end].to_owned()
-    };
+    assert_eq!(
+        repo_row(&page, "acme/tiny").0.get("data-kind"),
+        Some("model")
+    );
+    assert_eq!(
+        repo_row(&page, "acme/corpus").0.get("data-kind"),
+        Some("dataset")
+    );
+    let row = |name: &str| repo_row(&page, name).1.to_owned();
     assert!(
         row("acme/tiny").contains("data-verdict=\"allow\""),
         "{}",
@@ -381,6 +447,7 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     };
     let world = World::start(hub()).await;
     fill(&world).await;
+    record_hostile(&world).await;
     let slow_sha = sha256_hex(&content(42, SLOW));
     world
         .server
@@ -425,9 +492,9 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
             .expect("join")
     };
     // The script ran: it polled the jobs and replaced the placeholder.
-    let polls: u64 = tag_attrs(&dom, "<body")
-        .as_ref()
-        .and_then(|b| b.get("data-polls"))
+    let polls: u64 = start_tags(&dom, "body")
+        .first()
+        .and_then(|body| body.get("data-polls"))
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     assert!(
@@ -437,42 +504,69 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     assert!(!dom.contains("needs JavaScript"), "{dom}");
 
     // The pulled repo, with its verdict.
-    let tiny = tag_attrs(&dom, "data-name=\"acme/tiny\"").expect("acme/tiny in the DOM");
-    assert!(!tiny.contains_key("hidden"), "{tiny:?}");
-    let at = dom.find("data-name=\"acme/tiny\"").expect("row");
-    let row = &dom[at..at + dom[at..].find("</tr>").expect("row end")];
+    let (tiny, row) = repo_row(&dom, "acme/tiny");
+    assert!(!tiny.has("hidden"), "{tiny:?}");
     assert!(row.contains("data-verdict=\"allow\""), "{row}");
 
     // The running job, with the progress the script put there.
-    let job = tag_attrs(&dom, &format!("id=\"job-{id}\"")).unwrap_or_else(|| {
-        panic!("job {id} not in the DOM:\n{dom}");
-    });
-    assert_eq!(job["data-state"], "running", "{job:?}");
-    let bytes: u64 = job["data-bytes"].parse().expect("data-bytes");
-    let total: u64 = job["data-total"].parse().expect("data-total");
+    let job = find_tag(&dom, "tr", "id", &format!("job-{id}"))
+        .unwrap_or_else(|| panic!("job {id} not in the DOM:\n{dom}"));
+    assert_eq!(job.get("data-state"), Some("running"), "{job:?}");
+    let number = |key: &str| -> u64 {
+        job.get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} of {job:?}"))
+    };
+    let (bytes, total) = (number("data-bytes"), number("data-total"));
     assert!(
         bytes >= before.progress.bytes && bytes > 0,
         "{job:?} vs {before:?}"
     );
     assert!(bytes < SLOW as u64, "{job:?}");
     assert_eq!(total, SLOW as u64);
-    let at = dom.find(&format!("id=\"job-{id}\"")).expect("job row");
-    let row = &dom[at..at + dom[at..].find("</tr>").expect("row end")];
+    let row = &dom[job.at..job.at + dom[job.at..].find("</tr>").expect("row end")];
     assert!(row.contains("acme/slow@main"), "{row}");
     assert!(row.contains(" of 24.0 MiB ("), "{row}");
 
-    // The search box filters in the page (`#q=` fills it without asking the server).
-    let url = format!("{}/#q=corpus", served.url);
+    // Markup in names, refs and licences stays text.
+    let (hostile, _) = repo_row(&dom, HOSTILE);
+    assert!(!hostile.has("hidden"), "{hostile:?}");
+    let markup = without_attribute_values(&dom);
+    assert!(
+        markup.contains("acme/&lt;img src=x onerror=alert(1)&gt;"),
+        "{dom}"
+    );
+    for raw in ["<img", "<b>main", "<script>alert"] {
+        assert!(!markup.contains(raw), "{raw} became markup:\n{dom}");
+    }
+
+    // The search box filters in the page: `#q=` fills it without asking the server. The server
+    // rendered only `?q=tiny`'s rows, so the script fetched `/v1/repos` and built the others.
+    let url = format!("{}/?q=tiny#q=corpus", served.url);
     let dom = tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
         .await
         .expect("join");
-    let corpus = tag_attrs(&dom, "data-name=\"acme/corpus\"").expect("acme/corpus row");
-    assert!(!corpus.contains_key("hidden"), "{corpus:?}");
-    let tiny = tag_attrs(&dom, "data-name=\"acme/tiny\"").expect("acme/tiny row");
+    let (corpus, row) = repo_row(&dom, "acme/corpus");
+    assert!(!corpus.has("hidden"), "{corpus:?}");
     assert!(
-        tiny.contains_key("hidden"),
-        "acme/tiny not filtered out: {tiny:?}"
+        row.contains("data-verdict=\"deny\"") && row.contains(">denied<"),
+        "{row}"
     );
-    assert!(dom.contains("data-filter=\"corpus\""), "{dom}");
+    let (tiny, _) = repo_row(&dom, "acme/tiny");
+    assert!(tiny.has("hidden"), "acme/tiny not filtered out: {tiny:?}");
+    let (hostile, _) = repo_row(&dom, HOSTILE);
+    assert!(hostile.has("hidden"), "{hostile:?}");
+    assert_eq!(
+        start_tags(&dom, "body")[0].get("data-filter"),
+        Some("corpus")
+    );
+    let markup = without_attribute_values(&dom);
+    assert!(
+        markup.contains("acme/&lt;img src=x onerror=alert(1)&gt;"),
+        "{dom}"
+    );
+    for raw in ["<img", "<b>main", "<script>alert"] {
+        assert!(!markup.contains(raw), "{raw} became markup:\n{dom}");
+    }
     drop(served);
 }

@@ -242,9 +242,11 @@
     applyFilter();
   });
 
-  // `#q=words` fills the box without a round trip to the server.
+  // `#q=words` fills the box without a round trip to the server (rows a `?q=` left out on the
+  // server are fetched first).
   if (location.hash.indexOf('#q=') === 0) {
     box.value = decodeURIComponent(location.hash.slice(3).replace(/\+/g, ' '));
+    if (serverFiltered) refreshRepos();
   }
   applyFilter();
   refreshTimes();
