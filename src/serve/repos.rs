@@ -246,3 +246,54 @@ pub fn search_query(query: Option<&str>) -> Option<String> {
         .map(|(_, value)| value.trim().to_owned())
         .filter(|value| !value.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, licence: &str) -> RepoRow {
+        RepoRow {
+            kind: RepoKind::Model,
+            name: name.to_owned(),
+            gated: None,
+            revisions: 1,
+            commit: "a".repeat(40),
+            refs: vec!["main".to_owned()],
+            files: 1,
+            files_held: 1,
+            bytes_held: 1,
+            bytes_total: 1,
+            licence: LicenceView {
+                id: licence.to_owned(),
+                name: "Apache License 2.0".to_owned(),
+                verdict: "allow".to_owned(),
+                reasons: Vec::new(),
+            },
+            last_pulled: 0,
+            last_checked: None,
+        }
+    }
+
+    #[test]
+    fn search_needs_every_word_in_any_case() {
+        let r = row("Acme/Tiny-Llama", "apache-2.0");
+        assert!(r.matches("tiny"));
+        assert!(r.matches("TINY apache"));
+        assert!(r.matches("model llama"));
+        assert!(r.matches("License 2.0"));
+        assert!(!r.matches("tiny mit"));
+        assert!(!r.matches("dataset"));
+        assert!(r.matches(""));
+    }
+
+    #[test]
+    fn the_query_parameter_is_decoded_and_trimmed() {
+        assert_eq!(search_query(Some("q=a+b%3C")), Some("a b<".to_owned()));
+        assert_eq!(
+            search_query(Some("x=1&q=%20tiny%20")),
+            Some("tiny".to_owned())
+        );
+        assert_eq!(search_query(Some("q=+")), None);
+        assert_eq!(search_query(None), None);
+    }
+}
