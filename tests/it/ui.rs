@@ -432,6 +432,170 @@ fn serve(world: &World, policy: &std::path::Path) -> Served {
     Served { child, url }
 }
 
+/// A page in headless Chromium driven over the DevTools protocol on a pipe
+/// (`--remote-debugging-pipe`: NUL-terminated JSON, commands on fd 3, answers on fd 4), so the
+/// test can type into the page and watch it change, as a person would.
+struct Browser {
+    child: Child,
+    commands: std::io::PipeWriter,
+    answers: BufReader<std::io::PipeReader>,
+    next_id: u64,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn open(browser: &std::path::Path, url: &str) -> Browser {
+        let profile = tempfile::tempdir().expect("profile dir");
+        let (command_read, command_write) = std::io::pipe().expect("pipe");
+        let (answer_read, answer_write) = std::io::pipe().expect("pipe");
+        // The shell moves the pipes to the descriptors Chromium reads and writes.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 3<&0 4>&1 </dev/null >/dev/null")
+            .arg(browser)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-pipe",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::from(command_read))
+            .stdout(Stdio::from(answer_write))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromium starts");
+        let mut browser = Browser {
+            child,
+            commands: command_write,
+            answers: BufReader::new(answer_read),
+            next_id: 0,
+            session: String::new(),
+            _profile: profile,
+        };
+        let target = browser.call("Target.createTarget", json!({ "url": url }));
+        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
+        let attached = browser.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target_id, "flatten": true }),
+        );
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_owned();
+        browser
+    }
+
+    /// Send a command (to the page once attached) and wait for its answer.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        use std::io::Write;
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            message["sessionId"] = json!(self.session);
+        }
+        let mut bytes = serde_json::to_vec(&message).expect("JSON");
+        bytes.push(0);
+        self.commands.write_all(&bytes).expect("write to chromium");
+        loop {
+            let mut raw = Vec::new();
+            let n = self
+                .answers
+                .read_until(0, &mut raw)
+                .expect("read from chromium");
+            assert!(n > 0, "chromium closed the pipe");
+            raw.pop();
+            let answer: Value = serde_json::from_slice(&raw).expect("JSON from chromium");
+            if answer["id"] == json!(id) {
+                assert!(answer.get("error").is_none(), "{method}: {answer}");
+                return answer["result"].clone();
+            }
+        }
+    }
+
+    /// Evaluate a JavaScript expression in the page; its JSON value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        assert!(
+            result.get("exceptionDetails").is_none(),
+            "{expression}: {result}"
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluate until `done(value)`, for up to 20 seconds.
+    fn wait_for(&mut self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let value = self.eval(expression);
+            if done(&value) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "{expression} stayed {value}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Type into the search box and watch a running job's progress move, in one live page.
+fn interact(browser: &std::path::Path, url: &str, job: i64) {
+    let mut page = Browser::open(browser, url);
+    let bytes = format!(
+        "(() => {{ const r = document.getElementById('job-{job}'); \
+         return r ? Number(r.dataset.bytes) : 0; }})()"
+    );
+    let first = page.wait_for(&bytes, |v| v.as_u64().unwrap_or(0) > 0);
+    // The progress moves while the page stays (no reload: a marker set now survives).
+    page.eval("window.stillTheSamePage = true");
+    let first = first.as_u64().unwrap_or(0);
+    page.wait_for(&bytes, |v| v.as_u64().unwrap_or(0) > first);
+    assert_eq!(page.eval("window.stillTheSamePage === true"), json!(true));
+
+    // Typing filters the rows as one types, and keeps the filter in the address bar.
+    page.eval("document.getElementById('q').focus()");
+    page.call("Input.insertText", json!({ "text": "corpus" }));
+    let rows = "JSON.stringify(Array.from(document.querySelectorAll('tr.repo')) \
+                .map(r => [r.dataset.name, r.hidden]))";
+    let shown = page.wait_for(rows, |v| {
+        let rows: Vec<(String, bool)> =
+            serde_json::from_str(v.as_str().unwrap_or("[]")).unwrap_or_default();
+        rows.iter()
+            .any(|(name, hidden)| name == "acme/tiny" && *hidden)
+    });
+    let rows: Vec<(String, bool)> =
+        serde_json::from_str(shown.as_str().expect("string")).expect("rows");
+    for (name, hidden) in &rows {
+        assert_eq!(*hidden, name != "acme/corpus", "{rows:?}");
+    }
+    assert_eq!(page.eval("location.search"), json!("?q=corpus"));
+    assert_eq!(
+        page.eval("document.getElementById('no-match').hidden"),
+        json!(true)
+    );
+    // Nothing matches: the page says so.
+    page.eval("document.getElementById('q').select()");
+    page.call("Input.insertText", json!({ "text": "no-such-repo" }));
+    page.wait_for("document.getElementById('no-match').hidden", |v| {
+        *v == json!(false)
+    });
+    assert_eq!(page.eval("window.stillTheSamePage === true"), json!(true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     let Some(browser) = chromium() else {
@@ -543,9 +707,12 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     // The search box filters in the page: `#q=` fills it without asking the server. The server
     // rendered only `?q=tiny`'s rows, so the script fetched `/v1/repos` and built the others.
     let url = format!("{}/?q=tiny#q=corpus", served.url);
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
-        .await
-        .expect("join");
+    let dom = {
+        let browser = browser.clone();
+        tokio::task::spawn_blocking(move || dump_dom(&browser, &url))
+            .await
+            .expect("join")
+    };
     let (corpus, row) = repo_row(&dom, "acme/corpus");
     assert!(!corpus.has("hidden"), "{corpus:?}");
     assert!(
@@ -568,5 +735,12 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     for raw in ["<img", "<b>main", "<script>alert"] {
         assert!(!markup.contains(raw), "{raw} became markup:\n{dom}");
     }
+
+    // A live page: typing into the search box, and the job's progress moving.
+    let url = format!("{}/", served.url);
+    let browser = chromium().expect("chromium");
+    tokio::task::spawn_blocking(move || interact(&browser, &url, id))
+        .await
+        .expect("the live page behaves");
     drop(served);
 }
