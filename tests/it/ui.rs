@@ -1,6 +1,8 @@
 //! The web page at `/`: repos with licence verdicts, hostile names escaped, `/v1/repos`, the
-//! `?q=` filter; then the real `larder serve` driven by a real headless Chromium, which must
-//! show the pulled repo and a running job's progress filled in by the page's script.
+//! `?q=` filter; then the real `larder serve` in a real headless Chromium, which must show the
+//! pulled repo and a running job's progress filled in by the page's script (`--dump-dom`), and,
+//! driven over the DevTools protocol, filter the rows as one types and update the job's
+//! progress without a reload.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -19,9 +21,11 @@ use crate::common::{World, content, options, pull_with, sha256_hex};
 
 const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
 const HOSTILE_LICENCE: &str = "<script>alert('licence')</script>";
-const SLOW: usize = 24 << 20;
+/// The running job's file: large and throttled, so that the job runs through the whole test,
+/// yet its progress (flushed per MiB and connection) moves every second or two.
+const SLOW: usize = 64 << 20;
 
-fn hub() -> Hub {
+fn hub(with_slow: bool) -> Hub {
     let hub = Hub::new();
     hub.repo(RepoKind::Model, "acme/tiny")
         .card(json!({"license": "apache-2.0"}))
@@ -32,10 +36,12 @@ fn hub() -> Hub {
         .card(json!({"license": "cc-by-nc-4.0"}))
         .regular_file("train.csv", b"a,b\n1,2\n".to_vec())
         .commit("main");
-    hub.repo(RepoKind::Model, "acme/slow")
-        .card(json!({"license": "mit"}))
-        .lfs_file("model.safetensors", content(42, SLOW))
-        .commit("main");
+    if with_slow {
+        hub.repo(RepoKind::Model, "acme/slow")
+            .card(json!({"license": "mit"}))
+            .lfs_file("model.safetensors", content(42, SLOW))
+            .commit("main");
+    }
     hub
 }
 
@@ -192,7 +198,7 @@ fn without_attribute_values(html: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
-    let world = World::start(hub()).await;
+    let world = World::start(hub(false)).await;
     fill(&world).await;
     record_hostile(&world).await;
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
@@ -609,13 +615,13 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
         );
         return;
     };
-    let world = World::start(hub()).await;
+    let world = World::start(hub(true)).await;
     fill(&world).await;
     record_hostile(&world).await;
     let slow_sha = sha256_hex(&content(42, SLOW));
     world
         .server
-        .inject(Fault::throttle(256 << 10).sha256(&slow_sha).forever());
+        .inject(Fault::throttle(512 << 10).sha256(&slow_sha).forever());
     let policy = policy(&world);
     let served = serve(&world, &policy);
     let client = reqwest::Client::new();
@@ -690,7 +696,7 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     assert_eq!(total, SLOW as u64);
     let row = &dom[job.at..job.at + dom[job.at..].find("</tr>").expect("row end")];
     assert!(row.contains("acme/slow@main"), "{row}");
-    assert!(row.contains(" of 24.0 MiB ("), "{row}");
+    assert!(row.contains(" of 64.0 MiB ("), "{row}");
 
     // Markup in names, refs and licences stays text.
     let (hostile, _) = repo_row(&dom, HOSTILE);
