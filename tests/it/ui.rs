@@ -21,11 +21,15 @@ use crate::common::{World, content, options, pull_with, sha256_hex};
 
 const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
 const HOSTILE_LICENCE: &str = "<script>alert('licence')</script>";
-/// The running job's file: large and throttled, so that the job runs through the whole test,
-/// yet its progress (flushed per MiB and connection) moves every second or two.
-const SLOW: usize = 64 << 20;
+/// The running job's file, throttled to [`SLOW_RATE`] per connection: its progress (flushed per
+/// MiB and connection) shows within two seconds and moves every second, and the job (8
+/// connections, about 4 MiB/s) runs for some 40 s, well past the end of the test.
+const SLOW: usize = 160 << 20;
+/// See [`SLOW`].
+const SLOW_RATE: u64 = 512 << 10;
 
-fn hub(with_slow: bool) -> Hub {
+/// The stand-in's repos; `slow`: the bytes of `acme/slow`'s weights.
+fn hub(slow: Option<Vec<u8>>) -> Hub {
     let hub = Hub::new();
     hub.repo(RepoKind::Model, "acme/tiny")
         .card(json!({"license": "apache-2.0"}))
@@ -36,10 +40,10 @@ fn hub(with_slow: bool) -> Hub {
         .card(json!({"license": "cc-by-nc-4.0"}))
         .regular_file("train.csv", b"a,b\n1,2\n".to_vec())
         .commit("main");
-    if with_slow {
+    if let Some(slow) = slow {
         hub.repo(RepoKind::Model, "acme/slow")
             .card(json!({"license": "mit"}))
-            .lfs_file("model.safetensors", content(42, SLOW))
+            .lfs_file("model.safetensors", slow)
             .commit("main");
     }
     hub
@@ -198,7 +202,7 @@ fn without_attribute_values(html: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
-    let world = World::start(hub(false)).await;
+    let world = World::start(hub(None)).await;
     fill(&world).await;
     record_hostile(&world).await;
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
@@ -615,13 +619,14 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
         );
         return;
     };
-    let world = World::start(hub(true)).await;
+    let slow = content(42, SLOW);
+    let slow_sha = sha256_hex(&slow);
+    let world = World::start(hub(Some(slow))).await;
     fill(&world).await;
     record_hostile(&world).await;
-    let slow_sha = sha256_hex(&content(42, SLOW));
     world
         .server
-        .inject(Fault::throttle(512 << 10).sha256(&slow_sha).forever());
+        .inject(Fault::throttle(SLOW_RATE).sha256(&slow_sha).forever());
     let policy = policy(&world);
     let served = serve(&world, &policy);
     let client = reqwest::Client::new();
@@ -696,7 +701,7 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     assert_eq!(total, SLOW as u64);
     let row = &dom[job.at..job.at + dom[job.at..].find("</tr>").expect("row end")];
     assert!(row.contains("acme/slow@main"), "{row}");
-    assert!(row.contains(" of 64.0 MiB ("), "{row}");
+    assert!(row.contains(" of 160.0 MiB ("), "{row}");
 
     // Markup in names, refs and licences stays text.
     let (hostile, _) = repo_row(&dom, HOSTILE);
@@ -748,5 +753,23 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     tokio::task::spawn_blocking(move || interact(&browser, &url, id))
         .await
         .expect("the live page behaves");
+    // Everything above saw the job running, as intended.
+    let after: JobView = client
+        .get(format!("{}/v1/jobs/{id}", served.url))
+        .send()
+        .await
+        .expect("GET job")
+        .json()
+        .await
+        .expect("job JSON");
+    assert_eq!(
+        after.state,
+        JobState::Running,
+        "the slow job ended early: {after:?}"
+    );
+    eprintln!(
+        "browser test: the job held {} of {} bytes at the end",
+        after.progress.bytes, after.progress.total
+    );
     drop(served);
 }
