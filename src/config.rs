@@ -1,6 +1,7 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
-//! Only the `[policy]` table exists so far (the licence policy, see `docs/licences.md`).
+//! `[policy]` is the licence policy (see `docs/licences.md`); `[daemon]` holds the limits,
+//! quota and webhook of `larder serve` (see `docs/operations.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -19,6 +20,25 @@ pub struct Config {
     /// The licence policy (`[policy]`).
     #[serde(default)]
     pub policy: Option<PolicySpec>,
+    /// Limits, quota and webhook of the daemon (`[daemon]`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: settings of `larder serve` that flags override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Total download rate of every job, e.g. `"100MB/s"` (`--max-rate`).
+    pub max_rate: Option<String>,
+    /// Store quota, e.g. `"2TB"` (`--quota`).
+    pub quota: Option<String>,
+    /// Jobs run at once (`--job-workers`).
+    pub job_workers: Option<u16>,
+    /// Requests served at once; more are answered 503 (`--max-connections`).
+    pub max_connections: Option<usize>,
+    /// Where to POST tracking events (JSON).
+    pub webhook: Option<String>,
 }
 
 /// Why the config or a policy file could not be used.
@@ -51,6 +71,26 @@ pub enum ConfigError {
         #[source]
         source: PolicyError,
     },
+}
+
+/// A config value that parsed as TOML but is not usable.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigValueError {
+    /// The key, e.g. `daemon.quota`.
+    pub key: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl ConfigValueError {
+    /// An error about `key`.
+    pub fn new(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigValueError {
+            key,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Config {

@@ -29,7 +29,9 @@ mod migrate;
 mod queries;
 mod readers;
 mod registry;
+mod retention;
 mod snapshot;
+mod tracking;
 mod types;
 mod validate;
 mod writer;
@@ -40,6 +42,8 @@ pub use jobs::{JobRecord, JobState, ParseJobStateError};
 pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
+pub use retention::{EvictionCandidate, Served};
+pub use tracking::{TrackCheck, TrackedRef};
 pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,

@@ -13,10 +13,12 @@
 pub mod admin;
 pub mod errors;
 pub mod hub_api;
+pub mod limit;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
 pub mod resolve;
+pub mod served;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,6 +62,10 @@ pub struct ServeOptions {
     /// The job queue's workers; jobs run only with pull-through (an offline mirror refuses
     /// new jobs).
     pub jobs: DaemonOptions,
+    /// How often the times commits were served are written to the registry.
+    pub served_flush_every: Duration,
+    /// Client connections open at once; more wait in the listen backlog (`None`: no limit).
+    pub max_connections: Option<usize>,
     /// Licence policy applied to file content served (and so pulled through): a repo whose
     /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
     /// 451 with the reason.
@@ -76,6 +82,8 @@ impl ServeOptions {
             page_size: 1000,
             policy: None,
             jobs: DaemonOptions::default(),
+            served_flush_every: Duration::from_secs(5),
+            max_connections: None,
         }
     }
 }
@@ -96,6 +104,8 @@ pub struct Mirror {
     metrics: metrics::Metrics,
     /// Licence verdicts per commit (`Some(reason)` = denied), with when they were computed.
     licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
+    /// Commits served since the last write of their served times.
+    served: Arc<served::ServedLog>,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -115,6 +125,8 @@ pub struct RunningMirror {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     daemon: Option<Daemon>,
+    served: Arc<served::ServedLog>,
+    registry: crate::registry::Registry,
 }
 
 impl RunningMirror {
@@ -137,17 +149,20 @@ impl RunningMirror {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match (&mut self.task).await {
+        let result = match (&mut self.task).await {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
-        }
+        };
+        self.served.flush(&self.registry).await;
+        result
     }
 }
 
 /// Bind and start the mirror in the background.
 pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<RunningMirror> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, daemon, fut) = bind(larder, options, async {
+    let registry = larder.registry.clone();
+    let (addr, daemon, served, fut) = bind(larder, options, async {
         let _ = rx.await;
     })
     .await?;
@@ -157,6 +172,8 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
         shutdown: Some(tx),
         task,
         daemon,
+        served,
+        registry,
     })
 }
 
@@ -166,12 +183,14 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (addr, daemon, fut) = bind(larder, options, shutdown).await?;
+    let registry = larder.registry.clone();
+    let (addr, daemon, served, fut) = bind(larder, options, shutdown).await?;
     tracing::info!(%addr, "serving");
     let result = fut.await;
     if let Some(daemon) = daemon {
         daemon.stop().await;
     }
+    served.flush(&registry).await;
     result
 }
 
@@ -182,6 +201,7 @@ async fn bind(
 ) -> std::io::Result<(
     SocketAddr,
     Option<Daemon>,
+    Arc<served::ServedLog>,
     impl Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
@@ -198,9 +218,16 @@ async fn bind(
     } else {
         None
     };
+    let served = Arc::new(served::ServedLog::default());
+    served::ServedLog::spawn_flusher(
+        served.clone(),
+        larder.registry.clone(),
+        options.served_flush_every,
+    );
     let mirror = Arc::new(Mirror {
         larder,
         options,
+        served: served.clone(),
         local_addr,
         details: Mutex::new(HashMap::new()),
         pull,
@@ -208,16 +235,28 @@ async fn bind(
         metrics: metrics::Metrics::default(),
         licence_verdicts: Mutex::new(HashMap::new()),
     });
-    let app = router(mirror);
-    let fut = async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-    };
-    Ok((local_addr, daemon, fut))
+    let max_connections = mirror.options.max_connections;
+    let app = router(mirror).into_make_service_with_connect_info::<SocketAddr>();
+    let fut: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match max_connections {
+            Some(limit) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` only lends the wrapper the connect-info (client address) support.
+                let listener = limit::LimitedListener::new(listener, limit)
+                    .tap_io(|_: &mut limit::LimitedStream| {});
+                Box::pin(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                })
+            }
+            None => Box::pin(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }),
+        };
+    Ok((local_addr, daemon, served, fut))
 }
 
 /// The mirror's router: the management API, health and metrics, one handler for every Hub

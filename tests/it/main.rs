@@ -11,4 +11,5 @@ mod offline;
 mod pull;
 mod resume;
 mod serve;
+mod tracking;
 mod verify;
