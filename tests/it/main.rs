@@ -9,6 +9,7 @@ mod gc;
 mod licence;
 mod offline;
 mod pull;
+mod quota;
 mod resume;
 mod serve;
 mod tracking;
