@@ -12,6 +12,7 @@ mod notice;
 mod pin;
 mod progress;
 mod pull;
+mod remote_pull;
 mod serve;
 mod show;
 mod track;
@@ -116,6 +117,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } = cli;
     let command = match command {
         Command::Jobs(args) => return jobs::run(args).await,
+        Command::Pull(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return pull::run_on_daemon(&daemon, args).await;
+        }
         command => command,
     };
     let settings = Settings::resolve(home, Some(endpoint));

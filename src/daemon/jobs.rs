@@ -217,13 +217,44 @@ impl PullSpec {
     }
 }
 
-/// Bytes of a job's files held so far, of the total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Bytes of a job's files held so far, of the total (for a conversion: tensor bytes converted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Bytes held (reused, resumed or received).
     pub bytes: u64,
     /// Bytes of every selected file; 0 until the revision is resolved.
     pub total: u64,
+    /// A pull's plan and the files in flight, once resolved (what `larder pull --daemon` draws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
+}
+
+/// What a running pull is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// The commit the revision resolved to.
+    pub commit: String,
+    /// Files selected.
+    pub files: usize,
+    /// Files to fetch (the rest were held).
+    pub fetch_files: usize,
+    /// Bytes to fetch, before resumption.
+    pub fetch_bytes: u64,
+    /// Files verified so far in this run.
+    pub verified: usize,
+    /// Files being transferred now.
+    pub active: Vec<ActiveFile>,
+}
+
+/// A file being transferred.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveFile {
+    /// Path in the repo.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Bytes on disk so far.
+    pub bytes: u64,
 }
 
 /// A job as the API shows it.

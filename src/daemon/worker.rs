@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Shared;
-use crate::daemon::jobs::{CONVERT, ConvertSpec, PULL, Progress, PullSpec};
+use crate::daemon::jobs::{
+    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec,
+};
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState};
 
@@ -46,6 +48,8 @@ struct JobReporter {
     active: AtomicI64,
     /// Holds the daemon-wide count of files in flight.
     shared: Arc<Shared>,
+    /// The plan and the files in flight, once resolved.
+    detail: std::sync::Mutex<Option<PullProgress>>,
 }
 
 impl JobReporter {
@@ -55,6 +59,7 @@ impl JobReporter {
             total: AtomicU64::new(0),
             active: AtomicI64::new(0),
             shared,
+            detail: std::sync::Mutex::new(None),
         }
     }
 
@@ -68,6 +73,15 @@ impl JobReporter {
         Progress {
             bytes: if total > 0 { bytes.min(total) } else { bytes },
             total,
+            pull: self.detail.lock().ok().and_then(|d| d.clone()),
+        }
+    }
+
+    fn with_detail(&self, change: impl FnOnce(&mut PullProgress)) {
+        if let Ok(mut detail) = self.detail.lock()
+            && let Some(detail) = detail.as_mut()
+        {
+            change(detail);
         }
     }
 
@@ -81,21 +95,66 @@ impl Reporter for JobReporter {
     fn report(&self, event: &PullEvent) {
         match event {
             PullEvent::Resolved {
-                bytes, fetch_bytes, ..
+                bytes,
+                fetch_bytes,
+                commit,
+                files,
+                fetch_files,
+                ..
             } => {
                 self.total.store(*bytes, Ordering::Relaxed);
                 self.bytes
                     .store(bytes.saturating_sub(*fetch_bytes), Ordering::Relaxed);
+                if let Ok(mut detail) = self.detail.lock() {
+                    *detail = Some(PullProgress {
+                        commit: commit.clone(),
+                        files: *files,
+                        fetch_files: *fetch_files,
+                        fetch_bytes: *fetch_bytes,
+                        verified: 0,
+                        active: Vec::new(),
+                    });
+                }
             }
-            PullEvent::FileStarted { resumed, .. } => {
+            PullEvent::FileStarted {
+                path,
+                size,
+                resumed,
+            } => {
                 self.bytes.fetch_add(*resumed, Ordering::Relaxed);
                 self.active.fetch_add(1, Ordering::Relaxed);
                 self.add_global(1);
+                self.with_detail(|d| {
+                    d.active.retain(|f| &f.path != path);
+                    d.active.push(ActiveFile {
+                        path: path.clone(),
+                        size: *size,
+                        bytes: *resumed,
+                    });
+                });
             }
-            PullEvent::FileProgress { bytes, .. } => {
+            PullEvent::FileProgress { path, bytes } => {
                 self.bytes.fetch_add(*bytes, Ordering::Relaxed);
+                self.with_detail(|d| {
+                    if let Some(file) = d.active.iter_mut().find(|f| &f.path == path) {
+                        file.bytes += bytes;
+                    }
+                });
             }
-            PullEvent::FileVerified { .. } | PullEvent::FileFailed { .. } => self.file_ended(),
+            PullEvent::FileVerified { path, .. } => {
+                self.file_ended();
+                self.with_detail(|d| {
+                    d.active.retain(|f| &f.path != path);
+                    d.verified += 1;
+                });
+            }
+            PullEvent::FileFailed { path, .. } => {
+                self.file_ended();
+                self.with_detail(|d| d.active.retain(|f| &f.path != path));
+            }
+            PullEvent::Mismatch { path, .. } => {
+                self.with_detail(|d| d.active.retain(|f| &f.path != path));
+            }
             _ => {}
         }
     }
@@ -301,10 +360,10 @@ async fn report_progress(
     loop {
         tick.tick().await;
         let progress = reporter.progress();
-        if last == Some(progress) {
+        if last.as_ref() == Some(&progress) {
             continue;
         }
-        let Ok(value) = serde_json::to_value(progress) else {
+        let Ok(value) = serde_json::to_value(&progress) else {
             continue;
         };
         match shared.larder.registry.set_job_progress(id, &value).await {

@@ -3,6 +3,7 @@
 mod common;
 mod convert;
 mod daemon;
+mod daemon_jobs;
 mod disk;
 mod faults;
 mod gc;
