@@ -64,6 +64,9 @@ pub async fn run(
         larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
     let config = larder::config::Config::load(&larder.home)?;
     options.jobs.apply_config(&config.daemon)?;
+    if config.daemon.max_connections == Some(0) {
+        anyhow::bail!("config key `daemon.max_connections`: must be at least 1");
+    }
     options.max_connections = config.daemon.max_connections;
     if let Some(workers) = args.job_workers {
         options.jobs.workers = usize::from(workers);

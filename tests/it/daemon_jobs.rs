@@ -313,3 +313,62 @@ async fn pull_on_a_daemon_shows_progress_and_exits_with_the_jobs_outcome() {
     assert_eq!(wait_final(&mirror, id).await.state, JobState::Done);
     mirror.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_holds_extra_clients_until_one_closes() {
+    let world = World::start(Hub::new()).await;
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.max_connections = Some(1);
+    let mirror = start(world.larder(), options).await.unwrap();
+    let health = format!("{}/healthz", mirror.url());
+    // Clients that keep no idle connection, so each request opens (and closes) its own.
+    let fresh = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(600))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(fresh().get(&health).send().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // An idle client holds the only slot: the next one waits (here: times out).
+    let idle = tokio::net::TcpStream::connect(mirror.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waited = fresh().get(&health).send().await;
+    assert!(waited.is_err_and(|e| e.is_timeout()));
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(fresh().get(&health).send().await.unwrap().status(), 200);
+    mirror.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_from_config_slows_every_job() {
+    let world = World::start(hub()).await;
+    std::fs::write(
+        world.home.path().join("config.toml"),
+        "[daemon]\nmax_rate = \"1MB/s\"\njob_workers = 1\n",
+    )
+    .unwrap();
+    let config = larder::config::Config::load(world.home.path()).unwrap();
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.pull_through = true;
+    options.jobs.poll_every = Duration::from_millis(50);
+    options.jobs.apply_config(&config.daemon).unwrap();
+    assert_eq!(options.jobs.workers, 1);
+    let mirror = start(world.larder(), options).await.unwrap();
+    let started = Instant::now();
+    let output = ok(cli(
+        &world,
+        &mirror,
+        &["jobs", "add", "pull", "acme/remote", "--json"],
+    ));
+    let id: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let done = wait_final(&mirror, id["id"].as_i64().unwrap()).await;
+    assert_eq!(done.state, JobState::Done);
+    // 3 MiB at 1 MB/s, less the limiter's burst of a tenth of a second.
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(elapsed > 2.8, "{elapsed}");
+    mirror.stop().await.unwrap();
+}
