@@ -179,3 +179,36 @@ async fn pin_needs_a_held_revision() {
         .unwrap();
     assert!(!output.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_waits_for_running_pulls_and_keeps_what_queued_jobs_name() {
+    let world = World::start(hub()).await;
+    let larder = world.larder();
+    for repo in ["acme/a", "acme/b"] {
+        let (result, _) = pull_with(&larder, &options(repo, "main")).await;
+        result.expect("pull");
+    }
+    // A queued job names acme/a (no worker runs it), and a pull holds the store.
+    let spec = serde_json::json!({"repo": "acme/a", "revision": "main", "type": "model"});
+    larder.registry.add_job("pull", &spec).await.unwrap();
+    let guard = larder.store.gc_guard().await.unwrap();
+
+    let mut serve = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    serve.pull_through = true;
+    serve.jobs.workers = 0;
+    serve.jobs.quota = Some(1000);
+    serve.jobs.quota_every = Duration::from_millis(100);
+    let mirror = start(world.larder(), serve).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(held(&world, "acme/b").await, "evicted while a pull held the store");
+
+    drop(guard);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while held(&world, "acme/b").await {
+        assert!(Instant::now() < deadline, "acme/b was never evicted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(held(&world, "acme/a").await, "the queued job's repo was evicted");
+    mirror.stop().await.unwrap();
+}
