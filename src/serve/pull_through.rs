@@ -509,7 +509,6 @@ impl PullThrough {
             size = file.size,
             "pull-through: fetching"
         );
-        let _ = mirror;
         let env = TransferEnv {
             client: self.larder.client.clone(),
             store: self.larder.store.clone(),
@@ -519,7 +518,8 @@ impl PullThrough {
                 ..TransferSettings::default()
             },
             reporter: Arc::new(Quiet),
-            rate_limit: None,
+            // The daemon's global rate (`--max-rate`) covers pull-through as well as jobs.
+            rate_limit: mirror.options.jobs.rate_limit.clone(),
         };
         let larder = self.larder.clone();
         let tx = Arc::new(tx);

@@ -344,7 +344,7 @@ async fn connection_limit_holds_extra_clients_until_one_closes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn max_rate_from_config_slows_every_job() {
+async fn max_rate_from_config_slows_jobs_and_pull_through() {
     let world = World::start(hub()).await;
     std::fs::write(
         world.home.path().join("config.toml"),
@@ -370,5 +370,23 @@ async fn max_rate_from_config_slows_every_job() {
     // 3 MiB at 1 MB/s, less the limiter's burst of a tenth of a second.
     let elapsed = started.elapsed().as_secs_f64();
     assert!(elapsed > 2.8, "{elapsed}");
+
+    // Pull-through shares the same budget.
+    world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/through")
+        .lfs_file("x.bin", content(63, 2 << 20))
+        .commit("main");
+    let started = Instant::now();
+    let body = reqwest::get(format!("{}/acme/through/resolve/main/x.bin", mirror.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len(), 2 << 20);
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(elapsed > 1.8, "{elapsed}");
     mirror.stop().await.unwrap();
 }

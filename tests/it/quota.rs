@@ -200,7 +200,10 @@ async fn quota_waits_for_running_pulls_and_keeps_what_queued_jobs_name() {
     serve.jobs.quota_every = Duration::from_millis(100);
     let mirror = start(world.larder(), serve).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(held(&world, "acme/b").await, "evicted while a pull held the store");
+    assert!(
+        held(&world, "acme/b").await,
+        "evicted while a pull held the store"
+    );
 
     drop(guard);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -209,6 +212,9 @@ async fn quota_waits_for_running_pulls_and_keeps_what_queued_jobs_name() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(held(&world, "acme/a").await, "the queued job's repo was evicted");
+    assert!(
+        held(&world, "acme/a").await,
+        "the queued job's repo was evicted"
+    );
     mirror.stop().await.unwrap();
 }
