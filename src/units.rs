@@ -63,6 +63,16 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Seconds as the largest whole unit: `6h`, `30m`, `1d`, `90s`.
+pub fn format_interval(seconds: i64) -> String {
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if seconds >= size && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +98,9 @@ mod tests {
         assert!(parse_interval("1.5h").is_err());
         assert!(parse_interval("6w").is_err());
         assert!(parse_interval("1000d").is_err());
+        assert_eq!(format_interval(6 * 3600), "6h");
+        assert_eq!(format_interval(90), "90s");
+        assert_eq!(format_interval(1800), "30m");
+        assert_eq!(format_interval(86_400), "1d");
     }
 }

@@ -186,7 +186,7 @@ pub async fn run(larder: &Larder, args: LsArgs) -> anyhow::Result<ExitCode> {
                     view.repo.name.clone(),
                     kind_label(view.repo.kind),
                     t.reference.clone(),
-                    format!("{}s", t.every),
+                    larder::units::format_interval(t.every),
                     t.last_checked
                         .map_or_else(|| "never".to_owned(), format::time),
                     status(t),

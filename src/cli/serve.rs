@@ -26,7 +26,8 @@ pub struct ServeArgs {
     /// Jobs (queued pulls and conversions) run at once [default: `[daemon] job_workers`, else 2]
     #[arg(long, value_parser = clap::value_parser!(u16).range(0..=16))]
     job_workers: Option<u16>,
-    /// Total download rate of all jobs, e.g. 100MB/s [default: `[daemon] max_rate`, else none]
+    /// Total upstream download rate (jobs and pull-through), e.g. 100MB/s [default: `[daemon]
+    /// max_rate`, else none]
     #[arg(long, value_name = "RATE", value_parser = larder::fetch::rate::parse_rate)]
     max_rate: Option<u64>,
     /// Store quota, e.g. 2TB: above it the least recently served unpinned revisions are

@@ -60,10 +60,10 @@ pub async fn track(larder: &Larder, args: TrackArgs) -> anyhow::Result<ExitCode>
         )
         .await?;
     eprintln!(
-        "{} {}@{reference}: checked every {}s by `larder serve`",
+        "{} {}@{reference}: checked every {} by `larder serve`",
         if new { "tracking" } else { "still tracking" },
         args.repo.id,
-        every
+        larder::units::format_interval(every)
     );
     Ok(ExitCode::SUCCESS)
 }
