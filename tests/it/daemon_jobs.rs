@@ -287,22 +287,30 @@ async fn pull_on_a_daemon_shows_progress_and_exits_with_the_jobs_outcome() {
         .base("main")
         .lfs_file("big.bin", content(62, 2 << 20))
         .commit("main");
-    let child = world
+    let mut child = world
         .cli()
         .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    // Once the job is queued the client is following it.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    assert!(first.starts_with("queued job"), "{first}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The shell's built-in `kill` (no procps needed) sends what Ctrl-C sends.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
         .status()
         .unwrap();
     assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let stderr = format!("{first}{rest}");
+    assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("keeps running"), "{stderr}");
     let id = stderr
         .split("queued job ")
@@ -310,6 +318,8 @@ async fn pull_on_a_daemon_shows_progress_and_exits_with_the_jobs_outcome() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|id| id.parse::<i64>().ok())
         .expect("job id in the output");
+    let after = job(&mirror, id).await;
+    assert!(!after.state.is_final(), "{after:?}");
     assert_eq!(wait_final(&mirror, id).await.state, JobState::Done);
     mirror.stop().await.unwrap();
 }
