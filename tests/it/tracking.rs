@@ -240,6 +240,15 @@ async fn track_refuses_bad_intervals_commits_and_config() {
         .apply_config(&config.daemon)
         .unwrap_err();
     assert_eq!(error.key, "daemon.quota");
+    // `larder serve` refuses to start on it, naming the key.
+    let output = world
+        .cli()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("daemon.quota"), "{stderr}");
     std::fs::write(
         world.home.path().join("config.toml"),
         "[daemon]\nquota_size = \"2TB\"\n",
