@@ -1,6 +1,7 @@
 //! Larder's registry: the SQLite database that is the one source of truth for what the mirror
 //! holds — repos, commits and their trees, where refs pointed over time (version history),
-//! which blobs the store holds, licence signals, and the daemon's jobs.
+//! which blobs the store holds, licence signals, and the daemon's jobs, tracked refs, pins and
+//! served times.
 //!
 //! [`Registry`] is the only entry point. It owns
 //! - one **writer thread** with the read-write connection, which runs every write in order, in
