@@ -438,6 +438,9 @@ impl Mirror {
         revision: &str,
         headers: &HeaderMap,
     ) -> ServeError {
+        if self.is_disabled(target) {
+            return ServeError::Disabled;
+        }
         match self
             .larder
             .registry
@@ -490,6 +493,22 @@ impl Mirror {
             return Ok((revision, rest, sha));
         }
         Err(self.unknown_revision(target, &revision, headers).await)
+    }
+
+    /// Whether the upstream has disabled the repo (known only with pull-through).
+    pub(crate) fn is_disabled(&self, target: &Target) -> bool {
+        self.pull
+            .as_ref()
+            .is_some_and(|pull| pull.is_disabled(target.kind, &target.repo))
+    }
+
+    /// Refuse a disabled repo's files and listings as the Hub does (403, no error code).
+    pub(crate) fn refuse_disabled(&self, target: &Target) -> Result<(), ServeError> {
+        if self.is_disabled(target) {
+            Err(ServeError::Disabled)
+        } else {
+            Ok(())
+        }
     }
 
     /// A commit's detail, cached briefly.

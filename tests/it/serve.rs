@@ -1506,3 +1506,99 @@ async fn huggingface_hub_through_a_cold_pull_through_mirror() {
     assert!(world.blob_path(&model).exists());
     mirror.stop().await.unwrap();
 }
+
+/// The upstream's status, error code and message for `url` (asked directly).
+async fn upstream_answer(
+    c: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+) -> (u16, Option<String>, Option<String>) {
+    let mut request = c.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        header(&r, "x-error-code").map(str::to_owned),
+        header(&r, "x-error-message").map(str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_refusals_are_forwarded_and_disabled_repos_refused() {
+    let hub = cold_hub();
+    hub.repo(RepoKind::Model, "acme/banned")
+        .regular_file("config.json", b"{}".to_vec())
+        .commit("main");
+    hub.set_disabled(RepoKind::Model, "acme/banned", true);
+    let world = World::start(hub).await;
+    let mirror = pull_through_mirror(&world).await;
+    let c = http();
+    let up = world.server.url();
+    let mine = mirror.url();
+
+    // Unknown repo and unknown branch on a cold mirror: what the upstream said, verbatim.
+    // (RepoNotFound follows the client's request: 401 anonymous, 404 with a token.)
+    let r = c
+        .get(format!("{mine}/acme/nope/resolve/main/config.json"))
+        .bearer_auth("hf_someone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&r, "x-error-code"), Some("RepoNotFound"));
+    for (path, token) in [
+        ("acme/nope/resolve/main/config.json", None),
+        ("api/models/acme/nope/revision/main", None),
+        ("acme/cold/resolve/no-such-branch/config.json", None),
+        ("api/models/acme/cold/revision/no-such-branch", None),
+    ] {
+        let expected = upstream_answer(&c, format!("{up}/{path}"), token).await;
+        assert!(
+            expected.0 >= 400 && expected.1.is_some(),
+            "{path}: {expected:?}"
+        );
+        let got = upstream_answer(&c, format!("{mine}/{path}"), token).await;
+        assert_eq!(got, expected, "{path}");
+    }
+
+    // A disabled repo the mirror does not hold: 403 with the Hub's message.
+    let disabled = "Access to this resource is disabled.";
+    let r = c
+        .get(format!("{mine}/acme/banned/resolve/main/config.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&r, "x-error-message"), Some(disabled));
+    assert_eq!(header(&r, "x-error-code"), None);
+
+    // A held repo that the upstream disables later is refused too, once a lookup sees it.
+    let url = format!("{mine}/acme/cold/resolve/main/config.json");
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let hub = world.server.hub();
+    let main = hub.resolve(RepoKind::Model, "acme/cold", "main").unwrap();
+    hub.set_ref(RepoKind::Model, "acme/cold", "v1", &main);
+    hub.set_disabled(RepoKind::Model, "acme/cold", true);
+    // `main` was looked up a moment ago; `v1` is new, so it asks and learns of the ban.
+    let r = c
+        .get(format!("{mine}/api/models/acme/cold/revision/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["disabled"], json!(true));
+    for url in [
+        url.clone(),
+        format!("{mine}/acme/cold/resolve/{main}/config.json"),
+        format!("{mine}/api/models/acme/cold/tree/main"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+        assert_eq!(header(&r, "x-error-message"), Some(disabled), "{url}");
+    }
+    mirror.stop().await.unwrap();
+}
