@@ -405,11 +405,11 @@ pub async fn check_status(
         _ => None,
     };
     let repo_name = repo.to_owned();
-    let reply = UpstreamReply {
+    let reply = Box::new(UpstreamReply {
         status: status.as_u16(),
         code: code.clone(),
         message: message.clone().or_else(|| body_message.clone()),
-    };
+    });
     let error = match code.as_deref() {
         Some("GatedRepo") => HubError::Gated {
             page: format!("{}/{}{}", client.endpoint(), kind.url_prefix(), repo),

@@ -35,7 +35,7 @@ pub enum HubError {
         /// Where we asked.
         endpoint: String,
         /// The upstream's answer as sent.
-        reply: UpstreamReply,
+        reply: Box<UpstreamReply>,
     },
     /// The repo is gated and the request was not authorised.
     #[error("{}", gated_message(repo, page, *authenticated))]
@@ -47,7 +47,7 @@ pub enum HubError {
         /// Whether a token was sent.
         authenticated: bool,
         /// The upstream's answer as sent.
-        reply: UpstreamReply,
+        reply: Box<UpstreamReply>,
     },
     /// The revision does not exist.
     #[error("revision `{revision}` does not exist in `{repo}`: check the branch, tag or commit")]
@@ -57,7 +57,7 @@ pub enum HubError {
         /// The revision asked for.
         revision: String,
         /// The upstream's answer as sent.
-        reply: UpstreamReply,
+        reply: Box<UpstreamReply>,
     },
     /// The file does not exist at that revision.
     #[error("`{path}` does not exist in `{repo}` at that revision")]
@@ -67,7 +67,7 @@ pub enum HubError {
         /// The file path.
         path: String,
         /// The upstream's answer as sent.
-        reply: UpstreamReply,
+        reply: Box<UpstreamReply>,
     },
     /// The Hub disabled the repo.
     #[error("access to `{repo}` has been disabled by the Hub")]
@@ -75,7 +75,7 @@ pub enum HubError {
         /// The repo id.
         repo: String,
         /// The upstream's answer as sent.
-        reply: UpstreamReply,
+        reply: Box<UpstreamReply>,
     },
     /// Any other unexpected status.
     #[error("{url} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -203,7 +203,7 @@ impl HubError {
             | HubError::Gated { reply, .. }
             | HubError::RevisionNotFound { reply, .. }
             | HubError::EntryNotFound { reply, .. }
-            | HubError::Disabled { reply, .. } => reply.clone(),
+            | HubError::Disabled { reply, .. } => (**reply).clone(),
             HubError::Status {
                 status,
                 message,
