@@ -1,6 +1,7 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
-//! Only the `[policy]` table exists so far (the licence policy, see `docs/licences.md`).
+//! Tables: `[policy]` (the licence policy, see `docs/licences.md`) and `[serve]` (access
+//! tokens of the mirror, see `docs/mirror.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use larder_licence::{Catalog, Policy, PolicyError, PolicySpec};
 use serde::Deserialize;
+
+use crate::serve::access::{AccessRules, TokenEntryError, TokenSet};
 
 /// The file name under the home directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -19,6 +22,39 @@ pub struct Config {
     /// The licence policy (`[policy]`).
     #[serde(default)]
     pub policy: Option<PolicySpec>,
+    /// Settings of `larder serve` (`[serve]`).
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[serve]`: settings of the mirror.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// When set, only requests bearing one of these tokens may use the mirror (plain tokens or
+    /// `sha256:<hex>` of them).
+    #[serde(default)]
+    pub access_tokens: Vec<String>,
+    /// Tokens that may change state through `/v1` (jobs); when empty, only loopback clients.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+}
+
+impl ServeConfig {
+    /// The access rules these settings describe.
+    pub fn access_rules(&self, home: &Path) -> Result<AccessRules, ConfigError> {
+        let parse = |entries: &[String], key: &'static str| {
+            TokenSet::parse(entries).map_err(|source| ConfigError::Token {
+                path: home.join(CONFIG_FILE),
+                key,
+                source,
+            })
+        };
+        Ok(AccessRules {
+            tokens: parse(&self.access_tokens, "access_tokens")?,
+            admin_tokens: parse(&self.admin_tokens, "admin_tokens")?,
+        })
+    }
 }
 
 /// Why the config or a policy file could not be used.
@@ -41,6 +77,17 @@ pub enum ConfigError {
         /// Cause.
         #[source]
         source: toml::de::Error,
+    },
+    /// A token list entry in `[serve]` is malformed.
+    #[error("[serve] {key} in {} is invalid", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Cause.
+        #[source]
+        source: TokenEntryError,
     },
     /// The policy parsed but is not usable (unknown licences, contradictions, bad globs).
     #[error("the licence policy in {} is invalid", path.display())]

@@ -52,6 +52,9 @@ pub async fn run(
     options.policy =
         larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
     options.jobs.workers = usize::from(args.job_workers);
+    options.access = larder::config::Config::load(&larder.home)?
+        .serve
+        .access_rules(&larder.home)?;
     let offline = args.offline;
     let endpoint = larder.client.endpoint();
     let home = larder.home.clone();

@@ -10,6 +10,7 @@
 //! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
 //! every client stays on plain HTTP against it (hub-protocol.md §9).
 
+pub mod access;
 pub mod admin;
 pub mod errors;
 pub mod hub_api;
@@ -64,6 +65,8 @@ pub struct ServeOptions {
     /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
     /// 451 with the reason.
     pub policy: Option<Arc<larder_licence::Policy>>,
+    /// Access tokens for the mirror and admin tokens for `/v1` changes.
+    pub access: access::AccessRules,
 }
 
 impl ServeOptions {
@@ -76,6 +79,7 @@ impl ServeOptions {
             page_size: 1000,
             policy: None,
             jobs: DaemonOptions::default(),
+            access: access::AccessRules::default(),
         }
     }
 }
@@ -228,6 +232,10 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(admin::routes())
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            mirror.clone(),
+            access::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             mirror.clone(),
             access_log,
