@@ -64,6 +64,7 @@ pub async fn run(
     options.policy =
         larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
     let config = larder::config::Config::load(&larder.home)?;
+    options.access = config.serve.access_rules(&larder.home)?;
     options.jobs.apply_config(&config.daemon)?;
     if config.daemon.max_connections == Some(0) {
         anyhow::bail!("config key `daemon.max_connections`: must be at least 1");

@@ -10,6 +10,7 @@
 //! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
 //! every client stays on plain HTTP against it (hub-protocol.md §9).
 
+pub mod access;
 pub mod admin;
 pub mod errors;
 pub mod hub_api;
@@ -70,6 +71,8 @@ pub struct ServeOptions {
     /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
     /// 451 with the reason.
     pub policy: Option<Arc<larder_licence::Policy>>,
+    /// Access tokens for the mirror and admin tokens for `/v1` changes.
+    pub access: access::AccessRules,
 }
 
 impl ServeOptions {
@@ -84,6 +87,7 @@ impl ServeOptions {
             jobs: DaemonOptions::default(),
             served_flush_every: Duration::from_secs(5),
             max_connections: None,
+            access: access::AccessRules::default(),
         }
     }
 }
@@ -267,6 +271,10 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(admin::routes())
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            mirror.clone(),
+            access::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             mirror.clone(),
             access_log,
@@ -477,6 +485,9 @@ impl Mirror {
         revision: &str,
         headers: &HeaderMap,
     ) -> ServeError {
+        if self.is_disabled(target) {
+            return ServeError::Disabled;
+        }
         match self
             .larder
             .registry
@@ -529,6 +540,22 @@ impl Mirror {
             return Ok((revision, rest, sha));
         }
         Err(self.unknown_revision(target, &revision, headers).await)
+    }
+
+    /// Whether the upstream has disabled the repo (known only with pull-through).
+    pub(crate) fn is_disabled(&self, target: &Target) -> bool {
+        self.pull
+            .as_ref()
+            .is_some_and(|pull| pull.is_disabled(target.kind, &target.repo))
+    }
+
+    /// Refuse a disabled repo's files and listings as the Hub does (403, no error code).
+    pub(crate) fn refuse_disabled(&self, target: &Target) -> Result<(), ServeError> {
+        if self.is_disabled(target) {
+            Err(ServeError::Disabled)
+        } else {
+            Ok(())
+        }
     }
 
     /// A commit's detail, cached briefly.
