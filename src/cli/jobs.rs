@@ -114,8 +114,21 @@ pub(crate) struct Api {
 impl Api {
     pub(crate) fn new(daemon: &str) -> anyhow::Result<Api> {
         let url = url::Url::parse(daemon).with_context(|| format!("--daemon {daemon:?}"))?;
+        // A mirror with `[serve] admin_tokens` (or access tokens) wants one on every request.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = std::env::var("LARDER_DAEMON_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .context("LARDER_DAEMON_TOKEN is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .context("could not build an HTTP client")?;
         Ok(Api {

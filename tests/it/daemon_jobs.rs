@@ -400,3 +400,30 @@ async fn max_rate_from_config_slows_jobs_and_pull_through() {
     assert!(elapsed > 1.8, "{elapsed}");
     mirror.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_on_a_daemon_with_admin_tokens_sends_larder_daemon_token() {
+    let world = World::start(hub()).await;
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.pull_through = true;
+    options.jobs.poll_every = Duration::from_millis(50);
+    options.access.admin_tokens =
+        larder::serve::access::TokenSet::parse(&["ops-admin-token"]).unwrap();
+    let mirror = start(world.larder(), options).await.unwrap();
+    let refused = world
+        .cli()
+        .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("admin_tokens"), "{stderr}");
+    ok(world
+        .cli()
+        .env("LARDER_DAEMON_TOKEN", "ops-admin-token")
+        .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
+        .output()
+        .unwrap());
+    assert!(world.blob_path(&sha256_hex(&content(61, 3 << 20))).exists());
+    mirror.stop().await.unwrap();
+}
