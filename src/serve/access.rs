@@ -145,9 +145,9 @@ pub async fn guard(
             let why = if rules.admin_tokens.is_empty() {
                 "changes through /v1 are accepted only from this machine; set \
                  [serve] admin_tokens in the mirror's config to allow remote clients \
-                 (they send the token in LARDER_TOKEN)"
+                 (they send the token in LARDER_DAEMON_TOKEN)"
             } else {
-                "changes through /v1 need an admin token: set LARDER_TOKEN to one of the \
+                "changes through /v1 need an admin token: set LARDER_DAEMON_TOKEN to one of the \
                  mirror's [serve] admin_tokens"
             };
             return refuse(StatusCode::FORBIDDEN, why);
