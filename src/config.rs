@@ -1,6 +1,8 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
-//! Only the `[policy]` table exists so far (the licence policy, see `docs/licences.md`).
+//! Tables: `[policy]` (the licence policy, see `docs/licences.md`), `[serve]` (access
+//! tokens of the mirror, see `docs/mirror.md`) and `[daemon]` (limits, quota and webhook of
+//! `larder serve`, see `docs/operations.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -8,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use larder_licence::{Catalog, Policy, PolicyError, PolicySpec};
 use serde::Deserialize;
+
+use crate::serve::access::{AccessRules, TokenEntryError, TokenSet};
 
 /// The file name under the home directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -19,6 +23,58 @@ pub struct Config {
     /// The licence policy (`[policy]`).
     #[serde(default)]
     pub policy: Option<PolicySpec>,
+    /// Settings of `larder serve` (`[serve]`).
+    #[serde(default)]
+    pub serve: ServeConfig,
+    /// Limits, quota and webhook of the daemon (`[daemon]`).
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[serve]`: settings of the mirror.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// When set, only requests bearing one of these tokens may use the mirror (plain tokens or
+    /// `sha256:<hex>` of them).
+    #[serde(default)]
+    pub access_tokens: Vec<String>,
+    /// Tokens that may change state through `/v1` (jobs); when empty, only loopback clients.
+    #[serde(default)]
+    pub admin_tokens: Vec<String>,
+}
+
+impl ServeConfig {
+    /// The access rules these settings describe.
+    pub fn access_rules(&self, home: &Path) -> Result<AccessRules, ConfigError> {
+        let parse = |entries: &[String], key: &'static str| {
+            TokenSet::parse(entries).map_err(|source| ConfigError::Token {
+                path: home.join(CONFIG_FILE),
+                key,
+                source,
+            })
+        };
+        Ok(AccessRules {
+            tokens: parse(&self.access_tokens, "access_tokens")?,
+            admin_tokens: parse(&self.admin_tokens, "admin_tokens")?,
+        })
+    }
+}
+
+/// `[daemon]`: settings of `larder serve` that flags override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Total upstream download rate (jobs and pull-through), e.g. `"100MB/s"` (`--max-rate`).
+    pub max_rate: Option<String>,
+    /// Store quota, e.g. `"2TB"` (`--quota`).
+    pub quota: Option<String>,
+    /// Jobs run at once (`--job-workers`).
+    pub job_workers: Option<u16>,
+    /// Client connections open at once; more wait (`--max-connections`).
+    pub max_connections: Option<usize>,
+    /// Where to POST tracking events (JSON).
+    pub webhook: Option<String>,
 }
 
 /// Why the config or a policy file could not be used.
@@ -42,6 +98,17 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    /// A token list entry in `[serve]` is malformed.
+    #[error("[serve] {key} in {} is invalid", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Cause.
+        #[source]
+        source: TokenEntryError,
+    },
     /// The policy parsed but is not usable (unknown licences, contradictions, bad globs).
     #[error("the licence policy in {} is invalid", path.display())]
     Policy {
@@ -51,6 +118,26 @@ pub enum ConfigError {
         #[source]
         source: PolicyError,
     },
+}
+
+/// A config value that parsed as TOML but is not usable.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigValueError {
+    /// The key, e.g. `daemon.quota`.
+    pub key: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl ConfigValueError {
+    /// An error about `key`.
+    pub fn new(key: &'static str, reason: impl Into<String>) -> Self {
+        ConfigValueError {
+            key,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Config {

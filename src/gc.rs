@@ -85,6 +85,11 @@ pub async fn gc(larder: &Larder, options: GcOptions) -> Result<GcReport, GcError
     let Some(_lock) = larder.store.try_gc_lock()? else {
         return Err(GcError::Busy);
     };
+    collect(larder, options).await
+}
+
+/// Collect garbage; the caller holds the store's exclusive gc lock.
+pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcReport, GcError> {
     let mut collected = Vec::new();
 
     // Blobs the registry knows but no revision uses.

@@ -12,9 +12,11 @@ pub mod fetch;
 pub mod gc;
 pub mod hub;
 pub mod licence;
+pub mod quota;
 pub mod serve;
 pub mod settings;
 pub mod store;
+pub mod units;
 pub mod verify;
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Larder's registry: the SQLite database that is the one source of truth for what the mirror
 //! holds — repos, commits and their trees, where refs pointed over time (version history),
-//! which blobs the store holds, licence signals, and the daemon's jobs.
+//! which blobs the store holds, licence signals, and the daemon's jobs, tracked refs, pins and
+//! served times.
 //!
 //! [`Registry`] is the only entry point. It owns
 //! - one **writer thread** with the read-write connection, which runs every write in order, in
@@ -29,7 +30,9 @@ mod migrate;
 mod queries;
 mod readers;
 mod registry;
+mod retention;
 mod snapshot;
+mod tracking;
 mod types;
 mod validate;
 mod writer;
@@ -40,6 +43,8 @@ pub use jobs::{JobRecord, JobState, ParseJobStateError};
 pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
+pub use retention::{EvictionCandidate, Served};
+pub use tracking::{TrackCheck, TrackedRef};
 pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,

@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0002_licence_detections",
         sql: include_str!("../migrations/0002_licence_detections.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_daemon",
+        sql: include_str!("../migrations/0003_daemon.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

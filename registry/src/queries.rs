@@ -106,7 +106,9 @@ pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>
                     count(f.path),
                     count(b.sha256),
                     coalesce(sum(f.size), 0),
-                    coalesce(sum(CASE WHEN b.sha256 IS NOT NULL THEN f.size END), 0)
+                    coalesce(sum(CASE WHEN b.sha256 IS NOT NULL THEN f.size END), 0),
+                    c.last_served,
+                    EXISTS (SELECT 1 FROM pins p WHERE p.repo_id = c.repo_id AND p.sha = c.sha)
              FROM commits c
              LEFT JOIN files f ON f.commit_id = c.id
              LEFT JOIN blobs b ON b.sha256 = f.sha256
@@ -129,6 +131,8 @@ pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>
                 files_held: row.get(5)?,
                 bytes_total: row.get(6)?,
                 bytes_held: row.get(7)?,
+                last_served: row.get(8)?,
+                pinned: row.get(9)?,
                 licence: licences.remove(&commit_id).unwrap_or_default(),
             });
         }

@@ -173,6 +173,12 @@ pub struct RevisionSummary {
     pub bytes_total: u64,
     /// Total size of the held files.
     pub bytes_held: u64,
+    /// When the mirror last served it (recorded in batches), if ever.
+    #[serde(default)]
+    pub last_served: Option<i64>,
+    /// Whether quota eviction must keep it (`larder pin`).
+    #[serde(default)]
+    pub pinned: bool,
     /// The card's licence fields.
     pub licence: LicenceFields,
 }

@@ -17,6 +17,10 @@ pub struct GcArgs {
     /// Also remove recent parts of interrupted pulls (they can then no longer resume)
     #[arg(long)]
     all_parts: bool,
+    /// First evict the least recently served unpinned revisions until the store fits in SIZE
+    /// (e.g. 2TB), as `larder serve --quota` does
+    #[arg(long, value_name = "SIZE", value_parser = larder::units::parse_size, conflicts_with_all = ["dry_run", "all_parts"])]
+    quota: Option<u64>,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -24,6 +28,39 @@ pub struct GcArgs {
 
 /// Run `larder gc`.
 pub async fn run(larder: &Larder, args: GcArgs) -> anyhow::Result<ExitCode> {
+    if let Some(quota) = args.quota {
+        let report = larder::quota::enforce(larder, quota, &[]).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        for evicted in &report.evicted {
+            eprintln!(
+                "evicted    {}@{} (last used {})",
+                evicted.name,
+                &evicted.sha[..12],
+                format::time(evicted.last_used)
+            );
+        }
+        if let Some(gc) = &report.gc {
+            eprintln!(
+                "freed {} in {} items",
+                format::size(gc.freed),
+                gc.collected.len()
+            );
+        }
+        eprintln!(
+            "store: {} of quota {}{}",
+            format::size(report.after),
+            format::size(report.quota),
+            if report.over {
+                " (still over: the rest is pinned)"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = gc(
         larder,
         GcOptions {

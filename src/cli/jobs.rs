@@ -83,24 +83,75 @@ enum AddJob {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a revision held by the daemon (as `larder convert` does)
+    Convert {
+        /// ORG/NAME[@REV], held in the daemon's store
+        repo: RepoRef,
+        /// Output format
+        #[arg(long, value_parser = ["gguf", "safetensors"])]
+        to: String,
+        /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_s q4_k_m q5_k_s q5_k_m q6_k
+        #[arg(long = "type", value_name = "TYPE")]
+        gguf_type: Option<String>,
+        /// safetensors dtype: f16, bf16 or f32
+        #[arg(long)]
+        dtype: Option<String>,
+        /// Derived repo name [default: ORG/NAME-GGUF or ORG/NAME-<DTYPE>]
+        #[arg(long, value_name = "ORG/NAME")]
+        name: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-struct Api {
+/// The client side of the daemon's `/v1/jobs` API (also used by `larder pull --daemon`).
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(daemon: &str) -> anyhow::Result<Api> {
+    pub(crate) fn new(daemon: &str) -> anyhow::Result<Api> {
         let url = url::Url::parse(daemon).with_context(|| format!("--daemon {daemon:?}"))?;
+        // A mirror with `[serve] admin_tokens` (or access tokens) wants one on every request.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = std::env::var("LARDER_DAEMON_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+        {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .context("LARDER_DAEMON_TOKEN is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .context("could not build an HTTP client")?;
         Ok(Api {
             client,
             base: url.as_str().trim_end_matches('/').to_owned(),
         })
+    }
+
+    pub(crate) async fn submit(&self, spec: &serde_json::Value) -> anyhow::Result<i64> {
+        let body = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/jobs", self.base))
+                    .json(spec),
+            )
+            .await?;
+        body.get("id")
+            .and_then(|id| id.as_i64())
+            .context("the daemon answered without a job id")
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
@@ -123,7 +174,7 @@ impl Api {
         Ok(body)
     }
 
-    async fn job(&self, id: i64) -> anyhow::Result<JobView> {
+    pub(crate) async fn job(&self, id: i64) -> anyhow::Result<JobView> {
         let body = self
             .send(self.client.get(format!("{}/v1/jobs/{id}", self.base)))
             .await?;
@@ -156,14 +207,46 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
                 "include": include,
                 "exclude": exclude,
             });
-            let body = api
-                .send(api.client.post(format!("{}/v1/jobs", api.base)).json(&spec))
-                .await?;
-            let id = body.get("id").and_then(|id| id.as_i64()).unwrap_or(0);
+            let id = api.submit(&spec).await?;
             if json {
                 println!("{}", json!({ "id": id }));
             } else {
                 println!("queued job {id}: pull {}@{revision}", repo.id.as_str());
+            }
+        }
+        JobsCommand::Add {
+            job:
+                AddJob::Convert {
+                    repo,
+                    to,
+                    gguf_type,
+                    dtype,
+                    name,
+                    json,
+                },
+        } => {
+            let revision = repo
+                .revision
+                .map_or_else(|| "main".to_owned(), |r| r.as_str().to_owned());
+            let mut spec = json!({
+                "kind": "convert",
+                "repo": repo.id.as_str(),
+                "revision": revision,
+                "to": to,
+            });
+            for (key, value) in [("type", gguf_type), ("dtype", dtype), ("name", name)] {
+                if let Some(value) = value {
+                    spec[key] = json!(value);
+                }
+            }
+            let id = api.submit(&spec).await?;
+            if json {
+                println!("{}", json!({ "id": id }));
+            } else {
+                println!(
+                    "queued job {id}: convert {}@{revision} to {to}",
+                    repo.id.as_str()
+                );
             }
         }
         JobsCommand::Ls { json } => {
@@ -229,7 +312,7 @@ fn repo_of(job: &JobView) -> String {
 }
 
 fn progress_of(job: &JobView) -> String {
-    let p = job.progress;
+    let p = &job.progress;
     if p.total == 0 {
         return "-".to_owned();
     }

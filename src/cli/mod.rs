@@ -9,10 +9,13 @@ mod import;
 mod jobs;
 mod ls;
 mod notice;
+mod pin;
 mod progress;
 mod pull;
+mod remote_pull;
 mod serve;
 mod show;
+mod track;
 mod verify;
 
 use std::path::PathBuf;
@@ -78,6 +81,14 @@ enum Command {
     Notice(notice::NoticeArgs),
     /// Submit, list, show, wait for and cancel jobs of a running `larder serve`
     Jobs(jobs::JobsArgs),
+    /// Have `larder serve` follow a branch or tag, pulling each new commit
+    Track(track::TrackArgs),
+    /// Stop following a branch or tag
+    Untrack(track::UntrackArgs),
+    /// Keep a held revision whatever the store quota
+    Pin(pin::PinArgs),
+    /// Let the store quota evict a pinned revision again
+    Unpin(pin::PinArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -106,6 +117,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } = cli;
     let command = match command {
         Command::Jobs(args) => return jobs::run(args).await,
+        Command::Pull(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return pull::run_on_daemon(&daemon, args).await;
+        }
         command => command,
     };
     let settings = Settings::resolve(home, Some(endpoint));
@@ -123,6 +138,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&larder, args).await,
         Command::Notice(args) => notice::run(&larder, args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Track(args) => track::track(&larder, args).await,
+        Command::Untrack(args) => track::untrack(&larder, args).await,
+        Command::Pin(args) => pin::run(&larder, args, true).await,
+        Command::Unpin(args) => pin::run(&larder, args, false).await,
     }
 }
 

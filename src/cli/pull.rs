@@ -50,6 +50,15 @@ pub struct PullArgs {
     /// policy denies it; recorded with your user name in the audit log
     #[arg(long = "accept-licence", value_name = "KEY")]
     accept_licence: Vec<String>,
+    /// Queue the pull on a running `larder serve` at URL and follow it (the daemon's store and
+    /// licence policy apply; Ctrl-C stops following, the job keeps running)
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LARDER_DAEMON",
+        conflicts_with_all = ["local_dir", "accept_licence", "policy"]
+    )]
+    daemon: Option<String>,
     /// Seconds without a byte before a connection is dropped and retried
     #[arg(long, default_value_t = 30, hide = true, env = "LARDER_STALL_TIMEOUT")]
     stall_timeout: u64,
@@ -59,6 +68,30 @@ pub struct PullArgs {
     /// Base retry delay in milliseconds
     #[arg(long, hide = true, env = "LARDER_RETRY_BASE_MS")]
     retry_base_ms: Option<u64>,
+}
+
+impl PullArgs {
+    /// The daemon to queue the pull on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
+    }
+}
+
+/// Run `larder pull --daemon URL`: no local home is involved.
+pub async fn run_on_daemon(daemon: &str, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let revision = args.repo.revision.clone().unwrap_or_else(Revision::main);
+    super::remote_pull::run(
+        daemon,
+        super::remote_pull::RemotePull {
+            repo: args.repo.id.as_str().to_owned(),
+            revision: revision.as_str().to_owned(),
+            kind: args.kind,
+            include: args.include,
+            exclude: args.exclude,
+            json: args.json,
+        },
+    )
+    .await
 }
 
 /// Run `larder pull`.

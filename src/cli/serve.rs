@@ -23,9 +23,20 @@ pub struct ServeArgs {
     /// The URL clients reach the mirror at, when behind a reverse proxy (used in `Link` headers)
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
-    /// Jobs (queued pulls) run at once
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=16))]
-    job_workers: u16,
+    /// Jobs (queued pulls and conversions) run at once [default: `[daemon] job_workers`, else 2]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=16))]
+    job_workers: Option<u16>,
+    /// Total upstream download rate (jobs and pull-through), e.g. 100MB/s [default: `[daemon]
+    /// max_rate`, else none]
+    #[arg(long, value_name = "RATE", value_parser = larder::fetch::rate::parse_rate)]
+    max_rate: Option<u64>,
+    /// Store quota, e.g. 2TB: above it the least recently served unpinned revisions are
+    /// evicted [default: `[daemon] quota`, else none]
+    #[arg(long, value_name = "SIZE", value_parser = larder::units::parse_size)]
+    quota: Option<u64>,
+    /// Client connections open at once; more wait [default: `[daemon] max_connections`, else none]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_connections: Option<u64>,
     /// Licence policy applied to the files served [default: `[policy]` of $LARDER_HOME/config.toml]
     #[arg(long, value_name = "FILE")]
     policy: Option<std::path::PathBuf>,
@@ -46,13 +57,36 @@ pub async fn run(
     if let Some(url) = &args.public_url {
         url::Url::parse(url).with_context(|| format!("--public-url {url:?} is not a URL"))?;
     }
+    let offline = args.offline;
     let mut options = ServeOptions::new(args.addr);
     options.public_url = args.public_url;
     options.pull_through = !args.offline;
     options.policy =
         larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
-    options.jobs.workers = usize::from(args.job_workers);
-    let offline = args.offline;
+    let config = larder::config::Config::load(&larder.home)?;
+    options.access = config.serve.access_rules(&larder.home)?;
+    options.jobs.apply_config(&config.daemon)?;
+    if config.daemon.max_connections == Some(0) {
+        anyhow::bail!("config key `daemon.max_connections`: must be at least 1");
+    }
+    options.max_connections = config.daemon.max_connections;
+    if let Some(workers) = args.job_workers {
+        options.jobs.workers = usize::from(workers);
+    }
+    if let Some(rate) = args.max_rate {
+        options.jobs.rate_limit = Some(std::sync::Arc::new(larder::fetch::rate::RateLimiter::new(
+            rate,
+        )));
+    }
+    if let Some(quota) = args.quota {
+        options.jobs.quota = Some(quota);
+    }
+    if let Some(n) = args.max_connections {
+        options.max_connections = usize::try_from(n).ok();
+    }
+    if options.jobs.quota.is_some() && offline {
+        eprintln!("larder: note: --offline runs no daemon, so the quota is not enforced");
+    }
     let endpoint = larder.client.endpoint();
     let home = larder.home.clone();
     let running = start(larder, options)

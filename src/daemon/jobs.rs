@@ -8,6 +8,8 @@ use crate::registry::{JobRecord, JobState};
 
 /// The kind name of pull jobs.
 pub const PULL: &str = "pull";
+/// The kind name of conversion jobs.
+pub const CONVERT: &str = "convert";
 
 /// The most include/exclude patterns a job may carry.
 const MAX_PATTERNS: usize = 256;
@@ -41,7 +43,7 @@ fn main() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The kind is not one this daemon runs.
-    #[error("unknown job kind `{0}`: only `pull` is supported")]
+    #[error("unknown job kind `{0}`: use `pull` or `convert`")]
     UnknownKind(String),
     /// A name did not validate.
     #[error(transparent)]
@@ -49,6 +51,9 @@ pub enum SpecError {
     /// Too many or too long patterns.
     #[error("at most {MAX_PATTERNS} include/exclude patterns of {MAX_PATTERN_LEN} bytes each")]
     Patterns,
+    /// The conversion target is not one `larder convert` knows.
+    #[error("invalid conversion: {0}")]
+    Convert(String),
     /// The JSON did not have the expected shape.
     #[error("invalid job spec: {0}")]
     Json(#[from] serde_json::Error),
@@ -62,16 +67,135 @@ struct Submission {
     rest: serde_json::Value,
 }
 
-impl PullSpec {
-    /// Parse and validate a submission body.
-    pub fn from_submission(body: &[u8]) -> Result<PullSpec, SpecError> {
-        let submission: Submission = serde_json::from_slice(body)?;
-        if submission.kind != PULL {
-            return Err(SpecError::UnknownKind(submission.kind));
+/// A conversion job as submitted: `{"kind":"convert","repo":"org/name","revision":"main",
+/// "to":"gguf","type":"q4_k_m"}` or `{..., "to":"safetensors","dtype":"f16"}`; the source must
+/// be held (pull it first, e.g. with a pull job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertSpec {
+    /// Source `org/name` (a model).
+    pub repo: String,
+    /// Source revision held; default `main`.
+    #[serde(default = "main")]
+    pub revision: String,
+    /// `gguf` or `safetensors`.
+    pub to: String,
+    /// GGUF type, with `to = gguf` (e.g. `q4_k_m`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub gguf_type: Option<String>,
+    /// dtype, with `to = safetensors` (`f16`, `bf16`, `f32`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// Derived repo name; default `ORG/NAME-GGUF` or `ORG/NAME-<DTYPE>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ConvertSpec {
+    /// The conversion these fields describe.
+    pub fn request(&self) -> Result<crate::convert::ConvertRequest, SpecError> {
+        use crate::convert::Target;
+        let target = match (self.to.as_str(), &self.gguf_type, &self.dtype) {
+            ("gguf", Some(ty), None) => Target::Gguf(
+                ty.parse()
+                    .map_err(|_| SpecError::Convert(format!("unknown GGUF type `{ty}`")))?,
+            ),
+            ("safetensors", None, Some(dtype)) => Target::Safetensors(
+                dtype
+                    .parse()
+                    .map_err(|_| SpecError::Convert(format!("unknown dtype `{dtype}`")))?,
+            ),
+            ("gguf", _, _) => {
+                return Err(SpecError::Convert(
+                    "`to: gguf` takes `type` (and no `dtype`)".into(),
+                ));
+            }
+            ("safetensors", _, _) => {
+                return Err(SpecError::Convert(
+                    "`to: safetensors` takes `dtype` (and no `type`)".into(),
+                ));
+            }
+            (other, _, _) => {
+                return Err(SpecError::Convert(format!(
+                    "unknown output `{other}`: use gguf or safetensors"
+                )));
+            }
+        };
+        if let Some(name) = &self.name {
+            RepoId::parse(name)?;
         }
-        let spec: PullSpec = serde_json::from_value(submission.rest)?;
-        spec.options()?;
-        Ok(spec)
+        Ok(crate::convert::ConvertRequest {
+            kind: crate::registry::RepoKind::Model,
+            repo: RepoId::parse(&self.repo)?,
+            revision: Revision::parse(&self.revision)?.as_str().to_owned(),
+            target,
+            name: self.name.clone(),
+            out: None,
+            threads: None,
+        })
+    }
+}
+
+/// A job of any kind, as submitted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobSpec {
+    /// A pull.
+    Pull(PullSpec),
+    /// A conversion.
+    Convert(ConvertSpec),
+}
+
+impl JobSpec {
+    /// Parse and validate a submission body.
+    pub fn from_submission(body: &[u8]) -> Result<JobSpec, SpecError> {
+        let submission: Submission = serde_json::from_slice(body)?;
+        match submission.kind.as_str() {
+            PULL => {
+                let spec: PullSpec = serde_json::from_value(submission.rest)?;
+                spec.options()?;
+                Ok(JobSpec::Pull(spec))
+            }
+            CONVERT => {
+                let spec: ConvertSpec = serde_json::from_value(submission.rest)?;
+                spec.request()?;
+                Ok(JobSpec::Convert(spec))
+            }
+            _ => Err(SpecError::UnknownKind(submission.kind)),
+        }
+    }
+
+    /// The kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Pull(_) => PULL,
+            JobSpec::Convert(_) => CONVERT,
+        }
+    }
+
+    /// The spec as stored (without `kind`).
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        match self {
+            JobSpec::Pull(spec) => serde_json::to_value(spec),
+            JobSpec::Convert(spec) => serde_json::to_value(spec),
+        }
+    }
+
+    /// `org/name` and revision, for logs.
+    pub fn target(&self) -> (&str, &str) {
+        match self {
+            JobSpec::Pull(spec) => (&spec.repo, &spec.revision),
+            JobSpec::Convert(spec) => (&spec.repo, &spec.revision),
+        }
+    }
+}
+
+impl PullSpec {
+    /// Parse and validate a submission body that must be a pull.
+    pub fn from_submission(body: &[u8]) -> Result<PullSpec, SpecError> {
+        match JobSpec::from_submission(body)? {
+            JobSpec::Pull(spec) => Ok(spec),
+            other => Err(SpecError::UnknownKind(other.kind().to_owned())),
+        }
     }
 
     /// The pull these fields describe.
@@ -93,13 +217,44 @@ impl PullSpec {
     }
 }
 
-/// Bytes of a job's files held so far, of the total.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Bytes of a job's files held so far, of the total (for a conversion: tensor bytes converted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Bytes held (reused, resumed or received).
     pub bytes: u64,
     /// Bytes of every selected file; 0 until the revision is resolved.
     pub total: u64,
+    /// A pull's plan and the files in flight, once resolved (what `larder pull --daemon` draws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullProgress>,
+}
+
+/// What a running pull is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullProgress {
+    /// The commit the revision resolved to.
+    pub commit: String,
+    /// Files selected.
+    pub files: usize,
+    /// Files to fetch (the rest were held).
+    pub fetch_files: usize,
+    /// Bytes to fetch, before resumption.
+    pub fetch_bytes: u64,
+    /// Files verified so far in this run.
+    pub verified: usize,
+    /// Files being transferred now.
+    pub active: Vec<ActiveFile>,
+}
+
+/// A file being transferred.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveFile {
+    /// Path in the repo.
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// Bytes on disk so far.
+    pub bytes: u64,
 }
 
 /// A job as the API shows it.

@@ -6,8 +6,15 @@
 //! leaves its jobs `running`, and the next one to start puts them back in the queue
 //! ([`Daemon::start`]); a pull picks up its part files, so the bytes already written are kept.
 //! Cancelling a running job drops its pull future; its parts stay in `tmp/` for a later pull.
+//!
+//! Beside the workers run the tracking scheduler ([`track`]: re-resolves tracked refs, queues
+//! pulls of new commits, reports them to a webhook) and, with a quota, the quota keeper
+//! ([`keeper`]: evicts least recently served unpinned revisions).
 
 pub mod jobs;
+pub mod keeper;
+pub mod track;
+pub mod webhook;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -20,8 +27,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
+use crate::fetch::rate::RateLimiter;
 use crate::registry::{JobRecord, JobState, RegistryError, RepoKind};
-use jobs::{PULL, PullSpec};
+use jobs::JobSpec;
 
 /// How the daemon runs jobs.
 #[derive(Debug, Clone)]
@@ -32,6 +40,58 @@ pub struct DaemonOptions {
     pub progress_every: Duration,
     /// How often idle workers look for jobs queued by another process.
     pub poll_every: Duration,
+    /// The download rate shared by every job's pull.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// Store quota in bytes: least recently served unpinned revisions are evicted above it.
+    pub quota: Option<u64>,
+    /// How often the quota is checked (also after each job).
+    pub quota_every: Duration,
+    /// How often the tracking scheduler looks for tracked refs due for a check.
+    pub track_every: Duration,
+    /// Where tracking events are POSTed.
+    pub webhook: Option<String>,
+}
+
+impl DaemonOptions {
+    /// Apply the `[daemon]` table of the config (before flags, which override it).
+    pub fn apply_config(
+        &mut self,
+        config: &crate::config::DaemonConfig,
+    ) -> Result<(), crate::config::ConfigValueError> {
+        use crate::config::ConfigValueError;
+        if let Some(rate) = &config.max_rate {
+            let rate = crate::fetch::rate::parse_rate(rate)
+                .map_err(|reason| ConfigValueError::new("daemon.max_rate", reason))?;
+            self.rate_limit = Some(Arc::new(RateLimiter::new(rate)));
+        }
+        if let Some(quota) = &config.quota {
+            self.quota = Some(
+                crate::units::parse_size(quota)
+                    .map_err(|reason| ConfigValueError::new("daemon.quota", reason))?,
+            );
+        }
+        if let Some(workers) = config.job_workers {
+            if workers > 16 {
+                return Err(ConfigValueError::new(
+                    "daemon.job_workers",
+                    format!("{workers} is more than 16"),
+                ));
+            }
+            self.workers = usize::from(workers);
+        }
+        if let Some(url) = &config.webhook {
+            let parsed = url::Url::parse(url)
+                .map_err(|e| ConfigValueError::new("daemon.webhook", e.to_string()))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigValueError::new(
+                    "daemon.webhook",
+                    format!("`{url}` is not an http(s) URL"),
+                ));
+            }
+            self.webhook = Some(url.clone());
+        }
+        Ok(())
+    }
 }
 
 impl Default for DaemonOptions {
@@ -40,6 +100,11 @@ impl Default for DaemonOptions {
             workers: 2,
             progress_every: Duration::from_millis(500),
             poll_every: Duration::from_secs(2),
+            rate_limit: None,
+            quota: None,
+            quota_every: Duration::from_secs(60),
+            track_every: Duration::from_secs(1),
+            webhook: None,
         }
     }
 }
@@ -69,6 +134,19 @@ pub(crate) struct Shared {
     pub(crate) fetched_bytes: [AtomicU64; 2],
     /// Files jobs received whose content did not match its digest.
     pub(crate) verification_failures: AtomicU64,
+    /// Wakes the quota keeper (a job ended).
+    pub(crate) quota_check: Notify,
+}
+
+/// Queue a job and wake a worker.
+pub(crate) async fn submit(shared: &Shared, spec: &JobSpec) -> Result<i64, DaemonError> {
+    let value = spec.to_value()?;
+    let id = shared.larder.registry.add_job(spec.kind(), &value).await?;
+    let (repo, revision) = spec.target();
+    tracing::info!(job = id, kind = spec.kind(), repo, revision, "job queued");
+    shared.wake.notify_waiters();
+    shared.wake.notify_one();
+    Ok(id)
 }
 
 /// A running job queue and its workers. Cloning shares it.
@@ -95,29 +173,24 @@ impl Daemon {
             active_transfers: AtomicI64::new(0),
             fetched_bytes: Default::default(),
             verification_failures: AtomicU64::new(0),
+            quota_check: Notify::new(),
         });
-        let tasks = (0..workers)
+        let mut tasks: Vec<JoinHandle<()>> = (0..workers)
             .map(|index| tokio::spawn(worker::run(shared.clone(), index)))
             .collect();
+        tasks.push(tokio::spawn(track::run(shared.clone())));
+        if shared.options.quota.is_some() {
+            tasks.push(tokio::spawn(keeper::run(shared.clone())));
+        }
         Ok(Daemon {
             shared,
             tasks: Arc::new(Mutex::new(tasks)),
         })
     }
 
-    /// Queue a pull; returns the job's id.
-    pub async fn submit(&self, spec: &PullSpec) -> Result<i64, DaemonError> {
-        let value = serde_json::to_value(spec)?;
-        let id = self.shared.larder.registry.add_job(PULL, &value).await?;
-        tracing::info!(
-            job = id,
-            repo = spec.repo,
-            revision = spec.revision,
-            "job queued"
-        );
-        self.shared.wake.notify_waiters();
-        self.shared.wake.notify_one();
-        Ok(id)
+    /// Queue a job; returns its id.
+    pub async fn submit(&self, spec: &JobSpec) -> Result<i64, DaemonError> {
+        submit(&self.shared, spec).await
     }
 
     /// One job.

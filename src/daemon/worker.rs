@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Shared;
-use crate::daemon::jobs::{PULL, Progress, PullSpec};
+use crate::daemon::jobs::{
+    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec,
+};
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState};
 
@@ -48,20 +50,19 @@ struct JobReporter {
     shared: Arc<Shared>,
     /// Where received bytes are counted: models or datasets.
     kind_index: usize,
+    /// The plan and the files in flight, once resolved.
+    detail: std::sync::Mutex<Option<PullProgress>>,
 }
 
 impl JobReporter {
-    fn new(shared: Arc<Shared>, kind: crate::hub::RepoType) -> JobReporter {
-        let kind = match kind {
-            crate::hub::RepoType::Dataset => crate::registry::RepoKind::Dataset,
-            crate::hub::RepoType::Model => crate::registry::RepoKind::Model,
-        };
+    fn new(shared: Arc<Shared>, kind: crate::registry::RepoKind) -> JobReporter {
         JobReporter {
             bytes: AtomicU64::new(0),
             total: AtomicU64::new(0),
             active: AtomicI64::new(0),
             shared,
             kind_index: crate::daemon::kind_index(kind),
+            detail: std::sync::Mutex::new(None),
         }
     }
 
@@ -75,6 +76,15 @@ impl JobReporter {
         Progress {
             bytes: if total > 0 { bytes.min(total) } else { bytes },
             total,
+            pull: self.detail.lock().ok().and_then(|d| d.clone()),
+        }
+    }
+
+    fn with_detail(&self, change: impl FnOnce(&mut PullProgress)) {
+        if let Ok(mut detail) = self.detail.lock()
+            && let Some(detail) = detail.as_mut()
+        {
+            change(detail);
         }
     }
 
@@ -88,27 +98,70 @@ impl Reporter for JobReporter {
     fn report(&self, event: &PullEvent) {
         match event {
             PullEvent::Resolved {
-                bytes, fetch_bytes, ..
+                bytes,
+                fetch_bytes,
+                commit,
+                files,
+                fetch_files,
+                ..
             } => {
                 self.total.store(*bytes, Ordering::Relaxed);
                 self.bytes
                     .store(bytes.saturating_sub(*fetch_bytes), Ordering::Relaxed);
+                if let Ok(mut detail) = self.detail.lock() {
+                    *detail = Some(PullProgress {
+                        commit: commit.clone(),
+                        files: *files,
+                        fetch_files: *fetch_files,
+                        fetch_bytes: *fetch_bytes,
+                        verified: 0,
+                        active: Vec::new(),
+                    });
+                }
             }
-            PullEvent::FileStarted { resumed, .. } => {
+            PullEvent::FileStarted {
+                path,
+                size,
+                resumed,
+            } => {
                 self.bytes.fetch_add(*resumed, Ordering::Relaxed);
                 self.active.fetch_add(1, Ordering::Relaxed);
                 self.add_global(1);
+                self.with_detail(|d| {
+                    d.active.retain(|f| &f.path != path);
+                    d.active.push(ActiveFile {
+                        path: path.clone(),
+                        size: *size,
+                        bytes: *resumed,
+                    });
+                });
             }
-            PullEvent::FileProgress { bytes, .. } => {
+            PullEvent::FileProgress { path, bytes } => {
                 self.bytes.fetch_add(*bytes, Ordering::Relaxed);
                 self.shared.fetched_bytes[self.kind_index].fetch_add(*bytes, Ordering::Relaxed);
+                self.with_detail(|d| {
+                    if let Some(file) = d.active.iter_mut().find(|f| &f.path == path) {
+                        file.bytes += bytes;
+                    }
+                });
             }
-            PullEvent::Mismatch { .. } => {
+            PullEvent::FileVerified { path, .. } => {
+                self.file_ended();
+                self.with_detail(|d| {
+                    d.active.retain(|f| &f.path != path);
+                    d.verified += 1;
+                });
+            }
+            PullEvent::FileFailed { path, .. } => {
+                self.file_ended();
+                self.with_detail(|d| d.active.retain(|f| &f.path != path));
+            }
+            PullEvent::Mismatch { path, .. } => {
                 self.shared
                     .verification_failures
                     .fetch_add(1, Ordering::Relaxed);
+                self.with_detail(|d| d.active.retain(|f| &f.path != path));
             }
-            PullEvent::FileVerified { .. } | PullEvent::FileFailed { .. } => self.file_ended(),
             _ => {}
         }
     }
@@ -126,37 +179,117 @@ impl Drop for JobReporter {
 
 /// Run one claimed job to its end (or until it is cancelled or the daemon stops).
 async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
-    let id = job.id;
-    let registry = &shared.larder.registry;
-    if job.kind != PULL {
-        finish(shared, id, Err(format!("unknown job kind `{}`", job.kind))).await;
-        return;
+    match job.kind.as_str() {
+        PULL => run_pull(shared, job).await,
+        CONVERT => run_convert(shared, job).await,
+        other => finish(shared, job.id, Err(format!("unknown job kind `{other}`"))).await,
     }
-    let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
+    // A job that ended may have pushed the store over its quota.
+    shared.quota_check.notify_one();
+}
+
+/// Register the job's cancellation token; `None` when the job was cancelled meanwhile (a
+/// cancellation between the claim and the registration found no token to cancel).
+async fn register(shared: &Arc<Shared>, id: i64) -> Option<CancellationToken> {
+    let token = shared.shutdown.child_token();
+    if let Ok(mut running) = shared.running.lock() {
+        running.insert(id, token.clone());
+    }
+    match shared.larder.registry.job(id).await {
+        Ok(Some(current)) if current.state == JobState::Running => Some(token),
+        _ => {
+            forget(shared, id);
+            None
+        }
+    }
+}
+
+/// Run a conversion job, its progress being the tensor bytes converted.
+async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
+    let id = job.id;
+    let request = match serde_json::from_value::<ConvertSpec>(job.spec.clone())
         .map_err(|e| e.to_string())
-        .and_then(|spec| spec.options().map_err(|e| e.to_string()))
-        .and_then(|options| with_licence_gate(&shared.larder, options))
+        .and_then(|spec| spec.request().map_err(|e| e.to_string()))
     {
-        Ok(options) => options,
+        Ok(request) => request,
         Err(error) => {
             finish(shared, id, Err(error)).await;
             return;
         }
     };
-    let token = shared.shutdown.child_token();
-    if let Ok(mut running) = shared.running.lock() {
-        running.insert(id, token.clone());
+    let Some(token) = register(shared, id).await else {
+        return;
+    };
+    tracing::info!(job = id, repo = %request.repo, revision = request.revision, "conversion started");
+    let reporter = Arc::new(JobReporter::new(shared.clone(), request.kind));
+    let progress_task = tokio::spawn(report_progress(
+        shared.clone(),
+        id,
+        reporter.clone(),
+        token.clone(),
+    ));
+    let sink = reporter.clone();
+    let progress: Arc<dyn Fn(u64, u64) + Send + Sync> = Arc::new(move |done, total| {
+        sink.total.store(total, Ordering::Relaxed);
+        sink.bytes.store(done, Ordering::Relaxed);
+    });
+    let outcome = tokio::select! {
+        result = crate::convert::convert(&shared.larder, &request, Some(progress)) => Some(result),
+        _ = token.cancelled() => None,
+    };
+    progress_task.abort();
+    forget(shared, id);
+    let progress = reporter.progress();
+    drop(reporter);
+    if let Ok(value) = serde_json::to_value(progress) {
+        let _ = shared.larder.registry.set_job_progress(id, &value).await;
     }
-    // A cancellation between the claim and the registration above found no token to cancel.
-    match registry.job(id).await {
-        Ok(Some(current)) if current.state == JobState::Running => {}
-        _ => {
-            forget(shared, id);
+    match outcome {
+        Some(Ok(outcome)) => {
+            tracing::info!(
+                job = id,
+                derived = outcome.derived,
+                commit = outcome.commit,
+                "conversion done"
+            );
+            finish(shared, id, Ok(())).await;
+        }
+        Some(Err(error)) => {
+            let message = crate::fetch::transfer::error_chain(&error);
+            tracing::warn!(job = id, error = message, "conversion failed");
+            finish(shared, id, Err(message)).await;
+        }
+        None => tracing::info!(job = id, "conversion interrupted"),
+    }
+}
+
+/// Run a pull job.
+async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
+    let id = job.id;
+    let registry = &shared.larder.registry;
+    let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|spec| spec.options().map_err(|e| e.to_string()))
+        .and_then(|options| with_licence_gate(&shared.larder, options))
+    {
+        Ok(mut options) => {
+            options.rate_limit = shared.options.rate_limit.clone();
+            options
+        }
+        Err(error) => {
+            finish(shared, id, Err(error)).await;
             return;
         }
-    }
+    };
+    let Some(token) = register(shared, id).await else {
+        return;
+    };
     tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
-    let reporter = Arc::new(JobReporter::new(shared.clone(), options.kind));
+    let kind = match options.kind {
+        crate::hub::RepoType::Model => crate::registry::RepoKind::Model,
+        crate::hub::RepoType::Dataset => crate::registry::RepoKind::Dataset,
+    };
+    let reporter = Arc::new(JobReporter::new(shared.clone(), kind));
     let progress_task = tokio::spawn(report_progress(
         shared.clone(),
         id,
@@ -238,10 +371,10 @@ async fn report_progress(
     loop {
         tick.tick().await;
         let progress = reporter.progress();
-        if last == Some(progress) {
+        if last.as_ref() == Some(&progress) {
             continue;
         }
-        let Ok(value) = serde_json::to_value(progress) else {
+        let Ok(value) = serde_json::to_value(&progress) else {
             continue;
         };
         match shared.larder.registry.set_job_progress(id, &value).await {

@@ -916,6 +916,7 @@ fn premature_end(job: &FileJob) -> HubError {
         url: crate::hub::client::redact(&job.url),
         status: 502,
         message: Some("the connection closed before the range was complete".to_owned()),
+        code: None,
         retry_after: None,
     }
 }

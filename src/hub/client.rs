@@ -11,7 +11,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
-use super::error::HubError;
+use super::error::{HubError, UpstreamReply};
 use super::retry::{RetryPolicy, retry};
 use super::types::{
     RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry, is_commit_sha,
@@ -405,39 +405,53 @@ pub async fn check_status(
         _ => None,
     };
     let repo_name = repo.to_owned();
+    let reply = Box::new(UpstreamReply {
+        status: status.as_u16(),
+        code: code.clone(),
+        message: message.clone().or_else(|| body_message.clone()),
+    });
     let error = match code.as_deref() {
         Some("GatedRepo") => HubError::Gated {
             page: format!("{}/{}{}", client.endpoint(), kind.url_prefix(), repo),
             repo: repo_name,
             authenticated: client.has_token(),
+            reply,
         },
         Some("RepoNotFound") => HubError::RepoNotFound {
             kind: kind.as_str(),
             repo: repo_name,
             endpoint: client.endpoint(),
+            reply,
         },
         Some("RevisionNotFound") => HubError::RevisionNotFound {
             repo: repo_name,
             revision: revision.unwrap_or_default().to_owned(),
+            reply,
         },
         Some("EntryNotFound") => HubError::EntryNotFound {
             repo: repo_name,
             path: path.unwrap_or_default().to_owned(),
+            reply,
         },
         _ if status == StatusCode::FORBIDDEN
             && message.as_deref() == Some("Access to this resource is disabled.") =>
         {
-            HubError::Disabled { repo: repo_name }
+            HubError::Disabled {
+                repo: repo_name,
+                reply,
+            }
         }
         _ if status == StatusCode::UNAUTHORIZED => HubError::RepoNotFound {
             kind: kind.as_str(),
             repo: repo_name,
             endpoint: client.endpoint(),
+            reply,
         },
         _ => HubError::Status {
             url,
             status: status.as_u16(),
             message: message.or(body_message),
+            code,
             retry_after,
         },
     };

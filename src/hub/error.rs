@@ -34,6 +34,8 @@ pub enum HubError {
         repo: String,
         /// Where we asked.
         endpoint: String,
+        /// The upstream's answer as sent.
+        reply: Box<UpstreamReply>,
     },
     /// The repo is gated and the request was not authorised.
     #[error("{}", gated_message(repo, page, *authenticated))]
@@ -44,6 +46,8 @@ pub enum HubError {
         page: String,
         /// Whether a token was sent.
         authenticated: bool,
+        /// The upstream's answer as sent.
+        reply: Box<UpstreamReply>,
     },
     /// The revision does not exist.
     #[error("revision `{revision}` does not exist in `{repo}`: check the branch, tag or commit")]
@@ -52,6 +56,8 @@ pub enum HubError {
         repo: String,
         /// The revision asked for.
         revision: String,
+        /// The upstream's answer as sent.
+        reply: Box<UpstreamReply>,
     },
     /// The file does not exist at that revision.
     #[error("`{path}` does not exist in `{repo}` at that revision")]
@@ -60,12 +66,16 @@ pub enum HubError {
         repo: String,
         /// The file path.
         path: String,
+        /// The upstream's answer as sent.
+        reply: Box<UpstreamReply>,
     },
     /// The Hub disabled the repo.
     #[error("access to `{repo}` has been disabled by the Hub")]
     Disabled {
         /// The repo id.
         repo: String,
+        /// The upstream's answer as sent.
+        reply: Box<UpstreamReply>,
     },
     /// Any other unexpected status.
     #[error("{url} answered {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
@@ -76,6 +86,8 @@ pub enum HubError {
         status: u16,
         /// `X-Error-Message` or the JSON `error`.
         message: Option<String>,
+        /// `X-Error-Code`, when sent.
+        code: Option<String>,
         /// `Retry-After`, when sent with 429/503.
         retry_after: Option<Duration>,
     },
@@ -124,6 +136,18 @@ pub enum HubError {
     Name(#[from] NameError),
 }
 
+/// An upstream's error answer as it was sent (status, `X-Error-Code`, message), so that a
+/// mirror can pass it on to its own clients verbatim (hub-protocol.md §9.8).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpstreamReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `X-Error-Code`, when sent.
+    pub code: Option<String>,
+    /// `X-Error-Message`, else the JSON body's `error`.
+    pub message: Option<String>,
+}
+
 fn gated_message(repo: &str, page: &str, authenticated: bool) -> String {
     if authenticated {
         format!(
@@ -169,6 +193,31 @@ impl HubError {
             HubError::Status { retry_after, .. } => *retry_after,
             _ => None,
         }
+    }
+
+    /// The upstream's own answer, when it refused the request for good (a 4xx other than 408
+    /// and 429): what a mirror forwards to its client instead of inventing its own error.
+    pub fn refusal(&self) -> Option<UpstreamReply> {
+        let reply = match self {
+            HubError::RepoNotFound { reply, .. }
+            | HubError::Gated { reply, .. }
+            | HubError::RevisionNotFound { reply, .. }
+            | HubError::EntryNotFound { reply, .. }
+            | HubError::Disabled { reply, .. } => (**reply).clone(),
+            HubError::Status {
+                status,
+                message,
+                code,
+                ..
+            } => UpstreamReply {
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+            },
+            _ => return None,
+        };
+        let definitive = (400..500).contains(&reply.status) && !matches!(reply.status, 408 | 429);
+        definitive.then_some(reply)
     }
 
     /// The HTTP status, when the error carries one.

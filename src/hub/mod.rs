@@ -6,6 +6,6 @@ mod retry;
 mod types;
 
 pub use client::{ClientSettings, HubClient};
-pub use error::HubError;
+pub use error::{HubError, UpstreamReply};
 pub use retry::{RetryPolicy, retry};
 pub use types::*;

@@ -1,7 +1,8 @@
 //! The management API under `/v1`: the job queue.
 //!
 //! - `POST /v1/jobs` `{"kind":"pull","repo":"org/name","revision":"main","type":"model",
-//!   "include":[..],"exclude":[..]}` → `201 {"id":N}`
+//!   "include":[..],"exclude":[..]}` or `{"kind":"convert","repo":"org/name","revision":"main",
+//!   "to":"gguf","type":"q4_k_m"}` → `201 {"id":N}`
 //! - `GET /v1/jobs` → every job; `GET /v1/jobs/{id}` → one
 //! - `DELETE /v1/jobs/{id}` → cancel (a running pull is aborted; its parts are kept)
 //!
@@ -18,7 +19,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::Mirror;
-use crate::daemon::jobs::{JobView, PullSpec};
+use crate::daemon::jobs::{JobSpec, JobView};
 use crate::daemon::{Daemon, DaemonError};
 
 /// The `/v1` routes.
@@ -80,7 +81,7 @@ fn no_job(id: i64) -> ApiError {
 
 async fn submit(State(mirror): State<Arc<Mirror>>, body: Bytes) -> Result<Response, ApiError> {
     let daemon = daemon(&mirror)?;
-    let spec = PullSpec::from_submission(&body)
+    let spec = JobSpec::from_submission(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let id = daemon
         .submit(&spec)

@@ -64,6 +64,20 @@ pub enum ServeError {
         /// The licence and the rule that denied it.
         reason: String,
     },
+    /// The upstream refused a request the mirror could not answer from the store; its status,
+    /// `X-Error-Code` and message are passed on verbatim.
+    #[error("{}", message.as_deref().unwrap_or("the upstream refused the request"))]
+    UpstreamRefused {
+        /// The upstream's status (a 4xx).
+        status: u16,
+        /// Its `X-Error-Code`.
+        code: Option<String>,
+        /// Its `X-Error-Message` (or JSON `error`).
+        message: Option<String>,
+    },
+    /// The upstream has disabled the repo; the mirror follows (403, as the Hub answers).
+    #[error("{DISABLED_MESSAGE}")]
+    Disabled,
     /// The upstream failed while the mirror needed it.
     #[error("the upstream failed: {0}")]
     Upstream(String),
@@ -77,6 +91,9 @@ pub enum ServeError {
     #[error("internal error")]
     Internal,
 }
+
+/// The Hub's message for a disabled repo, which clients match on (it has no error code).
+pub const DISABLED_MESSAGE: &str = "Access to this resource is disabled.";
 
 fn gated_message(repo: &str, authenticated: bool) -> String {
     if authenticated {
@@ -114,6 +131,10 @@ impl ServeError {
                 ..
             } => StatusCode::FORBIDDEN,
             ServeError::NotHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::UpstreamRefused { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            ServeError::Disabled => StatusCode::FORBIDDEN,
             ServeError::LicenceDenied { .. } => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             ServeError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -122,8 +143,9 @@ impl ServeError {
     }
 
     /// The `X-Error-Code`, for the codes the Hub defines.
-    pub fn code(&self) -> Option<&'static str> {
+    pub fn code(&self) -> Option<&str> {
         match self {
+            ServeError::UpstreamRefused { code, .. } => code.as_deref(),
             ServeError::RepoNotFound { .. } => Some("RepoNotFound"),
             ServeError::RevisionNotFound { .. } => Some("RevisionNotFound"),
             ServeError::EntryNotFound { .. } => Some("EntryNotFound"),
@@ -141,6 +163,8 @@ impl ServeError {
             ServeError::Gated { .. } => ErrorKind::GatedRepo,
             ServeError::NotHeld { .. } => ErrorKind::NotHeld,
             ServeError::LicenceDenied { .. } => ErrorKind::LicenceDenied,
+            ServeError::UpstreamRefused { .. } => ErrorKind::UpstreamRefused,
+            ServeError::Disabled => ErrorKind::RepoDisabled,
             ServeError::Upstream(_) => ErrorKind::UpstreamError,
             ServeError::BadRequest(_) => ErrorKind::BadRequest,
             ServeError::NotFound => ErrorKind::NotFound,
@@ -175,8 +199,10 @@ impl IntoResponse for ServeError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if let Some(code) = self.code() {
-            headers.insert(X_ERROR_CODE.clone(), HeaderValue::from_static(code));
+        if let Some(code) = self.code()
+            && let Ok(value) = HeaderValue::from_str(code)
+        {
+            headers.insert(X_ERROR_CODE.clone(), value);
         }
         // Header values must be visible ASCII; the JSON body keeps the exact text.
         let ascii: String = message

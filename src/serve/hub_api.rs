@@ -84,7 +84,7 @@ pub async fn info(
         .filter(|(k, _)| k == "expand" || k == "expand[]")
         .map(|(_, v)| v.clone())
         .collect();
-    let mut body = repo_info_json(&detail, blobs);
+    let mut body = repo_info_json(&detail, blobs, mirror.is_disabled(&target));
     if !expand.is_empty()
         && let Value::Object(map) = &mut body
     {
@@ -100,8 +100,8 @@ pub async fn info(
     ))
 }
 
-/// The repo info JSON of one commit.
-pub fn repo_info_json(detail: &CommitDetail, blobs: bool) -> Value {
+/// The repo info JSON of one commit (`disabled`: the upstream has disabled the repo).
+pub fn repo_info_json(detail: &CommitDetail, blobs: bool, disabled: bool) -> Value {
     let siblings: Vec<Value> = detail
         .files
         .iter()
@@ -145,7 +145,7 @@ pub fn repo_info_json(detail: &CommitDetail, blobs: bool) -> Value {
     map.insert("createdAt".into(), json!(date));
     map.insert("private".into(), json!(detail.private));
     map.insert("gated".into(), gated);
-    map.insert("disabled".into(), json!(false));
+    map.insert("disabled".into(), json!(disabled));
     map.insert("downloads".into(), json!(0));
     map.insert("likes".into(), json!(0));
     map.insert("tags".into(), json!(tags));
@@ -336,6 +336,7 @@ pub async fn tree(
     let (revision, path, sha) = mirror.resolve_tail(&target, tail, false, headers).await?;
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, false).await?;
+    mirror.refuse_disabled(&target)?;
     let index = TreeIndex::new(&detail.files);
     let path = path.trim_matches('/').to_owned();
     if !index.is_dir(&path) {
@@ -418,6 +419,7 @@ pub async fn paths_info(
     };
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, false).await?;
+    mirror.refuse_disabled(&target)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

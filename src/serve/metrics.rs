@@ -85,6 +85,12 @@ pub enum ErrorKind {
     NotHeld,
     /// The licence policy refused (451).
     LicenceDenied,
+    /// The upstream refused a cold miss; its status and code were passed on.
+    UpstreamRefused,
+    /// The upstream disabled the repo; the mirror refuses it too (403).
+    RepoDisabled,
+    /// No (valid) access token, or a `/v1` change without admin rights (401/403).
+    AccessDenied,
     /// An upstream failure answered with 502.
     UpstreamError,
     /// A malformed request.
@@ -102,13 +108,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    const ALL: [ErrorKind; 13] = [
+    const ALL: [ErrorKind; 16] = [
         ErrorKind::RepoNotFound,
         ErrorKind::RevisionNotFound,
         ErrorKind::EntryNotFound,
         ErrorKind::GatedRepo,
         ErrorKind::NotHeld,
         ErrorKind::LicenceDenied,
+        ErrorKind::UpstreamRefused,
+        ErrorKind::RepoDisabled,
+        ErrorKind::AccessDenied,
         ErrorKind::UpstreamError,
         ErrorKind::BadRequest,
         ErrorKind::NotFound,
@@ -127,6 +136,9 @@ impl ErrorKind {
             ErrorKind::GatedRepo => "GatedRepo",
             ErrorKind::NotHeld => "NotHeld",
             ErrorKind::LicenceDenied => "LicenceDenied",
+            ErrorKind::UpstreamRefused => "UpstreamRefused",
+            ErrorKind::RepoDisabled => "RepoDisabled",
+            ErrorKind::AccessDenied => "AccessDenied",
             ErrorKind::UpstreamError => "UpstreamError",
             ErrorKind::BadRequest => "BadRequest",
             ErrorKind::NotFound => "NotFound",

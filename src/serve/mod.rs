@@ -10,14 +10,17 @@
 //! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
 //! every client stays on plain HTTP against it (hub-protocol.md §9).
 
+pub mod access;
 pub mod admin;
 pub mod errors;
 pub mod hub_api;
+pub mod limit;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
 pub mod repos;
 pub mod resolve;
+pub mod served;
 pub mod ui;
 
 use std::collections::HashMap;
@@ -62,10 +65,16 @@ pub struct ServeOptions {
     /// The job queue's workers; jobs run only with pull-through (an offline mirror refuses
     /// new jobs).
     pub jobs: DaemonOptions,
+    /// How often the times commits were served are written to the registry.
+    pub served_flush_every: Duration,
+    /// Client connections open at once; more wait in the listen backlog (`None`: no limit).
+    pub max_connections: Option<usize>,
     /// Licence policy applied to file content served (and so pulled through): a repo whose
     /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
     /// 451 with the reason.
     pub policy: Option<Arc<larder_licence::Policy>>,
+    /// Access tokens for the mirror and admin tokens for `/v1` changes.
+    pub access: access::AccessRules,
 }
 
 impl ServeOptions {
@@ -78,6 +87,9 @@ impl ServeOptions {
             page_size: 1000,
             policy: None,
             jobs: DaemonOptions::default(),
+            served_flush_every: Duration::from_secs(5),
+            max_connections: None,
+            access: access::AccessRules::default(),
         }
     }
 }
@@ -100,6 +112,8 @@ pub struct Mirror {
     licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
     /// Licence verdicts shown on the web page and `/v1/repos`.
     verdicts: repos::Verdicts,
+    /// Commits served since the last write of their served times.
+    served: Arc<served::ServedLog>,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -119,6 +133,8 @@ pub struct RunningMirror {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     daemon: Option<Daemon>,
+    served: Arc<served::ServedLog>,
+    registry: crate::registry::Registry,
 }
 
 impl RunningMirror {
@@ -141,17 +157,20 @@ impl RunningMirror {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match (&mut self.task).await {
+        let result = match (&mut self.task).await {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
-        }
+        };
+        self.served.flush(&self.registry).await;
+        result
     }
 }
 
 /// Bind and start the mirror in the background.
 pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<RunningMirror> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, daemon, fut) = bind(larder, options, async {
+    let registry = larder.registry.clone();
+    let (addr, daemon, served, fut) = bind(larder, options, async {
         let _ = rx.await;
     })
     .await?;
@@ -161,6 +180,8 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
         shutdown: Some(tx),
         task,
         daemon,
+        served,
+        registry,
     })
 }
 
@@ -170,12 +191,14 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (addr, daemon, fut) = bind(larder, options, shutdown).await?;
+    let registry = larder.registry.clone();
+    let (addr, daemon, served, fut) = bind(larder, options, shutdown).await?;
     tracing::info!(%addr, "serving");
     let result = fut.await;
     if let Some(daemon) = daemon {
         daemon.stop().await;
     }
+    served.flush(&registry).await;
     result
 }
 
@@ -186,6 +209,7 @@ async fn bind(
 ) -> std::io::Result<(
     SocketAddr,
     Option<Daemon>,
+    Arc<served::ServedLog>,
     impl Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
@@ -203,9 +227,16 @@ async fn bind(
     } else {
         None
     };
+    let served = Arc::new(served::ServedLog::default());
+    served::ServedLog::spawn_flusher(
+        served.clone(),
+        larder.registry.clone(),
+        options.served_flush_every,
+    );
     let mirror = Arc::new(Mirror {
         larder,
         options,
+        served: served.clone(),
         local_addr,
         details: Mutex::new(HashMap::new()),
         pull,
@@ -214,16 +245,28 @@ async fn bind(
         licence_verdicts: Mutex::new(HashMap::new()),
         verdicts: repos::Verdicts::default(),
     });
-    let app = router(mirror);
-    let fut = async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-    };
-    Ok((local_addr, daemon, fut))
+    let max_connections = mirror.options.max_connections;
+    let app = router(mirror).into_make_service_with_connect_info::<SocketAddr>();
+    let fut: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+        match max_connections {
+            Some(limit) => {
+                use axum::serve::ListenerExt;
+                // `tap_io` only lends the wrapper the connect-info (client address) support.
+                let listener = limit::LimitedListener::new(listener, limit)
+                    .tap_io(|_: &mut limit::LimitedStream| {});
+                Box::pin(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                })
+            }
+            None => Box::pin(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }),
+        };
+    Ok((local_addr, daemon, served, fut))
 }
 
 /// The mirror's router: the web page, the management API, health and metrics, one handler for
@@ -235,6 +278,10 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .merge(admin::routes())
         .merge(ui::routes())
         .fallback(dispatch)
+        .layer(axum::middleware::from_fn_with_state(
+            mirror.clone(),
+            access::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             mirror.clone(),
             access_log,
@@ -448,6 +495,9 @@ impl Mirror {
         revision: &str,
         headers: &HeaderMap,
     ) -> ServeError {
+        if self.is_disabled(target) {
+            return ServeError::Disabled;
+        }
         match self
             .larder
             .registry
@@ -500,6 +550,22 @@ impl Mirror {
             return Ok((revision, rest, sha));
         }
         Err(self.unknown_revision(target, &revision, headers).await)
+    }
+
+    /// Whether the upstream has disabled the repo (known only with pull-through).
+    pub(crate) fn is_disabled(&self, target: &Target) -> bool {
+        self.pull
+            .as_ref()
+            .is_some_and(|pull| pull.is_disabled(target.kind, &target.repo))
+    }
+
+    /// Refuse a disabled repo's files and listings as the Hub does (403, no error code).
+    pub(crate) fn refuse_disabled(&self, target: &Target) -> Result<(), ServeError> {
+        if self.is_disabled(target) {
+            Err(ServeError::Disabled)
+        } else {
+            Ok(())
+        }
     }
 
     /// A commit's detail, cached briefly.

@@ -4,6 +4,10 @@
 //!   recorded. A branch is re-resolved upstream at most once a minute per repo and branch; the
 //!   lookups of one key are serialised, so a burst of clients on a cold repo makes one request.
 //!   When the upstream cannot be reached the registry's answer stands and the failure is logged.
+//!   When it refuses for good (RepoNotFound, RevisionNotFound, a 4xx) and the store holds
+//!   nothing for the request, its status, `X-Error-Code` and message are passed on verbatim
+//!   (remembered for ten seconds). A repo it reports disabled is refused by the mirror too,
+//!   held or not, until a lookup finds it enabled again.
 //! - **Files.** A miss starts — or joins — the one [`Flight`] of that content (keyed like the
 //!   transfer engine's parts: sha256, or the git oid for regular files). The transfer runs in its
 //!   own task with [`transfer::fetch_file_with_hook`], which reports the part's contiguous,
@@ -36,11 +40,13 @@ use crate::Larder;
 use crate::fetch::licence_fields;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::fetch::transfer::{self, FileJob, PrefixHook, TransferEnv, TransferSettings};
-use crate::hub::{HubError, RepoId, RepoType, Revision, gate_mode, is_commit_sha};
+use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, gate_mode, is_commit_sha};
 use crate::registry::{BlobRecord, FileRecord, FileRow, RepoKind, SnapshotRecord};
 
 /// How long a branch's upstream answer is trusted.
 const BRANCH_TTL: Duration = Duration::from_secs(60);
+/// How long an upstream refusal (RepoNotFound, RevisionNotFound, ...) is reused.
+const REFUSAL_TTL: Duration = Duration::from_secs(10);
 /// How long an upstream access decision for a token is trusted.
 const ACCESS_TTL: Duration = Duration::from_secs(300);
 /// Upper bound on one upstream metadata exchange, so a dead upstream does not stall clients.
@@ -188,7 +194,29 @@ impl Reader {
 type BranchKey = (RepoKind, String, String);
 /// (kind, repo, sha256 of the `Authorization` value).
 type AccessKey = (RepoKind, String, String);
-type BranchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Option<String>)>>>;
+type BranchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Lookup)>>>;
+/// (kind, repo).
+type RepoKey = (RepoKind, String);
+
+/// What an upstream lookup of a revision said, as remembered for a while.
+#[derive(Debug, Clone)]
+enum Lookup {
+    /// The commit it names (`None`: the upstream could not be asked; use the store's answer).
+    Commit(Option<String>),
+    /// The upstream refused for good (unknown repo or revision, gated, invalid request).
+    Refused(UpstreamReply),
+}
+
+impl Lookup {
+    /// How long the answer is reused: refusals briefly, so a repo or branch created upstream
+    /// a moment ago shows up soon.
+    fn ttl(&self) -> Duration {
+        match self {
+            Lookup::Commit(_) => BRANCH_TTL,
+            Lookup::Refused(_) => REFUSAL_TTL,
+        }
+    }
+}
 
 /// The pull-through machinery of a mirror.
 pub struct PullThrough {
@@ -200,6 +228,8 @@ pub struct PullThrough {
     probe: reqwest::Client,
     /// When an upstream lookup last failed (cleared by the next success).
     down_since: Mutex<Option<Instant>>,
+    /// Repos the upstream reported disabled, and when it last said so.
+    disabled: Mutex<HashMap<RepoKey, Instant>>,
     /// The mirror's counters.
     metrics: Arc<Metrics>,
 }
@@ -241,7 +271,31 @@ impl PullThrough {
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
             probe,
             down_since: Mutex::new(None),
+            disabled: Mutex::new(HashMap::new()),
             metrics,
+        }
+    }
+
+    /// Whether the upstream disabled the repo (as last seen, within the branch TTL; the
+    /// mark is renewed or cleared by every lookup of the repo).
+    pub fn is_disabled(&self, kind: RepoKind, repo: &str) -> bool {
+        self.disabled
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&(kind, repo.to_owned())).copied())
+            .is_some_and(|at| at.elapsed() < BRANCH_TTL)
+    }
+
+    fn mark_disabled(&self, kind: RepoKind, repo: &str, disabled: bool) {
+        if let Ok(mut map) = self.disabled.lock() {
+            let key = (kind, repo.to_owned());
+            if disabled {
+                if map.insert(key, Instant::now()).is_none() {
+                    tracing::warn!(repo, "the upstream has disabled this repo; refusing it too");
+                }
+            } else {
+                map.remove(&key);
+            }
         }
     }
 
@@ -256,7 +310,6 @@ impl PullThrough {
         revision: &str,
         headers: &HeaderMap,
     ) -> Result<Option<String>, ServeError> {
-        let _ = headers;
         let (Ok(repo_id), Ok(rev)) = (RepoId::parse(repo), Revision::parse(revision)) else {
             return Ok(None);
         };
@@ -276,18 +329,68 @@ impl PullThrough {
             map.entry(key).or_default().clone()
         };
         let mut slot = slot.lock().await;
-        if let Some((at, answer)) = &*slot
-            && at.elapsed() < BRANCH_TTL
-        {
-            return Ok(answer.clone());
+        let lookup = match &*slot {
+            Some((at, lookup)) if at.elapsed() < lookup.ttl() => lookup.clone(),
+            _ => {
+                let lookup = self.look_up(mirror, kind, &repo_id, &rev).await;
+                *slot = Some((Instant::now(), lookup.clone()));
+                lookup
+            }
+        };
+        match lookup {
+            Lookup::Commit(answer) => Ok(answer),
+            Lookup::Refused(reply) => {
+                // What the store holds stays served (the upstream may only have lost it, or
+                // refuse the mirror's own token); only a true miss gets the upstream's answer.
+                let held = self.larder.registry.resolve(kind, repo, revision).await;
+                if matches!(held, Ok(Some(_))) {
+                    return Ok(None);
+                }
+                let authenticated = super::authorization(headers).is_some();
+                Err(match reply.code.as_deref() {
+                    // The Hub answers 401 anonymously and 404 with a token; follow the client's
+                    // request, not the mirror's.
+                    Some("RepoNotFound") => ServeError::RepoNotFound { authenticated },
+                    _ => ServeError::UpstreamRefused {
+                        status: reply.status,
+                        code: reply.code,
+                        message: reply.message,
+                    },
+                })
+            }
         }
-        let answer = match self.fetch_revision(kind, &repo_id, &rev).await {
-            Ok(sha) => {
+    }
+
+    /// Ask the upstream which commit `rev` names (recording it); classify the failure.
+    async fn look_up(
+        &self,
+        mirror: &Mirror,
+        kind: RepoKind,
+        repo_id: &RepoId,
+        rev: &Revision,
+    ) -> Lookup {
+        let repo = repo_id.as_str();
+        match self.fetch_revision(kind, repo_id, rev).await {
+            Ok((sha, disabled)) => {
                 mirror.forget(kind, repo);
                 self.mark_down(false);
-                Some(sha)
+                self.mark_disabled(kind, repo, disabled);
+                Lookup::Commit(Some(sha))
             }
             Err(error) => {
+                if let HubError::Disabled { .. } = error {
+                    self.mark_disabled(kind, repo, true);
+                    self.mark_down(false);
+                    return Lookup::Commit(None);
+                }
+                if let Some(reply) = error.refusal() {
+                    self.mark_down(false);
+                    tracing::info!(
+                        repo, revision = %rev, status = reply.status, code = reply.code.as_deref(),
+                        "upstream refused the lookup"
+                    );
+                    return Lookup::Refused(reply);
+                }
                 self.metrics.error(ErrorKind::UpstreamLookupFailed);
                 if matches!(error, HubError::Network { .. } | HubError::Endpoint(_))
                     || error.is_transient()
@@ -295,14 +398,12 @@ impl PullThrough {
                     self.mark_down(true);
                 }
                 tracing::warn!(
-                    repo, revision, error = %transfer::error_chain(&error),
+                    repo, revision = %rev, error = %transfer::error_chain(&error),
                     "upstream lookup failed; answering from the store"
                 );
-                None
+                Lookup::Commit(None)
             }
-        };
-        *slot = Some((Instant::now(), answer.clone()));
-        Ok(answer)
+        }
     }
 
     fn mark_down(&self, down: bool) {
@@ -330,7 +431,7 @@ impl PullThrough {
         kind: RepoKind,
         repo: &RepoId,
         revision: &Revision,
-    ) -> Result<String, HubError> {
+    ) -> Result<(String, bool), HubError> {
         let client = &self.larder.client;
         let rt = repo_type(kind);
         let timed = |what: &'static str| {
@@ -398,7 +499,7 @@ impl PullThrough {
         if let Err(error) = self.larder.registry.record_snapshot(record).await {
             tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
         }
-        Ok(sha)
+        Ok((sha, info.disabled))
     }
 
     /// Whether the upstream accepts `authorization` for the repo (cached a few minutes).
@@ -513,7 +614,6 @@ impl PullThrough {
             size = file.size,
             "pull-through: fetching"
         );
-        let _ = mirror;
         let env = TransferEnv {
             client: self.larder.client.clone(),
             store: self.larder.store.clone(),
@@ -526,7 +626,8 @@ impl PullThrough {
                 metrics: self.metrics.clone(),
                 kind: target.kind,
             }),
-            rate_limit: None,
+            // The daemon's global rate (`--max-rate`) covers pull-through as well as jobs.
+            rate_limit: mirror.options.jobs.rate_limit.clone(),
         };
         let larder = self.larder.clone();
         let tx = Arc::new(tx);

@@ -151,6 +151,8 @@ async fn answer(
     note.path.clone_from(&path);
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, true).await?;
+    mirror.refuse_disabled(&target)?;
+    mirror.served.note(target.kind, &target.repo, &sha);
     let Ok(index) = detail
         .files
         .binary_search_by(|f| f.path.as_str().cmp(&path))

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::common::{World, python};
 
 /// A tiny random Llama checkpoint (2 shards, BPE tokenizer) made by the convert crate's script.
-fn tiny_llama(dir: &Path) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn tiny_llama(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("convert/tests/py/make_model.py");
     let status = Command::new(python())
         .arg(script)

@@ -3,6 +3,7 @@
 mod common;
 mod convert;
 mod daemon;
+mod daemon_jobs;
 mod disk;
 mod faults;
 mod gc;
@@ -10,7 +11,9 @@ mod licence;
 mod metrics;
 mod offline;
 mod pull;
+mod quota;
 mod resume;
 mod serve;
+mod tracking;
 mod ui;
 mod verify;

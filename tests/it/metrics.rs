@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hub_standin::{Fault, Hub, RepoKind};
+use hub_standin::{Fault, Hub, RepoKind, Route};
 use larder::daemon::jobs::JobView;
 use larder::registry::JobState;
 use larder::serve::{RunningMirror, ServeOptions, start};
@@ -106,6 +106,15 @@ async fn metrics_count_hits_misses_upstream_bytes_and_errors_by_kind() {
         body != Some(BAD) || status != StatusCode::OK,
         "a corrupt file was delivered: {status}"
     );
+    // The upstream's API fails: the lookup of an unknown repo fails, the store's answer (no
+    // such repo) stands.
+    world.server.faults().clear();
+    world
+        .server
+        .inject(Fault::status(500, None).on(Route::Api).forever());
+    let (status, _) = get(format!("{base}/acme/nowhere/resolve/main/x.bin")).await;
+    assert!(status.is_client_error(), "{status}");
+    world.server.faults().clear();
 
     // A job's bytes count as the job's.
     let submitted: serde_json::Value = reqwest::Client::new()
@@ -177,7 +186,7 @@ async fn metrics_count_hits_misses_upstream_bytes_and_errors_by_kind() {
     assert!(delta("larder_served_bytes_total{repo_type=\"model\"}") >= (2 * WEIGHTS) as f64);
     assert!(delta("larder_served_bytes_total{repo_type=\"dataset\"}") >= 16.0);
     assert_eq!(delta("larder_errors_total{kind=\"EntryNotFound\"}"), 1.0);
-    assert_eq!(delta("larder_errors_total{kind=\"RepoNotFound\"}"), 1.0);
+    assert_eq!(delta("larder_errors_total{kind=\"RepoNotFound\"}"), 2.0);
     assert!(delta("larder_errors_total{kind=\"UpstreamLookupFailed\"}") >= 1.0);
     assert_eq!(
         delta("larder_errors_total{kind=\"VerificationFailed\"}"),

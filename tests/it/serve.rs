@@ -1506,3 +1506,201 @@ async fn huggingface_hub_through_a_cold_pull_through_mirror() {
     assert!(world.blob_path(&model).exists());
     mirror.stop().await.unwrap();
 }
+
+/// The upstream's status, error code and message for `url` (asked directly).
+async fn upstream_answer(
+    c: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+) -> (u16, Option<String>, Option<String>) {
+    let mut request = c.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.unwrap();
+    (
+        r.status().as_u16(),
+        header(&r, "x-error-code").map(str::to_owned),
+        header(&r, "x-error-message").map(str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upstream_refusals_are_forwarded_and_disabled_repos_refused() {
+    let hub = cold_hub();
+    hub.repo(RepoKind::Model, "acme/banned")
+        .regular_file("config.json", b"{}".to_vec())
+        .commit("main");
+    hub.set_disabled(RepoKind::Model, "acme/banned", true);
+    let world = World::start(hub).await;
+    let mirror = pull_through_mirror(&world).await;
+    let c = http();
+    let up = world.server.url();
+    let mine = mirror.url();
+
+    // Unknown repo and unknown branch on a cold mirror: what the upstream said, verbatim.
+    // (RepoNotFound follows the client's request: 401 anonymous, 404 with a token.)
+    let r = c
+        .get(format!("{mine}/acme/nope/resolve/main/config.json"))
+        .bearer_auth("hf_someone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&r, "x-error-code"), Some("RepoNotFound"));
+    for (path, token) in [
+        ("acme/nope/resolve/main/config.json", None),
+        ("api/models/acme/nope/revision/main", None),
+        ("acme/cold/resolve/no-such-branch/config.json", None),
+        ("api/models/acme/cold/revision/no-such-branch", None),
+    ] {
+        let expected = upstream_answer(&c, format!("{up}/{path}"), token).await;
+        assert!(
+            expected.0 >= 400 && expected.1.is_some(),
+            "{path}: {expected:?}"
+        );
+        let got = upstream_answer(&c, format!("{mine}/{path}"), token).await;
+        assert_eq!(got, expected, "{path}");
+    }
+
+    // A disabled repo the mirror does not hold: 403 with the Hub's message.
+    let disabled = "Access to this resource is disabled.";
+    let r = c
+        .get(format!("{mine}/acme/banned/resolve/main/config.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&r, "x-error-message"), Some(disabled));
+    assert_eq!(header(&r, "x-error-code"), None);
+
+    // A held repo that the upstream disables later is refused too, once a lookup sees it.
+    let url = format!("{mine}/acme/cold/resolve/main/config.json");
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let hub = world.server.hub();
+    let main = hub.resolve(RepoKind::Model, "acme/cold", "main").unwrap();
+    hub.set_ref(RepoKind::Model, "acme/cold", "v1", &main);
+    hub.set_disabled(RepoKind::Model, "acme/cold", true);
+    // `main` was looked up a moment ago; `v1` is new, so it asks and learns of the ban.
+    let r = c
+        .get(format!("{mine}/api/models/acme/cold/revision/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let info: Value = r.json().await.unwrap();
+    assert_eq!(info["disabled"], json!(true));
+    for url in [
+        url.clone(),
+        format!("{mine}/acme/cold/resolve/{main}/config.json"),
+        format!("{mine}/api/models/acme/cold/tree/main"),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+        assert_eq!(header(&r, "x-error-message"), Some(disabled), "{url}");
+    }
+    mirror.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn access_tokens_restrict_the_mirror_and_admin_tokens_the_job_api() {
+    use larder::serve::access::{AccessRules, TokenSet};
+    let world = World::start(build_hub()).await;
+    fill(&world).await;
+    let mut larder = world.larder();
+    larder.client =
+        larder::hub::HubClient::new(larder::hub::ClientSettings::new(world.server.url())).unwrap();
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.pull_through = true;
+    options.jobs.workers = 0; // accept jobs, run none
+    let lab_hashed = format!("sha256:{}", sha256_hex(b"hf_lab_second"));
+    options.access = AccessRules {
+        tokens: TokenSet::parse(&["hf_lab".to_owned(), lab_hashed]).unwrap(),
+        admin_tokens: TokenSet::parse(&["root-secret"]).unwrap(),
+    };
+    let mirror = start(larder, options).await.unwrap();
+    let c = http();
+    let info = format!("{}/api/models/acme/tiny", mirror.url());
+    let r = c.get(&info).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        header(&r, "x-error-message")
+            .unwrap()
+            .contains("access token")
+    );
+    assert!(header(&r, "www-authenticate").is_some());
+    for token in ["hf_wrong", "hf_lab_secon"] {
+        let r = c.get(&info).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{token}");
+    }
+    for token in ["hf_lab", "hf_lab_second", "root-secret"] {
+        let r = c.get(&info).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{token}");
+    }
+    let r = c
+        .get(format!("{}/healthz", mirror.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = c
+        .get(format!("{}/metrics", mirror.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Jobs: reading with a user token, changing only with an admin token (even from loopback).
+    let jobs = format!("{}/v1/jobs", mirror.url());
+    let body = json!({"kind": "pull", "repo": "acme/tiny"});
+    let r = c
+        .post(&jobs)
+        .bearer_auth("hf_lab")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(
+        header(&r, "x-error-message")
+            .unwrap()
+            .contains("admin token")
+    );
+    let r = c
+        .post(&jobs)
+        .bearer_auth("root-secret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = c.get(&jobs).bearer_auth("hf_lab").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A real client: huggingface_hub sends HF_TOKEN and gets through; without it, refused
+    // (each run with its own cache, since the client would fall back to a cached copy).
+    let script = "import sys\nfrom huggingface_hub import hf_hub_download\n\
+                  p = hf_hub_download('acme/tiny', 'config.json')\n\
+                  sys.stdout.write(open(p).read())";
+    for token in [Some("hf_lab"), None] {
+        let hf_home = tempfile::tempdir().unwrap();
+        let mut command = Command::new(python());
+        command.arg("-c").arg(script);
+        client_env(&mut command, &mirror.url(), hf_home.path(), false);
+        if let Some(token) = token {
+            command.env("HF_TOKEN", token);
+        }
+        let output = run_output(command).await;
+        assert_eq!(output.status.success(), token.is_some(), "{output:?}");
+        if token.is_some() {
+            let expected = &tiny_files()
+                .into_iter()
+                .find(|(p, _, _)| *p == "config.json")
+                .unwrap()
+                .1;
+            assert_eq!(&output.stdout, expected);
+        }
+    }
+    mirror.stop().await.unwrap();
+}

@@ -6,6 +6,7 @@ mod jobs;
 mod licences;
 mod migrations;
 mod refs;
+mod retention;
 mod snapshots;
 
 use larder_registry::{BlobRecord, FileRecord, LicenceFields, Registry, RepoKind, SnapshotRecord};

@@ -1,0 +1,223 @@
+//! Who may use the mirror: optional access tokens for everything, admin rights for the
+//! management API's changes.
+//!
+//! - **Access tokens** (`[serve] access_tokens` in config.toml). When the list is set, every
+//!   request except `/healthz` must carry `Authorization: Bearer <token>` with one of them;
+//!   others get 401. Clients send their `HF_TOKEN` as that header, so the list holds the tokens
+//!   the operator hands out (or the members' own Hub tokens, which then also pass the upstream
+//!   checks of gated repos). Entries may be given as `sha256:<hex>` so the config file need
+//!   not hold the secrets themselves.
+//! - **Admin** (`[serve] admin_tokens`). Requests that change state under `/v1` (submitting or
+//!   cancelling jobs) need an admin token; when none are configured, only clients on the same
+//!   machine (loopback) may make them. Reading `/v1` is open to whoever may use the mirror.
+//!
+//! Tokens are compared by their SHA-256 digests, never logged.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::Mirror;
+use super::errors::X_ERROR_MESSAGE;
+
+/// Digests of accepted tokens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSet {
+    digests: Vec<[u8; 32]>,
+}
+
+/// A token list entry that is neither a token nor `sha256:` followed by 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "token entry #{index} is not usable: give the token itself, or `sha256:` followed by the \
+     64 hex digits of its SHA-256 (e.g. from `printf %s TOKEN | sha256sum`)"
+)]
+pub struct TokenEntryError {
+    /// 1-based position in the list.
+    pub index: usize,
+}
+
+impl TokenSet {
+    /// Parse config entries: plain tokens or `sha256:<hex>`.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<TokenSet, TokenEntryError> {
+        let mut digests = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let entry = entry.as_ref().trim();
+            let bad = || TokenEntryError { index: i + 1 };
+            let digest = match entry.strip_prefix("sha256:") {
+                Some(hex_digest) => {
+                    let bytes = hex::decode(hex_digest).map_err(|_| bad())?;
+                    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad())?
+                }
+                None if !entry.is_empty() && !entry.contains(char::is_whitespace) => {
+                    Sha256::digest(entry.as_bytes()).into()
+                }
+                None => return Err(bad()),
+            };
+            digests.push(digest);
+        }
+        Ok(TokenSet { digests })
+    }
+
+    /// No tokens configured.
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// Whether `authorization` (the header's value) carries one of the tokens.
+    pub fn admits(&self, authorization: Option<&str>) -> bool {
+        let Some(token) = authorization.and_then(bearer) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.digests.contains(&digest)
+    }
+}
+
+/// The token of a `Bearer` authorization value.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The mirror's access rules.
+#[derive(Debug, Clone, Default)]
+pub struct AccessRules {
+    /// When non-empty, only these tokens (and the admin tokens) may use the mirror.
+    pub tokens: TokenSet,
+    /// Tokens that may change state through `/v1`; empty: loopback clients only.
+    pub admin_tokens: TokenSet,
+}
+
+impl AccessRules {
+    /// May a request with this `Authorization` from `peer` use the mirror?
+    fn may_use(&self, authorization: Option<&str>) -> bool {
+        self.tokens.is_empty()
+            || self.tokens.admits(authorization)
+            || self.admin_tokens.admits(authorization)
+    }
+
+    /// May it change state through the management API?
+    fn may_administer(&self, authorization: Option<&str>, peer: Option<SocketAddr>) -> bool {
+        if self.admin_tokens.is_empty() {
+            peer.is_some_and(|p| p.ip().is_loopback())
+        } else {
+            self.admin_tokens.admits(authorization)
+        }
+    }
+}
+
+/// Middleware applying [`AccessRules`] before any handler runs.
+pub async fn guard(
+    State(mirror): State<Arc<Mirror>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let rules = &mirror.options.access;
+    let path = request.uri().path();
+    if path == "/healthz" {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !rules.may_use(authorization) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this mirror requires an access token: set HF_TOKEN to a token its operator gave you",
+        );
+    }
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    if changes && (path == "/v1" || path.starts_with("/v1/")) {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        if !rules.may_administer(authorization, peer) {
+            let why = if rules.admin_tokens.is_empty() {
+                "changes through /v1 are accepted only from this machine; set \
+                 [serve] admin_tokens in the mirror's config to allow remote clients \
+                 (they send the token in LARDER_DAEMON_TOKEN)"
+            } else {
+                "changes through /v1 need an admin token: set LARDER_DAEMON_TOKEN to one of the \
+                 mirror's [serve] admin_tokens"
+            };
+            return refuse(StatusCode::FORBIDDEN, why);
+        }
+    }
+    next.run(request).await
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Response {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(X_ERROR_MESSAGE.clone(), HeaderValue::from_static(message));
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"larder\""),
+        );
+    }
+    // The access log counts it in `larder_errors_total`.
+    response
+        .extensions_mut()
+        .insert(super::metrics::ErrorKind::AccessDenied);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_plain_and_hashed() {
+        let hashed = format!("sha256:{}", hex::encode(Sha256::digest(b"hf_second")));
+        let set = TokenSet::parse(&["hf_first".to_owned(), hashed]).unwrap();
+        assert!(set.admits(Some("Bearer hf_first")));
+        assert!(set.admits(Some("bearer  hf_second ")));
+        assert!(!set.admits(Some("Bearer hf_third")));
+        assert!(!set.admits(Some("hf_first")));
+        assert!(!set.admits(Some("Basic hf_first")));
+        assert!(!set.admits(None));
+        assert!(TokenSet::parse(&["sha256:abc"]).is_err());
+        assert!(TokenSet::parse(&[""]).is_err());
+        assert_eq!(TokenSet::parse(&["a b"]).unwrap_err().index, 1);
+    }
+
+    #[test]
+    fn admin_defaults_to_loopback() {
+        let rules = AccessRules::default();
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        assert!(rules.may_use(None));
+        assert!(rules.may_administer(None, Some(local)));
+        assert!(!rules.may_administer(None, Some(remote)));
+        let rules = AccessRules {
+            tokens: TokenSet::parse(&["user"]).unwrap(),
+            admin_tokens: TokenSet::parse(&["root"]).unwrap(),
+        };
+        assert!(!rules.may_use(None));
+        assert!(rules.may_use(Some("Bearer user")));
+        assert!(rules.may_use(Some("Bearer root")));
+        assert!(!rules.may_administer(Some("Bearer user"), Some(local)));
+        assert!(rules.may_administer(Some("Bearer root"), Some(remote)));
+    }
+}
