@@ -2,19 +2,20 @@
 //!
 //! One row per public repo: its newest pulled revision (size held, refs), how many revisions are
 //! held, the licence with the verdict of the mirror's policy (or, without one, of the empty
-//! policy, which sends everything to review, as `larder audit` does), when it was last pulled
-//! and when a ref of it was last checked upstream. Private repos are left out (the mirror's Hub
+//! policy, which sends everything to review, as `larder audit` does), when it was last pulled,
+//! served, and checked upstream (a tracked ref's check, or any ref seen by a pull or a
+//! pull-through lookup), which refs are tracked and whether a revision is pinned. Private repos are left out (the mirror's Hub
 //! API hides them from anonymous clients too) and only counted. Verdicts are cached per commit
 //! for a minute: an audit reads the commit's tree and the audit log.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::Mirror;
-use crate::registry::{RegistryError, RepoKind, RepoSummary};
+use crate::registry::{RegistryError, RepoKind, RepoSummary, TrackedRef};
 
 /// How long a licence verdict is reused.
 const VERDICT_TTL: Duration = Duration::from_secs(60);
@@ -61,8 +62,17 @@ pub struct RepoRow {
     pub licence: LicenceView,
     /// When a revision was last pulled (unix seconds).
     pub last_pulled: i64,
-    /// When a ref of the repo was last seen upstream (unix seconds).
+    /// When the upstream was last asked about the repo (unix seconds): a tracked ref's
+    /// check, or a ref seen by a pull or a pull-through lookup.
     pub last_checked: Option<i64>,
+    /// When the mirror last served one of its revisions (recorded in batches).
+    pub last_served: Option<i64>,
+    /// Refs followed by `larder track`.
+    pub tracked: Vec<String>,
+    /// The last tracking check's error, if it failed.
+    pub track_error: Option<String>,
+    /// Whether a held revision is pinned (quota eviction keeps it).
+    pub pinned: bool,
 }
 
 impl RepoRow {
@@ -110,10 +120,20 @@ pub struct Verdicts {
 /// Every held public repo (filtered by `query` when given).
 pub async fn overview(mirror: &Mirror, query: Option<&str>) -> Result<Overview, RegistryError> {
     let summaries = mirror.larder.registry.list_repos().await?;
+    let mut tracked: BTreeMap<(RepoKind, String), Vec<TrackedRef>> = BTreeMap::new();
+    for entry in mirror.larder.registry.tracked().await? {
+        tracked
+            .entry((entry.kind, entry.name.clone()))
+            .or_default()
+            .push(entry);
+    }
     let private_hidden = summaries.iter().filter(|r| r.private).count();
     let mut repos = Vec::new();
     for summary in summaries.into_iter().filter(|r| !r.private) {
-        let Some(row) = row(mirror, summary).await? else {
+        let refs = tracked
+            .remove(&(summary.kind, summary.name.clone()))
+            .unwrap_or_default();
+        let Some(row) = row(mirror, summary, refs).await? else {
             continue;
         };
         if query.is_none_or(|q| row.matches(q)) {
@@ -128,11 +148,15 @@ pub async fn overview(mirror: &Mirror, query: Option<&str>) -> Result<Overview, 
     })
 }
 
-async fn row(mirror: &Mirror, summary: RepoSummary) -> Result<Option<RepoRow>, RegistryError> {
+async fn row(
+    mirror: &Mirror,
+    summary: RepoSummary,
+    tracked: Vec<TrackedRef>,
+) -> Result<Option<RepoRow>, RegistryError> {
     let Some(newest) = summary.revisions.first() else {
         return Ok(None);
     };
-    let last_checked = match mirror
+    let seen = match mirror
         .larder
         .registry
         .ref_history(summary.kind, &summary.name)
@@ -142,6 +166,12 @@ async fn row(mirror: &Mirror, summary: RepoSummary) -> Result<Option<RepoRow>, R
         Err(RegistryError::UnknownRepo { .. }) => None,
         Err(e) => return Err(e),
     };
+    let last_checked = tracked
+        .iter()
+        .filter_map(|t| t.last_checked)
+        .chain(seen)
+        .max();
+    let track_error = tracked.iter().find_map(|t| t.last_error.clone());
     let licence = verdict(mirror, summary.kind, &summary.name, &newest.sha).await;
     Ok(Some(RepoRow {
         kind: summary.kind,
@@ -160,6 +190,10 @@ async fn row(mirror: &Mirror, summary: RepoSummary) -> Result<Option<RepoRow>, R
             .max()
             .unwrap_or_default(),
         last_checked,
+        last_served: summary.revisions.iter().filter_map(|r| r.last_served).max(),
+        tracked: tracked.into_iter().map(|t| t.reference).collect(),
+        track_error,
+        pinned: summary.revisions.iter().any(|r| r.pinned),
         licence,
         name: summary.name,
     }))
@@ -271,6 +305,10 @@ mod tests {
             },
             last_pulled: 0,
             last_checked: None,
+            last_served: None,
+            tracked: Vec::new(),
+            track_error: None,
+            pinned: false,
         }
     }
 

@@ -153,6 +153,23 @@ fn repo_row(out: &mut String, row: &RepoRow) {
     if let Some(gate) = &row.gated {
         let _ = write!(out, " <span class=\"tag\">gated: {}</span>", escape(gate));
     }
+    if !row.tracked.is_empty() {
+        let _ = write!(
+            out,
+            " <span class=\"tag tracked\">tracked: {}</span>",
+            escape(&row.tracked.join(", "))
+        );
+    }
+    if let Some(error) = &row.track_error {
+        let _ = write!(
+            out,
+            " <span class=\"tag failed\" title=\"{}\">check failed</span>",
+            escape(error)
+        );
+    }
+    if row.pinned {
+        out.push_str(" <span class=\"tag pinned\">pinned</span>");
+    }
     let refs = if row.refs.is_empty() {
         String::new()
     } else {
@@ -193,9 +210,10 @@ fn repo_row(out: &mut String, row: &RepoRow) {
     );
     let _ = write!(
         out,
-        "<td class=\"pulled\">{}</td><td class=\"checked\">{}</td></tr>",
+        "<td class=\"pulled\">{}</td><td class=\"checked\">{}</td><td class=\"served\">{}</td></tr>",
         time_element(Some(row.last_pulled)),
-        time_element(row.last_checked)
+        time_element(row.last_checked),
+        time_element(row.last_served)
     );
 }
 
@@ -241,7 +259,7 @@ pub fn render(overview: &Overview, query: Option<&str>) -> String {
          value=\"{q}\" placeholder=\"Filter by name, type or licence\" autocomplete=\"off\" \
          aria-label=\"Filter repositories\"> <button type=\"submit\">Filter</button></form>\
          <table id=\"repos\"><thead><tr><th>Repository</th><th>Revisions</th><th>Size held</th>\
-         <th>Licence</th><th>Last pulled</th><th>Last checked</th></tr></thead><tbody id=\"repos-body\">",
+         <th>Licence</th><th>Last pulled</th><th>Last checked</th><th>Last served</th></tr></thead><tbody id=\"repos-body\">",
         q = escape(query.unwrap_or("")),
     );
     for row in &overview.repos {

@@ -205,6 +205,39 @@ async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
     let world = World::start(hub(None)).await;
     fill(&world).await;
     record_hostile(&world).await;
+    // acme/tiny's main is tracked (its last check failed); acme/corpus's commit is pinned.
+    let registry = world.larder().registry;
+    let checked_at = larder::now_unix() + 120;
+    registry
+        .track(Kind::Model, "acme/tiny", "main", 3600, larder::now_unix())
+        .await
+        .expect("track");
+    registry
+        .record_track_check(
+            Kind::Model,
+            "acme/tiny",
+            "main",
+            larder::registry::TrackCheck {
+                at: checked_at,
+                upstream_commit: None,
+                base_commit: None,
+                pending_job: None,
+                error: Some("<i>upstream</i> timed out".to_owned()),
+            },
+        )
+        .await
+        .expect("record a check");
+    let corpus_commit = registry
+        .resolve(Kind::Dataset, "acme/corpus", "main")
+        .await
+        .expect("resolve")
+        .expect("held");
+    assert!(
+        registry
+            .pin(Kind::Dataset, "acme/corpus", &corpus_commit)
+            .await
+            .expect("pin")
+    );
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
     options.policy = Some(std::sync::Arc::new(larder_policy(
         &std::fs::read_to_string(policy(&world)).expect("policy"),
@@ -284,6 +317,23 @@ async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
     }
     assert!(page.contains("acme/&lt;img src=x onerror=alert(1)&gt;&quot;&#39;&amp;"));
     assert!(page.contains("&lt;b&gt;main&lt;/b&gt;"));
+    // Tracking and pins.
+    assert!(
+        row("acme/tiny").contains(">tracked: main<"),
+        "{}",
+        row("acme/tiny")
+    );
+    assert!(
+        row("acme/tiny").contains("title=\"&lt;i&gt;upstream&lt;/i&gt; timed out\">check failed<"),
+        "{}",
+        row("acme/tiny")
+    );
+    assert!(
+        row("acme/corpus").contains(">pinned<"),
+        "{}",
+        row("acme/corpus")
+    );
+    assert!(!row("acme/tiny").contains(">pinned<"));
 
     // The same rows as JSON, and the search on the server.
     let overview: Value = reqwest::get(format!("{}/v1/repos", mirror.url()))
@@ -306,6 +356,12 @@ async fn page_lists_repos_with_verdicts_escapes_markup_and_filters() {
     assert!(tiny["last_pulled"].as_i64().expect("last_pulled") > 0);
     assert_eq!(overview["policy"], true);
     assert_eq!(overview["online"], false);
+    assert_eq!(tiny["tracked"], json!(["main"]));
+    assert_eq!(tiny["last_checked"], json!(checked_at));
+    assert_eq!(tiny["track_error"], "<i>upstream</i> timed out");
+    assert_eq!(tiny["pinned"], false);
+    assert_eq!(overview["repos"][2]["pinned"], true);
+    assert_eq!(overview["repos"][2]["tracked"], json!([]));
 
     let filtered = reqwest::get(format!("{}/?q=NC-4.0", mirror.url()))
         .await

@@ -166,6 +166,17 @@
     name.appendChild(link);
     if (repo.kind === 'dataset') { name.append(' '); name.appendChild(el('span', 'tag', 'dataset')); }
     if (repo.gated) { name.append(' '); name.appendChild(el('span', 'tag', 'gated: ' + repo.gated)); }
+    if (repo.tracked && repo.tracked.length) {
+      name.append(' ');
+      name.appendChild(el('span', 'tag tracked', 'tracked: ' + repo.tracked.join(', ')));
+    }
+    if (repo.track_error) {
+      var failed = el('span', 'tag failed', 'check failed');
+      failed.title = repo.track_error;
+      name.append(' ');
+      name.appendChild(failed);
+    }
+    if (repo.pinned) { name.append(' '); name.appendChild(el('span', 'tag pinned', 'pinned')); }
     row.appendChild(name);
     var revisions = el('td', 'revisions');
     revisions.appendChild(el('span', 'count', repo.revisions));
@@ -198,6 +209,9 @@
     var checked = el('td', 'checked');
     checked.appendChild(timeNode(repo.last_checked));
     row.appendChild(checked);
+    var served = el('td', 'served');
+    served.appendChild(timeNode(repo.last_served));
+    row.appendChild(served);
     return row;
   }
 
