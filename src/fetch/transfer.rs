@@ -593,7 +593,9 @@ fn claim(shared: &Shared, slot: usize, min_steal: u64) -> bool {
         .active
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| a.as_ref().map(|a| (i, a.end - a.pos)))
+        // `pos` may pass a freshly lowered `end`: a flush writes outside the lock, so a split
+        // can land inside the chunk being written (the bytes are the same either way).
+        .filter_map(|(i, a)| a.as_ref().map(|a| (i, a.end.saturating_sub(a.pos))))
         .max_by_key(|&(_, remaining)| remaining);
     if let Some((index, remaining)) = victim
         && remaining >= 2 * min_steal
