@@ -341,6 +341,15 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "Total size of the blobs the store holds.",
     );
     let _ = writeln!(out, "larder_store_bytes {store_bytes}");
+    if let Some(quota) = mirror.options.jobs.quota {
+        family(
+            &mut out,
+            "larder_store_quota_bytes",
+            "gauge",
+            "The store quota (--quota); above it, least recently served unpinned revisions are evicted.",
+        );
+        let _ = writeln!(out, "larder_store_quota_bytes {quota}");
+    }
     let job_transfers = daemon.map_or(0, |d| d.active_transfers());
     let pull_through = u64::try_from(m.pull_through_active.load(Ordering::Relaxed)).unwrap_or(0);
     family(

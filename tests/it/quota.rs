@@ -144,6 +144,14 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let scrape = reqwest::get(format!("{}/metrics", mirror.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let quota_line = format!("larder_store_quota_bytes {}", MIB + MIB / 4);
+    assert!(scrape.lines().any(|l| l == quota_line), "{scrape}");
     mirror.stop().await.unwrap();
     assert!(held(&world, "acme/a").await);
     assert!(world.blob_path(&sha256_hex(&content(51, MIB))).exists());
