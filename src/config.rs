@@ -1,6 +1,7 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
-//! Only the `[policy]` table exists so far (the licence policy, see `docs/licences.md`).
+//! Tables: `[policy]` (the licence policy, see `docs/licences.md`) and `[store]` (where blobs
+//! live, see `docs/scale-out.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -19,6 +20,21 @@ pub struct Config {
     /// The licence policy (`[policy]`).
     #[serde(default)]
     pub policy: Option<PolicySpec>,
+    /// Where blobs live (`[store]`).
+    #[serde(default)]
+    pub store: Option<crate::store::location::StoreConfig>,
+    /// Mirror settings (`[serve]`).
+    #[serde(default)]
+    pub serve: Option<ServeConfig>,
+}
+
+/// The `[serve]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Redirect content downloads to presigned URLs of a shared object store.
+    #[serde(default)]
+    pub redirect_to_store: bool,
 }
 
 /// Why the config or a policy file could not be used.
@@ -66,6 +82,50 @@ impl Config {
         };
         toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
     }
+}
+
+/// Only the `[store]` table of `home/config.toml` (default when absent). Other tables are not
+/// looked at here, so a command that does not use them is not stopped by them.
+pub fn load_store_config(home: &Path) -> Result<crate::store::location::StoreConfig, ConfigError> {
+    let path = home.join(CONFIG_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Default::default());
+        }
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    #[derive(Deserialize)]
+    struct StoreOnly {
+        #[serde(default)]
+        store: Option<crate::store::location::StoreConfig>,
+    }
+    let parsed: StoreOnly =
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?;
+    Ok(parsed.store.unwrap_or_default())
+}
+
+/// `redirect_to_store` of the `[serve]` table of `home/config.toml` (false when absent).
+pub fn load_redirect_to_store(home: &Path) -> Result<bool, ConfigError> {
+    let path = home.join(CONFIG_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    #[derive(Deserialize)]
+    struct ServeOnly {
+        #[serde(default)]
+        serve: Option<ServeStoreKeys>,
+    }
+    #[derive(Deserialize)]
+    struct ServeStoreKeys {
+        #[serde(default)]
+        redirect_to_store: bool,
+    }
+    let parsed: ServeOnly =
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?;
+    Ok(parsed.serve.is_some_and(|s| s.redirect_to_store))
 }
 
 /// The policy in force: `--policy FILE` if given, else `[policy]` of `home/config.toml`,

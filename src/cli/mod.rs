@@ -11,6 +11,7 @@ mod ls;
 mod notice;
 mod progress;
 mod pull;
+mod reindex;
 mod serve;
 mod show;
 mod verify;
@@ -45,6 +46,10 @@ pub struct Cli {
         default_value = "https://huggingface.co"
     )]
     endpoint: String,
+    /// Where blobs and manifests live: file:///DIR or s3://BUCKET/PREFIX
+    /// [default: `[store] url` of $LARDER_HOME/config.toml, else the home]
+    #[arg(long, global = true, env = "LARDER_STORE", value_name = "URL")]
+    store: Option<String>,
     /// More log output (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -78,6 +83,8 @@ enum Command {
     Notice(notice::NoticeArgs),
     /// Submit, list, show, wait for and cancel jobs of a running `larder serve`
     Jobs(jobs::JobsArgs),
+    /// Rebuild the registry from the revision manifests in a shared store
+    Reindex(reindex::ReindexArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -101,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli {
         home,
         endpoint,
+        store,
         command,
         ..
     } = cli;
@@ -109,7 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command => command,
     };
     let settings = Settings::resolve(home, Some(endpoint));
-    let larder = Larder::open(&settings)?;
+    let larder = Larder::open_with_store(&settings, store.as_deref())?;
     match command {
         Command::Pull(args) => pull::run(&larder, args).await,
         Command::Ls(args) => ls::run(&larder, args).await,
@@ -123,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&larder, args).await,
         Command::Notice(args) => notice::run(&larder, args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Reindex(args) => reindex::run(&larder, args).await,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct ServeOptions {
     /// licence the policy denies (and that no `--accept-licence` in the audit log covers) gets
     /// 451 with the reason.
     pub policy: Option<Arc<larder_licence::Policy>>,
+    /// With a shared object store: answer a content `GET` with a `302` to a presigned URL of
+    /// the blob (all Hub headers on the redirect) instead of streaming it through the mirror.
+    pub redirect_to_store: bool,
 }
 
 impl ServeOptions {
@@ -76,6 +79,7 @@ impl ServeOptions {
             page_size: 1000,
             policy: None,
             jobs: DaemonOptions::default(),
+            redirect_to_store: false,
         }
     }
 }
@@ -484,12 +488,52 @@ impl Mirror {
             }
         }
         let (revision, rest) = tail.likely(need_path);
+        // Another node sharing the store may have recorded it: ask the store before the upstream.
+        if let Some(sha) = self.from_store(target, &revision).await {
+            return Ok((revision, rest, sha));
+        }
         if self.pull.is_some()
             && let Some(sha) = self.commit_for(target, &revision, headers).await?
         {
             return Ok((revision, rest, sha));
         }
         Err(self.unknown_revision(target, &revision, headers).await)
+    }
+
+    /// The commit `revision` names according to the shared store's manifests, recorded
+    /// locally; `None` with the default store or when the store does not know it.
+    pub(crate) async fn from_store(&self, target: &Target, revision: &str) -> Option<String> {
+        if !self.larder.blobs.is_shared() {
+            return None;
+        }
+        let found = if crate::hub::is_commit_sha(revision) {
+            crate::manifest::lookup_commit(&self.larder, target.kind, &target.repo, revision)
+                .await
+                .map(|found| found.then(|| revision.to_owned()))
+        } else {
+            crate::manifest::lookup_ref(&self.larder, target.kind, &target.repo, revision).await
+        };
+        match found {
+            Ok(Some(sha)) => {
+                tracing::info!(
+                    repo = target.repo,
+                    revision,
+                    sha,
+                    "revision found in the store"
+                );
+                self.forget(target.kind, &target.repo);
+                Some(sha)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(
+                    repo = target.repo, revision,
+                    error = %crate::fetch::transfer::error_chain(&error),
+                    "looking up a revision in the store failed"
+                );
+                None
+            }
+        }
     }
 
     /// A commit's detail, cached briefly.

@@ -10,5 +10,6 @@ mod licence;
 mod offline;
 mod pull;
 mod resume;
+mod s3;
 mod serve;
 mod verify;
