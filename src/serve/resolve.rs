@@ -360,14 +360,13 @@ async fn held_by_store(
     let larder = &mirror.larder;
     match crate::manifest::lookup_commit(larder, target.kind, &target.repo, commit).await {
         Ok(true) => mirror.forget(target.kind, &target.repo),
-        Ok(false) => return None,
+        Ok(false) => {}
         Err(error) => {
             tracing::warn!(
                 repo = target.repo, commit,
                 error = %crate::fetch::transfer::error_chain(&error),
                 "re-reading a manifest from the store failed"
             );
-            return None;
         }
     }
     let row = larder
@@ -376,7 +375,27 @@ async fn held_by_store(
         .await
         .ok()
         .flatten()?;
-    row.held.then_some(row)
+    if row.held {
+        return Some(row);
+    }
+    // The same content may be in the store for another revision or repo (content addressing).
+    let sha = row.sha256.as_deref()?;
+    if larder.blobs.stat(sha).await.ok().flatten() != Some(row.size) {
+        return None;
+    }
+    larder
+        .registry
+        .record_blob(crate::registry::BlobRecord {
+            sha256: sha.to_owned(),
+            size: row.size,
+            location: larder.blobs.describe(),
+            stored_at: crate::now_unix(),
+            verified_at: None,
+        })
+        .await
+        .ok()?;
+    mirror.forget(target.kind, &target.repo);
+    Some(FileRow { held: true, ..row })
 }
 
 /// A `302` to a presigned URL of the blob, carrying the Hub headers of `meta` (not the body's

@@ -572,3 +572,57 @@ fn has_json(dir: &Path) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// `larder serve --rescan`: a ref that another node saw move is picked up from the bucket's
+/// manifests without a miss, and a file of the new commit that the serving node never
+/// recorded is found in the bucket by content (the same blob under another revision).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescan_picks_up_a_moved_ref() {
+    let s3 = S3Server::start().await;
+    s3.create_bucket("larder").await;
+    let world = World::start(hub()).await;
+    let store = "s3://larder/cluster";
+    let a = Node::new(&s3, store, &world.server.url(), None);
+    assert!(a.run(&["pull", "acme/later"]).status.success());
+    let b = Node::new(&s3, store, "http://127.0.0.1:9", None);
+    assert!(b.run(&["reindex"]).status.success());
+    let served = b.serve(&["--offline", "--rescan", "1"]).await;
+    let url = format!("{}/acme/later/resolve/main/config.json", served.url);
+    let first = reqwest::get(&url).await.unwrap();
+    assert_eq!(first.bytes().await.unwrap().as_ref(), b"{\"later\":true}");
+
+    world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/later")
+        .base("main")
+        .regular_file("config.json", b"{\"later\":2}".to_vec())
+        .commit("main");
+    let moved = world
+        .server
+        .hub()
+        .resolve(RepoKind::Model, "acme/later", "main")
+        .unwrap();
+    assert!(a.run(&["pull", "acme/later"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = reqwest::get(&url).await.unwrap();
+        if response.headers()["x-repo-commit"] == moved.as_str() {
+            assert_eq!(response.bytes().await.unwrap().as_ref(), b"{\"later\":2}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B never saw main move");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let weights = reqwest::get(format!(
+        "{}/acme/later/resolve/{moved}/weights.bin",
+        served.url
+    ))
+    .await
+    .unwrap();
+    assert_eq!(weights.status(), StatusCode::OK);
+    assert_eq!(
+        weights.bytes().await.unwrap().as_ref(),
+        content(13, 1 << 20)
+    );
+}
