@@ -489,7 +489,7 @@ impl Mirror {
         }
         let (revision, rest) = tail.likely(need_path);
         // Another node sharing the store may have recorded it: ask the store before the upstream.
-        if let Some(sha) = self.from_store(target, &revision).await {
+        if let Some(sha) = self.commit_in_store(target, &revision).await {
             return Ok((revision, rest, sha));
         }
         if self.pull.is_some()
@@ -502,7 +502,7 @@ impl Mirror {
 
     /// The commit `revision` names according to the shared store's manifests, recorded
     /// locally; `None` with the default store or when the store does not know it.
-    pub(crate) async fn from_store(&self, target: &Target, revision: &str) -> Option<String> {
+    pub(crate) async fn commit_in_store(&self, target: &Target, revision: &str) -> Option<String> {
         if !self.larder.blobs.is_shared() {
             return None;
         }
