@@ -67,7 +67,7 @@ pub async fn verify_blobs(
                 .await
                 .unwrap_or(Ok(None))?
         };
-        let status = match actual {
+        let mut status = match actual {
             None => BlobStatus::Missing,
             Some(actual) if actual == sha256 => BlobStatus::Ok,
             Some(actual) => {
@@ -78,6 +78,23 @@ pub async fn verify_blobs(
                 }
             }
         };
+        // With a shared store the node also serves its cached copies: check those too.
+        if larder.blobs.is_shared() && larder.store.has(&sha256) {
+            let store = larder.store.clone();
+            let sha = sha256.clone();
+            let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+                .await
+                .unwrap_or(Ok(None))?;
+            if let Some(actual) = cached.filter(|actual| *actual != sha256) {
+                let moved = larder.store.quarantine(&sha256)?;
+                if status == BlobStatus::Ok {
+                    status = BlobStatus::Corrupt {
+                        actual,
+                        quarantined_to: moved.display().to_string(),
+                    };
+                }
+            }
+        }
         match status {
             BlobStatus::Ok => {
                 larder

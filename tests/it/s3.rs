@@ -482,6 +482,27 @@ async fn verify_over_s3_detects_a_corrupted_object() {
     // Pulling again repairs the bucket from upstream.
     assert!(node.run(&["pull", "acme/later"]).status.success());
     assert_eq!(s3.get("larder", &key).await, weights);
+    assert!(node.run(&["verify"]).status.success());
+
+    // The node's cached copy (served directly) is checked too; the bucket is left alone.
+    let sha = sha256_hex(&weights);
+    let cached = node
+        .home
+        .path()
+        .join("blobs/sha256")
+        .join(&sha[..2])
+        .join(&sha);
+    let mut perms = std::fs::metadata(&cached).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&cached, perms).unwrap();
+    let mut bad = weights.clone();
+    bad[7] ^= 1;
+    std::fs::write(&cached, bad).unwrap();
+    let out = node.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(EXIT_CORRUPT));
+    assert!(!cached.exists());
+    assert_eq!(s3.get("larder", &key).await, weights);
 }
 
 /// `--redirect-to-store`: a content GET answers 302 to a presigned bucket URL with the Hub
