@@ -35,6 +35,8 @@ use super::{BlobStore, ByteStream, ListedBlob, LocalStore, StoreError};
 
 /// Parts uploaded at once per blob.
 const UPLOAD_CONCURRENCY: usize = 4;
+/// Deadline of one request (metadata, a PUT, one part of a multipart upload).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Bytes per read from the local part while uploading.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -42,6 +44,8 @@ const READ_CHUNK: usize = 1 << 20;
 #[derive(Clone)]
 pub struct S3Store {
     s3: Arc<AmazonS3>,
+    /// The same bucket without a whole-request timeout, for streamed reads.
+    streaming: Arc<AmazonS3>,
     url: String,
     prefix: String,
     part_size: usize,
@@ -104,24 +108,30 @@ impl S3Store {
                     .as_deref()
                     .is_some_and(|e| e.starts_with("http://"))
             });
-        builder = builder.with_client_options(
-            object_store::ClientOptions::new()
-                .with_allow_http(allow_http)
-                // A body streamed to a slow client may take long; stalls are caught by the
-                // connect timeout and TCP, not by a whole-request limit.
-                .with_timeout_disabled()
-                .with_connect_timeout(Duration::from_secs(5)),
-        );
         if let Some(virtual_hosted) = settings.virtual_hosted {
             builder = builder.with_virtual_hosted_style_request(virtual_hosted);
         }
-        let s3 = builder.build().map_err(|source| StoreError::Remote {
-            action: "could not configure access to",
-            key: url.clone(),
-            source: Box::new(source),
-        })?;
+        let options = object_store::ClientOptions::new()
+            .with_allow_http(allow_http)
+            .with_connect_timeout(Duration::from_secs(5));
+        let build = |options: object_store::ClientOptions| {
+            builder
+                .clone()
+                .with_client_options(options)
+                .build()
+                .map_err(|source| StoreError::Remote {
+                    action: "could not configure access to",
+                    key: url.clone(),
+                    source: Box::new(source),
+                })
+        };
+        // Requests and part uploads get a deadline; bodies streamed to clients (paced by
+        // them, possibly for long) get none: stalls there surface through TCP.
+        let s3 = build(options.clone().with_timeout(REQUEST_TIMEOUT))?;
+        let streaming = build(options.with_timeout_disabled())?;
         Ok(S3Store {
             s3: Arc::new(s3),
+            streaming: Arc::new(streaming),
             url,
             prefix: settings.prefix.clone(),
             part_size: usize::try_from(settings.part_size).unwrap_or(usize::MAX),
@@ -233,7 +243,7 @@ impl S3Store {
 
     async fn download(&self, sha256: &str) -> Result<PathBuf, StoreError> {
         let key = self.blob_key(sha256)?;
-        let result = self.s3.get(&key).await.map_err(|e| match e {
+        let result = self.streaming.get(&key).await.map_err(|e| match e {
             e if is_not_found(&e) => StoreError::Missing(sha256.to_owned()),
             e => remote("could not download", &key)(e),
         })?;
@@ -348,7 +358,7 @@ impl BlobStore for S3Store {
                 range: Some(GetRange::Bounded(range)),
                 ..GetOptions::default()
             };
-            let result = self.s3.get_opts(&key, options).await.map_err(|e| {
+            let result = self.streaming.get_opts(&key, options).await.map_err(|e| {
                 if is_not_found(&e) {
                     StoreError::Missing(sha256.to_owned())
                 } else {
