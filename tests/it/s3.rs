@@ -647,3 +647,42 @@ async fn rescan_picks_up_a_moved_ref() {
         content(13, 1 << 20)
     );
 }
+
+/// Two nodes pulling the same revision at once both fetch and may both upload; the bucket
+/// ends with one correct object per blob and both nodes' manifests agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_pulling_the_same_file_leave_one_correct_blob() {
+    let s3 = S3Server::start().await;
+    s3.create_bucket("larder").await;
+    let world = World::start(hub()).await;
+    let store = "s3://larder/cluster";
+    let nodes: Vec<Node> = (0..2)
+        .map(|_| Node::new(&s3, store, &world.server.url(), Some(5 << 20)))
+        .collect();
+    let children: Vec<Child> = nodes
+        .iter()
+        .map(|node| {
+            node.cli()
+                .args(["pull", "acme/tiny"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let model = content(12, 6 << 20);
+    let keys = s3.list("larder", "cluster/blobs/").await;
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.contains(&blob_key(&sha256_hex(&model))));
+    assert_eq!(
+        s3.get("larder", &blob_key(&sha256_hex(&model))).await,
+        model
+    );
+    assert_eq!(s3.list("larder", "cluster/manifests/").await.len(), 1);
+    for node in &nodes {
+        assert!(node.run(&["verify"]).status.success());
+    }
+}
