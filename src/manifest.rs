@@ -48,6 +48,12 @@ pub struct ManifestBlob {
 /// Where a ref pointed, as last written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefPointer {
+    /// Model or dataset.
+    pub kind: RepoKind,
+    /// `org/name`.
+    pub name: String,
+    /// The ref, e.g. `main` or `refs/pr/1`.
+    pub reference: String,
     /// The commit.
     pub commit: String,
     /// When it was seen there (unix seconds).
@@ -156,6 +162,9 @@ pub async fn publish(
         .await?;
     for reference in &detail.refs {
         let pointer = RefPointer {
+            kind,
+            name: name.to_owned(),
+            reference: reference.clone(),
             commit: commit.to_owned(),
             seen_at,
         };
@@ -197,6 +206,18 @@ async fn read(larder: &Larder, key: &str) -> Result<Option<Manifest>, ManifestEr
         });
     }
     Ok(Some(manifest))
+}
+
+async fn read_pointer(larder: &Larder, key: &str) -> Result<Option<RefPointer>, ManifestError> {
+    let Some(bytes) = larder.blobs.get_meta(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| ManifestError::Invalid {
+            key: key.to_owned(),
+            source,
+        })
 }
 
 /// Record a manifest's revision and the blobs of it the store holds (`present`: sha256 ->
@@ -265,19 +286,57 @@ pub async fn reindex(larder: &Larder) -> Result<ReindexSummary, ManifestError> {
             )),
         }
     }
-    // Oldest first, so each ref ends at its latest observation.
+    // Revisions first, without their refs: the `refs/` pointers say where each ref is now,
+    // and applying only those that differ keeps every node's ref history free of replays.
     manifests.sort_by_key(|(_, m)| m.snapshot.seen_at);
+    let mut by_commit: HashMap<(RepoKind, String, String), Manifest> = HashMap::new();
     for (key, manifest) in manifests {
-        match ingest(larder, manifest, Some(&present), None).await {
+        let id = (
+            manifest.snapshot.kind,
+            manifest.snapshot.name.clone(),
+            manifest.snapshot.commit.clone(),
+        );
+        match ingest(larder, manifest.clone(), Some(&present), Some(Vec::new())).await {
             Ok(blobs) => {
                 summary.manifests += 1;
                 summary.blobs += blobs;
+                by_commit.insert(id, manifest);
             }
             Err(ManifestError::Registry(error)) => summary.skipped.push(format!(
                 "{key}: {}",
                 crate::fetch::transfer::error_chain(&error)
             )),
             Err(error) => return Err(error),
+        }
+    }
+    for key in larder.blobs.list_meta("refs").await? {
+        let pointer = match read_pointer(larder, &key).await {
+            Ok(Some(pointer)) => pointer,
+            Ok(None) => continue,
+            Err(error) => {
+                summary.skipped.push(format!(
+                    "{key}: {}",
+                    crate::fetch::transfer::error_chain(&error)
+                ));
+                continue;
+            }
+        };
+        let current = larder
+            .registry
+            .resolve(pointer.kind, &pointer.name, &pointer.reference)
+            .await?;
+        if current.as_deref() == Some(pointer.commit.as_str()) {
+            continue;
+        }
+        let id = (pointer.kind, pointer.name.clone(), pointer.commit.clone());
+        if let Some(manifest) = by_commit.get(&id) {
+            ingest(
+                larder,
+                manifest.clone(),
+                Some(&present),
+                Some(vec![pointer.reference.clone()]),
+            )
+            .await?;
         }
     }
     for skipped in &summary.skipped {
@@ -333,14 +392,12 @@ pub async fn lookup_ref(
         return Ok(None);
     }
     let key = ref_key(kind, name, reference);
-    let Some(bytes) = larder.blobs.get_meta(&key).await? else {
+    let Some(pointer) = read_pointer(larder, &key).await? else {
         return Ok(None);
     };
-    let pointer: RefPointer =
-        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Invalid {
-            key: key.clone(),
-            source,
-        })?;
+    if pointer.kind != kind || pointer.name != name || pointer.reference != reference {
+        return Ok(None);
+    }
     let found = lookup(
         larder,
         kind,

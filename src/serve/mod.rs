@@ -414,13 +414,27 @@ impl Mirror {
         })
     }
 
-    /// The commit a revision names, from the registry (and, with pull-through, the upstream).
+    /// The commit a revision names, from the registry (then a shared store's manifests, and,
+    /// with pull-through, the upstream).
     pub(crate) async fn commit_for(
         &self,
         target: &Target,
         revision: &str,
         headers: &HeaderMap,
     ) -> Result<Option<String>, ServeError> {
+        // Another node sharing the store may have recorded it: ask the store before the upstream.
+        if self.larder.blobs.is_shared()
+            && matches!(
+                self.larder
+                    .registry
+                    .resolve(target.kind, &target.repo, revision)
+                    .await,
+                Ok(None)
+            )
+            && let Some(sha) = self.commit_in_store(target, revision).await
+        {
+            return Ok(Some(sha));
+        }
         if let Some(pull) = &self.pull
             && let Some(sha) = pull
                 .resolve(self, target.kind, &target.repo, revision, headers)
@@ -488,11 +502,7 @@ impl Mirror {
             }
         }
         let (revision, rest) = tail.likely(need_path);
-        // Another node sharing the store may have recorded it: ask the store before the upstream.
-        if let Some(sha) = self.commit_in_store(target, &revision).await {
-            return Ok((revision, rest, sha));
-        }
-        if self.pull.is_some()
+        if (self.pull.is_some() || self.larder.blobs.is_shared())
             && let Some(sha) = self.commit_for(target, &revision, headers).await?
         {
             return Ok((revision, rest, sha));

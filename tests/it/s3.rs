@@ -635,6 +635,20 @@ async fn rescan_picks_up_a_moved_ref() {
         assert!(Instant::now() < deadline, "node B never saw main move");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Later rescans change nothing: main's history is the two commits, not a replay per scan.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let registry = larder::registry::Registry::open(&b.home.path().join("registry.db")).unwrap();
+    let history = registry
+        .ref_history(larder::registry::RepoKind::Model, "acme/later")
+        .await
+        .unwrap();
+    let main: Vec<&str> = history
+        .iter()
+        .filter(|o| o.reference == "main")
+        .map(|o| o.sha.as_str())
+        .collect();
+    assert_eq!(main.len(), 2, "{history:?}");
+    assert_eq!(main[1], moved.as_str());
     let weights = reqwest::get(format!(
         "{}/acme/later/resolve/{moved}/weights.bin",
         served.url
