@@ -479,4 +479,58 @@ mod tests {
         store.quarantine(&sha).unwrap();
         assert!(!store.has(&sha));
     }
+
+    #[tokio::test]
+    async fn trait_reads_ranges_lists_and_keeps_metadata() {
+        let home = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(home.path()).unwrap();
+        let sha = "cd".repeat(32);
+        let part = store.tmp_dir().join("y.part");
+        fs::write(&part, b"0123456789").unwrap();
+        let dyn_store: &dyn BlobStore = &store;
+        assert_eq!(dyn_store.stat(&sha).await.unwrap(), None);
+        dyn_store.publish(&part, &sha).await.unwrap();
+        assert_eq!(dyn_store.stat(&sha).await.unwrap(), Some(10));
+        let mut body = Vec::new();
+        let mut stream = dyn_store.read(&sha, 2..5).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(body, b"234");
+        let listed = dyn_store.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].sha256.as_str(), listed[0].size),
+            (sha.as_str(), 10)
+        );
+        assert!(!dyn_store.is_shared());
+
+        let key = "manifests/model/acme/x/abc.json";
+        dyn_store
+            .put_meta(key, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        assert_eq!(dyn_store.get_meta(key).await.unwrap().unwrap(), &b"{}"[..]);
+        assert_eq!(dyn_store.list_meta("manifests").await.unwrap(), vec![key]);
+        assert!(
+            dyn_store
+                .get_meta("manifests/none.json")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            "../x",
+            "manifests/../../x",
+            "/etc/passwd",
+            "blobs/sha256/x",
+            "refs//x",
+        ] {
+            assert!(
+                dyn_store.put_meta(bad, Bytes::new()).await.is_err(),
+                "{bad}"
+            );
+        }
+        assert!(dyn_store.stat("nope").await.is_err());
+    }
 }

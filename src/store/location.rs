@@ -100,7 +100,8 @@ impl StoreLocation {
                     return Err(bad("no query or fragment allowed"));
                 }
                 let prefix = parsed.path().trim_matches('/').to_owned();
-                if prefix.split('/').any(|s| s == "." || s == "..") {
+                // Checked on the text as given: URL parsing already folded dot segments away.
+                if url.split('/').any(|s| s == "." || s == "..") {
                     return Err(bad("`.` and `..` are not allowed in the prefix"));
                 }
                 let part_size = config.part_size.unwrap_or(DEFAULT_PART_SIZE);
