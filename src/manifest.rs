@@ -353,7 +353,7 @@ pub async fn lookup_commit(
     name: &str,
     commit: &str,
 ) -> Result<bool, ManifestError> {
-    lookup(larder, kind, name, commit, Vec::new()).await
+    lookup(larder, kind, name, commit, Vec::new(), None).await
 }
 
 async fn lookup(
@@ -362,6 +362,7 @@ async fn lookup(
     name: &str,
     commit: &str,
     refs: Vec<String>,
+    only_if_held: Option<&str>,
 ) -> Result<bool, ManifestError> {
     if !larder.blobs.is_shared() || !crate::hub::is_commit_sha(commit) {
         return Ok(false);
@@ -376,8 +377,30 @@ async fn lookup(
     {
         return Ok(false);
     }
+    if let Some(path) = only_if_held
+        && !manifest.snapshot.files.iter().any(|f| {
+            f.path == path
+                && f.sha256
+                    .as_ref()
+                    .is_some_and(|sha| manifest.blobs.iter().any(|b| &b.sha256 == sha))
+        })
+    {
+        return Ok(false);
+    }
     ingest(larder, manifest, None, Some(refs)).await?;
     Ok(true)
+}
+
+/// [`lookup_commit`] when the store's manifest of `commit` has `path` held (another node
+/// fetched that file); nothing is recorded otherwise. Returns whether it was brought in.
+pub async fn lookup_held_file(
+    larder: &Larder,
+    kind: RepoKind,
+    name: &str,
+    commit: &str,
+    path: &str,
+) -> Result<bool, ManifestError> {
+    lookup(larder, kind, name, commit, Vec::new(), Some(path)).await
 }
 
 /// The commit another node last saw `reference` of `name` at, brought in from the store's
@@ -404,6 +427,7 @@ pub async fn lookup_ref(
         name,
         &pointer.commit,
         vec![reference.to_owned()],
+        None,
     )
     .await?;
     Ok(found.then_some(pointer.commit))

@@ -358,7 +358,7 @@ async fn held_by_store(
     path: &str,
 ) -> Option<FileRow> {
     let larder = &mirror.larder;
-    match crate::manifest::lookup_commit(larder, target.kind, &target.repo, commit).await {
+    match crate::manifest::lookup_held_file(larder, target.kind, &target.repo, commit, path).await {
         Ok(true) => mirror.forget(target.kind, &target.repo),
         Ok(false) => {}
         Err(error) => {

@@ -700,3 +700,30 @@ async fn two_nodes_pulling_the_same_file_leave_one_correct_blob() {
         assert!(node.run(&["verify"]).status.success());
     }
 }
+
+/// A file of a revision the serving node knows but does not hold, fetched since by another
+/// node, is found through the revision's manifest on the first request (offline node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_another_node_fetched_is_served_on_a_miss() {
+    let s3 = S3Server::start().await;
+    s3.create_bucket("larder").await;
+    let world = World::start(hub()).await;
+    let store = "s3://larder/cluster";
+    let a = Node::new(&s3, store, &world.server.url(), None);
+    assert!(
+        a.run(&["pull", "acme/tiny", "--include", "config.json"])
+            .status
+            .success()
+    );
+    let b = Node::new(&s3, store, "http://127.0.0.1:9", None);
+    assert!(b.run(&["reindex"]).status.success());
+    let served = b.serve(&["--offline", "--rescan", "0"]).await;
+    let url = format!("{}/acme/tiny/resolve/main/model.safetensors", served.url);
+    let before = reqwest::get(&url).await.unwrap();
+    assert_eq!(before.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    assert!(a.run(&["pull", "acme/tiny"]).status.success());
+    let after = reqwest::get(&url).await.unwrap();
+    assert_eq!(after.status(), StatusCode::OK);
+    assert_eq!(after.bytes().await.unwrap().as_ref(), content(12, 6 << 20));
+}
