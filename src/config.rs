@@ -1,7 +1,7 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
-//! Tables: `[policy]` (the licence policy, see `docs/licences.md`) and `[store]` (where blobs
-//! live, see `docs/scale-out.md`).
+//! Tables: `[policy]` (the licence policy, see `docs/licences.md`), `[store]` (where blobs
+//! live) and `[serve] redirect_to_store` (both in `docs/scale-out.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -84,16 +84,21 @@ impl Config {
     }
 }
 
+/// The config file's path and text; `None` when there is none.
+fn read_text(home: &Path) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    let path = home.join(CONFIG_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((path, text))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read { path, source }),
+    }
+}
+
 /// Only the `[store]` table of `home/config.toml` (default when absent). Other tables are not
 /// looked at here, so a command that does not use them is not stopped by them.
 pub fn load_store_config(home: &Path) -> Result<crate::store::location::StoreConfig, ConfigError> {
-    let path = home.join(CONFIG_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Default::default());
-        }
-        Err(source) => return Err(ConfigError::Read { path, source }),
+    let Some((path, text)) = read_text(home)? else {
+        return Ok(Default::default());
     };
     #[derive(Deserialize)]
     struct StoreOnly {
@@ -107,11 +112,8 @@ pub fn load_store_config(home: &Path) -> Result<crate::store::location::StoreCon
 
 /// `redirect_to_store` of the `[serve]` table of `home/config.toml` (false when absent).
 pub fn load_redirect_to_store(home: &Path) -> Result<bool, ConfigError> {
-    let path = home.join(CONFIG_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(ConfigError::Read { path, source }),
+    let Some((path, text)) = read_text(home)? else {
+        return Ok(false);
     };
     #[derive(Deserialize)]
     struct ServeOnly {
@@ -153,4 +155,33 @@ pub fn load_policy(home: &Path, file: Option<&Path>) -> Result<Option<Policy>, C
             path: home.join(CONFIG_FILE),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_serve_tables() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(load_store_config(home.path()).unwrap(), Default::default());
+        assert!(!load_redirect_to_store(home.path()).unwrap());
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[policy]\ndefault = \"allow\"\n[store]\nurl = \"s3://b/p\"\nregion = \"eu-west-1\"\n\
+             [serve]\nredirect_to_store = true\n",
+        )
+        .unwrap();
+        let store = load_store_config(home.path()).unwrap();
+        assert_eq!(store.url.as_deref(), Some("s3://b/p"));
+        assert_eq!(store.region.as_deref(), Some("eu-west-1"));
+        assert!(load_redirect_to_store(home.path()).unwrap());
+        assert!(Config::load(home.path()).is_ok());
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[store]\nurll = \"s3://b\"\n",
+        )
+        .unwrap();
+        assert!(load_store_config(home.path()).is_err());
+    }
 }
