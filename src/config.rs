@@ -1,8 +1,9 @@
 //! `$LARDER_HOME/config.toml`: settings kept with the home rather than passed as flags.
 //!
 //! Tables: `[policy]` (the licence policy, see `docs/licences.md`), `[serve]` (access
-//! tokens of the mirror, see `docs/mirror.md`) and `[daemon]` (limits, quota and webhook of
-//! `larder serve`, see `docs/operations.md`).
+//! tokens of the mirror, see `docs/mirror.md`; `redirect_to_store`, see `docs/scale-out.md`),
+//! `[daemon]` (limits, quota and webhook of `larder serve`, see `docs/operations.md`) and
+//! `[store]` (where blobs live, see `docs/scale-out.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
 
@@ -29,6 +30,9 @@ pub struct Config {
     /// Limits, quota and webhook of the daemon (`[daemon]`).
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Where blobs live (`[store]`).
+    #[serde(default)]
+    pub store: Option<crate::store::location::StoreConfig>,
 }
 
 /// `[serve]`: settings of the mirror.
@@ -42,6 +46,9 @@ pub struct ServeConfig {
     /// Tokens that may change state through `/v1` (jobs); when empty, only loopback clients.
     #[serde(default)]
     pub admin_tokens: Vec<String>,
+    /// Redirect content downloads to presigned URLs of a shared object store.
+    #[serde(default)]
+    pub redirect_to_store: bool,
 }
 
 impl ServeConfig {
@@ -155,6 +162,32 @@ impl Config {
     }
 }
 
+/// The config file's path and text; `None` when there is none.
+fn read_text(home: &Path) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    let path = home.join(CONFIG_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some((path, text))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ConfigError::Read { path, source }),
+    }
+}
+
+/// Only the `[store]` table of `home/config.toml` (default when absent). Other tables are not
+/// looked at here, so a command that does not use them is not stopped by them.
+pub fn load_store_config(home: &Path) -> Result<crate::store::location::StoreConfig, ConfigError> {
+    let Some((path, text)) = read_text(home)? else {
+        return Ok(Default::default());
+    };
+    #[derive(Deserialize)]
+    struct StoreOnly {
+        #[serde(default)]
+        store: Option<crate::store::location::StoreConfig>,
+    }
+    let parsed: StoreOnly =
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?;
+    Ok(parsed.store.unwrap_or_default())
+}
+
 /// The policy in force: `--policy FILE` if given, else `[policy]` of `home/config.toml`,
 /// else none.
 pub fn load_policy(home: &Path, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
@@ -180,4 +213,32 @@ pub fn load_policy(home: &Path, file: Option<&Path>) -> Result<Option<Policy>, C
             path: home.join(CONFIG_FILE),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_serve_tables() {
+        let home = tempfile::tempdir().unwrap();
+        assert_eq!(load_store_config(home.path()).unwrap(), Default::default());
+        assert!(!Config::load(home.path()).unwrap().serve.redirect_to_store);
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[policy]\ndefault = \"allow\"\n[store]\nurl = \"s3://b/p\"\nregion = \"eu-west-1\"\n\
+             [serve]\nredirect_to_store = true\n",
+        )
+        .unwrap();
+        let store = load_store_config(home.path()).unwrap();
+        assert_eq!(store.url.as_deref(), Some("s3://b/p"));
+        assert_eq!(store.region.as_deref(), Some("eu-west-1"));
+        assert!(Config::load(home.path()).unwrap().serve.redirect_to_store);
+        std::fs::write(
+            home.path().join(CONFIG_FILE),
+            "[store]\nurll = \"s3://b\"\n",
+        )
+        .unwrap();
+        assert!(load_store_config(home.path()).is_err());
+    }
 }

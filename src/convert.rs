@@ -190,7 +190,7 @@ pub async fn convert(
     let mut sources = BTreeMap::new();
     for file in detail.files.iter().filter(|f| f.held) {
         if let Some(sha256) = &file.sha256 {
-            sources.insert(file.path.clone(), larder.store.blob_path(sha256)?);
+            sources.insert(file.path.clone(), larder.blobs.fetch_local(sha256).await?);
         }
     }
     let sources = SourceFiles::new(sources);
@@ -267,7 +267,7 @@ pub async fn convert(
         if let Some(out) = &request.out {
             copy_out(&file, out, &path, request.target)?;
         }
-        larder.store.publish(&file, &sha256)?;
+        larder.blobs.publish(&file, &sha256).await?;
         larder
             .registry
             .record_blob(BlobRecord {
@@ -299,7 +299,10 @@ pub async fn convert(
     std::fs::write(&card_path, &card_bytes)
         .map_err(|e| StoreError::io("could not write", &card_path, e))?;
     let card_digest = digest_bytes(&card_bytes, true);
-    larder.store.publish(&card_path, &card_digest.sha256)?;
+    larder
+        .blobs
+        .publish(&card_path, &card_digest.sha256)
+        .await?;
     larder
         .registry
         .record_blob(BlobRecord {
@@ -376,6 +379,7 @@ pub async fn convert(
             },
         })
         .await?;
+    crate::manifest::publish_logged(larder, request.kind, &derived_name, &commit).await;
     larder
         .registry
         .record_derivation(Derivation {

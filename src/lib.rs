@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod gc;
 pub mod hub;
 pub mod licence;
+pub mod manifest;
 pub mod quota;
 pub mod serve;
 pub mod settings;
@@ -20,13 +21,14 @@ pub mod units;
 pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use larder_registry as registry;
 
 use hub::{ClientSettings, HubClient, HubError};
 use registry::{Registry, RegistryError};
 use settings::Settings;
-use store::{LocalStore, StoreError};
+use store::{BlobStore, LocalStore, StoreError, StoreLocation};
 
 /// Why Larder could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,12 @@ pub enum OpenError {
     /// The endpoint is unusable.
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// The `[store]` table of the config could not be read.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store URL is unusable.
+    #[error(transparent)]
+    Location(#[from] store::location::LocationError),
 }
 
 /// An opened Larder home: store, registry and upstream client.
@@ -59,8 +67,11 @@ pub enum OpenError {
 pub struct Larder {
     /// The home directory.
     pub home: PathBuf,
-    /// The blob store.
+    /// The node-local part of the store: `tmp/` for parts, the gc lock; with the default
+    /// store also the blobs themselves.
     pub store: LocalStore,
+    /// Where blobs and manifests live (the home, a directory or a bucket).
+    pub blobs: Arc<dyn BlobStore>,
     /// The registry.
     pub registry: Registry,
     /// The upstream Hub client.
@@ -70,8 +81,19 @@ pub struct Larder {
 impl Larder {
     /// Open (creating if needed) the home described by `settings`.
     pub fn open(settings: &Settings) -> Result<Self, OpenError> {
+        Self::open_with_store(settings, None)
+    }
+
+    /// [`Larder::open`] with the blobs at `store_url` (`--store`) instead of where the
+    /// `[store]` table of `config.toml` (or the default, the home) puts them.
+    pub fn open_with_store(
+        settings: &Settings,
+        store_url: Option<&str>,
+    ) -> Result<Self, OpenError> {
         let home = settings.home.clone();
-        let store = LocalStore::open(&home).map_err(|source| OpenError::Store {
+        let store_config = config::load_store_config(&home)?;
+        let location = StoreLocation::resolve(store_url, &store_config)?;
+        let (store, blobs) = store::open(&home, &location).map_err(|source| OpenError::Store {
             home: home.clone(),
             source,
         })?;
@@ -86,6 +108,7 @@ impl Larder {
         Ok(Larder {
             home,
             store,
+            blobs,
             registry,
             client,
         })

@@ -58,22 +58,43 @@ pub async fn verify_blobs(
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
     for (sha256, size) in blobs {
-        let store = larder.store.clone();
-        let sha = sha256.clone();
-        let actual = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
-            .await
-            .unwrap_or(Ok(None))?;
-        let status = match actual {
+        let actual = if larder.blobs.is_shared() {
+            hash_shared(larder.blobs.as_ref(), &sha256).await?
+        } else {
+            let store = larder.store.clone();
+            let sha = sha256.clone();
+            tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+                .await
+                .unwrap_or(Ok(None))?
+        };
+        let mut status = match actual {
             None => BlobStatus::Missing,
             Some(actual) if actual == sha256 => BlobStatus::Ok,
             Some(actual) => {
-                let moved = larder.store.quarantine(&sha256)?;
+                let moved = larder.blobs.quarantine(&sha256).await?;
                 BlobStatus::Corrupt {
                     actual,
-                    quarantined_to: moved.display().to_string(),
+                    quarantined_to: moved,
                 }
             }
         };
+        // With a shared store the node also serves its cached copies: check those too.
+        if larder.blobs.is_shared() && larder.store.has(&sha256) {
+            let store = larder.store.clone();
+            let sha = sha256.clone();
+            let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+                .await
+                .unwrap_or(Ok(None))?;
+            if let Some(actual) = cached.filter(|actual| *actual != sha256) {
+                let moved = larder.store.quarantine(&sha256)?;
+                if status == BlobStatus::Ok {
+                    status = BlobStatus::Corrupt {
+                        actual,
+                        quarantined_to: moved.display().to_string(),
+                    };
+                }
+            }
+        }
         match status {
             BlobStatus::Ok => {
                 larder
@@ -100,6 +121,28 @@ pub async fn verify_blobs(
         report.push(check);
     }
     Ok(report)
+}
+
+/// sha256 of a blob in a shared store, streamed (never buffered whole); `None` when missing.
+async fn hash_shared(
+    store: &dyn crate::store::BlobStore,
+    sha256: &str,
+) -> Result<Option<String>, StoreError> {
+    use futures::StreamExt;
+    use sha2::{Digest, Sha256};
+    let Some(size) = store.stat(sha256).await? else {
+        return Ok(None);
+    };
+    let mut stream = match store.read(sha256, 0..size).await {
+        Ok(stream) => stream,
+        Err(StoreError::Missing(_)) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(Some(hex::encode(hasher.finalize())))
 }
 
 /// sha256 of a stored blob; `None` when it is missing.

@@ -146,7 +146,7 @@ pub async fn export_bundle(
             summary.blobs_skipped += 1;
             "skipped"
         } else {
-            let src = larder.store.blob_path(&blob.sha256)?;
+            let src = larder.blobs.fetch_local(&blob.sha256).await?;
             let _ = std::fs::remove_file(&dest);
             let (src2, dest2) = (src.clone(), dest.clone());
             let action = tokio::task::spawn_blocking(move || place_file(&src2, &dest2))

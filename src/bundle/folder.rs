@@ -100,8 +100,8 @@ pub async fn import_folder(
             }
         };
         let sha256 = digests.sha256.clone();
-        let fresh = !larder.store.has(&sha256);
-        larder.store.publish(&part, &sha256)?;
+        let fresh = larder.blobs.stat(&sha256).await?.is_none();
+        larder.blobs.publish(&part, &sha256).await?;
         if fresh {
             blobs_imported += 1;
         }
@@ -176,6 +176,7 @@ pub async fn import_folder(
         )
         .await?;
     crate::licence::record_held_detection(larder, kind, repo.as_str(), &summary.commit).await;
+    crate::manifest::publish_logged(larder, kind, repo.as_str(), &summary.commit).await;
     Ok(summary)
 }
 

@@ -69,7 +69,7 @@ pub async fn export_hf_cache(
                 "skipped"
             } else {
                 let _ = std::fs::remove_file(&blob);
-                let src = larder.store.blob_path(sha256)?;
+                let src = larder.blobs.fetch_local(sha256).await?;
                 let dest = blob.clone();
                 let action = tokio::task::spawn_blocking(move || place_file(&src, &dest))
                     .await

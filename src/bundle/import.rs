@@ -147,7 +147,7 @@ async fn import_commit(
 
     for file in &commit.files {
         if !blobs.contains_key(&file.sha256) {
-            let state = if larder.store.size(&file.sha256) == Some(file.size) {
+            let state = if larder.blobs.stat(&file.sha256).await? == Some(file.size) {
                 BlobState::Published
             } else if let Some(size) = carried.get(file.sha256.as_str()) {
                 let state = verify_blob(larder, dir, &file.sha256, *size).await?;
@@ -198,7 +198,7 @@ async fn import_commit(
         };
         match state {
             BlobState::Part(part, _) => {
-                larder.store.publish(part, &file.sha256)?;
+                larder.blobs.publish(part, &file.sha256).await?;
                 summary.blobs_imported += 1;
                 summary.bytes_imported += file.size;
                 *state = BlobState::Published;
@@ -244,6 +244,7 @@ async fn import_commit(
         .registry
         .record_snapshot_with_blobs(snapshot, records)
         .await?;
+    crate::manifest::publish_logged(larder, repo.kind, &repo.name, &commit.sha).await;
     crate::licence::record_held_detection(larder, repo.kind, &repo.name, &commit.sha).await;
     outcome.status = "imported";
     Ok(outcome)
@@ -291,15 +292,20 @@ async fn already_held(
     else {
         return Ok(false);
     };
-    let files_held = detail.files.len() == commit.files.len()
+    let mut files_held = detail.files.len() == commit.files.len()
         && detail.files.iter().all(|f| f.held)
         && commit.files.iter().all(|f| {
             detail
                 .files
                 .iter()
                 .any(|d| d.path == f.path && d.sha256.as_deref() == Some(f.sha256.as_str()))
-                && larder.store.size(&f.sha256) == Some(f.size)
         });
+    for f in &commit.files {
+        if !files_held {
+            break;
+        }
+        files_held = larder.blobs.stat(&f.sha256).await? == Some(f.size);
+    }
     let refs_on_it = refs.iter().all(|r| detail.refs.contains(r));
     Ok(files_held && refs_on_it)
 }

@@ -65,7 +65,7 @@ pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> 
             export::export_bundle(larder, &commits, &args.to, since.as_ref(), &on_event).await?
         }
         "hf-cache" => hf_cache::export_hf_cache(larder, &commits, &args.to, &on_event).await?,
-        _ => export_plain(larder, &commits, &args.to)?,
+        _ => export_plain(larder, &commits, &args.to).await?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -93,7 +93,7 @@ pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn export_plain(
+async fn export_plain(
     larder: &Larder,
     commits: &[larder::registry::CommitDetail],
     dir: &std::path::Path,
@@ -113,7 +113,7 @@ fn export_plain(
         let mut entries = Vec::new();
         for file in &detail.files {
             if let Some(sha256) = &file.sha256 {
-                entries.push((file.path.clone(), larder.store.blob_path(sha256)?));
+                entries.push((file.path.clone(), larder.blobs.fetch_local(sha256).await?));
                 summary.bytes_written += file.size;
             }
         }

@@ -13,6 +13,7 @@ mod pin;
 mod progress;
 mod pull;
 mod remote_pull;
+mod reindex;
 mod serve;
 mod show;
 mod track;
@@ -48,6 +49,10 @@ pub struct Cli {
         default_value = "https://huggingface.co"
     )]
     endpoint: String,
+    /// Where blobs and manifests live: file:///DIR or s3://BUCKET/PREFIX
+    /// [default: `[store] url` of $LARDER_HOME/config.toml, else the home]
+    #[arg(long, global = true, env = "LARDER_STORE", value_name = "URL")]
+    store: Option<String>,
     /// More log output (-v info, -vv debug)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -89,6 +94,8 @@ enum Command {
     Pin(pin::PinArgs),
     /// Let the store quota evict a pinned revision again
     Unpin(pin::PinArgs),
+    /// Rebuild the registry from the revision manifests in a shared store
+    Reindex(reindex::ReindexArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -112,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let Cli {
         home,
         endpoint,
+        store,
         command,
         ..
     } = cli;
@@ -124,7 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         command => command,
     };
     let settings = Settings::resolve(home, Some(endpoint));
-    let larder = Larder::open(&settings)?;
+    let larder = Larder::open_with_store(&settings, store.as_deref())?;
     match command {
         Command::Pull(args) => pull::run(&larder, args).await,
         Command::Ls(args) => ls::run(&larder, args).await,
@@ -142,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Untrack(args) => track::untrack(&larder, args).await,
         Command::Pin(args) => pin::run(&larder, args, true).await,
         Command::Unpin(args) => pin::run(&larder, args, false).await,
+        Command::Reindex(args) => reindex::run(&larder, args).await,
     }
 }
 

@@ -40,6 +40,14 @@ pub struct ServeArgs {
     /// Licence policy applied to the files served [default: `[policy]` of $LARDER_HOME/config.toml]
     #[arg(long, value_name = "FILE")]
     policy: Option<std::path::PathBuf>,
+    /// With a shared object store: redirect content downloads to presigned store URLs
+    /// [default: `[serve] redirect_to_store` of $LARDER_HOME/config.toml]
+    #[arg(long)]
+    redirect_to_store: bool,
+    /// With a shared store: re-read its manifests this often to pick up revisions other nodes
+    /// recorded (0 = only on a miss)
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    rescan: u64,
 }
 
 /// Run `larder serve` until Ctrl-C.
@@ -87,25 +95,53 @@ pub async fn run(
     if options.jobs.quota.is_some() && offline {
         eprintln!("larder: note: --offline runs no daemon, so the quota is not enforced");
     }
+    options.redirect_to_store =
+        args.redirect_to_store || config.serve.redirect_to_store;
+    if options.redirect_to_store && !larder.blobs.is_shared() {
+        anyhow::bail!("redirect_to_store needs a shared object store (--store s3://...)");
+    }
+    let rescan = (larder.blobs.is_shared() && args.rescan > 0).then(|| {
+        let larder = larder.clone();
+        let every = std::time::Duration::from_secs(args.rescan);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                match larder::manifest::reindex(&larder).await {
+                    Ok(summary) => tracing::info!(
+                        manifests = summary.manifests,
+                        blobs = summary.blobs,
+                        "rescanned the store"
+                    ),
+                    Err(error) => tracing::warn!(error = %error, "rescanning the store failed"),
+                }
+            }
+        })
+    });
+    let offline = args.offline;
     let endpoint = larder.client.endpoint();
-    let home = larder.home.clone();
+    let store = if larder.blobs.is_shared() {
+        larder.blobs.describe()
+    } else {
+        larder.home.display().to_string()
+    };
     let running = start(larder, options)
         .await
         .with_context(|| format!("could not listen on {}", args.addr))?;
     if offline {
-        eprintln!(
-            "larder: serving {} offline at {}",
-            home.display(),
-            running.url()
-        );
+        eprintln!("larder: serving {} offline at {}", store, running.url());
     } else {
         eprintln!(
             "larder: serving {} at {} (pull-through from {endpoint})",
-            home.display(),
+            store,
             running.url()
         );
     }
     let _ = tokio::signal::ctrl_c().await;
+    if let Some(rescan) = rescan {
+        rescan.abort();
+    }
     eprintln!("larder: stopping; finishing requests in flight");
     match tokio::time::timeout(std::time::Duration::from_secs(30), running.stop()).await {
         Ok(result) => result.context("the server failed")?,

@@ -142,6 +142,9 @@ pub enum PullError {
     /// The licence policy denied the pull, or licence detection failed.
     #[error(transparent)]
     Licence(#[from] crate::licence::LicenceError),
+    /// The revision manifest could not be written to the shared store.
+    #[error("could not write the revision manifest to the store")]
+    Manifest(#[from] crate::manifest::ManifestError),
 }
 
 impl PullError {
@@ -269,6 +272,7 @@ pub async fn pull(
     let env = TransferEnv {
         client: client.clone(),
         store: larder.store.clone(),
+        blobs: larder.blobs.clone(),
         permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
         settings: options.transfer.clone(),
         reporter: reporter.clone(),
@@ -377,18 +381,26 @@ pub async fn pull(
         gate.record(larder, options.kind, &options.repo, &commit, licence)
             .await?;
     }
+    crate::manifest::publish(
+        larder,
+        registry_kind(options.kind),
+        &options.repo.to_string(),
+        &commit,
+    )
+    .await?;
 
     if let Some(dir) = &options.local_dir {
-        let entries: Vec<(String, PathBuf)> = planned
-            .iter()
-            .filter_map(|p| {
-                let sha = p
-                    .held
-                    .clone()
-                    .or_else(|| fetched.get(&content_key(&p.file)).cloned())?;
-                Some((p.file.path.clone(), larder.store.blob_path(&sha).ok()?))
-            })
-            .collect();
+        let mut entries: Vec<(String, PathBuf)> = Vec::with_capacity(planned.len());
+        for p in &planned {
+            let Some(sha) = p
+                .held
+                .clone()
+                .or_else(|| fetched.get(&content_key(&p.file)).cloned())
+            else {
+                continue;
+            };
+            entries.push((p.file.path.clone(), larder.blobs.fetch_local(&sha).await?));
+        }
         crate::store::materialize::plain_dir(dir, &entries)?;
     }
 
@@ -430,10 +442,7 @@ async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, P
         None => larder.registry.sha256_for_git_oid(&file.git_oid).await?,
     };
     let Some(sha) = sha else { return Ok(None) };
-    if !larder.store.has(&sha) {
-        return Ok(None);
-    }
-    if larder.store.size(&sha) != Some(file.size) {
+    if larder.blobs.stat(&sha).await? != Some(file.size) {
         return Ok(None);
     }
     if larder.registry.blob(&sha).await?.is_none() {

@@ -175,8 +175,10 @@ impl TransferError {
 pub struct TransferEnv {
     /// Hub client.
     pub client: HubClient,
-    /// Blob store.
+    /// The node-local store (parts live in its `tmp/`).
     pub store: LocalStore,
+    /// Where verified parts are published.
+    pub blobs: Arc<dyn crate::store::BlobStore>,
     /// Connection permits shared by every file.
     pub permits: Arc<Semaphore>,
     /// Tunables.
@@ -400,32 +402,39 @@ pub async fn fetch_file_with_hook(
             actual,
         });
     }
-    let store = env.store.clone();
     let sha = digests.sha256.clone();
     let lock_path = tmp.join(format!("{key}.lock"));
-    let publish = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        shared
-            .file
-            .sync_all()
-            .map_err(|e| StoreError::io("could not sync", &part_path, e))?;
-        store.publish(&part_path, &sha)?;
-        *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        let _ = std::fs::remove_file(&state_path);
-        let _ = std::fs::remove_file(&lock_path);
-        drop(slot_lock);
-        Ok(())
-    })
-    .await;
-    match publish {
+    let synced = {
+        let shared = shared.clone();
+        let part_path = part_path.clone();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .file
+                .sync_all()
+                .map_err(|e| StoreError::io("could not sync", &part_path, e))
+        })
+        .await
+    };
+    match synced {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(TransferError::store(&path, e)),
         Err(join) => {
             return Err(TransferError::Protocol {
                 path,
-                why: format!("publishing failed: {join}"),
+                why: format!("syncing the part failed: {join}"),
             });
         }
     }
+    // On failure (e.g. an object store upload) the verified part and its state stay for the
+    // next run, which finds every range done and publishes again.
+    env.blobs
+        .publish(&part_path, &sha)
+        .await
+        .map_err(|e| TransferError::store(&path, e))?;
+    *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    let _ = std::fs::remove_file(&state_path);
+    let _ = std::fs::remove_file(&lock_path);
+    drop(slot_lock);
     Ok(Fetched {
         digests,
         resumed,

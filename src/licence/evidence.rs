@@ -16,7 +16,6 @@ use crate::fetch::verify::digest_bytes;
 use crate::hub::client::{check_status, redact};
 use crate::hub::{HubClient, HubError, RepoFile, RepoId, RepoInfo, RepoType, gate_mode, retry};
 use crate::registry::{CommitDetail, Registry, RegistryError, RepoKind};
-use crate::store::LocalStore;
 
 /// Licence files larger than this are not read (licence texts are a few tens of KiB).
 pub const MAX_LICENCE_FILE: u64 = 1 << 20;
@@ -185,7 +184,7 @@ pub fn upstream_evidence(
 /// is derived the same way.
 pub async fn held_evidence(
     registry: &Registry,
-    store: &LocalStore,
+    store: &dyn crate::store::BlobStore,
     detail: &CommitDetail,
 ) -> Result<RepoEvidence, LicenceError> {
     let card = detail.card_json.clone();
@@ -200,7 +199,8 @@ pub async fn held_evidence(
         }
         let Some(sha256) = &file.sha256 else { continue };
         let path = store
-            .blob_path(sha256)
+            .fetch_local(sha256)
+            .await
             .map_err(|source| LicenceError::Store {
                 path: file.path.clone(),
                 source,

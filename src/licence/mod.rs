@@ -43,7 +43,8 @@ pub async fn record_held_detection(
         let Some(detail) = larder.registry.commit_detail(kind, name, sha).await? else {
             return Ok(());
         };
-        let evidence = evidence::held_evidence(&larder.registry, &larder.store, &detail).await?;
+        let evidence =
+            evidence::held_evidence(&larder.registry, larder.blobs.as_ref(), &detail).await?;
         let detection = larder_licence::detect(&evidence, larder_licence::Catalog::builtin());
         larder
             .registry

@@ -89,7 +89,8 @@ pub async fn load_detection(
         });
     }
     let detail = commit_detail(larder, kind, name, &entry.sha).await?;
-    let evidence = evidence::held_evidence(&larder.registry, &larder.store, &detail).await?;
+    let evidence =
+        evidence::held_evidence(&larder.registry, larder.blobs.as_ref(), &detail).await?;
     Ok(detect(&evidence, Catalog::builtin()))
 }
 

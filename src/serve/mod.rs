@@ -75,6 +75,9 @@ pub struct ServeOptions {
     pub policy: Option<Arc<larder_licence::Policy>>,
     /// Access tokens for the mirror and admin tokens for `/v1` changes.
     pub access: access::AccessRules,
+    /// With a shared object store: answer a content `GET` with a `302` to a presigned URL of
+    /// the blob (all Hub headers on the redirect) instead of streaming it through the mirror.
+    pub redirect_to_store: bool,
 }
 
 impl ServeOptions {
@@ -90,6 +93,7 @@ impl ServeOptions {
             served_flush_every: Duration::from_secs(5),
             max_connections: None,
             access: access::AccessRules::default(),
+            redirect_to_store: false,
         }
     }
 }
@@ -467,13 +471,27 @@ impl Mirror {
         })
     }
 
-    /// The commit a revision names, from the registry (and, with pull-through, the upstream).
+    /// The commit a revision names, from the registry (then a shared store's manifests, and,
+    /// with pull-through, the upstream).
     pub(crate) async fn commit_for(
         &self,
         target: &Target,
         revision: &str,
         headers: &HeaderMap,
     ) -> Result<Option<String>, ServeError> {
+        // Another node sharing the store may have recorded it: ask the store before the upstream.
+        if self.larder.blobs.is_shared()
+            && matches!(
+                self.larder
+                    .registry
+                    .resolve(target.kind, &target.repo, revision)
+                    .await,
+                Ok(None)
+            )
+            && let Some(sha) = self.commit_in_store(target, revision).await
+        {
+            return Ok(Some(sha));
+        }
         if let Some(pull) = &self.pull
             && let Some(sha) = pull
                 .resolve(self, target.kind, &target.repo, revision, headers)
@@ -544,7 +562,7 @@ impl Mirror {
             }
         }
         let (revision, rest) = tail.likely(need_path);
-        if self.pull.is_some()
+        if (self.pull.is_some() || self.larder.blobs.is_shared())
             && let Some(sha) = self.commit_for(target, &revision, headers).await?
         {
             return Ok((revision, rest, sha));
@@ -565,6 +583,42 @@ impl Mirror {
             Err(ServeError::Disabled)
         } else {
             Ok(())
+        }
+    }
+
+    /// The commit `revision` names according to the shared store's manifests, recorded
+    /// locally; `None` with the default store or when the store does not know it.
+    pub(crate) async fn commit_in_store(&self, target: &Target, revision: &str) -> Option<String> {
+        if !self.larder.blobs.is_shared() {
+            return None;
+        }
+        let found = if crate::hub::is_commit_sha(revision) {
+            crate::manifest::lookup_commit(&self.larder, target.kind, &target.repo, revision)
+                .await
+                .map(|found| found.then(|| revision.to_owned()))
+        } else {
+            crate::manifest::lookup_ref(&self.larder, target.kind, &target.repo, revision).await
+        };
+        match found {
+            Ok(Some(sha)) => {
+                tracing::info!(
+                    repo = target.repo,
+                    revision,
+                    sha,
+                    "revision found in the store"
+                );
+                self.forget(target.kind, &target.repo);
+                Some(sha)
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(
+                    repo = target.repo, revision,
+                    error = %crate::fetch::transfer::error_chain(&error),
+                    "looking up a revision in the store failed"
+                );
+                None
+            }
         }
     }
 

@@ -496,8 +496,13 @@ impl PullThrough {
             files,
             licence: licence_fields(&info),
         };
-        if let Err(error) = self.larder.registry.record_snapshot(record).await {
-            tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
+        match self.larder.registry.record_snapshot(record).await {
+            Ok(_) => {
+                crate::manifest::publish_logged(&self.larder, kind, repo.as_str(), &sha).await;
+            }
+            Err(error) => {
+                tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
+            }
         }
         Ok((sha, info.disabled))
     }
@@ -617,6 +622,7 @@ impl PullThrough {
         let env = TransferEnv {
             client: self.larder.client.clone(),
             store: self.larder.store.clone(),
+            blobs: self.larder.blobs.clone(),
             permits: self.permits.clone(),
             settings: TransferSettings {
                 retry: self.larder.client.retry_policy(),
@@ -661,7 +667,11 @@ impl PullThrough {
                     let sha = fetched.digests.sha256.clone();
                     let recorded =
                         record(&larder, registry_kind_, &repo, &commit, &row, &sha).await;
-                    match (recorded, larder.store.blob_path(&sha)) {
+                    let local = larder
+                        .blobs
+                        .local_path(&sha)
+                        .ok_or_else(|| format!("blob {sha} has no local copy after publishing"));
+                    match (recorded, local) {
                         (Ok(()), Ok(path)) => {
                             tracing::info!(
                                 repo,
@@ -671,8 +681,7 @@ impl PullThrough {
                             );
                             Stage::Done(path)
                         }
-                        (Err(why), _) => Stage::Failed(why),
-                        (_, Err(e)) => Stage::Failed(e.to_string()),
+                        (Err(why), _) | (_, Err(why)) => Stage::Failed(why),
                     }
                 }
                 Err(error) => {
@@ -720,6 +729,7 @@ async fn record(
         .await
         .map_err(|e| transfer::error_chain(&e))?;
     if row.sha256.is_some() {
+        crate::manifest::publish_logged(larder, kind, repo, commit).await;
         return Ok(());
     }
     let detail = larder
@@ -752,5 +762,6 @@ async fn record(
         .await
         .map(|_| ())
         .map_err(|e| transfer::error_chain(&e))?;
+    crate::manifest::publish_logged(larder, kind, repo, commit).await;
     Ok(())
 }

@@ -108,8 +108,10 @@ pub fn etag_of(file: &FileRow) -> String {
 
 /// Where the bytes of an answer come from.
 pub enum Source {
-    /// A held blob.
+    /// A held blob with a local file.
     Blob(std::path::PathBuf),
+    /// A held blob in a shared store without a local copy (its sha256): ranged reads.
+    Store(String),
     /// A transfer in flight (pull-through).
     Growing(super::pull_through::Flight),
 }
@@ -247,6 +249,14 @@ async fn answer(
     if head {
         return Ok((status, meta, empty()).into_response());
     }
+    if mirror.options.redirect_to_store
+        && mirror.larder.blobs.is_shared()
+        && !matches!(source, Source::Growing(_))
+        && let Some(sha) = file.sha256.as_deref()
+        && let Some(redirect) = redirect(mirror, sha, meta.clone()).await?
+    {
+        return Ok(redirect);
+    }
     let body = match source {
         Source::Blob(blob) if len <= SMALL_BODY => {
             // Metadata probes (`bytes=0-0`) and small files: one positioned read from the page
@@ -271,6 +281,22 @@ async fn answer(
                 .map_err(|e| internal("seeking in a blob failed", &e))?;
             Body::from_stream(ReaderStream::with_capacity(reader.take(len), READ_CHUNK))
         }
+        Source::Store(blob) => {
+            let stream = mirror
+                .larder
+                .blobs
+                .read(&blob, start..start + len)
+                .await
+                .map_err(|e| ServeError::NotHeld {
+                    path: file.path.clone(),
+                    commit: sha.clone(),
+                    why: format!(
+                        "reading it from the store failed: {}",
+                        crate::fetch::transfer::error_chain(&e)
+                    ),
+                })?;
+            Body::from_stream(stream)
+        }
         Source::Growing(flight) => {
             if let Err(why) = flight.started(FIRST_BYTES_WAIT).await {
                 return Err(ServeError::NotHeld {
@@ -294,11 +320,26 @@ async fn source_for(
 ) -> Result<Source, ServeError> {
     if file.held
         && let Some(sha) = &file.sha256
-        && let Ok(path) = mirror.larder.store.blob_path(sha)
-        && path.is_file()
+    {
+        if let Some(path) = mirror.larder.blobs.local_path(sha) {
+            mirror.metrics.lookup(target.kind, true);
+            return Ok(Source::Blob(path));
+        }
+        if mirror.larder.blobs.is_shared() {
+            mirror.metrics.lookup(target.kind, true);
+            return Ok(Source::Store(sha.clone()));
+        }
+    }
+    if !file.held
+        && mirror.larder.blobs.is_shared()
+        && let Some(row) = held_by_store(mirror, target, commit, &file.path).await
+        && let Some(sha) = row.sha256
     {
         mirror.metrics.lookup(target.kind, true);
-        return Ok(Source::Blob(path));
+        return Ok(match mirror.larder.blobs.local_path(&sha) {
+            Some(path) => Source::Blob(path),
+            None => Source::Store(sha),
+        });
     }
     mirror.metrics.lookup(target.kind, false);
     match &mirror.pull {
@@ -313,6 +354,81 @@ async fn source_for(
         }),
     }
 }
+
+/// A file another node fetched into the shared store since this node recorded the revision:
+/// re-read the revision's manifest and look again.
+async fn held_by_store(
+    mirror: &Mirror,
+    target: &super::Target,
+    commit: &str,
+    path: &str,
+) -> Option<FileRow> {
+    let larder = &mirror.larder;
+    match crate::manifest::lookup_held_file(larder, target.kind, &target.repo, commit, path).await {
+        Ok(true) => mirror.forget(target.kind, &target.repo),
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(
+                repo = target.repo, commit,
+                error = %crate::fetch::transfer::error_chain(&error),
+                "re-reading a manifest from the store failed"
+            );
+        }
+    }
+    let row = larder
+        .registry
+        .file(target.kind, &target.repo, commit, path)
+        .await
+        .ok()
+        .flatten()?;
+    if row.held {
+        return Some(row);
+    }
+    // The same content may be in the store for another revision or repo (content addressing).
+    let sha = row.sha256.as_deref()?;
+    if larder.blobs.stat(sha).await.ok().flatten() != Some(row.size) {
+        return None;
+    }
+    larder
+        .registry
+        .record_blob(crate::registry::BlobRecord {
+            sha256: sha.to_owned(),
+            size: row.size,
+            location: larder.blobs.describe(),
+            stored_at: crate::now_unix(),
+            verified_at: None,
+        })
+        .await
+        .ok()?;
+    mirror.forget(target.kind, &target.repo);
+    Some(FileRow { held: true, ..row })
+}
+
+/// A `302` to a presigned URL of the blob, carrying the Hub headers of `meta` (not the body's
+/// length: the redirect has none). `None` when the store cannot presign.
+async fn redirect(
+    mirror: &Mirror,
+    sha256: &str,
+    mut meta: HeaderMap,
+) -> Result<Option<Response>, ServeError> {
+    let url = mirror
+        .larder
+        .blobs
+        .presign(sha256, PRESIGN_TTL)
+        .await
+        .map_err(|e| internal("presigning a store URL failed", &e))?;
+    let Some(url) = url else { return Ok(None) };
+    meta.remove(header::CONTENT_RANGE);
+    meta.remove(header::CONTENT_TYPE);
+    meta.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Ok(location) = HeaderValue::from_str(url.as_str()) {
+        meta.insert(header::LOCATION, location);
+    }
+    Ok(Some((StatusCode::FOUND, meta, empty()).into_response()))
+}
+
+/// How long a presigned store URL is valid.
+const PRESIGN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,17 @@
-//! The local filesystem backend: `blobs/sha256/ab/<hex>`, `tmp/` for parts, `quarantine/`.
+//! The local filesystem backend: `blobs/sha256/ab/<hex>`, `tmp/` for parts, `quarantine/`,
+//! `manifests/` for revision manifests.
 
 use std::fs::{self, File};
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
+use super::{BlobStore, ByteStream, ListedBlob};
 
 /// A failed store operation, with the path it concerned.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +38,31 @@ pub enum StoreError {
     /// A digest that is not 64 lowercase hex characters.
     #[error("`{0}` is not a sha256 digest")]
     BadDigest(String),
+    /// The blob is not in the store.
+    #[error("blob {0} is not in the store")]
+    Missing(String),
+    /// Content fetched from the store does not match its name.
+    #[error("blob {sha256} in the store has content with sha256 {actual}: run `larder verify`")]
+    Corrupt {
+        /// The blob's name.
+        sha256: String,
+        /// What the content hashes to.
+        actual: String,
+    },
+    /// A metadata key that is not a clean relative path.
+    #[error("`{0}` is not a valid store key")]
+    BadKey(String),
+    /// An object-storage request failed.
+    #[error("{action} {key} in the object store")]
+    Remote {
+        /// What was being done.
+        action: &'static str,
+        /// The object key.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: Box<object_store::Error>,
+    },
 }
 
 impl StoreError {
@@ -51,6 +85,8 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// A `file://` store other nodes may share (manifests are written), not the home.
+    shared: bool,
 }
 
 impl LocalStore {
@@ -58,6 +94,7 @@ impl LocalStore {
     pub fn open(home: &Path) -> Result<Self, StoreError> {
         let store = LocalStore {
             root: home.to_path_buf(),
+            shared: false,
         };
         for dir in [store.blobs_dir(), store.tmp_dir(), store.quarantine_dir()] {
             fs::create_dir_all(&dir).map_err(|e| StoreError::io("could not create", &dir, e))?;
@@ -116,7 +153,21 @@ impl LocalStore {
             fs::remove_file(part).map_err(|e| StoreError::io("could not remove", part, e))?;
             return Ok(dest);
         }
-        fs::rename(part, &dest).map_err(|e| StoreError::io("could not publish", &dest, e))?;
+        match fs::rename(part, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                // A store directory on another filesystem than the home's parts: copy next to
+                // the destination first, so the rename stays the only publication.
+                let staged = self.tmp_dir().join(format!("{sha256}.publish"));
+                fs::copy(part, &staged)
+                    .and_then(|_| File::open(&staged)?.sync_all())
+                    .map_err(|e| StoreError::io("could not copy", &staged, e))?;
+                fs::rename(&staged, &dest)
+                    .map_err(|e| StoreError::io("could not publish", &dest, e))?;
+                let _ = fs::remove_file(part);
+            }
+            Err(e) => return Err(StoreError::io("could not publish", &dest, e)),
+        }
         sync_dir(&parent)?;
         Ok(dest)
     }
@@ -173,10 +224,226 @@ impl LocalStore {
         }
     }
 
+    /// A store rooted at `dir` (a `file://` store URL), for a node whose home is `home`.
+    pub fn open_shared(dir: &Path, home: &LocalStore) -> Result<Self, StoreError> {
+        let _ = home;
+        let mut store = LocalStore::open(dir)?;
+        store.shared = true;
+        Ok(store)
+    }
+
+    /// Where a metadata key lives.
+    fn meta_path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        let clean = !key.is_empty()
+            && !key.starts_with('/')
+            && key
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'));
+        let first = key.split('/').next().unwrap_or_default();
+        if !clean || !matches!(first, "manifests" | "refs") {
+            return Err(StoreError::BadKey(key.to_owned()));
+        }
+        Ok(self.root.join(key))
+    }
+
     /// Open a blob for reading.
     pub fn open_blob(&self, sha256: &str) -> Result<File, StoreError> {
         let path = self.blob_path(sha256)?;
         File::open(&path).map_err(|e| StoreError::io("could not open", &path, e))
+    }
+}
+
+fn list_blobs(dir: &Path) -> Result<Vec<ListedBlob>, StoreError> {
+    let mut found = Vec::new();
+    let shards = match fs::read_dir(dir) {
+        Ok(shards) => shards,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(StoreError::io("could not list", dir, e)),
+    };
+    for shard in shards.flatten() {
+        let Ok(entries) = fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !crate::hub::is_sha256_hex(&name) {
+                continue;
+            }
+            if let Ok(meta) = entry.metadata() {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64);
+                found.push(ListedBlob {
+                    sha256: name,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io("could not list", dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            list_files(root, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(root)
+            && let Some(key) = relative.to_str()
+            && !key.ends_with(".tmp")
+        {
+            out.push(key.to_owned());
+        }
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|join| {
+        Err(StoreError::Io {
+            action: "store task failed:",
+            path: PathBuf::new(),
+            source: io::Error::other(join.to_string()),
+        })
+    })
+}
+
+impl BlobStore for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    fn local_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.blob_path(sha256).ok().filter(|p| p.is_file())
+    }
+
+    fn stat<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        let result = self.blob_path(sha256).map(|_| self.size(sha256));
+        futures::future::ready(result).boxed()
+    }
+
+    fn publish<'a>(
+        &'a self,
+        part: &'a Path,
+        sha256: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
+        let (store, part, sha) = (self.clone(), part.to_path_buf(), sha256.to_owned());
+        blocking(move || store.publish(&part, &sha).map(Some)).boxed()
+    }
+
+    fn read<'a>(
+        &'a self,
+        sha256: &'a str,
+        range: Range<u64>,
+    ) -> BoxFuture<'a, Result<ByteStream, StoreError>> {
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let path = self.blob_path(sha256)?;
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| StoreError::io("could not open", &path, e))?;
+            file.seek(io::SeekFrom::Start(range.start))
+                .await
+                .map_err(|e| StoreError::io("could not seek in", &path, e))?;
+            let len = range.end.saturating_sub(range.start);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 256 << 10)
+                .map(move |r| r.map_err(|e| StoreError::io("could not read", &path, e)));
+            Ok(stream.boxed())
+        }
+        .boxed()
+    }
+
+    fn fetch_local<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
+        let result = self.blob_path(sha256).and_then(|p| {
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(StoreError::Missing(sha256.to_owned()))
+            }
+        });
+        futures::future::ready(result).boxed()
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<ListedBlob>, StoreError>> {
+        let dir = self.blobs_dir();
+        blocking(move || list_blobs(&dir)).boxed()
+    }
+
+    fn quarantine<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+        let result = LocalStore::quarantine(self, sha256).map(|p| p.display().to_string());
+        futures::future::ready(result).boxed()
+    }
+
+    fn remove<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let result = self
+            .blob_path(sha256)
+            .and_then(|path| match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StoreError::io("could not remove", &path, e)),
+            });
+        futures::future::ready(result).boxed()
+    }
+
+    fn presign<'a>(
+        &'a self,
+        _sha256: &'a str,
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<url::Url>, StoreError>> {
+        futures::future::ready(Ok(None)).boxed()
+    }
+
+    fn put_meta<'a>(&'a self, key: &'a str, bytes: Bytes) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.meta_path(key);
+        blocking(move || {
+            let path = path?;
+            let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            fs::create_dir_all(&parent)
+                .map_err(|e| StoreError::io("could not create", &parent, e))?;
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+            fs::write(&tmp, &bytes).map_err(|e| StoreError::io("could not write", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| StoreError::io("could not write", &path, e))
+        })
+        .boxed()
+    }
+
+    fn get_meta<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        let path = self.meta_path(key);
+        blocking(move || {
+            let path = path?;
+            match fs::read(&path) {
+                Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io("could not read", &path, e)),
+            }
+        })
+        .boxed()
+    }
+
+    fn list_meta<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        let dir = self.meta_path(prefix);
+        let root = self.root.clone();
+        blocking(move || {
+            let mut keys = Vec::new();
+            list_files(&root, &dir?, &mut keys)?;
+            keys.sort();
+            Ok(keys)
+        })
+        .boxed()
     }
 }
 
@@ -211,5 +478,59 @@ mod tests {
         assert!(store.blob_path("../../etc/passwd").is_err());
         store.quarantine(&sha).unwrap();
         assert!(!store.has(&sha));
+    }
+
+    #[tokio::test]
+    async fn trait_reads_ranges_lists_and_keeps_metadata() {
+        let home = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(home.path()).unwrap();
+        let sha = "cd".repeat(32);
+        let part = store.tmp_dir().join("y.part");
+        fs::write(&part, b"0123456789").unwrap();
+        let dyn_store: &dyn BlobStore = &store;
+        assert_eq!(dyn_store.stat(&sha).await.unwrap(), None);
+        dyn_store.publish(&part, &sha).await.unwrap();
+        assert_eq!(dyn_store.stat(&sha).await.unwrap(), Some(10));
+        let mut body = Vec::new();
+        let mut stream = dyn_store.read(&sha, 2..5).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(body, b"234");
+        let listed = dyn_store.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].sha256.as_str(), listed[0].size),
+            (sha.as_str(), 10)
+        );
+        assert!(!dyn_store.is_shared());
+
+        let key = "manifests/model/acme/x/abc.json";
+        dyn_store
+            .put_meta(key, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        assert_eq!(dyn_store.get_meta(key).await.unwrap().unwrap(), &b"{}"[..]);
+        assert_eq!(dyn_store.list_meta("manifests").await.unwrap(), vec![key]);
+        assert!(
+            dyn_store
+                .get_meta("manifests/none.json")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            "../x",
+            "manifests/../../x",
+            "/etc/passwd",
+            "blobs/sha256/x",
+            "refs//x",
+        ] {
+            assert!(
+                dyn_store.put_meta(bad, Bytes::new()).await.is_err(),
+                "{bad}"
+            );
+        }
+        assert!(dyn_store.stat("nope").await.is_err());
     }
 }

@@ -13,6 +13,7 @@ mod offline;
 mod pull;
 mod quota;
 mod resume;
+mod s3;
 mod serve;
 mod tracking;
 mod ui;
