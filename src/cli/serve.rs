@@ -95,8 +95,7 @@ pub async fn run(
     if options.jobs.quota.is_some() && offline {
         eprintln!("larder: note: --offline runs no daemon, so the quota is not enforced");
     }
-    options.redirect_to_store =
-        args.redirect_to_store || config.serve.redirect_to_store;
+    options.redirect_to_store = args.redirect_to_store || config.serve.redirect_to_store;
     if options.redirect_to_store && !larder.blobs.is_shared() {
         anyhow::bail!("redirect_to_store needs a shared object store (--store s3://...)");
     }
