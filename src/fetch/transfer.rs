@@ -246,11 +246,20 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Told the part file and the length of its contiguous prefix that is written and has been
-/// read back (hashed), each time it grows: bytes below it can be served from the part while
-/// the transfer goes on (pull-through serving). It runs on the hashing thread and must not
-/// block.
-pub type PrefixHook = Arc<dyn Fn(&Path, u64) + Send + Sync>;
+/// What a [`PrefixHook`] is told about the part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartProgress {
+    /// The contiguous prefix that is written and has been read back (hashed) grew to this
+    /// length: bytes below it can be served from the part while the transfer goes on.
+    Prefix(u64),
+    /// Every byte is in the part and the digest matched. Syncing and publishing follow (the
+    /// part is then renamed away, so readers should have it open or wait for the blob).
+    Verified,
+}
+
+/// Told the part file and its [`PartProgress`] (pull-through serving). It runs on the hashing
+/// thread or the transfer task and must not block.
+pub type PrefixHook = Arc<dyn Fn(&Path, PartProgress) + Send + Sync>;
 
 /// Fetch one file into the store. On any failure the part and its state stay on disk for the
 /// next run, except after a digest mismatch, where they are discarded.
@@ -401,6 +410,9 @@ pub async fn fetch_file_with_hook(
             expected,
             actual,
         });
+    }
+    if let Some(hook) = &shared.hook {
+        hook(&part_path, PartProgress::Verified);
     }
     let sha = digests.sha256.clone();
     let lock_path = tmp.join(format!("{key}.lock"));
@@ -578,7 +590,7 @@ fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
             }
             hasher.update(&buffer[..n]);
             if let Some(hook) = &shared.hook {
-                hook(&shared.part_path, hasher.fed());
+                hook(&shared.part_path, PartProgress::Prefix(hasher.fed()));
             }
         }
         if hasher.fed() == size {

@@ -15,7 +15,9 @@
 //!   it to grow. A client that disconnects does not cancel the transfer. The last byte of every
 //!   answer is held back until the digest matched, so if verification fails every client stream
 //!   is aborted with an error (the connection is reset, no client caches a wrong file) and
-//!   nothing is published.
+//!   nothing is published. Once it matched, clients get the last byte at once, while the part
+//!   is synced and published (with an object store that upload can take minutes, longer than
+//!   clients wait between bytes).
 //! - **Access.** Gated and private content is served only to a request whose `Authorization`
 //!   the upstream accepted for that repo (a `HEAD /resolve` with the client's header, without
 //!   the mirror's own token), remembered for a few minutes.
@@ -39,7 +41,9 @@ use super::{Mirror, Target};
 use crate::Larder;
 use crate::fetch::licence_fields;
 use crate::fetch::progress::{PullEvent, Reporter};
-use crate::fetch::transfer::{self, FileJob, PrefixHook, TransferEnv, TransferSettings};
+use crate::fetch::transfer::{
+    self, FileJob, PartProgress, PrefixHook, TransferEnv, TransferSettings,
+};
 use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, gate_mode, is_commit_sha};
 use crate::registry::{BlobRecord, FileRecord, FileRow, RepoKind, SnapshotRecord};
 
@@ -59,6 +63,9 @@ const CONNECTIONS: usize = 16;
 enum Stage {
     /// Bytes `..prefix` are in the part and readable.
     Running { prefix: u64 },
+    /// Every byte is in the part and verified; it is being synced and published (the part
+    /// disappears when it is renamed into the store: open it now or wait for `Done`).
+    Verified,
     /// Verified and published at this blob path.
     Done(PathBuf),
     /// The transfer failed; nothing was published.
@@ -145,7 +152,7 @@ impl Reader {
                 Stage::Failed(why) => {
                     return Err(io::Error::other(format!("upstream transfer failed: {why}")));
                 }
-                Stage::Done(_) => self.inner.size,
+                Stage::Done(_) | Stage::Verified => self.inner.size,
                 // Hold back the last byte until the digest is known to match.
                 Stage::Running { prefix } => (*prefix).min(self.inner.size.saturating_sub(1)),
             };
@@ -639,16 +646,16 @@ impl PullThrough {
         let tx = Arc::new(tx);
         let hook_tx = tx.clone();
         let hook_flight = flight.clone();
-        let hook: PrefixHook = Arc::new(move |part, prefix| {
+        let hook: PrefixHook = Arc::new(move |part, progress| {
             if let Ok(mut known) = hook_flight.inner.part.lock()
                 && known.as_path() != part
             {
                 *known = part.to_path_buf();
             }
-            hook_tx.send_modify(|stage| {
-                if let Stage::Running { prefix: p } = stage {
-                    *p = prefix;
-                }
+            hook_tx.send_modify(|stage| match (progress, &mut *stage) {
+                (PartProgress::Prefix(prefix), Stage::Running { prefix: p }) => *p = prefix,
+                (PartProgress::Verified, Stage::Running { .. }) => *stage = Stage::Verified,
+                _ => {}
             });
         });
         let registry_kind_ = target.kind;
@@ -661,7 +668,6 @@ impl PullThrough {
         metrics.pull_through_transfers(1);
         tokio::spawn(async move {
             let result = transfer::fetch_file_with_hook(&env, job, Some(hook)).await;
-            metrics.pull_through_transfers(-1);
             let stage = match result {
                 Ok(fetched) => {
                     let sha = fetched.digests.sha256.clone();
@@ -703,6 +709,9 @@ impl PullThrough {
             if let Ok(mut flights) = this_flights.lock() {
                 flights.remove(&flights_key);
             }
+            // Counted until recorded and out of the flight table, so "no transfers" means
+            // the next request finds the file held.
+            metrics.pull_through_transfers(-1);
         });
         Ok(flight)
     }

@@ -72,6 +72,21 @@ impl World {
         command
     }
 
+    /// Wait (up to 10 s) until the blob is in the store and return its path. A pull-through
+    /// client has every byte once they are verified, a moment before the blob is published.
+    pub async fn published_blob(&self, sha256: &str) -> PathBuf {
+        let path = self.blob_path(sha256);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "blob {sha256} was never published"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        path
+    }
+
     pub fn blob_path(&self, sha256: &str) -> PathBuf {
         self.home
             .path()

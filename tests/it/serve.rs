@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hub_standin::{Fault, Hub, RepoKind};
 use larder::hub::RepoType;
@@ -1172,6 +1172,24 @@ async fn pull_through_mirror(world: &World) -> RunningMirror {
     start(larder, options).await.expect("mirror starts")
 }
 
+/// The registry row of a file of acme/cold, once it is recorded as held (pull-through records
+/// it just after the client had its last byte).
+async fn held_row(larder: &larder::Larder, commit: &str, path: &str) -> larder::registry::FileRow {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = larder
+            .registry
+            .file(Kind::Model, "acme/cold", commit, path)
+            .await
+            .unwrap()
+            .unwrap();
+        if row.held || Instant::now() > deadline {
+            return row;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cold_mirror_fetches_once_and_streams_to_every_client() {
     let world = World::start(cold_hub()).await;
@@ -1253,19 +1271,17 @@ async fn cold_mirror_fetches_once_and_streams_to_every_client() {
         world.server.stats().bytes_for_sha256(&sha),
         COLD_SIZE as u64
     );
-    assert_eq!(std::fs::read(world.blob_path(&sha)).unwrap(), bytes);
+    assert_eq!(
+        std::fs::read(world.published_blob(&sha).await).unwrap(),
+        bytes
+    );
     let larder = world.larder();
     let commit = world
         .server
         .hub()
         .resolve(RepoKind::Model, "acme/cold", "main")
         .unwrap();
-    let row = larder
-        .registry
-        .file(Kind::Model, "acme/cold", &commit, "model.safetensors")
-        .await
-        .unwrap()
-        .unwrap();
+    let row = held_row(&larder, &commit, "model.safetensors").await;
     assert!(row.held);
     // A regular file: fetched, verified by git oid, recorded with its sha256.
     let r = c
@@ -1278,12 +1294,7 @@ async fn cold_mirror_fetches_once_and_streams_to_every_client() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(&r.bytes().await.unwrap()[..], br#"{"cold":true}"#);
-    let row = larder
-        .registry
-        .file(Kind::Model, "acme/cold", &commit, "config.json")
-        .await
-        .unwrap()
-        .unwrap();
+    let row = held_row(&larder, &commit, "config.json").await;
     assert!(row.held && row.sha256.is_some());
     // Served warm from now on: no more upstream bytes.
     world.server.stats().reset();
@@ -1344,7 +1355,7 @@ async fn verification_failure_aborts_client_streams_and_publishes_nothing() {
     world.server.faults().clear();
     let r = http().get(&url).send().await.unwrap();
     assert!(r.bytes().await.unwrap() == bytes);
-    assert!(world.blob_path(&sha).exists());
+    world.published_blob(&sha).await;
     mirror.stop().await.unwrap();
 }
 
@@ -1503,7 +1514,7 @@ async fn huggingface_hub_through_a_cold_pull_through_mirror() {
         files["model.safetensors"].len() as u64
     );
     // And the mirror now holds it for offline use.
-    assert!(world.blob_path(&model).exists());
+    world.published_blob(&model).await;
     mirror.stop().await.unwrap();
 }
 
