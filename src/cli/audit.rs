@@ -30,7 +30,14 @@ pub struct AuditArgs {
     /// Write the report to this file instead of stdout
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Exit with status 5 when a revision gets this verdict or a worse one (after writing the
+    /// report): `deny`, `review` (deny or review), or `never`
+    #[arg(long, default_value = "deny", value_parser = ["deny", "review", "never"])]
+    fail_on: String,
 }
+
+/// Exit status when the audit finds what `--fail-on` names (as a denied `pull`).
+const EXIT_POLICY: u8 = 5;
 
 fn bom_models(audited: &[Audited]) -> Vec<BomModel<'_>> {
     audited
@@ -140,5 +147,24 @@ pub async fn run(larder: &Larder, args: AuditArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("could not write {}", path.display()))?,
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
     }
-    Ok(ExitCode::SUCCESS)
+    let failing: &[&str] = match args.fail_on.as_str() {
+        "deny" => &["deny"],
+        "review" => &["deny", "review"],
+        _ => &[],
+    };
+    let flagged: Vec<String> = audited
+        .iter()
+        .filter(|item| failing.contains(&item.row.verdict.as_str()))
+        .map(|item| format!("{} ({})", item.row.repo, item.row.verdict))
+        .collect();
+    if flagged.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "larder: {} revision(s) fail the policy (--fail-on {}): {}",
+        flagged.len(),
+        args.fail_on,
+        flagged.join(", ")
+    );
+    Ok(ExitCode::from(EXIT_POLICY))
 }

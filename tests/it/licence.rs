@@ -321,6 +321,39 @@ async fn every_family_is_detected_at_pull_and_recorded_per_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_exits_5_when_a_revision_fails_the_policy() {
+    let world = World::start(families_hub()).await;
+    ok(&world, &["pull", NC, "--include", "config.json"]);
+    ok(&world, &["pull", LLAMA, "--include", "config.json"]);
+    let policy = write_policy(
+        &world,
+        "default = \"review\"\ndeny = [\"cc-by-nc-4.0\"]\nallow = [\"llama3.1\"]\n",
+    );
+    // Denied: the report is still complete, then the status says so.
+    let denied = run(&world, &["audit", "--format", "json", "--policy", &policy]);
+    assert_eq!(denied.status.code(), Some(5));
+    let rows = stdout_json(&denied);
+    assert_eq!(row(rows.as_array().unwrap(), NC)["verdict"], "deny");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains(&format!("{NC} (deny)")));
+    let never = run(
+        &world,
+        &["audit", "--policy", &policy, "--fail-on", "never"],
+    );
+    assert_eq!(never.status.code(), Some(0));
+    // Only the allowed one: passes; with `--fail-on review`, a review verdict fails too.
+    let allowed = run(&world, &["audit", "--policy", &policy, LLAMA]);
+    assert_eq!(allowed.status.code(), Some(0));
+    let review = write_policy(&world, "default = \"review\"\n");
+    let strict = run(
+        &world,
+        &["audit", "--policy", &review, "--fail-on", "review", LLAMA],
+    );
+    assert_eq!(strict.status.code(), Some(5));
+    let lenient = run(&world, &["audit", "--policy", &review, LLAMA]);
+    assert_eq!(lenient.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn licence_files_are_fetched_even_when_include_leaves_them_out() {
     let world = World::start(families_hub()).await;
     ok(&world, &["pull", LLAMA, "--include", "config.json"]);
