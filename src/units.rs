@@ -36,6 +36,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A size for people: `1.5 GiB` (powers of 1024, one decimal; bytes below 1 KiB).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// Parse an interval: a whole number with an optional unit `s` (default), `m`, `h` or `d`.
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let body = text.trim();

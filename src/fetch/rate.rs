@@ -53,40 +53,16 @@ impl RateLimiter {
     }
 }
 
-/// Parse a rate such as `100MB/s`, `50MiB`, `1.5G/s`, `800k` or a plain number of bytes/s.
+/// Parse a rate such as `100MB/s`, `50MiB`, `1.5G/s`, `800k` or a plain number of bytes/s
+/// (the units of [`crate::units::parse_size`], with an optional `/s` or `ps`).
 pub fn parse_rate(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let body = trimmed
         .strip_suffix("/s")
         .or_else(|| trimmed.strip_suffix("ps"))
-        .unwrap_or(trimmed)
-        .trim();
-    let split = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (number, unit) = body.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a rate: use e.g. 100MB/s, 50MiB/s or 800k"))?;
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}`: use B, KB, MB, GB, KiB, MiB or GiB"
-            ));
-        }
-    };
-    let bytes = value * multiplier;
-    if !(bytes.is_finite() && bytes >= 1.0) {
-        return Err(format!("`{text}` is not a usable rate"));
-    }
-    Ok(bytes as u64)
+        .unwrap_or(trimmed);
+    crate::units::parse_size(body)
+        .map_err(|_| format!("`{text}` is not a rate: use e.g. 100MB/s, 50MiB/s or 800k"))
 }
 
 #[cfg(test)]

@@ -58,22 +58,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// `1.5 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// `2026-11-27 14:03 UTC` in a `<time>` element the script turns into "3 min ago".
 fn time_element(unix: Option<i64>) -> String {
     let Some(unix) = unix else {
@@ -187,13 +171,13 @@ fn repo_row(out: &mut String, row: &RepoRow) {
         out,
         "<td class=\"size\" data-bytes=\"{}\">{}",
         row.bytes_held,
-        human_bytes(row.bytes_held)
+        crate::units::human_size(row.bytes_held)
     );
     if row.bytes_held < row.bytes_total {
         let _ = write!(
             out,
             " <span class=\"of\">of {}</span>",
-            human_bytes(row.bytes_total)
+            crate::units::human_size(row.bytes_total)
         );
     }
     let reasons = row.licence.reasons.join("; ");
@@ -230,7 +214,7 @@ pub fn render(overview: &Overview, query: Option<&str>) -> String {
          <span id=\"repo-count\">{count}</span> repos listed, {held} held (newest revisions) · {mode} · {policy}",
         online = overview.online,
         count = overview.repos.len(),
-        held = human_bytes(held),
+        held = crate::units::human_size(held),
         mode = if overview.online {
             "pull-through on"
         } else {
@@ -340,10 +324,10 @@ mod tests {
 
     #[test]
     fn sizes_and_links() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(24 << 20), "24.0 MiB");
+        assert_eq!(crate::units::human_size(0), "0 B");
+        assert_eq!(crate::units::human_size(1023), "1023 B");
+        assert_eq!(crate::units::human_size(1536), "1.5 KiB");
+        assert_eq!(crate::units::human_size(24 << 20), "24.0 MiB");
         assert_eq!(
             repo_href(RepoKind::Dataset, "acme/a b<c>"),
             "/api/datasets/acme/a%20b%3Cc%3E"
