@@ -78,6 +78,14 @@ pub enum ManifestError {
         #[source]
         source: serde_json::Error,
     },
+    /// A manifest whose contents cannot be trusted (a bad name, commit, path or digest).
+    #[error("the manifest {key} in the store is unsafe: {why}")]
+    Unsafe {
+        /// Its key.
+        key: String,
+        /// What was wrong.
+        why: String,
+    },
     /// A manifest of a format this version does not know.
     #[error("the manifest {key} has format {format}; this larder reads format {FORMAT}")]
     Format {
@@ -205,19 +213,66 @@ async fn read(larder: &Larder, key: &str) -> Result<Option<Manifest>, ManifestEr
             format: manifest.format,
         });
     }
+    check(&manifest).map_err(|why| ManifestError::Unsafe {
+        key: key.to_owned(),
+        why,
+    })?;
     Ok(Some(manifest))
+}
+
+/// Whatever another node (or anyone with write access to the bucket) put in a manifest is
+/// checked like an upstream listing before it reaches the registry: names, commit, paths,
+/// digests and sizes.
+fn check(manifest: &Manifest) -> Result<(), String> {
+    use crate::hub::{RepoId, is_commit_sha, is_sha256_hex, validate_repo_path};
+    let snapshot = &manifest.snapshot;
+    RepoId::parse(&snapshot.name).map_err(|e| e.to_string())?;
+    if !is_commit_sha(&snapshot.commit) {
+        return Err(format!("`{}` is not a commit sha", snapshot.commit));
+    }
+    let git_oid = |s: &str| is_commit_sha(s);
+    for file in &snapshot.files {
+        validate_repo_path(&file.path).map_err(|e| e.to_string())?;
+        if !git_oid(&file.git_oid) {
+            return Err(format!(
+                "{}: `{}` is not a git oid",
+                file.path, file.git_oid
+            ));
+        }
+        if let Some(sha) = &file.sha256
+            && !is_sha256_hex(sha)
+        {
+            return Err(format!("{}: `{sha}` is not a sha256", file.path));
+        }
+    }
+    if let Some(bad) = manifest.blobs.iter().find(|b| !is_sha256_hex(&b.sha256)) {
+        return Err(format!("`{}` is not a sha256", bad.sha256));
+    }
+    Ok(())
 }
 
 async fn read_pointer(larder: &Larder, key: &str) -> Result<Option<RefPointer>, ManifestError> {
     let Some(bytes) = larder.blobs.get_meta(key).await? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| ManifestError::Invalid {
+    let pointer: RefPointer =
+        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Invalid {
             key: key.to_owned(),
             source,
-        })
+        })?;
+    let unsafe_because = |why: String| ManifestError::Unsafe {
+        key: key.to_owned(),
+        why,
+    };
+    crate::hub::RepoId::parse(&pointer.name).map_err(|e| unsafe_because(e.to_string()))?;
+    crate::hub::Revision::parse(&pointer.reference).map_err(|e| unsafe_because(e.to_string()))?;
+    if !crate::hub::is_commit_sha(&pointer.commit) {
+        return Err(unsafe_because(format!(
+            "`{}` is not a commit sha",
+            pointer.commit
+        )));
+    }
+    Ok(Some(pointer))
 }
 
 /// Record a manifest's revision and the blobs of it the store holds (`present`: sha256 ->
@@ -431,4 +486,60 @@ pub async fn lookup_ref(
     )
     .await?;
     Ok(found.then_some(pointer.commit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::LicenceFields;
+
+    fn manifest(path: &str, commit: &str, sha: &str) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            snapshot: SnapshotRecord {
+                kind: RepoKind::Model,
+                name: "acme/tiny".into(),
+                upstream: "http://hub".into(),
+                gated: None,
+                private: false,
+                commit: commit.into(),
+                card_json: None,
+                refs: vec!["main".into()],
+                seen_at: 0,
+                files: vec![FileRecord {
+                    path: path.into(),
+                    size: 3,
+                    git_oid: "a".repeat(40),
+                    sha256: Some(sha.into()),
+                    lfs: true,
+                }],
+                licence: LicenceFields::default(),
+            },
+            blobs: vec![ManifestBlob {
+                sha256: sha.into(),
+                size: 3,
+            }],
+        }
+    }
+
+    #[test]
+    fn manifests_from_the_store_are_checked_like_upstream_listings() {
+        let (commit, sha) = ("c".repeat(40), "d".repeat(64));
+        assert!(check(&manifest("dir/model.safetensors", &commit, &sha)).is_ok());
+        for (path, commit, sha) in [
+            ("../../etc/passwd", commit.as_str(), sha.as_str()),
+            ("/abs", &commit, &sha),
+            ("a/./b", &commit, &sha),
+            ("ok.bin", "main", &sha),
+            ("ok.bin", &commit, "../x"),
+        ] {
+            assert!(
+                check(&manifest(path, commit, sha)).is_err(),
+                "{path} {commit} {sha}"
+            );
+        }
+        let mut bad_name = manifest("ok.bin", &commit, &sha);
+        bad_name.snapshot.name = "../evil".into();
+        assert!(check(&bad_name).is_err());
+    }
 }
