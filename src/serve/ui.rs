@@ -211,7 +211,7 @@ pub fn render(overview: &Overview, query: Option<&str>) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Larder mirror</title><link rel=\"stylesheet\" href=\"{STYLE_PATH}\"></head>\n\
          <body data-online=\"{online}\"><header><h1>Larder</h1><p class=\"summary\">\
-         <span id=\"repo-count\">{count}</span> repos listed, {held} held (newest revisions) · {mode} · {policy}",
+         Repos listed: <span id=\"repo-count\">{count}</span> · {held} held (newest revisions) · {mode} · {policy}",
         online = overview.online,
         count = overview.repos.len(),
         held = crate::units::human_size(held),
