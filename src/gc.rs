@@ -54,6 +54,13 @@ pub enum GcError {
     /// A pull or conversion is running.
     #[error("a pull or conversion is using the store; run `larder gc` again when it is done")]
     Busy,
+    /// A quota was asked of a node whose blobs live in a shared store.
+    #[error(
+        "a store quota limits one node's own store, but this node's blobs live in a shared \
+         store that every node uses and that a node never deletes from; bound the bucket with \
+         its own limits or lifecycle rules instead, and drop --quota / [daemon] quota here"
+    )]
+    SharedQuota,
     /// Registry failure.
     #[error(transparent)]
     Registry(#[from] RegistryError),

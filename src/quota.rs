@@ -37,6 +37,9 @@ pub async fn enforce(
     quota: u64,
     protect: &[(RepoKind, String)],
 ) -> Result<QuotaReport, GcError> {
+    if larder.blobs.is_shared() {
+        return Err(GcError::SharedQuota);
+    }
     let Some(_lock) = larder.store.try_gc_lock()? else {
         return Err(GcError::Busy);
     };

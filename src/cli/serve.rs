@@ -92,6 +92,9 @@ pub async fn run(
     if let Some(n) = args.max_connections {
         options.max_connections = usize::try_from(n).ok();
     }
+    if options.jobs.quota.is_some() && larder.blobs.is_shared() {
+        return Err(larder::gc::GcError::SharedQuota.into());
+    }
     if options.jobs.quota.is_some() && offline {
         eprintln!("larder: note: --offline runs no daemon, so the quota is not enforced");
     }

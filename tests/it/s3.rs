@@ -583,6 +583,30 @@ async fn file_store_is_shared_like_a_bucket() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // A quota belongs to one node's own store: refused over a shared one, with the reason,
+    // and nothing evicted.
+    for args in [
+        &["gc", "--quota", "1000"][..],
+        &[
+            "serve",
+            "--offline",
+            "--addr",
+            "127.0.0.1:0",
+            "--quota",
+            "1000",
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_larder"))
+            .env("LARDER_HOME", b_home.path())
+            .args(["--store", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("shared store"), "{args:?}: {stderr}");
+    }
+    assert!(has_json(&shared.path().join("manifests/model/acme/later")));
 }
 
 fn has_json(dir: &Path) -> bool {
