@@ -204,6 +204,40 @@ async fn register(shared: &Arc<Shared>, id: i64) -> Option<CancellationToken> {
     }
 }
 
+/// Run `work` as job `id`: registered for cancellation, its [`JobReporter`]'s progress stored
+/// as it goes and once more at the end. `None` when the job was cancelled (before or during)
+/// or the daemon is stopping; the caller records the outcome otherwise.
+async fn supervise<T, Fut>(
+    shared: &Arc<Shared>,
+    id: i64,
+    kind: crate::registry::RepoKind,
+    work: impl FnOnce(Arc<JobReporter>) -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let token = register(shared, id).await?;
+    let reporter = Arc::new(JobReporter::new(shared.clone(), kind));
+    let progress_task = tokio::spawn(report_progress(
+        shared.clone(),
+        id,
+        reporter.clone(),
+        token.clone(),
+    ));
+    let outcome = tokio::select! {
+        result = work(reporter.clone()) => Some(result),
+        _ = token.cancelled() => None,
+    };
+    progress_task.abort();
+    forget(shared, id);
+    let progress = reporter.progress();
+    drop(reporter);
+    if let Ok(value) = serde_json::to_value(progress) {
+        let _ = shared.larder.registry.set_job_progress(id, &value).await;
+    }
+    outcome
+}
+
 /// Run a conversion job, its progress being the tensor bytes converted.
 async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
@@ -217,33 +251,21 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             return;
         }
     };
-    let Some(token) = register(shared, id).await else {
-        return;
-    };
-    tracing::info!(job = id, repo = %request.repo, revision = request.revision, "conversion started");
-    let reporter = Arc::new(JobReporter::new(shared.clone(), request.kind));
-    let progress_task = tokio::spawn(report_progress(
-        shared.clone(),
-        id,
-        reporter.clone(),
-        token.clone(),
-    ));
-    let sink = reporter.clone();
-    let progress: Arc<dyn Fn(u64, u64) + Send + Sync> = Arc::new(move |done, total| {
-        sink.total.store(total, Ordering::Relaxed);
-        sink.bytes.store(done, Ordering::Relaxed);
-    });
-    let outcome = tokio::select! {
-        result = crate::convert::convert(&shared.larder, &request, Some(progress)) => Some(result),
-        _ = token.cancelled() => None,
-    };
-    progress_task.abort();
-    forget(shared, id);
-    let progress = reporter.progress();
-    drop(reporter);
-    if let Ok(value) = serde_json::to_value(progress) {
-        let _ = shared.larder.registry.set_job_progress(id, &value).await;
-    }
+    let repo = request.repo.to_string();
+    let outcome = supervise(shared, id, request.kind, |reporter| {
+        tracing::info!(
+            job = id,
+            repo,
+            revision = request.revision,
+            "conversion started"
+        );
+        let progress: Arc<dyn Fn(u64, u64) + Send + Sync> = Arc::new(move |done, total| {
+            reporter.total.store(total, Ordering::Relaxed);
+            reporter.bytes.store(done, Ordering::Relaxed);
+        });
+        crate::convert::convert(&shared.larder, &request, Some(progress))
+    })
+    .await;
     match outcome {
         Some(Ok(outcome)) => {
             tracing::info!(
@@ -266,7 +288,6 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
 /// Run a pull job.
 async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
-    let registry = &shared.larder.registry;
     let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
         .map_err(|e| e.to_string())
         .and_then(|spec| spec.options().map_err(|e| e.to_string()))
@@ -281,32 +302,12 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
             return;
         }
     };
-    let Some(token) = register(shared, id).await else {
-        return;
-    };
-    tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
-    let kind = match options.kind {
-        crate::hub::RepoType::Model => crate::registry::RepoKind::Model,
-        crate::hub::RepoType::Dataset => crate::registry::RepoKind::Dataset,
-    };
-    let reporter = Arc::new(JobReporter::new(shared.clone(), kind));
-    let progress_task = tokio::spawn(report_progress(
-        shared.clone(),
-        id,
-        reporter.clone(),
-        token.clone(),
-    ));
-    let outcome = tokio::select! {
-        result = crate::fetch::pull(&shared.larder, &options, reporter.clone()) => Some(result),
-        _ = token.cancelled() => None,
-    };
-    progress_task.abort();
-    forget(shared, id);
-    let progress = reporter.progress();
-    drop(reporter);
-    if let Ok(value) = serde_json::to_value(progress) {
-        let _ = registry.set_job_progress(id, &value).await;
-    }
+    let kind = crate::fetch::registry_kind(options.kind);
+    let outcome = supervise(shared, id, kind, |reporter| {
+        tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
+        crate::fetch::pull(&shared.larder, &options, reporter)
+    })
+    .await;
     match outcome {
         Some(Ok(summary)) => {
             tracing::info!(
