@@ -9,6 +9,7 @@ use larder::Larder;
 use larder::fetch::progress::{PullEvent, Reporter};
 use larder::fetch::{PullOptions, PullSummary, pull};
 use larder::hub::{RepoId, RepoType, Revision};
+use larder::registry::{CommitDetail, RepoKind as Kind};
 use larder::settings::Settings;
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per seed.
@@ -160,4 +161,27 @@ pub fn python() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The commit `revision` names in the registry and that commit's detail (panics when either is
+/// missing).
+pub async fn recorded(
+    larder: &Larder,
+    kind: Kind,
+    repo: &str,
+    revision: &str,
+) -> (String, CommitDetail) {
+    let sha = larder
+        .registry
+        .resolve(kind, repo, revision)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{repo}@{revision} is not recorded"));
+    let detail = larder
+        .registry
+        .commit_detail(kind, repo, &sha)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{repo}@{sha} has no detail"));
+    (sha, detail)
 }

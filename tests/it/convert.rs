@@ -8,7 +8,7 @@ use hub_standin::{Hub, RepoKind};
 use larder::registry::RepoKind as Kind;
 use serde_json::json;
 
-use crate::common::{World, python};
+use crate::common::{World, python, recorded};
 
 /// A tiny random Llama checkpoint (2 shards, BPE tokenizer) made by the convert crate's script.
 pub(crate) fn tiny_llama(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -112,18 +112,7 @@ async fn convert_registers_a_derived_repo() {
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("llama "));
 
     let larder = world.larder();
-    let derived = larder
-        .registry
-        .resolve(Kind::Model, "acme/tiny-GGUF", "main")
-        .await
-        .unwrap()
-        .expect("derived repo on main");
-    let detail = larder
-        .registry
-        .commit_detail(Kind::Model, "acme/tiny-GGUF", &derived)
-        .await
-        .unwrap()
-        .unwrap();
+    let (derived, detail) = recorded(&larder, Kind::Model, "acme/tiny-GGUF", "main").await;
     let paths: Vec<&str> = detail.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, vec!["README.md", "tiny-Q8_0.gguf"]);
     assert!(detail.files.iter().all(|f| f.held));
@@ -167,19 +156,8 @@ async fn convert_registers_a_derived_repo() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    let next = larder
-        .registry
-        .resolve(Kind::Model, "acme/tiny-GGUF", "main")
-        .await
-        .unwrap()
-        .unwrap();
+    let (next, detail) = recorded(&larder, Kind::Model, "acme/tiny-GGUF", "main").await;
     assert_ne!(next, derived);
-    let detail = larder
-        .registry
-        .commit_detail(Kind::Model, "acme/tiny-GGUF", &next)
-        .await
-        .unwrap()
-        .unwrap();
     let paths: Vec<&str> = detail.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -204,18 +182,7 @@ async fn convert_registers_a_derived_repo() {
         "{}",
         String::from_utf8_lossy(&f16.stderr)
     );
-    let sha = larder
-        .registry
-        .resolve(Kind::Model, "acme/tiny-F16", "main")
-        .await
-        .unwrap()
-        .unwrap();
-    let detail = larder
-        .registry
-        .commit_detail(Kind::Model, "acme/tiny-F16", &sha)
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, detail) = recorded(&larder, Kind::Model, "acme/tiny-F16", "main").await;
     assert!(detail.files.iter().any(|f| f.path == "config.json"));
     assert!(
         detail

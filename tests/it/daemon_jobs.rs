@@ -10,7 +10,7 @@ use larder::registry::{JobState, RepoKind as Kind};
 use larder::serve::{RunningMirror, ServeOptions, start};
 use serde_json::{Value, json};
 
-use crate::common::{World, content, sha256_hex};
+use crate::common::{World, content, recorded, sha256_hex};
 use crate::convert::tiny_llama;
 
 async fn daemon(world: &World) -> RunningMirror {
@@ -147,18 +147,7 @@ async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
     assert_eq!(done.spec["type"], "q4_k_m");
 
     let larder = world.larder();
-    let derived = larder
-        .registry
-        .resolve(Kind::Model, "acme/tiny-GGUF", "main")
-        .await
-        .unwrap()
-        .expect("derived repo");
-    let detail = larder
-        .registry
-        .commit_detail(Kind::Model, "acme/tiny-GGUF", &derived)
-        .await
-        .unwrap()
-        .unwrap();
+    let (derived, detail) = recorded(&larder, Kind::Model, "acme/tiny-GGUF", "main").await;
     let gguf = detail
         .files
         .iter()
