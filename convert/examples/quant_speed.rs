@@ -1,5 +1,5 @@
 //! Quantization throughput: `cargo run -p larder-convert --release --example quant_speed`.
-//! Prints MB/s of f32 input for each type on 1 thread and on all cores.
+//! Prints MB/s of f32 input for each type on 1 thread and on all cores (best of three runs).
 
 use std::time::Instant;
 
@@ -38,13 +38,17 @@ fn main() {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let t = Instant::now();
-            pool.install(|| {
-                out.par_chunks_mut(rs)
-                    .zip(data.par_chunks(COLS))
-                    .for_each(|(d, s)| ty.quantize_row(s, d));
-            });
-            let secs = t.elapsed().as_secs_f64();
+            // Best of three: the first pass also pays for faulting in `out`.
+            let mut secs = f64::INFINITY;
+            for _ in 0..3 {
+                let t = Instant::now();
+                pool.install(|| {
+                    out.par_chunks_mut(rs)
+                        .zip(data.par_chunks(COLS))
+                        .for_each(|(d, s)| ty.quantize_row(s, d));
+                });
+                secs = secs.min(t.elapsed().as_secs_f64());
+            }
             line += &format!("  {threads} thread(s) {:>8.1} MB/s", mb / secs);
         }
         println!("{line}");

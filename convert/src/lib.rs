@@ -357,6 +357,8 @@ fn write_tensor<W: Write>(
         return Ok(());
     }
     let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
+    // F16 to Q8_0, the common case, has a kernel that reads the checkpoint's bytes directly.
+    let fused_q8_0 = ty == GgmlType::Q8_0 && t.dtype == safetensors::StDtype::F16;
     let overflow = AtomicBool::new(false);
     let overflow = &overflow;
     let mut start = 0;
@@ -374,6 +376,12 @@ fn write_tensor<W: Write>(
                         let r = start + k;
                         let src_row =
                             permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
+                        if fused_q8_0 {
+                            let raw = &ck.raw(t)[src_row * cols * 2..][..cols * 2];
+                            if quant::quantize_row_q8_0_from_f16(raw, dst) {
+                                return Ok(());
+                            }
+                        }
                         ck.read_f32(hf, t, src_row * cols, tmp)?;
                         if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
                             overflow.store(true, Ordering::Relaxed);

@@ -398,7 +398,10 @@ impl Checkpoint {
                 });
             }
         }
-        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+        // A fold without early exit vectorises; the position is looked for only on failure.
+        if !out.iter().fold(true, |ok, v| ok & v.is_finite())
+            && let Some(i) = out.iter().position(|v| !v.is_finite())
+        {
             return Err(ConvertError::NonFinite {
                 tensor: name.to_owned(),
                 index: start + i,

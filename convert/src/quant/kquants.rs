@@ -13,7 +13,7 @@ const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// ggml's `nearest_int`: round half to even via the 1.5·2²³ trick. Matches C
 /// bit for bit (including its garbage for |f| > 4194303, without UB here).
-#[inline]
+#[inline(always)]
 pub fn nearest_int(f: f32) -> i32 {
     let val = f + 12_582_912.0;
     (val.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
@@ -24,6 +24,7 @@ pub fn nearest_int(f: f32) -> i32 {
 /// Generic over the sub-block length so that every index is provably in
 /// bounds; the f32 sums stay strictly sequential, as in C.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn make_qkx2_quants<const N: usize>(
     nmax: i32,
     x: &[f32; N],
@@ -121,6 +122,7 @@ fn make_qkx2_quants<const N: usize>(
 
 /// `make_qx_quants` with `rmse_type = 1` and no importance weights
 /// (weights `x²`), as Q6_K uses it. `l_out` receives `l + nmax`.
+#[inline(always)]
 fn make_qx_quants_rmse1(nmax: i32, x: &[f32; 16], l_out: &mut [i8; 16]) -> f32 {
     let mut max = 0.0f32;
     let mut amax = 0.0f32;
@@ -177,6 +179,7 @@ fn make_qx_quants_rmse1(nmax: i32, x: &[f32; 16], l_out: &mut [i8; 16]) -> f32 {
 }
 
 /// `make_q3_quants(n, nmax, x, L, do_rmse = true)`. `l_out` receives `l + nmax`.
+#[inline(always)]
 fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
     let n = x.len();
     let mut max = 0.0f32;
@@ -235,7 +238,7 @@ fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
     if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
 
-#[inline]
+#[inline(always)]
 fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
@@ -248,6 +251,7 @@ fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 /// Packs eight 6-bit (scale, min) pairs into the 12-byte K4 layout.
+#[inline(always)]
 fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8], out: &mut [u8]) {
     out[..12].fill(0);
     for j in 0..8 {
@@ -264,6 +268,7 @@ fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8], out: &mut [u8]) {
 }
 
 /// Sub-block (scale, min) search shared by Q4_K and Q5_K.
+#[inline(always)]
 fn qkx_subblocks(
     x: &[f32],
     nmax: i32,
@@ -339,6 +344,7 @@ fn qkx_subblocks(
 }
 
 /// Q4_K: 144 bytes per 256 elements.
+#[inline(always)]
 pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8]) {
     let mut l = [0u8; QK_K];
     for (x, y) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(144)) {
@@ -355,6 +361,7 @@ pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q5_K: 176 bytes per 256 elements.
+#[inline(always)]
 pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8]) {
     let mut l = [0u8; QK_K];
     for (x, y) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(176)) {
@@ -385,6 +392,7 @@ pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q6_K: 210 bytes per 256 elements.
+#[inline(always)]
 pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0.0f32; 16];
@@ -449,6 +457,7 @@ pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q2_K: 84 bytes per 256 elements.
+#[inline(always)]
 pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8]) {
     const Q4SCALE: f32 = 15.0;
     let mut l = [0u8; QK_K];
@@ -528,6 +537,7 @@ pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Decodes the 16 signed 6-bit Q3_K scales (already minus 32).
+#[inline(always)]
 fn q3_scale(scales: &[u8], j: usize) -> i8 {
     let lo = if j < 8 {
         scales[j] & 0xf
@@ -539,6 +549,7 @@ fn q3_scale(scales: &[u8], j: usize) -> i8 {
 }
 
 /// Q3_K: 110 bytes per 256 elements.
+#[inline(always)]
 pub fn quantize_row_q3_k(src: &[f32], dst: &mut [u8]) {
     let mut l = [0i8; QK_K];
     let mut scales = [0.0f32; 16];

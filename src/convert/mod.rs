@@ -8,7 +8,6 @@
 //! it like any repo and a licence audit sees what it inherits.
 
 use std::collections::BTreeMap;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -22,6 +21,9 @@ use crate::registry::{
 };
 use crate::store::StoreError;
 use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, SourceFiles};
+use output::OutputFile;
+
+mod output;
 
 /// Files of at least this size are recorded as LFS, as the Hub does.
 const LFS_THRESHOLD: u64 = 10 << 20;
@@ -425,44 +427,6 @@ struct Output {
 
 type ConverterOutput = (Vec<Output>, BTreeMap<String, usize>, Vec<String>);
 
-/// A writer that hashes (sha256) exactly the bytes it writes, so a large output need not be
-/// read back to be named.
-struct HashingWriter {
-    file: std::fs::File,
-    hasher: sha2::Sha256,
-    size: u64,
-}
-
-impl HashingWriter {
-    fn new(file: std::fs::File) -> Self {
-        use sha2::Digest;
-        HashingWriter {
-            file,
-            hasher: sha2::Sha256::new(),
-            size: 0,
-        }
-    }
-
-    fn finish(self) -> (std::fs::File, String, u64) {
-        use sha2::Digest;
-        (self.file, hex::encode(self.hasher.finalize()), self.size)
-    }
-}
-
-impl std::io::Write for HashingWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
 /// Run the converter into `tmp`; returns (repo path, file) pairs.
 fn run_converter(
     sources: &SourceFiles,
@@ -482,12 +446,11 @@ fn run_converter(
         Target::Gguf(ty) => {
             let file_name = format!("{base}-{}.gguf", target.label());
             let part = tmp.join(&file_name);
-            let file = std::fs::File::create(&part).map_err(|source| ConvertError::Io {
+            let mut writer = OutputFile::create(&part).map_err(|source| ConvertError::Io {
                 op: "create",
                 path: part.clone(),
                 source,
             })?;
-            let mut writer = BufWriter::with_capacity(4 << 20, HashingWriter::new(file));
             let options = GgufOptions {
                 name: Some(derived),
                 threads,
@@ -495,12 +458,11 @@ fn run_converter(
                 pre_tokenizer: None,
             };
             let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
-            let hashing = writer.into_inner().map_err(|e| ConvertError::Io {
+            let (file, sha256, size) = writer.finish().map_err(|source| ConvertError::Io {
                 op: "write",
                 path: part.clone(),
-                source: e.into_error(),
+                source,
             })?;
-            let (file, sha256, size) = hashing.finish();
             file.sync_all().map_err(|source| ConvertError::Io {
                 op: "sync",
                 path: part.clone(),
