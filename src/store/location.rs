@@ -25,6 +25,9 @@ pub struct StoreConfig {
     pub virtual_hosted: Option<bool>,
     /// Blobs larger than this are uploaded in parts of this size (bytes, minimum 5 MiB).
     pub part_size: Option<u64>,
+    /// Send a SHA-256 checksum with every upload (and part), which the server checks before it
+    /// accepts the bytes (default true; turn off only for a server that rejects the headers).
+    pub upload_checksums: Option<bool>,
 }
 
 /// Settings of an S3 store.
@@ -44,6 +47,8 @@ pub struct S3Settings {
     pub virtual_hosted: Option<bool>,
     /// Multipart part size in bytes.
     pub part_size: u64,
+    /// Whether uploads carry SHA-256 checksums for the server to check.
+    pub upload_checksums: bool,
 }
 
 /// The default multipart part size.
@@ -116,6 +121,7 @@ impl StoreLocation {
                     allow_http: config.allow_http,
                     virtual_hosted: config.virtual_hosted,
                     part_size,
+                    upload_checksums: config.upload_checksums.unwrap_or(true),
                 }))
             }
             other => Err(bad(&format!(

@@ -111,6 +111,11 @@ impl S3Store {
         if let Some(virtual_hosted) = settings.virtual_hosted {
             builder = builder.with_virtual_hosted_style_request(virtual_hosted);
         }
+        if settings.upload_checksums {
+            // Each PUT and part carries `x-amz-checksum-sha256`; the server refuses bytes that
+            // changed on the way (the blob was verified before its upload began).
+            builder = builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256);
+        }
         let options = object_store::ClientOptions::new()
             .with_allow_http(allow_http)
             .with_connect_timeout(Duration::from_secs(5));

@@ -6,9 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64_STANDARD;
 use hub_standin::{Hub, RepoKind};
 use reqwest::StatusCode;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::common::{World, content, python, sha256_hex};
 
@@ -103,6 +106,23 @@ impl S3Server {
             .await
             .unwrap()
             .status()
+    }
+
+    /// The SHA-256 checksum the server stored with an object (`x-amz-checksum-sha256`: base64
+    /// of the digest, or of the parts' digests followed by `-N` for a multipart upload).
+    pub async fn checksum(&self, bucket: &str, key: &str) -> Option<String> {
+        let response = self
+            .http
+            .head(self.url(bucket, key))
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {key}");
+        response
+            .headers()
+            .get("x-amz-checksum-sha256")
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 
     pub async fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
@@ -318,6 +338,19 @@ async fn pull_into_s3_then_serve_from_a_second_node() {
     let model_sha = sha256_hex(&model);
     let tokenizer = content(11, 200_000);
     assert_eq!(s3.get("larder", &blob_key(&model_sha)).await, model);
+    // Uploaded with checksums the server checked: the 6 MiB model went in two parts (5 MiB and
+    // 1 MiB), each with its SHA-256; the object's checksum is the digest of those digests
+    // (moto leaves out the `-2` suffix that AWS appends).
+    let parts: Vec<u8> = model
+        .chunks(5 << 20)
+        .flat_map(|part| Sha256::digest(part).to_vec())
+        .collect();
+    let composite = BASE64_STANDARD.encode(Sha256::digest(&parts));
+    let stored = s3.checksum("larder", &blob_key(&model_sha)).await;
+    assert_eq!(
+        stored.as_deref().map(|c| c.trim_end_matches("-2")),
+        Some(composite.as_str())
+    );
     assert_eq!(
         s3.get("larder", &blob_key(&sha256_hex(&tokenizer))).await,
         tokenizer
