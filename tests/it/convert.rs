@@ -30,22 +30,30 @@ pub(crate) fn tiny_llama(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn convert_registers_a_derived_repo() {
-    let model_dir = tempfile::tempdir().unwrap();
-    let files = tiny_llama(model_dir.path());
-    let hub = Hub::new();
-    let mut builder = hub
-        .repo(RepoKind::Model, "acme/tiny")
-        .card(json!({"license": "llama3.1"}));
-    for (name, bytes) in &files {
+/// Adds a checkpoint's files to a stand-in repo: weights as LFS files, the rest as regular ones.
+pub(crate) fn with_files(
+    mut builder: hub_standin::RepoBuilder,
+    files: &[(String, Vec<u8>)],
+) -> hub_standin::RepoBuilder {
+    for (name, bytes) in files {
         builder = if name.ends_with(".safetensors") {
             builder.lfs_file(name, bytes.clone())
         } else {
             builder.regular_file(name, bytes.clone())
         };
     }
-    let source_commit = builder.commit("main");
+    builder
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_registers_a_derived_repo() {
+    let model_dir = tempfile::tempdir().unwrap();
+    let files = tiny_llama(model_dir.path());
+    let hub = Hub::new();
+    let builder = hub
+        .repo(RepoKind::Model, "acme/tiny")
+        .card(json!({"license": "llama3.1"}));
+    let source_commit = with_files(builder, &files).commit("main");
     let world = World::start(hub).await;
 
     // Not held yet: a clear error.

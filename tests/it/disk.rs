@@ -16,14 +16,36 @@ impl Drop for Tmpfs {
     }
 }
 
-fn mount_tmpfs(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
-    std::fs::create_dir_all(dir).ok()?;
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-        .arg(dir)
-        .status()
-        .ok()?;
-    status.success().then(|| Tmpfs(dir.to_path_buf()))
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` on `dir`, or `None` where that is not allowed (needs root) —
+    /// said loudly, and refused under CI, which must exercise it.
+    fn mount(dir: &std::path::Path, size: &str, test: &str) -> Option<Tmpfs> {
+        let mounted = std::fs::create_dir_all(dir).is_ok()
+            && Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("SKIPPED {test}: cannot mount a tmpfs here");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must be able to mount a tmpfs for {test}"
+            );
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Grows the filesystem: space freed.
+    fn grow(&self, size: &str) {
+        let grown = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(grown.success());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,13 +60,7 @@ async fn full_disk_stops_cleanly_and_resumes() {
         .commit("main");
     let world = World::start(hub).await;
     let home = world.home.path().join("small-disk");
-    let Some(_mount) = mount_tmpfs(&home, "6m") else {
-        // Mounting needs root (CI runs as root); say loudly that this was not exercised.
-        eprintln!("SKIPPED full_disk_stops_cleanly_and_resumes: cannot mount a tmpfs here");
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must be able to mount a tmpfs for the full-disk test"
-        );
+    let Some(disk) = Tmpfs::mount(&home, "6m", "full_disk_stops_cleanly_and_resumes") else {
         return;
     };
     let mut settings = world.settings(None);
@@ -74,12 +90,7 @@ async fn full_disk_stops_cleanly_and_resumes() {
     assert_eq!(parts.len(), 1, "the interrupted part is kept");
 
     // Free space (grow the filesystem) and pull again.
-    let grown = Command::new("mount")
-        .args(["-o", "remount,size=32m"])
-        .arg(&home)
-        .status()
-        .unwrap();
-    assert!(grown.success());
+    disk.grow("32m");
     pull_with(&larder, &opts)
         .await
         .0
@@ -91,5 +102,60 @@ async fn full_disk_stops_cleanly_and_resumes() {
     assert_eq!(
         read(&larder.store.blob_path(&sha256_hex(&big)).unwrap()),
         big
+    );
+}
+
+/// A conversion that runs out of space fails with the reason, registers nothing and leaves no
+/// output behind; with space freed, the same command succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn convert_on_a_full_disk_fails_cleanly() {
+    let model_dir = tempfile::tempdir().unwrap();
+    let files = crate::convert::tiny_llama(model_dir.path());
+    let hub = Hub::new();
+    crate::convert::with_files(hub.repo(RepoKind::Model, "acme/tiny"), &files).commit("main");
+    let world = World::start(hub).await;
+    let home = world.home.path().join("small-disk");
+    // The BF16 checkpoint is about 2.6 MiB; as an F32 GGUF it needs about twice that.
+    let Some(disk) = Tmpfs::mount(&home, "6m", "convert_on_a_full_disk_fails_cleanly") else {
+        return;
+    };
+    let cli = |args: &[&str]| {
+        world
+            .cli()
+            .env("LARDER_HOME", &home)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(cli(&["pull", "acme/tiny"]).status.success());
+    let convert = ["convert", "acme/tiny", "--to", "gguf", "--type", "f32"];
+    let failed = cli(&convert);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("No space left"), "{stderr}");
+    let listed = String::from_utf8_lossy(&cli(&["ls"]).stdout).into_owned();
+    assert!(!listed.contains("acme/tiny-GGUF"), "{listed}");
+    let leftovers: Vec<_> = std::fs::read_dir(home.join("tmp"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("convert-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    disk.grow("32m");
+    let converted = cli(&convert);
+    assert!(
+        converted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let listed = String::from_utf8_lossy(&cli(&["ls"]).stdout).into_owned();
+    assert!(listed.contains("acme/tiny-GGUF"), "{listed}");
+    let verify = cli(&["verify"]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
     );
 }
