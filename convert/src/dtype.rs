@@ -7,8 +7,7 @@
 //! tensors are converted a chunk at a time (in parallel) from the mmap.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::error::{ConvertError, Result};
+use crate::output::OutputFile;
 use crate::quant::float::{f32_to_bf16_bits, quantize_row_f16, quantize_row_f32};
 use crate::safetensors::{Checkpoint, StDtype};
 use crate::{Progress, SourceFiles};
@@ -89,6 +89,8 @@ pub struct DtypeReport {
     pub tensors: usize,
     /// Safetensors files written (repository-relative), index excluded.
     pub shards: Vec<String>,
+    /// The sha256 (hex) and size of each file in `shards`, computed as it was written.
+    pub digests: BTreeMap<String, (String, u64)>,
     /// Other files copied (repository-relative).
     pub copied: Vec<String>,
     /// Total bytes of all safetensors files.
@@ -151,6 +153,7 @@ pub fn convert_dtype_with(
     let mut report = DtypeReport {
         tensors: 0,
         shards: Vec::new(),
+        digests: BTreeMap::new(),
         copied: Vec::new(),
         bytes_written: 0,
         warnings: Vec::new(),
@@ -159,8 +162,7 @@ pub fn convert_dtype_with(
     for (i, entries) in shards.iter().enumerate() {
         let fname = file_name(i);
         let path = out_dir.join(&fname);
-        let file = File::create(&path).map_err(|e| ConvertError::io("create", &path, e))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let mut w = OutputFile::create(&path).map_err(|e| ConvertError::io("create", &path, e))?;
         let mut header = serde_json::Map::new();
         header.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
         let mut offset = 0u64;
@@ -233,8 +235,9 @@ pub fn convert_dtype_with(
             }
             report.tensors += 1;
         }
-        w.flush().map_err(wr)?;
-        report.bytes_written += 8 + text.len() as u64 + offset;
+        let (_, sha256, size) = w.finish().map_err(wr)?;
+        report.bytes_written += size;
+        report.digests.insert(fname.clone(), (sha256, size));
         report.shards.push(fname);
     }
     if n > 1 {

@@ -18,6 +18,7 @@ pub mod chkhsh;
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod output;
 pub mod preset;
 pub mod quant;
 pub mod safetensors;
@@ -33,6 +34,7 @@ use rayon::prelude::*;
 
 pub use dtype::{Dtype, DtypeOptions, DtypeReport, convert_dtype, convert_dtype_with};
 pub use error::ConvertError;
+pub use output::OutputFile;
 pub use preset::GgufType;
 pub use quant::GgmlType;
 

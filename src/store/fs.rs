@@ -136,10 +136,12 @@ impl LocalStore {
         fs::metadata(path).ok().map(|m| m.len())
     }
 
-    /// Publish a verified, synced part as blob `sha256`: make it read-only and rename it into
-    /// place. If the blob already exists (another pull finished the same content first) the
-    /// part is dropped and that counts as success. The directory is synced afterwards so the
-    /// rename survives a crash.
+    /// Publish a verified part as blob `sha256`: make it read-only, sync its bytes to disk and
+    /// rename it into place. If the blob already exists (another pull finished the same
+    /// content first) the part is dropped and that counts as success. The directory is synced
+    /// afterwards so the rename survives a crash. Syncing here, whoever wrote the part, keeps
+    /// a crash from leaving a named blob with missing bytes (it costs nothing for a part its
+    /// writer already synced).
     pub fn publish(&self, part: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
         let dest = self.blob_path(sha256)?;
         let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
@@ -153,6 +155,9 @@ impl LocalStore {
             fs::remove_file(part).map_err(|e| StoreError::io("could not remove", part, e))?;
             return Ok(dest);
         }
+        File::open(part)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StoreError::io("could not sync", part, e))?;
         match fs::rename(part, &dest) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {

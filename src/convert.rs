@@ -20,10 +20,7 @@ use crate::registry::{
     SnapshotRecord,
 };
 use crate::store::StoreError;
-use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, SourceFiles};
-use output::OutputFile;
-
-mod output;
+use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, OutputFile, SourceFiles};
 
 /// Files of at least this size are recorded as LFS, as the Hub does.
 const LFS_THRESHOLD: u64 = 10 << 20;
@@ -491,7 +488,7 @@ fn run_converter(
             let output = |name: &str| Output {
                 path: name.to_owned(),
                 file: out.join(name),
-                digest: None,
+                digest: report.digests.get(name).cloned(),
             };
             for name in report.shards.iter().chain(report.copied.iter()) {
                 files.push(output(name));
