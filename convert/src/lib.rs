@@ -359,8 +359,13 @@ fn write_tensor<W: Write>(
         return Ok(());
     }
     let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
-    // F16 to Q8_0, the common case, has a kernel that reads the checkpoint's bytes directly.
-    let fused_q8_0 = ty == GgmlType::Q8_0 && t.dtype == safetensors::StDtype::F16;
+    // Q8_0 from 16-bit checkpoints, the common case, has kernels that read the bytes directly.
+    type FusedKernel = fn(&[u8], &mut [u8]) -> bool;
+    let fused_q8_0: Option<FusedKernel> = match (ty, t.dtype) {
+        (GgmlType::Q8_0, safetensors::StDtype::F16) => Some(quant::quantize_row_q8_0_from_f16),
+        (GgmlType::Q8_0, safetensors::StDtype::Bf16) => Some(quant::quantize_row_q8_0_from_bf16),
+        _ => None,
+    };
     let overflow = AtomicBool::new(false);
     let overflow = &overflow;
     let mut start = 0;
@@ -378,9 +383,9 @@ fn write_tensor<W: Write>(
                         let r = start + k;
                         let src_row =
                             permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
-                        if fused_q8_0 {
+                        if let Some(kernel) = fused_q8_0 {
                             let raw = &ck.raw(t)[src_row * cols * 2..][..cols * 2];
-                            if quant::quantize_row_q8_0_from_f16(raw, dst) {
+                            if kernel(raw, dst) {
                                 return Ok(());
                             }
                         }

@@ -25,7 +25,9 @@ pub use legacy::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
     quantize_row_q4_0, quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1,
 };
-pub use q8_0::{dequantize_row_q8_0, quantize_row_q8_0, quantize_row_q8_0_from_f16};
+pub use q8_0::{
+    dequantize_row_q8_0, quantize_row_q8_0, quantize_row_q8_0_from_bf16, quantize_row_q8_0_from_f16,
+};
 
 /// A ggml tensor type that this crate can write.
 ///

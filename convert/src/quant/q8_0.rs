@@ -25,7 +25,19 @@ pub fn quantize_row_q8_0_from_f16(src: &[u8], dst: &mut [u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
         // SAFETY: the CPU has AVX2 and F16C, checked just above.
-        return unsafe { avx2::quantize_row_from_f16(src, dst) };
+        return unsafe { avx2::quantize_row_from_halves::<false>(src, dst) };
+    }
+    let _ = (src, dst);
+    false
+}
+
+/// [`quantize_row_q8_0_from_f16`] for BF16 source bytes (a bf16 is the top half of an f32, so
+/// the conversion is a shift).
+pub fn quantize_row_q8_0_from_bf16(src: &[u8], dst: &mut [u8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU has AVX2 and F16C, checked just above.
+        return unsafe { avx2::quantize_row_from_halves::<true>(src, dst) };
     }
     let _ = (src, dst);
     false
@@ -57,21 +69,23 @@ mod avx2 {
         }
     }
 
-    /// Returns whether every value was finite (if not, `dst` holds garbage).
+    /// From 16-bit floats, F16 or (`BF16`) bfloat16. Returns whether every value was finite
+    /// (if not, `dst` holds garbage).
     #[target_feature(enable = "avx2,f16c")]
-    pub(super) fn quantize_row_from_f16(src: &[u8], dst: &mut [u8]) -> bool {
+    pub(super) fn quantize_row_from_halves<const BF16: bool>(src: &[u8], dst: &mut [u8]) -> bool {
         let inf = _mm256_set1_ps(f32::INFINITY);
         let sign = _mm256_set1_ps(-0.0);
         let mut finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
         for (x, y) in src.chunks_exact(2 * QK).zip(dst.chunks_exact_mut(BLOCK)) {
             let p: *const __m128i = x.as_ptr().cast();
-            // SAFETY: each load reads 16 bytes (8 halves) inside the 64 of `x`.
+            // SAFETY: each load reads 16 bytes (8 halves) inside the 64 of `x`; the CPU has
+            // AVX2 and F16C (this function's features).
             let v = unsafe {
                 [
-                    _mm256_cvtph_ps(_mm_loadu_si128(p)),
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(1))),
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(2))),
-                    _mm256_cvtph_ps(_mm_loadu_si128(p.add(3))),
+                    widen::<BF16>(p),
+                    widen::<BF16>(p.add(1)),
+                    widen::<BF16>(p.add(2)),
+                    widen::<BF16>(p.add(3)),
                 ]
             };
             for v in v {
@@ -82,6 +96,23 @@ mod avx2 {
             unsafe { quantize_block(v, y) };
         }
         _mm256_movemask_ps(finite) == 0xff
+    }
+
+    /// Eight 16-bit floats at `p` (unaligned) as f32.
+    ///
+    /// # Safety
+    /// 16 bytes must be readable at `p`; the CPU must have AVX2 and F16C.
+    #[inline(always)]
+    unsafe fn widen<const BF16: bool>(p: *const __m128i) -> __m256 {
+        // SAFETY: the caller guarantees the bytes and the CPU features.
+        unsafe {
+            let halves = _mm_loadu_si128(p);
+            if BF16 {
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
+            } else {
+                _mm256_cvtph_ps(halves)
+            }
+        }
     }
 
     /// One block. `inline(always)` (so not itself a `target_feature` function): it is only ever
@@ -185,7 +216,10 @@ pub fn dequantize_row_q8_0(src: &[u8], dst: &mut [f32]) {
 #[cfg(test)]
 mod round_tests {
     use super::super::TestRng;
-    use super::{quantize_blocks, quantize_row_q8_0, quantize_row_q8_0_from_f16, round_half_away};
+    use super::{
+        quantize_blocks, quantize_row_q8_0, quantize_row_q8_0_from_bf16,
+        quantize_row_q8_0_from_f16, round_half_away,
+    };
 
     /// The vector path (taken on CPUs with AVX2) gives the scalar path's bytes: random rows at
     /// many scales, exact ties, zeros, subnormals and single outliers.
@@ -225,44 +259,63 @@ mod round_tests {
         }
     }
 
-    /// From F16 bytes: the same blocks as converting to f32 first; `false` on a non-finite value.
+    /// From F16 or BF16 bytes: the same blocks as converting to f32 first (random finite bit
+    /// patterns, zeros, exact ties); `false` on a non-finite value.
     #[test]
-    fn from_f16_equals_convert_then_quantize() {
-        let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
-        let mut halves: Vec<half::f16> = (0..8192)
-            .map(|_| {
-                // Any finite f16 bit pattern: random sign, exponent below 31, mantissa.
-                let bits = (rng.bits() >> 48) as u16;
-                let bits = if bits & 0x7c00 == 0x7c00 {
-                    bits & 0x83ff
+    fn from_halves_equals_convert_then_quantize() {
+        type Kernel = fn(&[u8], &mut [u8]) -> bool;
+        type Widen = fn(u16) -> f32;
+        // (kernel, exponent mask of the format, bits -> f32)
+        let formats: [(Kernel, u16, Widen); 2] = [
+            (quantize_row_q8_0_from_f16, 0x7c00, |b| {
+                half::f16::from_bits(b).to_f32()
+            }),
+            (quantize_row_q8_0_from_bf16, 0x7f80, |b| {
+                half::bf16::from_bits(b).to_f32()
+            }),
+        ];
+        for (kernel, exponent, to_f32) in formats {
+            let mut rng = TestRng(0x2545_f491_4f6c_dd1d);
+            let finite = |bits: u16| {
+                if bits & exponent == exponent {
+                    bits & !exponent
                 } else {
                     bits
-                };
-                half::f16::from_bits(bits)
-            })
-            .collect();
-        halves.extend([half::f16::ZERO; 32]);
-        halves.extend(
-            (0..32).map(|i| half::f16::from_f32(if i == 0 { 127.0 } else { i as f32 - 16.5 })),
-        );
-        let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
-        let floats: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
-        let mut fused = vec![0u8; halves.len() / 32 * 34];
-        let mut reference = fused.clone();
-        quantize_blocks(&floats, &mut reference);
-        if quantize_row_q8_0_from_f16(&bytes, &mut fused) {
-            assert_eq!(fused, reference);
-        } else {
-            #[cfg(target_arch = "x86_64")]
-            assert!(
-                !std::arch::is_x86_feature_detected!("avx2"),
-                "finite input refused"
-            );
-        }
-        for bad in [half::f16::INFINITY, half::f16::NEG_INFINITY, half::f16::NAN] {
-            let mut row = bytes[..64 * 2].to_vec();
-            row[37 * 2..37 * 2 + 2].copy_from_slice(&bad.to_le_bytes());
-            assert!(!quantize_row_q8_0_from_f16(&row, &mut fused[..68]), "{bad}");
+                }
+            };
+            let mut halves: Vec<u16> = (0..8192)
+                .map(|_| finite((rng.bits() >> 48) as u16))
+                .collect();
+            halves.extend([0u16; 32]);
+            // 127 then k + 0.5 for k in -16..15: exact ties once scaled by 1.
+            let ties = (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 16.5 });
+            halves.extend(ties.map(|x: f32| {
+                let f16 = half::f16::from_f32(x);
+                if exponent == 0x7c00 {
+                    f16.to_bits()
+                } else {
+                    half::bf16::from_f32(x).to_bits()
+                }
+            }));
+            let bytes: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+            let floats: Vec<f32> = halves.iter().map(|&h| to_f32(h)).collect();
+            let mut fused = vec![0u8; halves.len() / 32 * 34];
+            let mut reference = fused.clone();
+            quantize_blocks(&floats, &mut reference);
+            if kernel(&bytes, &mut fused) {
+                assert_eq!(fused, reference);
+            } else {
+                #[cfg(target_arch = "x86_64")]
+                assert!(
+                    !std::arch::is_x86_feature_detected!("avx2"),
+                    "finite input refused"
+                );
+            }
+            for bad in [exponent, exponent | 0x8000, exponent | 1] {
+                let mut row = bytes[..64 * 2].to_vec();
+                row[37 * 2..37 * 2 + 2].copy_from_slice(&bad.to_le_bytes());
+                assert!(!kernel(&row, &mut fused[..68]), "{bad:#x}");
+            }
         }
     }
 
