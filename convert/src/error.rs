@@ -51,9 +51,12 @@ pub enum ConvertError {
     },
     /// The model's architecture is not one we convert.
     #[error(
-        "unsupported architecture `{0}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)"
+        "unsupported architecture `{0}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"
     )]
     UnsupportedArchitecture(String),
+    /// A supported architecture in a variant the converter does not handle.
+    #[error("unsupported model: {0}")]
+    UnsupportedVariant(String),
     /// A tensor the architecture needs is absent.
     #[error("missing tensor `{0}`")]
     MissingTensor(String),

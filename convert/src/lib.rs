@@ -19,6 +19,7 @@ pub mod dtype;
 pub mod error;
 pub mod gguf;
 pub mod output;
+pub mod pooling;
 pub mod preset;
 pub mod quant;
 pub mod safetensors;
@@ -170,7 +171,7 @@ const F16_OVERFLOW: f32 = 65520.0;
 /// Bytes of output produced per parallel chunk.
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// Converts a Llama/Mistral/Qwen2 checkpoint to GGUF, streaming the file to
+/// Converts a Llama/Mistral/Qwen2/Qwen3 checkpoint to GGUF, streaming the file to
 /// `out` in a single pass. On error the output is incomplete and should be
 /// discarded (write to a part file and rename on success).
 pub fn convert_to_gguf<W: Write>(
@@ -189,6 +190,19 @@ pub fn convert_to_gguf<W: Write>(
         None => None,
     };
     let cfg = ModelConfig::parse(&src.read("config.json")?)?;
+    if cfg.arch == Arch::Qwen3 {
+        let readme = match src.path("README.md") {
+            Some(_) => Some(String::from_utf8_lossy(&src.read("README.md")?).into_owned()),
+            None => None,
+        };
+        if arch::qwen3::is_reranker(&cfg, readme.as_deref()) {
+            return Err(ConvertError::UnsupportedVariant(
+                "Qwen3 rerankers (llama.cpp converts them to a ranking model with a yes/no \
+                 classifier head, which Larder does not write)"
+                    .into(),
+            ));
+        }
+    }
     let ck = Checkpoint::open(src)?;
     let mut warnings = Vec::new();
 
@@ -267,6 +281,14 @@ pub fn convert_to_gguf<W: Write>(
     }
     kv.extend(cfg.metadata());
     kv.push(("general.file_type".into(), MetaValue::U32(ty.file_type())));
+    if matches!(cfg.arch, Arch::Qwen2 | Arch::Qwen3)
+        && let Some(p) = pooling::pooling_type(src)?
+    {
+        kv.push((
+            format!("{}.pooling_type", cfg.arch.name()),
+            MetaValue::U32(p),
+        ));
+    }
     kv.push(("general.quantization_version".into(), MetaValue::U32(2)));
     kv.extend(tok.kv);
 

@@ -338,4 +338,62 @@ mod tests {
             GgmlType::Q6K
         );
     }
+
+    /// Qwen3-0.6B: 28 layers, 16 heads over 8 KV heads, head_dim 128, tied.
+    /// The rules look at names, rows and n_gqa only, so head_dim != hidden /
+    /// heads changes nothing; the q/k norms stay F32.
+    #[test]
+    fn qwen3_0_6b_mix() {
+        let ctx = MixContext {
+            n_layer: 28,
+            n_gqa: 2,
+            has_output: false,
+            is_70b: false,
+        };
+        let t = |p, n: &str, shape: &[usize]| choose_type(p, n, shape, &ctx).0;
+        assert_eq!(
+            t(GgufType::Q4KM, "token_embd.weight", &[151936, 1024]),
+            GgmlType::Q6K
+        );
+        assert_eq!(
+            t(GgufType::Q4KM, "blk.3.attn_q_norm.weight", &[128]),
+            GgmlType::F32
+        );
+        assert_eq!(
+            t(GgufType::Q2K, "blk.3.attn_k_norm.weight", &[128]),
+            GgmlType::F32
+        );
+        assert_eq!(
+            t(GgufType::Q4KM, "blk.2.attn_q.weight", &[2048, 1024]),
+            GgmlType::Q4K
+        );
+        // use_more_bits(i, 28): 0, 1, 2, 5, ... 23..27.
+        assert_eq!(
+            t(GgufType::Q4KM, "blk.5.attn_v.weight", &[1024, 1024]),
+            GgmlType::Q6K
+        );
+        assert_eq!(
+            t(GgufType::Q4KM, "blk.6.attn_v.weight", &[1024, 1024]),
+            GgmlType::Q4K
+        );
+        assert_eq!(
+            t(GgufType::Q5KM, "blk.27.ffn_down.weight", &[1024, 3072]),
+            GgmlType::Q6K
+        );
+        // attn_output rows are heads × head_dim = 2048 wide.
+        assert_eq!(
+            t(GgufType::Q3KM, "blk.9.attn_output.weight", &[1024, 2048]),
+            GgmlType::Q4K
+        );
+        // n_gqa 2 < 4: Q2_K's attn_v is Q3_K; with 4 KV groups it is Q4_K.
+        assert_eq!(
+            t(GgufType::Q2K, "blk.9.attn_v.weight", &[1024, 1024]),
+            GgmlType::Q3K
+        );
+        let gqa4 = MixContext { n_gqa: 4, ..ctx };
+        assert_eq!(
+            choose_type(GgufType::Q2K, "blk.9.attn_v.weight", &[512, 1024], &gqa4).0,
+            GgmlType::Q4K
+        );
+    }
 }

@@ -2,10 +2,12 @@
 //! the shapes each tensor must have, and the GGUF metadata keys.
 //!
 //! Mistral is converted exactly like Llama (llama.cpp registers
-//! `MistralForCausalLM` to its `LlamaModel`); Qwen2 has its own module.
+//! `MistralForCausalLM` to its `LlamaModel`); Qwen2 and Qwen3 (dense) have
+//! their own modules.
 
 pub mod llama;
 pub mod qwen2;
+pub mod qwen3;
 
 use serde_json::Value;
 
@@ -19,6 +21,8 @@ pub enum Arch {
     Llama,
     /// `qwen2`.
     Qwen2,
+    /// `qwen3` (the dense models; not Qwen3-MoE).
+    Qwen3,
 }
 
 impl Arch {
@@ -27,6 +31,7 @@ impl Arch {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
         }
     }
 }
@@ -44,6 +49,14 @@ pub struct RopeScaling {
     pub low_freq_factor: Option<f64>,
     /// Llama 3: `high_freq_factor`.
     pub high_freq_factor: Option<f64>,
+    /// Yarn: `extrapolation_factor`.
+    pub extrapolation_factor: Option<f64>,
+    /// Yarn: `attention_factor` (or `attn_factor`).
+    pub attention_factor: Option<f64>,
+    /// Yarn: `beta_fast`.
+    pub beta_fast: Option<f64>,
+    /// Yarn: `beta_slow`.
+    pub beta_slow: Option<f64>,
 }
 
 /// The hyper-parameters the converter needs, from config.json.
@@ -77,6 +90,8 @@ pub struct ModelConfig {
     pub rms_eps: Option<f64>,
     /// `tie_word_embeddings` (default false).
     pub tie_embeddings: bool,
+    /// `attention_bias` (Qwen3: q/k/v projections carry biases; default false).
+    pub attention_bias: bool,
     /// Rope scaling, if any.
     pub rope_scaling: Option<RopeScaling>,
     /// Top-level `original_max_position_embeddings`.
@@ -105,6 +120,7 @@ impl ModelConfig {
         let arch = match hf_arch.as_str() {
             "LlamaForCausalLM" | "MistralForCausalLM" => Arch::Llama,
             "Qwen2ForCausalLM" => Arch::Qwen2,
+            "Qwen3ForCausalLM" => Arch::Qwen3,
             other => return Err(ConvertError::UnsupportedArchitecture(other.to_owned())),
         };
         let need = |keys: &[&str]| -> Result<usize> {
@@ -174,6 +190,13 @@ impl ModelConfig {
                     .and_then(Value::as_u64),
                 low_freq_factor: s.get("low_freq_factor").and_then(Value::as_f64),
                 high_freq_factor: s.get("high_freq_factor").and_then(Value::as_f64),
+                extrapolation_factor: s.get("extrapolation_factor").and_then(Value::as_f64),
+                attention_factor: s
+                    .get("attention_factor")
+                    .or_else(|| s.get("attn_factor"))
+                    .and_then(Value::as_f64),
+                beta_fast: s.get("beta_fast").and_then(Value::as_f64),
+                beta_slow: s.get("beta_slow").and_then(Value::as_f64),
             })
         });
         let rope_theta = raw.get("rope_theta").and_then(Value::as_f64).or_else(|| {
@@ -209,6 +232,10 @@ impl ModelConfig {
                 .get("tie_word_embeddings")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            attention_bias: raw
+                .get("attention_bias")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             rope_scaling,
             original_max_position_embeddings: get_u(&raw, &["original_max_position_embeddings"]),
             raw,
@@ -230,6 +257,7 @@ impl ModelConfig {
         match self.arch {
             Arch::Llama => llama::metadata(self),
             Arch::Qwen2 => qwen2::metadata(self),
+            Arch::Qwen3 => qwen3::metadata(self),
         }
     }
 
@@ -289,11 +317,22 @@ impl ModelConfig {
                     format!("{a}.rope.scaling.factor"),
                     MetaValue::F32(factor as f32),
                 ));
-                if let Some(o) = s.original_context {
+                // llama.cpp takes the top-level key when the object has none.
+                if let Some(o) = s.original_context.or(self.original_max_position_embeddings) {
                     kv.push((
                         format!("{a}.rope.scaling.original_context_length"),
                         MetaValue::U32(o as u32),
                     ));
+                }
+                for (key, v) in [
+                    ("yarn_ext_factor", s.extrapolation_factor),
+                    ("yarn_attn_factor", s.attention_factor),
+                    ("yarn_beta_fast", s.beta_fast),
+                    ("yarn_beta_slow", s.beta_slow),
+                ] {
+                    if let Some(v) = v {
+                        kv.push((format!("{a}.rope.scaling.{key}"), MetaValue::F32(v as f32)));
+                    }
                 }
             }
             _ => {}
@@ -364,6 +403,13 @@ pub fn map_tensor(cfg: &ModelConfig, name: &str) -> Result<Option<MappedTensor>>
         "mlp.gate_proj.weight" => ("ffn_gate.weight", vec![cfg.ff, h], None),
         "mlp.up_proj.weight" => ("ffn_up.weight", vec![cfg.ff, h], None),
         "mlp.down_proj.weight" => ("ffn_down.weight", vec![h, cfg.ff], None),
+        // Qwen3's per-head RMS norms of queries and keys, one weight per head dimension.
+        "self_attn.q_norm.weight" if cfg.arch == Arch::Qwen3 => {
+            ("attn_q_norm.weight", vec![cfg.head_dim()], None)
+        }
+        "self_attn.k_norm.weight" if cfg.arch == Arch::Qwen3 => {
+            ("attn_k_norm.weight", vec![cfg.head_dim()], None)
+        }
         _ => return Err(unexpected()),
     };
     Ok(Some(MappedTensor {
@@ -394,7 +440,13 @@ pub fn required_tensors(cfg: &ModelConfig) -> impl Iterator<Item = (String, Stri
         ("ffn_up.weight", "mlp.up_proj.weight"),
         ("ffn_down.weight", "mlp.down_proj.weight"),
     ];
-    if cfg.arch == Arch::Qwen2 {
+    if cfg.arch == Arch::Qwen3 {
+        per_layer.extend([
+            ("attn_q_norm.weight", "self_attn.q_norm.weight"),
+            ("attn_k_norm.weight", "self_attn.k_norm.weight"),
+        ]);
+    }
+    if cfg.arch == Arch::Qwen2 || (cfg.arch == Arch::Qwen3 && cfg.attention_bias) {
         per_layer.extend([
             ("attn_q.bias", "self_attn.q_proj.bias"),
             ("attn_k.bias", "self_attn.k_proj.bias"),

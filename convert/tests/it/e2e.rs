@@ -1,4 +1,4 @@
-//! End-to-end: tiny Llama / Mistral / Qwen2 checkpoints (2 shards + index,
+//! End-to-end: tiny Llama / Mistral / Qwen2 / Qwen3 checkpoints (2 shards + index,
 //! F32/F16/BF16 sources, trained BPE or SentencePiece tokenizers, padded
 //! vocab) converted with every preset and checked by `gguf.GGUFReader`
 //! (`tests/py/check_gguf.py`); plus the error paths.
@@ -14,13 +14,12 @@ use crate::common::run_py;
 /// Copies `dir`'s files to hash-like blob names, as the store keeps them.
 fn as_blobs(dir: &Path, blobs: &Path) -> SourceFiles {
     std::fs::create_dir_all(blobs).unwrap();
+    let files = SourceFiles::from_dir(dir).unwrap();
     let mut map = BTreeMap::new();
-    for (i, e) in std::fs::read_dir(dir).unwrap().enumerate() {
-        let e = e.unwrap();
-        let name = e.file_name().to_string_lossy().into_owned();
+    for (i, name) in files.names().enumerate() {
         let blob = blobs.join(format!("{:064x}", 0xb10b_0000 + i));
-        std::fs::copy(e.path(), &blob).unwrap();
-        map.insert(name, blob);
+        std::fs::copy(files.path(name).unwrap(), &blob).unwrap();
+        map.insert(name.to_owned(), blob);
     }
     SourceFiles::new(map)
 }
@@ -145,6 +144,52 @@ fn qwen2_f32_bpe_tied_biases() {
     }
 }
 
+/// Qwen3 as Qwen3-0.6B is shaped: tied embeddings, `head_dim` (64) twice
+/// `hidden / heads` (32), so `attn_q` has 512 rows for a hidden size of 256,
+/// 4 query heads per KV head (Q2_K's `attn_v` rule), q/k norms of length 64.
+#[test]
+fn qwen3_bf16_bpe_tied_head_dim() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "qwen3", "bf16", "bpe", true);
+    for preset in [
+        GgufType::F16,
+        GgufType::Q8_0,
+        GgufType::Q4KM,
+        GgufType::Q2K,
+        GgufType::Q3KM,
+        GgufType::Q6K,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Qwen3, untied, with yarn rope scaling (as Qwen3's long-context setup),
+/// `attention_bias` (q/k/v biases, which Qwen3 only has when set) and the
+/// sentence-transformers files of an embedding model (last-token pooling,
+/// as Qwen3-Embedding).
+#[test]
+fn qwen3_f16_bpe_untied_yarn_bias_embedding() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(
+        root.path(),
+        "qwen3",
+        "f16",
+        "bpe",
+        false,
+        &["--yarn", "--bias", "--embedding"],
+    );
+    for preset in [
+        GgufType::F32,
+        GgufType::Bf16,
+        GgufType::Q4_0,
+        GgufType::Q5_0,
+        GgufType::Q4KS,
+        GgufType::Q5KM,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
 // ---- error paths (pure Rust fixtures, no Python) ----
 
 fn st_file(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
@@ -172,48 +217,95 @@ struct Fixture {
     files: BTreeMap<String, PathBuf>,
 }
 
+/// The tensors of the 1-layer Llama fixture.
+fn llama_shapes() -> Vec<(&'static str, Vec<usize>)> {
+    vec![
+        ("model.embed_tokens.weight", vec![4, 32]),
+        ("lm_head.weight", vec![4, 32]),
+        ("model.norm.weight", vec![32]),
+        ("model.layers.0.input_layernorm.weight", vec![32]),
+        ("model.layers.0.post_attention_layernorm.weight", vec![32]),
+        ("model.layers.0.self_attn.q_proj.weight", vec![32, 32]),
+        ("model.layers.0.self_attn.k_proj.weight", vec![16, 32]),
+        ("model.layers.0.self_attn.v_proj.weight", vec![16, 32]),
+        ("model.layers.0.self_attn.o_proj.weight", vec![32, 32]),
+        ("model.layers.0.mlp.gate_proj.weight", vec![64, 32]),
+        ("model.layers.0.mlp.up_proj.weight", vec![64, 32]),
+        ("model.layers.0.mlp.down_proj.weight", vec![32, 64]),
+    ]
+}
+
+/// The tensors of the 1-layer Qwen3 fixture: hidden 32, 4 heads of 16
+/// (not 32 / 4), 2 KV heads, tied embeddings.
+fn qwen3_shapes() -> Vec<(&'static str, Vec<usize>)> {
+    vec![
+        ("model.embed_tokens.weight", vec![4, 32]),
+        ("model.norm.weight", vec![32]),
+        ("model.layers.0.input_layernorm.weight", vec![32]),
+        ("model.layers.0.post_attention_layernorm.weight", vec![32]),
+        ("model.layers.0.self_attn.q_proj.weight", vec![64, 32]),
+        ("model.layers.0.self_attn.k_proj.weight", vec![32, 32]),
+        ("model.layers.0.self_attn.v_proj.weight", vec![32, 32]),
+        ("model.layers.0.self_attn.o_proj.weight", vec![32, 64]),
+        ("model.layers.0.self_attn.q_norm.weight", vec![16]),
+        ("model.layers.0.self_attn.k_norm.weight", vec![16]),
+        ("model.layers.0.mlp.gate_proj.weight", vec![64, 32]),
+        ("model.layers.0.mlp.up_proj.weight", vec![64, 32]),
+        ("model.layers.0.mlp.down_proj.weight", vec![32, 64]),
+    ]
+}
+
 impl Fixture {
     /// A 1-layer Llama with hidden 32, vocab 4, plus a tokenizer.json.
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let config = serde_json::json!({
             "architectures": ["LlamaForCausalLM"], "hidden_size": 32, "intermediate_size": 64,
             "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
             "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "vocab_size": 4
         });
+        Self::build(&config, &llama_shapes())
+    }
+
+    /// A 1-layer Qwen3 with hidden 32 and head_dim 16 (`qwen3_shapes`).
+    fn qwen3() -> Self {
+        let config = serde_json::json!({
+            "architectures": ["Qwen3ForCausalLM"], "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16, "max_position_embeddings": 128, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000, "vocab_size": 4, "tie_word_embeddings": true,
+            "attention_bias": false
+        });
+        Self::build(&config, &qwen3_shapes())
+    }
+
+    /// `config`, a 4-token tokenizer.json and one shard of 0.01s shaped `shapes`.
+    fn build(config: &serde_json::Value, shapes: &[(&str, Vec<usize>)]) -> Self {
         let tokenizer = serde_json::json!({
             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]},
             "added_tokens": [{"id": 3, "content": "<s>", "special": true}]
         });
-        let z = |n: usize| vec![0.01f32; n];
-        let shapes: Vec<(&str, Vec<usize>)> = vec![
-            ("model.embed_tokens.weight", vec![4, 32]),
-            ("lm_head.weight", vec![4, 32]),
-            ("model.norm.weight", vec![32]),
-            ("model.layers.0.input_layernorm.weight", vec![32]),
-            ("model.layers.0.post_attention_layernorm.weight", vec![32]),
-            ("model.layers.0.self_attn.q_proj.weight", vec![32, 32]),
-            ("model.layers.0.self_attn.k_proj.weight", vec![16, 32]),
-            ("model.layers.0.self_attn.v_proj.weight", vec![16, 32]),
-            ("model.layers.0.self_attn.o_proj.weight", vec![32, 32]),
-            ("model.layers.0.mlp.gate_proj.weight", vec![64, 32]),
-            ("model.layers.0.mlp.up_proj.weight", vec![64, 32]),
-            ("model.layers.0.mlp.down_proj.weight", vec![32, 64]),
-        ];
-        let data: Vec<Vec<f32>> = shapes.iter().map(|(_, s)| z(s.iter().product())).collect();
+        let mut fx = Fixture {
+            _dir: tempfile::tempdir().unwrap(),
+            files: BTreeMap::new(),
+        };
+        fx.put("config.json", &serde_json::to_vec(config).unwrap());
+        fx.put("tokenizer.json", &serde_json::to_vec(&tokenizer).unwrap());
+        fx.put_shard(shapes);
+        fx
+    }
+
+    /// Replaces the checkpoint with one shard of 0.01s shaped `shapes`.
+    fn put_shard(&mut self, shapes: &[(&str, Vec<usize>)]) {
+        let data: Vec<Vec<f32>> = shapes
+            .iter()
+            .map(|(_, s)| vec![0.01f32; s.iter().product()])
+            .collect();
         let tensors: Vec<(&str, &[usize], &[f32])> = shapes
             .iter()
             .zip(&data)
             .map(|((n, s), d)| (*n, s.as_slice(), d.as_slice()))
             .collect();
-        let mut fx = Fixture {
-            _dir: dir,
-            files: BTreeMap::new(),
-        };
-        fx.put("config.json", &serde_json::to_vec(&config).unwrap());
-        fx.put("tokenizer.json", &serde_json::to_vec(&tokenizer).unwrap());
-        fx.put("model.safetensors", &st_file(&tensors));
-        fx
+        self.put("model.safetensors", &st_file(&tensors));
     }
 
     fn put(&mut self, name: &str, bytes: &[u8]) {
@@ -305,6 +397,120 @@ fn missing_tensor_and_missing_shard() {
     );
     let e = fx.convert().unwrap_err();
     assert!(matches!(&e, ConvertError::IndexMismatch { .. }), "{e}");
+}
+
+/// The Qwen3 fixture with its shard replaced by `shapes`' tensors.
+fn qwen3_with(shapes: &[(&str, Vec<usize>)]) -> Fixture {
+    let mut fx = Fixture::qwen3();
+    fx.put_shard(shapes);
+    fx
+}
+
+#[test]
+fn qwen3_fixture_converts_with_head_dim() {
+    let r = Fixture::qwen3().convert().unwrap();
+    assert_eq!(r.arch, "qwen3");
+    // 13 checkpoint tensors, tied: no output.weight.
+    assert_eq!(r.tensors, 13);
+    // The q/k norms stay F32 like the other norms (5 in all).
+    assert_eq!(r.types.get("F32"), Some(&5), "{:?}", r.types);
+}
+
+#[test]
+fn qwen3_missing_q_norm_names_the_tensor() {
+    let shapes: Vec<_> = qwen3_shapes()
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("q_norm.weight"))
+        .collect();
+    let e = qwen3_with(&shapes).convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::MissingTensor(n) if n == "model.layers.0.self_attn.q_norm.weight"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("self_attn.q_norm.weight"), "{e}");
+}
+
+#[test]
+fn qwen3_shapes_follow_head_dim_not_hidden_over_heads() {
+    // A q_norm of hidden / heads (8) instead of head_dim (16).
+    let mut shapes = qwen3_shapes();
+    for (n, s) in &mut shapes {
+        if n.ends_with("k_norm.weight") {
+            *s = vec![8];
+        }
+    }
+    let e = qwen3_with(&shapes).convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::ShapeMismatch { tensor, actual, expected }
+            if tensor == "model.layers.0.self_attn.k_norm.weight" && actual == &[8] && expected == &[16]),
+        "{e}"
+    );
+    // A q_proj sized by hidden (32 rows) instead of heads × head_dim (64).
+    let mut shapes = qwen3_shapes();
+    for (n, s) in &mut shapes {
+        if n.ends_with("q_proj.weight") {
+            *s = vec![32, 32];
+        }
+    }
+    let e = qwen3_with(&shapes).convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::ShapeMismatch { tensor, expected, .. }
+            if tensor.ends_with("q_proj.weight") && expected == &[64, 32]),
+        "{e}"
+    );
+}
+
+#[test]
+fn qwen3_attention_bias_requires_the_biases() {
+    let mut fx = Fixture::qwen3();
+    fx.edit_config(|c| c["attention_bias"] = true.into());
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::MissingTensor(n) if n.ends_with("self_attn.q_proj.bias")),
+        "{e}"
+    );
+}
+
+#[test]
+fn q_norm_is_unexpected_outside_qwen3() {
+    let mut shapes = llama_shapes();
+    shapes.push(("model.layers.0.self_attn.q_norm.weight", vec![16]));
+    let mut fx = Fixture::new();
+    fx.put_shard(&shapes);
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::UnexpectedTensor(n) if n.ends_with("q_norm.weight")),
+        "{e}"
+    );
+}
+
+#[test]
+fn qwen3_reranker_is_refused() {
+    let mut fx = Fixture::qwen3();
+    fx.put(
+        "README.md",
+        b"---\nlicense: apache-2.0\n---\n\n# Qwen3-Reranker-0.6B\n\nText ranking.\n",
+    );
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::UnsupportedVariant(m) if m.contains("reranker")),
+        "{e}"
+    );
+    // An ordinary model card converts.
+    let mut fx = Fixture::qwen3();
+    fx.put("README.md", b"# Qwen3-0.6B\n");
+    fx.convert().unwrap();
+}
+
+#[test]
+fn qwen3_moe_is_refused_by_name() {
+    let mut fx = Fixture::qwen3();
+    fx.edit_config(|c| c["architectures"] = serde_json::json!(["Qwen3MoeForCausalLM"]));
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "Qwen3MoeForCausalLM"),
+        "{e}"
+    );
 }
 
 /// The fixture's tensors with `up_proj` replaced by `up`.
@@ -418,12 +624,13 @@ fn llama_cpp_loads_converted_files() {
     };
     let root = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (arch, dtype, tok, tied, presets) in [
+    for (arch, dtype, tok, tied, extra, presets) in [
         (
             "llama",
             "bf16",
             "bpe",
             false,
+            &[][..],
             &[GgufType::F16, GgufType::Q4KM, GgufType::Q8_0][..],
         ),
         (
@@ -431,6 +638,7 @@ fn llama_cpp_loads_converted_files() {
             "f16",
             "spm",
             false,
+            &[][..],
             &[GgufType::Q4KS, GgufType::Q2K][..],
         ),
         (
@@ -438,10 +646,28 @@ fn llama_cpp_loads_converted_files() {
             "f32",
             "bpe",
             true,
+            &[][..],
             &[GgufType::Q5KM, GgufType::Q4_0, GgufType::Bf16][..],
         ),
+        (
+            "qwen3",
+            "bf16",
+            "bpe",
+            true,
+            &[][..],
+            &[GgufType::Q4KM, GgufType::Q8_0, GgufType::F16][..],
+        ),
+        (
+            "qwen3",
+            "f16",
+            "bpe",
+            false,
+            &["--yarn", "--bias"][..],
+            &[GgufType::Q2K, GgufType::Q5_1][..],
+        ),
     ] {
-        let (dir, src) = make_model(root.path(), arch, dtype, tok, tied);
+        let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
+        let arch = format!("{arch}{}", extra.join(""));
         for &preset in presets {
             let path = root.path().join(format!("{arch}-{preset}.gguf"));
             let mut out = std::fs::File::create(&path).unwrap();
@@ -456,6 +682,8 @@ fn llama_cpp_loads_converted_files() {
         ("mistral", "f16", "spm", false, &[][..]),
         ("qwen2", "f32", "bpe", true, &[][..]),
         ("llama", "f16", "bpe", true, &["--layers", "10"][..]),
+        ("qwen3", "bf16", "bpe", true, &["--layers", "10"][..]),
+        ("qwen3", "f16", "bpe", false, &["--yarn", "--bias"][..]),
     ] {
         let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));

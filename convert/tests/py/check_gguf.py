@@ -139,7 +139,8 @@ def main():
         return f[key].types[0]
 
     hf_arch = cfg["architectures"][0]
-    arch = "qwen2" if hf_arch == "Qwen2ForCausalLM" else "llama"
+    arch = {"Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}.get(hf_arch, "llama")
+    qwen = arch in ("qwen2", "qwen3")
     n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim", cfg["hidden_size"] // n_head)
     n_layer = cfg["num_hidden_layers"]
@@ -160,17 +161,32 @@ def main():
         u32[f"{arch}.vocab_size"] = cfg["vocab_size"]
         u32[f"{arch}.rope.dimension_count"] = head_dim
     else:
-        check(f"{arch}.vocab_size" not in f and f"{arch}.rope.dimension_count" not in f, "qwen2 extra keys")
+        check(f"{arch}.vocab_size" not in f and f"{arch}.rope.dimension_count" not in f, f"{arch} extra keys")
     if "head_dim" in cfg:
         u32[f"{arch}.attention.key_length"] = head_dim
         u32[f"{arch}.attention.value_length"] = head_dim
     for k, v in u32.items():
         check(val(k) == v, f"{k} = {val(k)}, expected {v}")
         check(vtype(k) == GGUFValueType.UINT32, f"{k} must be UINT32")
-    for k, v in {
+    f32 = {
         f"{arch}.rope.freq_base": cfg["rope_theta"],
         f"{arch}.attention.layer_norm_rms_epsilon": cfg["rms_norm_eps"],
-    }.items():
+    }
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type") == "yarn":
+        check(val(f"{arch}.rope.scaling.type") == "yarn", "rope scaling type")
+        f32[f"{arch}.rope.scaling.factor"] = rs["factor"]
+        k = f"{arch}.rope.scaling.original_context_length"
+        check(val(k) == rs["original_max_position_embeddings"] and vtype(k) == GGUFValueType.UINT32, k)
+    else:
+        check(not any(".rope.scaling." in k for k in f), "rope scaling keys without rope_scaling")
+    pooling = f"{arch}.pooling_type"
+    if qwen and os.path.exists(os.path.join(model_dir, "modules.json")):
+        # make_model.py --embedding: last-token pooling (llama.cpp's LLAMA_POOLING_TYPE_LAST).
+        check(val(pooling) == 3 and vtype(pooling) == GGUFValueType.UINT32, pooling)
+    else:
+        check(pooling not in f, f"{pooling} without modules.json")
+    for k, v in f32.items():
         check(vtype(k) == GGUFValueType.FLOAT32 and val(k) == np.float32(v), f"{k} = {val(k)}, expected {v}")
 
     # --- tokenizer ---
@@ -219,13 +235,13 @@ def main():
                 exp_tokens.append(inv[i])
                 exp_types.append(1)
         check(val("tokenizer.ggml.model") == "gpt2", "bpe model")
-        pre = "qwen2" if arch == "qwen2" else "llama-bpe"
+        pre = "qwen2" if qwen else "llama-bpe"
         check(val("tokenizer.ggml.pre") == pre, f"pre = {val('tokenizer.ggml.pre')}, expected {pre}")
         merges = [m if isinstance(m, str) else " ".join(p.replace(" ", "\u0120") for p in m) for m in tj["model"]["merges"]]
         check(val("tokenizer.ggml.merges") == merges, "merges")
         check(val("tokenizer.ggml.bos_token_id") == tok.token_to_id("<|begin_of_text|>"), "bos")
         check(val("tokenizer.ggml.eos_token_id") == tok.token_to_id("<|end_of_text|>"), "eos")
-        check(val("tokenizer.ggml.add_bos_token") is (arch != "qwen2"), "add_bos")
+        check(val("tokenizer.ggml.add_bos_token") is (not qwen), "add_bos")
     check(tokens == exp_tokens, f"tokens differ: {[(i, a, b) for i, (a, b) in enumerate(zip(tokens, exp_tokens)) if a != b][:5]}")
     check(types == exp_types, f"token types differ: {[(i, a, b) for i, (a, b) in enumerate(zip(types, exp_types)) if a != b][:5]}")
 
@@ -239,6 +255,7 @@ def main():
         "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
         "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
         "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+        "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
         "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
         "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
     }
@@ -256,7 +273,7 @@ def main():
         if arch == "llama" and ("k_proj" in name):
             w = permute(w, n_head, n_kv)
         expected[g] = w
-    if cfg.get("rope_scaling", {}).get("rope_type") == "llama3":
+    if (cfg.get("rope_scaling") or {}).get("rope_type") == "llama3":
         rs = cfg["rope_scaling"]
         base, dim = cfg["rope_theta"], head_dim
         freqs = 1.0 / (np.float32(base) ** (np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim)))

@@ -1,7 +1,11 @@
 """Builds a tiny random HF checkpoint (2 safetensors shards + index) and tokenizer.
 
-usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers N] [--ff N]
-  ARCH: llama | mistral | qwen2     DTYPE: f32 | f16 | bf16
+usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers N] [--ff N] [--yarn] [--bias]
+  ARCH: llama | mistral | qwen2 | qwen3     DTYPE: f32 | f16 | bf16
+  qwen3: 8 heads, 2 KV heads (n_gqa 4) and head_dim 64 != hidden/heads, q/k norms, a
+  Qwen3-like tokenizer_config (bos_token null, non-special <think> added tokens);
+  --yarn adds yarn rope scaling, --bias sets attention_bias (q/k/v biases),
+  --embedding adds sentence-transformers modules.json + 1_Pooling/config.json (last token).
   TOKENIZER: bpe (trained with `tokenizers`) | spm (trained with `sentencepiece`)
 """
 import io
@@ -56,13 +60,14 @@ def train_bpe(out, arch):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>"]
-    # Llama 3's tokenizer.json sets ignore_merges; Qwen2's does not.
-    tok = Tokenizer(models.BPE(ignore_merges=arch != "qwen2"))
-    if arch == "qwen2":
+    qwen = arch in ("qwen2", "qwen3")
+    # Llama 3's tokenizer.json sets ignore_merges; Qwen2's (and Qwen3's) does not.
+    tok = Tokenizer(models.BPE(ignore_merges=not qwen))
+    if qwen:
         from tokenizers import normalizers
 
         tok.normalizer = normalizers.NFC()
-    regex = QWEN2_REGEX if arch == "qwen2" else LLAMA3_REGEX
+    regex = QWEN2_REGEX if qwen else LLAMA3_REGEX
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
             pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
@@ -75,15 +80,23 @@ def train_bpe(out, arch):
     )
     tok.train_from_iterator(CORPUS, trainer)
     tok.add_tokens(["larder_user_token"])  # a non-special added token
-    if arch != "qwen2":
+    if arch == "qwen3":
+        # Qwen3 adds its reasoning markers as non-special tokens (USER_DEFINED in GGUF).
+        from tokenizers import AddedToken
+
+        tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in ("<think>", "</think>")])
+    if not qwen:
         bos = tok.token_to_id("<|begin_of_text|>")
         tok.post_processor = processors.TemplateProcessing(
             single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A $B", special_tokens=[("<|begin_of_text|>", bos)]
         )
     tok.save(os.path.join(out, "tokenizer.json"))
     cfg = {"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|end_of_text|>"}, "chat_template": TEMPLATE}
-    if arch == "qwen2":
+    if qwen:
         cfg["add_bos_token"] = False
+    if arch == "qwen3":
+        # As Qwen3's tokenizer_config.json: no BOS name, so config.json's bos_token_id is used.
+        cfg["bos_token"] = None
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump(cfg, f)
     return tok.get_vocab_size(with_added_tokens=True)
@@ -132,8 +145,11 @@ def main():
     opt = lambda flag, d: int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else d  # noqa: E731
     hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
     head_dim = 32 if arch == "mistral" else hidden // n_head
+    if arch == "qwen3":
+        # Like Qwen3-0.6B (hidden 1024, 16 heads, head_dim 128): head_dim != hidden / heads.
+        n_head, head_dim = 8, 64
     cfg = {
-        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]],
+        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]],
         "model_type": arch,
         "hidden_size": hidden,
         "intermediate_size": ff,
@@ -160,8 +176,32 @@ def main():
     if arch == "mistral":
         cfg["head_dim"] = head_dim
         cfg["sliding_window"] = 4096
+    if arch == "qwen3":
+        cfg["head_dim"] = head_dim
+        cfg["attention_bias"] = "--bias" in sys.argv
+        cfg["max_position_embeddings"] = 40960
+        cfg["rope_theta"] = 1000000  # an integer, as Qwen3's config.json writes it
+        cfg["rms_norm_eps"] = 1e-6
+        cfg["sliding_window"] = None
+        cfg["use_sliding_window"] = False
+        cfg["rope_scaling"] = None
+    if "--yarn" in sys.argv:
+        cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
+    if "--embedding" in sys.argv:
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]
+        with open(os.path.join(out, "modules.json"), "w") as f:
+            json.dump(modules, f)
+        os.makedirs(os.path.join(out, "1_Pooling"), exist_ok=True)
+        pooling = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": False,
+                   "pooling_mode_mean_tokens": False, "pooling_mode_lasttoken": True}
+        with open(os.path.join(out, "1_Pooling", "config.json"), "w") as f:
+            json.dump(pooling, f)
 
     rng = np.random.default_rng(1234)
     w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)  # noqa: E731
@@ -176,7 +216,10 @@ def main():
         tensors[p + "self_attn.k_proj.weight"] = w(n_kv * head_dim, hidden)
         tensors[p + "self_attn.v_proj.weight"] = w(n_kv * head_dim, hidden)
         tensors[p + "self_attn.o_proj.weight"] = w(hidden, n_head * head_dim)
-        if arch == "qwen2":
+        if arch == "qwen3":
+            tensors[p + "self_attn.q_norm.weight"] = 1 + w(head_dim)
+            tensors[p + "self_attn.k_norm.weight"] = 1 + w(head_dim)
+        if arch == "qwen2" or (arch == "qwen3" and "--bias" in sys.argv):
             tensors[p + "self_attn.q_proj.bias"] = w(n_head * head_dim)
             tensors[p + "self_attn.k_proj.bias"] = w(n_kv * head_dim)
             tensors[p + "self_attn.v_proj.bias"] = w(n_kv * head_dim)
