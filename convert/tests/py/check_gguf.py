@@ -9,6 +9,7 @@ import os
 import struct
 import sys
 
+import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as Q
 from gguf import GGUFReader, GGUFValueType, quants
@@ -250,24 +251,17 @@ def main():
     for fn in sorted(os.listdir(model_dir)):
         if fn.endswith(".safetensors"):
             hf.update(read_safetensors(os.path.join(model_dir, fn)))
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
-    per = {
-        "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-        "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-        "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-        "self_attn.q_norm.weight": "attn_q_norm.weight", "self_attn.k_norm.weight": "attn_k_norm.weight",
-        "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
-        "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
-    }
+    # HF -> GGUF names from gguf-py's own table (what convert_hf_to_gguf.py uses),
+    # and every name must be one of the architecture's tensors.
+    model_arch = gguf.MODEL_ARCH[arch.upper()]
+    tmap = gguf.get_tensor_name_map(model_arch, n_layer)
+    allowed = {gguf.TENSOR_NAMES[t].format(bid=i) for t in gguf.MODEL_TENSORS[model_arch] for i in range(n_layer)}
     expected = {}
     for name, w in hf.items():
         if name.endswith("rotary_emb.inv_freq"):
             continue
-        if name in names:
-            g = names[name]
-        else:
-            parts = name.split(".")
-            g = f"blk.{parts[2]}." + per[".".join(parts[3:])]
+        g = tmap.get_name(name, try_suffixes=(".weight", ".bias"))
+        check(g is not None and g.rsplit(".", 1)[0] in allowed, f"{name}: no {arch} tensor for it ({g})")
         if arch == "llama" and ("q_proj" in name):
             w = permute(w, n_head, n_head)
         if arch == "llama" and ("k_proj" in name):
