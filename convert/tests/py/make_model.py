@@ -1,6 +1,7 @@
 """Builds a tiny random HF checkpoint (2 safetensors shards + index) and tokenizer.
 
 usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers N] [--ff N] [--yarn] [--bias]
+       [--embedding] [--heads N] [--kv-heads N] [--head-dim N] [--vocab N]
   ARCH: llama | mistral | qwen2 | qwen3     DTYPE: f32 | f16 | bf16
   qwen3: 8 heads, 2 KV heads (n_gqa 4) and head_dim 64 != hidden/heads, q/k norms, a
   Qwen3-like tokenizer_config (bos_token null, non-special <think> added tokens);
@@ -141,13 +142,14 @@ def main():
     tied = "--tied" in sys.argv
     os.makedirs(out, exist_ok=True)
     n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out)
-    vocab = n_tok + 13  # padded vocab_size, as many real checkpoints have
     opt = lambda flag, d: int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else d  # noqa: E731
+    vocab = opt("--vocab", n_tok + 13)  # padded vocab_size, as many real checkpoints have
     hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
     head_dim = 32 if arch == "mistral" else hidden // n_head
     if arch == "qwen3":
         # Like Qwen3-0.6B (hidden 1024, 16 heads, head_dim 128): head_dim != hidden / heads.
         n_head, head_dim = 8, 64
+    n_head, n_kv, head_dim = opt("--heads", n_head), opt("--kv-heads", n_kv), opt("--head-dim", head_dim)
     cfg = {
         "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]],
         "model_type": arch,
