@@ -602,8 +602,9 @@ proptest::proptest! {
             "num_key_value_heads", "vocab_size", "head_dim", "max_position_embeddings",
         ]),
         value in proptest::prop_oneof![0u64..70, proptest::prelude::Just(u64::MAX), proptest::prelude::Just(1u64 << 40)],
+        qwen3 in proptest::bool::ANY,
     ) {
-        let mut fx = Fixture::new();
+        let mut fx = if qwen3 { Fixture::qwen3() } else { Fixture::new() };
         fx.edit_config(|c| c[key] = value.into());
         let _ = fx.convert();
     }

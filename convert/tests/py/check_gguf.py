@@ -246,6 +246,23 @@ def main():
     check(tokens == exp_tokens, f"tokens differ: {[(i, a, b) for i, (a, b) in enumerate(zip(tokens, exp_tokens)) if a != b][:5]}")
     check(types == exp_types, f"token types differ: {[(i, a, b) for i, (a, b) in enumerate(zip(types, exp_types)) if a != b][:5]}")
 
+    # Special token ids, add_*_token flags and the chat template as gguf-py's SpecialVocab
+    # (what llama.cpp's converter uses) reads them from the model directory.
+    sv = gguf.SpecialVocab(model_dir, load_merges=False, n_vocab=vocab_size)
+    keys = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id", "sep": "seperator_token_id",
+            "pad": "padding_token_id", "cls": "cls_token_id", "mask": "mask_token_id"}
+    for typ, key in keys.items():
+        k = f"tokenizer.ggml.{key}"
+        want = sv.special_token_ids.get(typ)
+        got_id = val(k) if k in f else None
+        check(got_id == want, f"{k} = {got_id}, SpecialVocab says {want}")
+    for typ in ("bos", "eos", "sep"):
+        k = f"tokenizer.ggml.add_{typ}_token"
+        want = sv.add_special_token.get(typ)
+        got_flag = val(k) if k in f else None
+        check(got_flag == want, f"{k} = {got_flag}, SpecialVocab says {want}")
+    check(val("tokenizer.chat_template") == sv.chat_template, "chat template differs from SpecialVocab's")
+
     # --- tensors ---
     hf = {}
     for fn in sorted(os.listdir(model_dir)):

@@ -96,8 +96,11 @@ def train_bpe(out, arch):
     if qwen:
         cfg["add_bos_token"] = False
     if arch == "qwen3":
-        # As Qwen3's tokenizer_config.json: no BOS name, so config.json's bos_token_id is used.
+        # As Qwen3's tokenizer_config.json: no BOS or UNK name (config.json's bos_token_id is
+        # used), and the padding token is the one config.json names as BOS (<|endoftext|> there).
         cfg["bos_token"] = None
+        cfg["unk_token"] = None
+        cfg["pad_token"] = "<|begin_of_text|>"
     with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
         json.dump(cfg, f)
     return tok.get_vocab_size(with_added_tokens=True)
