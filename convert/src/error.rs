@@ -70,6 +70,16 @@ pub enum ConvertError {
         /// Shard named by the index.
         file: String,
     },
+    /// Two checkpoint tensors map to the same GGUF tensor.
+    #[error("tensors `{first}` and `{second}` both map to `{gguf}`")]
+    DuplicateTensor {
+        /// The first checkpoint tensor (in name order).
+        first: String,
+        /// The second one.
+        second: String,
+        /// The GGUF name both map to.
+        gguf: String,
+    },
     /// A tensor the converter does not know how to map.
     #[error("unexpected tensor `{0}` (cannot map it to a GGUF name)")]
     UnexpectedTensor(String),

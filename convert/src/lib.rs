@@ -228,9 +228,32 @@ pub fn convert_to_gguf<W: Write>(
             t,
             permute_heads: m.permute_heads,
         };
+        if let Some(Planned {
+            values: Values::Checkpoint { hf, .. },
+            ..
+        }) = by_gguf.get(&m.gguf)
+        {
+            return Err(ConvertError::DuplicateTensor {
+                first: hf.clone(),
+                second: name.clone(),
+                gguf: m.gguf,
+            });
+        }
         by_gguf.insert(m.gguf, Planned { info, values });
     }
-    for (g, hf) in arch::required_tensors(&cfg) {
+    // Sentence-transformers pooling marks an embedding model (Qwen2/Qwen3 only,
+    // as llama.cpp's converter reads it).
+    let pooling = match cfg.arch {
+        Arch::Qwen2 | Arch::Qwen3 => pooling::pooling_type(src)?,
+        Arch::Llama => None,
+    };
+    let prefix = if ck.tensors().keys().any(|n| n.starts_with("model.")) {
+        "model."
+    } else {
+        ""
+    };
+    let need_output = !cfg.tie_embeddings && pooling.is_none();
+    for (g, hf) in arch::required_tensors(&cfg, prefix, need_output) {
         if !by_gguf.contains_key(&g) {
             return Err(ConvertError::MissingTensor(hf));
         }
@@ -281,9 +304,7 @@ pub fn convert_to_gguf<W: Write>(
     }
     kv.extend(cfg.metadata());
     kv.push(("general.file_type".into(), MetaValue::U32(ty.file_type())));
-    if matches!(cfg.arch, Arch::Qwen2 | Arch::Qwen3)
-        && let Some(p) = pooling::pooling_type(src)?
-    {
+    if let Some(p) = pooling {
         kv.push((
             format!("{}.pooling_type", cfg.arch.name()),
             MetaValue::U32(p),

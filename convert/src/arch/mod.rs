@@ -369,14 +369,20 @@ pub fn map_tensor(cfg: &ModelConfig, name: &str) -> Result<Option<MappedTensor>>
             permute_heads: None,
         }))
     };
-    match name {
-        "model.embed_tokens.weight" => return simple("token_embd.weight", vec![cfg.vocab_size, h]),
-        "model.norm.weight" => return simple("output_norm.weight", vec![h]),
-        "lm_head.weight" => return simple("output.weight", vec![cfg.vocab_size, h]),
+    if name == "lm_head.weight" {
+        return simple("output.weight", vec![cfg.vocab_size, h]);
+    }
+    // The decoder's tensors sit under `model.`, except in checkpoints saved
+    // from the bare decoder (sentence-transformers embedding models such as
+    // Qwen3-Embedding), which llama.cpp's name table maps the same way.
+    let bare = name.strip_prefix("model.").unwrap_or(name);
+    match bare {
+        "embed_tokens.weight" => return simple("token_embd.weight", vec![cfg.vocab_size, h]),
+        "norm.weight" => return simple("output_norm.weight", vec![h]),
         _ => {}
     }
     let unexpected = || ConvertError::UnexpectedTensor(name.to_owned());
-    let rest = name.strip_prefix("model.layers.").ok_or_else(unexpected)?;
+    let rest = bare.strip_prefix("layers.").ok_or_else(unexpected)?;
     let (idx, suffix) = rest.split_once('.').ok_or_else(unexpected)?;
     let layer: usize = idx.parse().map_err(|_| unexpected())?;
     if layer >= cfg.n_layer || idx != layer.to_string() {
@@ -420,14 +426,27 @@ pub fn map_tensor(cfg: &ModelConfig, name: &str) -> Result<Option<MappedTensor>>
 }
 
 /// GGUF names that must be present for the model to load.
-/// Yields `(gguf name, hf name)` pairs.
-pub fn required_tensors(cfg: &ModelConfig) -> impl Iterator<Item = (String, String)> + '_ {
+/// Yields `(gguf name, hf name)` pairs; `prefix` is the decoder's prefix in
+/// the checkpoint (`"model."`, or `""` for a bare decoder). `lm_head` is
+/// required only when `need_output` (untied, and not an embedding model,
+/// whose LM head llama.cpp neither needs nor checks for).
+pub fn required_tensors<'a>(
+    cfg: &'a ModelConfig,
+    prefix: &'a str,
+    need_output: bool,
+) -> impl Iterator<Item = (String, String)> + 'a {
     let mut global = vec![
-        ("token_embd.weight", "model.embed_tokens.weight"),
-        ("output_norm.weight", "model.norm.weight"),
+        (
+            "token_embd.weight".to_owned(),
+            format!("{prefix}embed_tokens.weight"),
+        ),
+        (
+            "output_norm.weight".to_owned(),
+            format!("{prefix}norm.weight"),
+        ),
     ];
-    if !cfg.tie_embeddings {
-        global.push(("output.weight", "lm_head.weight"));
+    if need_output {
+        global.push(("output.weight".to_owned(), "lm_head.weight".to_owned()));
     }
     let mut per_layer = vec![
         ("attn_norm.weight", "input_layernorm.weight"),
@@ -455,16 +474,13 @@ pub fn required_tensors(cfg: &ModelConfig) -> impl Iterator<Item = (String, Stri
     }
     // Lazy, so that an absurd `num_hidden_layers` costs nothing before the
     // first missing tensor stops the caller.
-    let global = global
-        .into_iter()
-        .map(|(g, h)| (g.to_owned(), h.to_owned()));
     let layers = (0..cfg.n_layer).flat_map(move |i| {
         per_layer
             .clone()
             .into_iter()
-            .map(move |(g, h)| (format!("blk.{i}.{g}"), format!("model.layers.{i}.{h}")))
+            .map(move |(g, h)| (format!("blk.{i}.{g}"), format!("{prefix}layers.{i}.{h}")))
     });
-    global.chain(layers)
+    global.into_iter().chain(layers)
 }
 
 /// Sort key reproducing llama.cpp's `weight_name_comparer`: tensors outside

@@ -130,7 +130,9 @@ mod tests {
             ("blk.27.attn_k_norm.weight".into(), vec![128])
         );
         // Tied: no lm_head required; q/k norms required; no biases required.
-        let req: Vec<String> = required_tensors(&cfg).map(|(g, _)| g).collect();
+        let req: Vec<String> = required_tensors(&cfg, "model.", !cfg.tie_embeddings)
+            .map(|(g, _)| g)
+            .collect();
         assert!(!req.iter().any(|g| g == "output.weight"));
         assert!(req.iter().any(|g| g == "blk.0.attn_q_norm.weight"));
         assert!(req.iter().any(|g| g == "blk.27.attn_k_norm.weight"));

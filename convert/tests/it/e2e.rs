@@ -163,12 +163,10 @@ fn qwen3_bf16_bpe_tied_head_dim() {
     }
 }
 
-/// Qwen3, untied, with yarn rope scaling (as Qwen3's long-context setup),
-/// `attention_bias` (q/k/v biases, which Qwen3 only has when set) and the
-/// sentence-transformers files of an embedding model (last-token pooling,
-/// as Qwen3-Embedding).
+/// Qwen3, untied, with yarn rope scaling (as Qwen3's long-context setup)
+/// and `attention_bias` (q/k/v biases, which Qwen3 only has when set).
 #[test]
-fn qwen3_f16_bpe_untied_yarn_bias_embedding() {
+fn qwen3_f16_bpe_untied_yarn_bias() {
     let root = tempfile::tempdir().unwrap();
     let (dir, src) = make_model_with(
         root.path(),
@@ -176,7 +174,7 @@ fn qwen3_f16_bpe_untied_yarn_bias_embedding() {
         "f16",
         "bpe",
         false,
-        &["--yarn", "--bias", "--embedding"],
+        &["--yarn", "--bias"],
     );
     for preset in [
         GgufType::F32,
@@ -186,6 +184,19 @@ fn qwen3_f16_bpe_untied_yarn_bias_embedding() {
         GgufType::Q4KS,
         GgufType::Q5KM,
     ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// A Qwen3-Embedding-like checkpoint: sentence-transformers files (last-token
+/// pooling → `qwen3.pooling_type`), tensors of the bare decoder without the
+/// `model.` prefix, and no LM head although the config is untied (as
+/// Qwen3-Embedding-8B): the embedding then gets the output's type.
+#[test]
+fn qwen3_embedding_bare_decoder() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(root.path(), "qwen3", "f32", "bpe", false, &["--embedding"]);
+    for preset in [GgufType::Q8_0, GgufType::Q4KM] {
         convert_and_check(root.path(), &dir, &src, preset);
     }
 }
@@ -503,6 +514,29 @@ fn qwen3_reranker_is_refused() {
 }
 
 #[test]
+fn bare_decoder_names_and_duplicates() {
+    // Without the `model.` prefix, a missing tensor is named as the checkpoint spells it.
+    let shapes: Vec<_> = qwen3_shapes()
+        .into_iter()
+        .filter(|(n, _)| !n.ends_with("k_norm.weight"))
+        .map(|(n, s)| (n.strip_prefix("model.").unwrap(), s))
+        .collect();
+    let e = qwen3_with(&shapes).convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::MissingTensor(n) if n == "layers.0.self_attn.k_norm.weight"),
+        "{e}"
+    );
+    // The same tensor with and without the prefix is an error, not a silent pick.
+    let mut shapes = qwen3_shapes();
+    shapes.push(("norm.weight", vec![32]));
+    let e = qwen3_with(&shapes).convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::DuplicateTensor { gguf, .. } if gguf == "output_norm.weight"),
+        "{e}"
+    );
+}
+
+#[test]
 fn qwen3_moe_is_refused_by_name() {
     let mut fx = Fixture::qwen3();
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["Qwen3MoeForCausalLM"]));
@@ -685,6 +719,7 @@ fn llama_cpp_loads_converted_files() {
         ("llama", "f16", "bpe", true, &["--layers", "10"][..]),
         ("qwen3", "bf16", "bpe", true, &["--layers", "10"][..]),
         ("qwen3", "f16", "bpe", false, &["--yarn", "--bias"][..]),
+        ("qwen3", "f32", "bpe", false, &["--embedding"][..]),
     ] {
         let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));

@@ -6,7 +6,8 @@ usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers
   qwen3: 8 heads, 2 KV heads (n_gqa 4) and head_dim 64 != hidden/heads, q/k norms, a
   Qwen3-like tokenizer_config (bos_token null, non-special <think> added tokens);
   --yarn adds yarn rope scaling, --bias sets attention_bias (q/k/v biases),
-  --embedding adds sentence-transformers modules.json + 1_Pooling/config.json (last token).
+  --embedding makes a Qwen3-Embedding-like layout: sentence-transformers modules.json +
+  1_Pooling/config.json (last token), tensors of the bare decoder (no `model.` prefix), no lm_head.
   TOKENIZER: bpe (trained with `tokenizers`) | spm (trained with `sentencepiece`)
 """
 import io
@@ -232,6 +233,8 @@ def main():
         tensors[p + "mlp.up_proj.weight"] = w(ff, hidden)
         tensors[p + "mlp.down_proj.weight"] = w(hidden, ff)
         tensors[p + "self_attn.rotary_emb.inv_freq"] = w(head_dim // 2)  # dropped by the converter
+    if "--embedding" in sys.argv:
+        tensors = {k.removeprefix("model."): v for k, v in tensors.items() if k != "lm_head.weight"}
     names = sorted(tensors)
     half = len(names) // 2
     shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
