@@ -700,6 +700,14 @@ fn llama_cpp_loads_converted_files() {
             &["--yarn", "--bias"][..],
             &[GgufType::Q2K, GgufType::Q5_1][..],
         ),
+        (
+            "qwen3",
+            "f32",
+            "bpe",
+            false,
+            &["--embedding"][..],
+            &[GgufType::Q8_0][..],
+        ),
     ] {
         let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
