@@ -7,8 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Shared;
 use crate::daemon::jobs::{
-    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec,
+    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
 };
+use crate::failure::FailureKind;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState};
 
@@ -182,7 +183,10 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
     match job.kind.as_str() {
         PULL => run_pull(shared, job).await,
         CONVERT => run_convert(shared, job).await,
-        other => finish(shared, job.id, Err(format!("unknown job kind `{other}`"))).await,
+        other => {
+            let error = SpecError::UnknownKind(other.to_owned());
+            finish(shared, job.id, Err(Failure::spec(&error))).await;
+        }
     }
     // A job that ended may have pushed the store over its quota.
     shared.quota_check.notify_one();
@@ -242,12 +246,12 @@ where
 async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
     let request = match serde_json::from_value::<ConvertSpec>(job.spec.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|spec| spec.request().map_err(|e| e.to_string()))
+        .map_err(SpecError::from)
+        .and_then(|spec| spec.request())
     {
         Ok(request) => request,
         Err(error) => {
-            finish(shared, id, Err(error)).await;
+            finish(shared, id, Err(Failure::spec(&error))).await;
             return;
         }
     };
@@ -277,9 +281,9 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             finish(shared, id, Ok(())).await;
         }
         Some(Err(error)) => {
-            let message = crate::fetch::transfer::error_chain(&error);
-            tracing::warn!(job = id, error = message, "conversion failed");
-            finish(shared, id, Err(message)).await;
+            let failure = Failure::of(&error);
+            tracing::warn!(job = id, error = failure.message, kind = %failure.kind, "conversion failed");
+            finish(shared, id, Err(failure)).await;
         }
         None => tracing::info!(job = id, "conversion interrupted"),
     }
@@ -289,8 +293,8 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
 async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
     let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|spec| spec.options().map_err(|e| e.to_string()))
+        .map_err(|e| Failure::spec(&SpecError::from(e)))
+        .and_then(|spec| spec.options().map_err(|e| Failure::spec(&e)))
         .and_then(|options| with_licence_gate(&shared.larder, options))
     {
         Ok(mut options) => {
@@ -319,9 +323,9 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
             finish(shared, id, Ok(())).await;
         }
         Some(Err(error)) => {
-            let message = crate::fetch::transfer::error_chain(&error);
-            tracing::warn!(job = id, error = message, "job failed");
-            finish(shared, id, Err(message)).await;
+            let failure = Failure::of(&error);
+            tracing::warn!(job = id, error = failure.message, kind = %failure.kind, "job failed");
+            finish(shared, id, Err(failure)).await;
         }
         // Cancelled (the registry says so already) or the daemon is stopping (the job stays
         // `running` and is re-queued at the next start).
@@ -334,11 +338,10 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
 fn with_licence_gate(
     larder: &crate::Larder,
     mut options: crate::fetch::PullOptions,
-) -> Result<crate::fetch::PullOptions, String> {
-    let policy = crate::config::load_policy(&larder.home, None)
-        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
-    let gate = crate::licence::PullGate::new(policy, &[], "larder-daemon")
-        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+) -> Result<crate::fetch::PullOptions, Failure> {
+    let policy = crate::config::load_policy(&larder.home, None).map_err(|e| Failure::of(&e))?;
+    let gate =
+        crate::licence::PullGate::new(policy, &[], "larder-daemon").map_err(|e| Failure::of(&e))?;
     options.licence_gate = Some(Arc::new(gate));
     Ok(options)
 }
@@ -349,12 +352,45 @@ fn forget(shared: &Shared, id: i64) {
     }
 }
 
-async fn finish(shared: &Shared, id: i64, outcome: Result<(), String>) {
-    let (state, error) = match outcome {
-        Ok(()) => (JobState::Done, None),
-        Err(error) => (JobState::Failed, Some(error)),
+/// Why a job failed: the message shown to people and the kind scripts (and `larder pull
+/// --daemon`'s exit status) go by.
+struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+impl Failure {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure {
+            kind: FailureKind::of(error),
+            message: crate::fetch::transfer::error_chain(error),
+        }
+    }
+
+    /// A stored spec that does not validate (its message already says everything).
+    fn spec(error: &SpecError) -> Failure {
+        Failure {
+            kind: error.failure_kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
+async fn finish(shared: &Shared, id: i64, outcome: Result<(), Failure>) {
+    let (state, error, kind) = match outcome {
+        Ok(()) => (JobState::Done, None, None),
+        Err(failure) => (
+            JobState::Failed,
+            Some(failure.message),
+            Some(failure.kind.as_str()),
+        ),
     };
-    if let Err(e) = shared.larder.registry.finish_job(id, state, error).await {
+    if let Err(e) = shared
+        .larder
+        .registry
+        .finish_job(id, state, error, kind)
+        .await
+    {
         tracing::warn!(job = id, error = %e, "could not record the end of a job");
     }
 }
