@@ -93,3 +93,53 @@ async fn full_disk_stops_cleanly_and_resumes() {
         big
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/fat")
+        .lfs_file("a.safetensors", content(53, 3 << 20))
+        .lfs_file("b.safetensors", content(54, 4 << 20))
+        .commit("main");
+    let world = World::start(hub).await;
+    // The store on a volume too small for the repo; the registry stays in the home.
+    let store = world.home.path().join("small-store");
+    let Some(_mount) = mount_tmpfs(&store, "6m") else {
+        eprintln!("SKIPPED a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull: no tmpfs");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs for the full-disk test"
+        );
+        return;
+    };
+    std::fs::write(
+        world.home.path().join("config.toml"),
+        format!("[store]\nurl = \"file://{}\"\n", store.display()),
+    )
+    .unwrap();
+    let mirror = crate::daemon_jobs::daemon(&world).await;
+    let remote = world
+        .cli()
+        .args(["pull", "--daemon", &mirror.url(), "acme/fat"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&remote.stderr);
+    assert_eq!(remote.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("failed (disk_full)"), "{stderr}");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    let view = crate::daemon_jobs::job(&mirror, 1).await;
+    assert_eq!(
+        view.error_kind,
+        Some(larder::failure::FailureKind::DiskFull),
+        "{view:?}"
+    );
+    mirror.stop().await.unwrap();
+
+    let local = world.cli().args(["pull", "acme/fat"]).output().unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+}
