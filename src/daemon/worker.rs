@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Shared;
 use crate::daemon::jobs::{
     ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
 };
+use crate::daemon::{Ended, Shared};
 use crate::failure::FailureKind;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState};
@@ -376,23 +376,57 @@ impl Failure {
     }
 }
 
-async fn finish(shared: &Shared, id: i64, outcome: Result<(), Failure>) {
-    let (state, error, kind) = match outcome {
-        Ok(()) => (JobState::Done, None, None),
-        Err(failure) => (
-            JobState::Failed,
-            Some(failure.message),
-            Some(failure.kind.as_str()),
-        ),
+async fn finish(shared: &Arc<Shared>, id: i64, outcome: Result<(), Failure>) {
+    let ended = match outcome {
+        Ok(()) => Ended {
+            state: JobState::Done,
+            error: None,
+            error_kind: None,
+        },
+        Err(failure) => Ended {
+            state: JobState::Failed,
+            error: Some(failure.message),
+            error_kind: Some(failure.kind.as_str()),
+        },
     };
-    if let Err(e) = shared
+    if let Err(e) = record_end(shared, id, &ended).await {
+        // Typically the registry's disk is full (often what failed the job): the API shows the
+        // end from memory meanwhile, so `larder pull --daemon` still ends, and it is recorded
+        // once there is room. A daemon stopped first leaves the job to be re-queued.
+        tracing::warn!(job = id, error = %e, "could not record the end of a job; retrying");
+        if let Ok(mut unrecorded) = shared.unrecorded.lock() {
+            unrecorded.insert(id, ended.clone());
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.options.poll_every) => {}
+                    _ = shared.shutdown.cancelled() => return,
+                }
+                if record_end(&shared, id, &ended).await.is_ok() {
+                    tracing::info!(job = id, "recorded the end of the job");
+                    if let Ok(mut unrecorded) = shared.unrecorded.lock() {
+                        unrecorded.remove(&id);
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Write how a job ended to the registry (a job cancelled meanwhile stays cancelled).
+async fn record_end(
+    shared: &Shared,
+    id: i64,
+    ended: &Ended,
+) -> Result<bool, crate::registry::RegistryError> {
+    shared
         .larder
         .registry
-        .finish_job(id, state, error, kind)
+        .finish_job(id, ended.state, ended.error.clone(), ended.error_kind)
         .await
-    {
-        tracing::warn!(job = id, error = %e, "could not record the end of a job");
-    }
 }
 
 /// Write the job's progress to the registry now and then, while it changes. A job no longer

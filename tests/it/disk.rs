@@ -5,6 +5,8 @@ use std::process::Command;
 
 use hub_standin::{Hub, RepoKind};
 use larder::Larder;
+use larder::failure::FailureKind;
+use larder::registry::JobState;
 
 use crate::common::{World, content, options, pull_with, read, sha256_hex};
 
@@ -12,7 +14,19 @@ struct Tmpfs(std::path::PathBuf);
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        // A registry connection may close a moment after its last user: retry, then detach the
+        // mount lazily rather than leave it behind.
+        for _ in 0..20 {
+            let quiet = Command::new("umount")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status();
+            if quiet.is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
@@ -102,9 +116,9 @@ async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
         .lfs_file("b.safetensors", content(54, 4 << 20))
         .commit("main");
     let world = World::start(hub).await;
-    // The store on a volume too small for the repo; the registry stays in the home.
-    let store = world.home.path().join("small-store");
-    let Some(_mount) = mount_tmpfs(&store, "6m") else {
+    // The whole home, store and registry, on a disk too small for the repo (the default layout,
+    // where the daemon cannot even record that the job failed until there is room).
+    let Some(_mount) = mount_tmpfs(world.home.path(), "6m") else {
         eprintln!("SKIPPED a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull: no tmpfs");
         assert!(
             std::env::var_os("CI").is_none(),
@@ -112,11 +126,6 @@ async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
         );
         return;
     };
-    std::fs::write(
-        world.home.path().join("config.toml"),
-        format!("[store]\nurl = \"file://{}\"\n", store.display()),
-    )
-    .unwrap();
     let mirror = crate::daemon_jobs::daemon(&world).await;
     let remote = world
         .cli()
@@ -128,12 +137,7 @@ async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
     assert!(stderr.contains("failed (disk_full)"), "{stderr}");
     assert!(stderr.contains("no space left"), "{stderr}");
     let view = crate::daemon_jobs::job(&mirror, 1).await;
-    assert_eq!(
-        view.error_kind,
-        Some(larder::failure::FailureKind::DiskFull),
-        "{view:?}"
-    );
-    mirror.stop().await.unwrap();
+    assert_eq!(view.error_kind, Some(FailureKind::DiskFull), "{view:?}");
 
     let local = world.cli().args(["pull", "acme/fat"]).output().unwrap();
     assert_eq!(
@@ -142,4 +146,32 @@ async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
         "{}",
         String::from_utf8_lossy(&local.stderr)
     );
+
+    // With room again, the daemon records how the job ended.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=32m"])
+        .arg(world.home.path())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let larder = world.larder();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let job = larder.registry.job(1).await.unwrap().unwrap();
+        if job.state == JobState::Failed {
+            assert_eq!(job.error_kind.as_deref(), Some("disk_full"), "{job:?}");
+            assert!(
+                job.error.unwrap_or_default().contains("no space left"),
+                "the recorded reason"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end of the job was never recorded: {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(larder);
+    mirror.stop().await.unwrap();
 }
