@@ -17,6 +17,7 @@ use crate::fetch::transfer::TransferError;
 use crate::hub::HubError;
 use crate::licence::LicenceError;
 use crate::manifest::ManifestError;
+use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::store::materialize::MaterializeError;
 
@@ -25,7 +26,7 @@ use crate::store::materialize::MaterializeError;
 pub enum FailureKind {
     /// The licence policy denies the revision.
     LicenceDenied,
-    /// The disk (of the store, or of an output) is full.
+    /// The disk (of the store, the registry or an output) is full.
     DiskFull,
     /// The repo, revision or file does not exist upstream, or the source is not held.
     NotFound,
@@ -33,7 +34,7 @@ pub enum FailureKind {
     Upstream,
     /// The request itself cannot be carried out as given (patterns, names, conversion target).
     Invalid,
-    /// Anything else (registry, local I/O, an internal error).
+    /// Anything else (the registry or local I/O failing otherwise, an internal error).
     Other,
     /// Not recorded: a job that failed before kinds were recorded, or a kind this version does
     /// not know.
@@ -102,6 +103,9 @@ fn of_link(error: &(dyn std::error::Error + 'static)) -> Option<FailureKind> {
     if let Some(e) = error.downcast_ref::<StoreError>() {
         return Some(e.failure_kind());
     }
+    if let Some(e) = error.downcast_ref::<RegistryError>() {
+        return Some(registry_kind(e));
+    }
     if let Some(e) = error.downcast_ref::<SpecError>() {
         return Some(e.failure_kind());
     }
@@ -109,6 +113,15 @@ fn of_link(error: &(dyn std::error::Error + 'static)) -> Option<FailureKind> {
         return Some(io_kind(e));
     }
     None
+}
+
+/// A registry on a full disk, or something else local.
+fn registry_kind(error: &RegistryError) -> FailureKind {
+    if error.is_disk_full() {
+        FailureKind::DiskFull
+    } else {
+        FailureKind::Other
+    }
 }
 
 /// A full disk, or something else local.
@@ -164,12 +177,13 @@ impl PullError {
             PullError::Hub(e) => e.failure_kind(),
             PullError::Pattern(_) | PullError::NothingSelected { .. } => FailureKind::Invalid,
             PullError::Transfer(e) => e.failure_kind(),
-            PullError::Registry(_) => FailureKind::Other,
+            PullError::Registry(e) => registry_kind(e),
             PullError::Store(e) => e.failure_kind(),
             PullError::Materialize(MaterializeError::Path(_)) => FailureKind::Upstream,
             PullError::Materialize(MaterializeError::Io { source, .. }) => io_kind(source),
             PullError::Licence(e) => e.failure_kind(),
             PullError::Manifest(ManifestError::Store(e)) => e.failure_kind(),
+            PullError::Manifest(ManifestError::Registry(e)) => registry_kind(e),
             PullError::Manifest(_) => FailureKind::Other,
         }
     }
@@ -250,7 +264,8 @@ impl ConvertRunError {
             },
             ConvertRunError::Store(e) => e.failure_kind(),
             ConvertRunError::Out { source, .. } => io_kind(source),
-            ConvertRunError::Registry(_) | ConvertRunError::Task(_) => FailureKind::Other,
+            ConvertRunError::Registry(e) => registry_kind(e),
+            ConvertRunError::Task(_) => FailureKind::Other,
         }
     }
 }
