@@ -8,6 +8,7 @@ pub mod bundle;
 pub mod config;
 pub mod convert;
 pub mod daemon;
+pub mod failure;
 pub mod fetch;
 pub mod gc;
 pub mod hub;

@@ -169,6 +169,24 @@ pub enum RegistryError {
     },
 }
 
+impl RegistryError {
+    /// Whether SQLite failed because the disk holding the database is full.
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            RegistryError::Open { source, .. }
+            | RegistryError::Configure { source, .. }
+            | RegistryError::Migrate { source, .. }
+            | RegistryError::Write { source, .. }
+            | RegistryError::Read { source, .. } => source,
+            RegistryError::SpawnWriter { source, .. } => {
+                return source.kind() == std::io::ErrorKind::StorageFull;
+            }
+            _ => return false,
+        };
+        source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 fn describe_sha256(sha256: Option<&str>) -> String {
     match sha256 {
         Some(sha256) => format!("no blob with sha256 {sha256} is recorded"),

@@ -97,13 +97,17 @@ pub struct JobRecord {
     pub progress: Option<serde_json::Value>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it failed, as a short machine-readable kind chosen by the daemon; `None` while it has
+    /// not failed, and for jobs that failed before the column existed.
+    pub error_kind: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, kind, spec_json, state, progress_json, error, created_at, updated_at";
+const COLUMNS: &str =
+    "id, kind, spec_json, state, progress_json, error, created_at, updated_at, error_kind";
 
 fn now() -> i64 {
     SystemTime::now()
@@ -124,6 +128,7 @@ fn job_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         state: state.parse().unwrap_or(JobState::Failed),
         progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
         error: row.get(5)?,
+        error_kind: row.get(8)?,
         created_at: row.get(6)?,
         updated_at: row.get(7)?,
     })
@@ -248,20 +253,22 @@ impl Registry {
         .await
     }
 
-    /// Finish a running job as `state` (done or failed). A job cancelled meanwhile stays
-    /// cancelled; returns whether the job was updated.
+    /// Finish a running job as `state` (done or failed), with the error and its kind if it
+    /// failed. A job cancelled meanwhile stays cancelled; returns whether the job was updated.
     pub async fn finish_job(
         &self,
         id: i64,
         state: JobState,
         error: Option<String>,
+        error_kind: Option<&str>,
     ) -> Result<bool, RegistryError> {
+        let error_kind = error_kind.map(str::to_owned);
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE jobs SET state = ?2, error = ?3, updated_at = ?4
+                    "UPDATE jobs SET state = ?2, error = ?3, error_kind = ?4, updated_at = ?5
                      WHERE id = ?1 AND state = 'running'",
-                    params![id, state.as_str(), error, now()],
+                    params![id, state.as_str(), error, error_kind, now()],
                 )
                 .map_err(write_error(|| format!("finish job {id}")))?;
             Ok(n > 0)

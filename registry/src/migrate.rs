@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0003_daemon",
         sql: include_str!("../migrations/0003_daemon.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_job_error_kind",
+        sql: include_str!("../migrations/0004_job_error_kind.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

@@ -10,7 +10,6 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use larder::daemon::jobs::JobView;
 use larder::hub::RepoRef;
-use larder::registry::JobState;
 use serde_json::json;
 
 use super::format;
@@ -52,7 +51,7 @@ enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Wait until a job ends; exit non-zero unless it is done
+    /// Wait until a job ends; exit 0 when done, 130 when cancelled, else as `larder pull` would
     Wait {
         /// Job id
         id: i64,
@@ -280,11 +279,7 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
             let job = api.job(id).await?;
             if job.state.is_final() {
                 show(&job);
-                return Ok(if job.state == JobState::Done {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+                return Ok(super::job_exit_status(&job));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         },
@@ -328,16 +323,24 @@ fn row(job: &JobView) -> Vec<String> {
     vec![
         job.id.to_string(),
         job.kind.clone(),
-        job.state.to_string(),
+        state_of(job),
         repo_of(job),
         progress_of(job),
         format::time(job.updated_at),
     ]
 }
 
+/// The state, with the kind of failure of a failed job: `failed (licence_denied)`.
+fn state_of(job: &JobView) -> String {
+    match job.error_kind {
+        Some(kind) => format!("{} ({kind})", job.state),
+        None => job.state.to_string(),
+    }
+}
+
 fn show(job: &JobView) {
     println!("job {}: {} {}", job.id, job.kind, repo_of(job));
-    println!("  state:    {}", job.state);
+    println!("  state:    {}", state_of(job));
     println!("  progress: {}", progress_of(job));
     if let Some(error) = &job.error {
         println!("  error:    {error}");

@@ -24,6 +24,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use larder::Larder;
+use larder::daemon::jobs::JobView;
+use larder::failure::FailureKind;
+use larder::registry::JobState;
 use larder::settings::Settings;
 
 /// Exit status for verification failures (`larder verify` found bad blobs).
@@ -154,6 +157,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Exit status when a job was cancelled or the command interrupted (128 + SIGINT, as a shell
+/// reports a process stopped by Ctrl-C).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The exit status of a failure of this kind: the one table shared by local commands
+/// ([`report_error`]) and jobs followed on a daemon ([`job_exit_status`]).
+pub fn exit_status(kind: FailureKind) -> ExitCode {
+    match kind {
+        FailureKind::DiskFull => ExitCode::from(EXIT_DISK_FULL),
+        FailureKind::LicenceDenied => ExitCode::from(EXIT_LICENCE_DENIED),
+        FailureKind::NotFound
+        | FailureKind::Upstream
+        | FailureKind::Invalid
+        | FailureKind::Other
+        | FailureKind::Unknown => ExitCode::FAILURE,
+    }
+}
+
+/// The exit status for a job that ended: 0 when done, 130 when cancelled, else the status of
+/// its failure's kind (a daemon too old to record one counts as unknown).
+pub fn job_exit_status(job: &JobView) -> ExitCode {
+    match job.state {
+        JobState::Done => ExitCode::SUCCESS,
+        JobState::Cancelled => ExitCode::from(EXIT_INTERRUPTED),
+        _ => exit_status(job.error_kind.unwrap_or(FailureKind::Unknown)),
+    }
+}
+
 /// Print an error with its whole chain and a hint where one helps.
 pub fn report_error(error: &anyhow::Error) -> ExitCode {
     if let Some(io) = error.downcast_ref::<std::io::Error>()
@@ -162,19 +193,13 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {error:#}");
+    let kind = FailureKind::of(error.as_ref());
     if let Some(pull) = error.downcast_ref::<larder::fetch::PullError>() {
-        if pull.is_disk_full() {
+        if kind == FailureKind::DiskFull {
             eprintln!("hint: the parts already written are kept; `larder pull` again resumes them");
-            return ExitCode::from(EXIT_DISK_FULL);
-        }
-        if let larder::fetch::PullError::Licence(licence) = pull
-            && licence.is_denied()
-        {
-            return ExitCode::from(EXIT_LICENCE_DENIED);
-        }
-        if matches!(pull, larder::fetch::PullError::Transfer(_)) {
+        } else if matches!(pull, larder::fetch::PullError::Transfer(_)) {
             eprintln!("hint: run the same `larder pull` again to resume from what was written");
         }
     }
-    ExitCode::FAILURE
+    exit_status(kind)
 }

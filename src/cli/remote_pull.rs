@@ -1,7 +1,8 @@
 //! `larder pull --daemon URL`: queue the pull as a job of a running `larder serve` and follow
 //! it with the same progress display as a local pull. The job's progress snapshots (plan, files
 //! in flight) are turned back into pull events for the local reporter. Ctrl-C stops following;
-//! the job keeps running on the daemon.
+//! the job keeps running on the daemon. The exit status is the one a local pull would end with
+//! for the same failure, from the kind the daemon records with a failed job.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use larder::daemon::jobs::{JobView, PullProgress};
+use larder::failure::FailureKind;
 use larder::fetch::progress::{PullEvent, Reporter};
 use larder::registry::JobState;
 use serde_json::json;
@@ -65,7 +67,7 @@ pub async fn run(daemon: &str, pull: RemotePull) -> anyhow::Result<ExitCode> {
                     "stopped following; job {id} keeps running on the daemon \
                      (`larder jobs wait {id}` follows it, `larder jobs cancel {id}` stops it)"
                 );
-                return Ok(ExitCode::from(130));
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         };
         follower.update(&job);
@@ -79,7 +81,7 @@ pub async fn run(daemon: &str, pull: RemotePull) -> anyhow::Result<ExitCode> {
                     "stopped following; job {id} keeps running on the daemon \
                      (`larder jobs wait {id}` follows it, `larder jobs cancel {id}` stops it)"
                 );
-                return Ok(ExitCode::from(130));
+                return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
             }
         }
     }
@@ -201,8 +203,17 @@ impl Follower {
                     });
                 }
                 let why = job.error.as_deref().unwrap_or("no reason given");
-                eprintln!("error: job {} {state}: {why}", job.id);
-                ExitCode::FAILURE
+                match job.error_kind {
+                    Some(kind) => eprintln!("error: job {} {state} ({kind}): {why}", job.id),
+                    None => eprintln!("error: job {} {state}: {why}", job.id),
+                }
+                if job.error_kind == Some(FailureKind::DiskFull) {
+                    eprintln!(
+                        "hint: the daemon keeps the parts already written; free space on its \
+                         disk, then the same pull resumes them"
+                    );
+                }
+                super::job_exit_status(job)
             }
         }
     }

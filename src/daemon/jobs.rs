@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::failure::FailureKind;
 use crate::fetch::PullOptions;
 use crate::hub::{NameError, RepoId, RepoType, Revision};
 use crate::registry::{JobRecord, JobState};
@@ -270,6 +271,10 @@ pub struct JobView {
     pub progress: Progress,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it failed, as a kind (set on failed jobs only; `unknown` for a job that failed before
+    /// kinds were recorded). Absent from the answers of older daemons.
+    #[serde(default)]
+    pub error_kind: Option<FailureKind>,
     /// The submitted fields.
     pub spec: serde_json::Value,
     /// Unix seconds.
@@ -284,12 +289,15 @@ impl From<JobRecord> for JobView {
             .progress
             .and_then(|p| serde_json::from_value(p).ok())
             .unwrap_or_default();
+        let error_kind = (record.state == JobState::Failed)
+            .then(|| FailureKind::from_stored(record.error_kind.as_deref()));
         JobView {
             id: record.id,
             kind: record.kind,
             state: record.state,
             progress,
             error: record.error,
+            error_kind,
             spec: record.spec,
             created_at: record.created_at,
             updated_at: record.updated_at,

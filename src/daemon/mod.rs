@@ -136,6 +136,31 @@ pub(crate) struct Shared {
     pub(crate) verification_failures: AtomicU64,
     /// Wakes the quota keeper (a job ended).
     pub(crate) quota_check: Notify,
+    /// Jobs that ended while the registry could not record it (its disk is full), shown from
+    /// here until a retry records them.
+    pub(crate) unrecorded: Mutex<HashMap<i64, Ended>>,
+}
+
+/// How a job ended, as [`Shared::unrecorded`] keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    pub(crate) state: JobState,
+    pub(crate) error: Option<String>,
+    pub(crate) error_kind: Option<&'static str>,
+}
+
+/// The job as the API shows it: a job the registry still has `running` that ended without the
+/// registry recording it is shown as it ended.
+fn with_unrecorded(shared: &Shared, mut record: JobRecord) -> JobRecord {
+    if record.state == JobState::Running
+        && let Ok(unrecorded) = shared.unrecorded.lock()
+        && let Some(ended) = unrecorded.get(&record.id)
+    {
+        record.state = ended.state;
+        record.error = ended.error.clone();
+        record.error_kind = ended.error_kind.map(str::to_owned);
+    }
+    record
 }
 
 /// Queue a job and wake a worker.
@@ -174,6 +199,7 @@ impl Daemon {
             fetched_bytes: Default::default(),
             verification_failures: AtomicU64::new(0),
             quota_check: Notify::new(),
+            unrecorded: Mutex::new(HashMap::new()),
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..workers)
             .map(|index| tokio::spawn(worker::run(shared.clone(), index)))
@@ -193,14 +219,19 @@ impl Daemon {
         submit(&self.shared, spec).await
     }
 
-    /// One job.
+    /// One job (as it ended, if it ended while the registry could not record it).
     pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, DaemonError> {
-        Ok(self.shared.larder.registry.job(id).await?)
+        let job = self.shared.larder.registry.job(id).await?;
+        Ok(job.map(|job| with_unrecorded(&self.shared, job)))
     }
 
-    /// Every job, oldest first.
+    /// Every job, oldest first (as [`Daemon::job`] shows each).
     pub async fn jobs(&self) -> Result<Vec<JobRecord>, DaemonError> {
-        Ok(self.shared.larder.registry.jobs().await?)
+        let jobs = self.shared.larder.registry.jobs().await?;
+        Ok(jobs
+            .into_iter()
+            .map(|job| with_unrecorded(&self.shared, job))
+            .collect())
     }
 
     /// Cancel a queued or running job (a running pull is aborted; its parts are kept).

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Shared;
 use crate::daemon::jobs::{
-    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec,
+    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
 };
+use crate::daemon::{Ended, Shared};
+use crate::failure::FailureKind;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState};
 
@@ -182,7 +183,10 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
     match job.kind.as_str() {
         PULL => run_pull(shared, job).await,
         CONVERT => run_convert(shared, job).await,
-        other => finish(shared, job.id, Err(format!("unknown job kind `{other}`"))).await,
+        other => {
+            let error = SpecError::UnknownKind(other.to_owned());
+            finish(shared, job.id, Err(Failure::spec(&error))).await;
+        }
     }
     // A job that ended may have pushed the store over its quota.
     shared.quota_check.notify_one();
@@ -242,12 +246,12 @@ where
 async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
     let request = match serde_json::from_value::<ConvertSpec>(job.spec.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|spec| spec.request().map_err(|e| e.to_string()))
+        .map_err(SpecError::from)
+        .and_then(|spec| spec.request())
     {
         Ok(request) => request,
         Err(error) => {
-            finish(shared, id, Err(error)).await;
+            finish(shared, id, Err(Failure::spec(&error))).await;
             return;
         }
     };
@@ -277,9 +281,9 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             finish(shared, id, Ok(())).await;
         }
         Some(Err(error)) => {
-            let message = crate::fetch::transfer::error_chain(&error);
-            tracing::warn!(job = id, error = message, "conversion failed");
-            finish(shared, id, Err(message)).await;
+            let failure = Failure::of(&error);
+            tracing::warn!(job = id, error = failure.message, kind = %failure.kind, "conversion failed");
+            finish(shared, id, Err(failure)).await;
         }
         None => tracing::info!(job = id, "conversion interrupted"),
     }
@@ -289,8 +293,8 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
 async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
     let id = job.id;
     let options = match serde_json::from_value::<PullSpec>(job.spec.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|spec| spec.options().map_err(|e| e.to_string()))
+        .map_err(|e| Failure::spec(&SpecError::from(e)))
+        .and_then(|spec| spec.options().map_err(|e| Failure::spec(&e)))
         .and_then(|options| with_licence_gate(&shared.larder, options))
     {
         Ok(mut options) => {
@@ -319,9 +323,9 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
             finish(shared, id, Ok(())).await;
         }
         Some(Err(error)) => {
-            let message = crate::fetch::transfer::error_chain(&error);
-            tracing::warn!(job = id, error = message, "job failed");
-            finish(shared, id, Err(message)).await;
+            let failure = Failure::of(&error);
+            tracing::warn!(job = id, error = failure.message, kind = %failure.kind, "job failed");
+            finish(shared, id, Err(failure)).await;
         }
         // Cancelled (the registry says so already) or the daemon is stopping (the job stays
         // `running` and is re-queued at the next start).
@@ -334,11 +338,10 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
 fn with_licence_gate(
     larder: &crate::Larder,
     mut options: crate::fetch::PullOptions,
-) -> Result<crate::fetch::PullOptions, String> {
-    let policy = crate::config::load_policy(&larder.home, None)
-        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
-    let gate = crate::licence::PullGate::new(policy, &[], "larder-daemon")
-        .map_err(|e| crate::fetch::transfer::error_chain(&e))?;
+) -> Result<crate::fetch::PullOptions, Failure> {
+    let policy = crate::config::load_policy(&larder.home, None).map_err(|e| Failure::of(&e))?;
+    let gate =
+        crate::licence::PullGate::new(policy, &[], "larder-daemon").map_err(|e| Failure::of(&e))?;
     options.licence_gate = Some(Arc::new(gate));
     Ok(options)
 }
@@ -349,14 +352,81 @@ fn forget(shared: &Shared, id: i64) {
     }
 }
 
-async fn finish(shared: &Shared, id: i64, outcome: Result<(), String>) {
-    let (state, error) = match outcome {
-        Ok(()) => (JobState::Done, None),
-        Err(error) => (JobState::Failed, Some(error)),
-    };
-    if let Err(e) = shared.larder.registry.finish_job(id, state, error).await {
-        tracing::warn!(job = id, error = %e, "could not record the end of a job");
+/// Why a job failed: the message shown to people and the kind scripts (and `larder pull
+/// --daemon`'s exit status) go by.
+struct Failure {
+    kind: FailureKind,
+    message: String,
+}
+
+impl Failure {
+    fn of(error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure {
+            kind: FailureKind::of(error),
+            message: crate::fetch::transfer::error_chain(error),
+        }
     }
+
+    /// A stored spec that does not validate (its message already says everything).
+    fn spec(error: &SpecError) -> Failure {
+        Failure {
+            kind: error.failure_kind(),
+            message: error.to_string(),
+        }
+    }
+}
+
+async fn finish(shared: &Arc<Shared>, id: i64, outcome: Result<(), Failure>) {
+    let ended = match outcome {
+        Ok(()) => Ended {
+            state: JobState::Done,
+            error: None,
+            error_kind: None,
+        },
+        Err(failure) => Ended {
+            state: JobState::Failed,
+            error: Some(failure.message),
+            error_kind: Some(failure.kind.as_str()),
+        },
+    };
+    if let Err(e) = record_end(shared, id, &ended).await {
+        // Typically the registry's disk is full (often what failed the job): the API shows the
+        // end from memory meanwhile, so `larder pull --daemon` still ends, and it is recorded
+        // once there is room. A daemon stopped first leaves the job to be re-queued.
+        tracing::warn!(job = id, error = %e, "could not record the end of a job; retrying");
+        if let Ok(mut unrecorded) = shared.unrecorded.lock() {
+            unrecorded.insert(id, ended.clone());
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.options.poll_every) => {}
+                    _ = shared.shutdown.cancelled() => return,
+                }
+                if record_end(&shared, id, &ended).await.is_ok() {
+                    tracing::info!(job = id, "recorded the end of the job");
+                    if let Ok(mut unrecorded) = shared.unrecorded.lock() {
+                        unrecorded.remove(&id);
+                    }
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Write how a job ended to the registry (a job cancelled meanwhile stays cancelled).
+async fn record_end(
+    shared: &Shared,
+    id: i64,
+    ended: &Ended,
+) -> Result<bool, crate::registry::RegistryError> {
+    shared
+        .larder
+        .registry
+        .finish_job(id, ended.state, ended.error.clone(), ended.error_kind)
+        .await
 }
 
 /// Write the job's progress to the registry now and then, while it changes. A job no longer

@@ -148,16 +148,9 @@ pub enum PullError {
 }
 
 impl PullError {
-    /// Whether the failure was a full disk (for the CLI's exit code and hint).
+    /// Whether the failure was a full disk (of the store or the registry).
     pub fn is_disk_full(&self) -> bool {
-        matches!(
-            self,
-            PullError::Store(StoreError::DiskFull { .. })
-                | PullError::Transfer(TransferError::Store {
-                    source: StoreError::DiskFull { .. },
-                    ..
-                })
-        )
+        self.failure_kind() == crate::failure::FailureKind::DiskFull
     }
 }
 

@@ -91,12 +91,16 @@ async fn submit(State(mirror): State<Arc<Mirror>>, body: Bytes) -> Result<Respon
 }
 
 async fn list(State(mirror): State<Arc<Mirror>>) -> Result<Response, ApiError> {
-    let jobs = mirror
-        .larder
-        .registry
-        .jobs()
-        .await
-        .map_err(|e| ApiError::internal(&DaemonError::Registry(e)))?;
+    let jobs = match &mirror.daemon {
+        Some(daemon) => daemon.jobs().await,
+        None => mirror
+            .larder
+            .registry
+            .jobs()
+            .await
+            .map_err(DaemonError::Registry),
+    }
+    .map_err(|e| ApiError::internal(&e))?;
     let views: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
     Ok(axum::Json(views).into_response())
 }
@@ -106,13 +110,17 @@ async fn show(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id(&raw)?;
-    let job = mirror
-        .larder
-        .registry
-        .job(id)
-        .await
-        .map_err(|e| ApiError::internal(&DaemonError::Registry(e)))?
-        .ok_or_else(|| no_job(id))?;
+    let job = match &mirror.daemon {
+        Some(daemon) => daemon.job(id).await,
+        None => mirror
+            .larder
+            .registry
+            .job(id)
+            .await
+            .map_err(DaemonError::Registry),
+    }
+    .map_err(|e| ApiError::internal(&e))?
+    .ok_or_else(|| no_job(id))?;
     Ok(axum::Json(JobView::from(job)).into_response())
 }
 

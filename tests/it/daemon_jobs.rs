@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::common::{World, content, recorded, sha256_hex};
 use crate::convert::tiny_llama;
 
-async fn daemon(world: &World) -> RunningMirror {
+pub(crate) async fn daemon(world: &World) -> RunningMirror {
     let mut larder = world.larder();
     let mut settings = larder::hub::ClientSettings::new(world.server.url());
     settings.retry.base = Duration::from_millis(20);
@@ -44,7 +44,7 @@ fn ok(output: Output) -> Output {
     output
 }
 
-async fn job(mirror: &RunningMirror, id: i64) -> JobView {
+pub(crate) async fn job(mirror: &RunningMirror, id: i64) -> JobView {
     reqwest::get(format!("{}/v1/jobs/{id}", mirror.url()))
         .await
         .unwrap()
@@ -53,7 +53,7 @@ async fn job(mirror: &RunningMirror, id: i64) -> JobView {
         .unwrap()
 }
 
-async fn wait_final(mirror: &RunningMirror, id: i64) -> JobView {
+pub(crate) async fn wait_final(mirror: &RunningMirror, id: i64) -> JobView {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let view = job(mirror, id).await;

@@ -5,6 +5,8 @@ use std::process::Command;
 
 use hub_standin::{Hub, RepoKind};
 use larder::Larder;
+use larder::failure::FailureKind;
+use larder::registry::JobState;
 
 use crate::common::{World, content, options, pull_with, read, sha256_hex};
 
@@ -12,7 +14,19 @@ struct Tmpfs(std::path::PathBuf);
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        // A registry connection may close a moment after its last user: retry, then detach the
+        // mount lazily rather than leave it behind.
+        for _ in 0..20 {
+            let quiet = Command::new("umount")
+                .arg(&self.0)
+                .stderr(std::process::Stdio::null())
+                .status();
+            if quiet.is_ok_and(|s| s.success()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
 
@@ -130,8 +144,8 @@ async fn convert_on_a_full_disk_fails_cleanly() {
     assert!(cli(&["pull", "acme/tiny"]).status.success());
     let convert = ["convert", "acme/tiny", "--to", "gguf", "--type", "f32"];
     let failed = cli(&convert);
-    assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("No space left"), "{stderr}");
     let listed = String::from_utf8_lossy(&cli(&["ls"]).stdout).into_owned();
     assert!(!listed.contains("acme/tiny-GGUF"), "{listed}");
@@ -158,4 +172,66 @@ async fn convert_on_a_full_disk_fails_cleanly() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull() {
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/fat")
+        .lfs_file("a.safetensors", content(53, 3 << 20))
+        .lfs_file("b.safetensors", content(54, 4 << 20))
+        .commit("main");
+    let world = World::start(hub).await;
+    // The whole home, store and registry, on a disk too small for the repo (the default layout,
+    // where the daemon cannot even record that the job failed until there is room).
+    let Some(disk) = Tmpfs::mount(
+        world.home.path(),
+        "6m",
+        "a_daemon_job_on_a_full_disk_exits_4_like_a_local_pull",
+    ) else {
+        return;
+    };
+    let mirror = crate::daemon_jobs::daemon(&world).await;
+    let remote = world
+        .cli()
+        .args(["pull", "--daemon", &mirror.url(), "acme/fat"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&remote.stderr);
+    assert_eq!(remote.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("failed (disk_full)"), "{stderr}");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    let view = crate::daemon_jobs::job(&mirror, 1).await;
+    assert_eq!(view.error_kind, Some(FailureKind::DiskFull), "{view:?}");
+
+    let local = world.cli().args(["pull", "acme/fat"]).output().unwrap();
+    assert_eq!(
+        local.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
+
+    // With room again, the daemon records how the job ended.
+    disk.grow("32m");
+    let larder = world.larder();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let job = larder.registry.job(1).await.unwrap().unwrap();
+        if job.state == JobState::Failed {
+            assert_eq!(job.error_kind.as_deref(), Some("disk_full"), "{job:?}");
+            assert!(
+                job.error.unwrap_or_default().contains("no space left"),
+                "the recorded reason"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end of the job was never recorded: {job:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(larder);
+    mirror.stop().await.unwrap();
 }

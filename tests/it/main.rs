@@ -7,6 +7,7 @@ mod daemon_jobs;
 mod disk;
 mod faults;
 mod gc;
+mod job_failures;
 mod licence;
 mod metrics;
 mod offline;

@@ -41,7 +41,12 @@ async fn a_cancelled_job_stays_cancelled_and_a_finished_one_stays_finished() {
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert_eq!(cancelled.progress, Some(json!({"bytes": 1, "total": 2})));
     // The worker finishing afterwards, or reporting progress, changes nothing.
-    assert!(!registry.finish_job(id, JobState::Done, None).await.unwrap());
+    assert!(
+        !registry
+            .finish_job(id, JobState::Done, None, None)
+            .await
+            .unwrap()
+    );
     assert!(
         !registry
             .set_job_progress(id, &json!({"bytes": 2}))
@@ -57,15 +62,25 @@ async fn a_cancelled_job_stays_cancelled_and_a_finished_one_stays_finished() {
     registry.claim_job().await.unwrap().unwrap();
     assert!(
         registry
-            .finish_job(done, JobState::Failed, Some("boom".into()))
+            .finish_job(
+                done,
+                JobState::Failed,
+                Some("boom".into()),
+                Some("upstream")
+            )
             .await
             .unwrap()
     );
     let after = registry.cancel_job(done).await.unwrap().unwrap();
     assert_eq!(
-        (after.state, after.error.as_deref()),
-        (JobState::Failed, Some("boom"))
+        (
+            after.state,
+            after.error.as_deref(),
+            after.error_kind.as_deref()
+        ),
+        (JobState::Failed, Some("boom"), Some("upstream"))
     );
+    assert_eq!(cancelled.error_kind, None);
     assert_eq!(registry.cancel_job(999).await.unwrap(), None);
 }
 

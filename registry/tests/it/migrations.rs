@@ -136,3 +136,39 @@ fn many_openers_of_a_new_database_all_succeed() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_job_that_failed_before_0004_still_reads_without_a_kind() {
+    // A registry as Larder left it at schema 3: the first three migrations, then a failed job.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../../migrations/0001_initial.sql"),
+            include_str!("../../migrations/0002_licence_detections.sql"),
+            include_str!("../../migrations/0003_daemon.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (kind, spec_json, state, error, created_at, updated_at)
+             VALUES ('pull', '{\"repo\":\"acme/old\"}', 'failed', 'it broke', 10, 11)",
+            [],
+        )
+        .unwrap();
+    }
+    let registry = Registry::open(&path).unwrap();
+    let job = registry.job(1).await.unwrap().expect("the old job");
+    assert_eq!(job.state, larder_registry::JobState::Failed);
+    assert_eq!(job.error.as_deref(), Some("it broke"));
+    assert_eq!(job.error_kind, None);
+    assert_eq!(job.spec, serde_json::json!({"repo": "acme/old"}));
+    assert_eq!(registry.jobs().await.unwrap(), vec![job]);
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
