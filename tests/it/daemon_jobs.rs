@@ -11,7 +11,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use serde_json::{Value, json};
 
 use crate::common::{World, content, recorded, sha256_hex};
-use crate::convert::tiny_llama;
+use crate::convert::{tiny_llama, with_files};
 
 pub(crate) async fn daemon(world: &World) -> RunningMirror {
     let mut larder = world.larder();
@@ -69,17 +69,10 @@ pub(crate) async fn wait_final(mirror: &RunningMirror, id: i64) -> JobView {
 async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
     let model_dir = tempfile::tempdir().unwrap();
     let hub = Hub::new();
-    let mut builder = hub
+    let builder = hub
         .repo(RepoKind::Model, "acme/tiny")
         .card(json!({"license": "apache-2.0"}));
-    for (name, bytes) in tiny_llama(model_dir.path()) {
-        builder = if name.ends_with(".safetensors") {
-            builder.lfs_file(&name, bytes)
-        } else {
-            builder.regular_file(&name, bytes)
-        };
-    }
-    let source = builder.commit("main");
+    let source = with_files(builder, &tiny_llama(model_dir.path())).commit("main");
     let world = World::start(hub).await;
     let mirror = daemon(&world).await;
 
