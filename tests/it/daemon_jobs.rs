@@ -53,6 +53,52 @@ pub(crate) async fn job(mirror: &RunningMirror, id: i64) -> JobView {
         .unwrap()
 }
 
+/// The job id in `queued job N on ...`, the first line `larder pull --daemon` prints.
+pub(crate) fn queued_id(stderr: &str) -> i64 {
+    stderr
+        .split("queued job ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no job id in {stderr}"))
+}
+
+/// `larder pull --daemon URL REPO` running in the background, once it printed its first line
+/// (the job is queued and the client follows it).
+pub(crate) struct RemotePull {
+    pub child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    pub first: String,
+}
+
+impl RemotePull {
+    pub fn start(world: &World, mirror: &RunningMirror, repo: &str) -> RemotePull {
+        let mut child = world
+            .cli()
+            .args(["pull", "--daemon", &mirror.url(), repo])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+        RemotePull {
+            child,
+            stderr,
+            first,
+        }
+    }
+
+    /// Waits for the client to exit: its status and everything it printed on stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        (status, format!("{}{rest}", self.first))
+    }
+}
+
 pub(crate) async fn wait_final(mirror: &RunningMirror, id: i64) -> JobView {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -269,37 +315,20 @@ async fn pull_on_a_daemon_shows_progress_and_exits_with_the_jobs_outcome() {
         .base("main")
         .lfs_file("big.bin", content(62, 2 << 20))
         .commit("main");
-    let mut child = world
-        .cli()
-        .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let remote = RemotePull::start(&world, &mirror, "acme/remote");
     // Once the job is queued the client is following it.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
-    assert!(first.starts_with("queued job"), "{first}");
+    assert!(remote.first.starts_with("queued job"), "{}", remote.first);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The shell's built-in `kill` (no procps needed) sends what Ctrl-C sends.
     let killed = Command::new("sh")
-        .args(["-c", &format!("kill -INT {}", child.id())])
+        .args(["-c", &format!("kill -INT {}", remote.child.id())])
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let stderr = format!("{first}{rest}");
+    let (status, stderr) = remote.finish();
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("keeps running"), "{stderr}");
-    let id = stderr
-        .split("queued job ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|id| id.parse::<i64>().ok())
-        .expect("job id in the output");
+    let id = queued_id(&stderr);
     let after = job(&mirror, id).await;
     assert!(!after.state.is_final(), "{after:?}");
     assert_eq!(wait_final(&mirror, id).await.state, JobState::Done);

@@ -2,8 +2,7 @@
 //! exit status of `larder pull --daemon` and `larder jobs wait`, which must match what a local
 //! `larder pull` exits with for the same failure.
 
-use std::io::BufRead;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use hub_standin::{Fault, Hub, RepoKind};
 use larder::registry::JobState;
@@ -11,7 +10,7 @@ use larder::serve::RunningMirror;
 use serde_json::{Value, json};
 
 use crate::common::{World, content, sha256_hex};
-use crate::daemon_jobs::{daemon, wait_final};
+use crate::daemon_jobs::{RemotePull, daemon, queued_id, wait_final};
 
 fn hub() -> Hub {
     let hub = Hub::new();
@@ -45,16 +44,6 @@ fn run(world: &World, args: &[&str]) -> Output {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// The job id of `queued job N on ...`.
-fn queued_id(stderr: &str) -> i64 {
-    stderr
-        .split("queued job ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_else(|| panic!("no job id in {stderr}"))
 }
 
 /// The job as the API answers it, as raw JSON.
@@ -158,28 +147,17 @@ async fn a_job_cancelled_while_followed_exits_130() {
             .times(1),
     );
     let mirror = daemon(&world).await;
-    let mut child = world
-        .cli()
-        .args(["pull", "--daemon", &mirror.url(), "acme/open"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    let id = queued_id(&first);
+    let remote = RemotePull::start(&world, &mirror, "acme/open");
+    let id = queued_id(&remote.first);
     let cancelled = reqwest::Client::new()
         .delete(format!("{}/v1/jobs/{id}", mirror.url()))
         .send()
         .await
         .unwrap();
     assert!(cancelled.status().is_success());
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(130), "{first}{rest}");
-    assert!(rest.contains("cancelled"), "{rest}");
+    let (status, stderr) = remote.finish();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
     let view = wait_final(&mirror, id).await;
     assert_eq!(view.state, JobState::Cancelled);
     assert_eq!(view.error_kind, None);
