@@ -687,6 +687,37 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     let served = serve(&world, &policy);
     let client = reqwest::Client::new();
 
+    // A job that fails at once (no such repo upstream), then the slow one.
+    let missing: Value = client
+        .post(format!("{}/v1/jobs", served.url))
+        .json(&json!({"kind": "pull", "repo": "acme/missing"}))
+        .send()
+        .await
+        .expect("POST /v1/jobs")
+        .json()
+        .await
+        .expect("JSON");
+    let missing = missing["id"].as_i64().expect("job id");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view: JobView = client
+            .get(format!("{}/v1/jobs/{missing}", served.url))
+            .send()
+            .await
+            .expect("GET job")
+            .json()
+            .await
+            .expect("job JSON");
+        if view.state.is_final() {
+            assert_eq!(view.state, JobState::Failed, "{view:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the missing repo's job never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let submitted: Value = client
         .post(format!("{}/v1/jobs", served.url))
         .json(&json!({"kind": "pull", "repo": "acme/slow"}))
@@ -758,6 +789,16 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     let row = &dom[job.at..job.at + dom[job.at..].find("</tr>").expect("row end")];
     assert!(row.contains("acme/slow@main"), "{row}");
     assert!(row.contains(" of 160.0 MiB ("), "{row}");
+
+    // The failed job, with why.
+    let failed = find_tag(&dom, "tr", "id", &format!("job-{missing}"))
+        .unwrap_or_else(|| panic!("job {missing} not in the DOM:\n{dom}"));
+    assert_eq!(failed.get("data-state"), Some("failed"), "{failed:?}");
+    let row = &dom[failed.at..failed.at + dom[failed.at..].find("</tr>").expect("row end")];
+    assert!(
+        row.contains("<code class=\"kind\">not_found</code>"),
+        "{row}"
+    );
 
     // Markup in names, refs and licences stays text.
     let (hostile, _) = repo_row(&dom, HOSTILE);

@@ -76,6 +76,8 @@
     row.appendChild(el('td', 'target', target));
     var stateCell = el('td', 'state');
     stateCell.appendChild(el('span', 'badge state-' + state, state));
+    // Why it failed, as the machine-readable kind (`larder pull --daemon` exits by it).
+    if (job.error_kind) stateCell.appendChild(el('code', 'kind', safeState(job.error_kind)));
     if (job.error) stateCell.appendChild(el('div', 'error', job.error));
     row.appendChild(stateCell);
     var progressCell = el('td', 'progress');
