@@ -662,6 +662,32 @@ fn interact(browser: &std::path::Path, url: &str, job: i64) {
     assert_eq!(page.eval("window.stillTheSamePage === true"), json!(true));
 }
 
+/// Submits a pull job to the mirror at `base`; returns its id.
+async fn submit_pull(client: &reqwest::Client, base: &str, repo: &str) -> i64 {
+    let submitted: Value = client
+        .post(format!("{base}/v1/jobs"))
+        .json(&json!({"kind": "pull", "repo": repo}))
+        .send()
+        .await
+        .expect("POST /v1/jobs")
+        .json()
+        .await
+        .expect("JSON");
+    submitted["id"].as_i64().expect("job id")
+}
+
+/// The job as the mirror at `base` answers it.
+async fn job_view(client: &reqwest::Client, base: &str, id: i64) -> JobView {
+    client
+        .get(format!("{base}/v1/jobs/{id}"))
+        .send()
+        .await
+        .expect("GET job")
+        .json()
+        .await
+        .expect("job JSON")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     let Some(browser) = chromium() else {
@@ -688,26 +714,10 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
     let client = reqwest::Client::new();
 
     // A job that fails at once (no such repo upstream), then the slow one.
-    let missing: Value = client
-        .post(format!("{}/v1/jobs", served.url))
-        .json(&json!({"kind": "pull", "repo": "acme/missing"}))
-        .send()
-        .await
-        .expect("POST /v1/jobs")
-        .json()
-        .await
-        .expect("JSON");
-    let missing = missing["id"].as_i64().expect("job id");
+    let missing = submit_pull(&client, &served.url, "acme/missing").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let view: JobView = client
-            .get(format!("{}/v1/jobs/{missing}", served.url))
-            .send()
-            .await
-            .expect("GET job")
-            .json()
-            .await
-            .expect("job JSON");
+        let view = job_view(&client, &served.url, missing).await;
         if view.state.is_final() {
             assert_eq!(view.state, JobState::Failed, "{view:?}");
             break;
@@ -718,26 +728,10 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let submitted: Value = client
-        .post(format!("{}/v1/jobs", served.url))
-        .json(&json!({"kind": "pull", "repo": "acme/slow"}))
-        .send()
-        .await
-        .expect("POST /v1/jobs")
-        .json()
-        .await
-        .expect("JSON");
-    let id = submitted["id"].as_i64().expect("job id");
+    let id = submit_pull(&client, &served.url, "acme/slow").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let before = loop {
-        let view: JobView = client
-            .get(format!("{}/v1/jobs/{id}", served.url))
-            .send()
-            .await
-            .expect("GET job")
-            .json()
-            .await
-            .expect("job JSON");
+        let view = job_view(&client, &served.url, id).await;
         if view.state == JobState::Running && view.progress.bytes > 0 {
             break view;
         }
@@ -851,14 +845,7 @@ async fn browser_shows_the_pulled_repo_and_live_job_progress() {
         .await
         .expect("the live page behaves");
     // Everything above saw the job running, as intended.
-    let after: JobView = client
-        .get(format!("{}/v1/jobs/{id}", served.url))
-        .send()
-        .await
-        .expect("GET job")
-        .json()
-        .await
-        .expect("job JSON");
+    let after = job_view(&client, &served.url, id).await;
     assert_eq!(
         after.state,
         JobState::Running,
