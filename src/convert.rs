@@ -455,13 +455,9 @@ fn run_converter(
                 pre_tokenizer: None,
             };
             let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
-            let (file, sha256, size) = writer.finish().map_err(|source| ConvertError::Io {
+            // Synced by the store's publish, like every file it names.
+            let (sha256, size) = writer.finish().map_err(|source| ConvertError::Io {
                 op: "write",
-                path: part.clone(),
-                source,
-            })?;
-            file.sync_all().map_err(|source| ConvertError::Io {
-                op: "sync",
                 path: part.clone(),
                 source,
             })?;

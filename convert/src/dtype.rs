@@ -235,7 +235,7 @@ pub fn convert_dtype_with(
             }
             report.tensors += 1;
         }
-        let (_, sha256, size) = w.finish().map_err(wr)?;
+        let (sha256, size) = w.finish().map_err(wr)?;
         report.bytes_written += size;
         report.digests.insert(fname.clone(), (sha256, size));
         report.shards.push(fname);

@@ -59,8 +59,8 @@ impl Chunk {
     }
 }
 
-/// A file being written: `Write` gathers chunks, [`OutputFile::finish`] returns the file with
-/// its sha256 and size once every byte is on its way to disk (the caller syncs it).
+/// A file being written: `Write` gathers chunks, [`OutputFile::finish`] returns its sha256 and
+/// size once every byte is written (not synced: whoever names the file syncs it).
 pub struct OutputFile {
     path: PathBuf,
     chunk: Chunk,
@@ -69,7 +69,7 @@ pub struct OutputFile {
     to_writer: Option<SyncSender<Arc<Chunk>>>,
     spent: Receiver<Arc<Chunk>>,
     hasher: Option<JoinHandle<Sha256>>,
-    writer: Option<JoinHandle<io::Result<File>>>,
+    writer: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl OutputFile {
@@ -105,18 +105,18 @@ impl OutputFile {
         })
     }
 
-    /// Sends the remaining bytes, waits for both threads and returns the written file, its
-    /// sha256 (hex) and its size.
-    pub fn finish(mut self) -> io::Result<(File, String, u64)> {
+    /// Sends the remaining bytes, waits for both threads and returns the file's sha256 (hex)
+    /// and size.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
         if self.chunk.len > 0 {
             self.chunk.zero_tail();
             self.ship()?;
         }
         self.to_hasher = None;
         self.to_writer = None;
-        let file = join(self.writer.take())??;
+        join(self.writer.take())??;
         let sha256 = hex::encode(join(self.hasher.take())?.finalize());
-        Ok((file, sha256, self.size))
+        Ok((sha256, self.size))
     }
 
     /// Hands the full chunk to both threads and takes an empty one.
@@ -237,12 +237,12 @@ impl Sink {
         })
     }
 
-    /// Writes chunks in order until the producer is done; returns the file at its exact size.
+    /// Writes chunks in order until the producer is done, leaving the file at its exact size.
     fn run(
         mut self,
         chunks: Receiver<Arc<Chunk>>,
         spent: std::sync::mpsc::Sender<Arc<Chunk>>,
-    ) -> io::Result<File> {
+    ) -> io::Result<()> {
         for chunk in chunks {
             self.write_chunk(&chunk)?;
             let _ = spent.send(chunk);
@@ -251,7 +251,7 @@ impl Sink {
             // The last chunk went out padded to a whole block.
             self.file.set_len(self.written)?;
         }
-        Ok(self.file)
+        Ok(())
     }
 
     fn write_chunk(&mut self, chunk: &Chunk) -> io::Result<()> {
@@ -309,8 +309,7 @@ mod tests {
             for piece in data.chunks(1_000_003) {
                 out.write_all(piece).unwrap();
             }
-            let (file, sha256, n) = out.finish().unwrap();
-            drop(file);
+            let (sha256, n) = out.finish().unwrap();
             assert_eq!(n, size as u64);
             assert_eq!(std::fs::read(&path).unwrap(), data, "size {size}");
             assert_eq!(sha256, hex::encode(Sha256::digest(&data)), "size {size}");
