@@ -6,13 +6,18 @@
 //! `[store]` (where blobs live, see `docs/scale-out.md`).
 //! Unknown keys are an error, so a misspelt table is reported instead of silently ignored.
 //! A missing file is an empty config.
+//!
+//! The file is read once, when a home is opened ([`ConfigFile`], carried on
+//! [`crate::Larder::config`]); each table is parsed where it is first needed, so a command is
+//! stopped only by a table it uses. Flags are merged over it in [`crate::settings`].
 
 use std::path::{Path, PathBuf};
 
 use larder_licence::{Catalog, Policy, PolicyError, PolicySpec};
 use serde::Deserialize;
 
-use crate::serve::access::{AccessRules, TokenEntryError, TokenSet};
+use crate::failure::Hint;
+use crate::store::location::StoreConfig;
 
 /// The file name under the home directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -32,7 +37,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Where blobs live (`[store]`).
     #[serde(default)]
-    pub store: Option<crate::store::location::StoreConfig>,
+    pub store: Option<StoreConfig>,
 }
 
 /// `[serve]`: settings of the mirror.
@@ -49,23 +54,6 @@ pub struct ServeConfig {
     /// Redirect content downloads to presigned URLs of a shared object store.
     #[serde(default)]
     pub redirect_to_store: bool,
-}
-
-impl ServeConfig {
-    /// The access rules these settings describe.
-    pub fn access_rules(&self, home: &Path) -> Result<AccessRules, ConfigError> {
-        let parse = |entries: &[String], key: &'static str| {
-            TokenSet::parse(entries).map_err(|source| ConfigError::Token {
-                path: home.join(CONFIG_FILE),
-                key,
-                source,
-            })
-        };
-        Ok(AccessRules {
-            tokens: parse(&self.access_tokens, "access_tokens")?,
-            admin_tokens: parse(&self.admin_tokens, "admin_tokens")?,
-        })
-    }
 }
 
 /// `[daemon]`: settings of `larder serve` that flags override.
@@ -105,17 +93,6 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
-    /// A token list entry in `[serve]` is malformed.
-    #[error("[serve] {key} in {} is invalid", path.display())]
-    Token {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: &'static str,
-        /// Cause.
-        #[source]
-        source: TokenEntryError,
-    },
     /// The policy parsed but is not usable (unknown licences, contradictions, bad globs).
     #[error("the licence policy in {} is invalid", path.display())]
     Policy {
@@ -125,6 +102,22 @@ pub enum ConfigError {
         #[source]
         source: PolicyError,
     },
+}
+
+impl Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Policy {
+                source: PolicyError::UnknownLicences { .. },
+                ..
+            } => Some(
+                "use a Hub licence id (e.g. `apache-2.0`, `llama3.1`), a `license_name` value or \
+                 a catalog key"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// A config value that parsed as TOML but is not usable.
@@ -148,49 +141,70 @@ impl ConfigValueError {
 }
 
 impl Config {
-    /// Load `home/config.toml`; a missing file is the default config.
+    /// Read and parse `home/config.toml` whole; a missing file is the default config.
     pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        ConfigFile::read(home)?.whole()
+    }
+}
+
+/// `config.toml` as read when the home was opened: its text, parsed table by table on demand.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    path: PathBuf,
+    /// `None` when there is no file.
+    text: Option<String>,
+}
+
+impl ConfigFile {
+    /// Read `home/config.toml` (a missing file reads as empty).
+    pub fn read(home: &Path) -> Result<ConfigFile, ConfigError> {
         let path = home.join(CONFIG_FILE);
         let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config::default());
-            }
+            Ok(text) => Some(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })
+        Ok(ConfigFile { path, text })
+    }
+
+    /// The file's path (whether or not it exists).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every table, checked strictly (unknown tables and keys are errors).
+    pub fn whole(&self) -> Result<Config, ConfigError> {
+        self.parse()
+    }
+
+    /// Only the `[store]` table (default when absent). Other tables are not looked at here, so
+    /// a command that does not use them is not stopped by them.
+    pub fn store(&self) -> Result<StoreConfig, ConfigError> {
+        #[derive(Default, Deserialize)]
+        struct StoreOnly {
+            #[serde(default)]
+            store: Option<StoreConfig>,
+        }
+        Ok(self.parse::<StoreOnly>()?.store.unwrap_or_default())
+    }
+
+    /// The policy in force: `--policy FILE` if given, else `[policy]` of the file, else none.
+    pub fn policy(&self, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
+        load_policy(self, file)
+    }
+
+    fn parse<T: Default + serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let Some(text) = &self.text else {
+            return Ok(T::default());
+        };
+        toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
-/// The config file's path and text; `None` when there is none.
-fn read_text(home: &Path) -> Result<Option<(PathBuf, String)>, ConfigError> {
-    let path = home.join(CONFIG_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some((path, text))),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfigError::Read { path, source }),
-    }
-}
-
-/// Only the `[store]` table of `home/config.toml` (default when absent). Other tables are not
-/// looked at here, so a command that does not use them is not stopped by them.
-pub fn load_store_config(home: &Path) -> Result<crate::store::location::StoreConfig, ConfigError> {
-    let Some((path, text)) = read_text(home)? else {
-        return Ok(Default::default());
-    };
-    #[derive(Deserialize)]
-    struct StoreOnly {
-        #[serde(default)]
-        store: Option<crate::store::location::StoreConfig>,
-    }
-    let parsed: StoreOnly =
-        toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?;
-    Ok(parsed.store.unwrap_or_default())
-}
-
-/// The policy in force: `--policy FILE` if given, else `[policy]` of `home/config.toml`,
-/// else none.
-pub fn load_policy(home: &Path, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
+fn load_policy(config: &ConfigFile, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
     let catalog = Catalog::builtin();
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -204,13 +218,13 @@ pub fn load_policy(home: &Path, file: Option<&Path>) -> Result<Option<Policy>, C
                 source,
             });
     }
-    let Some(spec) = Config::load(home)?.policy else {
+    let Some(spec) = config.whole()?.policy else {
         return Ok(None);
     };
     Policy::from_spec(&spec, catalog)
         .map(Some)
         .map_err(|source| ConfigError::Policy {
-            path: home.join(CONFIG_FILE),
+            path: config.path.clone(),
             source,
         })
 }
@@ -222,7 +236,10 @@ mod tests {
     #[test]
     fn store_and_serve_tables() {
         let home = tempfile::tempdir().unwrap();
-        assert_eq!(load_store_config(home.path()).unwrap(), Default::default());
+        assert_eq!(
+            ConfigFile::read(home.path()).unwrap().store().unwrap(),
+            Default::default()
+        );
         assert!(!Config::load(home.path()).unwrap().serve.redirect_to_store);
         std::fs::write(
             home.path().join(CONFIG_FILE),
@@ -230,7 +247,7 @@ mod tests {
              [serve]\nredirect_to_store = true\n",
         )
         .unwrap();
-        let store = load_store_config(home.path()).unwrap();
+        let store = ConfigFile::read(home.path()).unwrap().store().unwrap();
         assert_eq!(store.url.as_deref(), Some("s3://b/p"));
         assert_eq!(store.region.as_deref(), Some("eu-west-1"));
         assert!(Config::load(home.path()).unwrap().serve.redirect_to_store);
@@ -239,6 +256,6 @@ mod tests {
             "[store]\nurll = \"s3://b\"\n",
         )
         .unwrap();
-        assert!(load_store_config(home.path()).is_err());
+        assert!(ConfigFile::read(home.path()).unwrap().store().is_err());
     }
 }

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::Larder;
-use crate::fetch::verify::{digest_bytes, digest_file, lfs_pointer_oid};
+use crate::failure::{Classify, FailureKind};
+use crate::fetch::digest::{digest_bytes, digest_file, lfs_pointer_oid};
 use crate::hub::RepoId;
 use crate::registry::{
     BlobRecord, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
@@ -136,6 +137,28 @@ pub enum ConvertRunError {
     Task(String),
 }
 
+impl Classify for ConvertRunError {
+    fn failure_kind(&self) -> FailureKind {
+        use larder_convert::ConvertError;
+        match self {
+            ConvertRunError::NotHeld { .. } => FailureKind::NotFound,
+            ConvertRunError::Incomplete { .. } | ConvertRunError::Name(_) => FailureKind::Invalid,
+            ConvertRunError::Convert { source, .. } => match source {
+                ConvertError::Io { source, .. } | ConvertError::Write(source) => {
+                    source.failure_kind()
+                }
+                ConvertError::ThreadPool(_) => FailureKind::Other,
+                // The checkpoint (or the requested type) is not one the converter takes.
+                _ => FailureKind::Invalid,
+            },
+            ConvertRunError::Store(e) => e.failure_kind(),
+            ConvertRunError::Out { source, .. } => source.failure_kind(),
+            ConvertRunError::Registry(e) => e.failure_kind(),
+            ConvertRunError::Task(_) => FailureKind::Other,
+        }
+    }
+}
+
 /// A file written for the derived repo, published in the store.
 struct Produced {
     path: String,
@@ -152,7 +175,7 @@ pub async fn convert(
     progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
 ) -> Result<ConvertOutcome, ConvertRunError> {
     let started = std::time::Instant::now();
-    let _gc_guard = larder.store.gc_guard().await?;
+    let _gc_guard = larder.local.gc_guard().await?;
     let name = request.repo.as_str();
     let not_held = || ConvertRunError::NotHeld {
         repo: name.to_owned(),
@@ -203,7 +226,7 @@ pub async fn convert(
         },
     };
     let base = name.rsplit('/').next().unwrap_or(name).to_owned();
-    let tmp = larder.store.tmp_dir().join(format!(
+    let tmp = larder.local.tmp_dir().join(format!(
         "convert-{}-{}",
         std::process::id(),
         crate::now_unix()

@@ -89,7 +89,7 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 
 /// Collect garbage.
 pub async fn gc(larder: &Larder, options: GcOptions) -> Result<GcReport, GcError> {
-    let Some(_lock) = larder.store.try_gc_lock()? else {
+    let Some(_lock) = larder.local.try_gc_lock()? else {
         return Err(GcError::Busy);
     };
     collect(larder, options).await
@@ -101,7 +101,7 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
 
     // Blobs the registry knows but no revision uses.
     for blob in larder.registry.unreferenced_blobs().await? {
-        let path = larder.store.blob_path(&blob.sha256)?;
+        let path = larder.local.blob_path(&blob.sha256)?;
         collected.push(Collected {
             kind: "blob",
             bytes: size(&path),
@@ -112,7 +112,7 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
         }
     }
     // Files in blobs/ the registry does not know (a crash between rename and row).
-    for shard in entries(&larder.store.blobs_dir()) {
+    for shard in entries(&larder.local.blobs_dir()) {
         for path in entries(&shard) {
             let name = path
                 .file_name()
@@ -129,7 +129,7 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
         }
     }
     // Parts of abandoned pulls.
-    for path in entries(&larder.store.tmp_dir()) {
+    for path in entries(&larder.local.tmp_dir()) {
         if options.all_parts || age(&path) > STALE_PART_AGE {
             collected.push(Collected {
                 kind: "part",
@@ -138,7 +138,7 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
             });
         }
     }
-    for path in entries(&larder.store.quarantine_dir()) {
+    for path in entries(&larder.local.quarantine_dir()) {
         collected.push(Collected {
             kind: "quarantine",
             bytes: size(&path),

@@ -5,6 +5,7 @@
 //! `larder pull` is [`fetch::pull`]; the CLI in `main.rs` only parses, calls and renders.
 
 pub mod bundle;
+pub mod classify;
 pub mod config;
 pub mod convert;
 pub mod daemon;
@@ -68,15 +69,18 @@ pub enum OpenError {
 pub struct Larder {
     /// The home directory.
     pub home: PathBuf,
-    /// The node-local part of the store: `tmp/` for parts, the gc lock; with the default
-    /// store also the blobs themselves.
-    pub store: LocalStore,
-    /// Where blobs and manifests live (the home, a directory or a bucket).
+    /// This node's own side of the store: parts being written (`tmp/`), quarantine and the gc
+    /// lock; with the default store also the blobs themselves. Read and write blobs through
+    /// [`Larder::blobs`], which may be a shared bucket.
+    pub local: LocalStore,
+    /// The store: where blobs and manifests live (the home, a directory or a bucket).
     pub blobs: Arc<dyn BlobStore>,
     /// The registry.
     pub registry: Registry,
     /// The upstream Hub client.
     pub client: HubClient,
+    /// `config.toml` of the home, read once at open.
+    pub config: config::ConfigFile,
 }
 
 impl Larder {
@@ -92,9 +96,9 @@ impl Larder {
         store_url: Option<&str>,
     ) -> Result<Self, OpenError> {
         let home = settings.home.clone();
-        let store_config = config::load_store_config(&home)?;
-        let location = StoreLocation::resolve(store_url, &store_config)?;
-        let (store, blobs) = store::open(&home, &location).map_err(|source| OpenError::Store {
+        let config = config::ConfigFile::read(&home)?;
+        let location = StoreLocation::resolve(store_url, &config.store()?)?;
+        let (local, blobs) = store::open(&home, &location).map_err(|source| OpenError::Store {
             home: home.clone(),
             source,
         })?;
@@ -108,10 +112,11 @@ impl Larder {
         let client = HubClient::new(client_settings)?;
         Ok(Larder {
             home,
-            store,
+            local,
             blobs,
             registry,
             client,
+            config,
         })
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::Larder;
+use crate::failure::{Classify, FailureKind};
 use crate::registry::{BlobRecord, FileRecord, RegistryError, RepoKind, SnapshotRecord};
 use crate::store::StoreError;
 
@@ -94,6 +95,16 @@ pub enum ManifestError {
         /// Its format.
         format: u32,
     },
+}
+
+impl Classify for ManifestError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            ManifestError::Store(e) => e.failure_kind(),
+            ManifestError::Registry(e) => e.failure_kind(),
+            _ => FailureKind::Other,
+        }
+    }
 }
 
 /// The key of a revision's manifest.
@@ -486,6 +497,26 @@ pub async fn lookup_ref(
     )
     .await?;
     Ok(found.then_some(pointer.commit))
+}
+
+/// Re-read the shared store's manifests every `every` (the first time after one interval), so
+/// revisions other nodes recorded are found without waiting for a miss. Runs until aborted.
+pub fn spawn_rescan(larder: Larder, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match reindex(&larder).await {
+                Ok(summary) => tracing::info!(
+                    manifests = summary.manifests,
+                    blobs = summary.blobs,
+                    "rescanned the store"
+                ),
+                Err(error) => tracing::warn!(error = %error, "rescanning the store failed"),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

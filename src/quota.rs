@@ -40,7 +40,7 @@ pub async fn enforce(
     if larder.blobs.is_shared() {
         return Err(GcError::SharedQuota);
     }
-    let Some(_lock) = larder.store.try_gc_lock()? else {
+    let Some(_lock) = larder.local.try_gc_lock()? else {
         return Err(GcError::Busy);
     };
     let before = larder.registry.referenced_blob_bytes().await?;

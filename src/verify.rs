@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::Larder;
-use crate::fetch::verify::digest_file;
+use crate::fetch::digest::digest_file;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 
@@ -61,7 +61,7 @@ pub async fn verify_blobs(
         let actual = if larder.blobs.is_shared() {
             hash_shared(larder.blobs.as_ref(), &sha256).await?
         } else {
-            let store = larder.store.clone();
+            let store = larder.local.clone();
             let sha = sha256.clone();
             tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
                 .await
@@ -79,14 +79,14 @@ pub async fn verify_blobs(
             }
         };
         // With a shared store the node also serves its cached copies: check those too.
-        if larder.blobs.is_shared() && larder.store.has(&sha256) {
-            let store = larder.store.clone();
+        if larder.blobs.is_shared() && larder.local.has(&sha256) {
+            let store = larder.local.clone();
             let sha = sha256.clone();
             let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
                 .await
                 .unwrap_or(Ok(None))?;
             if let Some(actual) = cached.filter(|actual| *actual != sha256) {
-                let moved = larder.store.quarantine(&sha256)?;
+                let moved = larder.local.quarantine(&sha256)?;
                 if status == BlobStatus::Ok {
                     status = BlobStatus::Corrupt {
                         actual,

@@ -1,4 +1,4 @@
-//! The licence catalog: `registry/licences.toml`, embedded at build time.
+//! The licence catalog: `licence/licences.toml`, embedded at build time.
 //!
 //! The catalog is data, not code. Each [`Licence`] row carries the facts an audit needs
 //! (commercial use, caps, attribution, naming rules, AUP, output-training restrictions,
@@ -19,10 +19,9 @@ pub use ids::validate_rows;
 use ids::{id_forms, normalise_link};
 
 use crate::error::CatalogError;
-use crate::text;
 
-/// The catalog as shipped, embedded from `registry/licences.toml`.
-pub const BUILTIN_CATALOG: &str = include_str!("../../registry/licences.toml");
+/// The catalog as shipped, embedded from `licence/licences.toml`.
+pub const BUILTIN_CATALOG: &str = include_str!("../licences.toml");
 
 /// Whether a licence allows commercial use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -231,7 +230,7 @@ pub struct Licence {
     /// Catalog key of a licence whose text this one extends (`""` if none): a text matching
     /// this licence's own phrases and its base's is this licence, not the base.
     pub based_on: String,
-    /// Distinctive phrases of the text, matched after [`text::normalise`].
+    /// Distinctive phrases of the text, matched after [`crate::normalise::normalise`].
     pub fingerprints: Vec<String>,
     /// How well the row is sourced.
     pub evidence: Evidence,
@@ -365,7 +364,7 @@ impl Catalog {
                 by_link.insert(normalise_link(link), index);
             }
             for phrase in &licence.fingerprints {
-                let normalised = text::normalise(phrase);
+                let normalised = crate::normalise::normalise(phrase);
                 let owners = phrase_owners.entry(normalised).or_default();
                 if !owners.contains(&index) {
                     owners.push(index);

@@ -23,7 +23,7 @@ pub enum PolicyError {
     #[error("failed to parse the licence policy")]
     Parse(#[source] toml::de::Error),
     /// `allow` / `review` / `deny` / `--accept-licence` entries that match no catalog licence.
-    #[error("licence policy `{field}` names licences the catalog does not know: {}\nhint: use a Hub licence id (e.g. `apache-2.0`, `llama3.1`), a `license_name` value or a catalog key", ids.join(", "))]
+    #[error("licence policy `{field}` names licences the catalog does not know: {}", ids.join(", "))]
     UnknownLicences {
         /// The list the entries came from.
         field: &'static str,

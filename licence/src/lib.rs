@@ -3,7 +3,7 @@
 //! Larder records the licence of every model revision it mirrors. This crate is the pure
 //! part of that feature — no I/O, no registry, no CLI:
 //!
-//! - [`catalog`]: the licence facts in `registry/licences.toml`, embedded at build time,
+//! - [`catalog`]: the licence facts in `licence/licences.toml`, embedded at build time,
 //!   and lookup by catalog key, Hub id, former Hub id or `license_name` alias.
 //! - [`text`]: normalised fingerprints of licence texts.
 //! - [`detect`](mod@detect): signals from licence files, card, tags, gate and lineage, resolved to one
@@ -33,6 +33,7 @@
 pub mod catalog;
 pub mod detect;
 pub mod error;
+pub mod normalise;
 pub mod policy;
 pub mod report;
 pub mod text;

@@ -46,7 +46,7 @@ pub enum RegistryError {
 
     /// The database was written by a newer Larder.
     #[error(
-        "the registry schema is version {found}, but this larder only knows up to version {supported}\nhint: upgrade larder, or point LARDER_HOME at another directory"
+        "the registry schema is version {found}, but this larder only knows up to version {supported}"
     )]
     SchemaTooNew {
         /// `PRAGMA user_version` of the database.
@@ -136,7 +136,7 @@ pub enum RegistryError {
     },
 
     /// The repository has never been recorded.
-    #[error("{kind} {name} is not in the registry\nhint: `larder pull` it first")]
+    #[error("{kind} {name} is not in the registry")]
     UnknownRepo {
         /// Model or dataset.
         kind: RepoKind,

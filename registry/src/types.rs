@@ -21,6 +21,17 @@ pub enum RepoKind {
 }
 
 impl RepoKind {
+    /// Both kinds, in [`RepoKind::index`] order.
+    pub const ALL: [RepoKind; 2] = [RepoKind::Model, RepoKind::Dataset];
+
+    /// A dense index (0 for models, 1 for datasets), for per-kind counters.
+    pub fn index(self) -> usize {
+        match self {
+            RepoKind::Model => 0,
+            RepoKind::Dataset => 1,
+        }
+    }
+
     /// The lowercase name used in the database, on the command line and in JSON.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -60,7 +60,7 @@ pub async fn import_folder(
     on_event: OnEvent<'_>,
 ) -> Result<FolderSummary, BundleError> {
     // Blobs published here are unreferenced until the revision is recorded.
-    let _gc_guard = larder.store.gc_guard().await?;
+    let _gc_guard = larder.local.gc_guard().await?;
     let root = dir.canonicalize().map_err(BundleError::io("open", dir))?;
     if !root.is_dir() {
         return Err(BundleError::Refused {
@@ -79,7 +79,7 @@ pub async fn import_folder(
     let mut blobs: Vec<BlobRecord> = Vec::new();
     let mut blobs_imported = 0;
     for (path, source) in &entries {
-        let part = larder.store.tmp_dir().join(format!(
+        let part = larder.local.tmp_dir().join(format!(
             "folder-{}-{}.part",
             std::process::id(),
             files.len()

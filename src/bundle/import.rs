@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::manifest::{BLOBS_DIR, CommitEntry, Manifest, RepoEntry};
 use super::{BundleError, BundleEvent, OnEvent, copy_hashed};
 use crate::Larder;
-use crate::fetch::verify::Digests;
+use crate::fetch::digest::Digests;
 use crate::registry::{BlobRecord, FileRecord, SnapshotRecord};
 
 /// What happened to one revision of the bundle.
@@ -73,7 +73,7 @@ pub async fn import_bundle(
     on_event: OnEvent<'_>,
 ) -> Result<ImportSummary, BundleError> {
     // Blobs published here are unreferenced until their revision is recorded.
-    let _gc_guard = larder.store.gc_guard().await?;
+    let _gc_guard = larder.local.gc_guard().await?;
     let manifest = Manifest::read(dir)?;
     let carried: BTreeMap<&str, u64> = manifest
         .blobs
@@ -337,7 +337,7 @@ async fn verify_blob(
         Ok(_) => {}
     }
     let part = larder
-        .store
+        .local
         .tmp_dir()
         .join(format!("import-{sha256}-{}.part", std::process::id()));
     let part2 = part.clone();

@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::Larder;
-use crate::fetch::verify::{ContentHasher, Digests};
+use crate::failure::Hint;
+use crate::fetch::digest::{ContentHasher, Digests};
 use crate::hub::{NameError, RepoId, Revision};
 use crate::registry::{CommitDetail, RegistryError, RepoKind};
 use crate::store::StoreError;
@@ -61,7 +62,7 @@ pub enum BundleError {
         source: io::Error,
     },
     /// The revision is not held.
-    #[error("`{repo}@{revision}` is not held\nhint: `larder pull {repo}@{revision}` first")]
+    #[error("`{repo}@{revision}` is not held")]
     NotHeld {
         /// The repo.
         repo: String,
@@ -69,9 +70,7 @@ pub enum BundleError {
         revision: String,
     },
     /// A file of a held revision has no blob (partial pull, or quarantined by verify).
-    #[error(
-        "{repo}@{sha}: {path} is not held, so the revision cannot be exported whole\nhint: `larder pull {repo}@{sha}` (without --include/--exclude) first"
-    )]
+    #[error("{repo}@{sha}: {path} is not held, so the revision cannot be exported whole")]
     Incomplete {
         /// The repo.
         repo: String,
@@ -94,6 +93,20 @@ pub enum BundleError {
         /// Why.
         reason: String,
     },
+}
+
+impl Hint for BundleError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BundleError::NotHeld { repo, revision } => {
+                Some(format!("`larder pull {repo}@{revision}` first"))
+            }
+            BundleError::Incomplete { repo, sha, .. } => Some(format!(
+                "`larder pull {repo}@{sha}` (without --include/--exclude) first"
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl BundleError {
@@ -237,7 +250,7 @@ pub async fn select_commits(
     Ok(out)
 }
 
-pub use crate::fetch::verify::{lfs_pointer, lfs_pointer_oid};
+pub use crate::fetch::digest::{lfs_pointer, lfs_pointer_oid};
 
 /// Copy `src` to `dest` (created or truncated) while hashing it (sha256 and git blob oid), and
 /// sync it. Returns the digests and the number of bytes copied.

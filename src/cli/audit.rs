@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
 use larder::licence::{Audited, audit};
+use larder::registry::RepoKind;
 use larder_licence::report::{BomFile, BomModel, cyclonedx, spdx};
 use larder_licence::{Catalog, Policy, audit_csv, audit_table};
 
@@ -120,8 +120,8 @@ fn generated_at() -> time::OffsetDateTime {
 
 /// Run `larder audit`.
 pub async fn run(larder: &Larder, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
-    let policy = match larder::config::load_policy(&larder.home, args.policy.as_deref())? {
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
+    let policy = match larder.config.policy(args.policy.as_deref())? {
         Some(policy) => policy,
         None => {
             eprintln!(

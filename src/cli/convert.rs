@@ -10,8 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::Larder;
 use larder::convert::{ConvertRequest, Target, convert};
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 
 use super::format;
 
@@ -63,7 +63,7 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
         .map(|r| r.to_string())
         .unwrap_or_else(|| "main".to_owned());
     let request = ConvertRequest {
-        kind: registry_kind(args.kind.parse::<RepoType>()?),
+        kind: RepoKind::from(args.kind.parse::<RepoType>()?),
         repo: args.repo.id.clone(),
         revision: revision.clone(),
         target,
@@ -99,7 +99,7 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
         return Ok(ExitCode::SUCCESS);
     }
     for warning in &outcome.warnings {
-        eprintln!("warning: {warning}");
+        super::printer::warning(warning);
     }
     for (path, size, sha256) in &outcome.files {
         eprintln!("  {path}  {}  sha256 {sha256}", format::size(*size));

@@ -8,8 +8,8 @@ use clap::Args;
 use larder::Larder;
 use larder::bundle::manifest::Manifest;
 use larder::bundle::{BundleEvent, Selection, export, hf_cache, select_commits};
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 
 use super::format;
 
@@ -39,7 +39,7 @@ pub struct ExportArgs {
 
 /// Run `larder export`.
 pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     if args.since.is_some() && args.layout != "bundle" {
         bail!("--since only applies to --layout bundle");
     }

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Args;
 use larder::Larder;
 use larder::bundle::{folder, import};
-use larder::fetch::registry_kind;
 use larder::hub::{RepoId, RepoType, Revision};
+use larder::registry::RepoKind;
 
 use super::{EXIT_CORRUPT, format};
 
@@ -35,7 +35,7 @@ pub struct ImportArgs {
 pub async fn run(larder: &Larder, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let on_event = super::export::progress(args.json);
     if let Some(repo) = &args.as_repo {
-        let kind = registry_kind(args.kind.parse::<RepoType>()?);
+        let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
         let summary =
             folder::import_folder(larder, &args.dir, kind, repo, &args.revision, &on_event)
                 .await
@@ -80,15 +80,15 @@ pub async fn run(larder: &Larder, args: ImportArgs) -> anyhow::Result<ExitCode> 
             format::size(summary.bytes_imported),
         );
         for revision in summary.refused() {
-            eprintln!("REFUSED {}@{}:", revision.repo, revision.commit);
+            super::printer::error(&format!("refused {}@{}:", revision.repo, revision.commit));
             for problem in &revision.problems {
                 eprintln!("  {problem}");
             }
         }
         if refused > 0 {
-            eprintln!(
-                "hint: nothing of a refused revision was registered; export it again on the \
-                 connected host and re-run the import"
+            super::printer::hint(
+                "nothing of a refused revision was registered; export it again on the \
+                 connected host and re-run the import",
             );
         }
     }

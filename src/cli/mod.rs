@@ -10,6 +10,7 @@ mod jobs;
 mod ls;
 mod notice;
 mod pin;
+mod printer;
 mod progress;
 mod pull;
 mod reindex;
@@ -192,14 +193,10 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
     {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {error:#}");
-    let kind = FailureKind::of(error.as_ref());
-    if let Some(pull) = error.downcast_ref::<larder::fetch::PullError>() {
-        if kind == FailureKind::DiskFull {
-            eprintln!("hint: the parts already written are kept; `larder pull` again resumes them");
-        } else if matches!(pull, larder::fetch::PullError::Transfer(_)) {
-            eprintln!("hint: run the same `larder pull` again to resume from what was written");
-        }
+    printer::error(&format!("{error:#}"));
+    if let Some(hint) = larder::classify::hint_of(error.as_ref()) {
+        printer::hint(&hint);
     }
+    let kind = larder::classify::kind_of(error.as_ref());
     exit_status(kind)
 }

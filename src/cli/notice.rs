@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
 use larder::licence::{LicenceError, load_detection};
+use larder::registry::RepoKind;
 use larder_licence::Catalog;
 use larder_licence::report::notice;
 
@@ -29,7 +29,7 @@ pub struct NoticeArgs {
 
 /// Run `larder notice`.
 pub async fn run(larder: &Larder, args: NoticeArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     let mut detections = Vec::new();
     for repo in &args.repos {
         let name = repo.id.as_str();

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::anyhow;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 
 /// Arguments of `larder pin` and `larder unpin`.
 #[derive(Debug, Args)]
@@ -20,7 +20,7 @@ pub struct PinArgs {
 
 /// Run `larder pin` (`pin = true`) or `larder unpin`.
 pub async fn run(larder: &Larder, args: PinArgs, pin: bool) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     let name = args.repo.id.as_str();
     let revision = args
         .repo
@@ -58,7 +58,7 @@ pub async fn run(larder: &Larder, args: PinArgs, pin: bool) -> anyhow::Result<Ex
         eprintln!("unpinned {name}@{short}");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {name}@{short} was not pinned");
+        super::printer::error(&format!("{name}@{short} was not pinned"));
         Ok(ExitCode::FAILURE)
     }
 }

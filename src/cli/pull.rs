@@ -115,7 +115,7 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     if let Some(ms) = args.retry_base_ms {
         options.transfer.retry.base = Duration::from_millis(ms);
     }
-    let policy = larder::config::load_policy(&larder.home, args.policy.as_deref())?;
+    let policy = larder.config.policy(args.policy.as_deref())?;
     options.licence_gate = Some(Arc::new(PullGate::new(
         policy,
         &args.accept_licence,

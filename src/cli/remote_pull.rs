@@ -204,13 +204,15 @@ impl Follower {
                 }
                 let why = job.error.as_deref().unwrap_or("no reason given");
                 match job.error_kind {
-                    Some(kind) => eprintln!("error: job {} {state} ({kind}): {why}", job.id),
-                    None => eprintln!("error: job {} {state}: {why}", job.id),
+                    Some(kind) => {
+                        super::printer::error(&format!("job {} {state} ({kind}): {why}", job.id))
+                    }
+                    None => super::printer::error(&format!("job {} {state}: {why}", job.id)),
                 }
                 if job.error_kind == Some(FailureKind::DiskFull) {
-                    eprintln!(
-                        "hint: the daemon keeps the parts already written; free space on its \
-                         disk, then the same pull resumes them"
+                    super::printer::hint(
+                        "the daemon keeps the parts already written; free space on its disk, then \
+                         the same pull resumes them",
                     );
                 }
                 super::job_exit_status(job)

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::serve::{ServeOptions, start};
+use larder::serve::start;
+use larder::settings::{ResolvedServe, ServeFlags, Settings, resolve_serve};
 
 /// Arguments of `larder serve`.
 #[derive(Debug, Args)]
@@ -52,76 +53,28 @@ pub struct ServeArgs {
 
 /// Run `larder serve` until Ctrl-C.
 pub async fn run(
-    larder: Larder,
-    settings: &larder::settings::Settings,
+    mut larder: Larder,
+    settings: &Settings,
     args: ServeArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut larder = larder;
-    if let Some(upstream) = &args.upstream {
-        let mut client_settings = larder::hub::ClientSettings::new(upstream.clone());
-        client_settings.token = settings.token.clone();
-        larder.client = larder::hub::HubClient::new(client_settings)?;
+    let flags = ServeFlags {
+        addr: args.addr,
+        upstream: args.upstream,
+        offline: args.offline,
+        public_url: args.public_url,
+        job_workers: args.job_workers,
+        max_rate: args.max_rate,
+        quota: args.quota,
+        max_connections: args.max_connections,
+        policy: args.policy,
+        redirect_to_store: args.redirect_to_store,
+        rescan_seconds: args.rescan,
+    };
+    let ResolvedServe { options, notes } = resolve_serve(&mut larder, settings, flags)?;
+    for note in &notes {
+        super::printer::note(note);
     }
-    if let Some(url) = &args.public_url {
-        url::Url::parse(url).with_context(|| format!("--public-url {url:?} is not a URL"))?;
-    }
-    let offline = args.offline;
-    let mut options = ServeOptions::new(args.addr);
-    options.public_url = args.public_url;
-    options.pull_through = !args.offline;
-    options.policy =
-        larder::config::load_policy(&larder.home, args.policy.as_deref())?.map(std::sync::Arc::new);
-    let config = larder::config::Config::load(&larder.home)?;
-    options.access = config.serve.access_rules(&larder.home)?;
-    options.jobs.apply_config(&config.daemon)?;
-    if config.daemon.max_connections == Some(0) {
-        anyhow::bail!("config key `daemon.max_connections`: must be at least 1");
-    }
-    options.max_connections = config.daemon.max_connections;
-    if let Some(workers) = args.job_workers {
-        options.jobs.workers = usize::from(workers);
-    }
-    if let Some(rate) = args.max_rate {
-        options.jobs.rate_limit = Some(std::sync::Arc::new(larder::fetch::rate::RateLimiter::new(
-            rate,
-        )));
-    }
-    if let Some(quota) = args.quota {
-        options.jobs.quota = Some(quota);
-    }
-    if let Some(n) = args.max_connections {
-        options.max_connections = usize::try_from(n).ok();
-    }
-    if options.jobs.quota.is_some() && larder.blobs.is_shared() {
-        return Err(larder::gc::GcError::SharedQuota.into());
-    }
-    if options.jobs.quota.is_some() && offline {
-        eprintln!("larder: note: --offline runs no daemon, so the quota is not enforced");
-    }
-    options.redirect_to_store = args.redirect_to_store || config.serve.redirect_to_store;
-    if options.redirect_to_store && !larder.blobs.is_shared() {
-        anyhow::bail!("redirect_to_store needs a shared object store (--store s3://...)");
-    }
-    let rescan = (larder.blobs.is_shared() && args.rescan > 0).then(|| {
-        let larder = larder.clone();
-        let every = std::time::Duration::from_secs(args.rescan);
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(every);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                match larder::manifest::reindex(&larder).await {
-                    Ok(summary) => tracing::info!(
-                        manifests = summary.manifests,
-                        blobs = summary.blobs,
-                        "rescanned the store"
-                    ),
-                    Err(error) => tracing::warn!(error = %error, "rescanning the store failed"),
-                }
-            }
-        })
-    });
-    let offline = args.offline;
+    let offline = !options.pull_through;
     let endpoint = larder.client.endpoint();
     let store = if larder.blobs.is_shared() {
         larder.blobs.describe()
@@ -141,9 +94,6 @@ pub async fn run(
         );
     }
     let _ = tokio::signal::ctrl_c().await;
-    if let Some(rescan) = rescan {
-        rescan.abort();
-    }
     eprintln!("larder: stopping; finishing requests in flight");
     match tokio::time::timeout(std::time::Duration::from_secs(30), running.stop()).await {
         Ok(result) => result.context("the server failed")?,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 
 use super::format;
 
@@ -25,7 +25,7 @@ pub struct ShowArgs {
 
 /// Run `larder show`.
 pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     let name = args.repo.id.as_str();
     let revision = args
         .repo

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 
 /// Arguments of `larder track`.
 #[derive(Debug, Args)]
@@ -46,7 +46,7 @@ fn reference(repo: &RepoRef) -> anyhow::Result<String> {
 
 /// Run `larder track`.
 pub async fn track(larder: &Larder, args: TrackArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     let reference = reference(&args.repo)?;
     let every = i64::try_from(args.every.as_secs()).context("--every is too long")?;
     let new = larder
@@ -70,7 +70,7 @@ pub async fn track(larder: &Larder, args: TrackArgs) -> anyhow::Result<ExitCode>
 
 /// Run `larder untrack`.
 pub async fn untrack(larder: &Larder, args: UntrackArgs) -> anyhow::Result<ExitCode> {
-    let kind = registry_kind(args.kind.parse::<RepoType>()?);
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     let reference = reference(&args.repo)?;
     if larder
         .registry
@@ -80,7 +80,7 @@ pub async fn untrack(larder: &Larder, args: UntrackArgs) -> anyhow::Result<ExitC
         eprintln!("no longer tracking {}@{reference}", args.repo.id);
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: {}@{reference} is not tracked", args.repo.id);
+        super::printer::error(&format!("{}@{reference} is not tracked", args.repo.id));
         Ok(ExitCode::FAILURE)
     }
 }

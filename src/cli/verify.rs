@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::registry_kind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 use larder::verify::{BlobStatus, verify_blobs};
 
 use super::{EXIT_CORRUPT, format};
@@ -35,7 +35,7 @@ pub async fn run(larder: &Larder, args: VerifyArgs) -> anyhow::Result<ExitCode> 
             }
         }
         Some(repo_ref) => {
-            let kind = registry_kind(args.kind.parse::<RepoType>()?);
+            let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
             let name = repo_ref.id.as_str();
             let shas: Vec<String> = match &repo_ref.revision {
                 Some(rev) => match larder.registry.resolve(kind, name, rev.as_str()).await? {
@@ -98,7 +98,7 @@ pub async fn run(larder: &Larder, args: VerifyArgs) -> anyhow::Result<ExitCode> 
             bad
         );
         if bad > 0 {
-            eprintln!("hint: `larder pull` the affected repos again to fetch fresh copies");
+            super::printer::hint("`larder pull` the affected repos again to fetch fresh copies");
         }
     }
     Ok(if bad > 0 {

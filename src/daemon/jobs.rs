@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::failure::FailureKind;
+use crate::failure::{Classify, FailureKind};
 use crate::fetch::PullOptions;
 use crate::hub::{NameError, RepoId, RepoType, Revision};
 use crate::registry::{JobRecord, JobState};
@@ -58,6 +58,13 @@ pub enum SpecError {
     /// The JSON did not have the expected shape.
     #[error("invalid job spec: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// A job spec that does not validate is always invalid.
+impl Classify for SpecError {
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::Invalid
+    }
 }
 
 /// A submitted job: `kind` plus the kind's fields.

@@ -256,7 +256,7 @@ impl Daemon {
 
     /// Bytes jobs received from the upstream for repos of `kind` since the daemon started.
     pub fn fetched_bytes(&self, kind: RepoKind) -> u64 {
-        self.shared.fetched_bytes[kind_index(kind)].load(Ordering::Relaxed)
+        self.shared.fetched_bytes[kind.index()].load(Ordering::Relaxed)
     }
 
     /// Files jobs received that failed verification (each was fetched again or failed).
@@ -275,13 +275,5 @@ impl Daemon {
         for task in tasks {
             let _ = task.await;
         }
-    }
-}
-
-/// The index of a repo type in per-type counters.
-pub(crate) fn kind_index(kind: RepoKind) -> usize {
-    match kind {
-        RepoKind::Model => 0,
-        RepoKind::Dataset => 1,
     }
 }

@@ -11,7 +11,7 @@ use crate::daemon::Shared;
 use crate::daemon::jobs::{JobSpec, PullSpec};
 use crate::daemon::webhook::{self, TrackEvent};
 use crate::hub::{RepoId, RepoType, Revision};
-use crate::registry::{AuditEntry, JobState, RepoKind, TrackCheck, TrackedRef};
+use crate::registry::{AuditEntry, JobState, TrackCheck, TrackedRef};
 
 /// The audit-log action of a licence change seen by tracking.
 pub const LICENCE_CHANGED_ACTION: &str = "licence_changed";
@@ -49,13 +49,6 @@ async fn tick(shared: &Shared, client: &reqwest::Client) -> Result<(), TickError
     Ok(())
 }
 
-fn repo_type(kind: RepoKind) -> RepoType {
-    match kind {
-        RepoKind::Model => RepoType::Model,
-        RepoKind::Dataset => RepoType::Dataset,
-    }
-}
-
 /// Re-resolve one tracked ref upstream and queue a pull if it moved.
 async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), TickError> {
     let registry = &shared.larder.registry;
@@ -76,7 +69,7 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
     let upstream = match shared
         .larder
         .client
-        .repo_info(repo_type(kind), &repo, &revision)
+        .repo_info(RepoType::from(kind), &repo, &revision)
         .await
     {
         Ok(info) => info.sha.unwrap_or_default(),
@@ -106,7 +99,7 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
         let spec = JobSpec::Pull(PullSpec {
             repo: tracked.name.clone(),
             revision: tracked.reference.clone(),
-            repo_type: repo_type(kind),
+            repo_type: RepoType::from(kind),
             include: Vec::new(),
             exclude: Vec::new(),
         });

@@ -9,9 +9,9 @@ use crate::daemon::jobs::{
     ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
 };
 use crate::daemon::{Ended, Shared};
-use crate::failure::FailureKind;
+use crate::failure::{Classify, FailureKind};
 use crate::fetch::progress::{PullEvent, Reporter};
-use crate::registry::{JobRecord, JobState};
+use crate::registry::{JobRecord, JobState, RepoKind};
 
 /// The worker loop; returns at shutdown.
 pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
@@ -62,7 +62,7 @@ impl JobReporter {
             total: AtomicU64::new(0),
             active: AtomicI64::new(0),
             shared,
-            kind_index: crate::daemon::kind_index(kind),
+            kind_index: kind.index(),
             detail: std::sync::Mutex::new(None),
         }
     }
@@ -306,7 +306,7 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
             return;
         }
     };
-    let kind = crate::fetch::registry_kind(options.kind);
+    let kind = RepoKind::from(options.kind);
     let outcome = supervise(shared, id, kind, |reporter| {
         tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
         crate::fetch::pull(&shared.larder, &options, reporter)
@@ -339,7 +339,7 @@ fn with_licence_gate(
     larder: &crate::Larder,
     mut options: crate::fetch::PullOptions,
 ) -> Result<crate::fetch::PullOptions, Failure> {
-    let policy = crate::config::load_policy(&larder.home, None).map_err(|e| Failure::of(&e))?;
+    let policy = larder.config.policy(None).map_err(|e| Failure::of(&e))?;
     let gate =
         crate::licence::PullGate::new(policy, &[], "larder-daemon").map_err(|e| Failure::of(&e))?;
     options.licence_gate = Some(Arc::new(gate));
@@ -362,7 +362,7 @@ struct Failure {
 impl Failure {
     fn of(error: &(dyn std::error::Error + 'static)) -> Failure {
         Failure {
-            kind: FailureKind::of(error),
+            kind: crate::classify::kind_of(error),
             message: crate::fetch::transfer::error_chain(error),
         }
     }

@@ -7,13 +7,13 @@
 //! ([`PullOptions::licence_gate`]) the licence is detected and judged before any transfer (a
 //! denial leaves the home untouched) and its record is written right after the snapshot.
 
+pub mod digest;
 pub mod plan;
 pub mod progress;
 pub mod ranges;
 pub mod rate;
 pub mod state;
 pub mod transfer;
-pub mod verify;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +25,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::Larder;
+use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::{HubError, RepoFile, RepoId, RepoInfo, RepoType, Revision, gate_mode};
 use crate::registry::{
     BlobRecord, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
@@ -147,18 +148,42 @@ pub enum PullError {
     Manifest(#[from] crate::manifest::ManifestError),
 }
 
+impl Classify for PullError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            PullError::Hub(e) => e.failure_kind(),
+            PullError::Pattern(_) | PullError::NothingSelected { .. } => FailureKind::Invalid,
+            PullError::Transfer(e) => e.failure_kind(),
+            PullError::Registry(e) => e.failure_kind(),
+            PullError::Store(e) => e.failure_kind(),
+            PullError::Materialize(e) => e.failure_kind(),
+            PullError::Licence(e) => e.failure_kind(),
+            PullError::Manifest(e) => e.failure_kind(),
+        }
+    }
+}
+
+impl Hint for PullError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            _ if self.is_disk_full() => Some(
+                "the parts already written are kept; free space, then `larder pull` again resumes them"
+                    .to_owned(),
+            ),
+            PullError::Transfer(_) => {
+                Some("run the same `larder pull` again to resume from what was written".to_owned())
+            }
+            PullError::Licence(e) => e.hint(),
+            PullError::Registry(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl PullError {
     /// Whether the failure was a full disk (of the store or the registry).
     pub fn is_disk_full(&self) -> bool {
         self.failure_kind() == crate::failure::FailureKind::DiskFull
-    }
-}
-
-/// Registry kind of a repo type.
-pub fn registry_kind(kind: RepoType) -> RepoKind {
-    match kind {
-        RepoType::Model => RepoKind::Model,
-        RepoType::Dataset => RepoKind::Dataset,
     }
 }
 
@@ -193,7 +218,7 @@ pub async fn pull(
     let started = Instant::now();
     let selection = Selection::new(&options.include, &options.exclude)?;
     // Blobs published by this pull stay unreferenced until the snapshot is recorded at the end.
-    let _gc_guard = larder.store.gc_guard().await?;
+    let _gc_guard = larder.local.gc_guard().await?;
     let client = &larder.client;
     let info = client
         .repo_info(options.kind, &options.repo, &options.revision)
@@ -264,7 +289,7 @@ pub async fn pull(
 
     let env = TransferEnv {
         client: client.clone(),
-        store: larder.store.clone(),
+        store: larder.local.clone(),
         blobs: larder.blobs.clone(),
         permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
         settings: options.transfer.clone(),
@@ -357,7 +382,7 @@ pub async fn pull(
     larder
         .registry
         .record_snapshot(SnapshotRecord {
-            kind: registry_kind(options.kind),
+            kind: RepoKind::from(options.kind),
             name: options.repo.to_string(),
             upstream: client.endpoint(),
             gated: gate_mode(&info.gated),
@@ -376,7 +401,7 @@ pub async fn pull(
     }
     crate::manifest::publish(
         larder,
-        registry_kind(options.kind),
+        RepoKind::from(options.kind),
         &options.repo.to_string(),
         &commit,
     )

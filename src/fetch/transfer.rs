@@ -24,10 +24,11 @@ use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::digest::{ContentHasher, Digests};
 use super::progress::{PullEvent, Reporter};
 use super::ranges::RangeSet;
 use super::state::PartState;
-use super::verify::{ContentHasher, Digests};
+use crate::failure::{Classify, FailureKind};
 use crate::hub::client::check_status;
 use crate::hub::{HubClient, HubError, RepoType, RetryPolicy};
 use crate::store::{LocalStore, StoreError};
@@ -159,6 +160,18 @@ pub enum TransferError {
         /// What was wrong.
         why: String,
     },
+}
+
+impl Classify for TransferError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            TransferError::Hub { source, .. } => source.failure_kind(),
+            TransferError::Exhausted { .. }
+            | TransferError::Mismatch { .. }
+            | TransferError::Protocol { .. } => FailureKind::Upstream,
+            TransferError::Store { source, .. } => source.failure_kind(),
+        }
+    }
 }
 
 impl TransferError {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::types::{NameError, TreeEntryError};
+use crate::failure::{Classify, FailureKind};
 
 /// What went wrong talking to the Hub (or a mirror of it).
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +135,28 @@ pub enum HubError {
     /// A name from upstream failed validation.
     #[error(transparent)]
     Name(#[from] NameError),
+}
+
+impl Classify for HubError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            HubError::RepoNotFound { .. }
+            | HubError::RevisionNotFound { .. }
+            | HubError::EntryNotFound { .. } => FailureKind::NotFound,
+            HubError::Endpoint(_) => FailureKind::Invalid,
+            HubError::Client(_) => FailureKind::Other,
+            HubError::Network { .. }
+            | HubError::Gated { .. }
+            | HubError::Disabled { .. }
+            | HubError::Status { .. }
+            | HubError::Json { .. }
+            | HubError::TooLarge { .. }
+            | HubError::TreeEntry { .. }
+            | HubError::MissingCommit { .. }
+            | HubError::Redirect { .. }
+            | HubError::Name(_) => FailureKind::Upstream,
+        }
+    }
 }
 
 /// An upstream's error answer as it was sent (status, `X-Error-Code`, message), so that a

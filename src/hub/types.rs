@@ -9,6 +9,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::RepoKind;
+
 /// Longest repo id the Hub accepts.
 const MAX_REPO_ID_LEN: usize = 96;
 /// Longest revision we accept (branch and tag names are far shorter in practice).
@@ -69,6 +71,24 @@ impl RepoType {
         match self {
             RepoType::Model => "",
             RepoType::Dataset => "datasets/",
+        }
+    }
+}
+
+impl From<RepoType> for RepoKind {
+    fn from(kind: RepoType) -> RepoKind {
+        match kind {
+            RepoType::Model => RepoKind::Model,
+            RepoType::Dataset => RepoKind::Dataset,
+        }
+    }
+}
+
+impl From<RepoKind> for RepoType {
+    fn from(kind: RepoKind) -> RepoType {
+        match kind {
+            RepoKind::Model => RepoType::Model,
+            RepoKind::Dataset => RepoType::Dataset,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! [`LicenceError`]: why licence detection, a policy decision or a report failed.
 
+use crate::failure::{Classify, FailureKind, Hint};
+use crate::hub::HubError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 
@@ -36,20 +38,6 @@ fn denial_message(denial: &Denial) -> String {
     for reason in &denial.reasons {
         message.push_str(&format!("\n  - {reason}"));
     }
-    if denial.acceptable.is_empty() {
-        message
-            .push_str("\nhint: a policy exception denies this repo; change the policy to pull it");
-    } else {
-        let flags: Vec<String> = denial
-            .acceptable
-            .iter()
-            .map(|id| format!("--accept-licence {id}"))
-            .collect();
-        message.push_str(&format!(
-            "\nhint: to pull it anyway, accept the licence with `{}` (recorded in the audit log)",
-            flags.join(" ")
-        ));
-    }
     message
 }
 
@@ -74,19 +62,20 @@ pub enum LicenceError {
         actual: String,
     },
     /// `--accept-licence` names something the catalog does not know.
-    #[error(
-        "`--accept-licence {id}` names no licence in the catalog\nhint: use a Hub licence id (e.g. `cc-by-nc-4.0`, `llama3.1`), a `license_name` value, a catalog key, or `unknown`"
-    )]
+    #[error("`--accept-licence {id}` names no licence in the catalog")]
     UnknownAccepted {
         /// As given.
         id: String,
     },
     /// The repo (or revision) is not held.
-    #[error("`{repo}` is not held\nhint: run `larder pull {repo}` first")]
+    #[error("`{repo}` is not held")]
     NotHeld {
         /// `org/name[@rev]`.
         repo: String,
     },
+    /// The Hub refused or failed while the licence files were fetched.
+    #[error(transparent)]
+    Hub(#[from] HubError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -110,6 +99,50 @@ pub enum LicenceError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl Classify for LicenceError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            LicenceError::Denied(_) => FailureKind::LicenceDenied,
+            LicenceError::Corrupt { .. } => FailureKind::Upstream,
+            LicenceError::UnknownAccepted { .. } => FailureKind::Invalid,
+            LicenceError::NotHeld { .. } => FailureKind::NotFound,
+            LicenceError::Store { source, .. } => source.failure_kind(),
+            LicenceError::Hub(e) => e.failure_kind(),
+            LicenceError::Registry(e) => e.failure_kind(),
+            LicenceError::StoredDetection { .. } => FailureKind::Other,
+        }
+    }
+}
+
+impl Hint for LicenceError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LicenceError::Denied(denial) if denial.acceptable.is_empty() => {
+                Some("a policy exception denies this repo; change the policy to pull it".to_owned())
+            }
+            LicenceError::Denied(denial) => {
+                let flags: Vec<String> = denial
+                    .acceptable
+                    .iter()
+                    .map(|id| format!("--accept-licence {id}"))
+                    .collect();
+                Some(format!(
+                    "to pull it anyway, accept the licence with `{}` (recorded in the audit log)",
+                    flags.join(" ")
+                ))
+            }
+            LicenceError::UnknownAccepted { .. } => Some(
+                "use a Hub licence id (e.g. `cc-by-nc-4.0`, `llama3.1`), a `license_name` value, \
+                 a catalog key, or `unknown`"
+                    .to_owned(),
+            ),
+            LicenceError::NotHeld { repo } => Some(format!("run `larder pull {repo}` first")),
+            LicenceError::Registry(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl LicenceError {

@@ -12,7 +12,7 @@ use larder_licence::{Inherited, RepoEvidence, is_licence_file};
 use serde_json::Value;
 
 use super::LicenceError;
-use crate::fetch::verify::digest_bytes;
+use crate::fetch::digest::digest_bytes;
 use crate::hub::client::{check_status, redact};
 use crate::hub::{HubClient, HubError, RepoFile, RepoId, RepoInfo, RepoType, gate_mode, retry};
 use crate::registry::{CommitDetail, Registry, RegistryError, RepoKind};
@@ -130,15 +130,6 @@ fn check_digest(repo: &RepoId, file: &RepoFile, bytes: &[u8]) -> Result<(), Lice
     }
 }
 
-/// Why fetching licence files failed: the Hub, or bytes that do not match the tree.
-#[derive(Debug)]
-pub enum FetchFailure {
-    /// The Hub refused or failed.
-    Hub(HubError),
-    /// Digest mismatch.
-    Licence(LicenceError),
-}
-
 /// Fetch the tree's licence files into memory (verified), in path order.
 pub async fn fetch_licence_files(
     client: &HubClient,
@@ -146,17 +137,15 @@ pub async fn fetch_licence_files(
     repo: &RepoId,
     commit: &str,
     tree: &[RepoFile],
-) -> Result<Vec<(String, Vec<u8>)>, FetchFailure> {
+) -> Result<Vec<(String, Vec<u8>)>, LicenceError> {
     let mut files = Vec::new();
     for file in tree.iter().filter(|file| is_licence_file(&file.path)) {
         if file.size > MAX_LICENCE_FILE {
             tracing::warn!(repo = %repo, path = %file.path, size = file.size, "licence file too large to read; skipped");
             continue;
         }
-        let bytes = fetch_small(client, kind, repo, commit, file)
-            .await
-            .map_err(FetchFailure::Hub)?;
-        check_digest(repo, file, &bytes).map_err(FetchFailure::Licence)?;
+        let bytes = fetch_small(client, kind, repo, commit, file).await?;
+        check_digest(repo, file, &bytes)?;
         files.push((file.path.clone(), bytes));
     }
     Ok(files)

@@ -13,12 +13,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::decide::{accepted_keys, decide};
-use super::evidence::{self, FetchFailure};
+use super::evidence;
 use super::{ACCEPT_ACTION, Denial, LicenceError, audit_repo_name};
 use crate::Larder;
-use crate::fetch::{PullError, registry_kind};
 use crate::hub::{RepoFile, RepoId, RepoInfo, RepoType};
-use crate::registry::{AuditEntry, LicenceRecord, LicenceSignalRecord};
+use crate::registry::{AuditEntry, LicenceRecord, LicenceSignalRecord, RepoKind};
 
 /// The licence gate of a pull: the policy (if any), accepted licences and who accepted them.
 #[derive(Debug, Clone)]
@@ -135,8 +134,7 @@ impl PullGate {
         evidence::wanted(path, size)
     }
 
-    /// Detect and decide, before any transfer. A denial is
-    /// [`PullError::Licence`]([`LicenceError::Denied`]).
+    /// Detect and decide, before any transfer. A denial is [`LicenceError::Denied`].
     pub async fn check(
         &self,
         larder: &Larder,
@@ -145,14 +143,9 @@ impl PullGate {
         commit: &str,
         info: &RepoInfo,
         tree: &[RepoFile],
-    ) -> Result<PullLicence, PullError> {
+    ) -> Result<PullLicence, LicenceError> {
         let catalog = Catalog::builtin();
-        let files = evidence::fetch_licence_files(&larder.client, kind, repo, commit, tree)
-            .await
-            .map_err(|failure| match failure {
-                FetchFailure::Hub(error) => PullError::Hub(error),
-                FetchFailure::Licence(error) => PullError::Licence(error),
-            })?;
+        let files = evidence::fetch_licence_files(&larder.client, kind, repo, commit, tree).await?;
         let bases =
             evidence::base_model_licences(&larder.registry, info.card_data.as_ref()).await?;
         let detection = detect(
@@ -199,7 +192,7 @@ impl PullGate {
                 .licence
                 .as_deref()
                 .and_then(|key| catalog.get(key));
-            return Err(PullError::Licence(LicenceError::Denied(Box::new(Denial {
+            return Err(LicenceError::Denied(Box::new(Denial {
                 repo: repo.to_string(),
                 commit: commit.to_owned(),
                 licence: licence.licence_id.clone(),
@@ -207,7 +200,7 @@ impl PullGate {
                 rule: decision.verdict.rule,
                 reasons: decision.verdict.reasons,
                 acceptable: decision.acceptable,
-            }))));
+            })));
         }
         licence.verdict = Some(decision.verdict.verdict.as_str().to_owned());
         licence.rule = Some(decision.verdict.rule);
@@ -225,12 +218,12 @@ impl PullGate {
         repo: &RepoId,
         commit: &str,
         licence: &PullLicence,
-    ) -> Result<(), PullError> {
-        let registry_kind = registry_kind(kind);
+    ) -> Result<(), LicenceError> {
+        let repo_kind = RepoKind::from(kind);
         larder
             .registry
             .record_licence(
-                registry_kind,
+                repo_kind,
                 repo.as_str(),
                 commit,
                 licence_record(&licence.detection),
@@ -255,7 +248,7 @@ impl PullGate {
                     at: crate::now_unix(),
                     actor: self.actor.clone(),
                     action: ACCEPT_ACTION.to_owned(),
-                    repo: Some(audit_repo_name(registry_kind, repo.as_str())),
+                    repo: Some(audit_repo_name(repo_kind, repo.as_str())),
                     detail: Some(json!({
                         "commit": commit,
                         "licences": ids,

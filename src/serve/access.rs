@@ -179,7 +179,7 @@ fn refuse(status: StatusCode, message: &'static str) -> Response {
     // The access log counts it in `larder_errors_total`.
     response
         .extensions_mut()
-        .insert(super::metrics::ErrorKind::AccessDenied);
+        .insert(super::errors::ErrorKind::AccessDenied);
     response
 }
 

@@ -8,7 +8,93 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::metrics::ErrorKind;
+/// What went wrong, for `larder_errors_total{kind}`: the error answers of the mirror (named
+/// like the Hub's `X-Error-Code` where it has one) and failures that happen behind them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Unknown, unmirrored or hidden repo.
+    RepoNotFound,
+    /// Unknown revision.
+    RevisionNotFound,
+    /// No such path at the commit.
+    EntryNotFound,
+    /// Gated or private content refused.
+    GatedRepo,
+    /// Listed but not held, and not fetchable now (503).
+    NotHeld,
+    /// The licence policy refused (451).
+    LicenceDenied,
+    /// The upstream refused a cold miss; its status and code were passed on.
+    UpstreamRefused,
+    /// The upstream disabled the repo; the mirror refuses it too (403).
+    RepoDisabled,
+    /// No (valid) access token, or a `/v1` change without admin rights (401/403).
+    AccessDenied,
+    /// An upstream failure answered with 502.
+    UpstreamError,
+    /// A malformed request.
+    BadRequest,
+    /// No such endpoint.
+    NotFound,
+    /// A failure inside the mirror (500).
+    InternalError,
+    /// A pull-through lookup of a revision upstream failed (the store's answer stood).
+    UpstreamLookupFailed,
+    /// A pull-through file transfer failed for another reason than verification.
+    UpstreamTransferFailed,
+    /// Received content did not match its digest (pull-through or job); nothing was published.
+    VerificationFailed,
+}
+
+impl ErrorKind {
+    pub(crate) const ALL: [ErrorKind; 16] = [
+        ErrorKind::RepoNotFound,
+        ErrorKind::RevisionNotFound,
+        ErrorKind::EntryNotFound,
+        ErrorKind::GatedRepo,
+        ErrorKind::NotHeld,
+        ErrorKind::LicenceDenied,
+        ErrorKind::UpstreamRefused,
+        ErrorKind::RepoDisabled,
+        ErrorKind::AccessDenied,
+        ErrorKind::UpstreamError,
+        ErrorKind::BadRequest,
+        ErrorKind::NotFound,
+        ErrorKind::InternalError,
+        ErrorKind::UpstreamLookupFailed,
+        ErrorKind::UpstreamTransferFailed,
+        ErrorKind::VerificationFailed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::RepoNotFound => "RepoNotFound",
+            ErrorKind::RevisionNotFound => "RevisionNotFound",
+            ErrorKind::EntryNotFound => "EntryNotFound",
+            ErrorKind::GatedRepo => "GatedRepo",
+            ErrorKind::NotHeld => "NotHeld",
+            ErrorKind::LicenceDenied => "LicenceDenied",
+            ErrorKind::UpstreamRefused => "UpstreamRefused",
+            ErrorKind::RepoDisabled => "RepoDisabled",
+            ErrorKind::AccessDenied => "AccessDenied",
+            ErrorKind::UpstreamError => "UpstreamError",
+            ErrorKind::BadRequest => "BadRequest",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::InternalError => "InternalError",
+            ErrorKind::UpstreamLookupFailed => "UpstreamLookupFailed",
+            ErrorKind::UpstreamTransferFailed => "UpstreamTransferFailed",
+            ErrorKind::VerificationFailed => "VerificationFailed",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        ErrorKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .unwrap_or_default()
+    }
+}
 
 /// An error answer of the mirror.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Mirror;
-use super::errors::internal;
+use super::errors::{ErrorKind, internal};
 use crate::registry::RepoKind;
 
 /// What a request's bytes are counted under.
@@ -59,104 +59,6 @@ impl ServedKind {
     }
 }
 
-/// The repo types that have content counters.
-const KINDS: [RepoKind; 2] = [RepoKind::Model, RepoKind::Dataset];
-
-fn kind_index(kind: RepoKind) -> usize {
-    match kind {
-        RepoKind::Model => 0,
-        RepoKind::Dataset => 1,
-    }
-}
-
-/// What went wrong, for `larder_errors_total{kind}`: the error answers of the mirror (named
-/// like the Hub's `X-Error-Code` where it has one) and failures that happen behind them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Unknown, unmirrored or hidden repo.
-    RepoNotFound,
-    /// Unknown revision.
-    RevisionNotFound,
-    /// No such path at the commit.
-    EntryNotFound,
-    /// Gated or private content refused.
-    GatedRepo,
-    /// Listed but not held, and not fetchable now (503).
-    NotHeld,
-    /// The licence policy refused (451).
-    LicenceDenied,
-    /// The upstream refused a cold miss; its status and code were passed on.
-    UpstreamRefused,
-    /// The upstream disabled the repo; the mirror refuses it too (403).
-    RepoDisabled,
-    /// No (valid) access token, or a `/v1` change without admin rights (401/403).
-    AccessDenied,
-    /// An upstream failure answered with 502.
-    UpstreamError,
-    /// A malformed request.
-    BadRequest,
-    /// No such endpoint.
-    NotFound,
-    /// A failure inside the mirror (500).
-    InternalError,
-    /// A pull-through lookup of a revision upstream failed (the store's answer stood).
-    UpstreamLookupFailed,
-    /// A pull-through file transfer failed for another reason than verification.
-    UpstreamTransferFailed,
-    /// Received content did not match its digest (pull-through or job); nothing was published.
-    VerificationFailed,
-}
-
-impl ErrorKind {
-    const ALL: [ErrorKind; 16] = [
-        ErrorKind::RepoNotFound,
-        ErrorKind::RevisionNotFound,
-        ErrorKind::EntryNotFound,
-        ErrorKind::GatedRepo,
-        ErrorKind::NotHeld,
-        ErrorKind::LicenceDenied,
-        ErrorKind::UpstreamRefused,
-        ErrorKind::RepoDisabled,
-        ErrorKind::AccessDenied,
-        ErrorKind::UpstreamError,
-        ErrorKind::BadRequest,
-        ErrorKind::NotFound,
-        ErrorKind::InternalError,
-        ErrorKind::UpstreamLookupFailed,
-        ErrorKind::UpstreamTransferFailed,
-        ErrorKind::VerificationFailed,
-    ];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            ErrorKind::RepoNotFound => "RepoNotFound",
-            ErrorKind::RevisionNotFound => "RevisionNotFound",
-            ErrorKind::EntryNotFound => "EntryNotFound",
-            ErrorKind::GatedRepo => "GatedRepo",
-            ErrorKind::NotHeld => "NotHeld",
-            ErrorKind::LicenceDenied => "LicenceDenied",
-            ErrorKind::UpstreamRefused => "UpstreamRefused",
-            ErrorKind::RepoDisabled => "RepoDisabled",
-            ErrorKind::AccessDenied => "AccessDenied",
-            ErrorKind::UpstreamError => "UpstreamError",
-            ErrorKind::BadRequest => "BadRequest",
-            ErrorKind::NotFound => "NotFound",
-            ErrorKind::InternalError => "InternalError",
-            ErrorKind::UpstreamLookupFailed => "UpstreamLookupFailed",
-            ErrorKind::UpstreamTransferFailed => "UpstreamTransferFailed",
-            ErrorKind::VerificationFailed => "VerificationFailed",
-        }
-    }
-
-    fn index(self) -> usize {
-        ErrorKind::ALL
-            .iter()
-            .position(|k| *k == self)
-            .unwrap_or_default()
-    }
-}
-
 /// Counters of the mirror since it started.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -195,12 +97,12 @@ impl Metrics {
     /// Count a file request answered from the store (`hit`) or not.
     pub fn lookup(&self, kind: RepoKind, hit: bool) {
         let counters = if hit { &self.hits } else { &self.misses };
-        counters[kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+        counters[kind.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count bytes pull-through received from the upstream.
     pub fn upstream_bytes(&self, kind: RepoKind, bytes: u64) {
-        self.upstream_bytes[kind_index(kind)].fetch_add(bytes, Ordering::Relaxed);
+        self.upstream_bytes[kind.index()].fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A pull-through transfer started (`+1`) or ended (`-1`).
@@ -252,8 +154,8 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "counter",
         "Bytes received from the upstream, by repo type and by who fetched them.",
     );
-    for kind in KINDS {
-        let i = kind_index(kind);
+    for kind in RepoKind::ALL {
+        let i = kind.index();
         let jobs_bytes = daemon.map_or(0, |d| d.fetched_bytes(kind));
         let _ = writeln!(
             out,
@@ -271,11 +173,11 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "counter",
         "File requests answered from the store, by repo type.",
     );
-    for kind in KINDS {
+    for kind in RepoKind::ALL {
         let _ = writeln!(
             out,
             "larder_cache_hits_total{{repo_type=\"{kind}\"}} {}",
-            load(&m.hits[kind_index(kind)])
+            load(&m.hits[kind.index()])
         );
     }
     family(
@@ -284,11 +186,11 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         "counter",
         "File requests whose content the store lacked (fetched upstream, or refused offline), by repo type.",
     );
-    for kind in KINDS {
+    for kind in RepoKind::ALL {
         let _ = writeln!(
             out,
             "larder_cache_misses_total{{repo_type=\"{kind}\"}} {}",
-            load(&m.misses[kind_index(kind)])
+            load(&m.misses[kind.index()])
         );
     }
     family(

@@ -12,6 +12,8 @@
 
 pub mod access;
 pub mod admin;
+pub mod body;
+pub mod cache;
 pub mod errors;
 pub mod hub_api;
 pub mod limit;
@@ -23,10 +25,9 @@ pub mod resolve;
 pub mod served;
 pub mod ui;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -38,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use crate::Larder;
 use crate::daemon::{Daemon, DaemonOptions};
 use crate::registry::{CommitDetail, RepoKind};
+use cache::{RepoItemKey, TtlCache};
 use errors::{ServeError, internal};
 use paths::{ApiAction, PathError, RevisionTail, Route, UrlRepoType};
 use pull_through::PullThrough;
@@ -47,6 +49,9 @@ use pull_through::PullThrough;
 const DETAIL_TTL: Duration = Duration::from_secs(30);
 /// Most details cached at once.
 const DETAIL_CACHE_MAX: usize = 256;
+
+/// How long a commit's licence verdict is reused.
+const LICENCE_VERDICT_TTL: Duration = Duration::from_secs(60);
 /// Largest request body accepted (paths-info).
 const MAX_BODY: usize = 8 << 20;
 
@@ -78,6 +83,9 @@ pub struct ServeOptions {
     /// With a shared object store: answer a content `GET` with a `302` to a presigned URL of
     /// the blob (all Hub headers on the redirect) instead of streaming it through the mirror.
     pub redirect_to_store: bool,
+    /// With a shared object store: re-read its manifests this often, to pick up revisions other
+    /// nodes recorded (`None`: only on a miss).
+    pub rescan_every: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -94,26 +102,25 @@ impl ServeOptions {
             max_connections: None,
             access: access::AccessRules::default(),
             redirect_to_store: false,
+            rescan_every: None,
         }
     }
 }
-
-/// (kind, repo, commit).
-type DetailKey = (RepoKind, String, String);
 
 /// Shared state of the mirror.
 pub struct Mirror {
     larder: Larder,
     options: ServeOptions,
     local_addr: SocketAddr,
-    details: Mutex<HashMap<DetailKey, (Instant, Arc<CommitDetail>)>>,
+    /// Commit details by commit, briefly.
+    details: TtlCache<RepoItemKey, Arc<CommitDetail>>,
     pull: Option<PullThrough>,
     /// The job queue, when online.
     daemon: Option<Daemon>,
     /// Request and byte counters for `/metrics`.
     metrics: Arc<metrics::Metrics>,
     /// Licence verdicts per commit (`Some(reason)` = denied), with when they were computed.
-    licence_verdicts: Mutex<HashMap<DetailKey, (Instant, Option<String>)>>,
+    licence_verdicts: TtlCache<RepoItemKey, Option<String>>,
     /// Licence verdicts shown on the web page and `/v1/repos`.
     verdicts: repos::Verdicts,
     /// Commits served since the last write of their served times.
@@ -139,6 +146,7 @@ pub struct RunningMirror {
     daemon: Option<Daemon>,
     served: Arc<served::ServedLog>,
     registry: crate::registry::Registry,
+    rescan: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningMirror {
@@ -155,6 +163,9 @@ impl RunningMirror {
     /// Stop the job workers (running jobs are re-queued at the next start), stop accepting,
     /// finish in-flight requests, and wait.
     pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(rescan) = self.rescan.take() {
+            rescan.abort();
+        }
         if let Some(daemon) = self.daemon.take() {
             daemon.stop().await;
         }
@@ -174,6 +185,9 @@ impl RunningMirror {
 pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<RunningMirror> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let registry = larder.registry.clone();
+    let rescan = options
+        .rescan_every
+        .map(|every| crate::manifest::spawn_rescan(larder.clone(), every));
     let (addr, daemon, served, fut) = bind(larder, options, async {
         let _ = rx.await;
     })
@@ -186,6 +200,7 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
         daemon,
         served,
         registry,
+        rescan,
     })
 }
 
@@ -196,9 +211,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let registry = larder.registry.clone();
+    let rescan = options
+        .rescan_every
+        .map(|every| crate::manifest::spawn_rescan(larder.clone(), every));
     let (addr, daemon, served, fut) = bind(larder, options, shutdown).await?;
     tracing::info!(%addr, "serving");
     let result = fut.await;
+    if let Some(rescan) = rescan {
+        rescan.abort();
+    }
     if let Some(daemon) = daemon {
         daemon.stop().await;
     }
@@ -242,11 +263,11 @@ async fn bind(
         options,
         served: served.clone(),
         local_addr,
-        details: Mutex::new(HashMap::new()),
+        details: TtlCache::new(DETAIL_TTL, DETAIL_CACHE_MAX),
         pull,
         daemon: daemon.clone(),
         metrics,
-        licence_verdicts: Mutex::new(HashMap::new()),
+        licence_verdicts: TtlCache::new(LICENCE_VERDICT_TTL, DETAIL_CACHE_MAX),
         verdicts: repos::Verdicts::default(),
     });
     let max_connections = mirror.options.max_connections;
@@ -326,7 +347,7 @@ async fn access_log(
     mirror
         .metrics
         .record(metrics::ServedKind::of_path(&uri), response.status(), bytes);
-    if let Some(kind) = response.extensions().get::<metrics::ErrorKind>() {
+    if let Some(kind) = response.extensions().get::<errors::ErrorKind>() {
         mirror.metrics.error(*kind);
     }
     tracing::info!(
@@ -629,12 +650,9 @@ impl Mirror {
         sha: &str,
         headers: &HeaderMap,
     ) -> Result<Arc<CommitDetail>, ServeError> {
-        let key = (target.kind, target.repo.clone(), sha.to_owned());
-        if let Ok(cache) = self.details.lock()
-            && let Some((at, detail)) = cache.get(&key)
-            && at.elapsed() < DETAIL_TTL
-        {
-            return Ok(detail.clone());
+        let key = RepoItemKey::new(target.kind, &target.repo, sha);
+        if let Some(detail) = self.details.get(&key) {
+            return Ok(detail);
         }
         let found = self
             .larder
@@ -651,20 +669,14 @@ impl Mirror {
             }
         };
         let _ = headers;
-        if let Ok(mut cache) = self.details.lock() {
-            if cache.len() >= DETAIL_CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now(), detail.clone()));
-        }
+        self.details.insert(key, detail.clone());
         Ok(detail)
     }
 
     /// Forget cached details of a repo (after pull-through recorded something new).
     pub(crate) fn forget(&self, kind: RepoKind, repo: &str) {
-        if let Ok(mut cache) = self.details.lock() {
-            cache.retain(|(k, r, _), _| !(*k == kind && r == repo));
-        }
+        self.details
+            .forget(|key| key.kind == kind && key.repo == repo);
     }
 
     /// May this request see the repo (`content`: its files' bytes, not only its metadata)?
@@ -723,11 +735,8 @@ impl Mirror {
         let Some(policy) = &self.options.policy else {
             return Ok(());
         };
-        let key = (target.kind, target.repo.clone(), detail.sha.clone());
-        if let Ok(cache) = self.licence_verdicts.lock()
-            && let Some((at, denial)) = cache.get(&key)
-            && at.elapsed() < Duration::from_secs(60)
-        {
+        let key = RepoItemKey::new(target.kind, &target.repo, &detail.sha);
+        if let Some(denial) = self.licence_verdicts.get(&key) {
             return match denial {
                 Some(reason) => Err(ServeError::LicenceDenied {
                     repo: target.repo.clone(),
@@ -758,9 +767,7 @@ impl Mirror {
                 Some("its licence could not be determined".to_owned())
             }
         };
-        if let Ok(mut cache) = self.licence_verdicts.lock() {
-            cache.insert(key, (Instant::now(), denial.clone()));
-        }
+        self.licence_verdicts.insert(key, denial.clone());
         match denial {
             Some(reason) => Err(ServeError::LicenceDenied {
                 repo: target.repo.clone(),

@@ -34,9 +34,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{Semaphore, watch};
 
-use super::errors::{ServeError, internal};
-use super::metrics::{ErrorKind, Metrics};
-use super::resolve::READ_CHUNK;
+use super::body::READ_CHUNK;
+use super::cache::{RepoItemKey, TtlCache};
+use super::errors::{ErrorKind, ServeError, internal};
+use super::metrics::Metrics;
 use super::{Mirror, Target};
 use crate::Larder;
 use crate::fetch::licence_fields;
@@ -53,6 +54,9 @@ const BRANCH_TTL: Duration = Duration::from_secs(60);
 const REFUSAL_TTL: Duration = Duration::from_secs(10);
 /// How long an upstream access decision for a token is trusted.
 const ACCESS_TTL: Duration = Duration::from_secs(300);
+
+/// Most (repo, token) access answers remembered at once.
+const ACCESS_CACHE_MAX: usize = 4096;
 /// Upper bound on one upstream metadata exchange, so a dead upstream does not stall clients.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(8);
 /// Connections shared by all pull-through transfers.
@@ -198,9 +202,7 @@ impl Reader {
     }
 }
 
-type BranchKey = (RepoKind, String, String);
 /// (kind, repo, sha256 of the `Authorization` value).
-type AccessKey = (RepoKind, String, String);
 type BranchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Lookup)>>>;
 /// (kind, repo).
 type RepoKey = (RepoKind, String);
@@ -229,8 +231,8 @@ impl Lookup {
 pub struct PullThrough {
     larder: Larder,
     flights: Arc<Mutex<HashMap<String, Flight>>>,
-    branches: Mutex<HashMap<BranchKey, BranchSlot>>,
-    access: Mutex<HashMap<AccessKey, (Instant, bool)>>,
+    branches: Mutex<HashMap<RepoItemKey, BranchSlot>>,
+    access: TtlCache<RepoItemKey, bool>,
     permits: Arc<Semaphore>,
     probe: reqwest::Client,
     /// When an upstream lookup last failed (cleared by the next success).
@@ -255,13 +257,6 @@ impl Reporter for Counting {
     }
 }
 
-fn repo_type(kind: RepoKind) -> RepoType {
-    match kind {
-        RepoKind::Model => RepoType::Model,
-        RepoKind::Dataset => RepoType::Dataset,
-    }
-}
-
 impl PullThrough {
     /// Pull-through over `larder`'s upstream client, counting into `metrics`.
     pub fn new(larder: Larder, metrics: Arc<Metrics>) -> Self {
@@ -274,7 +269,7 @@ impl PullThrough {
             larder,
             flights: Arc::new(Mutex::new(HashMap::new())),
             branches: Mutex::new(HashMap::new()),
-            access: Mutex::new(HashMap::new()),
+            access: TtlCache::new(ACCESS_TTL, ACCESS_CACHE_MAX),
             permits: Arc::new(Semaphore::new(CONNECTIONS)),
             probe,
             down_since: Mutex::new(None),
@@ -328,7 +323,7 @@ impl PullThrough {
         if is_commit_sha(revision) && held(revision).await {
             return Ok(Some(revision.to_owned()));
         }
-        let key = (kind, repo.to_owned(), revision.to_owned());
+        let key = RepoItemKey::new(kind, repo, revision);
         let slot = {
             let Ok(mut map) = self.branches.lock() else {
                 return Ok(None);
@@ -440,7 +435,7 @@ impl PullThrough {
         revision: &Revision,
     ) -> Result<(String, bool), HubError> {
         let client = &self.larder.client;
-        let rt = repo_type(kind);
+        let rt = RepoType::from(kind);
         let timed = |what: &'static str| {
             HubError::Endpoint(format!("{} timed out ({what})", client.endpoint()))
         };
@@ -523,17 +518,14 @@ impl PullThrough {
         authorization: &str,
     ) -> bool {
         let token_key = hex::encode(Sha256::digest(authorization.as_bytes()));
-        let key = (kind, repo.to_owned(), token_key);
-        if let Ok(cache) = self.access.lock()
-            && let Some((at, allowed)) = cache.get(&key)
-            && at.elapsed() < ACCESS_TTL
-        {
-            return *allowed;
+        let key = RepoItemKey::new(kind, repo, token_key);
+        if let Some(allowed) = self.access.get(&key) {
+            return allowed;
         }
         let url = format!(
             "{}/{}{}/resolve/{}/.gitattributes",
             self.larder.client.endpoint().trim_end_matches('/'),
-            repo_type(kind).url_prefix(),
+            RepoType::from(kind).url_prefix(),
             repo,
             commit
         );
@@ -561,10 +553,7 @@ impl PullThrough {
             }
         };
         tracing::info!(repo, allowed, "upstream access check");
-        if let Ok(mut cache) = self.access.lock() {
-            cache.retain(|_, (at, _)| at.elapsed() < ACCESS_TTL);
-            cache.insert(key, (Instant::now(), allowed));
-        }
+        self.access.insert(key, allowed);
         allowed
     }
 
@@ -577,7 +566,7 @@ impl PullThrough {
         file: &FileRow,
     ) -> Result<Flight, ServeError> {
         let repo_id = RepoId::parse(&target.repo).map_err(|e| internal("bad repo id", &e))?;
-        let rt = repo_type(target.kind);
+        let rt = RepoType::from(target.kind);
         let url = self
             .larder
             .client
@@ -612,7 +601,7 @@ impl PullThrough {
         let (tx, rx) = watch::channel(Stage::Running { prefix: 0 });
         let flight = Flight {
             inner: Arc::new(FlightInner {
-                part: std::sync::Mutex::new(transfer::part_path(&self.larder.store, &job)),
+                part: std::sync::Mutex::new(transfer::part_path(&self.larder.local, &job)),
                 size: job.size,
                 stage: rx,
             }),
@@ -628,7 +617,7 @@ impl PullThrough {
         );
         let env = TransferEnv {
             client: self.larder.client.clone(),
-            store: self.larder.store.clone(),
+            store: self.larder.local.clone(),
             blobs: self.larder.blobs.clone(),
             permits: self.permits.clone(),
             settings: TransferSettings {

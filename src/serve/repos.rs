@@ -8,13 +8,13 @@
 //! API hides them from anonymous clients too) and only counted. Verdicts are cached per commit
 //! for a minute: an audit reads the commit's tree and the audit log.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use super::Mirror;
+use super::cache::{RepoItemKey, TtlCache};
 use crate::registry::{RegistryError, RepoKind, RepoSummary, TrackedRef};
 
 /// How long a licence verdict is reused.
@@ -108,13 +108,17 @@ pub struct Overview {
     pub online: bool,
 }
 
-/// (kind, repo, commit).
-type CommitKey = (RepoKind, String, String);
-
-/// Cached verdicts: commit -> (when, licence).
-#[derive(Default)]
+/// Cached verdicts by commit.
 pub struct Verdicts {
-    cache: Mutex<HashMap<CommitKey, (Instant, LicenceView)>>,
+    cache: TtlCache<RepoItemKey, LicenceView>,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Verdicts {
+            cache: TtlCache::new(VERDICT_TTL, VERDICT_CACHE_MAX),
+        }
+    }
 }
 
 /// Every held public repo (filtered by `query` when given).
@@ -201,20 +205,12 @@ async fn row(
 
 /// The licence of a commit and the policy's verdict, cached.
 async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
-    let key = (kind, name.to_owned(), sha.to_owned());
-    if let Ok(cache) = mirror.verdicts.cache.lock()
-        && let Some((at, view)) = cache.get(&key)
-        && at.elapsed() < VERDICT_TTL
-    {
-        return view.clone();
+    let key = RepoItemKey::new(kind, name, sha);
+    if let Some(view) = mirror.verdicts.cache.get(&key) {
+        return view;
     }
     let view = audit(mirror, kind, name, sha).await;
-    if let Ok(mut cache) = mirror.verdicts.cache.lock() {
-        if cache.len() >= VERDICT_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now(), view.clone()));
-    }
+    mirror.verdicts.cache.insert(key, view.clone());
     view
 }
 

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use super::body::READ_CHUNK;
 use super::errors::{ServeError, X_REPO_COMMIT, internal};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::{AccessNote, Mirror, empty, noted};
@@ -27,9 +28,6 @@ const SMALL_BODY: u64 = 64 << 10;
 /// How long a GET of a file being fetched waits for the first bytes before answering `200`
 /// anyway (clients time out after 10 s, hub-protocol.md §5.2).
 const FIRST_BYTES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Bytes per read when streaming a blob.
-pub const READ_CHUNK: usize = 256 << 10;
 
 /// What a `Range` header asks of a body of a known size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use super::{BlobStore, ByteStream, ListedBlob};
+use crate::failure::{Classify, FailureKind};
 
 /// A failed store operation, with the path it concerned.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,15 @@ pub enum StoreError {
         #[source]
         source: Box<object_store::Error>,
     },
+}
+
+impl Classify for StoreError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            StoreError::DiskFull { .. } => FailureKind::DiskFull,
+            _ => FailureKind::Other,
+        }
+    }
 }
 
 impl StoreError {

@@ -7,6 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::failure::{Classify, FailureKind};
 use crate::hub::validate_repo_path;
 
 /// Laying out a view failed.
@@ -26,6 +27,16 @@ pub enum MaterializeError {
         #[source]
         source: io::Error,
     },
+}
+
+impl Classify for MaterializeError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            // A listed path that would escape the target: the upstream's listing is at fault.
+            MaterializeError::Path(_) => FailureKind::Upstream,
+            MaterializeError::Io { source, .. } => source.failure_kind(),
+        }
+    }
 }
 
 /// Put each `(repo path, blob path)` at `dir/<repo path>`, replacing what is there.

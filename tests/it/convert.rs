@@ -133,7 +133,7 @@ async fn convert_registers_a_derived_repo() {
     assert_eq!(
         std::fs::read(
             larder
-                .store
+                .local
                 .blob_path(gguf.sha256.as_ref().unwrap())
                 .unwrap()
         )

@@ -92,10 +92,10 @@ async fn full_disk_stops_cleanly_and_resumes() {
     // Consistent: nothing recorded for the commit, no partial blob published.
     assert!(larder.registry.list_repos().await.unwrap().is_empty());
     for blob in larder.registry.blobs().await.unwrap() {
-        assert!(larder.store.has(&blob.sha256), "row without blob");
+        assert!(larder.local.has(&blob.sha256), "row without blob");
     }
-    assert!(larder.store.has(&sha256_hex(&big)));
-    assert!(!larder.store.has(&sha256_hex(&small)));
+    assert!(larder.local.has(&sha256_hex(&big)));
+    assert!(!larder.local.has(&sha256_hex(&small)));
     let parts: Vec<_> = std::fs::read_dir(home.join("tmp"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -110,11 +110,11 @@ async fn full_disk_stops_cleanly_and_resumes() {
         .0
         .expect("resumes once there is space");
     assert_eq!(
-        read(&larder.store.blob_path(&sha256_hex(&small)).unwrap()),
+        read(&larder.local.blob_path(&sha256_hex(&small)).unwrap()),
         small
     );
     assert_eq!(
-        read(&larder.store.blob_path(&sha256_hex(&big)).unwrap()),
+        read(&larder.local.blob_path(&sha256_hex(&big)).unwrap()),
         big
     );
 }

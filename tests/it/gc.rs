@@ -32,10 +32,10 @@ async fn gc_removes_only_garbage() {
     let mut opts = options("acme/failed", "main");
     opts.max_files = 1;
     assert!(pull_with(&larder, &opts).await.0.is_err());
-    assert!(larder.store.has(&sha256_hex(&orphaned)));
+    assert!(larder.local.has(&sha256_hex(&orphaned)));
 
     // While a pull holds the guard, gc refuses.
-    let guard = larder.store.gc_guard().await.unwrap();
+    let guard = larder.local.gc_guard().await.unwrap();
     let busy = gc(
         &larder,
         GcOptions {
@@ -59,7 +59,7 @@ async fn gc_removes_only_garbage() {
     assert_eq!(dry.collected.len(), 1, "{:?}", dry.collected);
     assert_eq!(dry.freed, orphaned.len() as u64);
     assert!(
-        larder.store.has(&sha256_hex(&orphaned)),
+        larder.local.has(&sha256_hex(&orphaned)),
         "dry run removes nothing"
     );
 
@@ -73,7 +73,7 @@ async fn gc_removes_only_garbage() {
     .await
     .unwrap();
     assert_eq!(report.freed, orphaned.len() as u64);
-    assert!(!larder.store.has(&sha256_hex(&orphaned)));
+    assert!(!larder.local.has(&sha256_hex(&orphaned)));
     assert!(
         larder
             .registry

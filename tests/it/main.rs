@@ -8,6 +8,7 @@ mod disk;
 mod faults;
 mod gc;
 mod job_failures;
+mod layering;
 mod licence;
 mod metrics;
 mod offline;

@@ -365,7 +365,7 @@ async fn two_repo_bundle() -> (World, tempfile::TempDir, PathBuf, Vec<u8>) {
 fn assert_only_bad_refused(home: &Path, output: &Output, bad_sha: &str) {
     assert_eq!(output.status.code(), Some(3), "{}", stderr(output));
     let text = stderr(output);
-    assert!(text.contains("REFUSED acme/bad@"), "{text}");
+    assert!(text.contains("error: refused acme/bad@"), "{text}");
     assert!(
         text.contains("model.safetensors"),
         "the file is named: {text}"

@@ -199,7 +199,7 @@ async fn quota_waits_for_running_pulls_and_keeps_what_queued_jobs_name() {
     // A queued job names acme/a (no worker runs it), and a pull holds the store.
     let spec = serde_json::json!({"repo": "acme/a", "revision": "main", "type": "model"});
     larder.registry.add_job("pull", &spec).await.unwrap();
-    let guard = larder.store.gc_guard().await.unwrap();
+    let guard = larder.local.gc_guard().await.unwrap();
 
     let mut serve = ServeOptions::new("127.0.0.1:0".parse().unwrap());
     serve.pull_through = true;

@@ -5,8 +5,7 @@ use larder_licence::{Catalog, CatalogError, CommercialUse, Evidence};
 
 #[test]
 fn builtin_catalog_parses_and_validates() {
-    let catalog =
-        Catalog::from_toml(BUILTIN_CATALOG).expect("registry/licences.toml must be valid");
+    let catalog = Catalog::from_toml(BUILTIN_CATALOG).expect("licence/licences.toml must be valid");
     assert!(
         catalog.all().len() >= 40,
         "only {} licences",
