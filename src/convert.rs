@@ -16,9 +16,9 @@ use crate::Larder;
 use crate::failure::{Classify, FailureKind};
 use crate::fetch::digest::{digest_bytes, digest_file, lfs_pointer_oid};
 use crate::hub::RepoId;
+use crate::record::{self, Checked};
 use crate::registry::{
-    BlobRecord, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
-    SnapshotRecord,
+    CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
 };
 use crate::store::StoreError;
 use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, OutputFile, SourceFiles};
@@ -290,16 +290,7 @@ pub async fn convert(
             copy_out(&file, out, &path, request.target)?;
         }
         larder.blobs.publish(&file, &sha256).await?;
-        larder
-            .registry
-            .record_blob(BlobRecord {
-                sha256: sha256.clone(),
-                size,
-                location: "local".to_owned(),
-                stored_at: crate::now_unix(),
-                verified_at: Some(crate::now_unix()),
-            })
-            .await?;
+        record::record_blob(larder, &sha256, size, Checked::Verified).await?;
         produced.push(Produced {
             path,
             size,
@@ -325,16 +316,13 @@ pub async fn convert(
         .blobs
         .publish(&card_path, &card_digest.sha256)
         .await?;
-    larder
-        .registry
-        .record_blob(BlobRecord {
-            sha256: card_digest.sha256.clone(),
-            size: card_bytes.len() as u64,
-            location: "local".to_owned(),
-            stored_at: crate::now_unix(),
-            verified_at: Some(crate::now_unix()),
-        })
-        .await?;
+    record::record_blob(
+        larder,
+        &card_digest.sha256,
+        card_bytes.len() as u64,
+        Checked::Verified,
+    )
+    .await?;
     produced.push(Produced {
         path: "README.md".to_owned(),
         size: card_bytes.len() as u64,

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod licence;
 pub mod manifest;
 pub mod quota;
+pub mod record;
 pub mod serve;
 pub mod settings;
 pub mod store;

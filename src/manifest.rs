@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind};
+use crate::record::Checked;
 use crate::registry::{BlobRecord, FileRecord, RegistryError, RepoKind, SnapshotRecord};
 use crate::store::StoreError;
 
@@ -294,18 +295,11 @@ async fn ingest(
     present: Option<&HashMap<String, u64>>,
     refs: Option<Vec<String>>,
 ) -> Result<usize, ManifestError> {
-    let now = crate::now_unix();
     let blobs: Vec<BlobRecord> = manifest
         .blobs
         .iter()
         .filter(|b| present.is_none_or(|p| p.get(&b.sha256) == Some(&b.size)))
-        .map(|b| BlobRecord {
-            sha256: b.sha256.clone(),
-            size: b.size,
-            location: larder.blobs.describe(),
-            stored_at: now,
-            verified_at: None,
-        })
+        .map(|b| crate::record::blob_record(larder, &b.sha256, b.size, Checked::Adopted))
         .collect();
     let count = blobs.len();
     if let Some(refs) = refs {

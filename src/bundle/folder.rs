@@ -22,6 +22,7 @@ use sha1::{Digest, Sha1};
 use super::{BundleError, BundleEvent, OnEvent, copy_hashed, lfs_pointer_oid};
 use crate::Larder;
 use crate::hub::{RepoId, Revision, validate_repo_path};
+use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, LicenceFields, RepoKind, SnapshotRecord};
 
 /// Files at least this large are recorded as LFS files (the Hub's threshold).
@@ -117,13 +118,12 @@ pub async fn import_folder(
             digests.git_oid.clone().unwrap_or_default()
         };
         if !blobs.iter().any(|b| b.sha256 == sha256) {
-            blobs.push(BlobRecord {
-                sha256: sha256.clone(),
+            blobs.push(record::blob_record(
+                larder,
+                &sha256,
                 size,
-                location: "local".to_owned(),
-                stored_at: crate::now_unix(),
-                verified_at: Some(crate::now_unix()),
-            });
+                Checked::Verified,
+            ));
         }
         files.push(FileRecord {
             path: path.clone(),

@@ -19,6 +19,7 @@ use super::manifest::{BLOBS_DIR, CommitEntry, Manifest, RepoEntry};
 use super::{BundleError, BundleEvent, OnEvent, copy_hashed};
 use crate::Larder;
 use crate::fetch::digest::Digests;
+use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, SnapshotRecord};
 
 /// What happened to one revision of the bundle.
@@ -208,13 +209,12 @@ async fn import_commit(
         if !records.iter().any(|r: &BlobRecord| r.sha256 == file.sha256)
             && larder.registry.blob(&file.sha256).await?.is_none()
         {
-            records.push(BlobRecord {
-                sha256: file.sha256.clone(),
-                size: file.size,
-                location: "local".to_owned(),
-                stored_at: crate::now_unix(),
-                verified_at: Some(crate::now_unix()),
-            });
+            records.push(record::blob_record(
+                larder,
+                &file.sha256,
+                file.size,
+                Checked::Verified,
+            ));
         }
     }
     let snapshot = SnapshotRecord {

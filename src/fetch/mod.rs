@@ -26,10 +26,9 @@ use tokio::sync::Semaphore;
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind, Hint};
-use crate::hub::{HubError, RepoFile, RepoId, RepoInfo, RepoType, Revision, gate_mode};
-use crate::registry::{
-    BlobRecord, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
-};
+use crate::hub::{HubError, RepoFile, RepoId, RepoType, Revision};
+use crate::record::{self, AdoptError, Checked};
+use crate::registry::{FileRecord, RegistryError, RepoKind};
 use crate::store::StoreError;
 use plan::{PatternError, PlannedFile, Selection, content_key};
 use progress::{PullEvent, Reporter};
@@ -187,28 +186,6 @@ impl PullError {
     }
 }
 
-/// Licence fields of the card (`license` may be a string or a list).
-pub fn licence_fields(info: &RepoInfo) -> LicenceFields {
-    let license = info
-        .card_data
-        .as_ref()
-        .and_then(|c| c.get("license"))
-        .and_then(|v| match v {
-            serde_json::Value::String(s) => Some(s.clone()),
-            serde_json::Value::Array(items) => {
-                let names: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
-                (!names.is_empty()).then(|| names.join(","))
-            }
-            _ => None,
-        });
-    LicenceFields {
-        license,
-        license_name: info.card_str("license_name"),
-        license_link: info.card_str("license_link"),
-        gated: gate_mode(&info.gated),
-    }
-}
-
 /// Pull a repo revision into the store and registry.
 pub async fn pull(
     larder: &Larder,
@@ -322,16 +299,7 @@ pub async fn pull(
     while let Some(result) = results.next().await {
         match result {
             Ok((key, sha256, size, received)) => {
-                larder
-                    .registry
-                    .record_blob(BlobRecord {
-                        sha256: sha256.clone(),
-                        size,
-                        location: "local".to_owned(),
-                        stored_at: crate::now_unix(),
-                        verified_at: Some(crate::now_unix()),
-                    })
-                    .await?;
+                record::record_blob(larder, &sha256, size, Checked::Verified).await?;
                 fetched_bytes += received;
                 fetched.insert(key, sha256);
             }
@@ -381,19 +349,15 @@ pub async fn pull(
     };
     larder
         .registry
-        .record_snapshot(SnapshotRecord {
-            kind: RepoKind::from(options.kind),
-            name: options.repo.to_string(),
-            upstream: client.endpoint(),
-            gated: gate_mode(&info.gated),
-            private: info.private,
-            commit: commit.clone(),
-            card_json: info.card_data.clone(),
+        .record_snapshot(record::upstream_snapshot(
+            options.kind,
+            &options.repo,
+            client.endpoint(),
+            &info,
+            &commit,
             refs,
-            seen_at: crate::now_unix(),
             files,
-            licence: licence_fields(&info),
-        })
+        ))
         .await?;
     if let (Some(gate), Some(licence)) = (&options.licence_gate, &licence) {
         gate.record(larder, options.kind, &options.repo, &commit, licence)
@@ -460,22 +424,13 @@ async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, P
         None => larder.registry.sha256_for_git_oid(&file.git_oid).await?,
     };
     let Some(sha) = sha else { return Ok(None) };
-    if larder.blobs.stat(&sha).await? != Some(file.size) {
-        return Ok(None);
-    }
-    if larder.registry.blob(&sha).await?.is_none() {
-        larder
-            .registry
-            .record_blob(BlobRecord {
-                sha256: sha.clone(),
-                size: file.size,
-                location: "local".to_owned(),
-                stored_at: crate::now_unix(),
-                verified_at: None,
-            })
-            .await?;
-    }
-    Ok(Some(sha))
+    let held = record::adopt_held_blob(larder, &sha, file.size)
+        .await
+        .map_err(|error| match error {
+            AdoptError::Store(e) => PullError::Store(e),
+            AdoptError::Registry(e) => PullError::Registry(e),
+        })?;
+    Ok(held.then_some(sha))
 }
 
 /// Fetch one file; on a digest mismatch throw the bytes away and fetch it once more.

@@ -40,13 +40,13 @@ use super::errors::{ErrorKind, ServeError, internal};
 use super::metrics::Metrics;
 use super::{Mirror, Target};
 use crate::Larder;
-use crate::fetch::licence_fields;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::fetch::transfer::{
     self, FileJob, PartProgress, PrefixHook, TransferEnv, TransferSettings,
 };
-use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, gate_mode, is_commit_sha};
-use crate::registry::{BlobRecord, FileRecord, FileRow, RepoKind, SnapshotRecord};
+use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, is_commit_sha};
+use crate::record::{self, Checked};
+use crate::registry::{FileRecord, FileRow, RepoKind};
 
 /// How long a branch's upstream answer is trusted.
 const BRANCH_TTL: Duration = Duration::from_secs(60);
@@ -485,19 +485,15 @@ impl PullThrough {
                 files
             }
         };
-        let record = SnapshotRecord {
-            kind,
-            name: repo.to_string(),
-            upstream: client.endpoint(),
-            gated: gate_mode(&info.gated),
-            private: info.private,
-            commit: sha.clone(),
-            card_json: info.card_data.clone(),
+        let record = record::upstream_snapshot(
+            RepoType::from(kind),
+            repo,
+            client.endpoint(),
+            &info,
+            &sha,
             refs,
-            seen_at: crate::now_unix(),
             files,
-            licence: licence_fields(&info),
-        };
+        );
         match self.larder.registry.record_snapshot(record).await {
             Ok(_) => {
                 crate::manifest::publish_logged(&self.larder, kind, repo.as_str(), &sha).await;
@@ -715,15 +711,7 @@ async fn record(
     row: &FileRow,
     sha256: &str,
 ) -> Result<(), String> {
-    larder
-        .registry
-        .record_blob(BlobRecord {
-            sha256: sha256.to_owned(),
-            size: row.size,
-            location: "local".to_owned(),
-            stored_at: crate::now_unix(),
-            verified_at: Some(crate::now_unix()),
-        })
+    record::record_blob(larder, sha256, row.size, Checked::Verified)
         .await
         .map_err(|e| transfer::error_chain(&e))?;
     if row.sha256.is_some() {
@@ -738,25 +726,17 @@ async fn record(
         .ok_or_else(|| format!("commit {commit} of {repo} vanished from the registry"))?;
     larder
         .registry
-        .record_snapshot(SnapshotRecord {
-            kind,
-            name: repo.to_owned(),
-            upstream: detail.upstream.clone(),
-            gated: detail.gated.clone(),
-            private: detail.private,
-            commit: commit.to_owned(),
-            card_json: detail.card_json.clone(),
-            refs: Vec::new(),
-            seen_at: detail.fetched_at,
-            files: vec![FileRecord {
+        .record_snapshot(record::held_snapshot(
+            &detail,
+            Vec::new(),
+            vec![FileRecord {
                 path: row.path.clone(),
                 size: row.size,
                 git_oid: row.git_oid.clone(),
                 sha256: Some(sha256.to_owned()),
                 lfs: row.lfs,
             }],
-            licence: detail.licence.clone(),
-        })
+        ))
         .await
         .map(|_| ())
         .map_err(|e| transfer::error_chain(&e))?;

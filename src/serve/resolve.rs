@@ -384,20 +384,12 @@ async fn held_by_store(
     }
     // The same content may be in the store for another revision or repo (content addressing).
     let sha = row.sha256.as_deref()?;
-    if larder.blobs.stat(sha).await.ok().flatten() != Some(row.size) {
+    if !crate::record::adopt_held_blob(larder, sha, row.size)
+        .await
+        .ok()?
+    {
         return None;
     }
-    larder
-        .registry
-        .record_blob(crate::registry::BlobRecord {
-            sha256: sha.to_owned(),
-            size: row.size,
-            location: larder.blobs.describe(),
-            stored_at: crate::now_unix(),
-            verified_at: None,
-        })
-        .await
-        .ok()?;
     mirror.forget(target.kind, &target.repo);
     Some(FileRow { held: true, ..row })
 }

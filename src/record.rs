@@ -1,0 +1,141 @@
+//! What a pull, a pull-through, a conversion or an import put in the store, as registry rows.
+//!
+//! The one place that builds [`BlobRecord`]s and [`SnapshotRecord`]s, so every writer records
+//! the same facts the same way. A blob row's `location` is always the store the blob was
+//! published to ([`crate::store::BlobStore::describe`]: the home's blob directory, or the
+//! bucket's URL), and `verified_at` says whether this node hashed the bytes itself.
+
+use crate::Larder;
+use crate::hub::{RepoId, RepoInfo, RepoType, gate_mode};
+use crate::registry::{
+    BlobRecord, CommitDetail, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
+};
+use crate::store::StoreError;
+
+/// How this node knows a blob's bytes are right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// This node hashed the bytes as they were written, just now.
+    Verified,
+    /// The store already held the bytes (published earlier, or by another node of a shared
+    /// store); only their size was checked here.
+    Adopted,
+}
+
+/// The row of a blob just published to (or found in) the store.
+pub fn blob_record(larder: &Larder, sha256: &str, size: u64, checked: Checked) -> BlobRecord {
+    let now = crate::now_unix();
+    BlobRecord {
+        sha256: sha256.to_owned(),
+        size,
+        location: larder.blobs.describe(),
+        stored_at: now,
+        verified_at: (checked == Checked::Verified).then_some(now),
+    }
+}
+
+/// Record a blob just published to the store.
+pub async fn record_blob(
+    larder: &Larder,
+    sha256: &str,
+    size: u64,
+    checked: Checked,
+) -> Result<(), RegistryError> {
+    larder
+        .registry
+        .record_blob(blob_record(larder, sha256, size, checked))
+        .await
+}
+
+/// Why a held blob could not be adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The store could not be asked.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Whether the store holds `sha256` with exactly `size` bytes; if it does and the registry has
+/// no row for it (content another revision, repo or node published), the row is written.
+pub async fn adopt_held_blob(larder: &Larder, sha256: &str, size: u64) -> Result<bool, AdoptError> {
+    if larder.blobs.stat(sha256).await? != Some(size) {
+        return Ok(false);
+    }
+    if larder.registry.blob(sha256).await?.is_none() {
+        record_blob(larder, sha256, size, Checked::Adopted).await?;
+    }
+    Ok(true)
+}
+
+/// Licence fields of the card (`license` may be a string or a list) and the repo's gate.
+pub fn licence_fields(info: &RepoInfo) -> LicenceFields {
+    let license = info
+        .card_data
+        .as_ref()
+        .and_then(|c| c.get("license"))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Array(items) => {
+                let names: Vec<&str> = items.iter().filter_map(|i| i.as_str()).collect();
+                (!names.is_empty()).then(|| names.join(","))
+            }
+            _ => None,
+        });
+    LicenceFields {
+        license,
+        license_name: info.card_str("license_name"),
+        license_link: info.card_str("license_link"),
+        gated: gate_mode(&info.gated),
+    }
+}
+
+/// A commit of `repo` as the upstream at `upstream` described it (`info` at that commit), with
+/// `refs` seen pointing at it and its tree `files`.
+pub fn upstream_snapshot(
+    kind: RepoType,
+    repo: &RepoId,
+    upstream: String,
+    info: &RepoInfo,
+    commit: &str,
+    refs: Vec<String>,
+    files: Vec<FileRecord>,
+) -> SnapshotRecord {
+    SnapshotRecord {
+        kind: RepoKind::from(kind),
+        name: repo.to_string(),
+        upstream,
+        gated: gate_mode(&info.gated),
+        private: info.private,
+        commit: commit.to_owned(),
+        card_json: info.card_data.clone(),
+        refs,
+        seen_at: crate::now_unix(),
+        files,
+        licence: licence_fields(info),
+    }
+}
+
+/// More `files` (and `refs`) of a commit the registry already describes in `detail`, keeping
+/// what it says of the repo and the commit.
+pub fn held_snapshot(
+    detail: &CommitDetail,
+    refs: Vec<String>,
+    files: Vec<FileRecord>,
+) -> SnapshotRecord {
+    SnapshotRecord {
+        kind: detail.kind,
+        name: detail.name.clone(),
+        upstream: detail.upstream.clone(),
+        gated: detail.gated.clone(),
+        private: detail.private,
+        commit: detail.sha.clone(),
+        card_json: detail.card_json.clone(),
+        refs,
+        seen_at: detail.fetched_at,
+        files,
+        licence: detail.licence.clone(),
+    }
+}
