@@ -7,6 +7,7 @@
 
 use crate::bundle::BundleError;
 use crate::config::ConfigError;
+use crate::OpenError;
 use crate::convert::ConvertRunError;
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::fetch::PullError;
@@ -37,6 +38,7 @@ fn kind_of_link(error: &(dyn std::error::Error + 'static)) -> Option<FailureKind
         .or_else(|| kind::<TransferError>(error))
         .or_else(|| kind::<HubError>(error))
         .or_else(|| kind::<StoreError>(error))
+        .or_else(|| kind::<OpenError>(error))
         .or_else(|| kind::<RegistryError>(error))
         .or_else(|| kind::<std::io::Error>(error))
 }
@@ -52,6 +54,7 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         hint::<PullError>(link)
             .or_else(|| hint::<LicenceError>(link))
             .or_else(|| hint::<BundleError>(link))
+            .or_else(|| hint::<OpenError>(link))
             .or_else(|| hint::<ConfigError>(link))
             .or_else(|| hint::<RegistryError>(link))
     })

@@ -65,6 +65,27 @@ pub enum OpenError {
     Location(#[from] store::location::LocationError),
 }
 
+impl failure::Hint for OpenError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            OpenError::Registry { source, .. } => source.hint(),
+            OpenError::Config(source) => source.hint(),
+            _ => None,
+        }
+    }
+}
+
+impl failure::Classify for OpenError {
+    fn failure_kind(&self) -> failure::FailureKind {
+        match self {
+            OpenError::Store { source, .. } => source.failure_kind(),
+            OpenError::Registry { source, .. } => source.failure_kind(),
+            OpenError::Hub(source) => source.failure_kind(),
+            OpenError::Config(_) | OpenError::Location(_) => failure::FailureKind::Invalid,
+        }
+    }
+}
+
 /// An opened Larder home: store, registry and upstream client.
 #[derive(Clone)]
 pub struct Larder {

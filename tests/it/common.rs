@@ -26,6 +26,21 @@ pub fn content(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// `larder serve` (or another long-running `larder`) as a child process, killed when dropped.
+pub struct Served {
+    /// The process.
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A test world: a running stand-in and a Larder home.
 pub struct World {
     pub server: StandIn,
@@ -61,6 +76,18 @@ impl World {
         Larder::open(&self.settings(Some(token))).expect("larder opens")
     }
 
+    /// [`World::larder`] whose client retries quickly (20 ms doubling to 200 ms), at most
+    /// `max_retries` times, so tests of failures do not wait on real back-off.
+    pub fn quick_larder(&self, max_retries: u32) -> Larder {
+        let mut larder = self.larder();
+        let mut settings = larder::hub::ClientSettings::new(self.server.url());
+        settings.retry.base = std::time::Duration::from_millis(20);
+        settings.retry.cap = std::time::Duration::from_millis(200);
+        settings.retry.max_retries = max_retries;
+        larder.client = larder::hub::HubClient::new(settings).expect("client");
+        larder
+    }
+
     /// The `larder` binary with this world's home and endpoint.
     pub fn cli(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_larder"));
@@ -71,6 +98,22 @@ impl World {
             .env_remove("HF_TOKEN")
             .env("HF_HOME", self.home.path().join("no-hf-home"));
         command
+    }
+
+    /// Run `larder ARGS` with this world's home and endpoint.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cli().args(args).output().expect("larder runs")
+    }
+
+    /// [`World::run`], asserting that it succeeded.
+    pub fn ok(&self, args: &[&str]) -> std::process::Output {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "larder {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
     }
 
     /// Wait (up to 10 s) until the blob is in the store and return its path. A pull-through

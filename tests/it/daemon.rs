@@ -32,12 +32,7 @@ async fn daemon_mirror(world: &World) -> RunningMirror {
 }
 
 async fn daemon_mirror_reporting_every(world: &World, progress_every: Duration) -> RunningMirror {
-    let mut larder = world.larder();
-    let mut settings = larder::hub::ClientSettings::new(world.server.url());
-    settings.retry.base = Duration::from_millis(20);
-    settings.retry.cap = Duration::from_millis(200);
-    settings.retry.max_retries = 2;
-    larder.client = larder::hub::HubClient::new(settings).expect("client");
+    let larder = world.quick_larder(2);
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
     options.pull_through = true;
     options.jobs.progress_every = progress_every;

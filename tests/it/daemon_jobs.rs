@@ -14,11 +14,7 @@ use crate::common::{World, content, recorded, sha256_hex};
 use crate::convert::{tiny_llama, with_files};
 
 pub(crate) async fn daemon(world: &World) -> RunningMirror {
-    let mut larder = world.larder();
-    let mut settings = larder::hub::ClientSettings::new(world.server.url());
-    settings.retry.base = Duration::from_millis(20);
-    settings.retry.max_retries = 1;
-    larder.client = larder::hub::HubClient::new(settings).unwrap();
+    let larder = world.quick_larder(1);
     let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
     options.pull_through = true;
     options.jobs.progress_every = Duration::from_millis(100);

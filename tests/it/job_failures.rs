@@ -38,10 +38,6 @@ async fn world() -> World {
     world
 }
 
-fn run(world: &World, args: &[&str]) -> Output {
-    world.cli().args(args).output().unwrap()
-}
-
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -63,9 +59,18 @@ async fn pull_on_a_daemon_exits_like_a_local_pull() {
     let url = mirror.url();
 
     // Denied by the licence policy: 5 both ways, and the job says why.
-    let local = run(&world, &["pull", "acme/nc"]);
+    let local = world.run(&["pull", "acme/nc"]);
     assert_eq!(local.status.code(), Some(5), "{}", stderr(&local));
-    let remote = run(&world, &["pull", "--daemon", &url, "acme/nc"]);
+    // Locally the CLI adds what to do, on a line of its own after the error.
+    let local_text = stderr(&local);
+    let error_line = local_text
+        .find("the licence policy denies")
+        .expect(&local_text);
+    let hint_line = local_text
+        .find("\nhint: to pull it anyway, accept the licence with `--accept-licence")
+        .expect(&local_text);
+    assert!(error_line < hint_line, "{local_text}");
+    let remote = world.run(&["pull", "--daemon", &url, "acme/nc"]);
     let text = stderr(&remote);
     assert_eq!(remote.status.code(), Some(5), "{text}");
     assert!(text.contains("failed (licence_denied)"), "{text}");
@@ -74,20 +79,23 @@ async fn pull_on_a_daemon_exits_like_a_local_pull() {
     let view = job_json(&mirror, denied).await;
     assert_eq!(view["state"], "failed", "{view:#}");
     assert_eq!(view["error_kind"], "licence_denied", "{view:#}");
+    // A job cannot pass --accept-licence: the daemon stores the reason without the CLI's advice.
+    let stored = view["error"].as_str().expect("error text");
+    assert!(
+        !stored.contains("hint") && !stored.contains("--accept-licence"),
+        "{stored}"
+    );
     assert!(!world.blob_path(&sha256_hex(&content(71, 1 << 20))).exists());
     // `larder jobs wait` ends the same way; `show` and `ls` name the kind.
-    let waited = run(
-        &world,
-        &["jobs", "--daemon", &url, "wait", &denied.to_string()],
-    );
+    let waited = world.run(&["jobs", "--daemon", &url, "wait", &denied.to_string()]);
     assert_eq!(waited.status.code(), Some(5), "{waited:?}");
     let shown = String::from_utf8_lossy(&waited.stdout).into_owned();
     assert!(shown.contains("failed (licence_denied)"), "{shown}");
 
     // A repo that does not exist: 1 both ways, kind not_found.
-    let local = run(&world, &["pull", "acme/missing"]);
+    let local = world.run(&["pull", "acme/missing"]);
     assert_eq!(local.status.code(), Some(1), "{}", stderr(&local));
-    let remote = run(&world, &["pull", "--daemon", &url, "acme/missing"]);
+    let remote = world.run(&["pull", "--daemon", &url, "acme/missing"]);
     let text = stderr(&remote);
     assert_eq!(remote.status.code(), Some(1), "{text}");
     assert!(text.contains("failed (not_found)"), "{text}");
@@ -95,22 +103,19 @@ async fn pull_on_a_daemon_exits_like_a_local_pull() {
     assert_eq!(job_json(&mirror, missing).await["error_kind"], "not_found");
 
     // A revision that does not exist either.
-    let remote = run(
-        &world,
-        &["pull", "--daemon", &url, "acme/open@no-such-branch"],
-    );
+    let remote = world.run(&["pull", "--daemon", &url, "acme/open@no-such-branch"]);
     assert_eq!(remote.status.code(), Some(1), "{}", stderr(&remote));
     let id = queued_id(&stderr(&remote));
     assert_eq!(job_json(&mirror, id).await["error_kind"], "not_found");
 
     // A pull the policy allows: 0, and no kind.
-    let remote = run(&world, &["pull", "--daemon", &url, "acme/open"]);
+    let remote = world.run(&["pull", "--daemon", &url, "acme/open"]);
     assert!(remote.status.success(), "{}", stderr(&remote));
     let done = job_json(&mirror, queued_id(&stderr(&remote))).await;
     assert_eq!(done["state"], "done", "{done:#}");
     assert_eq!(done["error_kind"], Value::Null, "{done:#}");
 
-    let listed = run(&world, &["jobs", "--daemon", &url, "ls"]);
+    let listed = world.run(&["jobs", "--daemon", &url, "ls"]);
     let table = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(table.contains("failed (licence_denied)"), "{table}");
     assert!(table.contains("failed (not_found)"), "{table}");
@@ -193,14 +198,14 @@ async fn a_job_that_failed_under_an_older_larder_reads_as_unknown() {
     assert_eq!(old["error"], "it broke back then", "{old:#}");
     assert_eq!(old["error_kind"], "unknown", "{old:#}");
     assert_eq!(old["spec"]["repo"], "acme/old", "{old:#}");
-    let waited = run(&world, &["jobs", "--daemon", &url, "wait", "1"]);
+    let waited = world.run(&["jobs", "--daemon", &url, "wait", "1"]);
     assert_eq!(waited.status.code(), Some(1), "{waited:?}");
     assert!(
         String::from_utf8_lossy(&waited.stdout).contains("failed (unknown)"),
         "{waited:?}"
     );
     // New jobs on the migrated registry record their kind.
-    let remote = run(&world, &["pull", "--daemon", &url, "acme/nc"]);
+    let remote = world.run(&["pull", "--daemon", &url, "acme/nc"]);
     assert_eq!(remote.status.code(), Some(5), "{}", stderr(&remote));
     assert_eq!(queued_id(&stderr(&remote)), 2);
     assert_eq!(job_json(&mirror, 2).await["error_kind"], "licence_denied");

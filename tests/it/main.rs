@@ -1,5 +1,6 @@
 //! Integration tests of `larder pull` and friends against the Hub stand-in (no internet).
 
+mod cli_output;
 mod common;
 mod convert;
 mod daemon;

@@ -36,12 +36,7 @@ fn hub() -> Hub {
 }
 
 async fn mirror(world: &World) -> RunningMirror {
-    let mut larder = world.larder();
-    let mut settings = larder::hub::ClientSettings::new(world.server.url());
-    settings.retry.base = Duration::from_millis(20);
-    settings.retry.cap = Duration::from_millis(200);
-    settings.retry.max_retries = 1;
-    larder.client = larder::hub::HubClient::new(settings).expect("client");
+    let larder = world.quick_larder(1);
     let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
     options.pull_through = true;
     options.jobs.progress_every = Duration::from_millis(100);

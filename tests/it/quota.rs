@@ -30,16 +30,6 @@ fn hub() -> Hub {
     hub
 }
 
-fn run(world: &World, args: &[&str]) -> Output {
-    let output = world.cli().args(args).output().expect("larder runs");
-    assert!(
-        output.status.success(),
-        "larder {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).expect("JSON on stdout")
 }
@@ -70,7 +60,7 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
         let (result, _) = pull_with(&larder, &options(repo, "main")).await;
         result.expect("pull");
     }
-    run(&world, &["pin", "acme/a"]);
+    world.ok(&["pin", "acme/a"]);
     let unique_c = sha256_hex(&content(53, MIB));
     let shared = sha256_hex(&content(50, MIB / 2));
 
@@ -87,7 +77,7 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
         .unwrap();
     assert_eq!(body.len(), MIB);
     mirror.stop().await.unwrap();
-    let listed = json(&run(&world, &["ls", "--json"]));
+    let listed = json(&world.ok(&["ls", "--json"]));
     let revision = |name: &str| {
         listed
             .as_array()
@@ -105,7 +95,7 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
     let before = larder.registry.referenced_blob_bytes().await.unwrap();
     assert_eq!(before, (3 * MIB + MIB / 2) as u64);
     let quota = (3 * MIB).to_string();
-    let report = json(&run(&world, &["gc", "--quota", &quota, "--json"]));
+    let report = json(&world.ok(&["gc", "--quota", &quota, "--json"]));
     let evicted: Vec<&str> = report["evicted"]
         .as_array()
         .unwrap()
@@ -121,7 +111,7 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
     assert!(!held(&world, "acme/c").await);
     assert!(held(&world, "acme/a").await && held(&world, "acme/b").await);
     // Nothing is left for a plain gc.
-    let gc = json(&run(&world, &["gc", "--json"]));
+    let gc = json(&world.ok(&["gc", "--json"]));
     assert_eq!(gc["freed"], 0, "{gc}");
 
     // Over a quota that only the pinned revision fits: the daemon evicts b (and the shared
@@ -161,13 +151,13 @@ async fn quota_evicts_the_least_recently_served_unpinned_revision() {
     );
 
     // Below what is pinned: nothing can go, and the report says the store is still over.
-    let report = json(&run(&world, &["gc", "--quota", "1000", "--json"]));
+    let report = json(&world.ok(&["gc", "--quota", "1000", "--json"]));
     assert_eq!(report["evicted"], Value::Array(Vec::new()), "{report}");
     assert_eq!(report["over"], true);
     assert!(held(&world, "acme/a").await);
     // Unpinned, it goes.
-    run(&world, &["unpin", "acme/a"]);
-    let report = json(&run(&world, &["gc", "--quota", "1000", "--json"]));
+    world.ok(&["unpin", "acme/a"]);
+    let report = json(&world.ok(&["gc", "--quota", "1000", "--json"]));
     assert_eq!(report["evicted"][0]["name"], "acme/a", "{report}");
     assert_eq!(report["gc"]["freed"], MIB as u64);
     assert!(!held(&world, "acme/a").await);

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::common::{World, content, python, sha256_hex};
+use crate::common::{Served, World, content, python, sha256_hex};
 
 /// Exit status of `larder verify` when it found bad blobs.
 const EXIT_CORRUPT: i32 = 3;
@@ -276,18 +276,6 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         served
-    }
-}
-
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

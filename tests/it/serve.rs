@@ -1161,12 +1161,7 @@ fn cold_hub() -> Hub {
 }
 
 async fn pull_through_mirror(world: &World) -> RunningMirror {
-    let mut larder = world.larder();
-    let mut settings = larder::hub::ClientSettings::new(world.server.url());
-    settings.retry.base = Duration::from_millis(20);
-    settings.retry.cap = Duration::from_millis(200);
-    settings.retry.max_retries = 2;
-    larder.client = larder::hub::HubClient::new(settings).unwrap();
+    let larder = world.quick_larder(2);
     let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
     options.pull_through = true;
     start(larder, options).await.expect("mirror starts")

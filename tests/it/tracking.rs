@@ -2,7 +2,6 @@
 //! stand-in Hub moves it, flags a licence change, POSTs events to a webhook from `config.toml`,
 //! and `larder ls` shows when it was checked and whether it is behind.
 
-use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,16 +42,6 @@ async fn mirror(world: &World, workers: usize) -> RunningMirror {
     start(world.larder(), options).await.expect("mirror starts")
 }
 
-fn run(world: &World, args: &[&str]) -> Output {
-    let output = world.cli().args(args).output().expect("larder runs");
-    assert!(
-        output.status.success(),
-        "larder {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -65,7 +54,7 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) ->
 }
 
 fn ls_tracking(world: &World) -> Value {
-    let output = run(world, &["ls", "--json"]);
+    let output = world.ok(&["ls", "--json"]);
     let repos: Value = serde_json::from_slice(&output.stdout).expect("ls --json");
     let repo = repos
         .as_array()
@@ -95,7 +84,7 @@ async fn tracked_ref_follows_new_commits_flags_the_licence_and_calls_the_webhook
     .unwrap();
 
     // Tracked before anything is held: listed, not checked yet.
-    run(&world, &["track", "acme/tracked", "--every", "1s"]);
+    world.ok(&["track", "acme/tracked", "--every", "1s"]);
     let tracking = ls_tracking(&world);
     assert_eq!(tracking["ref"], "main");
     assert_eq!(tracking["every"], 1);
@@ -190,11 +179,11 @@ async fn tracked_ref_follows_new_commits_flags_the_licence_and_calls_the_webhook
     assert_eq!(tracking["behind"], true, "{tracking}");
     assert_eq!(tracking["local_commit"], second.as_str());
     assert!(tracking["pending_job"].is_i64(), "{tracking}");
-    let table = String::from_utf8(run(&world, &["ls"]).stdout).unwrap();
+    let table = String::from_utf8(world.ok(&["ls"]).stdout).unwrap();
     assert!(table.contains("behind: upstream at"), "{table}");
     idle.stop().await.unwrap();
 
-    run(&world, &["untrack", "acme/tracked"]);
+    world.ok(&["untrack", "acme/tracked"]);
     let output = world
         .cli()
         .args(["untrack", "acme/tracked"])

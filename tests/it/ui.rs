@@ -17,7 +17,7 @@ use larder::serve::{ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, options, pull_with, sha256_hex};
+use crate::common::{Served, World, content, options, pull_with, sha256_hex};
 
 const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
 const HOSTILE_LICENCE: &str = "<script>alert('licence')</script>";
@@ -451,19 +451,6 @@ fn dump_dom(browser: &PathBuf, url: &str) -> String {
         }
     }
     reader.join().expect("reader").expect("DOM is UTF-8")
-}
-
-/// `larder serve` as a child process, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(world: &World, policy: &std::path::Path) -> Served {
