@@ -771,3 +771,108 @@ fn llama_cpp_loads_converted_files() {
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Gemma 2: SentencePiece, tied, norms stored as `1 + w`, soft-capping keys,
+/// head_dim 64 with 8 heads (q rows twice the hidden size).
+#[test]
+fn gemma2_bf16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "gemma2", "bf16", "spm", true);
+    for preset in [
+        GgufType::F32,
+        GgufType::Q8_0,
+        GgufType::Q4KM,
+        GgufType::Q3KL,
+        GgufType::Iq4Nl,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Gemma 3 from F16 (the `1 + w` of the norms is rounded to F16, as torch
+/// does), q/k norms, local and global rope bases.
+#[test]
+fn gemma3_f16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "gemma3", "f16", "spm", true);
+    for preset in [
+        GgufType::F16,
+        GgufType::Q4KS,
+        GgufType::Q3KS,
+        GgufType::Iq4Xs,
+        GgufType::Q6K,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// The language model of a `Gemma3ForConditionalGeneration`: keys under
+/// `text_config` (without vocab_size), `language_model.` names, a vision
+/// tower to skip and 64 embedding rows beyond the tokenizer to drop.
+#[test]
+fn gemma3_multimodal_bf16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(root.path(), "gemma3", "bf16", "spm", true, &["--multimodal"]);
+    for preset in [GgufType::Q8_0, GgufType::Q4KM] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Phi-3 with longrope: fused qkv (an attention-value tensor for the mixes)
+/// and gate_up, the long/short factor tensors and the attention factor.
+#[test]
+fn phi3_f32_spm_longrope() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(root.path(), "phi3", "f32", "spm", false, &["--longrope"]);
+    for preset in [
+        GgufType::F32,
+        GgufType::Q4KM,
+        GgufType::Q5KM,
+        GgufType::Q3KM,
+        GgufType::Iq4Nl,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Mixtral: 8 experts merged into 3-D tensors, the router kept F32, and
+/// llama.cpp's 8-expert rules (attn_v/attn_k Q8_0, attn_output Q5_K).
+#[test]
+fn mixtral_bf16_bpe() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "mixtral", "bf16", "bpe", false);
+    for preset in [
+        GgufType::Q8_0,
+        GgufType::Q4KM,
+        GgufType::Q3KS,
+        GgufType::Q2K,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Qwen2-MoE: 4 experts plus a shared expert and its gate (which
+/// llama-quantize quantizes), q/k/v biases.
+#[test]
+fn qwen2moe_f16_bpe_shared_expert() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "qwen2moe", "f16", "bpe", false);
+    for preset in [
+        GgufType::F16,
+        GgufType::Q4KM,
+        GgufType::Q3KL,
+        GgufType::Iq4Xs,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Qwen3-MoE: 4 experts, q/k norms, head_dim != hidden / heads, tied.
+#[test]
+fn qwen3moe_bf16_bpe() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "qwen3moe", "bf16", "bpe", true);
+    for preset in [GgufType::Bf16, GgufType::Q5KS, GgufType::Q4KM] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
