@@ -536,15 +536,40 @@ fn bare_decoder_names_and_duplicates() {
     );
 }
 
+/// GPT-OSS (MXFP4 experts) is refused before any work, and the message lists
+/// what is supported; a Qwen3-MoE config without experts is refused too.
 #[test]
-fn qwen3_moe_is_refused_by_name() {
+fn gpt_oss_is_refused_by_name() {
+    let mut fx = Fixture::qwen3();
+    fx.edit_config(|c| c["architectures"] = serde_json::json!(["GptOssForCausalLM"]));
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "GptOssForCausalLM"),
+        "{e}"
+    );
+    let msg = e.to_string();
+    for name in ["Gemma3ForConditionalGeneration", "MixtralForCausalLM", "Phi3ForCausalLM"] {
+        assert!(msg.contains(name), "{msg}");
+    }
     let mut fx = Fixture::qwen3();
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["Qwen3MoeForCausalLM"]));
     let e = fx.convert().unwrap_err();
-    assert!(
-        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "Qwen3MoeForCausalLM"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("num_experts"), "{e}");
+}
+
+/// Q2_K_S needs an importance matrix, as in llama-quantize.
+#[test]
+fn q2_k_s_needs_an_imatrix() {
+    let fx = Fixture::qwen3();
+    let mut out = Vec::new();
+    let e = convert_to_gguf(
+        &SourceFiles::new(fx.files.clone()),
+        GgufType::Q2KS,
+        &mut out,
+        &GgufOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConvertError::NeedsImatrix(_)), "{e}");
 }
 
 /// The fixture's tensors with `up_proj` replaced by `up`.
