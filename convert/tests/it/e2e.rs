@@ -733,6 +733,62 @@ fn llama_cpp_loads_converted_files() {
             &["--embedding"][..],
             &[GgufType::Q8_0][..],
         ),
+        (
+            "gemma2",
+            "bf16",
+            "spm",
+            true,
+            &[][..],
+            &[GgufType::F32, GgufType::Q4KM, GgufType::Iq4Nl][..],
+        ),
+        (
+            "gemma3",
+            "f16",
+            "spm",
+            true,
+            &[][..],
+            &[GgufType::Q8_0, GgufType::Q4KM, GgufType::Iq4Xs][..],
+        ),
+        (
+            "gemma3",
+            "bf16",
+            "spm",
+            true,
+            &["--multimodal"][..],
+            &[GgufType::Q4KM][..],
+        ),
+        (
+            "phi3",
+            "f32",
+            "spm",
+            false,
+            &["--longrope"][..],
+            &[GgufType::F16, GgufType::Q4KM][..],
+        ),
+        (
+            "mixtral",
+            "bf16",
+            "bpe",
+            false,
+            &[][..],
+            &[GgufType::Q8_0, GgufType::Q3KS][..],
+        ),
+        (
+            "qwen2moe",
+            "f16",
+            "bpe",
+            false,
+            &[][..],
+            &[GgufType::Q4KM, GgufType::Iq4Xs][..],
+        ),
+        (
+            "qwen3moe",
+            "bf16",
+            "bpe",
+            true,
+            &[][..],
+            &[GgufType::Q4KM, GgufType::Q3KL][..],
+        ),
     ] {
         let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
@@ -753,6 +809,13 @@ fn llama_cpp_loads_converted_files() {
         ("qwen3", "bf16", "bpe", true, &["--layers", "10"][..]),
         ("qwen3", "f16", "bpe", false, &["--yarn", "--bias"][..]),
         ("qwen3", "f32", "bpe", false, &["--embedding"][..]),
+        ("gemma2", "bf16", "spm", true, &["--layers", "10"][..]),
+        ("gemma3", "f16", "spm", true, &[][..]),
+        ("gemma3", "bf16", "spm", true, &["--multimodal"][..]),
+        ("phi3", "f32", "spm", false, &["--longrope"][..]),
+        ("mixtral", "bf16", "bpe", false, &[][..]),
+        ("qwen2moe", "f16", "bpe", false, &[][..]),
+        ("qwen3moe", "bf16", "bpe", true, &["--layers", "10"][..]),
     ] {
         let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
@@ -761,7 +824,7 @@ fn llama_cpp_loads_converted_files() {
         convert_to_gguf(&src, GgufType::F32, &mut out, &GgufOptions::default()).unwrap();
         for preset in GgufType::ALL
             .into_iter()
-            .filter(|t| !matches!(t, GgufType::F32 | GgufType::Bf16))
+            .filter(|t| !matches!(t, GgufType::F32 | GgufType::Bf16 | GgufType::Q2KS))
         {
             let path = root.path().join(format!("{arch}-cmp-{preset}.gguf"));
             let mut out = std::fs::File::create(&path).unwrap();

@@ -115,7 +115,7 @@ def train_bpe(out, arch):
     return tok.get_vocab_size(with_added_tokens=True)
 
 
-def train_spm(out):
+def train_spm(out, arch):
     import sentencepiece as spm
 
     model = io.BytesIO()
@@ -131,6 +131,8 @@ def train_spm(out):
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         split_digits=True,
+        # Gemma's tokenizer.model has no dummy prefix (llama.cpp: add_space_prefix false).
+        add_dummy_prefix=arch not in ("gemma2", "gemma3"),
         minloglevel=2,
     )
     with open(os.path.join(out, "tokenizer.model"), "wb") as f:
@@ -153,7 +155,7 @@ def main():
     out, arch, dtype, tokenizer = sys.argv[1:5]
     tied = "--tied" in sys.argv
     os.makedirs(out, exist_ok=True)
-    n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out)
+    n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out, arch)
     opt = lambda flag, d: int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else d  # noqa: E731
     vocab = opt("--vocab", n_tok + 13)  # padded vocab_size, as many real checkpoints have
     hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
