@@ -116,6 +116,9 @@ pub enum ConvertError {
     /// The type needs an importance matrix, as llama-quantize requires.
     #[error("type `{0}` needs an importance matrix (llama-quantize refuses it without one)")]
     NeedsImatrix(String),
+    /// The importance matrix is unreadable or does not fit the model.
+    #[error(transparent)]
+    Imatrix(#[from] crate::imatrix::ImatrixError),
     /// An unknown `--type` / `--dtype` spelling.
     #[error("unknown type `{0}`")]
     UnknownType(String),

@@ -18,6 +18,7 @@ pub mod chkhsh;
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod imatrix;
 pub mod output;
 pub mod pooling;
 pub mod preset;
@@ -35,6 +36,7 @@ use rayon::prelude::*;
 
 pub use dtype::{Dtype, DtypeOptions, DtypeReport, convert_dtype, convert_dtype_with};
 pub use error::ConvertError;
+pub use imatrix::{Imatrix, ImatrixError};
 pub use output::OutputFile;
 pub use preset::GgufType;
 pub use quant::GgmlType;
@@ -118,6 +120,9 @@ pub struct GgufOptions<'a> {
     pub progress: Option<Progress<'a>>,
     /// Force `tokenizer.ggml.pre` instead of detecting it.
     pub pre_tokenizer: Option<&'a str>,
+    /// An importance matrix (`llama-imatrix` output) and the file name to
+    /// record in `quantize.imatrix.file`.
+    pub imatrix: Option<(&'a Imatrix, &'a str)>,
 }
 
 impl std::fmt::Debug for GgufOptions<'_> {
@@ -127,6 +132,7 @@ impl std::fmt::Debug for GgufOptions<'_> {
             .field("threads", &self.threads)
             .field("progress", &self.progress.is_some())
             .field("pre_tokenizer", &self.pre_tokenizer)
+            .field("imatrix", &self.imatrix.map(|(m, f)| (m.entries.len(), f)))
             .finish()
     }
 }
@@ -195,7 +201,8 @@ pub fn convert_to_gguf<W: Write>(
         ),
         None => None,
     };
-    if ty == GgufType::Q2KS {
+    let imatrix = opts.imatrix.map(|(m, _)| m);
+    if ty == GgufType::Q2KS && imatrix.is_none() {
         return Err(ConvertError::NeedsImatrix(ty.to_string()));
     }
     let mut cfg = ModelConfig::parse(&src.read("config.json")?)?;
@@ -364,6 +371,7 @@ pub fn convert_to_gguf<W: Write>(
         has_output: by_gguf.contains_key("output.weight"),
         is_70b: cfg.arch == Arch::Llama && cfg.n_layer == 80,
         n_expert: cfg.n_expert,
+        has_imatrix: imatrix.is_some(),
     };
     let mut plan: Vec<Planned<'_>> = by_gguf.into_values().collect();
     plan.sort_by_key(|p| arch::tensor_order_key(&p.info.name));
@@ -375,6 +383,28 @@ pub fn convert_to_gguf<W: Write>(
         *types.entry(t.name().to_owned()).or_insert(0) += 1;
     }
 
+    if let Some(m) = imatrix {
+        // Every entry must name a matrix of this model and fit it (columns × experts).
+        let sizes: BTreeMap<String, usize> = plan
+            .iter()
+            .filter(|p| p.info.shape.len() >= 2)
+            .map(|p| {
+                let s = &p.info.shape;
+                let n_mat = if s.len() == 3 { s[0] } else { 1 };
+                (p.info.name.clone(), s[s.len() - 1] * n_mat)
+            })
+            .collect();
+        m.check_against(&sizes)?;
+        if ty == GgufType::Q2KS
+            && let Some(p) = plan.iter().find(|p| {
+                p.info.ty == GgmlType::Q2K
+                    && !matches!(p.info.name.as_str(), "token_embd.weight" | "output.weight")
+                    && !m.entries.contains_key(&p.info.name)
+            })
+        {
+            return Err(ImatrixError::Missing(p.info.name.clone()).into());
+        }
+    }
     let tok = tokenizer::tokenizer_metadata(src, &cfg, opts.pre_tokenizer)?;
     warnings.extend(tok.warnings);
     let mut kv: Vec<(String, MetaValue)> = vec![
@@ -396,6 +426,30 @@ pub fn convert_to_gguf<W: Write>(
         ));
     }
     kv.push(("general.quantization_version".into(), MetaValue::U32(2)));
+    if let Some((m, file)) = opts.imatrix {
+        // As llama-quantize records its --imatrix (strings cut to 127 bytes).
+        let cut = |s: &str| {
+            let mut end = s.len().min(127);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_owned()
+        };
+        kv.push(("quantize.imatrix.file".into(), MetaValue::Str(cut(file))));
+        if let Some(d) = m.datasets.first() {
+            kv.push(("quantize.imatrix.dataset".into(), MetaValue::Str(cut(d))));
+        }
+        kv.push((
+            "quantize.imatrix.entries_count".into(),
+            MetaValue::U32(m.entries.len() as u32),
+        ));
+        if m.chunk_count > 0 {
+            kv.push((
+                "quantize.imatrix.chunks_count".into(),
+                MetaValue::U32(m.chunk_count),
+            ));
+        }
+    }
     kv.extend(tok.kv);
 
     let infos: Vec<TensorInfo> = plan.iter().map(|p| p.info.clone()).collect();
@@ -404,9 +458,18 @@ pub fn convert_to_gguf<W: Write>(
     let mut done = 0u64;
     let mut buf: Vec<u8> = Vec::new();
     for p in &plan {
+        let s = &p.info.shape;
+        let qw = match imatrix {
+            Some(m) if p.info.ty.is_quantized() && s.len() >= 2 => {
+                let n_mat = if s.len() == 3 { s[0] } else { 1 };
+                m.weights(&p.info.name, s[s.len() - 1] * n_mat)
+            }
+            _ => None,
+        };
         write_tensor(
             &ck,
             p,
+            qw,
             pool.as_ref(),
             &mut writer,
             &mut buf,
@@ -453,10 +516,12 @@ fn shift_norm_weights(v: &mut [f32], dtype: safetensors::StDtype) {
 
 /// Writes a merged `[n_expert, rows, cols]` tensor, streaming each expert's
 /// rows from its own checkpoint tensor and releasing its pages once done.
+#[allow(clippy::too_many_arguments)]
 fn write_experts<W: Write>(
     ck: &Checkpoint,
     p: &Planned<'_>,
     parts: &[Option<(String, &TensorRef)>],
+    qw: Option<&[f32]>,
     pool: Option<&rayon::ThreadPool>,
     writer: &mut GgufWriter<W>,
     buf: &mut Vec<u8>,
@@ -493,9 +558,12 @@ fn write_experts<W: Write>(
                     || vec![0.0f32; cols],
                     |tmp, (k, dst)| -> Result<()> {
                         let r = start + k;
-                        let (hf, t) = parts[r / rows_per_expert];
+                        let e = r / rows_per_expert;
+                        let (hf, t) = parts[e];
                         ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
-                        ty.quantize_row(tmp, dst);
+                        // Each expert has its own slice of the importance matrix.
+                        let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
+                        ty.quantize_row_weighted(tmp, dst, w);
                         Ok(())
                     },
                 )
@@ -519,6 +587,7 @@ fn write_experts<W: Write>(
 fn write_tensor<W: Write>(
     ck: &Checkpoint,
     p: &Planned<'_>,
+    qw: Option<&[f32]>,
     pool: Option<&rayon::ThreadPool>,
     writer: &mut GgufWriter<W>,
     buf: &mut Vec<u8>,
@@ -541,7 +610,7 @@ fn write_tensor<W: Write>(
             return Ok(());
         }
         Values::Experts(parts) => {
-            return write_experts(ck, p, parts, pool, writer, buf, progress);
+            return write_experts(ck, p, parts, qw, pool, writer, buf, progress);
         }
         Values::Checkpoint {
             hf,
@@ -604,7 +673,7 @@ fn write_tensor<W: Write>(
                         if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
                             overflow.store(true, Ordering::Relaxed);
                         }
-                        ty.quantize_row(tmp, dst);
+                        ty.quantize_row_weighted(tmp, dst, qw);
                         Ok(())
                     },
                 )

@@ -193,6 +193,8 @@ pub struct MixContext {
     pub is_70b: bool,
     /// Routed experts per layer (0 for a dense model).
     pub n_expert: usize,
+    /// Whether an importance matrix is used.
+    pub has_imatrix: bool,
 }
 
 /// llama.cpp's `use_more_bits`.
@@ -332,9 +334,12 @@ pub fn choose_type(
             P::Q3KL => ty = T::Q5K,
             P::Q4KM if use_more_bits(i, n) => ty = T::Q6K,
             P::Q4KM => {}
-            P::Iq4Nl | P::Iq4Xs if i < n / 8 && !ctx.has_imatrix() => ty = T::Q5K,
+            P::Iq4Nl | P::Iq4Xs if i < n / 8 && !ctx.has_imatrix => ty = T::Q5K,
             P::Q5KM if use_more_bits(i, n) => ty = T::Q6K,
             P::Q4KS if i < n / 8 => ty = T::Q5K,
+            // With an imatrix, the first layers of Q4_0/Q5_0 get the variant with a minimum.
+            P::Q4_0 if ctx.has_imatrix && i < n / 8 => ty = T::Q4_1,
+            P::Q5_0 if ctx.has_imatrix && i < n / 8 => ty = T::Q5_1,
             _ => {}
         }
     } else if cat == Category::AttentionOutput {
@@ -378,13 +383,6 @@ pub fn choose_type(
     (ty, None)
 }
 
-impl MixContext {
-    /// Whether an importance matrix is used (not yet supported: always false).
-    fn has_imatrix(&self) -> bool {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +416,7 @@ mod tests {
             has_output: true,
             is_70b: false,
             n_expert: 0,
+            has_imatrix: false,
         };
         let t = |n: &str| choose_type(GgufType::Q4KM, n, &[256, 256], &ctx).0;
         assert_eq!(t("output.weight"), GgmlType::Q6K);
@@ -460,6 +459,7 @@ mod tests {
             has_output: false,
             is_70b: false,
             n_expert: 0,
+            has_imatrix: false,
         };
         let t = |p, n: &str, shape: &[usize]| choose_type(p, n, shape, &ctx).0;
         assert_eq!(

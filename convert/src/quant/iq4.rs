@@ -17,7 +17,7 @@ pub const KVALUES_IQ4NL: [i8; 16] = [
 const GROUP_MAX_EPS: f32 = 1e-15;
 
 /// `best_index_int8`: the index of the table value nearest to `x`
-/// (the lower one on a tie).
+/// (the upper one on a tie).
 #[inline(always)]
 fn best_index(x: f32) -> u8 {
     let val = &KVALUES_IQ4NL;
@@ -234,12 +234,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn best_index_picks_nearest_lower_on_ties() {
+    fn best_index_picks_nearest_upper_on_ties() {
         assert_eq!(best_index(-200.0), 0);
         assert_eq!(best_index(200.0), 15);
         assert_eq!(best_index(0.0), 8);
-        assert_eq!(best_index(-4.5), 7); // halfway between -10 and 1: lower
-        assert_eq!(best_index(-4.4), 8);
+        assert_eq!(best_index(-4.5), 8); // halfway between -10 and 1: the upper one
+        assert_eq!(best_index(-4.6), 7);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod iq4;
 pub mod kquants;
 pub mod legacy;
 pub mod q8_0;
+pub mod weighted;
 
 pub use kquants::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
@@ -195,6 +196,39 @@ impl GgmlType {
             Self::Q6K => quantize_row_q6_k(src, dst),
             Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, None),
             Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, None),
+        }
+    }
+
+    /// Quantizes one row as `llama-quantize` does with importance weights
+    /// `qw` (one per column, from an imatrix): ggml's `quantize_row_*_impl`.
+    /// Without weights, or for types that ignore them (F32/F16/BF16/Q8_0),
+    /// this is [`GgmlType::quantize_row`].
+    ///
+    /// # Panics
+    /// If the lengths do not match.
+    pub fn quantize_row_weighted(self, src: &[f32], dst: &mut [u8], qw: Option<&[f32]>) {
+        let Some(qw) = qw else {
+            return self.quantize_row(src, dst);
+        };
+        assert_eq!(qw.len(), src.len(), "one importance weight per column");
+        assert_eq!(
+            Some(dst.len()),
+            self.row_size(src.len()),
+            "row size mismatch"
+        );
+        match self {
+            Self::Q4_0 => weighted::quantize_row_q4_0(src, dst, qw),
+            Self::Q4_1 => weighted::quantize_row_q4_1(src, dst, qw),
+            Self::Q5_0 => weighted::quantize_row_q5_0(src, dst, qw),
+            Self::Q5_1 => weighted::quantize_row_q5_1(src, dst, qw),
+            Self::Q2K => weighted::quantize_row_q2_k(src, dst, qw),
+            Self::Q3K => weighted::quantize_row_q3_k(src, dst, qw),
+            Self::Q4K => weighted::quantize_row_q4_k(src, dst, qw),
+            Self::Q5K => weighted::quantize_row_q5_k(src, dst, qw),
+            Self::Q6K => weighted::quantize_row_q6_k(src, dst, qw),
+            Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, Some(qw)),
+            Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, Some(qw)),
+            Self::F32 | Self::F16 | Self::Bf16 | Self::Q8_0 => self.quantize_row(src, dst),
         }
     }
 
