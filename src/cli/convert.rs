@@ -41,6 +41,9 @@ pub struct ConvertArgs {
     /// Quantization threads [default: all cores]
     #[arg(long)]
     threads: Option<usize>,
+    /// Importance matrix from llama-imatrix (GGUF or legacy .dat), used as llama-quantize --imatrix does
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -70,6 +73,7 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
         name: args.name,
         out: args.out,
         threads: args.threads,
+        imatrix: args.imatrix,
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = ProgressBar::new(0);

@@ -54,10 +54,26 @@ fn make_model_with(
 }
 
 fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: GgufType) {
+    convert_and_check_with(root, model_dir, src, preset, None);
+}
+
+fn convert_and_check_with(
+    root: &Path,
+    model_dir: &Path,
+    src: &SourceFiles,
+    preset: GgufType,
+    imatrix: Option<&Path>,
+) {
     let out_path = root.join(format!(
-        "{}-{preset}.gguf",
-        model_dir.file_name().unwrap().to_string_lossy()
+        "{}-{preset}{}.gguf",
+        model_dir.file_name().unwrap().to_string_lossy(),
+        imatrix.map_or(String::new(), |p| format!(
+            "-{}",
+            p.file_name().unwrap().to_string_lossy()
+        ))
     ));
+    let matrix = imatrix.map(|p| larder_convert::Imatrix::load(p).unwrap());
+    let matrix_name = imatrix.map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
     let mut out = std::fs::File::create(&out_path).unwrap();
     let last = Mutex::new((0u64, 0u64));
     let progress = |done: u64, total: u64| *last.lock().unwrap() = (done, total);
@@ -66,6 +82,7 @@ fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: G
         threads: Some(2),
         progress: Some(&progress),
         pre_tokenizer: None,
+        imatrix: matrix.as_ref().zip(matrix_name.as_deref()),
     };
     let report = convert_to_gguf(src, preset, &mut out, &opts)
         .unwrap_or_else(|e| panic!("{preset}: {e:#?}"));
@@ -81,14 +98,15 @@ fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: G
     );
     assert_eq!(report.file_type, preset.file_type());
     assert_eq!(report.types.values().sum::<usize>(), report.tensors);
-    let summary = run_py(
-        "check_gguf.py",
-        &[
-            out_path.to_str().unwrap(),
-            model_dir.to_str().unwrap(),
-            preset.as_str(),
-        ],
-    );
+    let mut args = vec![
+        out_path.to_str().unwrap(),
+        model_dir.to_str().unwrap(),
+        preset.as_str(),
+    ];
+    if let Some(p) = imatrix {
+        args.push(p.to_str().unwrap());
+    }
+    let summary = run_py("check_gguf.py", &args);
     let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
     assert_eq!(
         v["tensors"].as_u64().unwrap() as usize,
@@ -846,6 +864,53 @@ fn llama_cpp_loads_converted_files() {
             eprint!("{}", String::from_utf8_lossy(&res.stdout));
         }
     }
+    // With an importance matrix (both formats), on a dense model and a mixture of experts.
+    for (arch, extra, format) in [
+        ("llama", &["--layers", "9"][..], "gguf"),
+        ("llama", &["--layers", "9"][..], "dat"),
+        ("qwen2moe", &[][..], "gguf"),
+        ("mixtral", &[][..], "gguf"),
+    ] {
+        let (_, src) = make_model_with(&root.path().join("im"), arch, "f32", "bpe", false, extra);
+        let tag = format!("{arch}{}-{format}", extra.join(""));
+        let im = make_imatrix(root.path(), &src, &tag, format);
+        let matrix = larder_convert::Imatrix::load(&im).unwrap();
+        let f32_path = root.path().join(format!("{tag}-for-imatrix.gguf"));
+        for preset in [
+            GgufType::Q4KM,
+            GgufType::Iq4Xs,
+            GgufType::Iq4Nl,
+            GgufType::Q2KS,
+            GgufType::Q3KL,
+            GgufType::Q4_0,
+            GgufType::Q5_1,
+            GgufType::Q6K,
+        ] {
+            let path = root.path().join(format!("{tag}-im-{preset}.gguf"));
+            let mut out = std::fs::File::create(&path).unwrap();
+            let opts = GgufOptions {
+                imatrix: Some((&matrix, "x.imatrix")),
+                ..GgufOptions::default()
+            };
+            convert_to_gguf(&src, preset, &mut out, &opts).unwrap();
+            let res = std::process::Command::new(&py)
+                .arg(crate::common::script("llama_quantize_cmp.py"))
+                .args([
+                    f32_path.to_str().unwrap(),
+                    path.to_str().unwrap(),
+                    &preset.file_type().to_string(),
+                    im.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                res.status.success(),
+                "{tag} {preset} with imatrix: differs from llama-quantize:\n{}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            eprint!("{}", String::from_utf8_lossy(&res.stdout));
+        }
+    }
     let out = std::process::Command::new(py)
         .arg(crate::common::script("llama_load.py"))
         .args(&files)
@@ -963,4 +1028,89 @@ fn qwen3moe_bf16_bpe() {
     for preset in [GgufType::Bf16, GgufType::Q5KS, GgufType::Q4KM] {
         convert_and_check(root.path(), &dir, &src, preset);
     }
+}
+
+/// Writes a random importance matrix (llama-imatrix's `format`: gguf or dat)
+/// for the model's weights, from its F32 conversion.
+fn make_imatrix(root: &Path, src: &SourceFiles, name: &str, format: &str) -> PathBuf {
+    let f32_path = root.join(format!("{name}-for-imatrix.gguf"));
+    let mut out = std::fs::File::create(&f32_path).unwrap();
+    convert_to_gguf(src, GgufType::F32, &mut out, &GgufOptions::default()).unwrap();
+    let path = root.join(format!("{name}.imatrix.{format}"));
+    run_py(
+        "imatrix_util.py",
+        &[f32_path.to_str().unwrap(), path.to_str().unwrap(), format],
+    );
+    path
+}
+
+/// `--imatrix` on a dense model, both file formats: the weighted quantizers
+/// (checked byte for byte against ggml when LARDER_GGML_QUANTS_LIB is set),
+/// the imatrix mix rules (IQ4_XS keeps IQ4_XS ffn_down, Q4_0 gets Q4_1 for
+/// the first layers), Q2_K_S, and the `quantize.imatrix.*` keys.
+#[test]
+fn imatrix_dense_both_formats() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--layers", "9"]);
+    for format in ["gguf", "dat"] {
+        let im = make_imatrix(root.path(), &src, "llama", format);
+        for preset in [
+            GgufType::Q4KM,
+            GgufType::Iq4Xs,
+            GgufType::Q2KS,
+            GgufType::Q3KM,
+            GgufType::Q4_0,
+            GgufType::Q5_1,
+            GgufType::Iq4Nl,
+            GgufType::Q6K,
+            GgufType::Q8_0,
+        ] {
+            convert_and_check_with(root.path(), &dir, &src, preset, Some(&im));
+        }
+    }
+}
+
+/// `--imatrix` on mixtures of experts: one imatrix slice per expert, and an
+/// expert never routed to (count 0) gets weights of 1, as in llama-quantize.
+#[test]
+fn imatrix_moe_per_expert() {
+    let root = tempfile::tempdir().unwrap();
+    for arch in ["qwen2moe", "mixtral"] {
+        let (dir, src) = make_model(root.path(), arch, "bf16", "bpe", false);
+        let im = make_imatrix(root.path(), &src, arch, "gguf");
+        for preset in [GgufType::Q4KM, GgufType::Iq4Xs, GgufType::Q3KS] {
+            convert_and_check_with(root.path(), &dir, &src, preset, Some(&im));
+        }
+    }
+}
+
+/// An imatrix made for another model is refused before any work.
+#[test]
+fn imatrix_for_another_model_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, small) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--layers", "3"]);
+    let (_, big) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--hidden", "512"]);
+    let im = make_imatrix(root.path(), &small, "small", "dat");
+    let m = larder_convert::Imatrix::load(&im).unwrap();
+    let opts = GgufOptions {
+        imatrix: Some((&m, "small.dat")),
+        ..GgufOptions::default()
+    };
+    let e = convert_to_gguf(&big, GgufType::Q4KM, &mut Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConvertError::Imatrix(larder_convert::ImatrixError::SizeMismatch { .. })
+        ),
+        "{e}"
+    );
+    let (_, qwen) = make_model(root.path(), "qwen2", "f32", "bpe", true);
+    let e = convert_to_gguf(&qwen, GgufType::Q4KM, &mut Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConvertError::Imatrix(larder_convert::ImatrixError::UnknownTensor(_))
+        ),
+        "{e}"
+    );
 }

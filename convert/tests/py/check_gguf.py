@@ -1,6 +1,9 @@
 """Checks a GGUF written by larder-convert against the HF checkpoint it came from.
 
-usage: check_gguf.py GGUF MODEL_DIR PRESET
+usage: check_gguf.py GGUF MODEL_DIR PRESET [IMATRIX]
+With IMATRIX (llama-imatrix output, either format), the file must have been quantized with it:
+the mix follows llama.cpp's imatrix rules and, with LARDER_GGML_QUANTS_LIB, every tensor with
+importance weights must equal ggml_quantize_chunk's bytes given those weights (per expert).
 Exits non-zero with an explanation on the first mismatch; prints a summary.
 """
 import json
@@ -27,6 +30,8 @@ FILE_TYPE = {
 }
 # Relative RMSE bounds for dequantized N(0, 0.02²) weights (see tests/it/quants.rs).
 BOUND = {"Q2_K": 0.40, "Q3_K": 0.21, "Q4_K": 0.10, "Q5_K": 0.048, "Q6_K": 0.023, "IQ4_NL": 0.10, "IQ4_XS": 0.10}
+# With importance weights (random here, so the unweighted error grows a little).
+IM_BOUND = {**BOUND, "Q2_K": 0.45, "Q3_K": 0.25, "Q4_0": 0.14, "Q4_1": 0.13, "Q5_0": 0.07, "Q5_1": 0.07}
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
 
 
@@ -34,7 +39,7 @@ TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfo
 GGML_LIB = os.environ.get("LARDER_GGML_QUANTS_LIB")
 
 
-def ggml_quantize(x, ty):
+def ggml_quantize(x, ty, qw=None):
     import ctypes
 
     # ggml_quantize_chunk is what llama-quantize calls (for IQ4 it differs from the _ref rows).
@@ -45,7 +50,19 @@ def ggml_quantize(x, ty):
     x = np.ascontiguousarray(x, dtype=np.float32)
     blk_, size = GGML_QUANT_SIZES[Q[ty]]
     out = np.zeros(x.size // blk_ * size, dtype=np.uint8)
-    fn(int(Q[ty]), x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[-1], None)
+    if qw is None:
+        fn(int(Q[ty]), x.ctypes.data, out.ctypes.data, 0, x.shape[0], x.shape[-1], None)
+        return out
+    # one imatrix slice per expert, as llama-quantize passes them
+    x3 = x.reshape(-1, x.shape[-2], x.shape[-1]) if x.ndim == 3 else x.reshape(1, x.shape[0], x.shape[1])
+    qw = np.ascontiguousarray(qw, dtype=np.float32).reshape(x3.shape[0], x3.shape[2])
+    row_bytes = x3.shape[2] // blk_ * size
+    for e in range(x3.shape[0]):
+        xe = np.ascontiguousarray(x3[e])
+        oe = np.zeros(xe.shape[0] * row_bytes, dtype=np.uint8)
+        we = np.ascontiguousarray(qw[e])
+        fn(int(Q[ty]), xe.ctypes.data, oe.ctypes.data, 0, xe.shape[0], xe.shape[1], we.ctypes.data)
+        out[e * xe.shape[0] * row_bytes:(e + 1) * xe.shape[0] * row_bytes] = oe
     return out
 
 
@@ -57,7 +74,7 @@ def use_more_bits(i, n):
     return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
 
 
-def expected_type(preset, name, shape, has_output, n_layer, n_gqa, n_expert):
+def expected_type(preset, name, shape, has_output, n_layer, n_gqa, n_expert, has_imatrix=False):
     """llama.cpp's choice: convert_hf_to_gguf.py for f32/f16/bf16/q8_0, llama_tensor_get_type otherwise."""
     ne0, ndim = shape[-1], len(shape)
     base = BASE[preset]
@@ -110,12 +127,14 @@ def expected_type(preset, name, shape, has_output, n_layer, n_gqa, n_expert):
         elif preset == "q4_k_m":
             if use_more_bits(layer, n_layer):
                 t = "Q6_K"
-        elif layer < n_layer // 8 and preset in ("iq4_nl", "iq4_xs"):
+        elif layer < n_layer // 8 and preset in ("iq4_nl", "iq4_xs") and not has_imatrix:
             t = "Q5_K"
         elif preset == "q5_k_m" and use_more_bits(layer, n_layer):
             t = "Q6_K"
         elif preset == "q4_k_s" and layer < n_layer // 8:
             t = "Q5_K"
+        elif preset in ("q4_0", "q5_0") and has_imatrix and layer < n_layer // 8:
+            t = "Q4_1" if preset == "q4_0" else "Q5_1"
     elif cat == "attn_output":
         if n_expert == 8:
             if preset in ("q2_k", "q3_k_s", "q3_k_m", "iq4_nl", "q4_k_s", "q4_k_m", "iq4_xs"):
@@ -254,6 +273,11 @@ def check(cond, msg):
 
 def main():
     path, model_dir, preset = sys.argv[1:4]
+    imatrix = None
+    if len(sys.argv) > 4:
+        import imatrix_util
+
+        imatrix = imatrix_util.load(sys.argv[4])
     cfg = json.load(open(os.path.join(model_dir, "config.json")))
     r = GGUFReader(path)
     f = {k: v for k, v in r.fields.items()}
@@ -452,11 +476,22 @@ def main():
         t = got[name]
         shape = list(w.shape)
         check(list(map(int, t.shape)) == shape[::-1], f"{name}: shape {list(t.shape)} != {shape[::-1]}")
-        ty = expected_type(preset, name, shape, has_output, n_layer, n_head // n_kv, n_expert)
+        ty = expected_type(preset, name, shape, has_output, n_layer, n_head // n_kv, n_expert, imatrix is not None)
         check(t.tensor_type.name == ty, f"{name}: type {t.tensor_type.name}, expected {ty}")
         counts[ty] = counts.get(ty, 0) + 1
         raw = np.asarray(t.data).view(np.uint8).reshape(-1)
         ref = w.astype(np.float32).reshape(-1, shape[-1])
+        qw = None
+        if imatrix is not None and name in imatrix and imatrix[name].size == shape[-1] * (shape[0] if len(shape) == 3 else 1):
+            qw = imatrix[name]
+        if qw is not None and ty not in ("F32", "F16", "BF16", "Q8_0"):
+            if GGML_LIB:
+                exp = ggml_quantize(w.astype(np.float32), ty, qw)
+                check(np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from ggml_quantize_chunk with the imatrix")
+            deq = quants.dequantize(raw.reshape(ref.shape[0], -1), Q[ty])
+            err = np.sqrt(np.mean((deq - ref) ** 2) / np.mean(ref**2))
+            check(err < IM_BOUND[ty], f"{name} ({ty}, imatrix): relative RMSE {err}")
+            continue
         if name in ("rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"):
             got_v = raw.view(np.float32)
             check(np.allclose(got_v, w, rtol=1e-6, atol=0), f"rope_freqs {got_v} vs {w}")
@@ -470,6 +505,13 @@ def main():
         else:
             exp = np.ascontiguousarray(quants.quantize(ref, Q[ty])).view(np.uint8).reshape(-1)
             check(raw.shape == exp.shape and np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from gguf.quants.quantize")
+    if imatrix is not None:
+        check(val("quantize.imatrix.entries_count") == len(imatrix), "quantize.imatrix.entries_count")
+        check(vtype("quantize.imatrix.entries_count") == GGUFValueType.UINT32, "entries_count type")
+        check(val("quantize.imatrix.file") == os.path.basename(sys.argv[4]), "quantize.imatrix.file")
+        check(val("quantize.imatrix.dataset") == "tiny.txt" and val("quantize.imatrix.chunks_count") == 7, "imatrix keys")
+    else:
+        check(not any(k.startswith("quantize.imatrix") for k in f), "imatrix keys without an imatrix")
     print(json.dumps({"tensors": len(got), "types": counts}))
 
 
