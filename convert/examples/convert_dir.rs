@@ -26,16 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{r:?}");
     } else {
         let threads = rest.first().map(|t| t.parse()).transpose()?;
-        let imatrix = rest
-            .get(1)
-            .map(|p| Imatrix::load(p.as_ref()))
-            .transpose()?;
+        let imatrix = rest.get(1).map(|p| Imatrix::load(p.as_ref())).transpose()?;
         let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
         let opts = GgufOptions {
             threads,
-            imatrix: imatrix
-                .as_ref()
-                .map(|m| (m, rest[1].as_str())),
+            imatrix: imatrix.as_ref().map(|m| (m, rest[1].as_str())),
             ..GgufOptions::default()
         };
         let r = convert_to_gguf(&src, ty.parse::<GgufType>()?, &mut file, &opts)?;

@@ -68,7 +68,9 @@ pub enum ImatrixError {
         expected: usize,
     },
     /// A type that needs the matrix found no entry for a tensor.
-    #[error("the importance matrix has no entry for `{0}`, which this type cannot quantize without one")]
+    #[error(
+        "the importance matrix has no entry for `{0}`, which this type cannot quantize without one"
+    )]
     Missing(String),
 }
 
@@ -107,13 +109,19 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
     fn i32(&mut self, what: &str) -> Result<i32> {
-        Ok(i32::from_le_bytes(self.take(4, what)?.try_into().expect("4")))
+        Ok(i32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
     }
     fn u64(&mut self, what: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8")))
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8"),
+        ))
     }
     fn len(&mut self, what: &str) -> Result<usize> {
         let n = self.u64(what)?;
@@ -205,7 +213,9 @@ impl Imatrix {
             }
             let weights = values.iter().map(|v| v / ncall as f32).collect();
             if m.entries.insert(name.clone(), weights).is_some() {
-                return Err(ImatrixError::Invalid(format!("entry `{name}` appears twice")));
+                return Err(ImatrixError::Invalid(format!(
+                    "entry `{name}` appears twice"
+                )));
             }
         }
         if r.pos < bytes.len() {
@@ -268,7 +278,9 @@ impl Imatrix {
             let name = r.string("a tensor name")?;
             let n_dims = r.u32("a tensor's dimension count")?;
             if n_dims > 4 {
-                return Err(ImatrixError::Invalid(format!("`{name}` has {n_dims} dimensions")));
+                return Err(ImatrixError::Invalid(format!(
+                    "`{name}` has {n_dims} dimensions"
+                )));
             }
             let mut n = 1usize;
             for _ in 0..n_dims {
@@ -296,7 +308,10 @@ impl Imatrix {
                 .checked_add(info.offset)
                 .and_then(|s| usize::try_from(s).ok())
                 .ok_or_else(|| ImatrixError::Truncated(format!("`{}`", info.name)))?;
-            let mut tr = Reader { b: bytes, pos: start };
+            let mut tr = Reader {
+                b: bytes,
+                pos: start,
+            };
             let v = tr.f32s(info.n, &format!("the data of `{}`", info.name))?;
             let (target, base) = if let Some(b) = info.name.strip_suffix(".in_sum2") {
                 (&mut sums, b)
@@ -306,16 +321,19 @@ impl Imatrix {
                 continue;
             };
             if target.insert(base.to_owned(), v).is_some() {
-                return Err(ImatrixError::Invalid(format!("`{}` appears twice", info.name)));
+                return Err(ImatrixError::Invalid(format!(
+                    "`{}` appears twice",
+                    info.name
+                )));
             }
         }
         if sums.is_empty() {
             return Err(ImatrixError::Invalid("no entries".into()));
         }
         for (name, s) in sums {
-            let c = counts.remove(&name).ok_or_else(|| {
-                ImatrixError::Invalid(format!("`{name}` has sums but no counts"))
-            })?;
+            let c = counts
+                .remove(&name)
+                .ok_or_else(|| ImatrixError::Invalid(format!("`{name}` has sums but no counts")))?;
             check_finite(&name, &s)?;
             if let Some(index) = c.iter().position(|x| !x.is_finite()) {
                 return Err(ImatrixError::NonFinite { entry: name, index });
@@ -328,7 +346,9 @@ impl Imatrix {
                 )));
             }
             if c.iter().any(|x| *x < 0.0) {
-                return Err(ImatrixError::Invalid(format!("`{name}` has a negative count")));
+                return Err(ImatrixError::Invalid(format!(
+                    "`{name}` has a negative count"
+                )));
             }
             // llama.cpp rounds the stored counts to integers.
             let c: Vec<f32> = c.iter().map(|x| x.round()).collect();
@@ -347,7 +367,9 @@ impl Imatrix {
             m.entries.insert(name, w);
         }
         if let Some(name) = counts.into_keys().next() {
-            return Err(ImatrixError::Invalid(format!("`{name}` has counts but no sums")));
+            return Err(ImatrixError::Invalid(format!(
+                "`{name}` has counts but no sums"
+            )));
         }
         Ok(m)
     }
@@ -456,7 +478,10 @@ mod tests {
         assert!(Imatrix::parse(&legacy(&[("a.weight", 1, &[-1.0])], false)).is_err());
         let mut huge = legacy(&[("a.weight", 1, &[1.0])], false);
         huge[4..8].copy_from_slice(&i32::MAX.to_le_bytes());
-        assert!(matches!(Imatrix::parse(&huge), Err(ImatrixError::Truncated(_))));
+        assert!(matches!(
+            Imatrix::parse(&huge),
+            Err(ImatrixError::Truncated(_))
+        ));
     }
 
     #[test]
@@ -468,7 +493,11 @@ mod tests {
         model.insert("blk.0.attn_q.weight".to_owned(), 8usize);
         assert!(matches!(
             m.check_against(&model),
-            Err(ImatrixError::SizeMismatch { got: 4, expected: 8, .. })
+            Err(ImatrixError::SizeMismatch {
+                got: 4,
+                expected: 8,
+                ..
+            })
         ));
         let other = BTreeMap::from([("blk.0.attn_k.weight".to_owned(), 4usize)]);
         assert!(matches!(

@@ -87,7 +87,10 @@ pub fn gemma2_check(cfg: &ModelConfig) -> Result<()> {
         "sliding_window",
     ] {
         if cfg.raw.get(key).is_none_or(Value::is_null) {
-            return Err(ConvertError::json("config.json", format!("missing `{key}`")));
+            return Err(ConvertError::json(
+                "config.json",
+                format!("missing `{key}`"),
+            ));
         }
     }
     Ok(())
@@ -104,9 +107,17 @@ pub fn gemma3_check(cfg: &ModelConfig) -> Result<()> {
             "Gemma 3 with attention logit soft-capping (llama.cpp's converter rejects it)".into(),
         ));
     }
-    if sliding_window_used(&cfg.raw) && cfg.raw.get("sliding_window").and_then(Value::as_u64).is_none()
+    if sliding_window_used(&cfg.raw)
+        && cfg
+            .raw
+            .get("sliding_window")
+            .and_then(Value::as_u64)
+            .is_none()
     {
-        return Err(ConvertError::json("config.json", "missing `sliding_window`"));
+        return Err(ConvertError::json(
+            "config.json",
+            "missing `sliding_window`",
+        ));
     }
     Ok(())
 }
@@ -128,13 +139,21 @@ fn gemma3_rope(raw: &Value) -> (Option<Value>, Option<f64>, Option<f64>) {
     {
         let full = p.get("full_attention").cloned();
         let theta = full.as_ref().and_then(|f| num(f, "rope_theta"));
-        let local = p.get("sliding_attention").and_then(|s| num(s, "rope_theta"));
+        let local = p
+            .get("sliding_attention")
+            .and_then(|s| num(s, "rope_theta"));
         return (full, theta, local);
     }
     let theta = params.and_then(|p| num(p, "rope_theta")).or_else(|| {
-        ["global_rope_theta", "rope_global_theta", "rope_theta_global", "rope_theta", "rotary_emb_base"]
-            .iter()
-            .find_map(|k| num(raw, k))
+        [
+            "global_rope_theta",
+            "rope_global_theta",
+            "rope_theta_global",
+            "rope_theta",
+            "rotary_emb_base",
+        ]
+        .iter()
+        .find_map(|k| num(raw, k))
     });
     let local = [
         "local_rope_theta",
@@ -166,9 +185,15 @@ pub fn gemma3_metadata(cfg: &ModelConfig) -> Vec<(String, MetaValue)> {
     u(&mut kv, a, "attention.head_count_kv", cfg.n_head_kv);
     let (scaling, theta, local) = gemma3_rope(raw);
     if let Some(s) = scaling {
-        let kind = s.get("rope_type").or_else(|| s.get("type")).and_then(Value::as_str);
+        let kind = s
+            .get("rope_type")
+            .or_else(|| s.get("type"))
+            .and_then(Value::as_str);
         if let (Some("linear"), Some(factor)) = (kind, num(&s, "factor")) {
-            kv.push((format!("{a}.rope.scaling.type"), MetaValue::Str("linear".into())));
+            kv.push((
+                format!("{a}.rope.scaling.type"),
+                MetaValue::Str("linear".into()),
+            ));
             f(&mut kv, a, "rope.scaling.factor", factor);
         }
     }
@@ -176,7 +201,12 @@ pub fn gemma3_metadata(cfg: &ModelConfig) -> Vec<(String, MetaValue)> {
     if let Some(l) = local {
         f(&mut kv, a, "rope.freq_base_swa", l);
     }
-    f(&mut kv, a, "attention.layer_norm_rms_epsilon", cfg.rms_eps.unwrap_or(1e-6));
+    f(
+        &mut kv,
+        a,
+        "attention.layer_norm_rms_epsilon",
+        cfg.rms_eps.unwrap_or(1e-6),
+    );
     u(&mut kv, a, "attention.key_length", cfg.head_dim());
     u(&mut kv, a, "attention.value_length", cfg.head_dim());
     if let Some(c) = num(raw, "final_logit_softcapping").filter(|c| *c != 0.0) {
@@ -208,7 +238,10 @@ pub(crate) fn fix_vocab(src: &crate::SourceFiles, cfg: &mut ModelConfig) -> Resu
         let tj: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ConvertError::json("tokenizer.json", e.to_string()))?;
         let len = |v: Option<&Value>| {
-            v.map_or(0, |v| v.as_object().map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len()))
+            v.map_or(0, |v| {
+                v.as_object()
+                    .map_or_else(|| v.as_array().map_or(0, Vec::len), |o| o.len())
+            })
         };
         let n = len(tj.pointer("/model/vocab")) + len(tj.get("added_tokens"));
         if cfg.vocab_from_tokenizer {

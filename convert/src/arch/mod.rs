@@ -220,11 +220,18 @@ impl ModelConfig {
         } else {
             need(&["vocab_size"])?
         };
-        let n_expert = get_u(&raw, &["num_local_experts", "num_experts", "n_routed_experts"])
-            .unwrap_or(0) as usize;
-        let moe = matches!(arch, Arch::Qwen2Moe | Arch::Qwen3Moe) || hf_arch == "MixtralForCausalLM";
+        let n_expert = get_u(
+            &raw,
+            &["num_local_experts", "num_experts", "n_routed_experts"],
+        )
+        .unwrap_or(0) as usize;
+        let moe =
+            matches!(arch, Arch::Qwen2Moe | Arch::Qwen3Moe) || hf_arch == "MixtralForCausalLM";
         if moe && n_expert == 0 {
-            return Err(ConvertError::json(F, "a mixture of experts needs `num_experts` > 0"));
+            return Err(ConvertError::json(
+                F,
+                "a mixture of experts needs `num_experts` > 0",
+            ));
         }
         if n_expert > 4096 {
             return Err(ConvertError::json(F, "implausibly many experts"));
@@ -341,7 +348,11 @@ impl ModelConfig {
             n_expert: if moe { n_expert } else { 0 },
             n_expert_used: get_u(
                 &raw,
-                &["num_experts_per_tok", "num_experts_per_token", "top_k_experts"],
+                &[
+                    "num_experts_per_tok",
+                    "num_experts_per_token",
+                    "top_k_experts",
+                ],
             )
             .map(|v| v as usize),
             expert_ff,
@@ -410,8 +421,10 @@ impl ModelConfig {
             ));
         }
         // `TextModel` writes the expert counts whenever config.json has them.
-        if let Some(n) = get_u(&self.raw, &["num_local_experts", "num_experts", "n_routed_experts"])
-        {
+        if let Some(n) = get_u(
+            &self.raw,
+            &["num_local_experts", "num_experts", "n_routed_experts"],
+        ) {
             u2(&mut kv, a, "expert_count", n as usize);
         }
         if let Some(n) = self.n_expert_used {
@@ -509,9 +522,14 @@ fn text_model_name(cfg: &ModelConfig, name: &str) -> Option<String> {
     if cfg.arch != Arch::Gemma3 {
         return Some(name.to_owned());
     }
-    if ["vision_tower.", "vision_model.", "multi_modal_projector.", "multimodal_projector."]
-        .iter()
-        .any(|p| name.contains(p))
+    if [
+        "vision_tower.",
+        "vision_model.",
+        "multi_modal_projector.",
+        "multimodal_projector.",
+    ]
+    .iter()
+    .any(|p| name.contains(p))
     {
         return None;
     }
@@ -668,7 +686,9 @@ fn layer_tensor(cfg: &ModelConfig, suffix: &str) -> Option<LayerTensor> {
             llama.then_some(cfg.n_head_kv),
             None,
         )),
-        "self_attn.v_proj.weight" if cfg.arch != Arch::Phi3 => plain("attn_v.weight", vec![kv_rows, h]),
+        "self_attn.v_proj.weight" if cfg.arch != Arch::Phi3 => {
+            plain("attn_v.weight", vec![kv_rows, h])
+        }
         "self_attn.o_proj.weight" => plain("attn_output.weight", vec![h, q_rows]),
         "self_attn.q_proj.bias" if !gemma && cfg.arch != Arch::Phi3 => Some((
             "attn_q.bias",
@@ -697,8 +717,12 @@ fn layer_tensor(cfg: &ModelConfig, suffix: &str) -> Option<LayerTensor> {
         }
         "mlp.down_proj.weight" if cfg.n_expert == 0 => plain("ffn_down.weight", vec![h, cfg.ff]),
         // Per-head RMS norms of queries and keys, one weight per head dimension.
-        "self_attn.q_norm.weight" if cfg.arch.has_qk_norm() => plain("attn_q_norm.weight", vec![hd]),
-        "self_attn.k_norm.weight" if cfg.arch.has_qk_norm() => plain("attn_k_norm.weight", vec![hd]),
+        "self_attn.q_norm.weight" if cfg.arch.has_qk_norm() => {
+            plain("attn_q_norm.weight", vec![hd])
+        }
+        "self_attn.k_norm.weight" if cfg.arch.has_qk_norm() => {
+            plain("attn_k_norm.weight", vec![hd])
+        }
         _ => None,
     }
 }
@@ -751,7 +775,10 @@ pub fn required_tensors<'a>(
         add("ffn_down.weight", "mlp.down_proj.weight");
     }
     if matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3) {
-        add("post_attention_norm.weight", "post_attention_layernorm.weight");
+        add(
+            "post_attention_norm.weight",
+            "post_attention_layernorm.weight",
+        );
         add("ffn_norm.weight", "pre_feedforward_layernorm.weight");
         add("post_ffw_norm.weight", "post_feedforward_layernorm.weight");
     } else {
@@ -776,9 +803,18 @@ pub fn required_tensors<'a>(
         if cfg.arch == Arch::Llama {
             add("ffn_gate_inp.weight", "block_sparse_moe.gate.weight");
             experts = vec![
-                ("ffn_gate_exps.weight", "block_sparse_moe.experts.{e}.w1.weight"),
-                ("ffn_up_exps.weight", "block_sparse_moe.experts.{e}.w3.weight"),
-                ("ffn_down_exps.weight", "block_sparse_moe.experts.{e}.w2.weight"),
+                (
+                    "ffn_gate_exps.weight",
+                    "block_sparse_moe.experts.{e}.w1.weight",
+                ),
+                (
+                    "ffn_up_exps.weight",
+                    "block_sparse_moe.experts.{e}.w3.weight",
+                ),
+                (
+                    "ffn_down_exps.weight",
+                    "block_sparse_moe.experts.{e}.w2.weight",
+                ),
             ];
         } else {
             add("ffn_gate_inp.weight", "mlp.gate.weight");
@@ -788,9 +824,15 @@ pub fn required_tensors<'a>(
                 ("ffn_down_exps.weight", "mlp.experts.{e}.down_proj.weight"),
             ];
             if cfg.shared_expert_ff.is_some() {
-                add("ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight");
+                add(
+                    "ffn_gate_shexp.weight",
+                    "mlp.shared_expert.gate_proj.weight",
+                );
                 add("ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight");
-                add("ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight");
+                add(
+                    "ffn_down_shexp.weight",
+                    "mlp.shared_expert.down_proj.weight",
+                );
                 add("ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight");
             }
         }

@@ -83,10 +83,19 @@ pub fn params(cfg: &ModelConfig) -> Result<Phi3Params> {
         .unwrap_or(1.0);
     let rope_dims = (pct * cfg.hidden as f64) as usize / cfg.n_head;
     if rope_dims == 0 || !rope_dims.is_multiple_of(2) || rope_dims > cfg.head_dim() {
-        return Err(ConvertError::json(F, "the rotary dimension must be even and at most the head size"));
+        return Err(ConvertError::json(
+            F,
+            "the rotary dimension must be even and at most the head size",
+        ));
     }
-    let long = factors(rope_params(raw).and_then(|p| p.get("long_factor")), "long_factor")?;
-    let short = factors(rope_params(raw).and_then(|p| p.get("short_factor")), "short_factor")?;
+    let long = factors(
+        rope_params(raw).and_then(|p| p.get("long_factor")),
+        "long_factor",
+    )?;
+    let short = factors(
+        rope_params(raw).and_then(|p| p.get("short_factor")),
+        "short_factor",
+    )?;
     let longrope = match long.filter(|l| !l.is_empty()) {
         None => None,
         Some(long) => {
@@ -109,7 +118,8 @@ pub fn params(cfg: &ModelConfig) -> Result<Phi3Params> {
                     )));
                 }
             };
-            let short = short.ok_or_else(|| ConvertError::json(F, "longrope without `short_factor`"))?;
+            let short =
+                short.ok_or_else(|| ConvertError::json(F, "longrope without `short_factor`"))?;
             if long.len() != short.len() || long.len() * 2 != rope_dims {
                 return Err(ConvertError::json(
                     F,
@@ -153,11 +163,24 @@ pub fn metadata(cfg: &ModelConfig) -> Vec<(String, MetaValue)> {
         format!("{a}.attention.layer_norm_rms_epsilon"),
         MetaValue::F32(cfg.rms_eps.unwrap_or(0.0) as f32),
     ));
-    kv.push((format!("{a}.rope.dimension_count"), MetaValue::U32(p.rope_dims as u32)));
-    kv.push((format!("{a}.rope.freq_base"), MetaValue::F32(p.rope_theta as f32)));
+    kv.push((
+        format!("{a}.rope.dimension_count"),
+        MetaValue::U32(p.rope_dims as u32),
+    ));
+    kv.push((
+        format!("{a}.rope.freq_base"),
+        MetaValue::F32(p.rope_theta as f32),
+    ));
     // Zero tells Phi-4 (no sliding window) from the Phi-3 models.
-    let window = cfg.raw.get("sliding_window").and_then(Value::as_u64).unwrap_or(0);
-    kv.push((format!("{a}.attention.sliding_window"), MetaValue::U32(window as u32)));
+    let window = cfg
+        .raw
+        .get("sliding_window")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    kv.push((
+        format!("{a}.attention.sliding_window"),
+        MetaValue::U32(window as u32),
+    ));
     if let Some((attn_factor, _, _)) = &p.longrope {
         kv.push((
             format!("{a}.rope.scaling.attn_factor"),

@@ -154,7 +154,11 @@ fn quantize_block<const SB: usize>(
         }
         dh
     } else {
-        let id = if scales[0] != 0.0 { 1.0 / scales[0] } else { 0.0 };
+        let id = if scales[0] != 0.0 {
+            1.0 / scales[0]
+        } else {
+            0.0
+        };
         for j in 0..SB {
             l[j] = best_index(id * x[j]);
         }
@@ -173,7 +177,11 @@ fn pack(l: &[u8], q4: &mut [u8]) {
 /// Quantizes one row to IQ4_NL (18 bytes per 32 values), optionally with
 /// importance weights (one per column).
 pub fn quantize_row_iq4_nl(src: &[f32], dst: &mut [u8], quant_weights: Option<&[f32]>) {
-    for (ib, (x, out)) in src.chunks_exact(32).zip(dst.chunks_exact_mut(18)).enumerate() {
+    for (ib, (x, out)) in src
+        .chunks_exact(32)
+        .zip(dst.chunks_exact_mut(18))
+        .enumerate()
+    {
         let x: &[f32; 32] = x.try_into().expect("32 values");
         let qw = quant_weights.map(|w| &w[ib * 32..ib * 32 + 32]);
         let mut l = [0u8; 32];
@@ -187,7 +195,11 @@ pub fn quantize_row_iq4_nl(src: &[f32], dst: &mut [u8], quant_weights: Option<&[
 /// Quantizes one row to IQ4_XS (136 bytes per 256 values), optionally with
 /// importance weights (one per column).
 pub fn quantize_row_iq4_xs(src: &[f32], dst: &mut [u8], quant_weights: Option<&[f32]>) {
-    for (ib, (x, out)) in src.chunks_exact(256).zip(dst.chunks_exact_mut(136)).enumerate() {
+    for (ib, (x, out)) in src
+        .chunks_exact(256)
+        .zip(dst.chunks_exact_mut(136))
+        .enumerate()
+    {
         let x: &[f32; 256] = x.try_into().expect("256 values");
         let qw = quant_weights.map(|w| &w[ib * 256..ib * 256 + 256]);
         let mut l = [0u8; 256];
@@ -218,7 +230,8 @@ pub fn dequantize_row_iq4_xs(src: &[u8], dst: &mut [f32]) {
         let d = read_f16(b);
         let h = u16::from_le_bytes([b[2], b[3]]);
         for ib in 0..8 {
-            let ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xf) as i32 | ((((h >> (2 * ib)) & 3) as i32) << 4);
+            let ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xf) as i32
+                | ((((h >> (2 * ib)) & 3) as i32) << 4);
             let dl = d * (ls - 32) as f32;
             let qs = &b[8 + 16 * ib..8 + 16 * ib + 16];
             for j in 0..16 {

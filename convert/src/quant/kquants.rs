@@ -413,7 +413,11 @@ pub(super) fn quantize_q6_k_with(
 ) {
     let mut l = [0i8; QK_K];
     let mut scales = [0.0f32; 16];
-    for (ib_row, (x, y)) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(210)).enumerate() {
+    for (ib_row, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(210))
+        .enumerate()
+    {
         let mut max_scale = 0.0f32;
         let mut max_abs_scale = 0.0f32;
         for ib in 0..16 {

@@ -234,7 +234,10 @@ impl GgmlType {
 
     /// Whether the type is one of Q2_K…Q6_K.
     pub fn is_k_quant(self) -> bool {
-        matches!(self, Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K)
+        matches!(
+            self,
+            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K
+        )
     }
 
     /// Dequantizes one row (the inverse used by ggml's `dequantize_row_*`).

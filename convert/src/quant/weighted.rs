@@ -317,7 +317,11 @@ pub fn quantize_row_q5_1(x: &[f32], dst: &mut [u8], qw: &[f32]) {
 /// `quantize_row_q2_K_impl` (84 bytes per 256).
 pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
     let mut l = [0u8; QK_K];
-    for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(84)).enumerate() {
+    for (i, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(84))
+        .enumerate()
+    {
         let qw_block = &qw_row[QK_K * i..QK_K * i + QK_K];
         let mut sw = [0.0f32; 16];
         let mut mins = [0.0f32; 16];
@@ -368,7 +372,11 @@ pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
 /// `quantize_row_q3_K_impl` (110 bytes per 256).
 pub fn quantize_row_q3_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
     let mut l = [0i8; QK_K];
-    for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(110)).enumerate() {
+    for (i, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(110))
+        .enumerate()
+    {
         let qw_block = &qw_row[QK_K * i..QK_K * i + QK_K];
         let sigma2 = 2.0 * sum_sq(x) / QK_K as f32;
         let mut scales = [0.0f32; 16];
@@ -450,7 +458,15 @@ fn qkx3_super_block(x: &[f32], qw: &[f32], nmax: i32, y: &mut [u8]) -> [u8; QK_K
             sumw += wl;
         }
         sw[j] = sumw;
-        let (s, m) = make_qkx3_quants(nmax, xs, &weights, &mut l[32 * j..32 * j + 32], -0.9, 0.05, 36);
+        let (s, m) = make_qkx3_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            -0.9,
+            0.05,
+            36,
+        );
         scales[j] = s;
         mins[j] = m;
     }
@@ -483,7 +499,11 @@ fn qkx3_super_block(x: &[f32], qw: &[f32], nmax: i32, y: &mut [u8]) -> [u8; QK_K
 
 /// `quantize_row_q4_K_impl` (144 bytes per 256).
 pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
-    for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(144)).enumerate() {
+    for (i, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(144))
+        .enumerate()
+    {
         let l = qkx3_super_block(x, &qw_row[QK_K * i..QK_K * i + QK_K], 15, y);
         for c in 0..4 {
             for k in 0..32 {
@@ -495,7 +515,11 @@ pub fn quantize_row_q4_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
 
 /// `quantize_row_q5_K_impl` (176 bytes per 256).
 pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8], qw_row: &[f32]) {
-    for (i, (x, y)) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(176)).enumerate() {
+    for (i, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(176))
+        .enumerate()
+    {
         let l = qkx3_super_block(x, &qw_row[QK_K * i..QK_K * i + QK_K], 31, y);
         let (qh, ql) = y[16..].split_at_mut(32);
         qh.fill(0);
@@ -557,7 +581,11 @@ mod tests {
             k(&x, &mut b, &qw);
             let mut y = vec![0.0f32; 512];
             ty.dequantize_row(&b, &mut y);
-            let err: f32 = x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum::<f32>()
+            let err: f32 = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>()
                 / x.iter().map(|a| a * a).sum::<f32>();
             assert!(err < bound, "{ty}: relative squared error {err}");
             let zeros = vec![0.0f32; 512];

@@ -566,7 +566,11 @@ fn gpt_oss_is_refused_by_name() {
         "{e}"
     );
     let msg = e.to_string();
-    for name in ["Gemma3ForConditionalGeneration", "MixtralForCausalLM", "Phi3ForCausalLM"] {
+    for name in [
+        "Gemma3ForConditionalGeneration",
+        "MixtralForCausalLM",
+        "Phi3ForCausalLM",
+    ] {
         assert!(msg.contains(name), "{msg}");
     }
     let mut fx = Fixture::qwen3();
@@ -965,7 +969,14 @@ fn gemma3_f16_spm() {
 #[test]
 fn gemma3_multimodal_bf16_spm() {
     let root = tempfile::tempdir().unwrap();
-    let (dir, src) = make_model_with(root.path(), "gemma3", "bf16", "spm", true, &["--multimodal"]);
+    let (dir, src) = make_model_with(
+        root.path(),
+        "gemma3",
+        "bf16",
+        "spm",
+        true,
+        &["--multimodal"],
+    );
     for preset in [GgufType::Q8_0, GgufType::Q4KM] {
         convert_and_check(root.path(), &dir, &src, preset);
     }
@@ -1051,7 +1062,14 @@ fn make_imatrix(root: &Path, src: &SourceFiles, name: &str, format: &str) -> Pat
 #[test]
 fn imatrix_dense_both_formats() {
     let root = tempfile::tempdir().unwrap();
-    let (dir, src) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--layers", "9"]);
+    let (dir, src) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--layers", "9"],
+    );
     for format in ["gguf", "dat"] {
         let im = make_imatrix(root.path(), &src, "llama", format);
         for preset in [
@@ -1088,8 +1106,22 @@ fn imatrix_moe_per_expert() {
 #[test]
 fn imatrix_for_another_model_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let (_, small) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--layers", "3"]);
-    let (_, big) = make_model_with(root.path(), "llama", "f32", "bpe", false, &["--hidden", "512"]);
+    let (_, small) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--layers", "3"],
+    );
+    let (_, big) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--hidden", "512"],
+    );
     let im = make_imatrix(root.path(), &small, "small", "dat");
     let m = larder_convert::Imatrix::load(&im).unwrap();
     let opts = GgufOptions {
