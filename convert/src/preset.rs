@@ -213,11 +213,19 @@ fn converter_keeps_f32(name: &str, shape: &[usize]) -> bool {
         || name.ends_with("ffn_gate_inp_shexp.weight")
 }
 
+/// `ggml_n_dims`: dimensions up to the last one larger than 1 (ggml order),
+/// so a `[1, n]` tensor (numpy order) counts as 1-D.
+fn ggml_n_dims(shape: &[usize]) -> usize {
+    let leading_ones = shape.iter().take_while(|&&d| d == 1).count();
+    (shape.len() - leading_ones.min(shape.len().saturating_sub(1))).max(1)
+}
+
 /// `tensor_allows_quantization` of `llama-quantize`, for the tensors our
 /// architectures have: 2-D and 3-D weights except norms and the MoE router.
-/// (Qwen2-MoE's shared-expert gate, `ffn_gate_inp_shexp`, *is* quantized.)
+/// (Qwen2-MoE's shared-expert gate, `ffn_gate_inp_shexp`, is `[1, hidden]`:
+/// 1-D to ggml, so it stays F32.)
 fn quantize_allows(name: &str, shape: &[usize]) -> bool {
-    shape.len() >= 2
+    ggml_n_dims(shape) >= 2
         && name.ends_with("weight")
         && !name.contains("_norm.weight")
         && !name.contains("ffn_gate_inp.weight")

@@ -84,7 +84,8 @@ def expected_type(preset, name, shape, has_output, n_layer, n_gqa, n_expert, has
             return "F32"
         return base if ne0 % blk(base) == 0 else "F16"
     # tensor_allows_quantization
-    if ndim < 2 or not name.endswith("weight") or "_norm.weight" in name or "ffn_gate_inp.weight" in name:
+    ggml_ndims = max(1, ndim - next((i for i, d in enumerate(shape[:-1]) if d != 1), ndim - 1))
+    if ggml_ndims < 2 or not name.endswith("weight") or "_norm.weight" in name or "ffn_gate_inp.weight" in name:
         return "F32"
     t = base
     layer = int(name.split(".")[1]) if name.startswith("blk.") else -1

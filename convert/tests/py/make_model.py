@@ -10,7 +10,7 @@ usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers
   vision tower and projector, 64 extra embedding rows).
   phi3: fused qkv_proj / gate_up_proj; --longrope adds 128K-style longrope factors.
   mixtral: 8 experts (block_sparse_moe); qwen2moe: 4 experts + a shared expert and biases;
-  qwen3moe: 4 experts, q/k norms, head_dim 64.
+  qwen3moe: 4 experts, q/k norms, head_dim 64. --experts N and --moe-ff N size the Qwen MoEs.
   qwen3: 8 heads, 2 KV heads (n_gqa 4) and head_dim 64 != hidden/heads, q/k norms, a
   Qwen3-like tokenizer_config (bos_token null, non-special <think> added tokens);
   --yarn adds yarn rope scaling, --bias sets attention_bias (q/k/v biases),
@@ -203,7 +203,7 @@ def main():
         cfg["sliding_window"] = None
         cfg["use_sliding_window"] = False
         cfg["rope_scaling"] = None
-    n_expert, moe_ff, shared_ff = 0, 128, 256
+    n_expert, moe_ff, shared_ff = 0, opt("--moe-ff", 128), 256
     if arch in ("gemma2", "gemma3"):
         cfg.update({"head_dim": head_dim, "query_pre_attn_scalar": head_dim, "hidden_activation": "gelu_pytorch_tanh",
                     "rms_norm_eps": 1e-6, "tie_word_embeddings": True, "sliding_window": 16})
@@ -227,7 +227,7 @@ def main():
         cfg.update({"num_local_experts": n_expert, "num_experts_per_tok": 2, "rope_theta": 1000000.0})
         cfg.pop("rope_scaling", None)
     if arch in ("qwen2moe", "qwen3moe"):
-        n_expert = 4
+        n_expert = opt("--experts", 4)
         cfg.update({"num_experts": n_expert, "num_experts_per_tok": 2, "moe_intermediate_size": moe_ff,
                     "norm_topk_prob": arch == "qwen3moe", "decoder_sparse_step": 1, "mlp_only_layers": []})
         cfg.pop("rope_scaling", None)
