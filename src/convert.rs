@@ -441,6 +441,7 @@ struct Output {
 type ConverterOutput = (Vec<Output>, BTreeMap<String, usize>, Vec<String>);
 
 /// Run the converter into `tmp`; returns (repo path, file) pairs.
+#[allow(clippy::too_many_arguments)]
 fn run_converter(
     sources: &SourceFiles,
     target: Target,

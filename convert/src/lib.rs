@@ -583,7 +583,9 @@ fn write_experts<W: Write>(
     Ok(())
 }
 
-/// Converts, quantizes and writes one tensor, a chunk of rows at a time.
+/// Converts, quantizes and writes one tensor, a chunk of rows at a time
+/// (with its importance weights `qw`, if any).
+#[allow(clippy::too_many_arguments)]
 fn write_tensor<W: Write>(
     ck: &Checkpoint,
     p: &Planned<'_>,
