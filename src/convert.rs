@@ -61,6 +61,8 @@ pub struct ConvertRequest {
     pub out: Option<PathBuf>,
     /// Quantization threads (default: all cores).
     pub threads: Option<usize>,
+    /// An importance matrix (llama-imatrix output, GGUF or legacy `.dat`) for GGUF types.
+    pub imatrix: Option<PathBuf>,
 }
 
 /// What a conversion produced.
@@ -235,6 +237,7 @@ pub async fn convert(
 
     let target = request.target;
     let threads = request.threads;
+    let imatrix = request.imatrix.clone();
     let repo_for_errors = name.to_owned();
     let tmp_for_task = tmp.clone();
     let base_for_task = base.clone();
@@ -247,6 +250,7 @@ pub async fn convert(
             &base_for_task,
             &derived_for_task,
             threads,
+            imatrix.as_deref(),
             progress,
         )
         .map_err(|source| ConvertRunError::Convert {
@@ -303,6 +307,7 @@ pub async fn convert(
     let params = serde_json::json!({
         "to": match request.target { Target::Gguf(_) => "gguf", Target::Safetensors(_) => "safetensors" },
         "type": label,
+        "imatrix": request.imatrix.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy()),
         "source": name,
         "source_commit": sha,
     });
@@ -436,6 +441,7 @@ struct Output {
 type ConverterOutput = (Vec<Output>, BTreeMap<String, usize>, Vec<String>);
 
 /// Run the converter into `tmp`; returns (repo path, file) pairs.
+#[allow(clippy::too_many_arguments)]
 fn run_converter(
     sources: &SourceFiles,
     target: Target,
@@ -443,6 +449,7 @@ fn run_converter(
     base: &str,
     derived: &str,
     threads: Option<usize>,
+    imatrix: Option<&Path>,
     progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
 ) -> Result<ConverterOutput, ConvertError> {
     let callback = |done: u64, total: u64| {
@@ -459,11 +466,17 @@ fn run_converter(
                 path: part.clone(),
                 source,
             })?;
+            let matrix = imatrix.map(larder_convert::Imatrix::load).transpose()?;
+            let matrix_file = imatrix
+                .and_then(Path::file_name)
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let options = GgufOptions {
                 name: Some(derived),
                 threads,
                 progress: Some(&callback),
                 pre_tokenizer: None,
+                imatrix: matrix.as_ref().map(|m| (m, matrix_file.as_str())),
             };
             let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
             // Synced by the store's publish, like every file it names.

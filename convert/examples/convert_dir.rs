@@ -1,10 +1,12 @@
 //! Converts a local HF checkpoint directory, for manual runs and timing:
-//! `cargo run -p larder-convert --release --example convert_dir -- DIR TYPE OUT.gguf [THREADS]`
+//! `cargo run -p larder-convert --release --example convert_dir -- DIR TYPE OUT.gguf [THREADS [IMATRIX]]`
 //! (`TYPE` may also be `safetensors-f16` etc. for dtype conversion into OUT as a directory).
 
 use std::time::Instant;
 
-use larder_convert::{Dtype, GgufOptions, GgufType, SourceFiles, convert_dtype, convert_to_gguf};
+use larder_convert::{
+    Dtype, GgufOptions, GgufType, Imatrix, SourceFiles, convert_dtype, convert_to_gguf,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -24,9 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("{r:?}");
     } else {
         let threads = rest.first().map(|t| t.parse()).transpose()?;
+        let imatrix = rest.get(1).map(|p| Imatrix::load(p.as_ref())).transpose()?;
         let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
         let opts = GgufOptions {
             threads,
+            imatrix: imatrix.as_ref().map(|m| (m, rest[1].as_str())),
             ..GgufOptions::default()
         };
         let r = convert_to_gguf(&src, ty.parse::<GgufType>()?, &mut file, &opts)?;

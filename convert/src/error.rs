@@ -51,7 +51,8 @@ pub enum ConvertError {
     },
     /// The model's architecture is not one we convert.
     #[error(
-        "unsupported architecture `{0}` (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)"
+        "unsupported architecture `{0}` (supported: {supported})",
+        supported = crate::arch::SUPPORTED.join(", ")
     )]
     UnsupportedArchitecture(String),
     /// A supported architecture in a variant the converter does not handle.
@@ -112,6 +113,12 @@ pub enum ConvertError {
     /// The tokenizer files are unusable.
     #[error("invalid tokenizer: {0}")]
     Tokenizer(String),
+    /// The type needs an importance matrix, as llama-quantize requires.
+    #[error("type `{0}` needs an importance matrix (llama-quantize refuses it without one)")]
+    NeedsImatrix(String),
+    /// The importance matrix is unreadable or does not fit the model.
+    #[error(transparent)]
+    Imatrix(#[from] crate::imatrix::ImatrixError),
     /// An unknown `--type` / `--dtype` spelling.
     #[error("unknown type `{0}`")]
     UnknownType(String),

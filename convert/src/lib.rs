@@ -18,6 +18,7 @@ pub mod chkhsh;
 pub mod dtype;
 pub mod error;
 pub mod gguf;
+pub mod imatrix;
 pub mod output;
 pub mod pooling;
 pub mod preset;
@@ -35,6 +36,7 @@ use rayon::prelude::*;
 
 pub use dtype::{Dtype, DtypeOptions, DtypeReport, convert_dtype, convert_dtype_with};
 pub use error::ConvertError;
+pub use imatrix::{Imatrix, ImatrixError};
 pub use output::OutputFile;
 pub use preset::GgufType;
 pub use quant::GgmlType;
@@ -118,6 +120,9 @@ pub struct GgufOptions<'a> {
     pub progress: Option<Progress<'a>>,
     /// Force `tokenizer.ggml.pre` instead of detecting it.
     pub pre_tokenizer: Option<&'a str>,
+    /// An importance matrix (`llama-imatrix` output) and the file name to
+    /// record in `quantize.imatrix.file`.
+    pub imatrix: Option<(&'a Imatrix, &'a str)>,
 }
 
 impl std::fmt::Debug for GgufOptions<'_> {
@@ -127,6 +132,7 @@ impl std::fmt::Debug for GgufOptions<'_> {
             .field("threads", &self.threads)
             .field("progress", &self.progress.is_some())
             .field("pre_tokenizer", &self.pre_tokenizer)
+            .field("imatrix", &self.imatrix.map(|(m, f)| (m.entries.len(), f)))
             .finish()
     }
 }
@@ -150,12 +156,18 @@ pub struct GgufReport {
 
 /// Where a GGUF tensor's values come from.
 enum Values<'a> {
-    /// A checkpoint tensor, optionally with the Llama Q/K row permutation.
+    /// A checkpoint tensor, optionally with the Llama Q/K row permutation,
+    /// or (Gemma's norms) stored as `1 + w`.
     Checkpoint {
         hf: String,
         t: &'a TensorRef,
         permute_heads: Option<usize>,
+        shift_norm: bool,
     },
+    /// A merged 3-D expert tensor: expert `e`'s rows come from `parts[e]`,
+    /// read one expert after the other (`None` until the planning loop has
+    /// seen that expert's tensor).
+    Experts(Vec<Option<(String, &'a TensorRef)>>),
     /// Computed by the converter (`rope_freqs.weight`).
     Generated(Vec<f32>),
 }
@@ -189,7 +201,11 @@ pub fn convert_to_gguf<W: Write>(
         ),
         None => None,
     };
-    let cfg = ModelConfig::parse(&src.read("config.json")?)?;
+    let imatrix = opts.imatrix.map(|(m, _)| m);
+    if ty == GgufType::Q2KS && imatrix.is_none() {
+        return Err(ConvertError::NeedsImatrix(ty.to_string()));
+    }
+    let mut cfg = ModelConfig::parse(&src.read("config.json")?)?;
     if cfg.arch == Arch::Qwen3 {
         let readme = match src.path("README.md") {
             Some(_) => Some(String::from_utf8_lossy(&src.read("README.md")?).into_owned()),
@@ -205,18 +221,57 @@ pub fn convert_to_gguf<W: Write>(
     }
     let ck = Checkpoint::open(src)?;
     let mut warnings = Vec::new();
+    if cfg.arch == Arch::Gemma3 {
+        arch::gemma::fix_vocab(src, &mut cfg)?;
+    }
+    let mut skipped_vision = 0usize;
 
     let mut by_gguf: BTreeMap<String, Planned<'_>> = BTreeMap::new();
     for (name, t) in ck.tensors() {
         let Some(m) = arch::map_tensor(&cfg, name)? else {
+            if cfg.arch == Arch::Gemma3 && !name.ends_with("inv_freq") {
+                skipped_vision += 1;
+            }
             continue;
         };
-        if t.shape != m.shape {
+        let fits = t.shape == m.shape
+            || (m.truncate_rows
+                && t.shape.len() == m.shape.len()
+                && t.shape[0] >= m.shape[0]
+                && t.shape[1..] == m.shape[1..]);
+        if !fits {
             return Err(ConvertError::ShapeMismatch {
                 tensor: name.clone(),
                 actual: t.shape.clone(),
                 expected: m.shape,
             });
+        }
+        if let Some(e) = m.expert {
+            let n_expert = cfg.n_expert;
+            let plan = by_gguf.entry(m.gguf.clone()).or_insert_with(|| {
+                let mut shape = vec![n_expert];
+                shape.extend_from_slice(&m.shape);
+                Planned {
+                    info: TensorInfo {
+                        name: m.gguf.clone(),
+                        shape,
+                        ty: GgmlType::F32,
+                    },
+                    values: Values::Experts(vec![None; n_expert]),
+                }
+            });
+            let Values::Experts(parts) = &mut plan.values else {
+                unreachable!("expert and plain tensors have distinct GGUF names")
+            };
+            if let Some((first, _)) = &parts[e] {
+                return Err(ConvertError::DuplicateTensor {
+                    first: first.clone(),
+                    second: name.clone(),
+                    gguf: m.gguf,
+                });
+            }
+            parts[e] = Some((name.clone(), t));
+            continue;
         }
         let info = TensorInfo {
             name: m.gguf.clone(),
@@ -227,6 +282,7 @@ pub fn convert_to_gguf<W: Write>(
             hf: name.clone(),
             t,
             permute_heads: m.permute_heads,
+            shift_norm: m.shift_norm,
         };
         if let Some(Planned {
             values: Values::Checkpoint { hf, .. },
@@ -241,11 +297,16 @@ pub fn convert_to_gguf<W: Write>(
         }
         by_gguf.insert(m.gguf, Planned { info, values });
     }
+    if skipped_vision > 0 {
+        warnings.push(format!(
+            "skipped {skipped_vision} vision-tower and projector tensors (text-only GGUF)"
+        ));
+    }
     // Sentence-transformers pooling marks an embedding model (Qwen2/Qwen3 only,
     // as llama.cpp's converter reads it).
     let pooling = match cfg.arch {
         Arch::Qwen2 | Arch::Qwen3 => pooling::pooling_type(src)?,
-        Arch::Llama => None,
+        _ => None,
     };
     let prefix = if ck.tensors().keys().any(|n| n.starts_with("model.")) {
         "model."
@@ -254,7 +315,16 @@ pub fn convert_to_gguf<W: Write>(
     };
     let need_output = !cfg.tie_embeddings && pooling.is_none();
     for (g, hf) in arch::required_tensors(&cfg, prefix, need_output) {
-        if !by_gguf.contains_key(&g) {
+        let present = match g.split_once('#') {
+            Some((g, e)) => match by_gguf.get(g).map(|p| &p.values) {
+                Some(Values::Experts(parts)) => {
+                    e.parse::<usize>().is_ok_and(|e| parts[e].is_some())
+                }
+                _ => false,
+            },
+            None => by_gguf.contains_key(&g),
+        };
+        if !present {
             return Err(ConvertError::MissingTensor(hf));
         }
     }
@@ -274,11 +344,34 @@ pub fn convert_to_gguf<W: Write>(
             },
         );
     }
+    if cfg.arch == Arch::Phi3
+        && let Some((_, long, short)) = arch::phi3::params(&cfg)?.longrope
+    {
+        for (name, v) in [
+            ("rope_factors_long.weight", long),
+            ("rope_factors_short.weight", short),
+        ] {
+            let info = TensorInfo {
+                name: name.into(),
+                shape: vec![v.len()],
+                ty: GgmlType::F32,
+            };
+            by_gguf.insert(
+                info.name.clone(),
+                Planned {
+                    info,
+                    values: Values::Generated(v),
+                },
+            );
+        }
+    }
     let mix = preset::MixContext {
         n_layer: cfg.n_layer,
         n_gqa: cfg.n_gqa(),
         has_output: by_gguf.contains_key("output.weight"),
         is_70b: cfg.arch == Arch::Llama && cfg.n_layer == 80,
+        n_expert: cfg.n_expert,
+        has_imatrix: imatrix.is_some(),
     };
     let mut plan: Vec<Planned<'_>> = by_gguf.into_values().collect();
     plan.sort_by_key(|p| arch::tensor_order_key(&p.info.name));
@@ -290,6 +383,28 @@ pub fn convert_to_gguf<W: Write>(
         *types.entry(t.name().to_owned()).or_insert(0) += 1;
     }
 
+    if let Some(m) = imatrix {
+        // Every entry must name a matrix of this model and fit it (columns × experts).
+        let sizes: BTreeMap<String, usize> = plan
+            .iter()
+            .filter(|p| p.info.shape.len() >= 2)
+            .map(|p| {
+                let s = &p.info.shape;
+                let n_mat = if s.len() == 3 { s[0] } else { 1 };
+                (p.info.name.clone(), s[s.len() - 1] * n_mat)
+            })
+            .collect();
+        m.check_against(&sizes)?;
+        if ty == GgufType::Q2KS
+            && let Some(p) = plan.iter().find(|p| {
+                p.info.ty == GgmlType::Q2K
+                    && !matches!(p.info.name.as_str(), "token_embd.weight" | "output.weight")
+                    && !m.entries.contains_key(&p.info.name)
+            })
+        {
+            return Err(ImatrixError::Missing(p.info.name.clone()).into());
+        }
+    }
     let tok = tokenizer::tokenizer_metadata(src, &cfg, opts.pre_tokenizer)?;
     warnings.extend(tok.warnings);
     let mut kv: Vec<(String, MetaValue)> = vec![
@@ -311,6 +426,30 @@ pub fn convert_to_gguf<W: Write>(
         ));
     }
     kv.push(("general.quantization_version".into(), MetaValue::U32(2)));
+    if let Some((m, file)) = opts.imatrix {
+        // As llama-quantize records its --imatrix (strings cut to 127 bytes).
+        let cut = |s: &str| {
+            let mut end = s.len().min(127);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_owned()
+        };
+        kv.push(("quantize.imatrix.file".into(), MetaValue::Str(cut(file))));
+        if let Some(d) = m.datasets.first() {
+            kv.push(("quantize.imatrix.dataset".into(), MetaValue::Str(cut(d))));
+        }
+        kv.push((
+            "quantize.imatrix.entries_count".into(),
+            MetaValue::U32(m.entries.len() as u32),
+        ));
+        if m.chunk_count > 0 {
+            kv.push((
+                "quantize.imatrix.chunks_count".into(),
+                MetaValue::U32(m.chunk_count),
+            ));
+        }
+    }
     kv.extend(tok.kv);
 
     let infos: Vec<TensorInfo> = plan.iter().map(|p| p.info.clone()).collect();
@@ -319,9 +458,18 @@ pub fn convert_to_gguf<W: Write>(
     let mut done = 0u64;
     let mut buf: Vec<u8> = Vec::new();
     for p in &plan {
+        let s = &p.info.shape;
+        let qw = match imatrix {
+            Some(m) if p.info.ty.is_quantized() && s.len() >= 2 => {
+                let n_mat = if s.len() == 3 { s[0] } else { 1 };
+                m.weights(&p.info.name, s[s.len() - 1] * n_mat)
+            }
+            _ => None,
+        };
         write_tensor(
             &ck,
             p,
+            qw,
             pool.as_ref(),
             &mut writer,
             &mut buf,
@@ -354,10 +502,94 @@ pub fn convert_to_gguf<W: Write>(
     })
 }
 
-/// Converts, quantizes and writes one tensor, a chunk of rows at a time.
+/// Gemma's `1 + w`, computed as llama.cpp's converter does it in torch: an
+/// F16 checkpoint's tensor stays F16 (the sum is rounded to F16), anything
+/// else is first widened to F32.
+fn shift_norm_weights(v: &mut [f32], dtype: safetensors::StDtype) {
+    for x in v {
+        *x += 1.0;
+        if dtype == safetensors::StDtype::F16 {
+            *x = half::f16::from_f32(*x).to_f32();
+        }
+    }
+}
+
+/// Writes a merged `[n_expert, rows, cols]` tensor, streaming each expert's
+/// rows from its own checkpoint tensor and releasing its pages once done.
+#[allow(clippy::too_many_arguments)]
+fn write_experts<W: Write>(
+    ck: &Checkpoint,
+    p: &Planned<'_>,
+    parts: &[Option<(String, &TensorRef)>],
+    qw: Option<&[f32]>,
+    pool: Option<&rayon::ThreadPool>,
+    writer: &mut GgufWriter<W>,
+    buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let ty = p.info.ty;
+    let shape = &p.info.shape;
+    let cols = shape[2];
+    let rows_per_expert = shape[1];
+    let rows = shape[0] * rows_per_expert;
+    let row_bytes = ty
+        .row_size(cols)
+        .expect("types were chosen so rows divide into blocks");
+    let parts: Vec<(&str, &TensorRef)> = parts
+        .iter()
+        .map(|o| {
+            let (hf, t) = o.as_ref().expect("checked complete before writing");
+            (hf.as_str(), *t)
+        })
+        .collect();
+    let parts = &parts;
+    let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
+    let mut released = 0;
+    let mut start = 0;
+    while start < rows {
+        let n = rows_per_chunk.min(rows - start);
+        buf.resize(n * row_bytes, 0);
+        let chunk: &mut [u8] = buf;
+        let mut job = move || {
+            chunk
+                .par_chunks_mut(row_bytes)
+                .enumerate()
+                .try_for_each_init(
+                    || vec![0.0f32; cols],
+                    |tmp, (k, dst)| -> Result<()> {
+                        let r = start + k;
+                        let e = r / rows_per_expert;
+                        let (hf, t) = parts[e];
+                        ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
+                        // Each expert has its own slice of the importance matrix.
+                        let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
+                        ty.quantize_row_weighted(tmp, dst, w);
+                        Ok(())
+                    },
+                )
+        };
+        match pool {
+            Some(pool) => pool.install(job)?,
+            None => job()?,
+        }
+        writer.write_data(buf).map_err(ConvertError::Write)?;
+        progress(buf.len() as u64);
+        start += n;
+        while released < parts.len() && (released + 1) * rows_per_expert <= start {
+            ck.release(parts[released].1);
+            released += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Converts, quantizes and writes one tensor, a chunk of rows at a time
+/// (with its importance weights `qw`, if any).
+#[allow(clippy::too_many_arguments)]
 fn write_tensor<W: Write>(
     ck: &Checkpoint,
     p: &Planned<'_>,
+    qw: Option<&[f32]>,
     pool: Option<&rayon::ThreadPool>,
     writer: &mut GgufWriter<W>,
     buf: &mut Vec<u8>,
@@ -371,7 +603,7 @@ fn write_tensor<W: Write>(
     let row_bytes = ty
         .row_size(cols)
         .expect("types were chosen so rows divide into blocks");
-    let (hf, t, permute) = match &p.values {
+    let (hf, t, permute, shift_norm) = match &p.values {
         Values::Generated(v) => {
             buf.resize(row_bytes, 0);
             ty.quantize_row(v, buf);
@@ -379,11 +611,15 @@ fn write_tensor<W: Write>(
             progress(row_bytes as u64);
             return Ok(());
         }
+        Values::Experts(parts) => {
+            return write_experts(ck, p, parts, qw, pool, writer, buf, progress);
+        }
         Values::Checkpoint {
             hf,
             t,
             permute_heads,
-        } => (hf.as_str(), *t, *permute_heads),
+            shift_norm,
+        } => (hf.as_str(), *t, *permute_heads, *shift_norm),
     };
     if shape.len() == 1 {
         // Small 1-D tensors (norms, biases): permute element-wise if needed.
@@ -394,6 +630,9 @@ fn write_tensor<W: Write>(
             for (r, x) in v.iter_mut().enumerate() {
                 *x = src[arch::llama::permuted_source_row(r, cols, h)];
             }
+        }
+        if shift_norm {
+            shift_norm_weights(&mut v, t.dtype);
         }
         buf.resize(row_bytes, 0);
         ty.quantize_row(&v, buf);
@@ -436,7 +675,7 @@ fn write_tensor<W: Write>(
                         if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
                             overflow.store(true, Ordering::Relaxed);
                         }
-                        ty.quantize_row(tmp, dst);
+                        ty.quantize_row_weighted(tmp, dst, qw);
                         Ok(())
                     },
                 )

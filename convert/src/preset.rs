@@ -34,8 +34,14 @@ pub enum GgufType {
     Q5_1,
     /// `q2_k`
     Q2K,
+    /// `q2_k_s` (llama-quantize requires an importance matrix for it)
+    Q2KS,
+    /// `q3_k_s`
+    Q3KS,
     /// `q3_k_m`
     Q3KM,
+    /// `q3_k_l`
+    Q3KL,
     /// `q4_k_s`
     Q4KS,
     /// `q4_k_m`
@@ -46,11 +52,15 @@ pub enum GgufType {
     Q5KM,
     /// `q6_k`
     Q6K,
+    /// `iq4_nl`
+    Iq4Nl,
+    /// `iq4_xs`
+    Iq4Xs,
 }
 
 impl GgufType {
     /// Every preset, in CLI order.
-    pub const ALL: [GgufType; 15] = [
+    pub const ALL: [GgufType; 20] = [
         Self::F32,
         Self::F16,
         Self::Bf16,
@@ -60,12 +70,17 @@ impl GgufType {
         Self::Q5_0,
         Self::Q5_1,
         Self::Q2K,
+        Self::Q2KS,
+        Self::Q3KS,
         Self::Q3KM,
+        Self::Q3KL,
         Self::Q4KS,
         Self::Q4KM,
         Self::Q5KS,
         Self::Q5KM,
         Self::Q6K,
+        Self::Iq4Nl,
+        Self::Iq4Xs,
     ];
 
     /// The CLI spelling.
@@ -80,12 +95,17 @@ impl GgufType {
             Self::Q5_0 => "q5_0",
             Self::Q5_1 => "q5_1",
             Self::Q2K => "q2_k",
+            Self::Q2KS => "q2_k_s",
+            Self::Q3KS => "q3_k_s",
             Self::Q3KM => "q3_k_m",
+            Self::Q3KL => "q3_k_l",
             Self::Q4KS => "q4_k_s",
             Self::Q4KM => "q4_k_m",
             Self::Q5KS => "q5_k_s",
             Self::Q5KM => "q5_k_m",
             Self::Q6K => "q6_k",
+            Self::Iq4Nl => "iq4_nl",
+            Self::Iq4Xs => "iq4_xs",
         }
     }
 
@@ -100,7 +120,12 @@ impl GgufType {
             Self::Q5_0 => 8,
             Self::Q5_1 => 9,
             Self::Q2K => 10,
+            Self::Q3KS => 11,
             Self::Q3KM => 12,
+            Self::Q3KL => 13,
+            Self::Q2KS => 21,
+            Self::Iq4Nl => 25,
+            Self::Iq4Xs => 30,
             Self::Q4KS => 14,
             Self::Q4KM => 15,
             Self::Q5KS => 16,
@@ -121,8 +146,10 @@ impl GgufType {
             Self::Q4_1 => GgmlType::Q4_1,
             Self::Q5_0 => GgmlType::Q5_0,
             Self::Q5_1 => GgmlType::Q5_1,
-            Self::Q2K => GgmlType::Q2K,
-            Self::Q3KM => GgmlType::Q3K,
+            Self::Q2K | Self::Q2KS => GgmlType::Q2K,
+            Self::Q3KS | Self::Q3KM | Self::Q3KL => GgmlType::Q3K,
+            Self::Iq4Nl => GgmlType::Iq4Nl,
+            Self::Iq4Xs => GgmlType::Iq4Xs,
             Self::Q4KS | Self::Q4KM => GgmlType::Q4K,
             Self::Q5KS | Self::Q5KM => GgmlType::Q5K,
             Self::Q6K => GgmlType::Q6K,
@@ -164,6 +191,10 @@ pub struct MixContext {
     pub has_output: bool,
     /// llama.cpp's `LLM_TYPE_70B` (Llama with 80 layers).
     pub is_70b: bool,
+    /// Routed experts per layer (0 for a dense model).
+    pub n_expert: usize,
+    /// Whether an importance matrix is used.
+    pub has_imatrix: bool,
 }
 
 /// llama.cpp's `use_more_bits`.
@@ -171,12 +202,72 @@ pub fn use_more_bits(i: usize, n: usize) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
-/// Whether a tensor is stored unquantized as F32 regardless of the preset.
-fn stays_f32(name: &str, shape: &[usize]) -> bool {
+/// What `convert_hf_to_gguf.py` stores as F32 whatever the output type:
+/// 1-D tensors, norms, biases, generated rope factors and MoE routers.
+fn converter_keeps_f32(name: &str, shape: &[usize]) -> bool {
     shape.len() < 2
         || !name.ends_with(".weight")
         || name.ends_with("_norm.weight")
         || name == "rope_freqs.weight"
+        || name.ends_with("ffn_gate_inp.weight")
+        || name.ends_with("ffn_gate_inp_shexp.weight")
+}
+
+/// `ggml_n_dims`: dimensions up to the last one larger than 1 (ggml order),
+/// so a `[1, n]` tensor (numpy order) counts as 1-D.
+fn ggml_n_dims(shape: &[usize]) -> usize {
+    let leading_ones = shape.iter().take_while(|&&d| d == 1).count();
+    (shape.len() - leading_ones.min(shape.len().saturating_sub(1))).max(1)
+}
+
+/// `tensor_allows_quantization` of `llama-quantize`, for the tensors our
+/// architectures have: 2-D and 3-D weights except norms and the MoE router.
+/// (Qwen2-MoE's shared-expert gate, `ffn_gate_inp_shexp`, is `[1, hidden]`:
+/// 1-D to ggml, so it stays F32.)
+fn quantize_allows(name: &str, shape: &[usize]) -> bool {
+    ggml_n_dims(shape) >= 2
+        && name.ends_with("weight")
+        && !name.contains("_norm.weight")
+        && !name.contains("ffn_gate_inp.weight")
+}
+
+/// `tensor_get_category` of `llama-quantize` (substring tests, in its order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Category {
+    Output,
+    TokenEmbd,
+    AttentionV,
+    AttentionK,
+    AttentionQ,
+    AttentionOutput,
+    FfnUp,
+    FfnGate,
+    FfnDown,
+    Other,
+}
+
+fn category(name: &str) -> Category {
+    match name {
+        "output.weight" => return Category::Output,
+        "token_embd.weight" => return Category::TokenEmbd,
+        _ => {}
+    }
+    // A fused `attn_qkv` counts as an attention-value tensor.
+    for (pat, cat) in [
+        ("attn_qkv.weight", Category::AttentionV),
+        ("attn_v.weight", Category::AttentionV),
+        ("attn_k.weight", Category::AttentionK),
+        ("attn_q.weight", Category::AttentionQ),
+        ("attn_output.weight", Category::AttentionOutput),
+        ("ffn_up", Category::FfnUp),
+        ("ffn_gate", Category::FfnGate),
+        ("ffn_down", Category::FfnDown),
+    ] {
+        if name.contains(pat) {
+            return cat;
+        }
+    }
+    Category::Other
 }
 
 /// Chooses the type of tensor `name` (numpy-order `shape`) under `preset`.
@@ -187,12 +278,12 @@ pub fn choose_type(
     shape: &[usize],
     ctx: &MixContext,
 ) -> (GgmlType, Option<String>) {
-    if stays_f32(name, shape) {
-        return (GgmlType::F32, None);
-    }
     let ne0 = *shape.last().unwrap_or(&1);
     let base = preset.base_type();
     if !preset.is_quantize_preset() {
+        if converter_keeps_f32(name, shape) {
+            return (GgmlType::F32, None);
+        }
         if !ne0.is_multiple_of(base.block_size()) {
             return (
                 GgmlType::F16,
@@ -204,66 +295,90 @@ pub fn choose_type(
         }
         return (base, None);
     }
+    if !quantize_allows(name, shape) {
+        return (GgmlType::F32, None);
+    }
+    use GgmlType as T;
+    use GgufType as P;
     let mut ty = base;
-    let layer = crate::arch::layer_of(name);
-    let is_output = name == "output.weight" || (!ctx.has_output && name == "token_embd.weight");
+    let cat = category(name);
+    let i = crate::arch::layer_of(name).unwrap_or(0);
+    let n = ctx.n_layer;
+    let gqa4 = ctx.n_gqa >= 4;
+    let is_output = cat == Category::Output || (!ctx.has_output && cat == Category::TokenEmbd);
     if is_output {
         if !ne0.is_multiple_of(ty.block_size()) {
-            ty = GgmlType::Q8_0;
-        } else if ty != GgmlType::Q8_0 {
-            ty = GgmlType::Q6K;
+            ty = T::Q8_0;
+        } else if ty != T::Q8_0 {
+            ty = T::Q6K;
         }
-    } else if name.ends_with("attn_v.weight") {
-        let i = layer.unwrap_or(0);
+    } else if cat == Category::AttentionV {
         match preset {
-            GgufType::Q2K => {
-                ty = if ctx.n_gqa >= 4 {
-                    GgmlType::Q4K
-                } else {
-                    GgmlType::Q3K
-                }
+            P::Q2K => ty = if gqa4 { T::Q4K } else { T::Q3K },
+            P::Q2KS if gqa4 => ty = T::Q4K,
+            P::Q3KM => ty = if i < 2 { T::Q5K } else { T::Q4K },
+            P::Q3KL => ty = T::Q5K,
+            P::Iq4Nl | P::Iq4Xs if gqa4 => ty = T::Q5K,
+            P::Q4KM | P::Q5KM if use_more_bits(i, n) => ty = T::Q6K,
+            P::Q4KS if i < 4 => ty = T::Q5K,
+            _ => {}
+        }
+        if ctx.is_70b && matches!(ty, T::Q3K | T::Q4K) {
+            ty = T::Q5K;
+        }
+        if ctx.n_expert == 8 {
+            ty = T::Q8_0;
+        }
+    } else if cat == Category::AttentionK {
+        if ctx.n_expert == 8 {
+            ty = T::Q8_0;
+        }
+    } else if cat == Category::FfnDown {
+        match preset {
+            P::Q2K => ty = T::Q3K,
+            P::Q2KS if i < n / 8 => ty = T::Q4K,
+            P::Q2KS => {}
+            P::Q3KM => ty = if i < n / 16 { T::Q5K } else { T::Q4K },
+            P::Q3KL => ty = T::Q5K,
+            P::Q4KM if use_more_bits(i, n) => ty = T::Q6K,
+            P::Q4KM => {}
+            P::Iq4Nl | P::Iq4Xs if i < n / 8 && !ctx.has_imatrix => ty = T::Q5K,
+            P::Q5KM if use_more_bits(i, n) => ty = T::Q6K,
+            P::Q4KS if i < n / 8 => ty = T::Q5K,
+            // With an imatrix, the first layers of Q4_0/Q5_0 get the variant with a minimum.
+            P::Q4_0 if ctx.has_imatrix && i < n / 8 => ty = T::Q4_1,
+            P::Q5_0 if ctx.has_imatrix && i < n / 8 => ty = T::Q5_1,
+            _ => {}
+        }
+    } else if cat == Category::AttentionOutput {
+        if ctx.n_expert == 8 {
+            if matches!(
+                preset,
+                P::Q2K | P::Q3KS | P::Q3KM | P::Iq4Nl | P::Q4KS | P::Q4KM | P::Iq4Xs
+            ) {
+                ty = T::Q5K;
             }
-            GgufType::Q3KM => ty = if i < 2 { GgmlType::Q5K } else { GgmlType::Q4K },
-            GgufType::Q4KM | GgufType::Q5KM if use_more_bits(i, ctx.n_layer) => ty = GgmlType::Q6K,
-            GgufType::Q4KS if i < 4 => ty = GgmlType::Q5K,
-            _ => {}
-        }
-        if ctx.is_70b && matches!(ty, GgmlType::Q3K | GgmlType::Q4K) {
-            ty = GgmlType::Q5K;
-        }
-    } else if name.ends_with("ffn_down.weight") {
-        let (i, n) = (layer.unwrap_or(0), ctx.n_layer);
-        match preset {
-            GgufType::Q2K => ty = GgmlType::Q3K,
-            GgufType::Q3KM => {
-                ty = if i < n / 16 {
-                    GgmlType::Q5K
-                } else {
-                    GgmlType::Q4K
-                }
+        } else {
+            match preset {
+                P::Q2K => ty = T::Q3K,
+                P::Q3KM => ty = T::Q4K,
+                P::Q3KL => ty = T::Q5K,
+                _ => {}
             }
-            GgufType::Q4KM | GgufType::Q5KM if use_more_bits(i, n) => ty = GgmlType::Q6K,
-            GgufType::Q4KS if i < n / 8 => ty = GgmlType::Q5K,
-            _ => {}
-        }
-    } else if name.ends_with("attn_output.weight") {
-        match preset {
-            GgufType::Q2K => ty = GgmlType::Q3K,
-            GgufType::Q3KM => ty = GgmlType::Q4K,
-            _ => {}
         }
     }
     if !ne0.is_multiple_of(ty.block_size()) {
         let fallback = match ty {
-            GgmlType::Q4K => GgmlType::Q5_0,
-            GgmlType::Q5K => GgmlType::Q5_1,
-            GgmlType::Q6K => GgmlType::Q8_0,
+            T::Q4K => T::Q5_0,
+            T::Q5K => T::Q5_1,
+            T::Q6K => T::Q8_0,
+            T::Iq4Xs => T::Iq4Nl,
             // Newer llama.cpp: Q2_K/Q3_K fall back to Q4_0 (older: IQ4_NL).
-            GgmlType::Q2K | GgmlType::Q3K => GgmlType::Q4_0,
-            _ => GgmlType::F16,
+            T::Q2K | T::Q3K => T::Q4_0,
+            other => other,
         };
         let fallback = if !ne0.is_multiple_of(fallback.block_size()) {
-            GgmlType::F16
+            T::F16
         } else {
             fallback
         };
@@ -308,6 +423,8 @@ mod tests {
             n_gqa: 2,
             has_output: true,
             is_70b: false,
+            n_expert: 0,
+            has_imatrix: false,
         };
         let t = |n: &str| choose_type(GgufType::Q4KM, n, &[256, 256], &ctx).0;
         assert_eq!(t("output.weight"), GgmlType::Q6K);
@@ -349,6 +466,8 @@ mod tests {
             n_gqa: 2,
             has_output: false,
             is_70b: false,
+            n_expert: 0,
+            has_imatrix: false,
         };
         let t = |p, n: &str, shape: &[usize]| choose_type(p, n, shape, &ctx).0;
         assert_eq!(

@@ -92,6 +92,13 @@ pub fn tokenizer_metadata(
         meta.kv
             .push(("tokenizer.ggml.add_space_prefix".into(), MetaValue::Bool(b)));
     }
+    // Gemma's SentencePiece vocabularies do not prefix a space.
+    if matches!(cfg.arch, Arch::Gemma2 | Arch::Gemma3) && src.path("tokenizer.model").is_some() {
+        meta.kv.push((
+            "tokenizer.ggml.add_space_prefix".into(),
+            MetaValue::Bool(false),
+        ));
+    }
     Ok(meta)
 }
 

@@ -23,7 +23,7 @@ pub struct ConvertArgs {
     /// Output format
     #[arg(long, value_parser = ["gguf", "safetensors"])]
     to: String,
-    /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_m q4_k_s q4_k_m q5_k_s q5_k_m q6_k
+    /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs (q2_k_s needs an importance matrix)
     #[arg(long = "type", value_name = "TYPE")]
     gguf_type: Option<String>,
     /// safetensors dtype: f16, bf16 or f32
@@ -41,6 +41,9 @@ pub struct ConvertArgs {
     /// Quantization threads [default: all cores]
     #[arg(long)]
     threads: Option<usize>,
+    /// Importance matrix from llama-imatrix (GGUF or legacy .dat), used as llama-quantize --imatrix does
+    #[arg(long, value_name = "FILE")]
+    imatrix: Option<PathBuf>,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -70,6 +73,7 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
         name: args.name,
         out: args.out,
         threads: args.threads,
+        imatrix: args.imatrix,
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = ProgressBar::new(0);

@@ -140,6 +140,7 @@ impl ConvertSpec {
             name: self.name.clone(),
             out: None,
             threads: None,
+            imatrix: None,
         })
     }
 }

@@ -239,7 +239,7 @@ fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
 }
 
 #[inline(always)]
-fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(super) fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -252,7 +252,7 @@ fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 
 /// Packs eight 6-bit (scale, min) pairs into the 12-byte K4 layout.
 #[inline(always)]
-fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8], out: &mut [u8]) {
+pub(super) fn pack_scale_min_k4(ls: &[u8; 8], lm: &[u8; 8], out: &mut [u8]) {
     out[..12].fill(0);
     for j in 0..8 {
         let (s, m) = (ls[j], lm[j]);
@@ -394,18 +394,37 @@ pub fn quantize_row_q5_k(src: &[f32], dst: &mut [u8]) {
 /// Q6_K: 210 bytes per 256 elements.
 #[inline(always)]
 pub fn quantize_row_q6_k(src: &[f32], dst: &mut [u8]) {
+    quantize_q6_k_with(src, dst, |_, x, l| {
+        make_qx_quants_rmse1(
+            32,
+            x.try_into().expect("16 elements"),
+            l.try_into().expect("16 elements"),
+        )
+    });
+}
+
+/// Q6_K with the sub-block search `sub(first_element, x16, levels16) -> scale` (levels offset
+/// by 32): the plain `x²`-weighted one, or the importance-weighted one.
+#[inline(always)]
+pub(super) fn quantize_q6_k_with(
+    src: &[f32],
+    dst: &mut [u8],
+    sub: impl Fn(usize, &[f32], &mut [i8]) -> f32,
+) {
     let mut l = [0i8; QK_K];
     let mut scales = [0.0f32; 16];
-    for (x, y) in src.chunks_exact(QK_K).zip(dst.chunks_exact_mut(210)) {
+    for (ib_row, (x, y)) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(210))
+        .enumerate()
+    {
         let mut max_scale = 0.0f32;
         let mut max_abs_scale = 0.0f32;
         for ib in 0..16 {
-            let s = make_qx_quants_rmse1(
-                32,
-                x[16 * ib..16 * ib + 16].try_into().expect("16 elements"),
-                (&mut l[16 * ib..16 * ib + 16])
-                    .try_into()
-                    .expect("16 elements"),
+            let s = sub(
+                ib_row * QK_K + 16 * ib,
+                &x[16 * ib..16 * ib + 16],
+                &mut l[16 * ib..16 * ib + 16],
             );
             scales[ib] = s;
             if s.abs() > max_abs_scale {
@@ -538,7 +557,7 @@ pub fn quantize_row_q2_k(src: &[f32], dst: &mut [u8]) {
 
 /// Decodes the 16 signed 6-bit Q3_K scales (already minus 32).
 #[inline(always)]
-fn q3_scale(scales: &[u8], j: usize) -> i8 {
+pub(super) fn q3_scale(scales: &[u8], j: usize) -> i8 {
     let lo = if j < 8 {
         scales[j] & 0xf
     } else {

@@ -12,9 +12,11 @@
 //! [`legacy`] (Q4_0/Q4_1/Q5_0/Q5_1) and [`kquants`] (Q2_K…Q6_K).
 
 pub mod float;
+pub mod iq4;
 pub mod kquants;
 pub mod legacy;
 pub mod q8_0;
+pub mod weighted;
 
 pub use kquants::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
@@ -59,12 +61,16 @@ pub enum GgmlType {
     Q5K = 13,
     /// 6-bit K-quant.
     Q6K = 14,
+    /// 4-bit non-linear levels, 32-element blocks.
+    Iq4Nl = 20,
+    /// 4-bit non-linear levels, 256-element super-blocks with 6-bit scales.
+    Iq4Xs = 23,
     /// bfloat16.
     Bf16 = 30,
 }
 
 /// Every type, in id order.
-pub const ALL_TYPES: [GgmlType; 13] = [
+pub const ALL_TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -77,6 +83,8 @@ pub const ALL_TYPES: [GgmlType; 13] = [
     GgmlType::Q4K,
     GgmlType::Q5K,
     GgmlType::Q6K,
+    GgmlType::Iq4Nl,
+    GgmlType::Iq4Xs,
     GgmlType::Bf16,
 ];
 
@@ -104,6 +112,8 @@ impl GgmlType {
             Self::Q4K => "Q4_K",
             Self::Q5K => "Q5_K",
             Self::Q6K => "Q6_K",
+            Self::Iq4Nl => "IQ4_NL",
+            Self::Iq4Xs => "IQ4_XS",
             Self::Bf16 => "BF16",
         }
     }
@@ -112,8 +122,8 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::Bf16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
-            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K => QK_K,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::Iq4Nl => 32,
+            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Iq4Xs => QK_K,
         }
     }
 
@@ -132,6 +142,8 @@ impl GgmlType {
             Self::Q4K => 144,
             Self::Q5K => 176,
             Self::Q6K => 210,
+            Self::Iq4Nl => 18,
+            Self::Iq4Xs => 136,
         }
     }
 
@@ -160,7 +172,7 @@ impl GgmlType {
             "row size mismatch"
         );
         #[cfg(target_arch = "x86_64")]
-        if self.block_size() == QK_K
+        if self.is_k_quant()
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
@@ -182,7 +194,50 @@ impl GgmlType {
             Self::Q4K => quantize_row_q4_k(src, dst),
             Self::Q5K => quantize_row_q5_k(src, dst),
             Self::Q6K => quantize_row_q6_k(src, dst),
+            Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, None),
+            Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, None),
         }
+    }
+
+    /// Quantizes one row as `llama-quantize` does with importance weights
+    /// `qw` (one per column, from an imatrix): ggml's `quantize_row_*_impl`.
+    /// Without weights, or for types that ignore them (F32/F16/BF16/Q8_0),
+    /// this is [`GgmlType::quantize_row`].
+    ///
+    /// # Panics
+    /// If the lengths do not match.
+    pub fn quantize_row_weighted(self, src: &[f32], dst: &mut [u8], qw: Option<&[f32]>) {
+        let Some(qw) = qw else {
+            return self.quantize_row(src, dst);
+        };
+        assert_eq!(qw.len(), src.len(), "one importance weight per column");
+        assert_eq!(
+            Some(dst.len()),
+            self.row_size(src.len()),
+            "row size mismatch"
+        );
+        match self {
+            Self::Q4_0 => weighted::quantize_row_q4_0(src, dst, qw),
+            Self::Q4_1 => weighted::quantize_row_q4_1(src, dst, qw),
+            Self::Q5_0 => weighted::quantize_row_q5_0(src, dst, qw),
+            Self::Q5_1 => weighted::quantize_row_q5_1(src, dst, qw),
+            Self::Q2K => weighted::quantize_row_q2_k(src, dst, qw),
+            Self::Q3K => weighted::quantize_row_q3_k(src, dst, qw),
+            Self::Q4K => weighted::quantize_row_q4_k(src, dst, qw),
+            Self::Q5K => weighted::quantize_row_q5_k(src, dst, qw),
+            Self::Q6K => weighted::quantize_row_q6_k(src, dst, qw),
+            Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, Some(qw)),
+            Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, Some(qw)),
+            Self::F32 | Self::F16 | Self::Bf16 | Self::Q8_0 => self.quantize_row(src, dst),
+        }
+    }
+
+    /// Whether the type is one of Q2_K…Q6_K.
+    pub fn is_k_quant(self) -> bool {
+        matches!(
+            self,
+            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K
+        )
     }
 
     /// Dequantizes one row (the inverse used by ggml's `dequantize_row_*`).
@@ -209,6 +264,8 @@ impl GgmlType {
             Self::Q4K => dequantize_row_q4_k(src, dst),
             Self::Q5K => dequantize_row_q5_k(src, dst),
             Self::Q6K => dequantize_row_q6_k(src, dst),
+            Self::Iq4Nl => iq4::dequantize_row_iq4_nl(src, dst),
+            Self::Iq4Xs => iq4::dequantize_row_iq4_xs(src, dst),
         }
     }
 }

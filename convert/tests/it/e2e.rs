@@ -54,10 +54,26 @@ fn make_model_with(
 }
 
 fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: GgufType) {
+    convert_and_check_with(root, model_dir, src, preset, None);
+}
+
+fn convert_and_check_with(
+    root: &Path,
+    model_dir: &Path,
+    src: &SourceFiles,
+    preset: GgufType,
+    imatrix: Option<&Path>,
+) {
     let out_path = root.join(format!(
-        "{}-{preset}.gguf",
-        model_dir.file_name().unwrap().to_string_lossy()
+        "{}-{preset}{}.gguf",
+        model_dir.file_name().unwrap().to_string_lossy(),
+        imatrix.map_or(String::new(), |p| format!(
+            "-{}",
+            p.file_name().unwrap().to_string_lossy()
+        ))
     ));
+    let matrix = imatrix.map(|p| larder_convert::Imatrix::load(p).unwrap());
+    let matrix_name = imatrix.map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
     let mut out = std::fs::File::create(&out_path).unwrap();
     let last = Mutex::new((0u64, 0u64));
     let progress = |done: u64, total: u64| *last.lock().unwrap() = (done, total);
@@ -66,6 +82,7 @@ fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: G
         threads: Some(2),
         progress: Some(&progress),
         pre_tokenizer: None,
+        imatrix: matrix.as_ref().zip(matrix_name.as_deref()),
     };
     let report = convert_to_gguf(src, preset, &mut out, &opts)
         .unwrap_or_else(|e| panic!("{preset}: {e:#?}"));
@@ -81,14 +98,15 @@ fn convert_and_check(root: &Path, model_dir: &Path, src: &SourceFiles, preset: G
     );
     assert_eq!(report.file_type, preset.file_type());
     assert_eq!(report.types.values().sum::<usize>(), report.tensors);
-    let summary = run_py(
-        "check_gguf.py",
-        &[
-            out_path.to_str().unwrap(),
-            model_dir.to_str().unwrap(),
-            preset.as_str(),
-        ],
-    );
+    let mut args = vec![
+        out_path.to_str().unwrap(),
+        model_dir.to_str().unwrap(),
+        preset.as_str(),
+    ];
+    if let Some(p) = imatrix {
+        args.push(p.to_str().unwrap());
+    }
+    let summary = run_py("check_gguf.py", &args);
     let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
     assert_eq!(
         v["tensors"].as_u64().unwrap() as usize,
@@ -536,15 +554,44 @@ fn bare_decoder_names_and_duplicates() {
     );
 }
 
+/// GPT-OSS (MXFP4 experts) is refused before any work, and the message lists
+/// what is supported; a Qwen3-MoE config without experts is refused too.
 #[test]
-fn qwen3_moe_is_refused_by_name() {
+fn gpt_oss_is_refused_by_name() {
+    let mut fx = Fixture::qwen3();
+    fx.edit_config(|c| c["architectures"] = serde_json::json!(["GptOssForCausalLM"]));
+    let e = fx.convert().unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "GptOssForCausalLM"),
+        "{e}"
+    );
+    let msg = e.to_string();
+    for name in [
+        "Gemma3ForConditionalGeneration",
+        "MixtralForCausalLM",
+        "Phi3ForCausalLM",
+    ] {
+        assert!(msg.contains(name), "{msg}");
+    }
     let mut fx = Fixture::qwen3();
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["Qwen3MoeForCausalLM"]));
     let e = fx.convert().unwrap_err();
-    assert!(
-        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "Qwen3MoeForCausalLM"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("num_experts"), "{e}");
+}
+
+/// Q2_K_S needs an importance matrix, as in llama-quantize.
+#[test]
+fn q2_k_s_needs_an_imatrix() {
+    let fx = Fixture::qwen3();
+    let mut out = Vec::new();
+    let e = convert_to_gguf(
+        &SourceFiles::new(fx.files.clone()),
+        GgufType::Q2KS,
+        &mut out,
+        &GgufOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ConvertError::NeedsImatrix(_)), "{e}");
 }
 
 /// The fixture's tensors with `up_proj` replaced by `up`.
@@ -708,6 +755,62 @@ fn llama_cpp_loads_converted_files() {
             &["--embedding"][..],
             &[GgufType::Q8_0][..],
         ),
+        (
+            "gemma2",
+            "bf16",
+            "spm",
+            true,
+            &[][..],
+            &[GgufType::F32, GgufType::Q4KM, GgufType::Iq4Nl][..],
+        ),
+        (
+            "gemma3",
+            "f16",
+            "spm",
+            true,
+            &[][..],
+            &[GgufType::Q8_0, GgufType::Q4KM, GgufType::Iq4Xs][..],
+        ),
+        (
+            "gemma3",
+            "bf16",
+            "spm",
+            true,
+            &["--multimodal"][..],
+            &[GgufType::Q4KM][..],
+        ),
+        (
+            "phi3",
+            "f32",
+            "spm",
+            false,
+            &["--longrope"][..],
+            &[GgufType::F16, GgufType::Q4KM][..],
+        ),
+        (
+            "mixtral",
+            "bf16",
+            "bpe",
+            false,
+            &[][..],
+            &[GgufType::Q8_0, GgufType::Q3KS][..],
+        ),
+        (
+            "qwen2moe",
+            "f16",
+            "bpe",
+            false,
+            &[][..],
+            &[GgufType::Q4KM, GgufType::Iq4Xs][..],
+        ),
+        (
+            "qwen3moe",
+            "bf16",
+            "bpe",
+            true,
+            &[][..],
+            &[GgufType::Q4KM, GgufType::Q3KL][..],
+        ),
     ] {
         let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
@@ -728,6 +831,13 @@ fn llama_cpp_loads_converted_files() {
         ("qwen3", "bf16", "bpe", true, &["--layers", "10"][..]),
         ("qwen3", "f16", "bpe", false, &["--yarn", "--bias"][..]),
         ("qwen3", "f32", "bpe", false, &["--embedding"][..]),
+        ("gemma2", "bf16", "spm", true, &["--layers", "10"][..]),
+        ("gemma3", "f16", "spm", true, &[][..]),
+        ("gemma3", "bf16", "spm", true, &["--multimodal"][..]),
+        ("phi3", "f32", "spm", false, &["--longrope"][..]),
+        ("mixtral", "bf16", "bpe", false, &[][..]),
+        ("qwen2moe", "f16", "bpe", false, &[][..]),
+        ("qwen3moe", "bf16", "bpe", true, &["--layers", "10"][..]),
     ] {
         let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
@@ -736,7 +846,7 @@ fn llama_cpp_loads_converted_files() {
         convert_to_gguf(&src, GgufType::F32, &mut out, &GgufOptions::default()).unwrap();
         for preset in GgufType::ALL
             .into_iter()
-            .filter(|t| !matches!(t, GgufType::F32 | GgufType::Bf16))
+            .filter(|t| !matches!(t, GgufType::F32 | GgufType::Bf16 | GgufType::Q2KS))
         {
             let path = root.path().join(format!("{arch}-cmp-{preset}.gguf"));
             let mut out = std::fs::File::create(&path).unwrap();
@@ -758,6 +868,53 @@ fn llama_cpp_loads_converted_files() {
             eprint!("{}", String::from_utf8_lossy(&res.stdout));
         }
     }
+    // With an importance matrix (both formats), on a dense model and a mixture of experts.
+    for (arch, extra, format) in [
+        ("llama", &["--layers", "9"][..], "gguf"),
+        ("llama", &["--layers", "9"][..], "dat"),
+        ("qwen2moe", &[][..], "gguf"),
+        ("mixtral", &[][..], "gguf"),
+    ] {
+        let (_, src) = make_model_with(&root.path().join("im"), arch, "f32", "bpe", false, extra);
+        let tag = format!("{arch}{}-{format}", extra.join(""));
+        let im = make_imatrix(root.path(), &src, &tag, format);
+        let matrix = larder_convert::Imatrix::load(&im).unwrap();
+        let f32_path = root.path().join(format!("{tag}-for-imatrix.gguf"));
+        for preset in [
+            GgufType::Q4KM,
+            GgufType::Iq4Xs,
+            GgufType::Iq4Nl,
+            GgufType::Q2KS,
+            GgufType::Q3KL,
+            GgufType::Q4_0,
+            GgufType::Q5_1,
+            GgufType::Q6K,
+        ] {
+            let path = root.path().join(format!("{tag}-im-{preset}.gguf"));
+            let mut out = std::fs::File::create(&path).unwrap();
+            let opts = GgufOptions {
+                imatrix: Some((&matrix, "x.imatrix")),
+                ..GgufOptions::default()
+            };
+            convert_to_gguf(&src, preset, &mut out, &opts).unwrap();
+            let res = std::process::Command::new(&py)
+                .arg(crate::common::script("llama_quantize_cmp.py"))
+                .args([
+                    f32_path.to_str().unwrap(),
+                    path.to_str().unwrap(),
+                    &preset.file_type().to_string(),
+                    im.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                res.status.success(),
+                "{tag} {preset} with imatrix: differs from llama-quantize:\n{}",
+                String::from_utf8_lossy(&res.stderr)
+            );
+            eprint!("{}", String::from_utf8_lossy(&res.stdout));
+        }
+    }
     let out = std::process::Command::new(py)
         .arg(crate::common::script("llama_load.py"))
         .args(&files)
@@ -770,4 +927,222 @@ fn llama_cpp_loads_converted_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Gemma 2: SentencePiece, tied, norms stored as `1 + w`, soft-capping keys,
+/// head_dim 64 with 8 heads (q rows twice the hidden size).
+#[test]
+fn gemma2_bf16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "gemma2", "bf16", "spm", true);
+    for preset in [
+        GgufType::F32,
+        GgufType::Q8_0,
+        GgufType::Q4KM,
+        GgufType::Q3KL,
+        GgufType::Iq4Nl,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Gemma 3 from F16 (the `1 + w` of the norms is rounded to F16, as torch
+/// does), q/k norms, local and global rope bases.
+#[test]
+fn gemma3_f16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "gemma3", "f16", "spm", true);
+    for preset in [
+        GgufType::F16,
+        GgufType::Q4KS,
+        GgufType::Q3KS,
+        GgufType::Iq4Xs,
+        GgufType::Q6K,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// The language model of a `Gemma3ForConditionalGeneration`: keys under
+/// `text_config` (without vocab_size), `language_model.` names, a vision
+/// tower to skip and 64 embedding rows beyond the tokenizer to drop.
+#[test]
+fn gemma3_multimodal_bf16_spm() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(
+        root.path(),
+        "gemma3",
+        "bf16",
+        "spm",
+        true,
+        &["--multimodal"],
+    );
+    for preset in [GgufType::Q8_0, GgufType::Q4KM] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Phi-3 with longrope: fused qkv (an attention-value tensor for the mixes)
+/// and gate_up, the long/short factor tensors and the attention factor.
+#[test]
+fn phi3_f32_spm_longrope() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(root.path(), "phi3", "f32", "spm", false, &["--longrope"]);
+    for preset in [
+        GgufType::F32,
+        GgufType::Q4KM,
+        GgufType::Q5KM,
+        GgufType::Q3KM,
+        GgufType::Iq4Nl,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Mixtral: 8 experts merged into 3-D tensors, the router kept F32, and
+/// llama.cpp's 8-expert rules (attn_v/attn_k Q8_0, attn_output Q5_K).
+#[test]
+fn mixtral_bf16_bpe() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "mixtral", "bf16", "bpe", false);
+    for preset in [
+        GgufType::Q8_0,
+        GgufType::Q4KM,
+        GgufType::Q3KS,
+        GgufType::Q2K,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Qwen2-MoE: 4 experts plus a shared expert and its gate (which
+/// llama-quantize quantizes), q/k/v biases.
+#[test]
+fn qwen2moe_f16_bpe_shared_expert() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "qwen2moe", "f16", "bpe", false);
+    for preset in [
+        GgufType::F16,
+        GgufType::Q4KM,
+        GgufType::Q3KL,
+        GgufType::Iq4Xs,
+    ] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Qwen3-MoE: 4 experts, q/k norms, head_dim != hidden / heads, tied.
+#[test]
+fn qwen3moe_bf16_bpe() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model(root.path(), "qwen3moe", "bf16", "bpe", true);
+    for preset in [GgufType::Bf16, GgufType::Q5KS, GgufType::Q4KM] {
+        convert_and_check(root.path(), &dir, &src, preset);
+    }
+}
+
+/// Writes a random importance matrix (llama-imatrix's `format`: gguf or dat)
+/// for the model's weights, from its F32 conversion.
+fn make_imatrix(root: &Path, src: &SourceFiles, name: &str, format: &str) -> PathBuf {
+    let f32_path = root.join(format!("{name}-for-imatrix.gguf"));
+    let mut out = std::fs::File::create(&f32_path).unwrap();
+    convert_to_gguf(src, GgufType::F32, &mut out, &GgufOptions::default()).unwrap();
+    let path = root.join(format!("{name}.imatrix.{format}"));
+    run_py(
+        "imatrix_util.py",
+        &[f32_path.to_str().unwrap(), path.to_str().unwrap(), format],
+    );
+    path
+}
+
+/// `--imatrix` on a dense model, both file formats: the weighted quantizers
+/// (checked byte for byte against ggml when LARDER_GGML_QUANTS_LIB is set),
+/// the imatrix mix rules (IQ4_XS keeps IQ4_XS ffn_down, Q4_0 gets Q4_1 for
+/// the first layers), Q2_K_S, and the `quantize.imatrix.*` keys.
+#[test]
+fn imatrix_dense_both_formats() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, src) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--layers", "9"],
+    );
+    for format in ["gguf", "dat"] {
+        let im = make_imatrix(root.path(), &src, "llama", format);
+        for preset in [
+            GgufType::Q4KM,
+            GgufType::Iq4Xs,
+            GgufType::Q2KS,
+            GgufType::Q3KM,
+            GgufType::Q4_0,
+            GgufType::Q5_1,
+            GgufType::Iq4Nl,
+            GgufType::Q6K,
+            GgufType::Q8_0,
+        ] {
+            convert_and_check_with(root.path(), &dir, &src, preset, Some(&im));
+        }
+    }
+}
+
+/// `--imatrix` on mixtures of experts: one imatrix slice per expert, and an
+/// expert never routed to (count 0) gets weights of 1, as in llama-quantize.
+#[test]
+fn imatrix_moe_per_expert() {
+    let root = tempfile::tempdir().unwrap();
+    for arch in ["qwen2moe", "mixtral"] {
+        let (dir, src) = make_model(root.path(), arch, "bf16", "bpe", false);
+        let im = make_imatrix(root.path(), &src, arch, "gguf");
+        for preset in [GgufType::Q4KM, GgufType::Iq4Xs, GgufType::Q3KS] {
+            convert_and_check_with(root.path(), &dir, &src, preset, Some(&im));
+        }
+    }
+}
+
+/// An imatrix made for another model is refused before any work.
+#[test]
+fn imatrix_for_another_model_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let (_, small) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--layers", "3"],
+    );
+    let (_, big) = make_model_with(
+        root.path(),
+        "llama",
+        "f32",
+        "bpe",
+        false,
+        &["--hidden", "512"],
+    );
+    let im = make_imatrix(root.path(), &small, "small", "dat");
+    let m = larder_convert::Imatrix::load(&im).unwrap();
+    let opts = GgufOptions {
+        imatrix: Some((&m, "small.dat")),
+        ..GgufOptions::default()
+    };
+    let e = convert_to_gguf(&big, GgufType::Q4KM, &mut Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConvertError::Imatrix(larder_convert::ImatrixError::SizeMismatch { .. })
+        ),
+        "{e}"
+    );
+    let (_, qwen) = make_model(root.path(), "qwen2", "f32", "bpe", true);
+    let e = convert_to_gguf(&qwen, GgufType::Q4KM, &mut Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            ConvertError::Imatrix(larder_convert::ImatrixError::UnknownTensor(_))
+        ),
+        "{e}"
+    );
 }

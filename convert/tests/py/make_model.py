@@ -2,7 +2,15 @@
 
 usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers N] [--ff N] [--yarn] [--bias]
        [--embedding] [--heads N] [--kv-heads N] [--head-dim N] [--vocab N]
-  ARCH: llama | mistral | qwen2 | qwen3     DTYPE: f32 | f16 | bf16
+  ARCH: llama | mistral | qwen2 | qwen3 | gemma2 | gemma3 | phi3 | mixtral | qwen2moe | qwen3moe
+  DTYPE: f32 | f16 | bf16
+  gemma2/gemma3: tied, head_dim 64, soft-capping (gemma2), q/k norms and local/global rope bases
+  (gemma3), norm weights near 0 (the model uses 1 + w); --multimodal wraps gemma3 as
+  Gemma3ForConditionalGeneration (text_config without vocab_size, language_model. prefix, a
+  vision tower and projector, 64 extra embedding rows).
+  phi3: fused qkv_proj / gate_up_proj; --longrope adds 128K-style longrope factors.
+  mixtral: 8 experts (block_sparse_moe); qwen2moe: 4 experts + a shared expert and biases;
+  qwen3moe: 4 experts, q/k norms, head_dim 64. --experts N and --moe-ff N size the Qwen MoEs.
   qwen3: 8 heads, 2 KV heads (n_gqa 4) and head_dim 64 != hidden/heads, q/k norms, a
   Qwen3-like tokenizer_config (bos_token null, non-special <think> added tokens);
   --yarn adds yarn rope scaling, --bias sets attention_bias (q/k/v biases),
@@ -62,7 +70,7 @@ def train_bpe(out, arch):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_start|>"]
-    qwen = arch in ("qwen2", "qwen3")
+    qwen = arch in ("qwen2", "qwen3", "qwen2moe", "qwen3moe")
     # Llama 3's tokenizer.json sets ignore_merges; Qwen2's (and Qwen3's) does not.
     tok = Tokenizer(models.BPE(ignore_merges=not qwen))
     if qwen:
@@ -82,7 +90,7 @@ def train_bpe(out, arch):
     )
     tok.train_from_iterator(CORPUS, trainer)
     tok.add_tokens(["larder_user_token"])  # a non-special added token
-    if arch == "qwen3":
+    if arch in ("qwen3", "qwen3moe"):
         # Qwen3 adds its reasoning markers as non-special tokens (USER_DEFINED in GGUF).
         from tokenizers import AddedToken
 
@@ -96,7 +104,7 @@ def train_bpe(out, arch):
     cfg = {"bos_token": "<|begin_of_text|>", "eos_token": {"content": "<|end_of_text|>"}, "chat_template": TEMPLATE}
     if qwen:
         cfg["add_bos_token"] = False
-    if arch == "qwen3":
+    if arch in ("qwen3", "qwen3moe"):
         # As Qwen3's tokenizer_config.json: no BOS or UNK name (config.json's bos_token_id is
         # used), and the padding token is the one config.json names as BOS (<|endoftext|> there).
         cfg["bos_token"] = None
@@ -107,7 +115,7 @@ def train_bpe(out, arch):
     return tok.get_vocab_size(with_added_tokens=True)
 
 
-def train_spm(out):
+def train_spm(out, arch):
     import sentencepiece as spm
 
     model = io.BytesIO()
@@ -123,6 +131,8 @@ def train_spm(out):
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
         split_digits=True,
+        # Gemma's tokenizer.model has no dummy prefix (llama.cpp: add_space_prefix false).
+        add_dummy_prefix=arch not in ("gemma2", "gemma3"),
         minloglevel=2,
     )
     with open(os.path.join(out, "tokenizer.model"), "wb") as f:
@@ -145,17 +155,19 @@ def main():
     out, arch, dtype, tokenizer = sys.argv[1:5]
     tied = "--tied" in sys.argv
     os.makedirs(out, exist_ok=True)
-    n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out)
+    n_tok = train_bpe(out, arch) if tokenizer == "bpe" else train_spm(out, arch)
     opt = lambda flag, d: int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else d  # noqa: E731
     vocab = opt("--vocab", n_tok + 13)  # padded vocab_size, as many real checkpoints have
     hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
     head_dim = 32 if arch == "mistral" else hidden // n_head
-    if arch == "qwen3":
+    if arch in ("qwen3", "qwen3moe", "gemma2", "gemma3"):
         # Like Qwen3-0.6B (hidden 1024, 16 heads, head_dim 128): head_dim != hidden / heads.
         n_head, head_dim = 8, 64
     n_head, n_kv, head_dim = opt("--heads", n_head), opt("--kv-heads", n_kv), opt("--head-dim", head_dim)
     cfg = {
-        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[arch]],
+        "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+                           "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
+                           "mixtral": "MixtralForCausalLM", "qwen2moe": "Qwen2MoeForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM"}[arch]],
         "model_type": arch,
         "hidden_size": hidden,
         "intermediate_size": ff,
@@ -191,6 +203,38 @@ def main():
         cfg["sliding_window"] = None
         cfg["use_sliding_window"] = False
         cfg["rope_scaling"] = None
+    n_expert, moe_ff, shared_ff = 0, opt("--moe-ff", 128), 256
+    if arch in ("gemma2", "gemma3"):
+        cfg.update({"head_dim": head_dim, "query_pre_attn_scalar": head_dim, "hidden_activation": "gelu_pytorch_tanh",
+                    "rms_norm_eps": 1e-6, "tie_word_embeddings": True, "sliding_window": 16})
+        cfg.pop("rope_scaling", None)
+        if arch == "gemma2":
+            cfg.update({"attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "rope_theta": 10000.0})
+        else:
+            cfg.update({"rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "final_logit_softcapping": None,
+                        "attn_logit_softcapping": None, "sliding_window_pattern": 6, "max_position_embeddings": 32768})
+    if arch == "phi3":
+        cfg.update({"original_max_position_embeddings": 4096, "sliding_window": 2047, "rope_theta": 10000.0})
+        cfg.pop("rope_scaling", None)
+        if "--longrope" in sys.argv:
+            half_rot = (hidden // n_head) // 2
+            cfg["max_position_embeddings"] = 131072
+            cfg["rope_scaling"] = {"type": "longrope",
+                                   "long_factor": [1.0 + 0.5 * i for i in range(half_rot)],
+                                   "short_factor": [1.0 + 0.01 * i for i in range(half_rot)]}
+    if arch == "mixtral":
+        n_expert = 8
+        cfg.update({"num_local_experts": n_expert, "num_experts_per_tok": 2, "rope_theta": 1000000.0})
+        cfg.pop("rope_scaling", None)
+    if arch in ("qwen2moe", "qwen3moe"):
+        n_expert = opt("--experts", 4)
+        cfg.update({"num_experts": n_expert, "num_experts_per_tok": 2, "moe_intermediate_size": moe_ff,
+                    "norm_topk_prob": arch == "qwen3moe", "decoder_sparse_step": 1, "mlp_only_layers": []})
+        cfg.pop("rope_scaling", None)
+        if arch == "qwen2moe":
+            cfg["shared_expert_intermediate_size"] = shared_ff
+        else:
+            cfg.update({"head_dim": head_dim, "attention_bias": False})
     if "--yarn" in sys.argv:
         cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -211,28 +255,74 @@ def main():
 
     rng = np.random.default_rng(1234)
     w = lambda *s: (rng.standard_normal(s) * 0.02).astype(np.float32)  # noqa: E731
-    tensors = {"model.embed_tokens.weight": w(vocab, hidden), "model.norm.weight": 1 + w(hidden)}
-    if not tied:
+    gemma = arch in ("gemma2", "gemma3")
+    # Gemma's norms multiply by 1 + w, so their weights sit near 0.
+    nw = (lambda *s: w(*s) * 10) if gemma else (lambda *s: 1 + w(*s))  # noqa: E731
+    multimodal = arch == "gemma3" and "--multimodal" in sys.argv
+    tensors = {"model.embed_tokens.weight": w(vocab + (64 if multimodal else 0), hidden), "model.norm.weight": nw(hidden)}
+    if not cfg["tie_word_embeddings"]:
         tensors["lm_head.weight"] = w(vocab, hidden)
     for i in range(n_layer):
         p = f"model.layers.{i}."
-        tensors[p + "input_layernorm.weight"] = 1 + w(hidden)
-        tensors[p + "post_attention_layernorm.weight"] = 1 + w(hidden)
-        tensors[p + "self_attn.q_proj.weight"] = w(n_head * head_dim, hidden)
-        tensors[p + "self_attn.k_proj.weight"] = w(n_kv * head_dim, hidden)
-        tensors[p + "self_attn.v_proj.weight"] = w(n_kv * head_dim, hidden)
+        tensors[p + "input_layernorm.weight"] = nw(hidden)
+        tensors[p + "post_attention_layernorm.weight"] = nw(hidden)
+        if gemma:
+            tensors[p + "pre_feedforward_layernorm.weight"] = nw(hidden)
+            tensors[p + "post_feedforward_layernorm.weight"] = nw(hidden)
+        if arch == "phi3":
+            tensors[p + "self_attn.qkv_proj.weight"] = w((n_head + 2 * n_kv) * head_dim, hidden)
+        else:
+            tensors[p + "self_attn.q_proj.weight"] = w(n_head * head_dim, hidden)
+            tensors[p + "self_attn.k_proj.weight"] = w(n_kv * head_dim, hidden)
+            tensors[p + "self_attn.v_proj.weight"] = w(n_kv * head_dim, hidden)
         tensors[p + "self_attn.o_proj.weight"] = w(hidden, n_head * head_dim)
-        if arch == "qwen3":
-            tensors[p + "self_attn.q_norm.weight"] = 1 + w(head_dim)
-            tensors[p + "self_attn.k_norm.weight"] = 1 + w(head_dim)
-        if arch == "qwen2" or (arch == "qwen3" and "--bias" in sys.argv):
+        if arch in ("qwen3", "qwen3moe", "gemma3"):
+            tensors[p + "self_attn.q_norm.weight"] = nw(head_dim)
+            tensors[p + "self_attn.k_norm.weight"] = nw(head_dim)
+        if arch in ("qwen2", "qwen2moe") or (arch == "qwen3" and "--bias" in sys.argv):
             tensors[p + "self_attn.q_proj.bias"] = w(n_head * head_dim)
             tensors[p + "self_attn.k_proj.bias"] = w(n_kv * head_dim)
             tensors[p + "self_attn.v_proj.bias"] = w(n_kv * head_dim)
-        tensors[p + "mlp.gate_proj.weight"] = w(ff, hidden)
-        tensors[p + "mlp.up_proj.weight"] = w(ff, hidden)
-        tensors[p + "mlp.down_proj.weight"] = w(hidden, ff)
+        if arch == "phi3":
+            tensors[p + "mlp.gate_up_proj.weight"] = w(2 * ff, hidden)
+            tensors[p + "mlp.down_proj.weight"] = w(hidden, ff)
+        elif arch == "mixtral":
+            tensors[p + "block_sparse_moe.gate.weight"] = w(n_expert, hidden)
+            for e in range(n_expert):
+                q = p + f"block_sparse_moe.experts.{e}."
+                tensors[q + "w1.weight"] = w(ff, hidden)
+                tensors[q + "w3.weight"] = w(ff, hidden)
+                tensors[q + "w2.weight"] = w(hidden, ff)
+        elif arch in ("qwen2moe", "qwen3moe"):
+            tensors[p + "mlp.gate.weight"] = w(n_expert, hidden)
+            for e in range(n_expert):
+                q = p + f"mlp.experts.{e}."
+                tensors[q + "gate_proj.weight"] = w(moe_ff, hidden)
+                tensors[q + "up_proj.weight"] = w(moe_ff, hidden)
+                tensors[q + "down_proj.weight"] = w(hidden, moe_ff)
+            if arch == "qwen2moe":
+                q = p + "mlp.shared_expert."
+                tensors[q + "gate_proj.weight"] = w(shared_ff, hidden)
+                tensors[q + "up_proj.weight"] = w(shared_ff, hidden)
+                tensors[q + "down_proj.weight"] = w(hidden, shared_ff)
+                tensors[p + "mlp.shared_expert_gate.weight"] = w(1, hidden)
+        else:
+            tensors[p + "mlp.gate_proj.weight"] = w(ff, hidden)
+            tensors[p + "mlp.up_proj.weight"] = w(ff, hidden)
+            tensors[p + "mlp.down_proj.weight"] = w(hidden, ff)
         tensors[p + "self_attn.rotary_emb.inv_freq"] = w(head_dim // 2)  # dropped by the converter
+    if multimodal:
+        tensors = {k.replace("model.", "language_model.model.", 1): v for k, v in tensors.items()}
+        tensors["vision_tower.vision_model.embeddings.patch_embedding.weight"] = w(32, 3, 4, 4)
+        tensors["vision_tower.vision_model.post_layernorm.weight"] = w(32)
+        tensors["multi_modal_projector.mm_input_projection_weight"] = w(32, hidden)
+        text = {k: cfg.pop(k) for k in list(cfg) if k not in ("architectures", "torch_dtype", "bos_token_id", "eos_token_id")}
+        text.pop("vocab_size")
+        text["model_type"] = "gemma3_text"
+        cfg.update({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": text,
+                    "vision_config": {"hidden_size": 32, "model_type": "siglip_vision_model"}, "mm_tokens_per_image": 4})
+        with open(os.path.join(out, "config.json"), "w") as f:
+            json.dump(cfg, f, indent=1)
     if "--embedding" in sys.argv:
         tensors = {k.removeprefix("model."): v for k, v in tensors.items() if k != "lm_head.weight"}
     names = sorted(tensors)
