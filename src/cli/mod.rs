@@ -15,6 +15,7 @@ mod progress;
 mod pull;
 mod reindex;
 mod remote_pull;
+mod rm;
 mod serve;
 mod show;
 mod track;
@@ -100,6 +101,8 @@ enum Command {
     Unpin(pin::PinArgs),
     /// Rebuild the registry from the revision manifests in a shared store
     Reindex(reindex::ReindexArgs),
+    /// Forget a held revision (ORG/NAME@REV); `larder gc` then reclaims its blobs
+    Rm(rm::RmArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -155,6 +158,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(args) => pin::run(&larder, args, true).await,
         Command::Unpin(args) => pin::run(&larder, args, false).await,
         Command::Reindex(args) => reindex::run(&larder, args).await,
+        Command::Rm(args) => rm::run(&larder, args).await,
     }
 }
 
