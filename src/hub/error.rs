@@ -222,6 +222,24 @@ impl HubError {
         }
     }
 
+    /// Whether the endpoint could not be reached at all (connection refused, unknown host,
+    /// connect timeout): retrying for long rarely helps.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HubError::Network { source, .. } if source.is_connect())
+    }
+
+    /// For an unreachable endpoint: which one, and what to do.
+    pub fn unreachable_hint(&self) -> Option<String> {
+        let HubError::Network { url, .. } = self else {
+            return None;
+        };
+        let origin = url::Url::parse(url).ok()?.origin().ascii_serialization();
+        Some(format!(
+            "{origin} could not be reached; check the network, or set HF_ENDPOINT to a \
+             reachable Hub or mirror"
+        ))
+    }
+
     /// Whether the error is about access to the whole repo (gated, missing, disabled) rather
     /// than about one request.
     pub fn is_access_error(&self) -> bool {

@@ -178,3 +178,94 @@ async fn a_re_pull_replaces_a_truncated_blob() {
     );
     assert!(world.cli().args(["verify"]).status().unwrap().success());
 }
+
+/// The `Max open files` (soft, hard) of a running process.
+fn open_files_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    Some((fields[3].to_owned(), fields[4].to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_raises_its_soft_fd_limit_to_the_hard_one() {
+    let world = World::start(small_hub()).await;
+    let binary = env!("CARGO_BIN_EXE_larder");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 256 && exec {binary} serve --offline --addr 127.0.0.1:0"
+        ))
+        .env("LARDER_HOME", world.home.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        seen = open_files_limit(pid);
+        if let Some((soft, hard)) = &seen
+            && soft == hard
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (soft, hard) = seen.expect("limits readable");
+    assert_eq!(
+        soft, hard,
+        "soft limit raised (the hard limit here is {hard})"
+    );
+    assert_ne!(hard, "256", "the test needs a hard limit above 256");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_endpoint_fails_in_seconds_naming_it() {
+    let world = World::start(small_hub()).await;
+    // Bind then drop a listener: a local port that refuses connections.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let output = world
+        .cli()
+        .env("HF_ENDPOINT", &endpoint)
+        .args(["pull", "acme/keep"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "{took:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(&endpoint) && stderr.contains("HF_ENDPOINT"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("resume"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no ANSI escapes on a pipe: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_resume_hint_after_a_digest_mismatch() {
+    let world = World::start(small_hub()).await;
+    let sha = sha256_hex(&content(11, 40_000));
+    world
+        .server
+        .inject(hub_standin::Fault::flip_byte(5).sha256(&sha).forever());
+    let output = world.cli().args(["pull", "acme/keep"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(!stderr.contains("to resume"), "{stderr}");
+}
