@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use larder::Larder;
-use larder::registry::RepoKind;
 use larder::hub::{RepoRef, RepoType};
+use larder::registry::RepoKind;
 use larder::remove::remove_revision;
 
 use super::format;

@@ -167,12 +167,7 @@ fn circles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 fn no_crate_of_the_workspace_has_an_import_circle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut problems = Vec::new();
-    for crate_src in [
-        "src",
-        "registry/src",
-        "licence/src",
-        "convert/src",
-    ] {
+    for crate_src in ["src", "registry/src", "licence/src", "convert/src"] {
         let graph = import_graph(&root.join(crate_src));
         assert!(
             graph.len() > 3,
