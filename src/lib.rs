@@ -17,6 +17,7 @@ pub mod licence;
 pub mod manifest;
 pub mod quota;
 pub mod record;
+pub mod remove;
 pub mod serve;
 pub mod settings;
 pub mod store;

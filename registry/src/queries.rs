@@ -101,12 +101,14 @@ pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>
 
     let mut revisions: HashMap<i64, Vec<RevisionSummary>> = HashMap::new();
     {
+        // `total()` (a float) where `sum()` would fail the whole listing with "integer
+        // overflow" because of one absurd row.
         let mut statement = conn.prepare_cached(
             "SELECT c.id, c.repo_id, c.sha, c.fetched_at,
                     count(f.path),
                     count(b.sha256),
-                    coalesce(sum(f.size), 0),
-                    coalesce(sum(CASE WHEN b.sha256 IS NOT NULL THEN f.size END), 0),
+                    max(CAST(total(f.size) AS INTEGER), 0),
+                    max(CAST(total(CASE WHEN b.sha256 IS NOT NULL THEN f.size END) AS INTEGER), 0),
                     c.last_served,
                     EXISTS (SELECT 1 FROM pins p WHERE p.repo_id = c.repo_id AND p.sha = c.sha)
              FROM commits c

@@ -199,9 +199,11 @@ impl Registry {
     /// Total size of the blobs the store holds.
     pub async fn blob_bytes(&self) -> Result<u64, RegistryError> {
         self.read(|conn| {
-            conn.query_row("SELECT coalesce(sum(size), 0) FROM blobs", [], |row| {
-                row.get::<_, i64>(0)
-            })
+            conn.query_row(
+                "SELECT CAST(total(size) AS INTEGER) FROM blobs",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
             .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(read_error(|| "sum blob sizes".to_owned()))
         })

@@ -147,7 +147,7 @@ impl Registry {
     pub async fn referenced_blob_bytes(&self) -> Result<u64, RegistryError> {
         self.read(|conn| {
             conn.query_row(
-                "SELECT coalesce(sum(b.size), 0) FROM blobs b
+                "SELECT CAST(total(b.size) AS INTEGER) FROM blobs b
                  WHERE EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256)",
                 [],
                 |row| row.get::<_, i64>(0),

@@ -15,6 +15,7 @@ mod progress;
 mod pull;
 mod reindex;
 mod remote_pull;
+mod rm;
 mod serve;
 mod show;
 mod track;
@@ -100,6 +101,8 @@ enum Command {
     Unpin(pin::PinArgs),
     /// Rebuild the registry from the revision manifests in a shared store
     Reindex(reindex::ReindexArgs),
+    /// Forget a held revision (ORG/NAME@REV); `larder gc` then reclaims its blobs
+    Rm(rm::RmArgs),
 }
 
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
@@ -111,8 +114,12 @@ pub fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colours only for a person at a terminal, and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -155,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(args) => pin::run(&larder, args, true).await,
         Command::Unpin(args) => pin::run(&larder, args, false).await,
         Command::Reindex(args) => reindex::run(&larder, args).await,
+        Command::Rm(args) => rm::run(&larder, args).await,
     }
 }
 

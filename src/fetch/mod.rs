@@ -162,6 +162,8 @@ impl Classify for PullError {
     }
 }
 
+const RESUME_HINT: &str = "run the same `larder pull` again to resume from what was written";
+
 impl Hint for PullError {
     fn hint(&self) -> Option<String> {
         match self {
@@ -169,8 +171,16 @@ impl Hint for PullError {
                 "the parts already written are kept; free space, then `larder pull` again resumes them"
                     .to_owned(),
             ),
-            PullError::Transfer(_) => {
-                Some("run the same `larder pull` again to resume from what was written".to_owned())
+            PullError::Hub(hub) | PullError::Transfer(TransferError::Hub { source: hub, .. })
+                if hub.is_unreachable() =>
+            {
+                hub.unreachable_hint()
+            }
+            // Resuming helps only after a transfer ran out of retries or lost its connection,
+            // not after a size or digest mismatch, a bad redirect or a refusal.
+            PullError::Transfer(TransferError::Exhausted { .. }) => Some(RESUME_HINT.to_owned()),
+            PullError::Transfer(TransferError::Hub { source, .. }) if source.is_transient() => {
+                Some(RESUME_HINT.to_owned())
             }
             PullError::Licence(e) => e.hint(),
             PullError::Registry(e) => e.hint(),

@@ -14,7 +14,8 @@ use url::Url;
 use super::error::{HubError, UpstreamReply};
 use super::retry::{RetryPolicy, retry};
 use super::types::{
-    RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry, is_commit_sha,
+    RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry,
+    check_tree_files, is_commit_sha,
 };
 
 /// Everything except RFC 3986 unreserved characters gets percent-encoded.
@@ -25,8 +26,14 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 /// Largest JSON document we read from upstream (one tree page or repo info).
 const MAX_JSON_BYTES: usize = 64 << 20;
-/// Largest number of tree pages we follow.
-const MAX_TREE_PAGES: usize = 100_000;
+/// Largest number of tree pages we follow (the Hub sends 1000 entries a page).
+const MAX_TREE_PAGES: usize = 10_000;
+/// Largest number of tree entries (files and directories) we accept for one commit.
+const MAX_TREE_ENTRIES: usize = 2_000_000;
+/// Empty pages in a row we tolerate before calling a listing endless.
+const MAX_EMPTY_PAGES: usize = 3;
+/// Most bytes of an error answer we read (for its message); the rest is dropped unread.
+pub const MAX_ERROR_BODY: usize = 64 << 10;
 /// Most redirects we follow for one request.
 const MAX_REDIRECTS: usize = 10;
 
@@ -39,6 +46,10 @@ pub struct ClientSettings {
     pub token: Option<String>,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Longest silence on a metadata call (waiting for the headers or the next body bytes).
+    pub stall_timeout: Duration,
+    /// Longest one metadata exchange (request to the last byte of the answer) may take.
+    pub metadata_timeout: Duration,
     /// Retry policy for metadata calls.
     pub retry: RetryPolicy,
     /// `User-Agent`.
@@ -52,6 +63,8 @@ impl ClientSettings {
             endpoint: endpoint.into(),
             token: None,
             connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            metadata_timeout: Duration::from_secs(120),
             retry: RetryPolicy::default(),
             user_agent: format!("larder/{}", env!("CARGO_PKG_VERSION")),
         }
@@ -65,6 +78,8 @@ pub struct HubClient {
     endpoint: Url,
     token: Option<String>,
     retry: RetryPolicy,
+    stall: Duration,
+    deadline: Duration,
 }
 
 impl HubClient {
@@ -88,6 +103,8 @@ impl HubClient {
             endpoint,
             token: settings.token.filter(|t| !t.is_empty()),
             retry: settings.retry,
+            stall: settings.stall_timeout,
+            deadline: settings.metadata_timeout,
         })
     }
 
@@ -129,20 +146,20 @@ impl HubClient {
             repo,
             encode_component(revision.as_str())
         ))?;
-        let info: RepoInfo = retry(&self.retry, || async {
-            let response = self
-                .send(Method::GET, url.clone(), HeaderMap::new())
+        let info: RepoInfo = retry(&self.retry, || {
+            self.metadata(&url, async {
+                let response = self.send_metadata(Method::GET, &url).await?;
+                let response = check_status(
+                    response,
+                    kind,
+                    repo.as_str(),
+                    Some(revision.as_str()),
+                    None,
+                    self,
+                )
                 .await?;
-            let response = check_status(
-                response,
-                kind,
-                repo.as_str(),
-                Some(revision.as_str()),
-                None,
-                self,
-            )
-            .await?;
-            read_json(response).await
+                read_json(response, self.stall).await
+            })
         })
         .await?;
         match info.sha.as_deref() {
@@ -167,25 +184,20 @@ impl HubClient {
             encode_component(commit)
         ))?);
         let mut files = Vec::new();
-        let mut pages = 0;
+        let mut bounds = ListingBounds::default();
         while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_TREE_PAGES {
-                return Err(HubError::TooLarge {
-                    url: redact(&url),
-                    limit: MAX_TREE_PAGES,
-                });
-            }
-            let (entries, link): (Vec<RawTreeEntry>, Option<Url>) = retry(&self.retry, || async {
-                let response = self
-                    .send(Method::GET, url.clone(), HeaderMap::new())
-                    .await?;
-                let response =
-                    check_status(response, kind, repo.as_str(), None, None, self).await?;
-                let link = next_link(response.headers(), &url);
-                Ok((read_json(response).await?, link))
+            bounds.page(&url)?;
+            let (entries, link): (Vec<RawTreeEntry>, Option<Url>) = retry(&self.retry, || {
+                self.metadata(&url, async {
+                    let response = self.send_metadata(Method::GET, &url).await?;
+                    let response =
+                        check_status(response, kind, repo.as_str(), None, None, self).await?;
+                    let link = next_link(response.headers(), &url);
+                    Ok((read_json(response, self.stall).await?, link))
+                })
             })
             .await?;
+            bounds.entries(&url, entries.len(), link.is_some())?;
             for raw in entries {
                 if let Some(file) = check_tree_entry(raw).map_err(|source| HubError::TreeEntry {
                     repo: repo.to_string(),
@@ -198,6 +210,10 @@ impl HubClient {
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files.dedup_by(|a, b| a.path == b.path);
+        check_tree_files(&files).map_err(|source| HubError::TreeEntry {
+            repo: repo.to_string(),
+            source,
+        })?;
         Ok(files)
     }
 
@@ -217,6 +233,37 @@ impl HubClient {
             encode_component(commit),
             encoded_path.join("/")
         ))
+    }
+
+    /// Run one metadata exchange under the overall deadline.
+    async fn metadata<T>(
+        &self,
+        url: &Url,
+        exchange: impl Future<Output = Result<T, HubError>>,
+    ) -> Result<T, HubError> {
+        tokio::time::timeout(self.deadline, exchange)
+            .await
+            .map_err(|_| HubError::Timeout {
+                url: redact(url),
+                what: "finish answering",
+                after: self.deadline,
+            })?
+    }
+
+    /// Send a metadata request; the headers must arrive within the stall timeout.
+    async fn send_metadata(&self, method: Method, url: &Url) -> Result<Response, HubError> {
+        tokio::time::timeout(self.stall, self.send(method, url.clone(), HeaderMap::new()))
+            .await
+            .map_err(|_| HubError::Timeout {
+                url: redact(url),
+                what: "answer",
+                after: self.stall,
+            })?
+    }
+
+    /// How long a metadata call may go without receiving anything.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall
     }
 
     /// Send one request, attaching the token only when `url` is on the endpoint's origin.
@@ -343,31 +390,97 @@ fn next_link(headers: &HeaderMap, base: &Url) -> Option<Url> {
     None
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, HubError> {
+/// Guards one paginated listing: a page cap, an entry cap, no page fetched twice and no run of
+/// empty pages that still point further.
+#[derive(Default)]
+struct ListingBounds {
+    seen: std::collections::HashSet<String>,
+    entries: usize,
+    empty_run: usize,
+}
+
+impl ListingBounds {
+    fn page(&mut self, url: &Url) -> Result<(), HubError> {
+        let refuse = |why: String| HubError::Listing {
+            url: redact(url),
+            why,
+        };
+        if self.seen.len() >= MAX_TREE_PAGES {
+            return Err(refuse(format!("more than {MAX_TREE_PAGES} pages")));
+        }
+        if !self.seen.insert(url.to_string()) {
+            return Err(refuse("a `next` link points to a page already read".into()));
+        }
+        Ok(())
+    }
+
+    fn entries(&mut self, url: &Url, count: usize, more: bool) -> Result<(), HubError> {
+        let refuse = |why: String| HubError::Listing {
+            url: redact(url),
+            why,
+        };
+        self.entries = self.entries.saturating_add(count);
+        if self.entries > MAX_TREE_ENTRIES {
+            return Err(refuse(format!("more than {MAX_TREE_ENTRIES} entries")));
+        }
+        self.empty_run = if count == 0 { self.empty_run + 1 } else { 0 };
+        if more && self.empty_run >= MAX_EMPTY_PAGES {
+            return Err(refuse(format!(
+                "{MAX_EMPTY_PAGES} empty pages in a row, each pointing to another"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Read at most `cap` bytes of a body, each chunk arriving within `stall`. `Ok(None)`: the
+/// body is longer than `cap` (the rest is left unread and the connection dropped).
+pub async fn read_capped(
+    mut response: Response,
+    cap: usize,
+    stall: Duration,
+) -> Result<Option<Vec<u8>>, HubError> {
     let url = redact(response.url());
     if response
         .content_length()
-        .is_some_and(|len| len > MAX_JSON_BYTES as u64)
+        .is_some_and(|len| len > cap as u64)
     {
-        return Err(HubError::TooLarge {
-            url,
-            limit: MAX_JSON_BYTES,
-        });
+        return Ok(None);
     }
     let mut body = Vec::new();
-    let mut response = response;
-    while let Some(chunk) = response.chunk().await.map_err(|source| HubError::Network {
-        url: url.clone(),
-        source,
-    })? {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_JSON_BYTES {
-            return Err(HubError::TooLarge {
-                url,
-                limit: MAX_JSON_BYTES,
-            });
+    loop {
+        let chunk = tokio::time::timeout(stall, response.chunk())
+            .await
+            .map_err(|_| HubError::Timeout {
+                url: url.clone(),
+                what: "send its answer",
+                after: stall,
+            })?
+            .map_err(|source| HubError::Network {
+                url: url.clone(),
+                source,
+            })?;
+        let Some(chunk) = chunk else {
+            return Ok(Some(body));
+        };
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
         }
+        body.extend_from_slice(&chunk);
     }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: Response,
+    stall: Duration,
+) -> Result<T, HubError> {
+    let url = redact(response.url());
+    let body = read_capped(response, MAX_JSON_BYTES, stall)
+        .await?
+        .ok_or_else(|| HubError::TooLarge {
+            url: url.clone(),
+            limit: MAX_JSON_BYTES,
+        })?;
     serde_json::from_slice(&body).map_err(|source| HubError::Json { url, source })
 }
 
@@ -397,9 +510,11 @@ pub async fn check_status(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let url = redact(response.url());
-    // The body's `error` field, if it is small JSON.
-    let body_message = match response.bytes().await {
-        Ok(bytes) if bytes.len() < 64 * 1024 => serde_json::from_slice::<serde_json::Value>(&bytes)
+    // The body's `error` field, if it is small JSON; a longer or slower body is dropped unread
+    // (closing the connection) rather than buffered.
+    let read = read_capped(response, MAX_ERROR_BODY, client.stall);
+    let body_message = match tokio::time::timeout(client.stall, read).await {
+        Ok(Ok(Some(bytes))) => serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned)),
         _ => None,

@@ -92,6 +92,24 @@ pub enum HubError {
         /// `Retry-After`, when sent with 429/503.
         retry_after: Option<Duration>,
     },
+    /// The upstream did not answer, or stopped sending, within the time allowed.
+    #[error("{url} did not {what} within {} s", after.as_secs())]
+    Timeout {
+        /// The URL (without query).
+        url: String,
+        /// What it failed to do in time (`answer`, `send its answer`).
+        what: &'static str,
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// The upstream's listing went on without end (a loop, empty pages, or more than we take).
+    #[error("{url} sent an endless listing: {why}")]
+    Listing {
+        /// The URL (without query).
+        url: String,
+        /// What was wrong.
+        why: String,
+    },
     /// A JSON answer did not have the expected shape.
     #[error("{url} sent a malformed answer")]
     Json {
@@ -151,6 +169,8 @@ impl Classify for HubError {
             | HubError::Status { .. }
             | HubError::Json { .. }
             | HubError::TooLarge { .. }
+            | HubError::Timeout { .. }
+            | HubError::Listing { .. }
             | HubError::TreeEntry { .. }
             | HubError::MissingCommit { .. }
             | HubError::Redirect { .. }
@@ -197,8 +217,27 @@ impl HubError {
                     || source.is_decode()
             }
             HubError::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            HubError::Timeout { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether the endpoint could not be reached at all (connection refused, unknown host,
+    /// connect timeout): retrying for long rarely helps.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HubError::Network { source, .. } if source.is_connect())
+    }
+
+    /// For an unreachable endpoint: which one, and what to do.
+    pub fn unreachable_hint(&self) -> Option<String> {
+        let HubError::Network { url, .. } = self else {
+            return None;
+        };
+        let origin = url::Url::parse(url).ok()?.origin().ascii_serialization();
+        Some(format!(
+            "{origin} could not be reached; check the network, or set HF_ENDPOINT to a \
+             reachable Hub or mirror"
+        ))
     }
 
     /// Whether the error is about access to the whole repo (gated, missing, disabled) rather

@@ -14,6 +14,9 @@ use super::error::HubError;
 /// The longest `Retry-After` we obey; a server asking for more gets retried after this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// Retries for an endpoint that cannot be connected to at all.
+pub const UNREACHABLE_RETRIES: u32 = 1;
+
 /// How many times and how long to retry transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -63,7 +66,13 @@ where
     loop {
         match operation().await {
             Ok(value) => return Ok(value),
-            Err(error) if error.is_transient() && attempt < policy.max_retries => {
+            // An endpoint that refuses connections or does not resolve gets one more try, not
+            // the full policy: failing in seconds beats a minute of silent backoff.
+            Err(error)
+                if error.is_transient()
+                    && attempt < policy.max_retries
+                    && !(error.is_unreachable() && attempt >= UNREACHABLE_RETRIES) =>
+            {
                 attempt += 1;
                 let wait = policy.delay(attempt, error.retry_after());
                 tracing::warn!(%error, attempt, wait_ms = wait.as_millis() as u64, "retrying");

@@ -242,6 +242,9 @@ pub fn validate_repo_path(path: &str) -> Result<&str, NameError> {
     if path.chars().any(char::is_control) {
         return refuse("contains a control character");
     }
+    if path.chars().any(is_format_char) {
+        return refuse("contains a bidi override or another invisible format character");
+    }
     for segment in path.split('/') {
         match segment {
             "" => return refuse("empty path segment"),
@@ -254,6 +257,35 @@ pub fn validate_repo_path(path: &str) -> Result<&str, NameError> {
         return refuse("drive-letter path");
     }
     Ok(path)
+}
+
+/// Unicode format characters (general category Cf): bidi overrides and isolates, zero-width
+/// joiners and spaces, the BOM, tags. They render as nothing, or reorder what is around them, so
+/// a name holding one can pass for another.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c as u32,
+        0xAD | 0x600..=0x605
+            | 0x61C
+            | 0x6DD
+            | 0x70F
+            | 0x890..=0x891
+            | 0x8E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// `ORG/NAME[@REV]` as typed on the command line.
@@ -396,6 +428,10 @@ pub fn check_tree_entry(raw: RawTreeEntry) -> Result<Option<RepoFile>, TreeEntry
         return Err(TreeEntryError::Kind(raw.path, raw.kind));
     }
     validate_repo_path(&raw.path).map_err(TreeEntryError::Name)?;
+    // The registry keeps sizes as SQLite integers (i64).
+    if raw.size > MAX_FILE_SIZE {
+        return Err(TreeEntryError::TooBig(raw.path, raw.size));
+    }
     if raw.oid.len() != 40 || !raw.oid.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(TreeEntryError::Oid(raw.path, raw.oid));
     }
@@ -435,6 +471,43 @@ pub enum TreeEntryError {
     /// The LFS size disagrees with the entry's size.
     #[error("tree entry {0:?} says size {1} but its LFS record says {2}")]
     Size(String, u64, u64),
+    /// A size no file can have (beyond what the registry can count).
+    #[error("tree entry {0:?} says size {1}, more than any file can hold")]
+    TooBig(String, u64),
+    /// The sizes of the listing add up beyond what the registry can count.
+    #[error("the listed sizes add up to more than {} bytes", MAX_FILE_SIZE)]
+    TotalTooBig,
+    /// One path is listed both as a file and as a folder holding other files.
+    #[error("{0:?} is listed both as a file and as the folder of {1:?}")]
+    FileIsFolder(String, String),
+}
+
+/// Largest size a listed file (or a whole listing) may have: what an SQLite integer holds.
+pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// Checks a whole commit's checked file list: no path is both a file and a folder of another
+/// listed file, and the sizes add up to something countable.
+pub fn check_tree_files(files: &[RepoFile]) -> Result<(), TreeEntryError> {
+    let paths: std::collections::HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    for file in files {
+        let mut end = file.path.len();
+        while let Some(slash) = file.path[..end].rfind('/') {
+            let folder = &file.path[..slash];
+            if paths.contains(folder) {
+                return Err(TreeEntryError::FileIsFolder(
+                    folder.to_owned(),
+                    file.path.clone(),
+                ));
+            }
+            end = slash;
+        }
+    }
+    files
+        .iter()
+        .try_fold(0u64, |total, f| total.checked_add(f.size))
+        .filter(|total| *total <= MAX_FILE_SIZE)
+        .map(|_| ())
+        .ok_or(TreeEntryError::TotalTooBig)
 }
 
 #[cfg(test)]

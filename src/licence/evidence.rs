@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::LicenceError;
 use crate::fetch::digest::digest_bytes;
-use crate::hub::client::{check_status, redact};
+use crate::hub::client::{check_status, read_capped, redact};
 use crate::hub::{HubClient, HubError, RepoFile, RepoId, RepoInfo, RepoType, gate_mode, retry};
 use crate::registry::{CommitDetail, Registry, RegistryError, RepoKind};
 
@@ -102,11 +102,15 @@ async fn fetch_small(
             client,
         )
         .await?;
-        let bytes = response.bytes().await.map_err(|source| HubError::Network {
-            url: redact(&url),
-            source,
-        })?;
-        Ok(bytes.to_vec())
+        // More bytes than the listing promised cannot match its digest: stop reading there.
+        let cap = usize::try_from(file.size).unwrap_or(usize::MAX);
+        let bytes = read_capped(response, cap, client.stall_timeout())
+            .await?
+            .ok_or_else(|| HubError::TooLarge {
+                url: redact(&url),
+                limit: cap,
+            })?;
+        Ok(bytes)
     })
     .await
 }

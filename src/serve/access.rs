@@ -11,6 +11,14 @@
 //!   cancelling jobs) need an admin token; when none are configured, only clients on the same
 //!   machine (loopback) may make them. Reading `/v1` is open to whoever may use the mirror.
 //!
+//! - **Cross-site requests** (CSRF). A web page on another site can make a visitor's browser
+//!   send simple requests to the mirror, without tokens but from the visitor's machine (which
+//!   may be the loopback the admin rule trusts). Changes under `/v1` are therefore refused when
+//!   the browser says the request is cross-site (`Sec-Fetch-Site: cross-site` or `same-site`)
+//!   or its `Origin` is not the mirror's own, and a `POST` must carry a JSON content type,
+//!   which no page can send to another origin without the mirror's consent (a CORS preflight
+//!   it never grants). Command-line clients send neither header and JSON anyway.
+//!
 //! Tokens are compared by their SHA-256 digests, never logged.
 
 use std::net::SocketAddr;
@@ -137,6 +145,9 @@ pub async fn guard(
     }
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     if changes && (path == "/v1" || path.starts_with("/v1/")) {
+        if let Some((status, why)) = cross_site(&request) {
+            return refuse(status, why);
+        }
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -154,6 +165,45 @@ pub async fn guard(
         }
     }
     next.run(request).await
+}
+
+/// Why a state-changing `/v1` request looks forged by another site, if it does.
+fn cross_site(request: &Request) -> Option<(StatusCode, &'static str)> {
+    let headers = request.headers();
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    const FORGED: &str = "cross-site requests may not change this mirror's state";
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site"))
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Some((StatusCode::FORBIDDEN, FORGED));
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let origin_host = origin
+            .split_once("://")
+            .map_or(origin, |(_, rest)| rest)
+            .trim_end_matches('/');
+        let host = text(header::HOST).unwrap_or_default();
+        if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
+            return Some((StatusCode::FORBIDDEN, FORGED));
+        }
+    }
+    if request.method() == Method::POST {
+        let json = text(header::CONTENT_TYPE).is_some_and(|ct| {
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("application/json")
+        });
+        if !json {
+            return Some((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the request body as JSON (Content-Type: application/json)",
+            ));
+        }
+    }
+    None
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {

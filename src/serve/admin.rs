@@ -5,6 +5,8 @@
 //!   "to":"gguf","type":"q4_k_m"}` → `201 {"id":N}`
 //! - `GET /v1/jobs` → every job; `GET /v1/jobs/{id}` → one
 //! - `DELETE /v1/jobs/{id}` → cancel (a running pull is aborted; its parts are kept)
+//! - `DELETE /v1/revisions/{type}/{org}/{name}/{rev}` → forget a held revision, as `larder rm`
+//!   does (`rev` percent-encoded when it holds a `/`) → `200 {"repo","commit","reclaimable"}`
 //!
 //! Errors are `{"error": "..."}` with 400, 404, 409 (the mirror runs offline) or 500.
 
@@ -27,6 +29,49 @@ pub fn routes() -> Router<Arc<Mirror>> {
     Router::new()
         .route("/v1/jobs", get(list).post(submit))
         .route("/v1/jobs/{id}", get(show).delete(cancel))
+        .route(
+            "/v1/revisions/{kind}/{org}/{name}/{revision}",
+            axum::routing::delete(remove),
+        )
+}
+
+async fn remove(
+    State(mirror): State<Arc<Mirror>>,
+    Path((kind, org, name, revision)): Path<(String, String, String, String)>,
+) -> Result<Response, ApiError> {
+    let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+    let kind = match kind.as_str() {
+        "model" | "models" => crate::registry::RepoKind::Model,
+        "dataset" | "datasets" => crate::registry::RepoKind::Dataset,
+        other => {
+            return Err(bad(&format!(
+                "unknown repo type `{other}`: use model or dataset"
+            )));
+        }
+    };
+    let repo = crate::hub::RepoId::parse(&format!("{org}/{name}")).map_err(|e| bad(&e))?;
+    let revision = crate::hub::Revision::parse(&revision).map_err(|e| bad(&e))?;
+    match crate::remove::remove_revision(&mirror.larder, kind, repo.as_str(), revision.as_str())
+        .await
+    {
+        Ok(removed) => {
+            mirror.forget(kind, repo.as_str());
+            Ok(axum::Json(removed).into_response())
+        }
+        Err(error @ crate::remove::RemoveError::NotHeld { .. }) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, error.to_string()))
+        }
+        Err(crate::remove::RemoveError::Registry(error)) => {
+            tracing::error!(
+                error = %crate::fetch::transfer::error_chain(&error),
+                "removing a revision failed"
+            );
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ))
+        }
+    }
 }
 
 /// An error answer of the management API: `{"error": "..."}` with a status.

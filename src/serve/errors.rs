@@ -167,6 +167,17 @@ pub enum ServeError {
     /// The upstream failed while the mirror needed it.
     #[error("the upstream failed: {0}")]
     Upstream(String),
+    /// The upstream could not be asked (down, hanging, answering garbage) and the store holds
+    /// nothing to answer with: 502, 503 or 504, never a made-up "not found".
+    #[error("the upstream {endpoint} is unavailable: {why}")]
+    UpstreamUnavailable {
+        /// 502 (bad answer), 503 (refused, overloaded) or 504 (timed out).
+        status: u16,
+        /// The upstream's base URL.
+        endpoint: String,
+        /// What went wrong.
+        why: String,
+    },
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -223,6 +234,9 @@ impl ServeError {
             ServeError::Disabled => StatusCode::FORBIDDEN,
             ServeError::LicenceDenied { .. } => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             ServeError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ServeError::UpstreamUnavailable { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -251,7 +265,9 @@ impl ServeError {
             ServeError::LicenceDenied { .. } => ErrorKind::LicenceDenied,
             ServeError::UpstreamRefused { .. } => ErrorKind::UpstreamRefused,
             ServeError::Disabled => ErrorKind::RepoDisabled,
-            ServeError::Upstream(_) => ErrorKind::UpstreamError,
+            ServeError::Upstream(_) | ServeError::UpstreamUnavailable { .. } => {
+                ErrorKind::UpstreamError
+            }
             ServeError::BadRequest(_) => ErrorKind::BadRequest,
             ServeError::NotFound => ErrorKind::NotFound,
             ServeError::Internal => ErrorKind::InternalError,
@@ -309,7 +325,12 @@ impl IntoResponse for ServeError {
         {
             headers.insert(X_REPO_COMMIT.clone(), value);
         }
-        if matches!(self, ServeError::NotHeld { .. } | ServeError::Upstream(_)) {
+        if matches!(
+            self,
+            ServeError::NotHeld { .. }
+                | ServeError::Upstream(_)
+                | ServeError::UpstreamUnavailable { .. }
+        ) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         let mut response = (self.status(), headers, body).into_response();

@@ -1,4 +1,4 @@
-//! The connection limit: a listener that accepts a connection only while fewer than the limit
+//! The process's file-descriptor limit ([`raise_fd_limit`]) and the connection limit: a listener that accepts a connection only while fewer than the limit
 //! are open. Further clients wait in the kernel's listen backlog until one closes, so a burst is
 //! slowed down rather than refused.
 
@@ -98,4 +98,30 @@ impl AsyncWrite for LimitedStream {
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit, so idle client sockets do not exhaust the
+/// default soft limit (often 1024) long before the system's. Returns the (soft, hard) limits
+/// now in force.
+pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
 }

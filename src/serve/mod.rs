@@ -237,6 +237,10 @@ async fn bind(
     Arc<served::ServedLog>,
     impl Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
+    match limit::raise_fd_limit() {
+        Ok((soft, _)) => tracing::info!(open_files = soft, "file-descriptor limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the file-descriptor limit"),
+    }
     let listener = tokio::net::TcpListener::bind(options.addr).await?;
     let local_addr = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());

@@ -214,6 +214,9 @@ enum Lookup {
     Commit(Option<String>),
     /// The upstream refused for good (unknown repo or revision, gated, invalid request).
     Refused(UpstreamReply),
+    /// The upstream could not be asked (down, hanging, garbage): its answer-to-be (502, 503
+    /// or 504) and why, for a request the store cannot answer either.
+    Unavailable { status: u16, why: String },
 }
 
 impl Lookup {
@@ -221,7 +224,7 @@ impl Lookup {
     /// a moment ago shows up soon.
     fn ttl(&self) -> Duration {
         match self {
-            Lookup::Commit(_) => BRANCH_TTL,
+            Lookup::Commit(_) | Lookup::Unavailable { .. } => BRANCH_TTL,
             Lookup::Refused(_) => REFUSAL_TTL,
         }
     }
@@ -341,6 +344,17 @@ impl PullThrough {
         };
         match lookup {
             Lookup::Commit(answer) => Ok(answer),
+            Lookup::Unavailable { status, why } => {
+                let held = self.larder.registry.resolve(kind, repo, revision).await;
+                if matches!(held, Ok(Some(_))) {
+                    return Ok(None);
+                }
+                Err(ServeError::UpstreamUnavailable {
+                    status,
+                    endpoint: self.larder.client.endpoint(),
+                    why,
+                })
+            }
             Lookup::Refused(reply) => {
                 // What the store holds stays served (the upstream may only have lost it, or
                 // refuse the mirror's own token); only a true miss gets the upstream's answer.
@@ -399,11 +413,20 @@ impl PullThrough {
                 {
                     self.mark_down(true);
                 }
+                let why = transfer::error_chain(&error);
                 tracing::warn!(
-                    repo, revision = %rev, error = %transfer::error_chain(&error),
+                    repo, revision = %rev, error = %why,
                     "upstream lookup failed; answering from the store"
                 );
-                Lookup::Commit(None)
+                let status = match &error {
+                    HubError::Timeout { .. } => 504,
+                    HubError::Network { .. } => 503,
+                    HubError::Status {
+                        status: 429 | 503, ..
+                    } => 503,
+                    _ => 502,
+                };
+                Lookup::Unavailable { status, why }
             }
         }
     }
@@ -436,12 +459,14 @@ impl PullThrough {
     ) -> Result<(String, bool), HubError> {
         let client = &self.larder.client;
         let rt = RepoType::from(kind);
-        let timed = |what: &'static str| {
-            HubError::Endpoint(format!("{} timed out ({what})", client.endpoint()))
+        let timed = |what: &'static str, after: Duration| HubError::Timeout {
+            url: format!("{} ({what})", client.endpoint()),
+            what: "answer",
+            after,
         };
         let info = tokio::time::timeout(UPSTREAM_TIMEOUT, client.repo_info(rt, repo, revision))
             .await
-            .map_err(|_| timed("repo info"))??;
+            .map_err(|_| timed("repo info", UPSTREAM_TIMEOUT))??;
         let sha = info.sha.clone().unwrap_or_default();
         let known = self
             .larder
@@ -461,7 +486,7 @@ impl PullThrough {
                 let tree =
                     tokio::time::timeout(UPSTREAM_TIMEOUT * 4, client.list_files(rt, repo, &sha))
                         .await
-                        .map_err(|_| timed("tree"))??;
+                        .map_err(|_| timed("tree", UPSTREAM_TIMEOUT * 4))??;
                 let mut files = Vec::with_capacity(tree.len());
                 for f in tree {
                     let sha256 = match &f.lfs_sha256 {

@@ -147,8 +147,10 @@ impl LocalStore {
     }
 
     /// Publish a verified part as blob `sha256`: make it read-only, sync its bytes to disk and
-    /// rename it into place. If the blob already exists (another pull finished the same
-    /// content first) the part is dropped and that counts as success. The directory is synced
+    /// rename it into place. A blob already at the destination is replaced, not trusted: it may
+    /// be one a disk error or a hand truncated (a pull re-fetches a blob whose size is wrong),
+    /// while the part was verified just now. Readers holding the old file keep reading the old
+    /// inode; nobody sees a half-written blob. The directory is synced
     /// afterwards so the rename survives a crash. Syncing here, whoever wrote the part, keeps
     /// a crash from leaving a named blob with missing bytes (it costs nothing for a part its
     /// writer already synced).
@@ -161,10 +163,6 @@ impl LocalStore {
             .permissions();
         perms.set_readonly(true);
         fs::set_permissions(part, perms).map_err(|e| StoreError::io("could not chmod", part, e))?;
-        if dest.exists() {
-            fs::remove_file(part).map_err(|e| StoreError::io("could not remove", part, e))?;
-            return Ok(dest);
-        }
         File::open(part)
             .and_then(|f| f.sync_all())
             .map_err(|e| StoreError::io("could not sync", part, e))?;

@@ -8,6 +8,8 @@ mod daemon_jobs;
 mod disk;
 mod faults;
 mod gc;
+mod hardening;
+mod hostile;
 mod job_failures;
 mod layering;
 mod licence;

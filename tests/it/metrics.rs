@@ -118,14 +118,14 @@ async fn metrics_count_hits_misses_upstream_bytes_and_errors_by_kind() {
             "a corrupt file was delivered: {status}"
         );
     }
-    // The upstream's API fails: the lookup of an unknown repo fails, the store's answer (no
-    // such repo) stands.
+    // The upstream's API fails: the lookup of a repo the store lacks fails, and the answer
+    // says the upstream failed (502), not that the repo does not exist.
     world.server.faults().clear();
     world
         .server
         .inject(Fault::status(500, None).on(Route::Api).forever());
     let (status, _) = get(format!("{base}/acme/nowhere/resolve/main/x.bin")).await;
-    assert!(status.is_client_error(), "{status}");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
     world.server.faults().clear();
 
     // A job's bytes count as the job's.
@@ -198,7 +198,8 @@ async fn metrics_count_hits_misses_upstream_bytes_and_errors_by_kind() {
     assert!(delta("larder_served_bytes_total{repo_type=\"model\"}") >= (2 * WEIGHTS) as f64);
     assert!(delta("larder_served_bytes_total{repo_type=\"dataset\"}") >= 16.0);
     assert_eq!(delta("larder_errors_total{kind=\"EntryNotFound\"}"), 1.0);
-    assert_eq!(delta("larder_errors_total{kind=\"RepoNotFound\"}"), 2.0);
+    assert_eq!(delta("larder_errors_total{kind=\"RepoNotFound\"}"), 1.0);
+    assert_eq!(delta("larder_errors_total{kind=\"UpstreamError\"}"), 1.0);
     assert!(delta("larder_errors_total{kind=\"UpstreamLookupFailed\"}") >= 1.0);
     assert_eq!(
         delta("larder_errors_total{kind=\"VerificationFailed\"}"),

@@ -1427,13 +1427,22 @@ async fn upstream_down_keeps_serving_what_is_held() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(header(&r, "x-error-message").unwrap().contains("upstream"));
-    // Unknown repos stay unknown; held metadata stays served.
+    // A repo the store lacks is not called unknown while the upstream cannot be asked: the
+    // answer says the upstream is unavailable. Held metadata stays served.
     let r = c
         .head(format!("{}/acme/unknown/resolve/main/x", mirror.url()))
         .send()
         .await
         .unwrap();
-    assert_eq!(header(&r, "x-error-code"), Some("RepoNotFound"));
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&r, "x-error-code"), None);
+    assert!(
+        header(&r, "x-error-message")
+            .unwrap()
+            .contains("upstream http://127.0.0.1:9 is unavailable"),
+        "{:?}",
+        header(&r, "x-error-message")
+    );
     let r = c
         .get(format!("{}/api/models/acme/tiny/tree/main", mirror.url()))
         .send()

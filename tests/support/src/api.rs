@@ -2,11 +2,11 @@
 //! a 404 for `xet-read-token` so clients stay on plain HTTP.
 
 use crate::errors::{Access, HubError, check_access};
-use crate::faults::{FaultContext, FaultKind, Route};
+use crate::faults::{FaultContext, Route};
 use crate::hash::iso_date;
 use crate::model::{Commit, FileEntry, Repo, RepoKind};
 use crate::paths::encode_segment;
-use crate::server::{Incoming, Shared};
+use crate::server::{Incoming, Pagination, Shared};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Method, header};
@@ -39,13 +39,11 @@ pub(crate) async fn handle(
         paths: &[],
         sha256: None,
     };
-    match shared.faults.take_response_fault(&context) {
-        Some(FaultKind::Status {
-            status,
-            retry_after,
-        }) => return HubError::injected(status, retry_after),
-        Some(_) => return HubError::injected(403, None),
-        None => {}
+    if let Some(kind) = shared.faults.take_response_fault(&context) {
+        return match HubError::hostile(&kind).await {
+            Some(response) => response,
+            None => HubError::injected(403, None),
+        };
     }
     let result = match (op, &request.method) {
         ("", &Method::GET | &Method::HEAD) => info(shared, request, kind, repo_id, None),
@@ -56,7 +54,14 @@ pub(crate) async fn handle(
         ("paths-info", &Method::POST) => paths_info(shared, request, kind, repo_id, rest),
         _ => Err(HubError::not_found()),
     };
-    result.unwrap_or_else(HubError::into_response)
+    let response = result.unwrap_or_else(HubError::into_response);
+    // Body faults reach the API only when armed `.on(Route::Api)` (a trickling or stalling
+    // JSON answer).
+    let faults = shared.faults.take_body_faults(&context);
+    if faults.is_empty() {
+        return response;
+    }
+    crate::body::with_faults(response, faults, shared.stats.clone()).await
 }
 
 /// Finds the repo and applies visibility rules; returns it under the read lock's lifetime.
@@ -332,14 +337,27 @@ fn tree(
         } else {
             return Err(HubError::entry_not_found(&prefix, &revision, &commit.sha));
         };
-        let page: Vec<Value> = nodes
+        let mut page: Vec<Value> = nodes
             .iter()
             .skip(offset)
             .take(page_size)
             .map(|node| node.to_json(repo, &commit, expand))
             .collect();
+        let settings = shared.settings();
+        if offset == 0 {
+            page.extend(settings.tree_extra.iter().cloned());
+        }
         let mut response = json_response(&Value::Array(page));
-        if offset.saturating_add(page_size) < nodes.len() {
+        let next_offset = if offset.saturating_add(page_size) < nodes.len() {
+            Some(offset + page_size)
+        } else {
+            match settings.pagination {
+                Pagination::Honest => None,
+                Pagination::EndlessEmpty => Some(offset.saturating_add(page_size)),
+                Pagination::Loop => Some(0),
+            }
+        };
+        if let Some(next_offset) = next_offset {
             let mut url = format!(
                 "{}/api/{}/{}/tree/{}",
                 shared.api_url,
@@ -355,7 +373,7 @@ fn tree(
             for (key, value) in query.iter().filter(|(key, _)| key != "cursor") {
                 serializer.append_pair(key, value);
             }
-            serializer.append_pair("cursor", &encode_cursor(offset + page_size));
+            serializer.append_pair("cursor", &encode_cursor(next_offset));
             let link = format!("<{url}?{}>; rel=\"next\"", serializer.finish());
             if let Ok(link) = HeaderValue::from_str(&link) {
                 response.headers_mut().insert(header::LINK, link);

@@ -204,6 +204,29 @@ struct Counting {
     sha256: Option<String>,
 }
 
+/// `response` with its (in-memory) body streamed through `faults`.
+pub(crate) async fn with_faults(
+    response: Response,
+    faults: BodyFaults,
+    stats: Arc<Stats>,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let source = stream::once(async move { Ok(bytes) }).boxed();
+    let counting = Counting {
+        stats,
+        paths: Vec::new(),
+        sha256: None,
+    };
+    Response::from_parts(
+        parts,
+        Body::from_stream(faulty(source, 0, faults, counting)),
+    )
+}
+
 struct FaultState {
     source: BoxStream<'static, io::Result<Bytes>>,
     pending: Option<Bytes>,

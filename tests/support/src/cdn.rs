@@ -8,7 +8,7 @@
 
 use crate::body::{BodyPlan, file_response, header_value};
 use crate::errors::HubError;
-use crate::faults::{FaultContext, FaultKind, Route};
+use crate::faults::{FaultContext, Route};
 use crate::resolve::{signature, unix_now};
 use crate::server::{Incoming, Shared};
 use axum::body::Body;
@@ -105,13 +105,11 @@ pub(crate) async fn handle(shared: &Shared, request: &Incoming, route: Route) ->
         paths: &paths,
         sha256: Some(&sha256),
     };
-    match shared.faults.take_response_fault(&context) {
-        Some(FaultKind::Status {
-            status,
-            retry_after,
-        }) => return HubError::injected(status, retry_after),
-        Some(_) => return expired(),
-        None => {}
+    if let Some(kind) = shared.faults.take_response_fault(&context) {
+        return match HubError::hostile(&kind).await {
+            Some(response) => response,
+            None => expired(),
+        };
     }
     let head = route == Route::CdnHead;
     let faults = if head {

@@ -118,6 +118,55 @@ impl HubError {
         response
     }
 
+    /// The response for a hostile (non-body) fault, or `None` for a kind the caller handles
+    /// itself (CDN expiry).
+    pub(crate) async fn hostile(kind: &crate::faults::FaultKind) -> Option<Response> {
+        use crate::faults::FaultKind;
+        match kind {
+            FaultKind::Status {
+                status,
+                retry_after,
+            } => Some(HubError::injected(*status, *retry_after)),
+            FaultKind::Hang(duration) => {
+                match duration {
+                    Some(duration) => tokio::time::sleep(*duration).await,
+                    None => std::future::pending::<()>().await,
+                }
+                Some(HubError::injected(504, None))
+            }
+            FaultKind::HugeErrorBody { status, bytes } => {
+                let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                let total = *bytes;
+                let body = futures::stream::unfold(0u64, move |sent| {
+                    let chunk = chunk.clone();
+                    async move {
+                        (sent < total).then(|| {
+                            let take = chunk.len().min((total - sent) as usize);
+                            (
+                                Ok::<_, std::io::Error>(chunk.slice(..take)),
+                                sent + take as u64,
+                            )
+                        })
+                    }
+                });
+                let mut response = Response::new(Body::from_stream(body));
+                *response.status_mut() =
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                Some(response)
+            }
+            FaultKind::Garbage => {
+                let mut response =
+                    Response::new(Body::from("<html><body>502 Bad Gateway</body></html>"));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html"),
+                );
+                Some(response)
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.body }).to_string();
         let mut response = Response::new(Body::from(body));

@@ -61,6 +61,17 @@ pub enum FaultKind {
     ExpireCdn,
     /// Cap the response body at this many bytes per second.
     Throttle(u64),
+    /// Accept the request and never answer (no status line), or answer after the duration.
+    Hang(Option<Duration>),
+    /// Answer `status` with an error body of this many bytes (`u64::MAX`: endless), streamed.
+    HugeErrorBody {
+        /// HTTP status code.
+        status: u16,
+        /// Body length.
+        bytes: u64,
+    },
+    /// Answer 200 with a body that is not what was asked for (an HTML page).
+    Garbage,
 }
 
 impl FaultKind {
@@ -137,6 +148,21 @@ impl Fault {
         Fault::new(FaultKind::ExpireCdn)
     }
 
+    /// Never answer (the connection stays open, no status line is sent).
+    pub fn hang() -> Fault {
+        Fault::new(FaultKind::Hang(None))
+    }
+
+    /// Answer `status` with an error body of `bytes` bytes (`u64::MAX`: it never ends).
+    pub fn huge_error_body(status: u16, bytes: u64) -> Fault {
+        Fault::new(FaultKind::HugeErrorBody { status, bytes })
+    }
+
+    /// Answer 200 with an HTML page instead of what was asked for.
+    pub fn garbage() -> Fault {
+        Fault::new(FaultKind::Garbage)
+    }
+
     /// Limit the body to `bytes_per_second`.
     pub fn throttle(bytes_per_second: u64) -> Fault {
         Fault::new(FaultKind::Throttle(bytes_per_second.max(1)))
@@ -182,9 +208,10 @@ impl Fault {
             Some(routes) => routes.contains(&request.route),
             None => match self.kind {
                 FaultKind::ExpireCdn => matches!(request.route, Route::CdnGet | Route::CdnHead),
-                FaultKind::Status { .. } => {
-                    request.route != Route::Api || self.target == Target::Any
-                }
+                FaultKind::Status { .. }
+                | FaultKind::Hang(_)
+                | FaultKind::HugeErrorBody { .. }
+                | FaultKind::Garbage => request.route != Route::Api || self.target == Target::Any,
                 _ => matches!(request.route, Route::ResolveGet | Route::CdnGet),
             },
         };
@@ -211,6 +238,15 @@ pub(crate) struct BodyFaults {
     pub(crate) flip_at: Option<u64>,
     pub(crate) stall: Option<(u64, Option<Duration>)>,
     pub(crate) throttle: Option<u64>,
+}
+
+impl BodyFaults {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cut_after.is_none()
+            && self.flip_at.is_none()
+            && self.stall.is_none()
+            && self.throttle.is_none()
+    }
 }
 
 /// The armed faults of one stand-in.

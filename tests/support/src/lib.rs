@@ -43,5 +43,5 @@ pub use faults::{Fault, FaultKind, Faults, Route, Target};
 pub use model::{
     Commit, Content, FileEntry, Hub, LFS_THRESHOLD, LfsInfo, PreparedFile, RepoBuilder, RepoKind,
 };
-pub use server::{Settings, StandIn, StandInBuilder};
+pub use server::{Pagination, Settings, StandIn, StandInBuilder};
 pub use stats::{RequestRecord, Stats};

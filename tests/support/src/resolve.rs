@@ -7,7 +7,7 @@
 
 use crate::body::{BodyPlan, file_response, header_value};
 use crate::errors::{Access, HubError, check_access};
-use crate::faults::{FaultContext, FaultKind, Route};
+use crate::faults::{FaultContext, Route};
 use crate::model::{FileEntry, RepoKind};
 use crate::server::{Incoming, Shared, empty};
 use axum::response::Response;
@@ -44,13 +44,11 @@ pub(crate) async fn handle(
         paths: &paths,
         sha256: entry.sha256(),
     };
-    match shared.faults.take_response_fault(&context) {
-        Some(FaultKind::Status {
-            status,
-            retry_after,
-        }) => return HubError::injected(status, retry_after),
-        Some(_) => return HubError::injected(403, None),
-        None => {}
+    if let Some(kind) = shared.faults.take_response_fault(&context) {
+        return match HubError::hostile(&kind).await {
+            Some(response) => response,
+            None => HubError::injected(403, None),
+        };
     }
 
     let mut headers = HeaderMap::new();

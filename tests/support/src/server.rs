@@ -31,6 +31,23 @@ pub struct Settings {
     pub cdn_ttl: Duration,
     /// When set, LFS redirects go to `{base}/{sha256}` instead of the built-in CDN.
     pub cdn_base_override: Option<String>,
+    /// Raw entries appended to the first page of every tree listing, as sent (a hostile
+    /// upstream: huge sizes, unsafe or colliding names).
+    pub tree_extra: Vec<serde_json::Value>,
+    /// How tree listings paginate.
+    pub pagination: Pagination,
+}
+
+/// How the tree listing links its pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pagination {
+    /// `next` while entries remain, as the Hub does.
+    #[default]
+    Honest,
+    /// After the last entry, empty pages that always link to another one.
+    EndlessEmpty,
+    /// The last page links back to the first.
+    Loop,
 }
 
 impl Default for Settings {
@@ -39,6 +56,8 @@ impl Default for Settings {
             page_size: 1000,
             cdn_ttl: Duration::from_secs(3600),
             cdn_base_override: None,
+            tree_extra: Vec::new(),
+            pagination: Pagination::Honest,
         }
     }
 }
