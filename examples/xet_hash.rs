@@ -21,7 +21,9 @@ fn thread_cpu() -> f64 {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: xet_hash FILE [ROUNDS]");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: xet_hash FILE [ROUNDS]");
     let rounds: usize = std::env::args()
         .nth(2)
         .and_then(|r| r.parse().ok())

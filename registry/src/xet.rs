@@ -5,6 +5,7 @@
 //! byte order) and never computes them. Storage format and costs are described in
 //! `migrations/0005_xet_chunks.sql`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -193,8 +194,8 @@ fn locate(conn: &Connection, hashes: &[[u8; 32]]) -> rusqlite::Result<Vec<Option
             .collect::<rusqlite::Result<_>>()?;
         let mut location = None;
         for (file, idx) in hits {
-            if !candidates.contains_key(&file) {
-                candidates.insert(file, load_candidate(conn, file)?);
+            if let Entry::Vacant(slot) = candidates.entry(file) {
+                slot.insert(load_candidate(conn, file)?);
             }
             let Some(Some(candidate)) = candidates.get(&file) else {
                 continue;
@@ -261,8 +262,9 @@ impl Registry {
     pub async fn xet(&self, sha256: &str) -> Result<Option<XetRecord>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
-            let found = get(conn, &sha256)
-                .map_err(read_error(|| format!("read the Xet chunking of blob {sha256}")))?;
+            let found = get(conn, &sha256).map_err(read_error(|| {
+                format!("read the Xet chunking of blob {sha256}")
+            }))?;
             match found {
                 None => Ok(None),
                 Some(Ok(record)) => Ok(Some(record)),
@@ -307,7 +309,9 @@ impl Registry {
                 .query_map([], |row| row.get(0))?
                 .collect()
             };
-            query().map_err(read_error(|| "list blobs without a Xet chunking".to_owned()))
+            query().map_err(read_error(|| {
+                "list blobs without a Xet chunking".to_owned()
+            }))
         })
         .await
     }

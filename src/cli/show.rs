@@ -171,7 +171,10 @@ async fn add_xet_hashes(larder: &Larder, detail: &mut serde_json::Value) -> anyh
     };
     for file in files {
         let held = file.get("held").and_then(|h| h.as_bool()) == Some(true);
-        let sha256 = file.get("sha256").and_then(|s| s.as_str()).map(str::to_owned);
+        let sha256 = file
+            .get("sha256")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
         let xet_hash = match sha256 {
             Some(sha256) if held => larder.registry.xet_hash(&sha256).await?,
             _ => None,

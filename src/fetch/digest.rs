@@ -84,10 +84,7 @@ pub fn digest_file(path: &std::path::Path, git: bool) -> std::io::Result<(Digest
 }
 
 /// [`digest_file`] that also computes the Xet chunking, in the same read.
-pub fn digest_file_with_xet(
-    path: &std::path::Path,
-    git: bool,
-) -> std::io::Result<(Digests, u64)> {
+pub fn digest_file_with_xet(path: &std::path::Path, git: bool) -> std::io::Result<(Digests, u64)> {
     digest_file_inner(path, git, true)
 }
 

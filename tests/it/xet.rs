@@ -255,7 +255,10 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
     for line in &lines {
         assert_eq!(line["status"], "xet_mismatch", "{line}");
     }
-    let a_line = lines.iter().find(|l| l["sha256"] == sha256_hex(&a)).unwrap();
+    let a_line = lines
+        .iter()
+        .find(|l| l["sha256"] == sha256_hex(&a))
+        .unwrap();
     assert_eq!(a_line["recorded"], "0".repeat(63) + "1");
     assert_eq!(a_line["actual"], xet::hash_bytes(&a).hex());
     // The blobs are fine, so they stay; the index is rewritten and the next run is clean.
@@ -266,7 +269,10 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
     db.execute("DELETE FROM xet_chunks", []).unwrap();
     db.execute("DELETE FROM xet_files", []).unwrap();
     let larder = world.larder();
-    assert_eq!(larder.registry.xet_hash(&sha256_hex(&a)).await.unwrap(), None);
+    assert_eq!(
+        larder.registry.xet_hash(&sha256_hex(&a)).await.unwrap(),
+        None
+    );
     assert_eq!(
         larder.registry.blobs_without_xet().await.unwrap().len(),
         2,
@@ -277,7 +283,14 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
         larder.registry.xet_hash(&sha256_hex(&a)).await.unwrap(),
         Some(xet::hash_bytes(&a).hex())
     );
-    assert!(larder.registry.blobs_without_xet().await.unwrap().is_empty());
+    assert!(
+        larder
+            .registry
+            .blobs_without_xet()
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // On demand: the same for one blob, without `verify`.
     db.execute("DELETE FROM xet_files WHERE sha256 = ?1", [sha256_hex(&b)])
