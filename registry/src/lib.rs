@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod blobs;
+mod chunk_index;
 mod connection;
 mod derivations;
 mod error;
@@ -38,6 +39,7 @@ mod validate;
 mod writer;
 mod xet;
 
+pub use chunk_index::{ChunkLocation, XetChunk, XetRecord};
 pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState, ParseJobStateError};
@@ -50,4 +52,3 @@ pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,
 };
-pub use xet::{ChunkLocation, XetChunk, XetRecord};
