@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind};
-use crate::fetch::digest::{digest_bytes, digest_file, lfs_pointer_oid};
+use crate::fetch::digest::{digest_bytes, digest_file_with_xet, lfs_pointer_oid};
 use crate::hub::RepoId;
 use crate::record::{self, Checked};
 use crate::registry::{
@@ -268,16 +268,20 @@ pub async fn convert(
         }
     };
 
-    // Publish every output file (hashed once more from disk), then register.
+    // Publish every output file (hashed once more from disk), then register. The writer of
+    // larder-convert hashes sha256 as it writes but knows nothing of Xet, so the Xet chunking
+    // of a GGUF is computed here from the freshly written (page-cached) file.
     let mut produced = Vec::new();
     for Output { path, file, digest } in outputs {
-        let (sha256, size, git_oid) = match digest {
+        let (sha256, size, git_oid, chunking) = match digest {
             Some((sha256, size)) => {
                 let oid = lfs_pointer_oid(&sha256, size);
-                (sha256, size, oid)
+                let chunking = crate::xet::hash_file(&file)
+                    .map_err(|e| StoreError::io("could not read", &file, e))?;
+                (sha256, size, oid, chunking)
             }
             None => {
-                let (digests, size) = digest_file(&file, true)
+                let (digests, size) = digest_file_with_xet(&file, true)
                     .map_err(|e| StoreError::io("could not read", &file, e))?;
                 let lfs_sized = size >= LFS_THRESHOLD || path.ends_with(".safetensors");
                 let oid = if lfs_sized {
@@ -285,7 +289,13 @@ pub async fn convert(
                 } else {
                     digests.git_oid.unwrap_or_default()
                 };
-                (digests.sha256, size, oid)
+                // Always computed by `digest_file_with_xet`; read again only if it were not.
+                let chunking = match digests.xet {
+                    Some(chunking) => chunking,
+                    None => crate::xet::hash_file(&file)
+                        .map_err(|e| StoreError::io("could not read", &file, e))?,
+                };
+                (digests.sha256, size, oid, chunking)
             }
         };
         let lfs =
@@ -295,6 +305,7 @@ pub async fn convert(
         }
         larder.blobs.publish(&file, &sha256).await?;
         record::record_blob(larder, &sha256, size, Checked::Verified).await?;
+        crate::xet::index::record(&larder.registry, &sha256, &chunking).await?;
         produced.push(Produced {
             path,
             size,
@@ -326,6 +337,12 @@ pub async fn convert(
         &card_digest.sha256,
         card_bytes.len() as u64,
         Checked::Verified,
+    )
+    .await?;
+    crate::xet::index::record(
+        &larder.registry,
+        &card_digest.sha256,
+        &crate::xet::hash_bytes(&card_bytes),
     )
     .await?;
     produced.push(Produced {

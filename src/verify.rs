@@ -1,12 +1,17 @@
 //! `larder verify`: re-hash blobs, quarantine the ones whose content no longer matches their
 //! name, and drop their registry rows so the next pull fetches them again.
+//!
+//! The same read recomputes each blob's Xet chunking and checks it against the chunk index: a
+//! blob stored before Larder kept one gets its record now; a record that disagrees with the
+//! content (the index is damaged, the blob is not) is reported and rewritten.
 
 use serde::Serialize;
 
 use crate::Larder;
-use crate::fetch::digest::digest_file;
+use crate::fetch::digest::{ContentHasher, Digests, digest_file_with_xet};
 use crate::registry::RegistryError;
 use crate::store::StoreError;
+use crate::xet::XetChunking;
 
 /// What happened to one blob.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -23,6 +28,14 @@ pub enum BlobStatus {
         /// Where it was moved.
         quarantined_to: String,
     },
+    /// Content matches its sha256, but the chunk index recorded another Xet chunking for it
+    /// (the index was damaged); the index now holds the recomputed one.
+    XetMismatch {
+        /// The Xet hash the index recorded (`damaged` when its chunk list was unreadable).
+        recorded: String,
+        /// The Xet hash of the content.
+        actual: String,
+    },
 }
 
 /// One line of the report.
@@ -35,6 +48,9 @@ pub struct BlobCheck {
     /// Verdict.
     #[serde(flatten)]
     pub status: BlobStatus,
+    /// Its Xet hash, when the content was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
     /// Files that use it, as `org/name@commit:path`.
     pub used_by: Vec<String>,
 }
@@ -58,7 +74,7 @@ pub async fn verify_blobs(
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
     for (sha256, size) in blobs {
-        let actual = if larder.blobs.is_shared() {
+        let digests = if larder.blobs.is_shared() {
             hash_shared(larder.blobs.as_ref(), &sha256).await?
         } else {
             let store = larder.local.clone();
@@ -67,10 +83,21 @@ pub async fn verify_blobs(
                 .await
                 .unwrap_or(Ok(None))?
         };
-        let mut status = match actual {
+        let xet_hash = digests
+            .as_ref()
+            .and_then(|d| d.xet.as_ref())
+            .map(XetChunking::hex);
+        let mut status = match digests {
             None => BlobStatus::Missing,
-            Some(actual) if actual == sha256 => BlobStatus::Ok,
-            Some(actual) => {
+            Some(Digests {
+                sha256: actual,
+                xet,
+                ..
+            }) if actual == sha256 => match xet {
+                Some(chunking) => check_xet(larder, &sha256, &chunking).await?,
+                None => BlobStatus::Ok,
+            },
+            Some(Digests { sha256: actual, .. }) => {
                 let moved = larder.blobs.quarantine(&sha256).await?;
                 BlobStatus::Corrupt {
                     actual,
@@ -85,7 +112,10 @@ pub async fn verify_blobs(
             let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
                 .await
                 .unwrap_or(Ok(None))?;
-            if let Some(actual) = cached.filter(|actual| *actual != sha256) {
+            if let Some(actual) = cached
+                .map(|digests| digests.sha256)
+                .filter(|actual| *actual != sha256)
+            {
                 let moved = larder.local.quarantine(&sha256)?;
                 if status == BlobStatus::Ok {
                     status = BlobStatus::Corrupt {
@@ -96,7 +126,7 @@ pub async fn verify_blobs(
             }
         }
         match status {
-            BlobStatus::Ok => {
+            BlobStatus::Ok | BlobStatus::XetMismatch { .. } => {
                 larder
                     .registry
                     .mark_blob_verified(&sha256, crate::now_unix())
@@ -115,6 +145,7 @@ pub async fn verify_blobs(
             sha256,
             size,
             status,
+            xet_hash,
             used_by,
         };
         on_checked(&check);
@@ -123,13 +154,38 @@ pub async fn verify_blobs(
     Ok(report)
 }
 
-/// sha256 of a blob in a shared store, streamed (never buffered whole); `None` when missing.
+/// Compare the Xet chunking of content that matched its sha256 with the chunk index: record
+/// it when the index has none, report and rewrite a record that differs.
+async fn check_xet(
+    larder: &Larder,
+    sha256: &str,
+    chunking: &XetChunking,
+) -> Result<BlobStatus, VerifyError> {
+    let fresh = crate::xet::index::to_record(sha256, chunking);
+    let recorded = match larder.registry.xet(sha256).await {
+        Ok(Some(record)) if record == fresh => return Ok(BlobStatus::Ok),
+        Ok(Some(record)) => Some(record.xet_hash),
+        Ok(None) => None,
+        Err(RegistryError::CorruptXetIndex { .. }) => Some("damaged".to_owned()),
+        Err(other) => return Err(other.into()),
+    };
+    larder.registry.record_xet(fresh).await?;
+    Ok(match recorded {
+        None => BlobStatus::Ok,
+        Some(recorded) => BlobStatus::XetMismatch {
+            recorded,
+            actual: chunking.hex(),
+        },
+    })
+}
+
+/// Digests (sha256, Xet) of a blob in a shared store, streamed (never buffered whole); `None`
+/// when missing.
 async fn hash_shared(
     store: &dyn crate::store::BlobStore,
     sha256: &str,
-) -> Result<Option<String>, StoreError> {
+) -> Result<Option<Digests>, StoreError> {
     use futures::StreamExt;
-    use sha2::{Digest, Sha256};
     let Some(size) = store.stat(sha256).await? else {
         return Ok(None);
     };
@@ -138,18 +194,21 @@ async fn hash_shared(
         Err(StoreError::Missing(_)) => return Ok(None),
         Err(error) => return Err(error),
     };
-    let mut hasher = Sha256::new();
+    let mut hasher = ContentHasher::new(size, false).with_xet();
     while let Some(chunk) = stream.next().await {
         hasher.update(&chunk?);
     }
-    Ok(Some(hex::encode(hasher.finalize())))
+    Ok(Some(hasher.finish()))
 }
 
-/// sha256 of a stored blob; `None` when it is missing.
-fn hash_blob(store: &crate::store::LocalStore, sha256: &str) -> Result<Option<String>, StoreError> {
+/// Digests (sha256, Xet) of a stored blob; `None` when it is missing.
+fn hash_blob(
+    store: &crate::store::LocalStore,
+    sha256: &str,
+) -> Result<Option<Digests>, StoreError> {
     let path = store.blob_path(sha256)?;
-    match digest_file(&path, false) {
-        Ok((digests, _)) => Ok(Some(digests.sha256)),
+    match digest_file_with_xet(&path, false) {
+        Ok((digests, _)) => Ok(Some(digests)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(StoreError::io("could not read", &path, e)),
     }

@@ -34,8 +34,10 @@ pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlit
     Ok(changed > 0)
 }
 
-/// Forgets the blob; the `files` rows naming it stay and become "not held".
+/// Forgets the blob and its chunk index rows; the `files` rows naming it stay and become
+/// "not held".
 pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
+    crate::chunk_index::remove(conn, sha256)?;
     conn.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
         .execute([sha256])?;
     Ok(())

@@ -167,6 +167,16 @@ pub enum RegistryError {
         /// The path asked for.
         path: String,
     },
+
+    /// A blob's stored Xet chunk list is not a whole number of entries (the chunk index is
+    /// damaged; `larder verify` recomputes it).
+    #[error("the stored Xet chunk list of blob {sha256} is damaged ({bytes} bytes)")]
+    CorruptXetIndex {
+        /// The blob.
+        sha256: String,
+        /// The length of the stored list.
+        bytes: usize,
+    },
 }
 
 impl RegistryError {

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod blobs;
+mod chunk_index;
 mod connection;
 mod derivations;
 mod error;
@@ -36,7 +37,9 @@ mod tracking;
 mod types;
 mod validate;
 mod writer;
+mod xet;
 
+pub use chunk_index::{ChunkLocation, XetChunk, XetRecord};
 pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState, ParseJobStateError};

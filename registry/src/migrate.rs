@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0004_job_error_kind",
         sql: include_str!("../migrations/0004_job_error_kind.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_xet_chunks",
+        sql: include_str!("../migrations/0005_xet_chunks.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

@@ -174,7 +174,12 @@ impl Registry {
     pub async fn remove_blob(&self, sha256: &str) -> Result<(), RegistryError> {
         let sha256 = sha256.to_owned();
         self.write(move |conn| {
-            blobs::remove(conn, &sha256).map_err(write_error(|| format!("remove blob {sha256}")))
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                blobs::remove(&tx, &sha256)?;
+                tx.commit()
+            };
+            run(conn).map_err(write_error(|| format!("remove blob {sha256}")))
         })
         .await
     }

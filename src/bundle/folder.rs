@@ -79,6 +79,7 @@ pub async fn import_folder(
     let mut files = Vec::new();
     let mut blobs: Vec<BlobRecord> = Vec::new();
     let mut blobs_imported = 0;
+    let mut chunkings = Vec::new();
     for (path, source) in &entries {
         let part = larder.local.tmp_dir().join(format!(
             "folder-{}-{}.part",
@@ -118,6 +119,9 @@ pub async fn import_folder(
             digests.git_oid.clone().unwrap_or_default()
         };
         if !blobs.iter().any(|b| b.sha256 == sha256) {
+            if let Some(chunking) = digests.xet.clone() {
+                chunkings.push((sha256.clone(), chunking));
+            }
             blobs.push(record::blob_record(
                 larder,
                 &sha256,
@@ -175,6 +179,10 @@ pub async fn import_folder(
             blobs,
         )
         .await?;
+    // The chunk index follows its blobs' rows (see `import`).
+    for (sha256, chunking) in &chunkings {
+        crate::xet::index::record(&larder.registry, sha256, chunking).await?;
+    }
     crate::licence::record_held_detection(larder, kind, repo.as_str(), &summary.commit).await;
     crate::manifest::publish_logged(larder, kind, repo.as_str(), &summary.commit).await;
     Ok(summary)

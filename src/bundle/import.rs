@@ -193,12 +193,16 @@ async fn import_commit(
 
     // Blob first, then rows: publish the new blobs, then record them with the revision.
     let mut records = Vec::new();
+    let mut chunkings = Vec::new();
     for file in &commit.files {
         let Some(state) = blobs.get_mut(&file.sha256) else {
             continue;
         };
         match state {
-            BlobState::Part(part, _) => {
+            BlobState::Part(part, digests) => {
+                if let Some(chunking) = digests.xet.take() {
+                    chunkings.push((file.sha256.clone(), chunking));
+                }
                 larder.blobs.publish(part, &file.sha256).await?;
                 summary.blobs_imported += 1;
                 summary.bytes_imported += file.size;
@@ -244,6 +248,11 @@ async fn import_commit(
         .registry
         .record_snapshot_with_blobs(snapshot, records)
         .await?;
+    // The chunk index follows its blobs' rows; a crash in between leaves blobs whose chunking
+    // `larder verify` computes later.
+    for (sha256, chunking) in &chunkings {
+        crate::xet::index::record(&larder.registry, sha256, chunking).await?;
+    }
     crate::manifest::publish_logged(larder, repo.kind, &repo.name, &commit.sha).await;
     crate::licence::record_held_detection(larder, repo.kind, &repo.name, &commit.sha).await;
     outcome.status = "imported";

@@ -252,8 +252,8 @@ pub async fn select_commits(
 
 pub use crate::fetch::digest::{lfs_pointer, lfs_pointer_oid};
 
-/// Copy `src` to `dest` (created or truncated) while hashing it (sha256 and git blob oid), and
-/// sync it. Returns the digests and the number of bytes copied.
+/// Copy `src` to `dest` (created or truncated) while hashing it (sha256, git blob oid and Xet
+/// chunking), and sync it. Returns the digests and the number of bytes copied.
 pub(crate) fn copy_hashed(src: &Path, dest: &Path) -> Result<(Digests, u64), BundleError> {
     let mut input = File::open(src).map_err(BundleError::io("open", src))?;
     let size = input
@@ -261,7 +261,7 @@ pub(crate) fn copy_hashed(src: &Path, dest: &Path) -> Result<(Digests, u64), Bun
         .map_err(BundleError::io("stat", src))?
         .len();
     let mut output = File::create(dest).map_err(BundleError::io("create", dest))?;
-    let mut hasher = ContentHasher::new(size, true);
+    let mut hasher = ContentHasher::new(size, true).with_xet();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
         let n = input

@@ -55,6 +55,7 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let licence_history = larder::licence::licence_history(larder, kind, name).await?;
     if args.json {
         let mut value = serde_json::to_value(&detail)?;
+        add_xet_hashes(larder, &mut value).await?;
         if let Some(object) = value.as_object_mut() {
             object.insert("ref_history".to_owned(), serde_json::to_value(&history)?);
             object.insert(
@@ -160,4 +161,27 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Put each held file's Xet hash beside its sha256 (`xet_hash`; `null` when the content is not
+/// held or its chunking is not computed yet: `larder verify` computes it).
+async fn add_xet_hashes(larder: &Larder, detail: &mut serde_json::Value) -> anyhow::Result<()> {
+    let Some(files) = detail.get_mut("files").and_then(|f| f.as_array_mut()) else {
+        return Ok(());
+    };
+    for file in files {
+        let held = file.get("held").and_then(|h| h.as_bool()) == Some(true);
+        let sha256 = file
+            .get("sha256")
+            .and_then(|s| s.as_str())
+            .map(str::to_owned);
+        let xet_hash = match sha256 {
+            Some(sha256) if held => larder.registry.xet_hash(&sha256).await?,
+            _ => None,
+        };
+        if let Some(object) = file.as_object_mut() {
+            object.insert("xet_hash".to_owned(), serde_json::json!(xet_hash));
+        }
+    }
+    Ok(())
 }

@@ -78,6 +78,9 @@ pub async fn run(larder: &Larder, args: VerifyArgs) -> anyhow::Result<ExitCode> 
                     BlobStatus::Missing => "MISSING".to_owned(),
                     BlobStatus::Corrupt { quarantined_to, .. } =>
                         format!("CORRUPT, moved to {quarantined_to}"),
+                    BlobStatus::XetMismatch { recorded, actual } => format!(
+                        "XET HASH MISMATCH (the chunk index said {recorded}, the content hashes to {actual}; index rewritten)"
+                    ),
                     BlobStatus::Ok => String::new(),
                 },
                 check.sha256,

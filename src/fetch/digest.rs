@@ -1,7 +1,10 @@
-//! Content digests: sha256 (the store key and the LFS oid) and the git blob sha1.
+//! Content digests: sha256 (the store key and the LFS oid), the git blob sha1 and, for content
+//! that enters the store, the Xet chunking ([`crate::xet`]).
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+
+use crate::xet::{PipelinedXetHasher, XetChunking};
 
 /// The digests of one file's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,12 +13,17 @@ pub struct Digests {
     pub sha256: String,
     /// git blob oid, when it was computed.
     pub git_oid: Option<String>,
+    /// The Xet chunking and file hash, when it was computed ([`ContentHasher::with_xet`]).
+    pub xet: Option<XetChunking>,
 }
 
-/// Hashes content incrementally; the git oid is computed only when asked for (regular files).
+/// Hashes content incrementally; the git oid is computed only when asked for (regular files),
+/// and the Xet chunking only with [`ContentHasher::with_xet`] (content that enters the store).
 pub struct ContentHasher {
     sha256: Sha256,
     git: Option<Sha1>,
+    xet: Option<PipelinedXetHasher>,
+    size: u64,
     fed: u64,
 }
 
@@ -30,13 +38,25 @@ impl ContentHasher {
         ContentHasher {
             sha256: Sha256::new(),
             git,
+            xet: None,
+            size,
             fed: 0,
         }
+    }
+
+    /// Also compute the Xet chunking (on a thread of its own for large content, so it runs
+    /// beside sha256 rather than after it). Call before feeding any bytes.
+    pub fn with_xet(mut self) -> Self {
+        self.xet = Some(PipelinedXetHasher::new(self.size));
+        self
     }
 
     /// Feed the next bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         self.sha256.update(bytes);
+        if let Some(xet) = &mut self.xet {
+            xet.update(bytes);
+        }
         if let Some(git) = &mut self.git {
             git.update(bytes);
         }
@@ -53,16 +73,33 @@ impl ContentHasher {
         Digests {
             sha256: hex::encode(self.sha256.finalize()),
             git_oid: self.git.map(|g| hex::encode(g.finalize())),
+            xet: self.xet.map(PipelinedXetHasher::finish),
         }
     }
 }
 
 /// Digests and size of a file on disk (`git` also computes the git blob oid).
 pub fn digest_file(path: &std::path::Path, git: bool) -> std::io::Result<(Digests, u64)> {
+    digest_file_inner(path, git, false)
+}
+
+/// [`digest_file`] that also computes the Xet chunking, in the same read.
+pub fn digest_file_with_xet(path: &std::path::Path, git: bool) -> std::io::Result<(Digests, u64)> {
+    digest_file_inner(path, git, true)
+}
+
+fn digest_file_inner(
+    path: &std::path::Path,
+    git: bool,
+    xet: bool,
+) -> std::io::Result<(Digests, u64)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
     let mut hasher = ContentHasher::new(size, git);
+    if xet {
+        hasher = hasher.with_xet();
+    }
     let mut buffer = vec![0u8; 4 << 20];
     loop {
         let n = file.read(&mut buffer)?;

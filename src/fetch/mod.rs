@@ -308,8 +308,11 @@ pub async fn pull(
     let mut first_error = None;
     while let Some(result) = results.next().await {
         match result {
-            Ok((key, sha256, size, received)) => {
+            Ok((key, sha256, size, received, xet)) => {
                 record::record_blob(larder, &sha256, size, Checked::Verified).await?;
+                if let Some(chunking) = &xet {
+                    crate::xet::index::record(&larder.registry, &sha256, chunking).await?;
+                }
                 fetched_bytes += received;
                 fetched.insert(key, sha256);
             }
@@ -443,11 +446,11 @@ async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, P
     Ok(held.then_some(sha))
 }
 
+/// A fetched file: its content key, sha256, size, bytes received and Xet chunking.
+type FetchedFile = (String, String, u64, u64, Option<crate::xet::XetChunking>);
+
 /// Fetch one file; on a digest mismatch throw the bytes away and fetch it once more.
-async fn fetch_verified(
-    env: &TransferEnv,
-    job: FileJob,
-) -> Result<(String, String, u64, u64), PullError> {
+async fn fetch_verified(env: &TransferEnv, job: FileJob) -> Result<FetchedFile, PullError> {
     let key = job.key();
     let size = job.size;
     let path = job.path.clone();
@@ -461,7 +464,13 @@ async fn fetch_verified(
                     path,
                     sha256: fetched.digests.sha256.clone(),
                 });
-                return Ok((key, fetched.digests.sha256, size, received_total));
+                return Ok((
+                    key,
+                    fetched.digests.sha256,
+                    size,
+                    received_total,
+                    fetched.digests.xet,
+                ));
             }
             Err(TransferError::Mismatch {
                 path,

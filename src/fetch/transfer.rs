@@ -570,10 +570,11 @@ async fn checkpoint_loop(
     }
 }
 
-/// Follow the contiguous written prefix with the hashers. `None` if the transfer stopped first.
+/// Follow the contiguous written prefix with the hashers (sha256 or the git oid, and the Xet
+/// chunking). `None` if the transfer stopped first.
 fn hash_prefix(shared: &Shared, git: bool) -> Option<Digests> {
     let size = shared.job.size;
-    let mut hasher = ContentHasher::new(size, git);
+    let mut hasher = ContentHasher::new(size, git).with_xet();
     let mut buffer = vec![0u8; HASH_BUFFER.min(size.max(1) as usize)];
     loop {
         let target = {

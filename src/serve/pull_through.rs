@@ -681,8 +681,16 @@ impl PullThrough {
             let stage = match result {
                 Ok(fetched) => {
                     let sha = fetched.digests.sha256.clone();
-                    let recorded =
-                        record(&larder, registry_kind_, &repo, &commit, &row, &sha).await;
+                    let recorded = record(
+                        &larder,
+                        registry_kind_,
+                        &repo,
+                        &commit,
+                        &row,
+                        &sha,
+                        fetched.digests.xet.as_ref(),
+                    )
+                    .await;
                     let local = larder
                         .blobs
                         .local_path(&sha)
@@ -727,7 +735,8 @@ impl PullThrough {
     }
 }
 
-/// Record the fetched blob, and the file's sha256 when it was not known (regular files).
+/// Record the fetched blob and its Xet chunking, and the file's sha256 when it was not known
+/// (regular files).
 async fn record(
     larder: &Larder,
     kind: RepoKind,
@@ -735,10 +744,16 @@ async fn record(
     commit: &str,
     row: &FileRow,
     sha256: &str,
+    xet: Option<&crate::xet::XetChunking>,
 ) -> Result<(), String> {
     record::record_blob(larder, sha256, row.size, Checked::Verified)
         .await
         .map_err(|e| transfer::error_chain(&e))?;
+    if let Some(chunking) = xet {
+        crate::xet::index::record(&larder.registry, sha256, chunking)
+            .await
+            .map_err(|e| transfer::error_chain(&e))?;
+    }
     if row.sha256.is_some() {
         crate::manifest::publish_logged(larder, kind, repo, commit).await;
         return Ok(());

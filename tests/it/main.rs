@@ -23,3 +23,4 @@ mod serve;
 mod tracking;
 mod ui;
 mod verify;
+mod xet;
