@@ -22,6 +22,7 @@ pub mod settings;
 pub mod store;
 pub mod units;
 pub mod verify;
+pub mod xet;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -38,6 +38,7 @@ pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlit
 pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
         .execute([sha256])?;
+    crate::xet_terms::forget_blob(conn, sha256)?;
     Ok(())
 }
 

@@ -36,6 +36,7 @@ mod tracking;
 mod types;
 mod validate;
 mod writer;
+mod xet_terms;
 
 pub use derivations::{CommitRef, Derivation};
 pub use error::RegistryError;
@@ -45,6 +46,7 @@ pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
 pub use retention::{EvictionCandidate, Served};
 pub use tracking::{TrackCheck, TrackedRef};
+pub use xet_terms::HeldTerm;
 pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,
