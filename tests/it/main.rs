@@ -20,3 +20,4 @@ mod serve;
 mod tracking;
 mod ui;
 mod verify;
+mod xet_pull;
