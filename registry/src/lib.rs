@@ -46,8 +46,8 @@ pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
 pub use retention::{EvictionCandidate, Served};
 pub use tracking::{TrackCheck, TrackedRef};
-pub use xet_terms::HeldTerm;
 pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,
 };
+pub use xet_terms::HeldTerm;

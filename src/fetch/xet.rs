@@ -400,15 +400,20 @@ pub async fn fetch_file(
             source,
         },
     })?;
-    let part = open_part(&env.store.tmp_dir(), job, &sha256, xet_hash, &terms).map_err(|source| {
-        XetTransferError::Store {
-            path: path.clone(),
-            source,
-        }
-    })?;
-    let resumed: u64 = part.lock().0.done.values().map(|d| {
-        d.lengths.iter().map(|&l| u64::from(l)).sum::<u64>()
-    }).sum();
+    let part =
+        open_part(&env.store.tmp_dir(), job, &sha256, xet_hash, &terms).map_err(|source| {
+            XetTransferError::Store {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let resumed: u64 = part
+        .lock()
+        .0
+        .done
+        .values()
+        .map(|d| d.lengths.iter().map(|&l| u64::from(l)).sum::<u64>())
+        .sum();
     env.reporter.report(&PullEvent::FileStarted {
         path: path.clone(),
         size: job.size,
@@ -471,11 +476,10 @@ pub async fn fetch_file(
 
     // Verify everything, then publish.
     let (actual_sha, actual_xet) = {
-        let file = ctx
-            .part
-            .file
-            .try_clone()
-            .map_err(|e| ctx.store_error(StoreError::io("could not reopen", &ctx.part.path, e)))?;
+        let file =
+            ctx.part.file.try_clone().map_err(|e| {
+                ctx.store_error(StoreError::io("could not reopen", &ctx.part.path, e))
+            })?;
         let lengths: Vec<u32> = ctx
             .part
             .lock()
@@ -573,7 +577,10 @@ fn digest_part(file: &File, lengths: &[u32]) -> std::io::Result<(String, String)
         chunks.push((crate::xet::chunk_hash(piece), u64::from(len)));
         offset += u64::from(len);
     }
-    Ok((hex::encode(sha.finalize()), crate::xet::verify_hash(&chunks)))
+    Ok((
+        hex::encode(sha.finalize()),
+        crate::xet::verify_hash(&chunks),
+    ))
 }
 
 /// Copies `term` from a held blob, if the registry knows one that holds it.
@@ -716,13 +723,11 @@ async fn fetch_group(
         }
     };
     let count = (fetch.chunk_end - fetch.chunk_start) as usize;
-    let decoded = decode_chunks(&body, count).map_err(|source| {
-        XetTransferError::Xorb {
-            path: path.clone(),
-            upstream: ctx.upstream.clone(),
-            url: shown_url(fetch),
-            source,
-        }
+    let decoded = decode_chunks(&body, count).map_err(|source| XetTransferError::Xorb {
+        path: path.clone(),
+        upstream: ctx.upstream.clone(),
+        url: shown_url(fetch),
+        source,
     })?;
     drop(body);
     for term in &terms {
@@ -768,8 +773,7 @@ async fn fetch_group(
 /// the rate limit.
 async fn fetch_range(ctx: &Ctx<'_>, fetch: &FetchRange) -> Result<Vec<u8>, RangeFailure> {
     let stall = ctx.env.settings.stall_timeout;
-    let mut response = match tokio::time::timeout(stall, ctx.xet.session.start_range(fetch)).await
-    {
+    let mut response = match tokio::time::timeout(stall, ctx.xet.session.start_range(fetch)).await {
         Err(_) => return Err(RangeFailure::Stalled),
         Ok(result) => result.map_err(RangeFailure::Cas)?,
     };

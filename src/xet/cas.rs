@@ -308,7 +308,9 @@ impl CasSession {
         let cas = Url::parse(parsed.cas_url.trim_end_matches('/'))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| malformed(format!("casUrl `{}` is not an http(s) URL", parsed.cas_url)))?;
+            .ok_or_else(|| {
+                malformed(format!("casUrl `{}` is not an http(s) URL", parsed.cas_url))
+            })?;
         if parsed.access_token.is_empty() {
             return Err(malformed("the access token is empty".to_owned()));
         }
@@ -384,9 +386,8 @@ impl CasSession {
     /// Starts the GET of a xorb range (no `Authorization`: the URL is signed). The caller
     /// streams the body (see [`read_range`]).
     pub async fn start_range(&self, fetch: &FetchRange) -> Result<reqwest::Response, CasError> {
-        let url = Url::parse(&fetch.url).map_err(|_| {
-            CasError::Http(HubError::Endpoint(fetch.url.clone()))
-        })?;
+        let url = Url::parse(&fetch.url)
+            .map_err(|_| CasError::Http(HubError::Endpoint(fetch.url.clone())))?;
         let response = self
             .http
             .get(url.clone())

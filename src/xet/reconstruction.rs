@@ -356,13 +356,17 @@ mod tests {
     fn refuses_hostile_answers() {
         let ranges =
             json!([{ "chunks": { "start": 0, "end": 3 }, "bytes": { "start": 0, "end": 199 } }]);
-        let term = |len: u64, start: u64, end: u64| {
-            json!({ "hash": X, "unpacked_length": len, "range": { "start": start, "end": end } })
-        };
+        let term = |len: u64, start: u64, end: u64| json!({ "hash": X, "unpacked_length": len, "range": { "start": start, "end": end } });
         // Terms short of the size, and past it.
         let short = answer(json!([term(100, 0, 2)]), ranges.clone());
-        assert!(matches!(parse_v2(&short, 150), Err(ReconstructionError::Size { .. })));
-        assert!(matches!(parse_v2(&short, 50), Err(ReconstructionError::Size { .. })));
+        assert!(matches!(
+            parse_v2(&short, 150),
+            Err(ReconstructionError::Size { .. })
+        ));
+        assert!(matches!(
+            parse_v2(&short, 50),
+            Err(ReconstructionError::Size { .. })
+        ));
         // Reversed, empty and out-of-range chunk ranges.
         for (start, end) in [(2, 1), (1, 1), (2, 5)] {
             let body = answer(json!([term(10, start, end)]), ranges.clone());
@@ -370,18 +374,30 @@ mod tests {
         }
         // More bytes than the chunks can hold.
         let body = answer(json!([term(300 << 10, 0, 2)]), ranges.clone());
-        assert!(matches!(parse_v2(&body, 300 << 10), Err(ReconstructionError::Term { .. })));
+        assert!(matches!(
+            parse_v2(&body, 300 << 10),
+            Err(ReconstructionError::Term { .. })
+        ));
         // Overlapping fetch ranges.
         let overlapping = json!([
             { "chunks": { "start": 0, "end": 2 }, "bytes": { "start": 0, "end": 99 } },
             { "chunks": { "start": 1, "end": 3 }, "bytes": { "start": 50, "end": 199 } }]);
         let body = answer(json!([term(10, 0, 1)]), overlapping);
-        assert!(matches!(parse_v2(&body, 10), Err(ReconstructionError::Fetch { .. })));
+        assert!(matches!(
+            parse_v2(&body, 10),
+            Err(ReconstructionError::Fetch { .. })
+        ));
         // A byte range far too long for its chunks.
         let huge = json!([{ "chunks": { "start": 0, "end": 1 }, "bytes": { "start": 0, "end": 1u64 << 30 } }]);
         let body = answer(json!([term(10, 0, 1)]), huge);
-        assert!(matches!(parse_v2(&body, 10), Err(ReconstructionError::Fetch { .. })));
+        assert!(matches!(
+            parse_v2(&body, 10),
+            Err(ReconstructionError::Fetch { .. })
+        ));
         // Not JSON.
-        assert!(matches!(parse_v2(b"{", 10), Err(ReconstructionError::Shape(_))));
+        assert!(matches!(
+            parse_v2(b"{", 10),
+            Err(ReconstructionError::Shape(_))
+        ));
     }
 }

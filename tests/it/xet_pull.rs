@@ -52,7 +52,12 @@ async fn pulls_over_xet_byte_identical() {
     // No plain download of the content happened.
     assert_eq!(x.world.server.stats().bytes_for_sha256(&sha), 0);
     assert!(summary.fetched_bytes > 0 && summary.fetched_bytes < data.len() as u64 * 2);
-    assert!(events.events().iter().any(|e| matches!(e, PullEvent::FileDelta { reused: 0, .. })));
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::FileDelta { reused: 0, .. }))
+    );
     // Credentials: the CAS saw only its own token, xorb URLs none.
     for request in x.cas.requests() {
         match request.route {
@@ -166,7 +171,11 @@ async fn refused(fault: XetFault, route_times: usize, expect: &str) {
     assert!(text.contains("model.bin"), "{text}");
     assert!(text.contains(expect), "{expect:?} not in {text}");
     assert!(!x.world.blob_path(&sha).exists(), "nothing is stored");
-    assert_eq!(x.world.server.stats().bytes_for_sha256(&sha), 0, "no HTTP fallback");
+    assert_eq!(
+        x.world.server.stats().bytes_for_sha256(&sha),
+        0,
+        "no HTTP fallback"
+    );
 }
 
 fn rewrite(f: impl Fn(&mut serde_json::Value) + Send + Sync + 'static) -> XetFault {
@@ -273,16 +282,26 @@ async fn assembled_bytes_must_match_the_digests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_route_refusals_are_clear() {
     for (fault, expect) in [
-        (XetFault::Status(XetRoute::Token, 401), "refused a Xet read token (401)"),
-        (XetFault::Status(XetRoute::Token, 403), "refused a Xet read token (403)"),
-        (XetFault::TokenBody("{not json".to_owned()), "malformed Xet token"),
+        (
+            XetFault::Status(XetRoute::Token, 401),
+            "refused a Xet read token (401)",
+        ),
+        (
+            XetFault::Status(XetRoute::Token, 403),
+            "refused a Xet read token (403)",
+        ),
+        (
+            XetFault::TokenBody("{not json".to_owned()),
+            "malformed Xet token",
+        ),
     ] {
         refused(fault, usize::MAX, expect).await;
     }
     // The hint names HF_TOKEN.
     let data = content(9, 1 << 20);
     let (x, _) = xet_world(&[("model.bin", data)]).await;
-    x.cas.inject(XetFault::Status(XetRoute::Token, 401), usize::MAX);
+    x.cas
+        .inject(XetFault::Status(XetRoute::Token, 401), usize::MAX);
     let larder = x.world.larder();
     let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
     let hint = larder::failure::Hint::hint(&result.unwrap_err()).unwrap_or_default();
@@ -293,7 +312,10 @@ async fn token_route_refusals_are_clear() {
 async fn the_hub_token_never_reaches_the_cas() {
     let data = content(10, 1 << 20);
     let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
-    x.world.server.hub().accept_token("acme/xet", "hf_secret_user_token");
+    x.world
+        .server
+        .hub()
+        .accept_token("acme/xet", "hf_secret_user_token");
     // A CAS that answers 401 (asking for other credentials) gets one fresh CAS token, never the
     // Hub token; then the pull falls back to plain HTTP.
     x.cas.inject(

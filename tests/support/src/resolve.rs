@@ -75,7 +75,10 @@ pub(crate) async fn handle(
                 shared.api_url,
                 kind.plural()
             );
-            headers.insert(header::LINK, header_value(&format!("<{route}>; rel=\"xet-auth\"")));
+            headers.insert(
+                header::LINK,
+                header_value(&format!("<{route}>; rel=\"xet-auth\"")),
+            );
         }
     }
     if let Some(candidates) = request.header(header::IF_NONE_MATCH) {

@@ -302,8 +302,11 @@ impl XetCas {
     async fn session(&self) -> anyhow::Result<Arc<FileUploadSession>> {
         // One shard cache for every upload, so later uploads deduplicate against earlier ones
         // the way the Hub's clients do.
-        let config =
-            TranslatorConfig::test_server_config(&self.ctx, &self.server_url, self.upload_dir.path())?;
+        let config = TranslatorConfig::test_server_config(
+            &self.ctx,
+            &self.server_url,
+            self.upload_dir.path(),
+        )?;
         Ok(FileUploadSession::new(Arc::new(config)).await?)
     }
 
@@ -497,8 +500,9 @@ impl XetLink {
             ("x-xet-access-token", XET_ACCESS_TOKEN.to_owned()),
             ("x-xet-token-expiration", exp.to_string()),
         ];
-        let body = serde_json::json!({ "accessToken": XET_ACCESS_TOKEN, "exp": exp, "casUrl": cas_url })
-            .to_string();
+        let body =
+            serde_json::json!({ "accessToken": XET_ACCESS_TOKEN, "exp": exp, "casUrl": cas_url })
+                .to_string();
         (200, headers, body)
     }
 }
