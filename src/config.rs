@@ -38,6 +38,18 @@ pub struct Config {
     /// Where blobs live (`[store]`).
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    /// Settings of `larder pull` (`[pull]`).
+    #[serde(default)]
+    pub pull: PullConfig,
+}
+
+/// `[pull]`: settings of pulls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullConfig {
+    /// Fetch files the upstream stores in Xet from its Xet storage (default true); `false` is
+    /// `--no-xet` for every pull.
+    pub xet: Option<bool>,
 }
 
 /// `[serve]`: settings of the mirror.
@@ -175,6 +187,16 @@ impl ConfigFile {
     /// Every table, checked strictly (unknown tables and keys are errors).
     pub fn whole(&self) -> Result<Config, ConfigError> {
         self.parse()
+    }
+
+    /// Only the `[pull]` table (default when absent).
+    pub fn pull(&self) -> Result<PullConfig, ConfigError> {
+        #[derive(Default, Deserialize)]
+        struct PullOnly {
+            #[serde(default)]
+            pull: PullConfig,
+        }
+        Ok(self.parse::<PullOnly>()?.pull)
     }
 
     /// Only the `[store]` table (default when absent). Other tables are not looked at here, so

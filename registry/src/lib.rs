@@ -38,6 +38,7 @@ mod types;
 mod validate;
 mod writer;
 mod xet;
+mod xet_terms;
 
 pub use chunk_index::{ChunkLocation, XetChunk, XetRecord};
 pub use derivations::{CommitRef, Derivation};
@@ -52,3 +53,4 @@ pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,
 };
+pub use xet_terms::HeldTerm;

@@ -50,10 +50,15 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0005_xet_chunks",
         sql: include_str!("../migrations/0005_xet_chunks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_xet_terms",
+        sql: include_str!("../migrations/0006_xet_terms.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.
-pub const LATEST: i64 = MIGRATIONS.len() as i64;
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// Brings the database up to [`LATEST`], applying each missing migration in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), RegistryError> {

@@ -118,11 +118,37 @@ impl Reporter for LogLines {
                 fetched_files,
                 fetched_bytes,
                 reused_files,
+                reused_bytes,
                 seconds,
+            } if *reused_bytes > 0 => format!(
+                "pulled {repo}@{commit}: reused {} from held revisions, fetched {} ({fetched_files} files, {reused_files} already held), {seconds:.1}s",
+                format::size(*reused_bytes),
+                format::size(*fetched_bytes)
+            ),
+            PullEvent::Done {
+                repo,
+                commit,
+                fetched_files,
+                fetched_bytes,
+                reused_files,
+                seconds,
+                ..
             } => format!(
                 "pulled {repo}@{commit}: {fetched_files} files fetched ({}), {reused_files} already held, {seconds:.1}s",
                 format::size(*fetched_bytes)
             ),
+            PullEvent::FileDelta {
+                path,
+                fetched,
+                reused,
+            } => format!(
+                "{path}: reused {} from held revisions, fetched {} over Xet",
+                format::size(*reused),
+                format::size(*fetched)
+            ),
+            PullEvent::XetFallback { path, reason } => {
+                format!("{path}: Xet storage unusable ({reason}); falling back to plain HTTP")
+            }
             PullEvent::FileProgress { .. } | PullEvent::FileReused { .. } => return,
         };
         eprintln!("{line}");
@@ -219,6 +245,9 @@ impl Reporter for Bars {
             PullEvent::Done { .. } => {
                 self.total.finish_and_clear();
                 LogLines.report(event);
+            }
+            PullEvent::FileDelta { .. } | PullEvent::XetFallback { .. } => {
+                self.multi.suspend(|| LogLines.report(event));
             }
             PullEvent::FileReused { .. } => {}
         }

@@ -59,6 +59,10 @@ pub struct PullArgs {
         conflicts_with_all = ["local_dir", "accept_licence", "policy"]
     )]
     daemon: Option<String>,
+    /// Fetch over plain HTTP even when the upstream stores files in Xet [default: `[pull] xet`
+    /// of config.toml, else Xet is used]
+    #[arg(long)]
+    no_xet: bool,
     /// Seconds without a byte before a connection is dropped and retried
     #[arg(long, default_value_t = 30, hide = true, env = "LARDER_STALL_TIMEOUT")]
     stall_timeout: u64,
@@ -106,6 +110,7 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
         .max_rate
         .map(|rate| Arc::new(larder::fetch::rate::RateLimiter::new(rate)));
     options.max_files = args.max_files.into();
+    options.xet = !args.no_xet && larder.config.pull()?.xet.unwrap_or(true);
     options.transfer.connections_per_file = args.connections.into();
     options.total_connections = (usize::from(args.connections) * 2).max(16);
     options.transfer.stall_timeout = Duration::from_secs(args.stall_timeout.max(1));

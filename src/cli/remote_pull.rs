@@ -191,6 +191,7 @@ impl Follower {
                     fetched_files: detail.fetch_files,
                     fetched_bytes: detail.fetch_bytes,
                     reused_files: detail.files.saturating_sub(detail.fetch_files),
+                    reused_bytes: 0,
                     seconds: elapsed.as_secs_f64(),
                 });
                 ExitCode::SUCCESS

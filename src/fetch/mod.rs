@@ -14,6 +14,7 @@ pub mod ranges;
 pub mod rate;
 pub mod state;
 pub mod transfer;
+pub mod xet;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ pub struct PullOptions {
     pub rate_limit: Option<Arc<rate::RateLimiter>>,
     /// Licence detection and policy, run before any transfer (see [`crate::licence`]).
     pub licence_gate: Option<Arc<crate::licence::PullGate>>,
+    /// Fetch files the upstream stores in Xet from its Xet storage (else plain HTTP).
+    pub xet: bool,
 }
 
 impl PullOptions {
@@ -76,6 +79,7 @@ impl PullOptions {
             local_dir: None,
             rate_limit: None,
             licence_gate: None,
+            xet: true,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct PullSummary {
     pub fetched_bytes: u64,
     /// Files the store already held.
     pub reused_files: usize,
+    /// Bytes of fetched files copied from held revisions instead of fetched (Xet delta).
+    pub reused_bytes: u64,
     /// Wall time.
     pub seconds: f64,
     /// Where plain files were laid out, if asked.
@@ -130,6 +136,9 @@ pub enum PullError {
     /// A file could not be fetched.
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    /// A file could not be fetched over Xet (and plain HTTP is no remedy).
+    #[error(transparent)]
+    Xet(#[from] xet::XetTransferError),
     /// The registry failed.
     #[error("could not record the pull in the registry")]
     Registry(#[from] RegistryError),
@@ -153,6 +162,7 @@ impl Classify for PullError {
             PullError::Hub(e) => e.failure_kind(),
             PullError::Pattern(_) | PullError::NothingSelected { .. } => FailureKind::Invalid,
             PullError::Transfer(e) => e.failure_kind(),
+            PullError::Xet(e) => e.failure_kind(),
             PullError::Registry(e) => e.failure_kind(),
             PullError::Store(e) => e.failure_kind(),
             PullError::Materialize(e) => e.failure_kind(),
@@ -183,6 +193,7 @@ impl Hint for PullError {
                 Some(RESUME_HINT.to_owned())
             }
             PullError::Licence(e) => e.hint(),
+            PullError::Xet(e) => e.hint(),
             PullError::Registry(e) => e.hint(),
             _ => None,
         }
@@ -283,14 +294,30 @@ pub async fn pull(
         reporter: reporter.clone(),
         rate_limit: options.rate_limit.clone(),
     };
+    let xet_env = if options.xet && fetch_list.iter().any(|f| f.xet_hash.is_some()) {
+        match crate::xet::cas::CasSession::new(client, options.kind, &options.repo, &commit) {
+            Ok(session) => Some(xet::XetEnv {
+                registry: larder.registry.clone(),
+                session: Arc::new(session),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "Xet storage unusable; pulling over plain HTTP");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut fetched: HashMap<String, String> = HashMap::new(); // content key -> sha256
     let mut fetched_bytes = 0;
+    let mut reused_bytes = 0;
     // Collected (the futures are lazy) so no borrowing closure is held across an await: the
     // pull future stays `Send` for `tokio::spawn` (the daemon's workers).
     let jobs: Vec<_> = fetch_list
         .iter()
         .map(|file| {
             let env = env.clone();
+            let xet = xet_env.clone().zip(file.xet_hash.clone());
             let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
             let job = url.map(|url| FileJob {
                 kind: options.kind,
@@ -301,20 +328,21 @@ pub async fn pull(
                 git_oid: file.git_oid.clone(),
                 url,
             });
-            async move { fetch_verified(&env, job.map_err(PullError::Hub)?).await }
+            async move { fetch_verified(&env, job.map_err(PullError::Hub)?, xet).await }
         })
         .collect();
     let mut results = futures::stream::iter(jobs).buffer_unordered(options.max_files.max(1));
     let mut first_error = None;
     while let Some(result) = results.next().await {
         match result {
-            Ok((key, sha256, size, received, xet)) => {
-                record::record_blob(larder, &sha256, size, Checked::Verified).await?;
-                if let Some(chunking) = &xet {
-                    crate::xet::index::record(&larder.registry, &sha256, chunking).await?;
+            Ok(file) => {
+                record::record_blob(larder, &file.sha256, file.size, Checked::Verified).await?;
+                if let Some(chunking) = &file.chunking {
+                    crate::xet::index::record(&larder.registry, &file.sha256, chunking).await?;
                 }
-                fetched_bytes += received;
-                fetched.insert(key, sha256);
+                fetched_bytes += file.received;
+                reused_bytes += file.reused;
+                fetched.insert(file.key, file.sha256);
             }
             Err(PullError::Transfer(TransferError::Hub { source, .. }))
                 if source.is_access_error() =>
@@ -409,6 +437,7 @@ pub async fn pull(
         fetched_files: fetched_list_len(&planned),
         fetched_bytes,
         reused_files: planned.iter().filter(|p| p.held.is_some()).count(),
+        reused_bytes,
         seconds: started.elapsed().as_secs_f64(),
         local_dir: options.local_dir.clone(),
         licence,
@@ -419,6 +448,7 @@ pub async fn pull(
         fetched_files: summary.fetched_files,
         fetched_bytes,
         reused_files: summary.reused_files,
+        reused_bytes,
         seconds: summary.seconds,
     });
     Ok(summary)
@@ -446,14 +476,62 @@ async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, P
     Ok(held.then_some(sha))
 }
 
-/// A fetched file: its content key, sha256, size, bytes received and Xet chunking.
-type FetchedFile = (String, String, u64, u64, Option<crate::xet::XetChunking>);
+/// A file fetched and verified.
+struct FetchedFile {
+    /// Its content key (the plan's).
+    key: String,
+    sha256: String,
+    size: u64,
+    /// Bytes received from the upstream in this run.
+    received: u64,
+    /// Bytes copied from held blobs instead (Xet delta).
+    reused: u64,
+    /// Its Xet chunking, for the chunk index.
+    chunking: Option<crate::xet::XetChunking>,
+}
 
-/// Fetch one file; on a digest mismatch throw the bytes away and fetch it once more.
-async fn fetch_verified(env: &TransferEnv, job: FileJob) -> Result<FetchedFile, PullError> {
+/// Fetch one file — over Xet when `xet` is given, falling back to plain HTTP when the Xet
+/// storage is unusable; on a digest mismatch over HTTP throw the bytes away and fetch it once
+/// more.
+async fn fetch_verified(
+    env: &TransferEnv,
+    job: FileJob,
+    xet: Option<(xet::XetEnv, String)>,
+) -> Result<FetchedFile, PullError> {
     let key = job.key();
     let size = job.size;
     let path = job.path.clone();
+    if let Some((xet_env, xet_hash)) = xet {
+        match xet::fetch_file(env, &xet_env, &job, &xet_hash).await {
+            Ok(fetched) => {
+                env.reporter.report(&PullEvent::FileVerified {
+                    path,
+                    sha256: fetched.sha256.clone(),
+                });
+                return Ok(FetchedFile {
+                    key,
+                    sha256: fetched.sha256,
+                    size,
+                    received: fetched.fetched,
+                    reused: fetched.reused,
+                    chunking: Some(fetched.chunking),
+                });
+            }
+            Err(error) if error.falls_back() => {
+                env.reporter.report(&PullEvent::XetFallback {
+                    path: path.clone(),
+                    reason: transfer::error_chain(&error),
+                });
+            }
+            Err(error) => {
+                env.reporter.report(&PullEvent::FileFailed {
+                    path: path.clone(),
+                    error: transfer::error_chain(&error),
+                });
+                return Err(error.into());
+            }
+        }
+    }
     let mut received_total = 0;
     let mut retried = false;
     loop {
@@ -464,13 +542,14 @@ async fn fetch_verified(env: &TransferEnv, job: FileJob) -> Result<FetchedFile, 
                     path,
                     sha256: fetched.digests.sha256.clone(),
                 });
-                return Ok((
+                return Ok(FetchedFile {
                     key,
-                    fetched.digests.sha256,
+                    sha256: fetched.digests.sha256,
                     size,
-                    received_total,
-                    fetched.digests.xet,
-                ));
+                    received: received_total,
+                    reused: 0,
+                    chunking: fetched.digests.xet,
+                });
             }
             Err(TransferError::Mismatch {
                 path,

@@ -80,6 +80,24 @@ pub enum PullEvent {
         /// Its sha256.
         sha256: String,
     },
+    /// A file fetched over Xet: what came over the network and what was copied from held
+    /// revisions (before `FileVerified`).
+    FileDelta {
+        /// Path in the repo.
+        path: String,
+        /// Xorb bytes received from the CAS.
+        fetched: u64,
+        /// File bytes copied from blobs the store already held.
+        reused: u64,
+    },
+    /// The upstream's Xet storage could not be used for this file; it is fetched over plain
+    /// HTTP instead.
+    XetFallback {
+        /// Path in the repo.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The file could not be fetched.
     FileFailed {
         /// Path in the repo.
@@ -99,6 +117,8 @@ pub enum PullEvent {
         fetched_bytes: u64,
         /// Files reused from the store.
         reused_files: usize,
+        /// Bytes of fetched files copied from held revisions instead (Xet delta).
+        reused_bytes: u64,
         /// Wall time.
         seconds: f64,
     },

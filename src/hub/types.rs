@@ -396,6 +396,9 @@ pub struct RawTreeEntry {
     /// Present for LFS files.
     #[serde(default)]
     pub lfs: Option<LfsInfo>,
+    /// The Xet file hash, for files stored in Xet.
+    #[serde(default, rename = "xetHash", skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 /// A checked file entry of a commit's tree.
@@ -409,6 +412,9 @@ pub struct RepoFile {
     pub git_oid: String,
     /// sha256 of the content, for LFS files.
     pub lfs_sha256: Option<String>,
+    /// The Xet file hash (64 hex), for LFS files the upstream stores in Xet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 impl RepoFile {
@@ -448,11 +454,17 @@ pub fn check_tree_entry(raw: RawTreeEntry) -> Result<Option<RepoFile>, TreeEntry
         }
         None => None,
     };
+    // A malformed Xet hash only costs the Xet path: the file is then fetched over HTTP.
+    let xet_hash = raw
+        .xet_hash
+        .map(|h| h.to_ascii_lowercase())
+        .filter(|h| lfs_sha256.is_some() && is_sha256_hex(h));
     Ok(Some(RepoFile {
         path: raw.path,
         size: raw.size,
         git_oid: raw.oid.to_ascii_lowercase(),
         lfs_sha256,
+        xet_hash,
     }))
 }
 

@@ -13,13 +13,22 @@
 //! - [`file_hash`] computes the file hash from chunk hashes and lengths already known (a file
 //!   assembled from xorb chunks is verified with it).
 //!
+//! Reading from the Hub's CAS (used by the transfer in `fetch::xet`):
+//! - [`cas`]: the read token from the Hub and the CAS's reconstructions and xorb ranges;
+//! - [`reconstruction`]: a reconstruction answer checked into terms (chunk ranges of xorbs at
+//!   file offsets);
+//! - [`xorb`]: decoding a xorb range's chunks with every length bounded.
+//!
 //! The chunker and the hashes are xet-core's own (crates `xet-data` and `xet-core-structures`,
 //! 1.8.0), so Larder's chunk boundaries and hashes are the Hub's by construction; the tests
 //! check them against `hf_xet` too.
 
+pub mod cas;
 mod chunking;
 pub mod index;
 mod pipeline;
+pub mod reconstruction;
+pub mod xorb;
 
 pub use chunking::{
     ChunkEntry, MAX_CHUNK_SIZE, XetChunking, XetHasher, chunk_hash, file_hash, hash_bytes,
@@ -32,3 +41,4 @@ pub use xet_core_structures::merklehash::MerkleHash;
 #[derive(Debug, thiserror::Error)]
 #[error("`{0}` is not a Xet hash (64 hex digits)")]
 pub struct BadXetHash(pub String);
+

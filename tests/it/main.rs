@@ -24,3 +24,4 @@ mod tracking;
 mod ui;
 mod verify;
 mod xet;
+mod xet_pull;

@@ -52,6 +52,7 @@ pub(crate) async fn handle(
         }
         ("tree", &Method::GET | &Method::HEAD) => tree(shared, request, kind, repo_id, rest),
         ("paths-info", &Method::POST) => paths_info(shared, request, kind, repo_id, rest),
+        ("xet-read-token", &Method::GET) => xet_read_token(shared, request, kind, repo_id),
         _ => Err(HubError::not_found()),
     };
     let response = result.unwrap_or_else(HubError::into_response);
@@ -229,6 +230,9 @@ impl Node<'_> {
                 let mut value = json!({ "type": "file", "oid": entry.oid, "size": entry.size, "path": entry.path });
                 if let Some(lfs) = &entry.lfs {
                     value["lfs"] = json!({ "oid": lfs.sha256, "size": lfs.size, "pointerSize": lfs.pointer_size });
+                    if let Some(xet_hash) = &lfs.xet_hash {
+                        value["xetHash"] = json!(xet_hash);
+                    }
                 }
                 value
             }
@@ -449,4 +453,38 @@ fn paths_info(
             .collect();
         Ok(json_response(&Value::Array(entries)))
     })
+}
+
+/// `GET /api/{type}s/{repo}/xet-read-token/{rev}`: a CAS access token, in the JSON body and in
+/// headers for older clients (xet.md §1). Needs the same access as downloading.
+fn xet_read_token(
+    shared: &Shared,
+    request: &Incoming,
+    kind: RepoKind,
+    repo_id: &str,
+) -> Result<Response, HubError> {
+    let access = Access {
+        disabled_blocks: true,
+        gate_blocks: true,
+    };
+    with_repo(shared, request, kind, repo_id, access, |_| Ok(()))?;
+    let link = shared
+        .xet
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .ok_or_else(HubError::not_found)?;
+    let (status, headers, body) = link.token_answer();
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in headers {
+        response
+            .headers_mut()
+            .insert(name, crate::xet::header_value(&value));
+    }
+    Ok(response)
 }

@@ -38,6 +38,7 @@ mod paths;
 mod resolve;
 mod server;
 mod stats;
+mod xet;
 
 pub use faults::{Fault, FaultKind, Faults, Route, Target};
 pub use model::{
@@ -45,3 +46,6 @@ pub use model::{
 };
 pub use server::{Pagination, Settings, StandIn, StandInBuilder};
 pub use stats::{RequestRecord, Stats};
+pub use xet::{
+    BodyRewrite, CasRequest, JsonRewrite, XET_ACCESS_TOKEN, XetCas, XetFault, XetFaults, XetRoute,
+};

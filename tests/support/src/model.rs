@@ -66,6 +66,8 @@ pub struct LfsInfo {
     pub size: u64,
     /// Length of the LFS pointer text.
     pub pointer_size: u64,
+    /// The Xet file hash, when the file is stored in Xet (`xetHash`, `X-Xet-Hash`).
+    pub xet_hash: Option<String>,
 }
 
 /// One file of a commit, with every hash the Hub reports for it.
@@ -109,6 +111,7 @@ fn lfs_info(sha256: String, size: u64) -> (String, LfsInfo) {
             sha256,
             size,
             pointer_size: hash::pointer_size(size),
+            xet_hash: None,
         },
     )
 }
@@ -465,6 +468,16 @@ impl RepoBuilder {
     pub fn lfs_file(mut self, path: &str, data: impl Into<Bytes>) -> Self {
         self.changes
             .push(Change::Put(PreparedFile::memory(path, data, Some(true)).0));
+        self
+    }
+
+    /// Adds or replaces an LFS file stored in Xet under `xet_hash` (see [`crate::XetCas::upload`]).
+    pub fn xet_file(mut self, path: &str, data: impl Into<Bytes>, xet_hash: &str) -> Self {
+        let mut entry = PreparedFile::memory(path, data, Some(true)).0;
+        if let Some(lfs) = entry.lfs.as_mut() {
+            lfs.xet_hash = Some(xet_hash.to_owned());
+        }
+        self.changes.push(Change::Put(entry));
         self
     }
 

@@ -61,6 +61,23 @@ pub(crate) async fn handle(
             "x-linked-etag",
             header_value(&format!("\"{}\"", lfs.sha256)),
         );
+        let attached = shared
+            .xet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if let (Some(xet_hash), true) = (&lfs.xet_hash, attached) {
+            headers.insert("x-xet-hash", header_value(xet_hash));
+            let route = format!(
+                "{}/api/{}/{repo_id}/xet-read-token/{commit}",
+                shared.api_url,
+                kind.plural()
+            );
+            headers.insert(
+                header::LINK,
+                header_value(&format!("<{route}>; rel=\"xet-auth\"")),
+            );
+        }
     }
     if let Some(candidates) = request.header(header::IF_NONE_MATCH) {
         let matches = candidates.split(',').any(|candidate| {

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) api_url: String,
     pub(crate) cdn_url: String,
     pub(crate) secret: String,
+    /// The attached Xet CAS, if any.
+    pub(crate) xet: Mutex<Option<crate::xet::XetLink>>,
 }
 
 impl Shared {
@@ -270,6 +272,7 @@ impl StandInBuilder {
             api_url: format!("http://{api_addr}"),
             cdn_url: format!("http://{cdn_addr}"),
             secret: crate::hash::sha256_hex(seed.as_bytes()),
+            xet: Mutex::new(None),
         });
         let api = Router::new().fallback(api_entry).with_state(shared.clone());
         let cdn = Router::new().fallback(cdn_entry).with_state(shared.clone());
@@ -374,6 +377,32 @@ impl StandIn {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+    }
+
+    /// Advertises Xet for files added with [`crate::RepoBuilder::xet_file`]: `/resolve` sends
+    /// `X-Xet-Hash` and the token route, which hands out `cas`'s URL; `cas`'s faults on the
+    /// token route apply.
+    pub fn attach_xet(&self, cas: &crate::XetCas) {
+        self.attach_xet_url(cas.url(), cas.faults());
+    }
+
+    /// [`StandIn::attach_xet`] with an explicit CAS URL.
+    pub fn attach_xet_url(&self, cas_url: String, faults: Arc<crate::XetFaults>) {
+        *self
+            .shared
+            .xet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(crate::xet::XetLink { cas_url, faults });
+    }
+
+    /// Stops advertising Xet.
+    pub fn detach_xet(&self) {
+        *self
+            .shared
+            .xet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Changes the tree page size.

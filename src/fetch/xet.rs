@@ -1,0 +1,822 @@
+//! One file over Xet (`../shared/docs/xet.md`): reconstruction terms from the CAS, each either
+//! copied from a blob the store already holds (the delta) or decoded from a fetched xorb range,
+//! written at its file offset into a part, then verified (sha256 and Xet hash) and published.
+//!
+//! - Delta: a term (chunks `[a, b)` of a xorb) found in the registry's `xet_terms` is copied
+//!   from the blob holding it. Terms of one fetch range are fetched once.
+//! - Transfer: fetch ranges go in parallel under the pull's connection permits, at most
+//!   `connections_per_file` at once, through the rate limiter; a range that delivers nothing for
+//!   the stall timeout is dropped and asked again without spending a retry; transient failures
+//!   are retried with the pull's backoff (honouring `Retry-After`).
+//! - Resume: the part `<sha256>.xet.part` and its state `<sha256>.xet.state` record each term
+//!   that landed (with its chunk lengths, for the Xet hash); the state is written after the part
+//!   is synced, every checkpoint interval and when the transfer stops for any reason (error,
+//!   Ctrl-C). A later pull keeps those terms and fetches the rest.
+//! - Nothing unverified is published: the whole part is read back once, chunk by chunk, for its
+//!   sha256 and its Xet hash; a mismatch discards the part.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::progress::PullEvent;
+use super::transfer::{FileJob, TransferEnv};
+use crate::failure::{Classify, FailureKind, Hint};
+use crate::registry::{HeldTerm, Registry};
+use crate::store::StoreError;
+use crate::xet::cas::{CasError, CasSession, shown_url};
+use crate::xet::reconstruction::{FetchRange, Term};
+use crate::xet::xorb::{XorbError, decode_chunks};
+
+const STATE_VERSION: u32 = 1;
+
+/// What the Xet path needs beyond the plain transfer's environment.
+#[derive(Clone)]
+pub struct XetEnv {
+    /// Where held terms are looked up and learnt ones recorded.
+    pub registry: Registry,
+    /// The CAS session of the pulled commit (its token is shared by every file).
+    pub session: Arc<CasSession>,
+}
+
+/// A file fetched over Xet, verified and published.
+#[derive(Debug, Clone)]
+pub struct XetFetched {
+    /// Its sha256.
+    pub sha256: String,
+    /// Xorb bytes received in this run.
+    pub fetched: u64,
+    /// File bytes copied from held blobs.
+    pub reused: u64,
+    /// File bytes found in the part from an earlier run.
+    pub resumed: u64,
+    /// Its Xet chunking (for the chunk index).
+    pub chunking: crate::xet::XetChunking,
+}
+
+/// Why a file could not be fetched over Xet.
+#[derive(Debug, thiserror::Error)]
+pub enum XetTransferError {
+    /// The token route or the CAS failed or refused.
+    #[error("`{path}`: Xet storage of {upstream} failed")]
+    Cas {
+        /// File path.
+        path: String,
+        /// The upstream (Hub endpoint).
+        upstream: String,
+        /// Cause.
+        #[source]
+        source: CasError,
+    },
+    /// A xorb range did not decode.
+    #[error("`{path}`: {url} (Xet storage of {upstream}) sent a bad xorb range")]
+    Xorb {
+        /// File path.
+        path: String,
+        /// The upstream.
+        upstream: String,
+        /// The xorb URL (no query).
+        url: String,
+        /// Cause.
+        #[source]
+        source: XorbError,
+    },
+    /// A term decoded to another length than the reconstruction said.
+    #[error(
+        "`{path}`: term {index} of the reconstruction from {upstream} holds {actual} bytes, it says {expected}"
+    )]
+    TermLength {
+        /// File path.
+        path: String,
+        /// The upstream.
+        upstream: String,
+        /// Term index.
+        index: usize,
+        /// Length promised.
+        expected: u64,
+        /// Length decoded.
+        actual: u64,
+    },
+    /// The assembled bytes do not match the file's digests.
+    #[error(
+        "`{path}` assembled from the Xet storage of {upstream} failed verification: {what} should be {expected}, is {actual}"
+    )]
+    Mismatch {
+        /// File path.
+        path: String,
+        /// The upstream.
+        upstream: String,
+        /// `sha256` or `Xet hash`.
+        what: &'static str,
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// Transient CAS failures kept happening.
+    #[error("gave up on `{path}` over Xet after {attempts} failed attempts in a row")]
+    Exhausted {
+        /// File path.
+        path: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: CasError,
+    },
+    /// The part could not be written.
+    #[error("could not write `{path}`")]
+    Store {
+        /// File path.
+        path: String,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl XetTransferError {
+    /// Whether plain HTTP should be tried instead: the upstream does not serve Xet, or its CAS
+    /// keeps failing. Hostile answers and refused tokens are not retried another way.
+    pub fn falls_back(&self) -> bool {
+        match self {
+            XetTransferError::Cas { source, .. } => source.falls_back(),
+            XetTransferError::Exhausted { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl Classify for XetTransferError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            XetTransferError::Store { source, .. } => source.failure_kind(),
+            _ => FailureKind::Upstream,
+        }
+    }
+}
+
+impl Hint for XetTransferError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            XetTransferError::Cas {
+                source: CasError::TokenDenied { had_token, .. },
+                ..
+            } => Some(if *had_token {
+                "the Hub refused your token for this repo's Xet storage: accept the repo's terms on its page, or set HF_TOKEN to a token with read access".to_owned()
+            } else {
+                "this repo's Xet storage needs your Hub token: set HF_TOKEN (gated repos also need their terms accepted on the Hub); `--no-xet` uses plain HTTP".to_owned()
+            }),
+            XetTransferError::Store { .. } => None,
+            _ => Some(
+                "nothing was stored; `larder pull --no-xet` fetches the file over plain HTTP instead".to_owned(),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DoneTerm {
+    xorb: String,
+    chunk_start: u32,
+    chunk_end: u32,
+    offset: u64,
+    lengths: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct XetState {
+    version: u32,
+    size: u64,
+    sha256: String,
+    xet_hash: String,
+    /// By term index.
+    done: BTreeMap<usize, DoneTerm>,
+}
+
+impl XetState {
+    fn save(&self, path: &Path) -> Result<(), StoreError> {
+        let tmp = path.with_extension("state.tmp");
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_data()?;
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| StoreError::io("could not write resume state", path, e))
+    }
+}
+
+fn matches(done: &DoneTerm, term: &Term) -> bool {
+    done.xorb == term.xorb
+        && done.chunk_start == term.chunk_start
+        && done.chunk_end == term.chunk_end
+        && done.offset == term.offset
+        && done.lengths.len() == term.chunks() as usize
+        && done.lengths.iter().map(|&l| u64::from(l)).sum::<u64>() == term.len
+}
+
+/// The part and its state; saves the state (after syncing the part) when dropped unless
+/// disarmed, so an abandoned transfer (error, Ctrl-C) keeps what landed.
+struct Part {
+    file: File,
+    path: PathBuf,
+    state_path: PathBuf,
+    state: Mutex<(XetState, Instant)>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl Part {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (XetState, Instant)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self) -> Result<(), StoreError> {
+        if !self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("could not sync", &self.path, e))?;
+        let mut guard = self.lock();
+        guard.0.save(&self.state_path)?;
+        guard.1 = Instant::now();
+        Ok(())
+    }
+
+    /// Records a landed term; saves the state when the checkpoint interval has passed.
+    fn landed(
+        &self,
+        index: usize,
+        done: DoneTerm,
+        every: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let due = {
+            let mut guard = self.lock();
+            guard.0.done.insert(index, done);
+            guard.1.elapsed() >= every
+        };
+        if due { self.save() } else { Ok(()) }
+    }
+
+    fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| StoreError::io("could not write", &self.path, e))
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        let _ = self.save();
+    }
+}
+
+fn open_part(
+    tmp: &Path,
+    job: &FileJob,
+    sha256: &str,
+    xet_hash: &str,
+    terms: &[Term],
+) -> Result<Part, StoreError> {
+    let path = tmp.join(format!("{sha256}.xet.part"));
+    let state_path = tmp.join(format!("{sha256}.xet.state"));
+    let fresh = XetState {
+        version: STATE_VERSION,
+        size: job.size,
+        sha256: sha256.to_owned(),
+        xet_hash: xet_hash.to_owned(),
+        done: BTreeMap::new(),
+    };
+    let resumed = std::fs::read(&state_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<XetState>(&bytes).ok())
+        .filter(|s| {
+            s.version == STATE_VERSION
+                && s.size == fresh.size
+                && s.sha256 == fresh.sha256
+                && s.xet_hash == fresh.xet_hash
+        })
+        .and_then(|mut state| {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .ok()
+                .filter(|f| f.metadata().is_ok_and(|m| m.len() == job.size))?;
+            state
+                .done
+                .retain(|&index, done| terms.get(index).is_some_and(|t| matches(done, t)));
+            Some((file, state))
+        });
+    let (file, state) = match resumed {
+        Some(found) => found,
+        None => {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| StoreError::io("could not create", &path, e))?;
+            file.set_len(job.size)
+                .map_err(|e| StoreError::io("could not allocate", &path, e))?;
+            fresh.save(&state_path)?;
+            (file, fresh)
+        }
+    };
+    Ok(Part {
+        file,
+        path,
+        state_path,
+        state: Mutex::new((state, Instant::now())),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    })
+}
+
+struct Ctx<'a> {
+    env: &'a TransferEnv,
+    xet: &'a XetEnv,
+    job: &'a FileJob,
+    upstream: String,
+    part: Part,
+}
+
+impl Ctx<'_> {
+    fn store_error(&self, source: StoreError) -> XetTransferError {
+        XetTransferError::Store {
+            path: self.job.path.clone(),
+            source,
+        }
+    }
+
+    fn cas_error(&self, source: CasError) -> XetTransferError {
+        XetTransferError::Cas {
+            path: self.job.path.clone(),
+            upstream: self.upstream.clone(),
+            source,
+        }
+    }
+}
+
+/// Fetch `job` (whose Xet hash is `xet_hash`) over Xet into the store.
+pub async fn fetch_file(
+    env: &TransferEnv,
+    xet: &XetEnv,
+    job: &FileJob,
+    xet_hash: &str,
+) -> Result<XetFetched, XetTransferError> {
+    let upstream = env.client.endpoint();
+    let path = job.path.clone();
+    let Some(sha256) = job.sha256.clone() else {
+        return Err(XetTransferError::Cas {
+            path,
+            upstream,
+            source: CasError::NoXet {
+                route: "a file without a sha256".to_owned(),
+            },
+        });
+    };
+    let terms = with_retries(env, &path, || {
+        xet.session.reconstruction(xet_hash, job.size)
+    })
+    .await
+    .map_err(|e| match e {
+        Retried::Fatal(source) => XetTransferError::Cas {
+            path: path.clone(),
+            upstream: upstream.clone(),
+            source,
+        },
+        Retried::Exhausted(attempts, source) => XetTransferError::Exhausted {
+            path: path.clone(),
+            attempts,
+            source,
+        },
+    })?;
+    let part =
+        open_part(&env.store.tmp_dir(), job, &sha256, xet_hash, &terms).map_err(|source| {
+            XetTransferError::Store {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    let resumed: u64 = part
+        .lock()
+        .0
+        .done
+        .values()
+        .map(|d| d.lengths.iter().map(|&l| u64::from(l)).sum::<u64>())
+        .sum();
+    env.reporter.report(&PullEvent::FileStarted {
+        path: path.clone(),
+        size: job.size,
+        resumed,
+    });
+    let ctx = Ctx {
+        env,
+        xet,
+        job,
+        upstream,
+        part,
+    };
+
+    // The delta: terms the store holds are copied.
+    let mut reused = 0;
+    let mut missing: Vec<&Term> = Vec::new();
+    for term in &terms {
+        if ctx.part.lock().0.done.contains_key(&term.index) {
+            continue;
+        }
+        match copy_held(&ctx, term).await? {
+            Some(done) => {
+                reused += term.len;
+                env.reporter.report(&PullEvent::FileProgress {
+                    path: path.clone(),
+                    bytes: term.len,
+                });
+                ctx.part
+                    .landed(term.index, done, env.settings.checkpoint_interval)
+                    .map_err(|e| ctx.store_error(e))?;
+            }
+            None => missing.push(term),
+        }
+    }
+
+    // The rest, one request per fetch range.
+    let mut groups: HashMap<FetchRange, Vec<Term>> = HashMap::new();
+    for term in missing {
+        groups
+            .entry(term.fetch.clone())
+            .or_default()
+            .push(term.clone());
+    }
+    let mut groups: Vec<(FetchRange, Vec<Term>)> = groups.into_iter().collect();
+    groups.sort_by_key(|(_, terms)| terms[0].offset);
+    let mut fetched = 0;
+    {
+        // Collected first (the futures are lazy) so the stream holds no borrowing closure.
+        let jobs: Vec<_> = groups
+            .into_iter()
+            .map(|(fetch, terms)| fetch_group(&ctx, fetch, terms))
+            .collect();
+        let mut stream =
+            futures::stream::iter(jobs).buffer_unordered(env.settings.connections_per_file.max(1));
+        while let Some(result) = stream.next().await {
+            fetched += result?;
+        }
+    }
+    ctx.part.save().map_err(|e| ctx.store_error(e))?;
+
+    // Verify everything, then publish.
+    let (actual_sha, chunking) = {
+        let file =
+            ctx.part.file.try_clone().map_err(|e| {
+                ctx.store_error(StoreError::io("could not reopen", &ctx.part.path, e))
+            })?;
+        let lengths: Vec<u32> = ctx
+            .part
+            .lock()
+            .0
+            .done
+            .values()
+            .flat_map(|d| d.lengths.clone())
+            .collect();
+        let part_path = ctx.part.path.clone();
+        tokio::task::spawn_blocking(move || digest_part(&file, &lengths))
+            .await
+            .map_err(|e| {
+                ctx.store_error(StoreError::io(
+                    "could not hash",
+                    &part_path,
+                    std::io::Error::other(e.to_string()),
+                ))
+            })?
+            .map_err(|e| ctx.store_error(StoreError::io("could not read", &ctx.part.path, e)))?
+    };
+    for (what, expected, actual) in [
+        ("sha256", sha256.as_str(), actual_sha.as_str()),
+        ("Xet hash", xet_hash, chunking.hex().as_str()),
+    ] {
+        if expected != actual {
+            ctx.part
+                .armed
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::fs::remove_file(&ctx.part.path);
+            let _ = std::fs::remove_file(&ctx.part.state_path);
+            return Err(XetTransferError::Mismatch {
+                path: path.clone(),
+                upstream: ctx.upstream.clone(),
+                what,
+                expected: expected.to_owned(),
+                actual: actual.to_owned(),
+            });
+        }
+    }
+    ctx.part
+        .file
+        .sync_all()
+        .map_err(|e| ctx.store_error(StoreError::io("could not sync", &ctx.part.path, e)))?;
+    env.blobs
+        .publish(&ctx.part.path, &sha256)
+        .await
+        .map_err(|e| ctx.store_error(e))?;
+    ctx.part
+        .armed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::fs::remove_file(&ctx.part.state_path);
+
+    // Learn the terms for later deltas.
+    let held: Vec<HeldTerm> = ctx
+        .part
+        .lock()
+        .0
+        .done
+        .values()
+        .map(|d| HeldTerm {
+            xorb: d.xorb.clone(),
+            chunk_start: d.chunk_start,
+            chunk_end: d.chunk_end,
+            blob: sha256.clone(),
+            offset: d.offset,
+            lengths: d.lengths.clone(),
+        })
+        .collect();
+    if let Err(error) = xet.registry.record_xet_terms(held).await {
+        tracing::warn!(%error, path = %path, "could not record the file's Xet terms; later updates will fetch them again");
+    }
+    env.reporter.report(&PullEvent::FileDelta {
+        path: path.clone(),
+        fetched,
+        reused,
+    });
+    Ok(XetFetched {
+        sha256,
+        fetched,
+        reused,
+        resumed,
+        chunking,
+    })
+}
+
+/// sha256 of the part and the Xet chunking of its chunks (`lengths` in file order), in one read.
+fn digest_part(
+    file: &File,
+    lengths: &[u32],
+) -> std::io::Result<(String, crate::xet::XetChunking)> {
+    let mut sha = Sha256::new();
+    let mut chunks = Vec::with_capacity(lengths.len());
+    let mut buffer = vec![0u8; crate::xet::xorb::MAX_CHUNK_BYTES];
+    let mut offset = 0u64;
+    for &len in lengths {
+        let piece = &mut buffer[..len as usize];
+        file.read_exact_at(piece, offset)?;
+        sha.update(&*piece);
+        chunks.push(crate::xet::ChunkEntry {
+            hash: crate::xet::chunk_hash(piece),
+            length: len,
+        });
+        offset += u64::from(len);
+    }
+    let file_hash = crate::xet::file_hash(chunks.iter().map(|c| (c.hash, u64::from(c.length))));
+    Ok((
+        hex::encode(sha.finalize()),
+        crate::xet::XetChunking { file_hash, chunks },
+    ))
+}
+
+/// Copies `term` from a held blob, if the registry knows one that holds it.
+async fn copy_held(ctx: &Ctx<'_>, term: &Term) -> Result<Option<DoneTerm>, XetTransferError> {
+    let held = match ctx
+        .xet
+        .registry
+        .xet_terms_holding(&term.xorb, term.chunk_start, term.chunk_end)
+        .await
+    {
+        Ok(held) => held,
+        Err(error) => {
+            tracing::warn!(%error, "Xet term lookup failed; fetching the term");
+            return Ok(None);
+        }
+    };
+    for candidate in held {
+        let total: u64 = candidate.lengths.iter().map(|&l| u64::from(l)).sum();
+        if total != term.len {
+            continue;
+        }
+        let Some(blob_path) = ctx.env.blobs.local_path(&candidate.blob) else {
+            continue;
+        };
+        let Ok(blob) = File::open(&blob_path) else {
+            continue;
+        };
+        if blob
+            .metadata()
+            .map_or(true, |m| m.len() < candidate.offset + total)
+        {
+            continue;
+        }
+        // Copy in pieces of at most 8 MiB (terms can span a whole xorb).
+        let mut copied = 0u64;
+        let mut buffer = vec![0u8; (total.min(8 << 20)) as usize];
+        while copied < total {
+            let n = (total - copied).min(buffer.len() as u64) as usize;
+            blob.read_exact_at(&mut buffer[..n], candidate.offset + copied)
+                .map_err(|e| ctx.store_error(StoreError::io("could not read", &blob_path, e)))?;
+            ctx.part
+                .write_at(&buffer[..n], term.offset + copied)
+                .map_err(|e| ctx.store_error(e))?;
+            copied += n as u64;
+        }
+        return Ok(Some(DoneTerm {
+            xorb: term.xorb.clone(),
+            chunk_start: term.chunk_start,
+            chunk_end: term.chunk_end,
+            offset: term.offset,
+            lengths: candidate.lengths,
+        }));
+    }
+    Ok(None)
+}
+
+enum Retried {
+    Fatal(CasError),
+    Exhausted(u32, CasError),
+}
+
+async fn with_retries<T, F, Fut>(env: &TransferEnv, path: &str, mut op: F) -> Result<T, Retried>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CasError>>,
+{
+    let mut failures = 0;
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if error.is_transient() => {
+                failures += 1;
+                if failures > env.settings.retry.max_retries {
+                    return Err(Retried::Exhausted(failures, error));
+                }
+                let wait = env.settings.retry.delay(failures, error.retry_after());
+                env.reporter.report(&PullEvent::Retrying {
+                    path: path.to_owned(),
+                    attempt: failures,
+                    error: super::transfer::error_chain(&error),
+                    wait_ms: wait.as_millis() as u64,
+                });
+                tokio::time::sleep(wait).await;
+            }
+            Err(error) => return Err(Retried::Fatal(error)),
+        }
+    }
+}
+
+/// Why one attempt at a fetch range ended.
+enum RangeFailure {
+    Stalled,
+    Cas(CasError),
+}
+
+/// Fetch one xorb range (retrying), decode it and write the terms it serves. Returns the
+/// xorb bytes received.
+async fn fetch_group(
+    ctx: &Ctx<'_>,
+    fetch: FetchRange,
+    terms: Vec<Term>,
+) -> Result<u64, XetTransferError> {
+    let fetch = &fetch;
+    let env = ctx.env;
+    let path = &ctx.job.path;
+    let mut received = 0;
+    let mut failures = 0;
+    let body = loop {
+        let attempt = {
+            let _permit = env.permits.acquire().await;
+            fetch_range(ctx, fetch).await
+        };
+        match attempt {
+            Ok(body) => {
+                received += body.len() as u64;
+                break body;
+            }
+            Err(RangeFailure::Stalled) => {
+                tracing::warn!(path = %path, url = %shown_url(fetch), "xorb range stalled; asking again");
+            }
+            Err(RangeFailure::Cas(error)) if error.is_transient() => {
+                failures += 1;
+                if failures > env.settings.retry.max_retries {
+                    return Err(XetTransferError::Exhausted {
+                        path: path.clone(),
+                        attempts: failures,
+                        source: error,
+                    });
+                }
+                let wait = env.settings.retry.delay(failures, error.retry_after());
+                env.reporter.report(&PullEvent::Retrying {
+                    path: path.clone(),
+                    attempt: failures,
+                    error: super::transfer::error_chain(&error),
+                    wait_ms: wait.as_millis() as u64,
+                });
+                tokio::time::sleep(wait).await;
+            }
+            Err(RangeFailure::Cas(error)) => return Err(ctx.cas_error(error)),
+        }
+    };
+    let count = (fetch.chunk_end - fetch.chunk_start) as usize;
+    let decoded = decode_chunks(&body, count).map_err(|source| XetTransferError::Xorb {
+        path: path.clone(),
+        upstream: ctx.upstream.clone(),
+        url: shown_url(fetch),
+        source,
+    })?;
+    drop(body);
+    for term in &terms {
+        let first = (term.chunk_start - fetch.chunk_start) as usize;
+        let last = (term.chunk_end - fetch.chunk_start) as usize;
+        let chunks = &decoded[first..last];
+        let actual: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
+        if actual != term.len {
+            return Err(XetTransferError::TermLength {
+                path: path.clone(),
+                upstream: ctx.upstream.clone(),
+                index: term.index,
+                expected: term.len,
+                actual,
+            });
+        }
+        let mut offset = term.offset;
+        for chunk in chunks {
+            ctx.part
+                .write_at(&chunk.data, offset)
+                .map_err(|e| ctx.store_error(e))?;
+            offset += chunk.data.len() as u64;
+        }
+        env.reporter.report(&PullEvent::FileProgress {
+            path: path.clone(),
+            bytes: term.len,
+        });
+        let done = DoneTerm {
+            xorb: term.xorb.clone(),
+            chunk_start: term.chunk_start,
+            chunk_end: term.chunk_end,
+            offset: term.offset,
+            lengths: chunks.iter().map(|c| c.data.len() as u32).collect(),
+        };
+        ctx.part
+            .landed(term.index, done, env.settings.checkpoint_interval)
+            .map_err(|e| ctx.store_error(e))?;
+    }
+    Ok(received)
+}
+
+/// One GET of a fetch range, read whole (bounded to its length) under the stall watchdog and
+/// the rate limit.
+async fn fetch_range(ctx: &Ctx<'_>, fetch: &FetchRange) -> Result<Vec<u8>, RangeFailure> {
+    let stall = ctx.env.settings.stall_timeout;
+    let mut response = match tokio::time::timeout(stall, ctx.xet.session.start_range(fetch)).await {
+        Err(_) => return Err(RangeFailure::Stalled),
+        Ok(result) => result.map_err(RangeFailure::Cas)?,
+    };
+    let expected = fetch.len();
+    let mut body = Vec::with_capacity(expected.min(64 << 20) as usize);
+    loop {
+        let piece = match tokio::time::timeout(stall, response.chunk()).await {
+            Err(_) => return Err(RangeFailure::Stalled),
+            Ok(Err(source)) => {
+                return Err(RangeFailure::Cas(CasError::Transient(
+                    crate::hub::HubError::Network {
+                        url: shown_url(fetch),
+                        source,
+                    },
+                )));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(piece))) => piece,
+        };
+        if let Some(limiter) = &ctx.env.rate_limit {
+            limiter.take(piece.len()).await;
+        }
+        body.extend_from_slice(&piece);
+        if body.len() as u64 > expected {
+            break;
+        }
+    }
+    if body.len() as u64 != expected {
+        return Err(RangeFailure::Cas(CasError::RangeLength {
+            url: shown_url(fetch),
+            expected,
+            actual: body.len() as u64,
+        }));
+    }
+    Ok(body)
+}

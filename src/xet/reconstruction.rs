@@ -1,0 +1,403 @@
+//! A CAS reconstruction answer (`../shared/docs/xet.md` §2), parsed and checked into a list of
+//! [`Term`]s: which chunks of which xorb fill which bytes of the file, and which xorb byte range
+//! to fetch for them.
+//!
+//! The answer is not trusted. It is refused with a [`ReconstructionError`] when the terms do not
+//! add up to the file's size, a chunk range is empty, reversed or longer than a xorb can be, a
+//! term claims more bytes than its chunks can hold, no fetch range covers a term, fetch ranges of
+//! one xorb overlap, or a byte range is reversed or too long for its chunks.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::xorb::{CHUNK_HEADER_BYTES, MAX_CHUNK_BYTES, MAX_STORED_CHUNK_BYTES};
+
+/// Most chunks one xorb holds.
+pub const MAX_CHUNKS_PER_XORB: u32 = 8192;
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct RawRange {
+    start: u64,
+    end: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTerm {
+    hash: String,
+    unpacked_length: u64,
+    range: RawRange,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFetchV1 {
+    range: RawRange,
+    url: String,
+    url_range: RawRange,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRangeV2 {
+    chunks: RawRange,
+    bytes: RawRange,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawFetchV2 {
+    url: String,
+    ranges: Vec<RawRangeV2>,
+}
+
+/// `GET /v1/reconstructions/{hash}`.
+#[derive(Debug, Deserialize)]
+pub struct RawV1 {
+    offset_into_first_range: u64,
+    terms: Vec<RawTerm>,
+    #[serde(default)]
+    fetch_info: HashMap<String, Vec<RawFetchV1>>,
+}
+
+/// `GET /v2/reconstructions/{hash}`.
+#[derive(Debug, Deserialize)]
+pub struct RawV2 {
+    offset_into_first_range: u64,
+    terms: Vec<RawTerm>,
+    #[serde(default)]
+    xorbs: HashMap<String, Vec<RawFetchV2>>,
+}
+
+/// Bytes of a xorb to GET, and the chunks they hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FetchRange {
+    /// Where (signed; fetched without `Authorization`).
+    pub url: String,
+    /// First chunk index held.
+    pub chunk_start: u32,
+    /// One past the last chunk index held.
+    pub chunk_end: u32,
+    /// First byte (for `Range: bytes=start-end`).
+    pub byte_start: u64,
+    /// Last byte, inclusive.
+    pub byte_end: u64,
+}
+
+impl FetchRange {
+    /// Bytes the range spans.
+    pub fn len(&self) -> u64 {
+        self.byte_end - self.byte_start + 1
+    }
+
+    /// Whether the range is empty (never, once checked).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Chunks `[chunk_start, chunk_end)` of `xorb`, filling `len` bytes of the file from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Term {
+    /// Position in the reconstruction.
+    pub index: usize,
+    /// The xorb's hash (64 hex).
+    pub xorb: String,
+    /// First chunk index.
+    pub chunk_start: u32,
+    /// One past the last chunk index.
+    pub chunk_end: u32,
+    /// Where its bytes start in the file.
+    pub offset: u64,
+    /// How many bytes it fills.
+    pub len: u64,
+    /// The fetch range that holds its chunks.
+    pub fetch: FetchRange,
+}
+
+impl Term {
+    /// Number of chunks.
+    pub fn chunks(&self) -> u32 {
+        self.chunk_end - self.chunk_start
+    }
+}
+
+/// Why a reconstruction answer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconstructionError {
+    /// Not JSON of the expected shape.
+    #[error("the reconstruction is not valid JSON of the expected shape: {0}")]
+    Shape(String),
+    /// The terms add up to another size.
+    #[error("the reconstruction's terms add up to {terms} bytes but the file has {size}")]
+    Size {
+        /// Sum of the terms.
+        terms: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// A whole-file answer started inside its first term.
+    #[error("the reconstruction of the whole file skips {0} bytes of its first term")]
+    Offset(u64),
+    /// A term is malformed.
+    #[error("term {index} of the reconstruction is invalid: {why}")]
+    Term {
+        /// Term index.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
+    /// A fetch range is malformed.
+    #[error("a fetch range of xorb {xorb} is invalid: {why}")]
+    Fetch {
+        /// The xorb.
+        xorb: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn is_hash(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a v1 answer for a file of `size` bytes.
+pub fn from_v1(raw: RawV1, size: u64) -> Result<Vec<Term>, ReconstructionError> {
+    let fetches = raw
+        .fetch_info
+        .into_iter()
+        .map(|(xorb, list)| {
+            let ranges = list
+                .into_iter()
+                .map(|f| (f.url, f.range, f.url_range))
+                .collect();
+            (xorb, ranges)
+        })
+        .collect();
+    check(raw.offset_into_first_range, raw.terms, fetches, size)
+}
+
+/// Checks a v2 answer for a file of `size` bytes.
+pub fn from_v2(raw: RawV2, size: u64) -> Result<Vec<Term>, ReconstructionError> {
+    let fetches = raw
+        .xorbs
+        .into_iter()
+        .map(|(xorb, list)| {
+            let ranges = list
+                .into_iter()
+                .flat_map(|multi| {
+                    let url = multi.url;
+                    multi
+                        .ranges
+                        .into_iter()
+                        .map(move |r| (url.clone(), r.chunks, r.bytes))
+                })
+                .collect();
+            (xorb, ranges)
+        })
+        .collect();
+    check(raw.offset_into_first_range, raw.terms, fetches, size)
+}
+
+type RawFetches = HashMap<String, Vec<(String, RawRange, RawRange)>>;
+
+fn check_fetches(raw: RawFetches) -> Result<HashMap<String, Vec<FetchRange>>, ReconstructionError> {
+    let mut out = HashMap::with_capacity(raw.len());
+    for (xorb, list) in raw {
+        let fail = |why: String| ReconstructionError::Fetch {
+            xorb: xorb.clone(),
+            why,
+        };
+        if !is_hash(&xorb) {
+            return Err(fail("the xorb hash is not 64 hex digits".to_owned()));
+        }
+        let mut ranges = Vec::with_capacity(list.len());
+        for (url, chunks, bytes) in list {
+            if chunks.start >= chunks.end || chunks.end > u64::from(MAX_CHUNKS_PER_XORB) {
+                return Err(fail(format!(
+                    "chunk range {}..{} is empty, reversed or past the {MAX_CHUNKS_PER_XORB} chunks of a xorb",
+                    chunks.start, chunks.end
+                )));
+            }
+            let count = chunks.end - chunks.start;
+            let most = count * (CHUNK_HEADER_BYTES + MAX_STORED_CHUNK_BYTES) as u64;
+            if bytes.start > bytes.end || bytes.end - bytes.start + 1 > most {
+                return Err(fail(format!(
+                    "byte range {}-{} is reversed or too long for {count} chunks",
+                    bytes.start, bytes.end
+                )));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(fail("a fetch URL is not http(s)".to_owned()));
+            }
+            ranges.push(FetchRange {
+                url,
+                chunk_start: chunks.start as u32,
+                chunk_end: chunks.end as u32,
+                byte_start: bytes.start,
+                byte_end: bytes.end,
+            });
+        }
+        ranges.sort_by_key(|r| (r.chunk_start, r.chunk_end));
+        for pair in ranges.windows(2) {
+            if pair[1].chunk_start < pair[0].chunk_end {
+                return Err(fail(format!(
+                    "chunk ranges {}..{} and {}..{} overlap",
+                    pair[0].chunk_start, pair[0].chunk_end, pair[1].chunk_start, pair[1].chunk_end
+                )));
+            }
+        }
+        out.insert(xorb.to_ascii_lowercase(), ranges);
+    }
+    Ok(out)
+}
+
+fn check(
+    offset_into_first_range: u64,
+    raw_terms: Vec<RawTerm>,
+    fetches: RawFetches,
+    size: u64,
+) -> Result<Vec<Term>, ReconstructionError> {
+    if offset_into_first_range != 0 {
+        return Err(ReconstructionError::Offset(offset_into_first_range));
+    }
+    let fetches = check_fetches(fetches)?;
+    let mut terms = Vec::with_capacity(raw_terms.len());
+    let mut offset: u64 = 0;
+    for (index, raw) in raw_terms.into_iter().enumerate() {
+        let fail = |why: String| ReconstructionError::Term { index, why };
+        if !is_hash(&raw.hash) {
+            return Err(fail("the xorb hash is not 64 hex digits".to_owned()));
+        }
+        let xorb = raw.hash.to_ascii_lowercase();
+        let (start, end) = (raw.range.start, raw.range.end);
+        if start >= end || end > u64::from(MAX_CHUNKS_PER_XORB) {
+            return Err(fail(format!(
+                "chunk range {start}..{end} is empty, reversed or past the {MAX_CHUNKS_PER_XORB} chunks of a xorb"
+            )));
+        }
+        let count = end - start;
+        if raw.unpacked_length == 0 || raw.unpacked_length > count * MAX_CHUNK_BYTES as u64 {
+            return Err(fail(format!(
+                "{} bytes cannot come from {count} chunks",
+                raw.unpacked_length
+            )));
+        }
+        let fetch = fetches
+            .get(&xorb)
+            .and_then(|list| {
+                list.iter()
+                    .find(|f| u64::from(f.chunk_start) <= start && end <= u64::from(f.chunk_end))
+            })
+            .cloned()
+            .ok_or_else(|| fail(format!("no fetch range holds chunks {start}..{end}")))?;
+        terms.push(Term {
+            index,
+            xorb,
+            chunk_start: start as u32,
+            chunk_end: end as u32,
+            offset,
+            len: raw.unpacked_length,
+            fetch,
+        });
+        offset = offset.saturating_add(raw.unpacked_length);
+        if offset > size {
+            break;
+        }
+    }
+    if offset != size {
+        return Err(ReconstructionError::Size {
+            terms: offset,
+            size,
+        });
+    }
+    Ok(terms)
+}
+
+/// Parses and checks a v1 body.
+pub fn parse_v1(body: &[u8], size: u64) -> Result<Vec<Term>, ReconstructionError> {
+    let raw: RawV1 =
+        serde_json::from_slice(body).map_err(|e| ReconstructionError::Shape(e.to_string()))?;
+    from_v1(raw, size)
+}
+
+/// Parses and checks a v2 body.
+pub fn parse_v2(body: &[u8], size: u64) -> Result<Vec<Term>, ReconstructionError> {
+    let raw: RawV2 =
+        serde_json::from_slice(body).map_err(|e| ReconstructionError::Shape(e.to_string()))?;
+    from_v2(raw, size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const X: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn answer(terms: serde_json::Value, ranges: serde_json::Value) -> Vec<u8> {
+        json!({ "offset_into_first_range": 0, "terms": terms,
+                "xorbs": { X: [{ "url": "http://cas/x", "ranges": ranges }] } })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn accepts_a_sound_answer() {
+        let body = answer(
+            json!([{ "hash": X, "unpacked_length": 100, "range": { "start": 0, "end": 2 } },
+                   { "hash": X, "unpacked_length": 50, "range": { "start": 2, "end": 3 } }]),
+            json!([{ "chunks": { "start": 0, "end": 3 }, "bytes": { "start": 0, "end": 199 } }]),
+        );
+        let terms = parse_v2(&body, 150).unwrap();
+        assert_eq!(terms.len(), 2);
+        assert_eq!((terms[1].offset, terms[1].len), (100, 50));
+        assert_eq!(terms[1].fetch.len(), 200);
+    }
+
+    #[test]
+    fn refuses_hostile_answers() {
+        let ranges =
+            json!([{ "chunks": { "start": 0, "end": 3 }, "bytes": { "start": 0, "end": 199 } }]);
+        let term = |len: u64, start: u64, end: u64| json!({ "hash": X, "unpacked_length": len, "range": { "start": start, "end": end } });
+        // Terms short of the size, and past it.
+        let short = answer(json!([term(100, 0, 2)]), ranges.clone());
+        assert!(matches!(
+            parse_v2(&short, 150),
+            Err(ReconstructionError::Size { .. })
+        ));
+        assert!(matches!(
+            parse_v2(&short, 50),
+            Err(ReconstructionError::Size { .. })
+        ));
+        // Reversed, empty and out-of-range chunk ranges.
+        for (start, end) in [(2, 1), (1, 1), (2, 5)] {
+            let body = answer(json!([term(10, start, end)]), ranges.clone());
+            assert!(parse_v2(&body, 10).is_err(), "{start}..{end}");
+        }
+        // More bytes than the chunks can hold.
+        let body = answer(json!([term(300 << 10, 0, 2)]), ranges.clone());
+        assert!(matches!(
+            parse_v2(&body, 300 << 10),
+            Err(ReconstructionError::Term { .. })
+        ));
+        // Overlapping fetch ranges.
+        let overlapping = json!([
+            { "chunks": { "start": 0, "end": 2 }, "bytes": { "start": 0, "end": 99 } },
+            { "chunks": { "start": 1, "end": 3 }, "bytes": { "start": 50, "end": 199 } }]);
+        let body = answer(json!([term(10, 0, 1)]), overlapping);
+        assert!(matches!(
+            parse_v2(&body, 10),
+            Err(ReconstructionError::Fetch { .. })
+        ));
+        // A byte range far too long for its chunks.
+        let huge = json!([{ "chunks": { "start": 0, "end": 1 }, "bytes": { "start": 0, "end": 1u64 << 30 } }]);
+        let body = answer(json!([term(10, 0, 1)]), huge);
+        assert!(matches!(
+            parse_v2(&body, 10),
+            Err(ReconstructionError::Fetch { .. })
+        ));
+        // Not JSON.
+        assert!(matches!(
+            parse_v2(b"{", 10),
+            Err(ReconstructionError::Shape(_))
+        ));
+    }
+}

@@ -1,0 +1,418 @@
+//! Xet-native pulls against xet-core's reference CAS (run in-process by the stand-in, filled by
+//! xet-core's own upload client): byte-identical files, deltas between revisions, fallback to
+//! plain HTTP, and hostile answers refused with nothing stored.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hub_standin::{Hub, RepoKind, XET_ACCESS_TOKEN, XetCas, XetFault, XetRoute};
+use larder::fetch::PullError;
+use larder::fetch::progress::PullEvent;
+
+use crate::common::{World, content, options, pull_with, read, sha256_hex};
+
+struct XetWorld {
+    world: World,
+    cas: XetCas,
+}
+
+async fn xet_world(files: &[(&str, Vec<u8>)]) -> (XetWorld, Vec<String>) {
+    let cas = XetCas::start().await.expect("CAS starts");
+    let hub = Hub::new();
+    let mut builder = hub.repo(RepoKind::Model, "acme/xet");
+    let mut hashes = Vec::new();
+    for (path, data) in files {
+        let hash = cas.upload(data).await.expect("upload");
+        builder = builder.xet_file(path, data.clone(), &hash);
+        hashes.push(hash);
+    }
+    builder.commit("main");
+    let world = World::start(hub).await;
+    world.server.attach_xet(&cas);
+    (XetWorld { world, cas }, hashes)
+}
+
+fn xet_bytes_requested(cas: &XetCas) -> usize {
+    cas.requests()
+        .iter()
+        .filter(|r| r.route == XetRoute::Xorb)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_over_xet_byte_identical() {
+    let data = content(1, 5 << 20);
+    let (x, hashes) = xet_world(&[("model.bin", data.clone())]).await;
+    let larder = x.world.larder();
+    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
+    let summary = result.expect("pull succeeds");
+    let sha = sha256_hex(&data);
+    assert_eq!(read(&x.world.blob_path(&sha)), data);
+    assert!(xet_bytes_requested(&x.cas) > 0, "the bytes came from xorbs");
+    // No plain download of the content happened.
+    assert_eq!(x.world.server.stats().bytes_for_sha256(&sha), 0);
+    assert!(summary.fetched_bytes > 0 && summary.fetched_bytes < data.len() as u64 * 2);
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::FileDelta { reused: 0, .. }))
+    );
+    // Credentials: the CAS saw only its own token, xorb URLs none.
+    for request in x.cas.requests() {
+        match request.route {
+            XetRoute::Xorb => assert_eq!(request.authorization, None),
+            _ => assert_eq!(
+                request.authorization.as_deref(),
+                Some(format!("Bearer {XET_ACCESS_TOKEN}").as_str())
+            ),
+        }
+    }
+    // The Xet hash the stand-in advertised is the one xet-core computed.
+    assert_eq!(hashes[0].len(), 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_fetches_only_changed_chunks() {
+    let first = content(2, 32 << 20);
+    let mut second = first.clone();
+    second.splice(4096..4096, content(3, 1024));
+    let middle = second.len() / 2;
+    for byte in &mut second[middle..middle + 100] {
+        *byte ^= 0x5A;
+    }
+    let (x, _) = xet_world(&[("model.bin", first.clone())]).await;
+    let larder = x.world.larder();
+    pull_with(&larder, &options("acme/xet", "main"))
+        .await
+        .0
+        .expect("first pull");
+    // The second revision is uploaded deduplicated against the first.
+    let hash = x.cas.upload(&second).await.expect("upload");
+    x.world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/xet")
+        .base("main")
+        .xet_file("model.bin", second.clone(), &hash)
+        .commit("main");
+    x.cas.reset_stats();
+    let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+    let summary = result.expect("second pull");
+    assert_eq!(read(&x.world.blob_path(&sha256_hex(&second))), second);
+    let fetched = x.cas.xorb_bytes();
+    let ratio = fetched as f64 / second.len() as f64;
+    assert!(
+        ratio <= 0.01,
+        "fetched {fetched} bytes of {} ({:.2}%)",
+        second.len(),
+        ratio * 100.0
+    );
+    assert!(summary.reused_bytes > second.len() as u64 * 9 / 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn falls_back_to_http_when_the_cas_keeps_failing_or_when_asked() {
+    let data = content(4, 2 << 20);
+    let sha = sha256_hex(&data);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    x.cas.inject(
+        XetFault::Status(XetRoute::ReconstructionV2, 503),
+        usize::MAX,
+    );
+    x.cas.inject(
+        XetFault::Status(XetRoute::ReconstructionV1, 503),
+        usize::MAX,
+    );
+    let larder = x.world.larder();
+    let mut opts = options("acme/xet", "main");
+    opts.transfer.retry.max_retries = 2;
+    let (result, events) = pull_with(&larder, &opts).await;
+    result.expect("falls back and succeeds");
+    assert_eq!(read(&x.world.blob_path(&sha)), data);
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::XetFallback { .. }))
+    );
+    assert!(x.world.server.stats().bytes_for_sha256(&sha) >= data.len() as u64);
+
+    // --no-xet: the CAS is never asked.
+    let data2 = content(5, 1 << 20);
+    let hash = x.cas.upload(&data2).await.unwrap();
+    x.world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/xet")
+        .base("main")
+        .xet_file("other.bin", data2.clone(), &hash)
+        .commit("main");
+    x.cas.faults().clear();
+    x.cas.reset_stats();
+    let mut opts = options("acme/xet", "main");
+    opts.xet = false;
+    pull_with(&larder, &opts).await.0.expect("plain pull");
+    assert_eq!(read(&x.world.blob_path(&sha256_hex(&data2))), data2);
+    assert!(x.cas.requests().is_empty());
+}
+
+/// Pulls once with `fault` armed and expects a refusal naming the file and nothing stored.
+async fn refused(fault: XetFault, route_times: usize, expect: &str) {
+    let data = content(6, 3 << 20);
+    let sha = sha256_hex(&data);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    x.cas.inject(fault, route_times);
+    let larder = x.world.larder();
+    let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+    let error = result.expect_err("a hostile answer is refused");
+    let text = larder::fetch::transfer::error_chain(&error);
+    assert!(matches!(error, PullError::Xet(_)), "{text}");
+    assert!(text.contains("model.bin"), "{text}");
+    assert!(text.contains(expect), "{expect:?} not in {text}");
+    assert!(!x.world.blob_path(&sha).exists(), "nothing is stored");
+    assert_eq!(
+        x.world.server.stats().bytes_for_sha256(&sha),
+        0,
+        "no HTTP fallback"
+    );
+}
+
+fn rewrite(f: impl Fn(&mut serde_json::Value) + Send + Sync + 'static) -> XetFault {
+    XetFault::Reconstruction(Arc::new(f))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_reconstructions_are_refused() {
+    refused(
+        rewrite(|v| {
+            let terms = v["terms"].as_array_mut().unwrap();
+            terms.pop();
+        }),
+        usize::MAX,
+        "add up to",
+    )
+    .await;
+    refused(
+        rewrite(|v| v["terms"][0]["range"]["end"] = serde_json::json!(9000)),
+        usize::MAX,
+        "past the",
+    )
+    .await;
+    refused(
+        rewrite(|v| {
+            // A second, overlapping fetch range for the first xorb.
+            let xorbs = v["xorbs"].as_object_mut().unwrap();
+            let first = xorbs.values_mut().next().unwrap();
+            let mut copy = first[0].clone();
+            copy["ranges"][0]["chunks"]["start"] = serde_json::json!(0);
+            first.as_array_mut().unwrap().push(copy);
+        }),
+        usize::MAX,
+        "overlap",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_xorb_ranges_are_refused() {
+    // A header claiming 200 KiB.
+    refused(
+        XetFault::XorbBody(Arc::new(|body: Bytes| {
+            let mut b = body.to_vec();
+            b[1..4].copy_from_slice(&[0x00, 0x20, 0x03]);
+            b[5..8].copy_from_slice(&[0x00, 0x20, 0x03]);
+            Bytes::from(b)
+        })),
+        usize::MAX,
+        "invalid header",
+    )
+    .await;
+    // A range answered with the wrong length.
+    refused(
+        XetFault::XorbBody(Arc::new(|body: Bytes| body.slice(..body.len() - 10))),
+        usize::MAX,
+        "bytes for a xorb range",
+    )
+    .await;
+    // An LZ4 bomb in place of the first chunk: a frame expanding far past its header's length.
+    refused(
+        XetFault::XorbBody(Arc::new(|body: Bytes| {
+            use std::io::Write;
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            encoder.write_all(&vec![0u8; 128 << 10]).unwrap();
+            let frame = encoder.finish().unwrap();
+            let stored = body.len() - 8;
+            let mut b = vec![0u8; 8];
+            let n = frame.len() as u32;
+            b[1..4].copy_from_slice(&n.to_le_bytes()[..3]);
+            b[4] = 1;
+            b[5..8].copy_from_slice(&100u32.to_le_bytes()[..3]);
+            b.extend_from_slice(&frame);
+            b.resize(stored + 8, 0);
+            Bytes::from(b)
+        })),
+        usize::MAX,
+        "chunk 0",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assembled_bytes_must_match_the_digests() {
+    // The stand-in advertises the Xet hash of other content of the same size.
+    let data = content(7, 1 << 20);
+    let other = content(8, 1 << 20);
+    let cas = XetCas::start().await.unwrap();
+    let other_hash = cas.upload(&other).await.unwrap();
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/xet")
+        .xet_file("model.bin", data.clone(), &other_hash)
+        .commit("main");
+    let world = World::start(hub).await;
+    world.server.attach_xet(&cas);
+    let larder = world.larder();
+    let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+    let text = larder::fetch::transfer::error_chain(&result.expect_err("refused"));
+    assert!(text.contains("sha256 should be"), "{text}");
+    assert!(!world.blob_path(&sha256_hex(&data)).exists());
+    assert!(!world.blob_path(&sha256_hex(&other)).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_route_refusals_are_clear() {
+    for (fault, expect) in [
+        (
+            XetFault::Status(XetRoute::Token, 401),
+            "refused a Xet read token (401)",
+        ),
+        (
+            XetFault::Status(XetRoute::Token, 403),
+            "refused a Xet read token (403)",
+        ),
+        (
+            XetFault::TokenBody("{not json".to_owned()),
+            "malformed Xet token",
+        ),
+    ] {
+        refused(fault, usize::MAX, expect).await;
+    }
+    // The hint names HF_TOKEN.
+    let data = content(9, 1 << 20);
+    let (x, _) = xet_world(&[("model.bin", data)]).await;
+    x.cas
+        .inject(XetFault::Status(XetRoute::Token, 401), usize::MAX);
+    let larder = x.world.larder();
+    let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+    let hint = larder::failure::Hint::hint(&result.unwrap_err()).unwrap_or_default();
+    assert!(hint.contains("HF_TOKEN"), "{hint}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_token_never_reaches_the_cas() {
+    let data = content(10, 1 << 20);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    x.world
+        .server
+        .hub()
+        .accept_token("acme/xet", "hf_secret_user_token");
+    // A CAS that answers 401 (asking for other credentials) gets one fresh CAS token, never the
+    // Hub token; then the pull falls back to plain HTTP.
+    x.cas.inject(
+        XetFault::Status(XetRoute::ReconstructionV2, 401),
+        usize::MAX,
+    );
+    let larder = x.world.larder_with_token("hf_secret_user_token");
+    let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+    result.expect("falls back to HTTP");
+    assert_eq!(read(&x.world.blob_path(&sha256_hex(&data))), data);
+    let requests = x.cas.requests();
+    assert!(!requests.is_empty());
+    for request in requests {
+        assert!(
+            !request
+                .authorization
+                .unwrap_or_default()
+                .contains("hf_secret_user_token"),
+            "the CAS got the Hub token"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_kill_9_at_term_granularity() {
+    // Three pieces uploaded on their own first, so the file (deduplicated against them) is
+    // rebuilt from several xorbs: several terms to land one by one.
+    let pieces: Vec<Vec<u8>> = (0..3).map(|i| content(11 + i, 8 << 20)).collect();
+    let data = pieces.concat();
+    let sha = sha256_hex(&data);
+    let cas = XetCas::start().await.expect("CAS starts");
+    for piece in &pieces {
+        cas.upload(piece).await.unwrap();
+    }
+    let hash = cas.upload(&data).await.unwrap();
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/xet")
+        .xet_file("model.bin", data.clone(), &hash)
+        .commit("main");
+    let world = World::start(hub).await;
+    world.server.attach_xet(&cas);
+    let x = XetWorld { world, cas };
+    // Slow every xorb range so the first run can be killed midway.
+    x.cas.inject(
+        XetFault::XorbDelay(std::time::Duration::from_millis(700)),
+        usize::MAX,
+    );
+    let mut child = x
+        .world
+        .cli()
+        .args(["pull", "acme/xet", "--connections", "1"])
+        .env("LARDER_NO_PROGRESS", "1")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = x.world.tmp_dir().join(format!("{sha}.xet.state"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no durable progress");
+        if let Ok(text) = std::fs::read_to_string(&state)
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+            && value["done"].as_object().is_some_and(|d| !d.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let landed: u64 = {
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        value["done"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|d| d["lengths"].as_array().unwrap().clone())
+            .map(|l| l.as_u64().unwrap())
+            .sum()
+    };
+    assert!(landed > 0 && landed < data.len() as u64);
+    x.cas.faults().clear();
+    x.cas.reset_stats();
+    let larder = x.world.larder();
+    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
+    result.expect("second run completes");
+    assert_eq!(read(&x.world.blob_path(&sha)), data);
+    let resumed = events.events().iter().find_map(|e| match e {
+        PullEvent::FileStarted { resumed, .. } => Some(*resumed),
+        _ => None,
+    });
+    assert_eq!(resumed, Some(landed));
+    // Only what had not landed was fetched again (xorb bytes carry an 8-byte header per chunk
+    // and may compress; allow that slack).
+    let refetched = x.cas.xorb_bytes();
+    assert!(
+        refetched <= (data.len() as u64 - landed) + (data.len() as u64 / 50),
+        "refetched {refetched}, landed {landed}"
+    );
+}
