@@ -38,7 +38,9 @@ pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlit
 pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
         .execute([sha256])?;
-    crate::xet_terms::forget_blob(conn, sha256)?;
+    // Its Xet terms (learnt for deltas) go with it.
+    conn.prepare_cached("DELETE FROM xet_terms WHERE blob = ?1")?
+        .execute([sha256])?;
     Ok(())
 }
 
