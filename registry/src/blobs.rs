@@ -40,7 +40,9 @@ pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
     crate::chunk_index::remove(conn, sha256)?;
     conn.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
         .execute([sha256])?;
-    crate::xet_terms::forget_blob(conn, sha256)?;
+    // Its Xet terms (learnt for deltas) go with it.
+    conn.prepare_cached("DELETE FROM xet_terms WHERE blob = ?1")?
+        .execute([sha256])?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! fetching it. The copied bytes are verified with the whole file, so a stale row can cost a
 //! refetch, never a wrong byte.
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
@@ -41,12 +41,6 @@ fn xorb_key(xorb: &str) -> Result<Vec<u8>, RegistryError> {
         .map(|i| u8::from_str_radix(&xorb[2 * i..2 * i + 2], 16))
         .collect::<Result<Vec<u8>, _>>()
         .map_err(|_| invalid())
-}
-
-pub(crate) fn forget_blob(conn: &Connection, blob: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM xet_terms WHERE blob = ?1")?
-        .execute([blob])?;
-    Ok(())
 }
 
 impl Registry {
