@@ -5,9 +5,9 @@
 //! Each walk asks the links of the chain that are the library's typed errors; each of those
 //! classifies itself, and knows its hint, beside its definition ([`Classify`], [`Hint`]).
 
+use crate::OpenError;
 use crate::bundle::BundleError;
 use crate::config::ConfigError;
-use crate::OpenError;
 use crate::convert::ConvertRunError;
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::fetch::PullError;

@@ -568,10 +568,7 @@ pub async fn fetch_file(
 }
 
 /// sha256 of the part and the Xet chunking of its chunks (`lengths` in file order), in one read.
-fn digest_part(
-    file: &File,
-    lengths: &[u32],
-) -> std::io::Result<(String, crate::xet::XetChunking)> {
+fn digest_part(file: &File, lengths: &[u32]) -> std::io::Result<(String, crate::xet::XetChunking)> {
     let mut sha = Sha256::new();
     let mut chunks = Vec::with_capacity(lengths.len());
     let mut buffer = vec![0u8; crate::xet::xorb::MAX_CHUNK_BYTES];

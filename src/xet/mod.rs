@@ -41,4 +41,3 @@ pub use xet_core_structures::merklehash::MerkleHash;
 #[derive(Debug, thiserror::Error)]
 #[error("`{0}` is not a Xet hash (64 hex digits)")]
 pub struct BadXetHash(pub String);
-
