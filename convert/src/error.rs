@@ -51,10 +51,15 @@ pub enum ConvertError {
     },
     /// The model's architecture is not one we convert.
     #[error(
-        "unsupported architecture `{0}` (supported: {supported})",
-        supported = crate::arch::SUPPORTED.join(", ")
+        "unsupported architecture `{name}` (supported: {})",
+        supported.join(", ")
     )]
-    UnsupportedArchitecture(String),
+    UnsupportedArchitecture {
+        /// The checkpoint's `architectures` entry.
+        name: String,
+        /// The architectures this converter takes.
+        supported: &'static [&'static str],
+    },
     /// A supported architecture in a variant the converter does not handle.
     #[error("unsupported model: {0}")]
     UnsupportedVariant(String),

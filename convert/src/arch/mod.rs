@@ -191,7 +191,12 @@ impl ModelConfig {
             "Gemma2ForCausalLM" => Arch::Gemma2,
             "Gemma3ForCausalLM" | "Gemma3ForConditionalGeneration" => Arch::Gemma3,
             "Phi3ForCausalLM" => Arch::Phi3,
-            other => return Err(ConvertError::UnsupportedArchitecture(other.to_owned())),
+            other => {
+                return Err(ConvertError::UnsupportedArchitecture {
+                    name: other.to_owned(),
+                    supported: &SUPPORTED,
+                });
+            }
         };
         // A multimodal config keeps the language model's keys under `text_config`; llama.cpp
         // lifts them to the top level (they win over top-level keys of the same name).

@@ -381,7 +381,7 @@ fn unsupported_architecture() {
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["GPT2LMHeadModel"]));
     let e = fx.convert().unwrap_err();
     assert!(
-        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "GPT2LMHeadModel"),
+        matches!(&e, ConvertError::UnsupportedArchitecture { name: a, .. } if a == "GPT2LMHeadModel"),
         "{e}"
     );
 }
@@ -562,7 +562,7 @@ fn gpt_oss_is_refused_by_name() {
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["GptOssForCausalLM"]));
     let e = fx.convert().unwrap_err();
     assert!(
-        matches!(&e, ConvertError::UnsupportedArchitecture(a) if a == "GptOssForCausalLM"),
+        matches!(&e, ConvertError::UnsupportedArchitecture { name: a, .. } if a == "GptOssForCausalLM"),
         "{e}"
     );
     let msg = e.to_string();
