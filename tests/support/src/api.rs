@@ -1,12 +1,12 @@
 //! The JSON API: repo info (E1/E2), tree listing (E3), paths-info (E4), and
 //! a 404 for `xet-read-token` so clients stay on plain HTTP.
 
+use crate::context::{Incoming, Pagination, Shared};
 use crate::errors::{Access, HubError, check_access};
 use crate::faults::{FaultContext, Route};
 use crate::hash::iso_date;
 use crate::model::{Commit, FileEntry, Repo, RepoKind};
 use crate::paths::encode_segment;
-use crate::server::{Incoming, Pagination, Shared};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, Method, header};

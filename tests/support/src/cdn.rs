@@ -7,10 +7,10 @@
 //! mechanisms); expired or badly signed URLs get 403.
 
 use crate::body::{BodyPlan, file_response, header_value};
+use crate::context::{Incoming, Shared};
 use crate::errors::HubError;
 use crate::faults::{FaultContext, Route};
 use crate::resolve::{signature, unix_now};
-use crate::server::{Incoming, Shared};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -30,6 +30,7 @@
 mod api;
 mod body;
 mod cdn;
+mod context;
 mod errors;
 mod faults;
 pub mod hash;
@@ -40,11 +41,12 @@ mod server;
 mod stats;
 mod xet;
 
+pub use context::{Pagination, Settings};
 pub use faults::{Fault, FaultKind, Faults, Route, Target};
 pub use model::{
     Commit, Content, FileEntry, Hub, LFS_THRESHOLD, LfsInfo, PreparedFile, RepoBuilder, RepoKind,
 };
-pub use server::{Pagination, Settings, StandIn, StandInBuilder};
+pub use server::{StandIn, StandInBuilder};
 pub use stats::{RequestRecord, Stats};
 pub use xet::{
     BodyRewrite, CasRequest, JsonRewrite, XET_ACCESS_TOKEN, XetCas, XetFault, XetFaults, XetRoute,

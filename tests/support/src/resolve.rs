@@ -6,10 +6,10 @@
 //! §1.6, §2.2): `X-Repo-Commit`, `X-Linked-Etag`, `X-Linked-Size`, `ETag`.
 
 use crate::body::{BodyPlan, file_response, header_value};
+use crate::context::{Incoming, Shared, empty};
 use crate::errors::{Access, HubError, check_access};
 use crate::faults::{FaultContext, Route};
 use crate::model::{FileEntry, RepoKind};
-use crate::server::{Incoming, Shared, empty};
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
