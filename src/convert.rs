@@ -304,8 +304,7 @@ pub async fn convert(
             copy_out(&file, out, &path, request.target)?;
         }
         larder.blobs.publish(&file, &sha256).await?;
-        record::record_blob(larder, &sha256, size, Checked::Verified).await?;
-        crate::xet::index::record(&larder.registry, &sha256, &chunking).await?;
+        record::record_blob(larder, &sha256, size, Checked::Verified, Some(&chunking)).await?;
         produced.push(Produced {
             path,
             size,
@@ -337,12 +336,7 @@ pub async fn convert(
         &card_digest.sha256,
         card_bytes.len() as u64,
         Checked::Verified,
-    )
-    .await?;
-    crate::xet::index::record(
-        &larder.registry,
-        &card_digest.sha256,
-        &crate::xet::hash_bytes(&card_bytes),
+        Some(&crate::xet::hash_bytes(&card_bytes)),
     )
     .await?;
     produced.push(Produced {

@@ -11,6 +11,7 @@ use crate::registry::{
     BlobRecord, CommitDetail, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
 };
 use crate::store::StoreError;
+use crate::xet::XetChunking;
 
 /// How this node knows a blob's bytes are right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,17 +35,23 @@ pub fn blob_record(larder: &Larder, sha256: &str, size: u64, checked: Checked) -
     }
 }
 
-/// Record a blob just published to the store.
+/// Record a blob just published to the store, and its Xet chunking when it was computed as the
+/// bytes landed (the chunk index row follows the blob row).
 pub async fn record_blob(
     larder: &Larder,
     sha256: &str,
     size: u64,
     checked: Checked,
+    chunking: Option<&XetChunking>,
 ) -> Result<(), RegistryError> {
     larder
         .registry
         .record_blob(blob_record(larder, sha256, size, checked))
-        .await
+        .await?;
+    if let Some(chunking) = chunking {
+        crate::xet::index::record(&larder.registry, sha256, chunking).await?;
+    }
+    Ok(())
 }
 
 /// Why a held blob could not be adopted.
@@ -65,7 +72,7 @@ pub async fn adopt_held_blob(larder: &Larder, sha256: &str, size: u64) -> Result
         return Ok(false);
     }
     if larder.registry.blob(sha256).await?.is_none() {
-        record_blob(larder, sha256, size, Checked::Adopted).await?;
+        record_blob(larder, sha256, size, Checked::Adopted, None).await?;
     }
     Ok(true)
 }

@@ -336,10 +336,14 @@ pub async fn pull(
     while let Some(result) = results.next().await {
         match result {
             Ok(file) => {
-                record::record_blob(larder, &file.sha256, file.size, Checked::Verified).await?;
-                if let Some(chunking) = &file.chunking {
-                    crate::xet::index::record(&larder.registry, &file.sha256, chunking).await?;
-                }
+                record::record_blob(
+                    larder,
+                    &file.sha256,
+                    file.size,
+                    Checked::Verified,
+                    file.chunking.as_ref(),
+                )
+                .await?;
                 fetched_bytes += file.received;
                 reused_bytes += file.reused;
                 fetched.insert(file.key, file.sha256);

@@ -746,14 +746,9 @@ async fn record(
     sha256: &str,
     xet: Option<&crate::xet::XetChunking>,
 ) -> Result<(), String> {
-    record::record_blob(larder, sha256, row.size, Checked::Verified)
+    record::record_blob(larder, sha256, row.size, Checked::Verified, xet)
         .await
         .map_err(|e| transfer::error_chain(&e))?;
-    if let Some(chunking) = xet {
-        crate::xet::index::record(&larder.registry, sha256, chunking)
-            .await
-            .map_err(|e| transfer::error_chain(&e))?;
-    }
     if row.sha256.is_some() {
         crate::manifest::publish_logged(larder, kind, repo, commit).await;
         return Ok(());
