@@ -212,7 +212,41 @@ impl ConfigFile {
 
     /// The policy in force: `--policy FILE` if given, else `[policy]` of the file, else none.
     pub fn policy(&self, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
-        load_policy(self, file)
+        match file {
+            // The file's own `[policy]` is not looked at, so it need not parse.
+            Some(_) => self.policy_in(&Config::default(), file),
+            None => self.policy_in(&self.whole()?, None),
+        }
+    }
+
+    /// [`ConfigFile::policy`] for a caller that already parsed the file whole.
+    pub fn policy_in(
+        &self,
+        config: &Config,
+        file: Option<&Path>,
+    ) -> Result<Option<Policy>, ConfigError> {
+        let catalog = Catalog::builtin();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            return Policy::from_toml_with(&text, catalog)
+                .map(Some)
+                .map_err(|source| ConfigError::Policy {
+                    path: path.to_owned(),
+                    source,
+                });
+        }
+        let Some(spec) = &config.policy else {
+            return Ok(None);
+        };
+        Policy::from_spec(spec, catalog)
+            .map(Some)
+            .map_err(|source| ConfigError::Policy {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     fn parse<T: Default + serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
@@ -224,31 +258,6 @@ impl ConfigFile {
             source,
         })
     }
-}
-
-fn load_policy(config: &ConfigFile, file: Option<&Path>) -> Result<Option<Policy>, ConfigError> {
-    let catalog = Catalog::builtin();
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        return Policy::from_toml_with(&text, catalog)
-            .map(Some)
-            .map_err(|source| ConfigError::Policy {
-                path: path.to_owned(),
-                source,
-            });
-    }
-    let Some(spec) = config.whole()?.policy else {
-        return Ok(None);
-    };
-    Policy::from_spec(&spec, catalog)
-        .map(Some)
-        .map_err(|source| ConfigError::Policy {
-            path: config.path.clone(),
-            source,
-        })
 }
 
 #[cfg(test)]

@@ -178,7 +178,10 @@ pub fn resolve_serve(
     let mut options = ServeOptions::new(flags.addr);
     options.public_url = flags.public_url;
     options.pull_through = !flags.offline;
-    options.policy = larder.config.policy(flags.policy.as_deref())?.map(Arc::new);
+    options.policy = larder
+        .config
+        .policy_in(&config, flags.policy.as_deref())?
+        .map(Arc::new);
     let token_set = |entries: &[String], key: &'static str| {
         TokenSet::parse(entries).map_err(|source| ServeSettingsError::Token {
             path: larder.config.path().to_owned(),
