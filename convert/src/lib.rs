@@ -542,9 +542,51 @@ fn write_experts<W: Write>(
             (hf.as_str(), *t)
         })
         .collect();
-    let parts = &parts;
-    let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
     let mut released = 0;
+    write_rows(
+        rows,
+        cols,
+        row_bytes,
+        pool,
+        writer,
+        buf,
+        progress,
+        |r, tmp, dst| {
+            let e = r / rows_per_expert;
+            let (hf, t) = parts[e];
+            ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
+            // Each expert has its own slice of the importance matrix.
+            let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
+            ty.quantize_row_weighted(tmp, dst, w);
+            Ok(())
+        },
+        |done| {
+            while released < parts.len() && (released + 1) * rows_per_expert <= done {
+                ck.release(parts[released].1);
+                released += 1;
+            }
+        },
+    )
+}
+
+/// Quantizes and writes `rows` rows of `cols` values (`row_bytes` each once quantized), a chunk
+/// of rows at a time: `fill_row(r, scratch, dst)` produces row `r` into `dst`, rows of a chunk
+/// in parallel (on `pool` when given); each chunk is then written and reported, and
+/// `after_chunk` is told how many rows are done (to release source pages).
+#[allow(clippy::too_many_arguments)]
+fn write_rows<W: Write>(
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    pool: Option<&rayon::ThreadPool>,
+    writer: &mut GgufWriter<W>,
+    buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+    fill_row: impl Fn(usize, &mut Vec<f32>, &mut [u8]) -> Result<()> + Sync,
+    mut after_chunk: impl FnMut(usize),
+) -> Result<()> {
+    let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
+    let fill_row = &fill_row;
     let mut start = 0;
     while start < rows {
         let n = rows_per_chunk.min(rows - start);
@@ -556,16 +598,7 @@ fn write_experts<W: Write>(
                 .enumerate()
                 .try_for_each_init(
                     || vec![0.0f32; cols],
-                    |tmp, (k, dst)| -> Result<()> {
-                        let r = start + k;
-                        let e = r / rows_per_expert;
-                        let (hf, t) = parts[e];
-                        ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
-                        // Each expert has its own slice of the importance matrix.
-                        let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
-                        ty.quantize_row_weighted(tmp, dst, w);
-                        Ok(())
-                    },
+                    |tmp, (k, dst)| fill_row(start + k, tmp, dst),
                 )
         };
         match pool {
@@ -575,10 +608,7 @@ fn write_experts<W: Write>(
         writer.write_data(buf).map_err(ConvertError::Write)?;
         progress(buf.len() as u64);
         start += n;
-        while released < parts.len() && (released + 1) * rows_per_expert <= start {
-            ck.release(parts[released].1);
-            released += 1;
-        }
+        after_chunk(start);
     }
     Ok(())
 }
@@ -640,7 +670,6 @@ fn write_tensor<W: Write>(
         progress(row_bytes as u64);
         return Ok(());
     }
-    let rows_per_chunk = (CHUNK_BYTES / row_bytes.max(cols * 4)).max(1);
     // Q8_0 from 16-bit checkpoints, the common case, has kernels that read the bytes directly.
     type FusedKernel = fn(&[u8], &mut [u8]) -> bool;
     let fused_q8_0: Option<FusedKernel> = match (ty, t.dtype) {
@@ -649,45 +678,31 @@ fn write_tensor<W: Write>(
         _ => None,
     };
     let overflow = AtomicBool::new(false);
-    let overflow = &overflow;
-    let mut start = 0;
-    while start < rows {
-        let n = rows_per_chunk.min(rows - start);
-        buf.resize(n * row_bytes, 0);
-        let chunk: &mut [u8] = buf;
-        let mut job = move || {
-            chunk
-                .par_chunks_mut(row_bytes)
-                .enumerate()
-                .try_for_each_init(
-                    || vec![0.0f32; cols],
-                    |tmp, (k, dst)| -> Result<()> {
-                        let r = start + k;
-                        let src_row =
-                            permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
-                        if let Some(kernel) = fused_q8_0 {
-                            let raw = &ck.raw(t)[src_row * cols * 2..][..cols * 2];
-                            if kernel(raw, dst) {
-                                return Ok(());
-                            }
-                        }
-                        ck.read_f32(hf, t, src_row * cols, tmp)?;
-                        if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
-                            overflow.store(true, Ordering::Relaxed);
-                        }
-                        ty.quantize_row_weighted(tmp, dst, qw);
-                        Ok(())
-                    },
-                )
-        };
-        match pool {
-            Some(pool) => pool.install(job)?,
-            None => job()?,
-        }
-        writer.write_data(buf).map_err(ConvertError::Write)?;
-        progress(buf.len() as u64);
-        start += n;
-    }
+    write_rows(
+        rows,
+        cols,
+        row_bytes,
+        pool,
+        writer,
+        buf,
+        progress,
+        |r, tmp, dst| {
+            let src_row = permute.map_or(r, |h| arch::llama::permuted_source_row(r, rows, h));
+            if let Some(kernel) = fused_q8_0 {
+                let raw = &ck.raw(t)[src_row * cols * 2..][..cols * 2];
+                if kernel(raw, dst) {
+                    return Ok(());
+                }
+            }
+            ck.read_f32(hf, t, src_row * cols, tmp)?;
+            if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
+                overflow.store(true, Ordering::Relaxed);
+            }
+            ty.quantize_row_weighted(tmp, dst, qw);
+            Ok(())
+        },
+        |_| {},
+    )?;
     ck.release(t);
     if overflow.load(Ordering::Relaxed) {
         warnings.push(format!(
