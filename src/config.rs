@@ -66,6 +66,9 @@ pub struct ServeConfig {
     /// Redirect content downloads to presigned URLs of a shared object store.
     #[serde(default)]
     pub redirect_to_store: bool,
+    /// Serve Xet to clients (default true); `false` hides it so every client uses plain HTTP
+    /// (`--no-xet`).
+    pub xet: Option<bool>,
 }
 
 /// `[daemon]`: settings of `larder serve` that flags override.

@@ -114,6 +114,8 @@ pub struct ServeFlags {
     pub redirect_to_store: bool,
     /// With a shared store: seconds between re-reads of its manifests (0 = only on a miss).
     pub rescan_seconds: u64,
+    /// Hide Xet from clients (`--no-xet`).
+    pub no_xet: bool,
 }
 
 /// Why `larder serve`'s settings are unusable.
@@ -224,5 +226,6 @@ pub fn resolve_serve(
     }
     options.rescan_every =
         (shared && flags.rescan_seconds > 0).then(|| Duration::from_secs(flags.rescan_seconds));
+    options.xet = !flags.no_xet && config.serve.xet.unwrap_or(true);
     Ok(ResolvedServe { options, notes })
 }

@@ -1,6 +1,8 @@
 //! The chunk index on the [`Registry`]: each held blob's Xet file hash and chunk list, and a
 //! lookup from a chunk hash to where the store holds those bytes (rows in `chunk_index.rs`).
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::chunk_index::{ChunkLocation, XetRecord, get, locate, upsert};
@@ -102,4 +104,110 @@ impl Registry {
         })
         .await
     }
+
+    /// Remembers the Xet hash the upstream listed for content not held yet (`sha256`,
+    /// `xet_hash` pairs, both 64 lowercase hex), so the mirror can advertise Xet before it has
+    /// fetched the content. One transaction.
+    pub async fn record_listed_xet(
+        &self,
+        pairs: Vec<(String, String)>,
+    ) -> Result<(), RegistryError> {
+        for (sha256, xet_hash) in &pairs {
+            validate::sha256(sha256)?;
+            validate_hex64("xet_hash", xet_hash)?;
+        }
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO xet_listed (sha256, xet_hash) VALUES (?1, ?2)
+                         ON CONFLICT (sha256) DO UPDATE SET xet_hash = excluded.xet_hash",
+                    )?;
+                    for (sha256, xet_hash) in &pairs {
+                        insert.execute([sha256, xet_hash])?;
+                    }
+                }
+                tx.commit()
+            };
+            run(conn).map_err(write_error(|| "record listed Xet hashes".to_owned()))
+        })
+        .await
+    }
+
+    /// The Xet hash of each of `sha256s` that has one: computed from the held bytes (the chunk
+    /// index) or, for content not held, as the upstream listed it.
+    pub async fn known_xet_hashes(
+        &self,
+        sha256s: Vec<String>,
+    ) -> Result<HashMap<String, String>, RegistryError> {
+        self.read(move |conn| {
+            let query = || -> rusqlite::Result<HashMap<String, String>> {
+                let mut held =
+                    conn.prepare_cached("SELECT xet_hash FROM xet_files WHERE sha256 = ?1")?;
+                let mut listed =
+                    conn.prepare_cached("SELECT xet_hash FROM xet_listed WHERE sha256 = ?1")?;
+                let mut found = HashMap::new();
+                for sha256 in sha256s {
+                    let hash: Option<String> =
+                        match held.query_row([&sha256], |row| row.get(0)).optional()? {
+                            Some(hash) => Some(hash),
+                            None => listed.query_row([&sha256], |row| row.get(0)).optional()?,
+                        };
+                    if let Some(hash) = hash {
+                        found.insert(sha256, hash);
+                    }
+                }
+                Ok(found)
+            };
+            query().map_err(read_error(|| "read Xet hashes".to_owned()))
+        })
+        .await
+    }
+
+    /// The held blob whose Xet hash is `xet_hash`, if any.
+    pub async fn blob_with_xet_hash(
+        &self,
+        xet_hash: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let xet_hash = xet_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT sha256 FROM xet_files WHERE xet_hash = ?1 LIMIT 1")
+                .and_then(|mut s| s.query_row([&xet_hash], |row| row.get(0)).optional())
+                .map_err(read_error(|| format!("look up Xet hash {xet_hash}")))
+        })
+        .await
+    }
+
+    /// The content (sha256) the upstream listed with Xet hash `xet_hash`, not necessarily held.
+    pub async fn listed_with_xet_hash(
+        &self,
+        xet_hash: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let xet_hash = xet_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT sha256 FROM xet_listed WHERE xet_hash = ?1 LIMIT 1")
+                .and_then(|mut s| s.query_row([&xet_hash], |row| row.get(0)).optional())
+                .map_err(read_error(|| format!("look up listed Xet hash {xet_hash}")))
+        })
+        .await
+    }
+}
+
+fn validate_hex64(field: &'static str, value: &str) -> Result<(), RegistryError> {
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(RegistryError::InvalidInput {
+            field,
+            value: value.to_owned(),
+            reason: "expected 64 lowercase hex digits",
+        });
+    }
+    Ok(())
 }

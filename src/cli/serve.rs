@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// recorded (0 = only on a miss)
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     rescan: u64,
+    /// Hide Xet: no Xet headers or `xetHash`, no CAS API, so every client downloads over plain
+    /// HTTP [default: `[serve] xet` of $LARDER_HOME/config.toml, else Xet is served]
+    #[arg(long)]
+    no_xet: bool,
 }
 
 /// Run `larder serve` until Ctrl-C.
@@ -69,6 +73,7 @@ pub async fn run(
         policy: args.policy,
         redirect_to_store: args.redirect_to_store,
         rescan_seconds: args.rescan,
+        no_xet: args.no_xet,
     };
     let ResolvedServe { options, notes } = resolve_serve(&mut larder, settings, flags)?;
     for note in &notes {

@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) fetched_bytes: [AtomicU64; 2],
     /// Files jobs received whose content did not match its digest.
     pub(crate) verification_failures: AtomicU64,
+    /// File bytes Xet pulls of jobs copied from blobs already held instead of fetching them.
+    pub(crate) xet_reused_bytes: AtomicU64,
     /// Wakes the quota keeper (a job ended).
     pub(crate) quota_check: Notify,
     /// Jobs that ended while the registry could not record it (its disk is full), shown from
@@ -198,6 +200,7 @@ impl Daemon {
             active_transfers: AtomicI64::new(0),
             fetched_bytes: Default::default(),
             verification_failures: AtomicU64::new(0),
+            xet_reused_bytes: AtomicU64::new(0),
             quota_check: Notify::new(),
             unrecorded: Mutex::new(HashMap::new()),
         });
@@ -262,6 +265,11 @@ impl Daemon {
     /// Files jobs received that failed verification (each was fetched again or failed).
     pub fn verification_failures(&self) -> u64 {
         self.shared.verification_failures.load(Ordering::Relaxed)
+    }
+
+    /// File bytes jobs' Xet pulls copied from held blobs instead of fetching (the delta).
+    pub fn xet_reused_bytes(&self) -> u64 {
+        self.shared.xet_reused_bytes.load(Ordering::Relaxed)
     }
 
     /// Stop the workers. Running jobs stay `running` in the registry and are re-queued by the

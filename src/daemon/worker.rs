@@ -157,6 +157,11 @@ impl Reporter for JobReporter {
                 self.file_ended();
                 self.with_detail(|d| d.active.retain(|f| &f.path != path));
             }
+            PullEvent::FileDelta { reused, .. } => {
+                self.shared
+                    .xet_reused_bytes
+                    .fetch_add(*reused, Ordering::Relaxed);
+            }
             PullEvent::Mismatch { path, .. } => {
                 self.shared
                     .verification_failures

@@ -178,6 +178,12 @@ pub enum ServeError {
         /// What went wrong.
         why: String,
     },
+    /// A CAS request without a valid read token from this mirror (401).
+    #[error("{0}")]
+    CasUnauthorized(String),
+    /// A xorb URL that is forged or expired (403: Xet clients then ask for fresh URLs).
+    #[error("{0}")]
+    XorbUrlRefused(String),
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -238,6 +244,8 @@ impl ServeError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServeError::CasUnauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServeError::XorbUrlRefused(_) => StatusCode::FORBIDDEN,
             ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -269,6 +277,9 @@ impl ServeError {
                 ErrorKind::UpstreamError
             }
             ServeError::BadRequest(_) => ErrorKind::BadRequest,
+            ServeError::CasUnauthorized(_) | ServeError::XorbUrlRefused(_) => {
+                ErrorKind::AccessDenied
+            }
             ServeError::NotFound => ErrorKind::NotFound,
             ServeError::Internal => ErrorKind::InternalError,
         }

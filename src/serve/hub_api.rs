@@ -361,10 +361,11 @@ pub async fn tree(
     let entries = index.list(&path, recursive);
     let page_size = mirror.options.page_size.max(1);
     let end = (start + page_size).min(entries.len());
-    let page: Vec<Value> = entries
+    let mut page: Vec<Value> = entries
         .get(start.min(end)..end)
         .map(<[Value]>::to_vec)
         .unwrap_or_default();
+    super::xet::add_xet_hashes(mirror, &detail, &mut page).await?;
     let mut extra = HeaderMap::new();
     if end < entries.len() {
         let mut url = format!(
@@ -437,12 +438,13 @@ pub async fn paths_info(
     };
     let index = TreeIndex::new(&detail.files);
     let mut seen = BTreeSet::new();
-    let entries: Vec<Value> = paths
+    let mut entries: Vec<Value> = paths
         .iter()
         .map(|p| p.trim_matches('/').to_owned())
         .filter(|p| seen.insert(p.clone()))
         .filter_map(|p| index.entry(&p))
         .collect();
+    super::xet::add_xet_hashes(mirror, &detail, &mut entries).await?;
     Ok(noted(
         json_response(&Value::Array(entries), HeaderMap::new()),
         AccessNote {

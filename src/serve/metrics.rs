@@ -75,6 +75,12 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorKind::ALL.len()],
     /// Pull-through transfers in flight.
     pull_through_active: AtomicI64,
+    /// Xet reconstructions answered.
+    xet_reconstructions: AtomicU64,
+    /// Xorb bytes sent (the Xet path).
+    xet_bytes: AtomicU64,
+    /// File bytes sent by `/resolve` (the plain HTTP path).
+    http_file_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -103,6 +109,21 @@ impl Metrics {
     /// Count bytes pull-through received from the upstream.
     pub fn upstream_bytes(&self, kind: RepoKind, bytes: u64) {
         self.upstream_bytes[kind.index()].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count a Xet reconstruction answered.
+    pub fn xet_reconstruction(&self) {
+        self.xet_reconstructions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count xorb bytes sent.
+    pub fn xet_bytes(&self, bytes: u64) {
+        self.xet_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Count file bytes sent over plain HTTP (`/resolve`).
+    pub fn http_file_bytes(&self, bytes: u64) {
+        self.http_file_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A pull-through transfer started (`+1`) or ended (`-1`).
@@ -252,6 +273,45 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         );
         let _ = writeln!(out, "larder_store_quota_bytes {quota}");
     }
+    family(
+        &mut out,
+        "larder_xet_reconstructions_total",
+        "counter",
+        "Xet reconstructions answered (clients fetching files over the CAS API).",
+    );
+    let _ = writeln!(
+        out,
+        "larder_xet_reconstructions_total {}",
+        load(&m.xet_reconstructions)
+    );
+    family(
+        &mut out,
+        "larder_file_bytes_total",
+        "counter",
+        "File bytes sent, by transport: xorb ranges (xet) or /resolve bodies (http).",
+    );
+    let _ = writeln!(
+        out,
+        "larder_file_bytes_total{{transport=\"xet\"}} {}",
+        load(&m.xet_bytes)
+    );
+    let _ = writeln!(
+        out,
+        "larder_file_bytes_total{{transport=\"http\"}} {}",
+        load(&m.http_file_bytes)
+    );
+    family(
+        &mut out,
+        "larder_xet_reused_bytes_total",
+        "counter",
+        "File bytes pulls over Xet copied from blobs already held instead of fetching them \
+         (what a mirror chain saves).",
+    );
+    let _ = writeln!(
+        out,
+        "larder_xet_reused_bytes_total {}",
+        daemon.map_or(0, |d| d.xet_reused_bytes())
+    );
     let job_transfers = daemon.map_or(0, |d| d.active_transfers());
     let pull_through = u64::try_from(m.pull_through_active.load(Ordering::Relaxed)).unwrap_or(0);
     family(

@@ -7,8 +7,11 @@
 //! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
 //! what the store lacks from an upstream, once, while clients stream it.
 //!
-//! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
-//! every client stays on plain HTTP against it (hub-protocol.md §9).
+//! The mirror never redirects. It serves Xet itself ([`xet`]): LFS files are advertised with the
+//! Hub's Xet headers, `xet-read-token` hands out the mirror's own CAS tokens, and the CAS read API
+//! is answered from the store, so Xet clients stay on the mirror too. With `xet` off it emits no
+//! Xet headers and answers `xet-read-token` with 404, so every client uses plain HTTP
+//! (hub-protocol.md §9).
 
 pub mod access;
 pub mod admin;
@@ -20,10 +23,12 @@ pub mod limit;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
+pub mod range;
 pub mod repos;
 pub mod resolve;
 pub mod served;
 pub mod ui;
+pub mod xet;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,6 +91,9 @@ pub struct ServeOptions {
     /// With a shared object store: re-read its manifests this often, to pick up revisions other
     /// nodes recorded (`None`: only on a miss).
     pub rescan_every: Option<Duration>,
+    /// Serve Xet: advertise it, hand out CAS tokens, answer reconstructions and xorb ranges
+    /// (`false`: hide Xet so that every client uses plain HTTP).
+    pub xet: bool,
 }
 
 impl ServeOptions {
@@ -103,6 +111,7 @@ impl ServeOptions {
             access: access::AccessRules::default(),
             redirect_to_store: false,
             rescan_every: None,
+            xet: true,
         }
     }
 }
@@ -125,6 +134,8 @@ pub struct Mirror {
     verdicts: repos::Verdicts,
     /// Commits served since the last write of their served times.
     served: Arc<served::ServedLog>,
+    /// Xet tokens, layouts and hashes, when the mirror serves Xet (`[serve] xet`).
+    xet: Option<xet::XetServe>,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -262,6 +273,7 @@ async fn bind(
         larder.registry.clone(),
         options.served_flush_every,
     );
+    let xet_on = options.xet;
     let mirror = Arc::new(Mirror {
         larder,
         options,
@@ -273,6 +285,7 @@ async fn bind(
         metrics,
         licence_verdicts: TtlCache::new(LICENCE_VERDICT_TTL, DETAIL_CACHE_MAX),
         verdicts: repos::Verdicts::default(),
+        xet: xet_on.then(xet::XetServe::default),
     });
     let max_connections = mirror.options.max_connections;
     let app = router(mirror).into_make_service_with_connect_info::<SocketAddr>();
@@ -306,6 +319,18 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(admin::routes())
         .merge(ui::routes())
+        .route(
+            "/v1/reconstructions/{hash}",
+            axum::routing::get(xet::reconstruction_route),
+        )
+        .route(
+            "/v2/reconstructions/{hash}",
+            axum::routing::get(xet::reconstruction_v2_route),
+        )
+        .route(
+            "/xet/xorbs/{xorb}/{blob}/{first}",
+            axum::routing::get(xet::xorb_route),
+        )
         .fallback(dispatch)
         .layer(axum::middleware::from_fn_with_state(
             mirror.clone(),
@@ -387,7 +412,8 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
             revision: match action {
                 ApiAction::Revision(t) | ApiAction::PathsInfo(t) => t.whole(),
                 ApiAction::Tree(t) => t.likely(false).0,
-                ApiAction::Info | ApiAction::XetToken => String::new(),
+                ApiAction::XetReadToken(t) => t.whole(),
+                ApiAction::Info | ApiAction::XetWriteToken => String::new(),
             },
             path: String::new(),
         },
@@ -422,7 +448,15 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         }
         (
             Route::Api {
-                action: ApiAction::XetToken,
+                repo_type,
+                repo,
+                action: ApiAction::XetReadToken(tail),
+            },
+            &Method::GET,
+        ) => xet::read_token(&mirror, repo_type, &repo, &tail, &headers).await,
+        (
+            Route::Api {
+                action: ApiAction::XetReadToken(_) | ApiAction::XetWriteToken,
                 ..
             },
             _,

@@ -135,8 +135,10 @@ pub enum ApiAction {
     Tree(RevisionTail),
     /// `POST .../paths-info/{rev}` (E4).
     PathsInfo(RevisionTail),
-    /// `.../xet-read-token/...` and `.../xet-write-token/...`: always 404.
-    XetToken,
+    /// `GET .../xet-read-token/{rev}`: a CAS read token (404 when the mirror hides Xet).
+    XetReadToken(RevisionTail),
+    /// `.../xet-write-token/...`: always 404 (the mirror takes no uploads).
+    XetWriteToken,
 }
 
 /// A parsed request path.
@@ -242,7 +244,8 @@ fn parse_api(segs: &[String]) -> Result<Route, PathError> {
         "revision" if !tail.is_empty() => ApiAction::Revision(tail),
         "tree" if !tail.is_empty() => ApiAction::Tree(tail),
         "paths-info" if !tail.is_empty() => ApiAction::PathsInfo(tail),
-        "xet-read-token" | "xet-write-token" => ApiAction::XetToken,
+        "xet-read-token" if !tail.is_empty() => ApiAction::XetReadToken(tail),
+        "xet-read-token" | "xet-write-token" => ApiAction::XetWriteToken,
         _ => return Err(PathError::NoRoute),
     };
     Ok(Route::Api {
@@ -344,7 +347,14 @@ mod tests {
         assert!(matches!(
             parse("/api/models/org/name/xet-read-token/main").unwrap(),
             Route::Api {
-                action: ApiAction::XetToken,
+                action: ApiAction::XetReadToken(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("/api/models/org/name/xet-write-token/main").unwrap(),
+            Route::Api {
+                action: ApiAction::XetWriteToken,
                 ..
             }
         ));

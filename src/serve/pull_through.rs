@@ -130,6 +130,21 @@ impl Flight {
 }
 
 impl Flight {
+    /// Wait until the transfer has verified and published the file; `Err` says why it failed.
+    pub async fn finished(&self) -> Result<(), String> {
+        let mut stage = self.inner.stage.clone();
+        let done = stage
+            .wait_for(|s| matches!(s, Stage::Done(_) | Stage::Failed(_)))
+            .await;
+        match done {
+            Ok(s) => match &*s {
+                Stage::Failed(why) => Err(why.clone()),
+                _ => Ok(()),
+            },
+            Err(_) => Err("the transfer stopped".to_owned()),
+        }
+    }
+
     /// Wait (up to `limit`) until the transfer has produced bytes or a verdict, so that a GET
     /// on a dead upstream gets an error status instead of a `200` whose body breaks off.
     /// `Err` carries why the transfer failed; a timeout is not an error (the HEAD-like
@@ -488,6 +503,15 @@ impl PullThrough {
                         .await
                         .map_err(|_| timed("tree", UPSTREAM_TIMEOUT * 4))??;
                 let mut files = Vec::with_capacity(tree.len());
+                // The Xet hashes it lists, so the mirror can advertise Xet for files it has not
+                // fetched yet (a hash is a function of the content, so the pair stays true).
+                let listed: Vec<(String, String)> = tree
+                    .iter()
+                    .filter_map(|f| Some((f.lfs_sha256.clone()?, f.xet_hash.clone()?)))
+                    .collect();
+                if let Err(error) = self.larder.registry.record_listed_xet(listed).await {
+                    tracing::warn!(error = %transfer::error_chain(&error), "recording listed Xet hashes failed");
+                }
                 for f in tree {
                     let sha256 = match &f.lfs_sha256 {
                         Some(sha) => Some(sha.clone()),

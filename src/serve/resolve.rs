@@ -19,6 +19,7 @@ use tokio_util::io::ReaderStream;
 use super::body::READ_CHUNK;
 use super::errors::{ServeError, X_REPO_COMMIT, internal};
 use super::paths::{RevisionTail, UrlRepoType};
+use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, empty, noted};
 use crate::registry::FileRow;
 
@@ -28,65 +29,6 @@ const SMALL_BODY: u64 = 64 << 10;
 /// How long a GET of a file being fetched waits for the first bytes before answering `200`
 /// anyway (clients time out after 10 s, hub-protocol.md §5.2).
 const FIRST_BYTES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What a `Range` header asks of a body of a known size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeAnswer {
-    /// No (usable) range: the whole body with `200`.
-    Full,
-    /// `206` with bytes `start..=end`.
-    Partial {
-        /// First byte.
-        start: u64,
-        /// Last byte (inclusive).
-        end: u64,
-    },
-    /// `416`: the start is at or past the end.
-    Unsatisfiable,
-}
-
-/// Interpret a `Range` header for a body of `size` bytes. Only the first range of a list is
-/// served; malformed headers and other units are ignored (RFC 9110 §14.2).
-pub fn parse_range(value: Option<&str>, size: u64) -> RangeAnswer {
-    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
-        return RangeAnswer::Full;
-    };
-    let first = spec.split(',').next().unwrap_or("").trim();
-    let Some((a, b)) = first.split_once('-') else {
-        return RangeAnswer::Full;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else {
-            return RangeAnswer::Full;
-        };
-        if n == 0 || size == 0 {
-            return RangeAnswer::Unsatisfiable;
-        }
-        return RangeAnswer::Partial {
-            start: size.saturating_sub(n),
-            end: size - 1,
-        };
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return RangeAnswer::Full;
-    };
-    let end = if b.is_empty() {
-        None
-    } else {
-        match b.parse::<u64>() {
-            Ok(end) if end >= start => Some(end),
-            _ => return RangeAnswer::Full,
-        }
-    };
-    if start >= size {
-        return RangeAnswer::Unsatisfiable;
-    }
-    RangeAnswer::Partial {
-        start,
-        end: end.map_or(size - 1, |e| e.min(size - 1)),
-    }
-}
 
 /// Whether an `If-None-Match` value matches `etag` (given without quotes).
 pub fn none_match(value: &str, etag: &str) -> bool {
@@ -200,6 +142,7 @@ async fn answer(
         size.to_string(),
     );
     meta.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    super::xet::advertise(mirror, repo_type, &detail, &file, headers, &mut meta).await?;
 
     if let Some(value) = headers
         .get(header::IF_NONE_MATCH)
@@ -255,6 +198,7 @@ async fn answer(
     {
         return Ok(redirect);
     }
+    mirror.metrics.http_file_bytes(len);
     let body = match source {
         Source::Blob(blob) if len <= SMALL_BODY => {
             // Metadata probes (`bytes=0-0`) and small files: one positioned read from the page
@@ -423,28 +367,6 @@ const PRESIGN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use RangeAnswer::*;
-
-    #[test]
-    fn ranges() {
-        let p = |s, e| Partial { start: s, end: e };
-        assert_eq!(parse_range(None, 10), Full);
-        assert_eq!(parse_range(Some("bytes=0-0"), 10), p(0, 0));
-        assert_eq!(parse_range(Some("bytes=3-"), 10), p(3, 9));
-        assert_eq!(parse_range(Some("bytes=3-5"), 10), p(3, 5));
-        assert_eq!(parse_range(Some("bytes=3-10"), 10), p(3, 9));
-        assert_eq!(parse_range(Some("bytes=3-1000"), 10), p(3, 9));
-        assert_eq!(parse_range(Some("bytes=-4"), 10), p(6, 9));
-        assert_eq!(parse_range(Some("bytes=-40"), 10), p(0, 9));
-        assert_eq!(parse_range(Some("bytes=10-"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=10-20"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=-0"), 10), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=0-0"), 0), Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=5-3"), 10), Full);
-        assert_eq!(parse_range(Some("items=0-1"), 10), Full);
-        assert_eq!(parse_range(Some("bytes=x-1"), 10), Full);
-        assert_eq!(parse_range(Some("bytes=1-2, 4-5"), 10), p(1, 2));
-    }
 
     #[test]
     fn etags() {

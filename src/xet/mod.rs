@@ -26,6 +26,7 @@
 pub mod cas;
 mod chunking;
 pub mod index;
+pub mod layout;
 mod pipeline;
 pub mod reconstruction;
 pub mod xorb;

@@ -24,4 +24,5 @@ mod tracking;
 mod ui;
 mod verify;
 mod xet;
+mod xet_mirror;
 mod xet_pull;

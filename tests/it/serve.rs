@@ -105,12 +105,11 @@ async fn fixture() -> Fixture {
     let pr_commit = hub
         .resolve(RepoKind::Model, "acme/tiny", "refs/pr/1")
         .unwrap();
-    let mirror = start(
-        world.larder(),
-        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .await
-    .expect("mirror starts");
+    // The plain-HTTP conformance suite (hub-protocol.md §9): the mirror with Xet hidden, as
+    // `--no-xet` runs it. The Xet side is tested in `xet_mirror.rs`.
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.xet = false;
+    let mirror = start(world.larder(), options).await.expect("mirror starts");
     let files = tiny_files()
         .into_iter()
         .map(|(p, b, _)| (p.to_owned(), b))
