@@ -492,3 +492,48 @@ async fn a_chained_larder_moves_only_changed_chunks() {
     assert!(summary.reused_bytes >= second.len() as u64 * 9 / 10);
     mirror.stop().await.unwrap();
 }
+
+/// A file the mirror lists but has not fetched: `HEAD` advertises the upstream's Xet hash, and
+/// the reconstruction is answered once the mirror has fetched and verified the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_through_answers_a_reconstruction_once_verified() {
+    let data = content(78, 5 << 20);
+    let cas = hub_standin::XetCas::start().await.expect("CAS starts");
+    let hash = cas.upload(&data).await.expect("upload");
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, REPO)
+        .xet_file("model.safetensors", data.clone(), &hash)
+        .file("config.json", b"{}".to_vec())
+        .commit("main");
+    let world = World::start(hub).await;
+    world.server.attach_xet(&cas);
+    let mut opts = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    opts.pull_through = true;
+    let mirror = start(world.larder(), opts).await.expect("mirror starts");
+
+    let head = http()
+        .head(format!("{}/{REPO}/resolve/main/model.safetensors", mirror.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-xet-hash"], hash.as_str());
+    assert!(
+        !world.blob_path(&sha256_hex(&data)).exists(),
+        "HEAD fetched nothing"
+    );
+
+    let hf_home = tempfile::tempdir().unwrap();
+    let out = run_python(
+        "import sys, huggingface_hub as h\nprint(h.hf_hub_download(sys.argv[1], 'model.safetensors'))",
+        &[REPO],
+        &[
+            ("HF_ENDPOINT", &mirror.url()),
+            ("HF_HOME", hf_home.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(std::fs::read(out.trim()).unwrap(), data);
+    assert!(metric(&mirror, "larder_xet_reconstructions_total").await >= 1);
+    assert_eq!(std::fs::read(world.blob_path(&sha256_hex(&data))).unwrap(), data);
+    mirror.stop().await.unwrap();
+}
