@@ -372,4 +372,31 @@ mod tests {
             new_layout.xorbs().len()
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        /// For any blob and any byte range, the plan's xorb ranges decode to exactly those bytes.
+        #[test]
+        fn plans_rebuild_any_range(len in 1usize..600_000, seed in 1u64..1000, a in 0usize..600_000, b in 0usize..600_000) {
+            let blob = data(len, seed);
+            let layout = BlobLayout::new(&hash_bytes(&blob));
+            let (start, end) = ((a % len).min(b % len), (a % len).max(b % len));
+            let plan = layout.plan(start as u64, end as u64);
+            let mut bytes = Vec::new();
+            for term in &plan.terms {
+                let range = layout.pieces(&term.xorb, term.byte_start, term.byte_end);
+                let mut raw = Vec::new();
+                for piece in range {
+                    match piece {
+                        Piece::Header(h) => raw.extend_from_slice(&h),
+                        Piece::Blob { offset, len } => raw.extend_from_slice(&blob[offset as usize..(offset + len) as usize]),
+                    }
+                }
+                let chunks = decode_chunks(&raw, (term.end - term.start) as usize).unwrap();
+                bytes.extend(chunks.into_iter().flat_map(|c| c.data));
+            }
+            let skip = plan.offset_into_first_range as usize;
+            proptest::prop_assert_eq!(&bytes[skip..skip + end - start + 1], &blob[start..=end]);
+        }
+    }
 }

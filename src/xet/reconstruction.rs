@@ -400,4 +400,46 @@ mod tests {
             Err(ReconstructionError::Shape(_))
         ));
     }
+
+    proptest::proptest! {
+        /// A hostile reconstruction answer is refused or accepted, never a panic; an accepted
+        /// one covers exactly the file, term after term, each with a fetch range holding it.
+        #[test]
+        fn hostile_answers_never_panic(
+            offset in 0u64..300,
+            terms in proptest::collection::vec(
+                ("[0-9a-f]{0,2}", 0u64..400, 0u64..10, 0u64..10, 0u64..600, 0u64..600),
+                0..6,
+            ),
+            size in 0u64..1000,
+            garbage in "\\PC{0,40}",
+        ) {
+            let hash = |h: &str| format!("{h:0>64}");
+            let mut fetch = serde_json::Map::new();
+            let mut raw_terms = Vec::new();
+            for (h, len, c0, c1, b0, b1) in &terms {
+                raw_terms.push(serde_json::json!({
+                    "hash": hash(h), "unpacked_length": len, "range": {"start": c0, "end": c1}
+                }));
+                fetch.entry(hash(h)).or_insert_with(|| serde_json::json!([])).as_array_mut().unwrap().push(
+                    serde_json::json!({"url": "http://x/", "range": {"start": c0, "end": c1},
+                                       "url_range": {"start": b0, "end": b1}}));
+            }
+            let doc = serde_json::json!({
+                "offset_into_first_range": offset, "terms": raw_terms, "fetch_info": fetch
+            });
+            if let Ok(parsed) = parse_v1(doc.to_string().as_bytes(), size) {
+                let mut at = 0;
+                for term in &parsed {
+                    proptest::prop_assert_eq!(term.offset, at);
+                    proptest::prop_assert!(term.fetch.chunk_start <= term.chunk_start);
+                    proptest::prop_assert!(term.fetch.chunk_end >= term.chunk_end);
+                    at += term.len;
+                }
+                proptest::prop_assert_eq!(at, size);
+            }
+            let _ = parse_v1(garbage.as_bytes(), size);
+            let _ = parse_v2(garbage.as_bytes(), size);
+        }
+    }
 }

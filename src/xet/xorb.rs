@@ -274,4 +274,32 @@ mod tests {
             Err(XorbError::Corrupt { .. })
         ));
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the decoder, and what it accepts is bounded: exactly the
+        /// expected number of chunks, none larger than a chunk may be.
+        #[test]
+        fn arbitrary_ranges_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            expected in 0usize..5,
+        ) {
+            if let Ok(chunks) = decode_chunks(&bytes, expected) {
+                proptest::prop_assert_eq!(chunks.len(), expected);
+                for chunk in chunks {
+                    proptest::prop_assert!(chunk.data.len() <= MAX_CHUNK_BYTES);
+                }
+            }
+        }
+
+        /// A chunk header claiming any length, with a short body, is refused.
+        #[test]
+        fn lying_headers_are_refused(len in 1u32..(1 << 24), scheme in 0u8..4, body in 0usize..64) {
+            let l = len.to_le_bytes();
+            let mut range = vec![0, l[0], l[1], l[2], scheme, l[0], l[1], l[2]];
+            range.extend(std::iter::repeat_n(7u8, body));
+            if (body as u32) < len {
+                proptest::prop_assert!(decode_chunks(&range, 1).is_err());
+            }
+        }
+    }
 }

@@ -512,7 +512,10 @@ async fn pull_through_answers_a_reconstruction_once_verified() {
     let mirror = start(world.larder(), opts).await.expect("mirror starts");
 
     let head = http()
-        .head(format!("{}/{REPO}/resolve/main/model.safetensors", mirror.url()))
+        .head(format!(
+            "{}/{REPO}/resolve/main/model.safetensors",
+            mirror.url()
+        ))
         .send()
         .await
         .unwrap();
@@ -534,6 +537,9 @@ async fn pull_through_answers_a_reconstruction_once_verified() {
     );
     assert_eq!(std::fs::read(out.trim()).unwrap(), data);
     assert!(metric(&mirror, "larder_xet_reconstructions_total").await >= 1);
-    assert_eq!(std::fs::read(world.blob_path(&sha256_hex(&data))).unwrap(), data);
+    assert_eq!(
+        std::fs::read(world.blob_path(&sha256_hex(&data))).unwrap(),
+        data
+    );
     mirror.stop().await.unwrap();
 }

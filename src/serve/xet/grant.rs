@@ -226,4 +226,14 @@ mod tests {
             Err(GrantError::Forged)
         );
     }
+
+    proptest::proptest! {
+        /// No string is accepted as a token or a xorb signature unless this signer made it.
+        #[test]
+        fn arbitrary_credentials_are_refused(token in "\\PC{0,120}", query in "\\PC{0,80}") {
+            let signer = Signer::new([3; 32]);
+            proptest::prop_assert!(signer.check_token(&token, 0).is_err());
+            proptest::prop_assert!(signer.check_xorb("x", "b", 0, &query, 0).is_err());
+        }
+    }
 }
