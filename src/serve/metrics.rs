@@ -121,6 +121,16 @@ impl Metrics {
         self.xet_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// The transport counters, with `reused_bytes` from the job queue.
+    pub fn transports(&self, reused_bytes: u64) -> super::repos::Transports {
+        super::repos::Transports {
+            reconstructions: load(&self.xet_reconstructions),
+            xet_bytes: load(&self.xet_bytes),
+            http_bytes: load(&self.http_file_bytes),
+            reused_bytes,
+        }
+    }
+
     /// Count file bytes sent over plain HTTP (`/resolve`).
     pub fn http_file_bytes(&self, bytes: u64) {
         self.http_file_bytes.fetch_add(bytes, Ordering::Relaxed);

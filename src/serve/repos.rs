@@ -106,6 +106,21 @@ pub struct Overview {
     pub policy: bool,
     /// Whether the mirror fetches what it lacks (and runs jobs).
     pub online: bool,
+    /// What was sent since start, by transport, when the mirror serves Xet.
+    pub transports: Option<Transports>,
+}
+
+/// File bytes sent since the mirror started, by transport (for the page).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Transports {
+    /// Xet reconstructions answered.
+    pub reconstructions: u64,
+    /// Xorb bytes sent.
+    pub xet_bytes: u64,
+    /// `/resolve` body bytes sent.
+    pub http_bytes: u64,
+    /// Bytes the mirror's own Xet pulls copied from held revisions instead of fetching.
+    pub reused_bytes: u64,
 }
 
 /// Cached verdicts by commit.
@@ -149,6 +164,11 @@ pub async fn overview(mirror: &Mirror, query: Option<&str>) -> Result<Overview, 
         private_hidden,
         policy: mirror.options.policy.is_some(),
         online: mirror.pull.is_some(),
+        transports: mirror.xet.is_some().then(|| {
+            mirror
+                .metrics
+                .transports(mirror.daemon.as_ref().map_or(0, |d| d.xet_reused_bytes()))
+        }),
     })
 }
 

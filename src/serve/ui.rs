@@ -229,6 +229,17 @@ pub fn render(overview: &Overview, query: Option<&str>) -> String {
     if overview.private_hidden > 0 {
         let _ = write!(out, " · {} private not listed", overview.private_hidden);
     }
+    if let Some(t) = &overview.transports {
+        let _ = write!(
+            out,
+            "</p><p class=\"summary\" id=\"transports\">Since start: {} over Xet ({} reconstructions) · \
+             {} over plain HTTP · {} reused by Xet pulls instead of fetched",
+            crate::units::human_size(t.xet_bytes),
+            t.reconstructions,
+            crate::units::human_size(t.http_bytes),
+            crate::units::human_size(t.reused_bytes),
+        );
+    }
     out.push_str(
         "</p></header>\n<main><section id=\"jobs-section\"><h2>Jobs</h2>\
          <table id=\"jobs\"><thead><tr><th>Job</th><th>Target</th><th>State</th>\

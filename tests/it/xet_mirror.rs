@@ -178,6 +178,17 @@ async fn hf_download_through_the_mirror_takes_the_xet_path() {
     assert_eq!(std::fs::read(local).unwrap(), data);
     let http_after = metric(&mirror, "larder_file_bytes_total{transport=\"http\"}").await;
     assert!(http_after >= http_bytes + 2 * data.len() as u64);
+    // The page says what went which way.
+    let page = http()
+        .get(format!("{}/", mirror.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"transports\""), "{page}");
+    assert!(page.contains("over Xet (1 reconstructions)") || page.contains("reconstructions)"));
     mirror.stop().await.unwrap();
 }
 
