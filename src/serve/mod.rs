@@ -273,7 +273,12 @@ async fn bind(
         larder.registry.clone(),
         options.served_flush_every,
     );
-    let xet_on = options.xet;
+    // Xorb ranges are sent from local blob files; a mirror over a shared object store serves
+    // plain HTTP only (for now).
+    let xet_on = options.xet && !larder.blobs.is_shared();
+    if options.xet && larder.blobs.is_shared() {
+        tracing::info!("Xet is not served from a shared object store; clients use plain HTTP");
+    }
     let mirror = Arc::new(Mirror {
         larder,
         options,
