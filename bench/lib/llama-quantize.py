@@ -1,6 +1,6 @@
 """Quantizes a GGUF file with llama.cpp's own quantizer (llama-cpp-python's bindings).
 
-usage: llama-quantize.py SRC.gguf DST.gguf q4_k_m|q8_0   (uses every core this process may run on)
+usage: llama-quantize.py SRC.gguf DST.gguf q4_k_m|q3_k_m|q8_0   (uses every core this process may run on)
 """
 import ctypes
 import os
@@ -10,6 +10,7 @@ import llama_cpp
 
 FTYPES = {
     "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M,
+    "q3_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q3_K_M,
     "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
 }
 

@@ -10,11 +10,13 @@
 //!   llama-quantize).
 //! - Legacy `.dat`: `i32 n_entries`, then per entry `i32 name_len, name,
 //!   i32 ncall, i32 nval, f32 values[nval]`, then optionally `i32 chunks,
-//!   i32 len, dataset`. The weights are `values / ncall`.
+//!   i32 len, dataset`. The weights are `values / ncall`; as in llama-quantize, an
+//!   entry with `ncall` 0 (never written by llama-imatrix, which skips entries
+//!   without data) keeps its values undivided.
 //!
 //! Everything is bounds-checked: a truncated or inconsistent file, a NaN or
 //! infinite value, a negative sum or count, an entry with no recorded
-//! activations, and (in [`Imatrix::check_against`]) a tensor name the model
+//! activations (GGUF counts all 0, legacy values all 0), and (in [`Imatrix::check_against`]) a tensor name the model
 //! does not have or a length that does not match the tensor are refused
 //! with an error naming the entry.
 
@@ -208,10 +210,22 @@ impl Imatrix {
             }
             let values = r.f32s(nval as usize, "entry values")?;
             check_finite(&name, &values)?;
-            if ncall <= 0 {
+            if ncall < 0 {
+                return Err(ImatrixError::Invalid(format!(
+                    "entry `{name}` has a negative call count ({ncall})"
+                )));
+            }
+            // llama-quantize divides by the call count only when it is positive: with 0 the
+            // values are taken as the weights themselves (llama-imatrix never writes such an
+            // entry; it skips tensors without data). Values that are all zero say nothing.
+            if values.iter().all(|v| *v == 0.0) {
                 return Err(ImatrixError::ZeroCount(name));
             }
-            let weights = values.iter().map(|v| v / ncall as f32).collect();
+            let weights = if ncall > 0 {
+                values.iter().map(|v| v / ncall as f32).collect()
+            } else {
+                values
+            };
             if m.entries.insert(name.clone(), weights).is_some() {
                 return Err(ImatrixError::Invalid(format!(
                     "entry `{name}` appears twice"
@@ -350,8 +364,8 @@ impl Imatrix {
                     "`{name}` has a negative count"
                 )));
             }
-            // llama.cpp rounds the stored counts to integers.
-            let c: Vec<f32> = c.iter().map(|x| x.round()).collect();
+            // llama-quantize divides by the stored counts as they are (llama-imatrix
+            // writes whole numbers; only its own loader rounds them).
             if c.iter().all(|x| *x == 0.0) {
                 return Err(ImatrixError::ZeroCount(name));
             }
@@ -461,6 +475,14 @@ mod tests {
         assert_eq!(m.datasets, vec!["wiki".to_owned()]);
     }
 
+    /// A call count of 0 (which llama-imatrix never writes) leaves the values undivided, as
+    /// llama-quantize's legacy loader does.
+    #[test]
+    fn legacy_zero_calls_take_the_values_as_weights() {
+        let m = Imatrix::parse(&legacy(&[("a.weight", 0, &[3.0, 0.5])], false)).unwrap();
+        assert_eq!(m.entries["a.weight"], vec![3.0, 0.5]);
+    }
+
     #[test]
     fn legacy_hostile_files_are_refused() {
         let good = legacy(&[("a.weight", 2, &[1.0, 2.0, 3.0])], false);
@@ -472,8 +494,16 @@ mod tests {
             Err(ImatrixError::NonFinite { index: 1, .. })
         ));
         assert!(matches!(
-            Imatrix::parse(&legacy(&[("a.weight", 0, &[1.0])], false)),
+            Imatrix::parse(&legacy(&[("a.weight", 0, &[0.0, 0.0])], false)),
             Err(ImatrixError::ZeroCount(_))
+        ));
+        assert!(matches!(
+            Imatrix::parse(&legacy(&[("a.weight", 3, &[0.0])], false)),
+            Err(ImatrixError::ZeroCount(_))
+        ));
+        assert!(matches!(
+            Imatrix::parse(&legacy(&[("a.weight", -1, &[1.0])], false)),
+            Err(ImatrixError::Invalid(m)) if m.contains("negative call count")
         ));
         assert!(Imatrix::parse(&legacy(&[("a.weight", 1, &[-1.0])], false)).is_err());
         let mut huge = legacy(&[("a.weight", 1, &[1.0])], false);

@@ -525,6 +525,7 @@ fn write_experts<W: Write>(
     pool: Option<&rayon::ThreadPool>,
     writer: &mut GgufWriter<W>,
     buf: &mut Vec<u8>,
+    warnings: &mut Vec<String>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<()> {
     let ty = p.info.ty;
@@ -543,6 +544,7 @@ fn write_experts<W: Write>(
         })
         .collect();
     let mut released = 0;
+    let overflow = AtomicBool::new(false);
     write_rows(
         rows,
         cols,
@@ -555,6 +557,7 @@ fn write_experts<W: Write>(
             let e = r / rows_per_expert;
             let (hf, t) = parts[e];
             ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
+            note_f16_overflow(ty, tmp, &overflow);
             // Each expert has its own slice of the importance matrix.
             let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
             ty.quantize_row_weighted(tmp, dst, w);
@@ -566,7 +569,25 @@ fn write_experts<W: Write>(
                 released += 1;
             }
         },
-    )
+    )?;
+    warn_f16_overflow(&p.info.name, &overflow, warnings);
+    Ok(())
+}
+
+/// Records in `flag` that a row about to be stored as F16 has a value F16 cannot hold.
+fn note_f16_overflow(ty: GgmlType, row: &[f32], flag: &AtomicBool) {
+    if ty == GgmlType::F16 && row.iter().any(|v| v.abs() >= F16_OVERFLOW) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The warning for a tensor whose F16 copy has infinities (see [`note_f16_overflow`]).
+fn warn_f16_overflow(tensor: &str, flag: &AtomicBool, warnings: &mut Vec<String>) {
+    if flag.load(Ordering::Relaxed) {
+        warnings.push(format!(
+            "{tensor}: values beyond ±65504 became ±inf in F16; prefer bf16 or f32 for this model"
+        ));
+    }
 }
 
 /// Quantizes and writes `rows` rows of `cols` values (`row_bytes` each once quantized), a chunk
@@ -642,7 +663,7 @@ fn write_tensor<W: Write>(
             return Ok(());
         }
         Values::Experts(parts) => {
-            return write_experts(ck, p, parts, qw, pool, writer, buf, progress);
+            return write_experts(ck, p, parts, qw, pool, writer, buf, warnings, progress);
         }
         Values::Checkpoint {
             hf,
@@ -695,20 +716,13 @@ fn write_tensor<W: Write>(
                 }
             }
             ck.read_f32(hf, t, src_row * cols, tmp)?;
-            if ty == GgmlType::F16 && tmp.iter().any(|v| v.abs() >= F16_OVERFLOW) {
-                overflow.store(true, Ordering::Relaxed);
-            }
+            note_f16_overflow(ty, tmp, &overflow);
             ty.quantize_row_weighted(tmp, dst, qw);
             Ok(())
         },
         |_| {},
     )?;
     ck.release(t);
-    if overflow.load(Ordering::Relaxed) {
-        warnings.push(format!(
-            "{}: values beyond ±65504 became ±inf in F16; prefer bf16 or f32 for this model",
-            p.info.name
-        ));
-    }
+    warn_f16_overflow(&p.info.name, &overflow, warnings);
     Ok(())
 }

@@ -220,6 +220,10 @@ struct Shard {
     map: Mmap,
 }
 
+/// Alignment (in file offsets) to which [`Checkpoint::release`] widens a range: the largest
+/// page-cache folio on x86-64 and aarch64 with 4 KiB pages (a PMD, 2 MiB).
+pub const RELEASE_ALIGN: usize = 2 << 20;
+
 /// A memory-mapped, validated checkpoint (one or more shards).
 pub struct Checkpoint {
     shards: Vec<Shard>,
@@ -369,17 +373,22 @@ impl Checkpoint {
     /// Drops a converted tensor's pages from this process's mapping, so resident memory stays
     /// near one tensor rather than the whole model (the pages stay in the page cache, and a
     /// later read of the tensor simply maps them again).
+    ///
+    /// The range dropped is widened to [`RELEASE_ALIGN`] boundaries: a fault on a large folio of
+    /// the page cache maps the whole folio (Linux 6.x), so reading a tensor also maps pages of
+    /// its neighbours in the file. Without the widening those stay mapped until the neighbour
+    /// is converted, which for merged experts (one layer's gate, up and down interleaved in the
+    /// file) kept a whole layer's experts resident.
     pub fn release(&self, t: &TensorRef) {
         let map = &self.shards[t.shard].map;
+        let start = t.range.start - t.range.start % RELEASE_ALIGN;
+        let end = t.range.end.next_multiple_of(RELEASE_ALIGN).min(map.len());
         // SAFETY: the mapping is read-only and file-backed, so MADV_DONTNEED only removes this
-        // process's page-table entries for the range; the contents are unchanged and no
-        // reference into the range is held across this call by the converter.
+        // process's page-table entries for the range; the contents are unchanged, and the
+        // converter holds no reference into the mapping across this call (it releases between
+        // chunks, when no row is being read).
         let _ = unsafe {
-            map.unchecked_advise_range(
-                memmap2::UncheckedAdvice::DontNeed,
-                t.range.start,
-                t.range.len(),
-            )
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
         };
     }
 

@@ -34,7 +34,7 @@ fn make_model(
     make_model_with(root, arch, dtype, tokenizer, tied, &[])
 }
 
-fn make_model_with(
+pub(crate) fn make_model_with(
     root: &Path,
     arch: &str,
     dtype: &str,
@@ -654,6 +654,77 @@ fn f16_overflow_is_a_warning() {
         "{:?}",
         r.warnings
     );
+}
+
+/// A 1-layer Qwen3-MoE (hidden 32, 2 experts of width 32) whose expert 1 `up_proj` has
+/// `value` at one place, converted to `ty`.
+fn moe_with_expert_value(value: f32, ty: GgufType) -> larder_convert::GgufReport {
+    let config = serde_json::json!({
+        "architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 32, "intermediate_size": 64,
+        "moe_intermediate_size": 32, "num_experts": 2, "num_experts_per_tok": 1,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 16, "max_position_embeddings": 128, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000, "vocab_size": 4, "tie_word_embeddings": true
+    });
+    let p = "model.layers.0.";
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let mut add = |n: String, s: Vec<usize>| {
+        let len = s.iter().product();
+        tensors.push((n, s, vec![0.01; len]));
+    };
+    add("model.embed_tokens.weight".into(), vec![4, 32]);
+    add("model.norm.weight".into(), vec![32]);
+    for (n, s) in [
+        ("input_layernorm.weight", vec![32]),
+        ("post_attention_layernorm.weight", vec![32]),
+        ("self_attn.q_proj.weight", vec![32, 32]),
+        ("self_attn.k_proj.weight", vec![16, 32]),
+        ("self_attn.v_proj.weight", vec![16, 32]),
+        ("self_attn.o_proj.weight", vec![32, 32]),
+        ("self_attn.q_norm.weight", vec![16]),
+        ("self_attn.k_norm.weight", vec![16]),
+        ("mlp.gate.weight", vec![2, 32]),
+    ] {
+        add(format!("{p}{n}"), s);
+    }
+    for e in 0..2 {
+        for n in ["gate_proj", "up_proj", "down_proj"] {
+            add(format!("{p}mlp.experts.{e}.{n}.weight"), vec![32, 32]);
+        }
+    }
+    let up = tensors
+        .iter_mut()
+        .find(|(n, ..)| n.ends_with("experts.1.up_proj.weight"))
+        .unwrap();
+    up.2[100] = value;
+    let mut fx = Fixture::build(&config, &[]);
+    let refs: Vec<(&str, &[usize], &[f32])> = tensors
+        .iter()
+        .map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice()))
+        .collect();
+    fx.put("model.safetensors", &st_file(&refs));
+    convert_to_gguf(
+        &SourceFiles::new(fx.files.clone()),
+        ty,
+        &mut Vec::new(),
+        &GgufOptions::default(),
+    )
+    .unwrap()
+}
+
+/// Merged experts warn of F16 overflow as dense tensors do, naming the merged tensor.
+#[test]
+fn f16_overflow_in_an_expert_is_a_warning() {
+    let overflow = |w: &String| w.contains("±inf in F16");
+    let r = moe_with_expert_value(1e5, GgufType::F16);
+    let hits: Vec<&String> = r.warnings.iter().filter(|w| overflow(w)).collect();
+    assert_eq!(hits.len(), 1, "{:?}", r.warnings);
+    assert!(hits[0].starts_with("blk.0.ffn_up_exps.weight:"), "{hits:?}");
+    // 65504 is F16's largest value: no warning; nor for a type that is not F16.
+    let r = moe_with_expert_value(65504.0, GgufType::F16);
+    assert!(!r.warnings.iter().any(overflow), "{:?}", r.warnings);
+    let r = moe_with_expert_value(1e5, GgufType::Bf16);
+    assert!(!r.warnings.iter().any(overflow), "{:?}", r.warnings);
 }
 
 #[test]

@@ -18,5 +18,6 @@ mod common;
 mod dtype;
 mod e2e;
 mod hostile;
+mod logits;
 mod pretok;
 mod quants;

@@ -1,6 +1,6 @@
 """Importance matrices for the tests: writes random ones in both llama-imatrix formats, and
 loads either into per-tensor weights exactly as llama-quantize's load_imatrix does
-(GGUF: in_sum2 / round(count) per expert, 1.0 for an expert with count 0; legacy: values / ncall).
+(GGUF: in_sum2 / count per expert, 1.0 for an expert with count 0; legacy: values / ncall).
 
 usage: imatrix_util.py MODEL.gguf OUT gguf|dat [SEED]
   writes an imatrix for every 2-D/3-D weight of MODEL.gguf except token_embd.weight
@@ -26,9 +26,10 @@ def write(model_path, out, fmt, seed=0):
     mats = matrices(model_path)
     if fmt == "dat":
         b = struct.pack("<i", len(mats))
-        for name, (ne0, n_mat) in sorted(mats.items()):
-            ncall = 5
-            sums = (rng.exponential(1.0, ne0 * n_mat) * ncall).astype(np.float32)
+        for i, (name, (ne0, n_mat)) in enumerate(sorted(mats.items())):
+            # The first entry has no call count, which llama-quantize reads as undivided weights.
+            ncall = 0 if i == 0 else 5
+            sums = (rng.exponential(1.0, ne0 * n_mat) * max(ncall, 1)).astype(np.float32)
             nb = name.encode()
             b += struct.pack("<i", len(nb)) + nb + struct.pack("<ii", ncall, ne0 * n_mat) + sums.tobytes()
         b += struct.pack("<i", 7) + struct.pack("<i", 8) + b"tiny.txt"
@@ -65,7 +66,7 @@ def load(path):
             elif t.name.endswith(".counts"):
                 counts[t.name[: -len(".counts")]] = np.asarray(t.data, dtype=np.float32).reshape(-1)
         for name, s in sums.items():
-            c = [float(round(float(x))) for x in counts[name]]
+            c = [float(x) for x in counts[name]]  # not rounded, as in llama-quantize
             ne0 = s.size // len(c)
             e = np.ones(s.size, dtype=np.float32)
             for j, cnt in enumerate(c):
