@@ -135,6 +135,7 @@ impl AdaptiveLimit {
     fn finish(&self, round: u64, outcome: RequestOutcome) {
         let mut state = self.lock();
         state.in_flight -= 1;
+        let before = state.limit;
         match outcome {
             RequestOutcome::Answered(latency) => {
                 let best = state.best.map_or(latency, |b| b.min(latency));
@@ -154,8 +155,13 @@ impl AdaptiveLimit {
             RequestOutcome::Throttled => state.cut(round, 0.5),
             RequestOutcome::Other => {}
         }
+        // Wake one waiter per slot that opened: the one released, and one more if the limit
+        // grew (a woken waiter that finds no slot waits again, so none is lost).
+        let opened = 1 + state.limit.saturating_sub(before);
         drop(state);
-        self.changed.notify_waiters();
+        for _ in 0..opened {
+            self.changed.notify_one();
+        }
     }
 }
 

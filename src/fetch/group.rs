@@ -7,12 +7,13 @@
 //! group, in this order:
 //! 1. every verified part is made read-only and synced, then renamed to its blob, then each
 //!    directory the blobs landed in is synced once ([`crate::store::BlobStore::publish_group`]);
-//! 2. the parts' resume state and lock files are removed;
+//! 2. the parts' resume state files (if a checkpoint wrote one) are removed and their locks
+//!    let go;
 //! 3. one transaction records every blob of the group (and its Xet chunking);
 //! 4. only then is each file reported verified.
 //!
 //! Files a transfer already published one by one (large files, Xet) join the group only for
-//! step 3. Why a crash at any point of this is safe is argued in `docs/architecture.md`
+//! steps 3 and 4. Why a crash at any point of this is safe is argued in `docs/architecture.md`
 //! ("Many small files").
 
 use std::collections::HashMap;
@@ -31,40 +32,71 @@ pub const MAX_GROUP: usize = 256;
 /// Content keys of regular files (named by their git oid, see [`super::plan::key_for`]).
 const GIT_KEY_PREFIX: &str = "git-";
 
-/// Where the blob of a committed regular file is noted (`tmp/git-<oid>.held`, holding its
-/// sha256) until the pull's snapshot records the file. The registry finds a regular file's
-/// blob through the snapshot's file rows only, so without the note a pull killed before its
-/// snapshot would fetch every regular file it had committed again. The note is a hint: the
-/// next pull hashes the blob and uses it only if its git oid matches
-/// ([`noted_blob`]).
-pub fn held_note(larder: &Larder, key: &str) -> PathBuf {
-    larder.local.tmp_dir().join(format!("{key}.held"))
+/// Which blobs hold the regular files a pull of one commit committed, noted in
+/// `tmp/<commit>.held` (one `<git oid> <sha256>` line per file, appended a group at a time)
+/// until the pull's snapshot records those files. The registry finds a regular file's blob
+/// only through a snapshot's file rows, so without the notes a pull killed before its snapshot
+/// would fetch every regular file it had committed again. A note is a hint, neither synced nor
+/// trusted: [`HeldNotes::blob`] hashes the blob before naming it.
+#[derive(Debug)]
+pub struct HeldNotes {
+    path: PathBuf,
+    noted: HashMap<String, String>,
 }
 
-/// The blob a note names for the regular file with `git_oid` and `size`, if the store holds it
-/// locally and its content hashes to that git oid.
-pub async fn noted_blob(larder: &Larder, git_oid: &str, size: u64) -> Option<String> {
-    let key = super::plan::key_for(None, git_oid);
-    let sha256 = std::fs::read_to_string(held_note(larder, &key)).ok()?;
-    let sha256 = sha256.trim().to_owned();
-    if !crate::hub::is_sha256_hex(&sha256) {
-        return None;
+impl HeldNotes {
+    /// The notes an earlier pull of `commit` left.
+    pub fn load(larder: &Larder, commit: &str) -> HeldNotes {
+        let name: String = commit.chars().filter(char::is_ascii_alphanumeric).collect();
+        let path = larder.local.tmp_dir().join(format!("{name}.held"));
+        let noted = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(_, sha256)| crate::hub::is_sha256_hex(sha256))
+            .map(|(oid, sha256)| (oid.to_owned(), sha256.to_owned()))
+            .collect();
+        HeldNotes { path, noted }
     }
-    let path = larder.blobs.local_path(&sha256)?;
-    let (digests, hashed) =
-        tokio::task::spawn_blocking(move || super::digest::digest_file(&path, true))
-            .await
-            .ok()?
-            .ok()?;
-    let same =
-        hashed == size && digests.sha256 == sha256 && digests.git_oid.as_deref() == Some(git_oid);
-    same.then_some(sha256)
-}
 
-/// Forget the notes of these regular files (their snapshot is recorded).
-pub fn forget_notes<'a>(larder: &Larder, git_oids: impl Iterator<Item = &'a str>) {
-    for git_oid in git_oids {
-        let _ = std::fs::remove_file(held_note(larder, &super::plan::key_for(None, git_oid)));
+    /// The blob noted for the regular file with `git_oid` and `size`, if the store holds it
+    /// locally and its content hashes to that git oid.
+    pub async fn blob(&self, larder: &Larder, git_oid: &str, size: u64) -> Option<String> {
+        let sha256 = self.noted.get(git_oid)?.clone();
+        let path = larder.blobs.local_path(&sha256)?;
+        let (digests, hashed) =
+            tokio::task::spawn_blocking(move || super::digest::digest_file(&path, true))
+                .await
+                .ok()?
+                .ok()?;
+        let same = hashed == size
+            && digests.sha256 == sha256
+            && digests.git_oid.as_deref() == Some(git_oid);
+        same.then_some(sha256)
+    }
+
+    fn append(&self, notes: &[(&str, &str)]) {
+        use std::io::Write;
+        if notes.is_empty() {
+            return;
+        }
+        let text: String = notes
+            .iter()
+            .map(|(oid, sha256)| format!("{oid} {sha256}\n"))
+            .collect();
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(text.as_bytes()));
+        if let Err(error) = written {
+            tracing::debug!(%error, path = %self.path.display(), "could not note committed files");
+        }
+    }
+
+    /// Forget the notes (the snapshot is recorded).
+    pub fn forget(&self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -107,6 +139,7 @@ pub struct Committed {
 pub async fn commit_groups(
     larder: &Larder,
     reporter: &dyn Reporter,
+    notes: &HeldNotes,
     mut files: mpsc::UnboundedReceiver<FetchedFile>,
 ) -> Result<Committed, PullError> {
     let mut committed = Committed::default();
@@ -118,7 +151,7 @@ pub async fn commit_groups(
                 Err(_) => break,
             }
         }
-        commit(larder, reporter, group, &mut committed).await?;
+        commit(larder, reporter, notes, group, &mut committed).await?;
     }
     Ok(committed)
 }
@@ -126,9 +159,18 @@ pub async fn commit_groups(
 async fn commit(
     larder: &Larder,
     reporter: &dyn Reporter,
+    notes: &HeldNotes,
     group: Vec<FetchedFile>,
     committed: &mut Committed,
 ) -> Result<(), PullError> {
+    // Noted before anything is published: a pull killed from here on finds each of these
+    // regular files either still as a whole part or as a blob the note names (hashed before
+    // use), instead of fetching it again. A note of a blob never published is just unused.
+    let noted: Vec<(&str, &str)> = group
+        .iter()
+        .filter_map(|f| Some((f.key.strip_prefix(GIT_KEY_PREFIX)?, f.sha256.as_str())))
+        .collect();
+    notes.append(&noted);
     let parts: Vec<(PathBuf, String)> = group
         .iter()
         .filter_map(|f| f.part.as_ref())
@@ -139,11 +181,7 @@ async fn commit(
     }
     let mut rows = Vec::with_capacity(group.len());
     let mut verified = Vec::new();
-    let mut notes = Vec::new();
     for file in group {
-        if file.key.starts_with(GIT_KEY_PREFIX) {
-            notes.push((file.key.clone(), file.sha256.clone()));
-        }
         if let Some(part) = file.part {
             part.published();
             verified.push((file.path, file.sha256.clone()));
@@ -154,10 +192,6 @@ async fn commit(
         committed.fetched.insert(file.key, file.sha256);
     }
     crate::record::record_verified_blobs(larder, &rows).await?;
-    for (key, sha256) in &notes {
-        // A hint only (checked by hashing before use), so neither synced nor fatal.
-        let _ = std::fs::write(held_note(larder, key), sha256);
-    }
     for (path, sha256) in verified {
         reporter.report(&PullEvent::FileVerified { path, sha256 });
     }

@@ -275,9 +275,11 @@ pub async fn pull(
     }
 
     // Plan: what the store already holds (registry lookups, several at once).
+    let notes = group::HeldNotes::load(larder, &commit);
+    let notes = &notes;
     let planned: Vec<PlannedFile> = futures::stream::iter(selected)
         .map(|file| async move {
-            let held = held_blob(larder, &file).await?;
+            let held = held_blob(larder, notes, &file).await?;
             Ok::<_, PullError>(PlannedFile { file, held })
         })
         .buffered(PLAN_LOOKUPS)
@@ -411,7 +413,7 @@ pub async fn pull(
     };
     let (transferred, committed) = tokio::join!(
         transfers,
-        group::commit_groups(larder, reporter.as_ref(), arrivals)
+        group::commit_groups(larder, reporter.as_ref(), notes, arrivals)
     );
     let committed = match (transferred, committed) {
         (Err(error), _) | (Ok(()), Err(error)) => return Err(error),
@@ -463,13 +465,7 @@ pub async fn pull(
             files,
         ))
         .await?;
-    group::forget_notes(
-        larder,
-        planned
-            .iter()
-            .filter(|p| p.file.lfs_sha256.is_none())
-            .map(|p| p.file.git_oid.as_str()),
-    );
+    notes.forget();
     if let (Some(gate), Some(licence)) = (&options.licence_gate, &licence) {
         gate.record(larder, options.kind, &options.repo, &commit, licence)
             .await?;
@@ -531,13 +527,17 @@ fn fetched_list_len(planned: &[PlannedFile]) -> usize {
 /// The sha256 of a blob the store holds with this file's content, if any. A blob found on
 /// disk without a registry row (a crash between rename and insert) is recorded now: only
 /// verified content is ever renamed into the store.
-async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, PullError> {
+async fn held_blob(
+    larder: &Larder,
+    notes: &group::HeldNotes,
+    file: &RepoFile,
+) -> Result<Option<String>, PullError> {
     let sha = match &file.lfs_sha256 {
         Some(sha) => Some(sha.clone()),
         None => match larder.registry.sha256_for_git_oid(&file.git_oid).await? {
             Some(sha) => Some(sha),
             // Committed by a pull that died before recording its snapshot.
-            None => group::noted_blob(larder, &file.git_oid, file.size).await,
+            None => notes.blob(larder, &file.git_oid, file.size).await,
         },
     };
     let Some(sha) = sha else { return Ok(None) };

@@ -340,8 +340,7 @@ pub struct VerifiedPart {
     /// Its digest (the blob's name).
     pub sha256: String,
     state_path: PathBuf,
-    lock_path: PathBuf,
-    /// Keeps other processes off this part until it is published.
+    /// The part, locked: keeps other processes off it until it is published.
     slot_lock: File,
 }
 
@@ -349,7 +348,6 @@ impl VerifiedPart {
     /// The part was published: forget its resume state and lock.
     pub fn published(self) {
         let _ = std::fs::remove_file(&self.state_path);
-        let _ = std::fs::remove_file(&self.lock_path);
         drop(self.slot_lock);
     }
 }
@@ -381,7 +379,6 @@ async fn transfer_verified(
     let (slot, slot_lock) = claim_slot(&tmp, &key).map_err(|e| TransferError::store(&path, e))?;
     let part_path = tmp.join(format!("{slot}.part"));
     let state_path = tmp.join(format!("{slot}.state"));
-    let lock_path = tmp.join(format!("{key}.lock"));
     let fresh = PartState::new(
         job.size,
         job.sha256.clone(),
@@ -419,7 +416,6 @@ async fn transfer_verified(
             part_path,
             sha256: digests.sha256.clone(),
             state_path,
-            lock_path,
             slot_lock,
         };
         let fetched = Fetched {
@@ -561,7 +557,6 @@ async fn transfer_verified(
         part_path,
         sha256: digests.sha256.clone(),
         state_path,
-        lock_path,
         slot_lock,
     };
     let fetched = Fetched {
@@ -603,21 +598,45 @@ fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
     )
 }
 
-/// Claim the resumable slot `<key>` for this writer by locking `<key>.lock`; when another
-/// process holds it (pulling the same content right now), use a private slot instead so the
-/// two never write one part. Correctness does not rest on the lock: a private slot is only an
-/// optimisation against duplicate work, and every part is verified before publication.
+/// Claim the resumable part `<key>.part` for this writer by locking the part file itself;
+/// when another process holds it (pulling the same content right now), use a private part
+/// `<key>.<pid>.part` instead so the two never write one part. Returns the slot name and the
+/// locked file, which must stay open until the part is published or given up. (No separate
+/// lock file: creating and deleting one per file is most of what a filesystem spends on a
+/// pull of many small files.) Every part is verified before publication in any case.
 fn claim_slot(tmp: &Path, key: &str) -> Result<(String, File), StoreError> {
-    let lock_path = tmp.join(format!("{key}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::io("could not create", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok((key.to_owned(), lock)),
-        Err(_) => Ok((format!("{key}.{}", std::process::id()), lock)),
+    let open = |path: &Path| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io("could not create", path, e))
+    };
+    let part = tmp.join(format!("{key}.part"));
+    for _ in 0..3 {
+        let file = open(&part)?;
+        if file.try_lock().is_err() {
+            break;
+        }
+        // The lock counts only if the file is still the part at that path, not one its last
+        // holder published (renamed away) between our open and our lock.
+        if same_file(&file, &part) {
+            return Ok((key.to_owned(), file));
+        }
+    }
+    let slot = format!("{key}.{}", std::process::id());
+    let file = open(&tmp.join(format!("{slot}.part")))?;
+    Ok((slot, file))
+}
+
+/// Whether `file` is the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
