@@ -54,6 +54,26 @@ pub async fn record_blob(
     Ok(())
 }
 
+/// Record a group of blobs this node just verified and published together, each with its Xet
+/// chunking when it was computed as the bytes landed, in one registry transaction.
+pub async fn record_verified_blobs(
+    larder: &Larder,
+    group: &[(String, u64, Option<XetChunking>)],
+) -> Result<(), RegistryError> {
+    let rows = group
+        .iter()
+        .map(|(sha256, size, chunking)| {
+            (
+                blob_record(larder, sha256, *size, Checked::Verified),
+                chunking
+                    .as_ref()
+                    .map(|chunking| crate::xet::index::to_record(sha256, chunking)),
+            )
+        })
+        .collect();
+    larder.registry.record_blobs(rows).await
+}
+
 /// Why a held blob could not be adopted.
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {

@@ -101,6 +101,48 @@ impl Registry {
         .await
     }
 
+    /// Records a group of blobs the store now holds, each with its Xet chunking when known, in
+    /// one transaction: either every row of the group is written or none. A pull calls this
+    /// once per group of files it published together (blob first, then row), so thousands of
+    /// small files cost a few transactions, not thousands.
+    pub async fn record_blobs(
+        &self,
+        group: Vec<(BlobRecord, Option<crate::chunk_index::XetRecord>)>,
+    ) -> Result<(), RegistryError> {
+        for (blob, xet) in &group {
+            validate::sha256(&blob.sha256)?;
+            if let Some(xet) = xet {
+                validate::xet_record(xet)?;
+                if xet.sha256 != blob.sha256 {
+                    return Err(RegistryError::InvalidInput {
+                        field: "sha256",
+                        value: xet.sha256.clone(),
+                        reason: "a Xet chunking must describe the blob it is recorded with",
+                    });
+                }
+            }
+        }
+        if group.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                for (blob, xet) in &group {
+                    blobs::upsert(&tx, blob)?;
+                    if let Some(xet) = xet {
+                        crate::chunk_index::upsert(&tx, xet)?;
+                    }
+                }
+                tx.commit()
+            };
+            run(conn).map_err(write_error(|| {
+                format!("record a group of {} blobs", group.len())
+            }))
+        })
+        .await
+    }
+
     /// Records one pull of one commit in one transaction, and returns the commit's row id:
     ///
     /// - the repo is inserted, or its `upstream`, `gated` and `private` updated;

@@ -2,6 +2,7 @@
 //! hostile input (architecture.md, "Invariants"); the schema's CHECK constraints back these up,
 //! but failing here gives an error that says which value was wrong.
 
+use crate::chunk_index::XetRecord;
 use crate::error::RegistryError;
 
 fn invalid(field: &'static str, value: &str, reason: &'static str) -> RegistryError {
@@ -17,6 +18,19 @@ fn is_lower_hex(value: &str, len: usize) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A blob's Xet chunking: the blob's sha256 and a Xet hash of 64 lowercase hex.
+pub(crate) fn xet_record(record: &XetRecord) -> Result<(), RegistryError> {
+    sha256(&record.sha256)?;
+    if !is_lower_hex(&record.xet_hash, 64) {
+        return Err(invalid(
+            "xet_hash",
+            &record.xet_hash,
+            "expected 64 lowercase hex digits",
+        ));
+    }
+    Ok(())
 }
 
 /// Is `value` a full git object id (40 lowercase hex)?

@@ -10,28 +10,11 @@ use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
 use crate::validate;
 
-fn validate_record(record: &XetRecord) -> Result<(), RegistryError> {
-    validate::sha256(&record.sha256)?;
-    if record.xet_hash.len() != 64
-        || !record
-            .xet_hash
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(RegistryError::InvalidInput {
-            field: "xet_hash",
-            value: record.xet_hash.clone(),
-            reason: "expected 64 lowercase hex digits",
-        });
-    }
-    Ok(())
-}
-
 impl Registry {
     /// Records a blob's Xet chunking, replacing any earlier record of it. The blob must be
     /// recorded first ([`Registry::record_blob`]); one transaction.
     pub async fn record_xet(&self, record: XetRecord) -> Result<(), RegistryError> {
-        validate_record(&record)?;
+        validate::xet_record(&record)?;
         self.write(move |conn| {
             let run = |conn: &mut Connection| -> rusqlite::Result<()> {
                 let tx = conn.transaction()?;

@@ -34,8 +34,9 @@ pub struct PullArgs {
     /// Connections per large file
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
-    /// Files fetched at once
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Most files fetched at once; how many are adapts to the upstream (many small files go
+    /// many at a time, backing off when the upstream answers 429/503 or slows down)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_files: u16,
     /// Print one JSON event per line on stdout
     #[arg(long)]
@@ -112,7 +113,10 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     options.max_files = args.max_files.into();
     options.xet = !args.no_xet && larder.config.pull()?.xet.unwrap_or(true);
     options.transfer.connections_per_file = args.connections.into();
-    options.total_connections = (usize::from(args.connections) * 2).max(16);
+    options.large_file_connections = (usize::from(args.connections) * 2).max(16);
+    options.total_connections = options
+        .total_connections
+        .max(options.large_file_connections);
     options.transfer.stall_timeout = Duration::from_secs(args.stall_timeout.max(1));
     if let Some(min) = args.min_segment {
         options.transfer.min_segment = min.max(64 << 10);

@@ -1,13 +1,20 @@
 //! `pull()`: resolve a revision, plan, fetch in parallel, verify, publish, record.
 //!
+//! Scheduling: large files go a few at a time, each on several ranged connections; small files
+//! go many at a time, one connection each. Every request holds a permit of one adaptive limit
+//! ([`concurrency`]), which finds how many requests the upstream takes at once.
+//!
 //! Order of effects, so that a crash at any instant leaves a consistent home: a blob is
-//! renamed into the store only after its digest matched; its registry row is written after
-//! the rename; the commit, its tree, the ref move and the licence fields are recorded in one
+//! renamed into the store only after its digest matched and its bytes were synced; its
+//! registry row is written after the rename is durable (small files: a group at a time, see
+//! [`group`]); the commit, its tree, the ref move and the licence fields are recorded in one
 //! transaction after every selected file is held. With a licence gate
 //! ([`PullOptions::licence_gate`]) the licence is detected and judged before any transfer (a
 //! denial leaves the home untouched) and its record is written right after the snapshot.
 
+pub mod concurrency;
 pub mod digest;
+pub mod group;
 pub mod plan;
 pub mod progress;
 pub mod ranges;
@@ -21,16 +28,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::{HubError, RepoFile, RepoId, RepoType, Revision};
-use crate::record::{self, AdoptError, Checked};
+use crate::record::{self, AdoptError};
 use crate::registry::{FileRecord, RegistryError, RepoKind};
 use crate::store::StoreError;
+use group::FetchedFile;
 use plan::{PatternError, PlannedFile, Selection, content_key};
 use progress::{PullEvent, Reporter};
 use transfer::{FileJob, TransferEnv, TransferError, TransferSettings};
@@ -48,10 +56,18 @@ pub struct PullOptions {
     pub include: Vec<String>,
     /// Except files matching one of these.
     pub exclude: Vec<String>,
-    /// Files fetched at once.
+    /// Most files in flight at once (a cap: how many actually are adapts to the upstream).
     pub max_files: usize,
-    /// Connection permits shared by all files.
+    /// The connection budget: most requests in flight at once, for all files together (a cap
+    /// on the adaptive limit of [`concurrency`]).
     pub total_connections: usize,
+    /// Connections shared by the large files in flight.
+    pub large_file_connections: usize,
+    /// Most large files in flight at once (each on several ranged connections).
+    pub large_files: usize,
+    /// Files up to this size are small: fetched many at once on one connection each and
+    /// published in groups ([`group`]); larger ones are large.
+    pub small_file_size: u64,
     /// Engine tunables (connections per file, stall timeout, ...).
     pub transfer: TransferSettings,
     /// Also lay the snapshot out as plain files here.
@@ -73,8 +89,11 @@ impl PullOptions {
             revision,
             include: Vec::new(),
             exclude: Vec::new(),
-            max_files: 4,
-            total_connections: 16,
+            max_files: 64,
+            total_connections: 64,
+            large_file_connections: 16,
+            large_files: 4,
+            small_file_size: 8 << 20,
             transfer: TransferSettings::default(),
             local_dir: None,
             rate_limit: None,
@@ -172,6 +191,9 @@ impl Classify for PullError {
     }
 }
 
+/// Registry lookups of the plan run this many at once.
+const PLAN_LOOKUPS: usize = 16;
+
 const RESUME_HINT: &str = "run the same `larder pull` again to resume from what was written";
 
 impl Hint for PullError {
@@ -252,12 +274,17 @@ pub async fn pull(
         });
     }
 
-    // Plan: what the store already holds.
-    let mut planned = Vec::with_capacity(selected.len());
-    for file in selected {
-        let held = held_blob(larder, &file).await?;
-        planned.push(PlannedFile { file, held });
-    }
+    // Plan: what the store already holds (registry lookups, several at once).
+    let notes = group::HeldNotes::load(larder, &commit);
+    let notes = &notes;
+    let planned: Vec<PlannedFile> = futures::stream::iter(selected)
+        .map(|file| async move {
+            let held = held_blob(larder, notes, &file).await?;
+            Ok::<_, PullError>(PlannedFile { file, held })
+        })
+        .buffered(PLAN_LOOKUPS)
+        .try_collect()
+        .await?;
     let mut to_fetch: HashMap<String, RepoFile> = HashMap::new();
     for p in planned.iter().filter(|p| p.held.is_none()) {
         to_fetch
@@ -285,14 +312,26 @@ pub async fn pull(
         });
     }
 
+    let request_limit = concurrency::AdaptiveLimit::new(
+        options
+            .total_connections
+            .max(options.large_file_connections)
+            .max(1),
+    );
     let env = TransferEnv {
         client: client.clone(),
         store: larder.local.clone(),
         blobs: larder.blobs.clone(),
-        permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
+        permits: Arc::new(Semaphore::new(options.large_file_connections.max(1))),
         settings: options.transfer.clone(),
         reporter: reporter.clone(),
         rate_limit: options.rate_limit.clone(),
+        request_limit: Some(request_limit.clone()),
+    };
+    // Small files take no large-file connection: only the adaptive limit bounds them.
+    let small_env = TransferEnv {
+        permits: Arc::new(Semaphore::new(options.total_connections.max(1))),
+        ..env.clone()
     };
     let xet_env = if options.xet && fetch_list.iter().any(|f| f.xet_hash.is_some()) {
         match crate::xet::cas::CasSession::new(client, options.kind, &options.repo, &commit) {
@@ -308,64 +347,86 @@ pub async fn pull(
     } else {
         None
     };
-    let mut fetched: HashMap<String, String> = HashMap::new(); // content key -> sha256
-    let mut fetched_bytes = 0;
-    let mut reused_bytes = 0;
+    // Every file in flight, large or small, holds one of these.
+    let file_slots = Arc::new(Semaphore::new(options.max_files.max(1)));
+    let mut large_jobs = Vec::new();
+    let mut small_jobs = Vec::new();
     // Collected (the futures are lazy) so no borrowing closure is held across an await: the
     // pull future stays `Send` for `tokio::spawn` (the daemon's workers).
-    let jobs: Vec<_> = fetch_list
-        .iter()
-        .map(|file| {
-            let env = env.clone();
-            let xet = xet_env.clone().zip(file.xet_hash.clone());
-            let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
-            let job = url.map(|url| FileJob {
-                kind: options.kind,
-                repo: options.repo.to_string(),
-                path: file.path.clone(),
-                size: file.size,
-                sha256: file.lfs_sha256.clone(),
-                git_oid: file.git_oid.clone(),
-                url,
-            });
-            async move { fetch_verified(&env, job.map_err(PullError::Hub)?, xet).await }
-        })
-        .collect();
-    let mut results = futures::stream::iter(jobs).buffer_unordered(options.max_files.max(1));
-    let mut first_error = None;
-    while let Some(result) = results.next().await {
-        match result {
-            Ok(file) => {
-                record::record_blob(
-                    larder,
-                    &file.sha256,
-                    file.size,
-                    Checked::Verified,
-                    file.chunking.as_ref(),
-                )
-                .await?;
-                fetched_bytes += file.received;
-                reused_bytes += file.reused;
-                fetched.insert(file.key, file.sha256);
-            }
-            Err(PullError::Transfer(TransferError::Hub { source, .. }))
-                if source.is_access_error() =>
-            {
-                // A gate or a vanished repo concerns the whole pull: say that, not "file X failed".
-                first_error = Some(PullError::Hub(source));
-                break;
-            }
-            Err(error) => {
-                // Stop starting new files; let nothing else land half-recorded.
-                first_error = Some(error);
-                break;
-            }
+    for file in &fetch_list {
+        let xet = xet_env.clone().zip(file.xet_hash.clone());
+        // Xet transfers publish file by file; so do large files.
+        let small = xet.is_none() && file.size <= options.small_file_size;
+        let env = if small {
+            small_env.clone()
+        } else {
+            env.clone()
+        };
+        let url = client.resolve_url(options.kind, &options.repo, &commit, &file.path);
+        let job = url.map(|url| FileJob {
+            kind: options.kind,
+            repo: options.repo.to_string(),
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.lfs_sha256.clone(),
+            git_oid: file.git_oid.clone(),
+            url,
+        });
+        let slots = file_slots.clone();
+        let fetch = async move {
+            let _slot = slots.acquire_owned().await;
+            fetch_verified(&env, job.map_err(PullError::Hub)?, xet, small).await
+        };
+        if small {
+            small_jobs.push(fetch);
+        } else {
+            large_jobs.push(fetch);
         }
     }
-    drop(results);
-    if let Some(error) = first_error {
-        return Err(error);
-    }
+    let large = futures::stream::iter(large_jobs)
+        .buffer_unordered(options.large_files.clamp(1, options.max_files.max(1)));
+    let small = futures::stream::iter(small_jobs).buffer_unordered(options.max_files.max(1));
+    let mut results = futures::stream::select(large, small);
+
+    let (to_commit, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let transfers = async move {
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(file) => {
+                    if to_commit.send(file).is_err() {
+                        // The committer stopped on an error; it reports it.
+                        return Ok(());
+                    }
+                }
+                Err(PullError::Transfer(TransferError::Hub { source, .. }))
+                    if source.is_access_error() =>
+                {
+                    // A gate or a vanished repo concerns the whole pull: say that, not "file X
+                    // failed".
+                    return Err(PullError::Hub(source));
+                }
+                // Stop starting new files; what was verified so far is still committed.
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    };
+    let (transferred, committed) = tokio::join!(
+        transfers,
+        group::commit_groups(larder, reporter.as_ref(), notes, arrivals)
+    );
+    let committed = match (transferred, committed) {
+        (Err(error), _) | (Ok(()), Err(error)) => return Err(error),
+        (Ok(()), Ok(committed)) => committed,
+    };
+    tracing::debug!(
+        peak = request_limit.peak(),
+        limit = request_limit.limit(),
+        "requests in flight"
+    );
+    let fetched = committed.fetched;
+    let fetched_bytes = committed.received;
+    let reused_bytes = committed.reused;
 
     // Record the snapshot: the complete tree, with sha256 wherever it is known.
     let mut known: HashMap<String, String> = fetched.clone();
@@ -404,6 +465,7 @@ pub async fn pull(
             files,
         ))
         .await?;
+    notes.forget();
     if let (Some(gate), Some(licence)) = (&options.licence_gate, &licence) {
         gate.record(larder, options.kind, &options.repo, &commit, licence)
             .await?;
@@ -465,10 +527,18 @@ fn fetched_list_len(planned: &[PlannedFile]) -> usize {
 /// The sha256 of a blob the store holds with this file's content, if any. A blob found on
 /// disk without a registry row (a crash between rename and insert) is recorded now: only
 /// verified content is ever renamed into the store.
-async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, PullError> {
+async fn held_blob(
+    larder: &Larder,
+    notes: &group::HeldNotes,
+    file: &RepoFile,
+) -> Result<Option<String>, PullError> {
     let sha = match &file.lfs_sha256 {
         Some(sha) => Some(sha.clone()),
-        None => larder.registry.sha256_for_git_oid(&file.git_oid).await?,
+        None => match larder.registry.sha256_for_git_oid(&file.git_oid).await? {
+            Some(sha) => Some(sha),
+            // Committed by a pull that died before recording its snapshot.
+            None => notes.blob(larder, &file.git_oid, file.size).await,
+        },
     };
     let Some(sha) = sha else { return Ok(None) };
     let held = record::adopt_held_blob(larder, &sha, file.size)
@@ -480,27 +550,15 @@ async fn held_blob(larder: &Larder, file: &RepoFile) -> Result<Option<String>, P
     Ok(held.then_some(sha))
 }
 
-/// A file fetched and verified.
-struct FetchedFile {
-    /// Its content key (the plan's).
-    key: String,
-    sha256: String,
-    size: u64,
-    /// Bytes received from the upstream in this run.
-    received: u64,
-    /// Bytes copied from held blobs instead (Xet delta).
-    reused: u64,
-    /// Its Xet chunking, for the chunk index.
-    chunking: Option<crate::xet::XetChunking>,
-}
-
 /// Fetch one file — over Xet when `xet` is given, falling back to plain HTTP when the Xet
 /// storage is unusable; on a digest mismatch over HTTP throw the bytes away and fetch it once
-/// more.
+/// more. With `deferred`, an HTTP transfer leaves the verified part for [`group`] to publish
+/// (and to report verified); otherwise the file is published when this returns.
 async fn fetch_verified(
     env: &TransferEnv,
     job: FileJob,
     xet: Option<(xet::XetEnv, String)>,
+    deferred: bool,
 ) -> Result<FetchedFile, PullError> {
     let key = job.key();
     let size = job.size;
@@ -509,16 +567,18 @@ async fn fetch_verified(
         match xet::fetch_file(env, &xet_env, &job, &xet_hash).await {
             Ok(fetched) => {
                 env.reporter.report(&PullEvent::FileVerified {
-                    path,
+                    path: path.clone(),
                     sha256: fetched.sha256.clone(),
                 });
                 return Ok(FetchedFile {
+                    path,
                     key,
                     sha256: fetched.sha256,
                     size,
                     received: fetched.fetched,
                     reused: fetched.reused,
                     chunking: Some(fetched.chunking),
+                    part: None,
                 });
             }
             Err(error) if error.falls_back() => {
@@ -539,20 +599,33 @@ async fn fetch_verified(
     let mut received_total = 0;
     let mut retried = false;
     loop {
-        match transfer::fetch_file(env, job.clone()).await {
-            Ok(fetched) => {
+        let result = if deferred {
+            transfer::fetch_file_deferred(env, job.clone())
+                .await
+                .map(|(fetched, part)| (fetched, Some(part)))
+        } else {
+            transfer::fetch_file(env, job.clone())
+                .await
+                .map(|fetched| (fetched, None))
+        };
+        match result {
+            Ok((fetched, part)) => {
                 received_total += fetched.received;
-                env.reporter.report(&PullEvent::FileVerified {
-                    path,
-                    sha256: fetched.digests.sha256.clone(),
-                });
+                if part.is_none() {
+                    env.reporter.report(&PullEvent::FileVerified {
+                        path: path.clone(),
+                        sha256: fetched.digests.sha256.clone(),
+                    });
+                }
                 return Ok(FetchedFile {
+                    path,
                     key,
                     sha256: fetched.digests.sha256,
                     size,
                     received: received_total,
                     reused: 0,
                     chunking: fetched.digests.xet,
+                    part,
                 });
             }
             Err(TransferError::Mismatch {

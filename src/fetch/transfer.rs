@@ -24,6 +24,7 @@ use reqwest::StatusCode;
 use tokio::sync::Semaphore;
 use url::Url;
 
+use super::concurrency::{AdaptiveLimit, RequestPermit};
 use super::digest::{ContentHasher, Digests};
 use super::progress::{PullEvent, Reporter};
 use super::ranges::RangeSet;
@@ -200,6 +201,8 @@ pub struct TransferEnv {
     pub reporter: Arc<dyn Reporter>,
     /// Global rate limit, if any.
     pub rate_limit: Option<Arc<super::rate::RateLimiter>>,
+    /// The adaptive limit on requests in flight every request holds a permit of, if any.
+    pub request_limit: Option<Arc<AdaptiveLimit>>,
 }
 
 struct Active {
@@ -293,6 +296,84 @@ pub async fn fetch_file_with_hook(
     hook: Option<PrefixHook>,
 ) -> Result<Fetched, TransferError> {
     let path = job.path.clone();
+    let (fetched, part, shared) = transfer_verified(env, job, hook, false).await?;
+    let synced = {
+        let shared = shared.clone();
+        let part_path = part.part_path.clone();
+        tokio::task::spawn_blocking(move || {
+            shared
+                .file
+                .sync_all()
+                .map_err(|e| StoreError::io("could not sync", &part_path, e))
+        })
+        .await
+    };
+    match synced {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(TransferError::store(&path, e)),
+        Err(join) => {
+            return Err(TransferError::Protocol {
+                path,
+                why: format!("syncing the part failed: {join}"),
+            });
+        }
+    }
+    // On failure (e.g. an object store upload) the verified part and its state stay for the
+    // next run, which finds every range done and publishes again.
+    env.blobs
+        .publish(&part.part_path, &fetched.digests.sha256)
+        .await
+        .map_err(|e| TransferError::store(&path, e))?;
+    *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    part.published();
+    Ok(fetched)
+}
+
+/// A part whose every byte was received and matched its digest, not yet synced nor published
+/// (see [`fetch_file_deferred`]). Publish it with [`crate::store::BlobStore::publish_group`],
+/// then call [`VerifiedPart::published`]. Dropped unpublished, it stays in `tmp/` for the next
+/// pull, which re-hashes it before use.
+#[derive(Debug)]
+pub struct VerifiedPart {
+    /// The part file.
+    pub part_path: PathBuf,
+    /// Its digest (the blob's name).
+    pub sha256: String,
+    state_path: PathBuf,
+    /// The part, locked: keeps other processes off it until it is published.
+    slot_lock: File,
+}
+
+impl VerifiedPart {
+    /// The part was published: forget its resume state and lock.
+    pub fn published(self) {
+        let _ = std::fs::remove_file(&self.state_path);
+        drop(self.slot_lock);
+    }
+}
+
+/// Fetch one file into a verified part, leaving syncing and publication to the caller, who
+/// does it for a group of files at once ([`crate::store::BlobStore::publish_group`]). For
+/// files that take a moment each: no resume state is written up front (only a checkpoint of a
+/// transfer that runs long writes one), and a whole part left by an earlier run without a
+/// state (one that was verified but not yet published when the run died) is re-hashed and
+/// used when its digest matches, instead of being fetched again.
+pub async fn fetch_file_deferred(
+    env: &TransferEnv,
+    job: FileJob,
+) -> Result<(Fetched, VerifiedPart), TransferError> {
+    let (fetched, part, _) = transfer_verified(env, job, None, true).await?;
+    Ok((fetched, part))
+}
+
+/// Transfer and verify one file into its part; the part is neither synced nor published.
+async fn transfer_verified(
+    env: &TransferEnv,
+    job: FileJob,
+    hook: Option<PrefixHook>,
+    deferred: bool,
+) -> Result<(Fetched, VerifiedPart, Arc<Shared>), TransferError> {
+    let path = job.path.clone();
     let tmp = env.store.tmp_dir();
     let key = job.key();
     let (slot, slot_lock) = claim_slot(&tmp, &key).map_err(|e| TransferError::store(&path, e))?;
@@ -304,8 +385,49 @@ pub async fn fetch_file_with_hook(
         job.sha256.is_none().then(|| job.git_oid.clone()),
     );
 
-    let (file, state) =
-        open_part(&part_path, &state_path, &fresh).map_err(|e| TransferError::store(&path, e))?;
+    if deferred && let Some(digests) = whole_part(&part_path, &state_path, &job).await {
+        env.reporter.report(&PullEvent::FileStarted {
+            path: path.clone(),
+            size: job.size,
+            resumed: job.size,
+        });
+        let file = File::open(&part_path).map_err(|e| {
+            TransferError::store(&path, StoreError::io("could not open", &part_path, e))
+        })?;
+        let shared = Arc::new(Shared {
+            file,
+            schedule: Mutex::new(Schedule {
+                pending: std::collections::VecDeque::new(),
+                active: Vec::new(),
+                done: RangeSet::new(),
+                failures: 0,
+                error: None,
+                finished: true,
+            }),
+            changed: Condvar::new(),
+            location: Mutex::new(None),
+            stop: AtomicBool::new(true),
+            part_path: part_path.clone(),
+            state_io: Mutex::new(true),
+            hook: None,
+            job,
+        });
+        let part = VerifiedPart {
+            part_path,
+            sha256: digests.sha256.clone(),
+            state_path,
+            slot_lock,
+        };
+        let fetched = Fetched {
+            digests,
+            resumed: shared.job.size,
+            received: 0,
+        };
+        return Ok((fetched, part, shared));
+    }
+
+    let (file, state) = open_part(&part_path, &state_path, &fresh, !deferred)
+        .map_err(|e| TransferError::store(&path, e))?;
     let resumed = state.done.total();
     env.reporter.report(&PullEvent::FileStarted {
         path: path.clone(),
@@ -427,44 +549,45 @@ pub async fn fetch_file_with_hook(
     if let Some(hook) = &shared.hook {
         hook(&part_path, PartProgress::Verified);
     }
-    let sha = digests.sha256.clone();
-    let lock_path = tmp.join(format!("{key}.lock"));
-    let synced = {
-        let shared = shared.clone();
-        let part_path = part_path.clone();
-        tokio::task::spawn_blocking(move || {
-            shared
-                .file
-                .sync_all()
-                .map_err(|e| StoreError::io("could not sync", &part_path, e))
-        })
-        .await
-    };
-    match synced {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(TransferError::store(&path, e)),
-        Err(join) => {
-            return Err(TransferError::Protocol {
-                path,
-                why: format!("syncing the part failed: {join}"),
-            });
-        }
+    if deferred {
+        // Nothing may record ranges of this part any more: it is whole and verified.
+        *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
     }
-    // On failure (e.g. an object store upload) the verified part and its state stay for the
-    // next run, which finds every range done and publishes again.
-    env.blobs
-        .publish(&part_path, &sha)
-        .await
-        .map_err(|e| TransferError::store(&path, e))?;
-    *shared.state_io.lock().unwrap_or_else(|p| p.into_inner()) = true;
-    let _ = std::fs::remove_file(&state_path);
-    let _ = std::fs::remove_file(&lock_path);
-    drop(slot_lock);
-    Ok(Fetched {
+    let part = VerifiedPart {
+        part_path,
+        sha256: digests.sha256.clone(),
+        state_path,
+        slot_lock,
+    };
+    let fetched = Fetched {
         digests,
         resumed,
         received,
-    })
+    };
+    Ok((fetched, part, shared))
+}
+
+/// The digests of a part an earlier run left whole but unpublished, when they match the
+/// job's: a part of the right size without a resume state (a part with one resumes as usual).
+/// Its bytes are re-read and hashed here, so nothing unverified is trusted.
+async fn whole_part(part_path: &Path, state_path: &Path, job: &FileJob) -> Option<Digests> {
+    if state_path.exists()
+        || std::fs::metadata(part_path).map_or(true, |m| m.len() != job.size || job.size == 0)
+    {
+        return None;
+    }
+    let (part, git) = (part_path.to_path_buf(), job.sha256.is_none());
+    let (digests, size) =
+        tokio::task::spawn_blocking(move || super::digest::digest_file_with_xet(&part, git))
+            .await
+            .ok()?
+            .ok()?;
+    let matches = size == job.size
+        && match &job.sha256 {
+            Some(sha) => &digests.sha256 == sha,
+            None => digests.git_oid.as_deref() == Some(job.git_oid.as_str()),
+        };
+    matches.then_some(digests)
 }
 
 fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
@@ -475,29 +598,56 @@ fn segment_size(size: u64, settings: &TransferSettings) -> u64 {
     )
 }
 
-/// Open the part for `fresh`, resuming when a matching state and part exist.
-/// Claim the resumable slot `<key>` for this writer by locking `<key>.lock`; when another
-/// process holds it (pulling the same content right now), use a private slot instead so the
-/// two never write one part. Correctness does not rest on the lock: a private slot is only an
-/// optimisation against duplicate work, and every part is verified before publication.
+/// Claim the resumable part `<key>.part` for this writer by locking the part file itself;
+/// when another process holds it (pulling the same content right now), use a private part
+/// `<key>.<pid>.part` instead so the two never write one part. Returns the slot name and the
+/// locked file, which must stay open until the part is published or given up. (No separate
+/// lock file: creating and deleting one per file is most of what a filesystem spends on a
+/// pull of many small files.) Every part is verified before publication in any case.
 fn claim_slot(tmp: &Path, key: &str) -> Result<(String, File), StoreError> {
-    let lock_path = tmp.join(format!("{key}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::io("could not create", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok((key.to_owned(), lock)),
-        Err(_) => Ok((format!("{key}.{}", std::process::id()), lock)),
+    let open = |path: &Path| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io("could not create", path, e))
+    };
+    let part = tmp.join(format!("{key}.part"));
+    for _ in 0..3 {
+        let file = open(&part)?;
+        if file.try_lock().is_err() {
+            break;
+        }
+        // The lock counts only if the file is still the part at that path, not one its last
+        // holder published (renamed away) between our open and our lock.
+        if same_file(&file, &part) {
+            return Ok((key.to_owned(), file));
+        }
+    }
+    let slot = format!("{key}.{}", std::process::id());
+    let file = open(&tmp.join(format!("{slot}.part")))?;
+    Ok((slot, file))
+}
+
+/// Whether `file` is the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
+/// Open the part for `fresh`, resuming when a matching state and part exist. A fresh part
+/// gets a fresh state file when `save_fresh`; otherwise any old state is removed
+/// (a deferred part writes a state only when a checkpoint has something to record).
 fn open_part(
     part: &Path,
     state_path: &Path,
     fresh: &PartState,
+    save_fresh: bool,
 ) -> Result<(File, PartState), StoreError> {
     if let Some(state) = PartState::load(state_path, fresh)
         && let Ok(file) = OpenOptions::new().read(true).write(true).open(part)
@@ -512,9 +662,19 @@ fn open_part(
         .truncate(true)
         .open(part)
         .map_err(|e| StoreError::io("could not create", part, e))?;
-    file.set_len(fresh.size)
-        .map_err(|e| StoreError::io("could not allocate", part, e))?;
-    fresh.save(state_path)?;
+    if save_fresh {
+        file.set_len(fresh.size)
+            .map_err(|e| StoreError::io("could not allocate", part, e))?;
+        fresh.save(state_path)?;
+    } else {
+        match std::fs::remove_file(state_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("could not remove", state_path, e)),
+        }
+        file.set_len(fresh.size)
+            .map_err(|e| StoreError::io("could not allocate", part, e))?;
+    }
     Ok((file, fresh.clone()))
 }
 
@@ -692,7 +852,12 @@ async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> 
         if pos >= end {
             return received;
         }
-        let (outcome, bytes) = attempt(env, shared, slot, pos, end).await;
+        let mut permit = match &env.request_limit {
+            Some(limit) => Some(limit.acquire().await),
+            None => None,
+        };
+        let (outcome, bytes) = attempt(env, shared, slot, pos, end, permit.as_mut()).await;
+        drop(permit);
         received += bytes;
         match outcome {
             Ok(Attempt::Done) => return received,
@@ -761,6 +926,7 @@ async fn attempt(
     slot: usize,
     pos: u64,
     end: u64,
+    permit: Option<&mut RequestPermit>,
 ) -> (Result<Attempt, TransferError>, u64) {
     let job = &shared.job;
     let stall = env.settings.stall_timeout;
@@ -786,6 +952,13 @@ async fn attempt(
         Ok(Ok(pair)) => pair,
     };
     let status = response.status();
+    if let Some(permit) = permit {
+        match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => permit.throttled(),
+            _ if status.is_success() => permit.answered(),
+            _ => {}
+        }
+    }
     let off_origin = final_url.origin() != job.url.origin();
     if off_origin
         && matches!(

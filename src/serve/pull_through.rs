@@ -675,6 +675,7 @@ impl PullThrough {
             }),
             // The daemon's global rate (`--max-rate`) covers pull-through as well as jobs.
             rate_limit: mirror.options.jobs.rate_limit.clone(),
+            request_limit: None,
         };
         let larder = self.larder.clone();
         let tx = Arc::new(tx);

@@ -69,6 +69,23 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
         sha256: &'a str,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>>;
 
+    /// Publish a group of verified parts (`(part, sha256)` pairs), as [`BlobStore::publish`]
+    /// does for one: every blob of the group is whole and durable in the store when this
+    /// returns. Backends may share the syncing between the parts (one directory sync per
+    /// group); the default publishes them one by one. On failure some blobs of the group may
+    /// be published and the rest of the parts stay where they were.
+    fn publish_group<'a>(
+        &'a self,
+        parts: &'a [(PathBuf, String)],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for (part, sha256) in parts {
+                self.publish(part, sha256).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Stream bytes `range` of a stored blob.
     fn read<'a>(
         &'a self,

@@ -13,6 +13,7 @@ mod hostile;
 mod job_failures;
 mod layering;
 mod licence;
+mod many_files;
 mod metrics;
 mod offline;
 mod pull;

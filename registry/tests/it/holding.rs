@@ -251,3 +251,42 @@ async fn unknown_things_read_as_none() {
     let file = registry.file(RepoKind::Model, "org/a", &a, "nope");
     assert_eq!(file.await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn record_blobs_writes_a_group_in_one_go_or_not_at_all() {
+    let (_dir, registry) = open();
+    let chunking = |n: u32, size: u32| larder_registry::XetRecord {
+        sha256: digest(n),
+        xet_hash: format!("{:064x}", 0xe000_u64 + u64::from(n)),
+        chunks: vec![larder_registry::XetChunk {
+            hash: [n as u8; 32],
+            length: size,
+        }],
+    };
+    registry
+        .record_blobs(vec![
+            (blob(1, 10), Some(chunking(1, 10))),
+            (blob(2, 20), None),
+        ])
+        .await
+        .unwrap();
+    let held: Vec<String> = registry
+        .blobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.sha256)
+        .collect();
+    assert_eq!(held, vec![digest(1), digest(2)]);
+    assert!(registry.xet(&digest(1)).await.unwrap().is_some());
+
+    // A chunking that names another blob is refused before anything is written.
+    let refused = registry
+        .record_blobs(vec![
+            (blob(3, 30), None),
+            (blob(4, 40), Some(chunking(5, 40))),
+        ])
+        .await;
+    assert!(matches!(refused, Err(RegistryError::InvalidInput { .. })));
+    assert_eq!(registry.blobs().await.unwrap().len(), 2);
+}

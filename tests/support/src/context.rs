@@ -28,6 +28,8 @@ pub struct Settings {
     pub tree_extra: Vec<serde_json::Value>,
     /// How tree listings paginate.
     pub pagination: Pagination,
+    /// Added to every request on both listeners before it is answered (a WAN round trip).
+    pub latency: Duration,
 }
 
 /// How the tree listing links its pages.
@@ -50,6 +52,7 @@ impl Default for Settings {
             cdn_base_override: None,
             tree_extra: Vec::new(),
             pagination: Pagination::Honest,
+            latency: Duration::ZERO,
         }
     }
 }

@@ -31,6 +31,9 @@ struct Args {
     /// A repo to serve: `model:org/name=/path/to/dir` (kinds: model, dataset, space).
     #[arg(long = "repo", value_name = "KIND:ID=DIR", required = true)]
     repos: Vec<String>,
+    /// Delay every request by this many milliseconds before answering (a WAN round trip).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
     /// Hard-link every LFS file into DIR under its sha256 (an nginx root for `--cdn-base`).
     #[arg(long, value_name = "DIR")]
     link_blobs_into: Option<PathBuf>,
@@ -190,7 +193,8 @@ async fn main() -> Result<()> {
     let mut builder = StandIn::builder(hub)
         .page_size(args.page_size)
         .api_port(args.port)
-        .cdn_port(args.cdn_port);
+        .cdn_port(args.cdn_port)
+        .latency(std::time::Duration::from_millis(args.latency_ms));
     if let Some(base) = args.cdn_base {
         builder = builder.cdn_base_override(base);
     }

@@ -37,7 +37,17 @@ fn record(shared: &Shared, request: &Incoming, route: Route, response: &Response
     });
 }
 
+/// Waits the configured per-request latency, if any.
+async fn delay(shared: &Shared) {
+    let latency = shared.settings().latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+}
+
 async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let _in_flight = shared.stats.enter();
+    delay(&shared).await;
     let request = incoming(request).await;
     let endpoint = {
         let hub = shared.hub.read();
@@ -73,6 +83,8 @@ async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Respo
 }
 
 async fn cdn_entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let _in_flight = shared.stats.enter();
+    delay(&shared).await;
     let request = incoming(request).await;
     let route = match request.method {
         Method::GET => Route::CdnGet,
@@ -109,6 +121,12 @@ impl StandInBuilder {
     /// Redirect LFS downloads to `{base}/{sha256}` (e.g. nginx) instead of the built-in CDN.
     pub fn cdn_base_override(mut self, base: impl Into<String>) -> Self {
         self.settings.cdn_base_override = Some(base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Delay every request on both listeners by `latency` before answering (default none).
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.settings.latency = latency;
         self
     }
 
@@ -279,6 +297,11 @@ impl StandIn {
     /// Changes the tree page size.
     pub fn set_page_size(&self, page_size: usize) {
         self.update_settings(|settings| settings.page_size = page_size.max(1));
+    }
+
+    /// Changes the delay added to every request.
+    pub fn set_latency(&self, latency: Duration) {
+        self.update_settings(|settings| settings.latency = latency);
     }
 
     /// Changes the lifetime of newly signed CDN URLs.

@@ -3,6 +3,7 @@
 use crate::faults::Route;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One request as the stand-in saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,19 @@ struct Counters {
 #[derive(Debug, Default)]
 pub struct Stats {
     counters: Mutex<Counters>,
+    /// Requests being answered right now (both listeners).
+    in_flight: AtomicUsize,
+    /// The most requests answered at once since the last reset.
+    peak: AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped (see [`Stats::peak_concurrency`]).
+pub(crate) struct InFlight<'a>(&'a Stats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Stats {
@@ -56,6 +70,40 @@ impl Stats {
                 .entry(sha256.to_owned())
                 .or_default() += bytes;
         }
+    }
+
+    /// Counts a request as in flight from now until the guard is dropped.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    /// The most requests the stand-in was answering at once (from arrival, through any
+    /// configured latency, until the response head was ready) since it started or since
+    /// [`Stats::reset_peak_concurrency`].
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// Requests being answered right now.
+    pub fn concurrency(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Starts measuring [`Stats::peak_concurrency`] afresh (from the requests in flight now).
+    pub fn reset_peak_concurrency(&self) {
+        self.peak
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Number of requests answered with `status`.
+    pub fn count_status(&self, status: u16) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|record| record.status == status)
+            .count()
     }
 
     pub(crate) fn record(&self, record: RequestRecord) {
@@ -100,8 +148,9 @@ impl Stats {
         self.lock().requests.clone()
     }
 
-    /// Forgets all counters and the log.
+    /// Forgets all counters and the log (and restarts the peak concurrency).
     pub fn reset(&self) {
         *self.lock() = Counters::default();
+        self.reset_peak_concurrency();
     }
 }

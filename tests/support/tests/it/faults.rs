@@ -252,3 +252,25 @@ async fn counters_and_request_log() {
     stats.reset();
     assert!(stats.requests().is_empty());
 }
+
+#[tokio::test]
+async fn latency_delays_requests_and_peak_concurrency_counts_them() {
+    let (server, _) = tiny().await;
+    server.set_latency(Duration::from_millis(150));
+    let url = format!("{}/acme/tiny/resolve/main/config.json", server.url());
+    let started = Instant::now();
+    let requests = (0..6).map(|_| {
+        let url = url.clone();
+        async move { client().get(&url).send().await.unwrap().status() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200));
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(server.stats().peak_concurrency(), 6);
+    assert_eq!(server.stats().concurrency(), 0);
+    server.stats().reset_peak_concurrency();
+    server.set_latency(Duration::ZERO);
+    client().get(&url).send().await.unwrap();
+    assert_eq!(server.stats().peak_concurrency(), 1);
+    assert_eq!(server.stats().count_status(200), 7);
+}
