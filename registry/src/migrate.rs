@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0006_xet_terms",
         sql: include_str!("../migrations/0006_xet_terms.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_upstream_fidelity",
+        sql: include_str!("../migrations/0007_upstream_fidelity.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

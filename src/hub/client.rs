@@ -12,6 +12,8 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::error::{HubError, UpstreamReply};
+use super::info::{FetchedInfo, keep_upstream_info};
+use super::redirect::{MAX_API_REDIRECTS, api_redirect_target, canonical_repo, is_api_redirect};
 use super::retry::{RetryPolicy, retry};
 use super::types::{
     RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry,
@@ -140,15 +142,28 @@ impl HubClient {
         repo: &RepoId,
         revision: &Revision,
     ) -> Result<RepoInfo, HubError> {
+        Ok(self.repo_info_fetched(kind, repo, revision).await?.info)
+    }
+
+    /// [`HubClient::repo_info`], also telling under which name the repo lives now (the Hub
+    /// redirects renamed repos) and keeping the info JSON as sent ([`keep_upstream_info`]).
+    /// `HEAD` as the revision names the default branch, as on the Hub.
+    pub async fn repo_info_fetched(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        revision: &Revision,
+    ) -> Result<FetchedInfo, HubError> {
         let url = self.join(&format!(
             "api/{}/{}/revision/{}",
             kind.api_segment(),
             repo,
             encode_component(revision.as_str())
         ))?;
-        let info: RepoInfo = retry(&self.retry, || {
+        let (info, body, last): (RepoInfo, Vec<u8>, Url) = retry(&self.retry, || {
             self.metadata(&url, async {
                 let response = self.send_metadata(Method::GET, &url).await?;
+                let last = response.url().clone();
                 let response = check_status(
                     response,
                     kind,
@@ -158,16 +173,46 @@ impl HubClient {
                     self,
                 )
                 .await?;
-                read_json(response, self.stall).await
+                let body = read_body(response, self.stall).await?;
+                let info = serde_json::from_slice(&body).map_err(|source| HubError::Json {
+                    url: redact(&last),
+                    source,
+                })?;
+                Ok((info, body, last))
             })
         })
         .await?;
         match info.sha.as_deref() {
-            Some(sha) if is_commit_sha(sha) => Ok(info),
-            _ => Err(HubError::MissingCommit {
-                repo: repo.to_string(),
-            }),
+            Some(sha) if is_commit_sha(sha) => {}
+            _ => {
+                return Err(HubError::MissingCommit {
+                    repo: repo.to_string(),
+                });
+            }
         }
+        let canonical = if last == url {
+            repo.clone()
+        } else {
+            let canonical = canonical_repo(&last, &self.endpoint).ok_or(HubError::Redirect {
+                url: redact(&url),
+                why: "redirected to a URL that names no valid repo",
+            })?;
+            tracing::info!(asked = %repo, now = %canonical, "the upstream redirected the repo");
+            canonical
+        };
+        let upstream_json = keep_upstream_info(&body);
+        if upstream_json.is_none() {
+            tracing::warn!(
+                repo = %canonical,
+                bytes = body.len(),
+                "the upstream's repo info is too large (or not an object) to keep; serving Larder's own"
+            );
+        }
+        Ok(FetchedInfo {
+            info,
+            canonical,
+            upstream_json,
+        })
     }
 
     /// The complete file list of a commit, following `Link: rel="next"` pages.
@@ -192,7 +237,7 @@ impl HubClient {
                     let response = self.send_metadata(Method::GET, &url).await?;
                     let response =
                         check_status(response, kind, repo.as_str(), None, None, self).await?;
-                    let link = next_link(response.headers(), &url);
+                    let link = next_link(response.headers(), response.url());
                     Ok((read_json(response, self.stall).await?, link))
                 })
             })
@@ -250,15 +295,35 @@ impl HubClient {
             })?
     }
 
-    /// Send a metadata request; the headers must arrive within the stall timeout.
+    /// Send a metadata request, following the Hub's same-origin redirects (renamed repos, see
+    /// [`super::redirect`]); each answer's headers must arrive within the stall timeout. The
+    /// response's `url()` is the last one asked.
     async fn send_metadata(&self, method: Method, url: &Url) -> Result<Response, HubError> {
-        tokio::time::timeout(self.stall, self.send(method, url.clone(), HeaderMap::new()))
+        let mut current = url.clone();
+        for _ in 0..=MAX_API_REDIRECTS {
+            let response = tokio::time::timeout(
+                self.stall,
+                self.send(method.clone(), current.clone(), HeaderMap::new()),
+            )
             .await
             .map_err(|_| HubError::Timeout {
-                url: redact(url),
+                url: redact(&current),
                 what: "answer",
                 after: self.stall,
-            })?
+            })??;
+            if !is_api_redirect(response.status()) {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            current = api_redirect_target(&current, location, &self.endpoint)?;
+        }
+        Err(HubError::Redirect {
+            url: redact(url),
+            why: "too many redirects",
+        })
     }
 
     /// How long a metadata call may go without receiving anything.
@@ -475,13 +540,19 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     stall: Duration,
 ) -> Result<T, HubError> {
     let url = redact(response.url());
-    let body = read_capped(response, MAX_JSON_BYTES, stall)
-        .await?
-        .ok_or_else(|| HubError::TooLarge {
-            url: url.clone(),
-            limit: MAX_JSON_BYTES,
-        })?;
+    let body = read_body(response, stall).await?;
     serde_json::from_slice(&body).map_err(|source| HubError::Json { url, source })
+}
+
+/// A JSON answer's bytes, at most [`MAX_JSON_BYTES`] of them.
+async fn read_body(response: Response, stall: Duration) -> Result<Vec<u8>, HubError> {
+    let url = redact(response.url());
+    read_capped(response, MAX_JSON_BYTES, stall)
+        .await?
+        .ok_or(HubError::TooLarge {
+            url,
+            limit: MAX_JSON_BYTES,
+        })
 }
 
 /// Turn an error status into the matching [`HubError`]; pass successes through.

@@ -178,6 +178,10 @@ pub enum ServeError {
         /// What went wrong.
         why: String,
     },
+    /// The repo lives under another name now (the upstream redirected the one asked for): the
+    /// dispatcher answers with the Hub's redirect to it (`super::renamed`).
+    #[error("this repo lives at {0} now")]
+    Moved(String),
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -238,6 +242,7 @@ impl ServeError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServeError::Moved(_) => StatusCode::TEMPORARY_REDIRECT,
             ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -269,7 +274,7 @@ impl ServeError {
                 ErrorKind::UpstreamError
             }
             ServeError::BadRequest(_) => ErrorKind::BadRequest,
-            ServeError::NotFound => ErrorKind::NotFound,
+            ServeError::NotFound | ServeError::Moved(_) => ErrorKind::NotFound,
             ServeError::Internal => ErrorKind::InternalError,
         }
     }
@@ -334,6 +339,13 @@ impl IntoResponse for ServeError {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         let mut response = (self.status(), headers, body).into_response();
+        if let ServeError::Moved(to) = self {
+            // Not an error: the dispatcher turns it into the redirect.
+            response
+                .extensions_mut()
+                .insert(super::renamed::RepoMoved(to));
+            return response;
+        }
         // The access log counts the error under its kind.
         response.extensions_mut().insert(self.kind());
         response

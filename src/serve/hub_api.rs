@@ -85,6 +85,7 @@ pub async fn info(
         .map(|(_, v)| v.clone())
         .collect();
     let mut body = repo_info_json(&detail, blobs, mirror.is_disabled(&target));
+    super::info::overlay_upstream(mirror, &detail, &mut body).await;
     if !expand.is_empty()
         && let Value::Object(map) = &mut body
     {

@@ -7,8 +7,11 @@
 //! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
 //! what the store lacks from an upstream, once, while clients stream it.
 //!
-//! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
-//! every client stays on plain HTTP against it (hub-protocol.md §9).
+//! The mirror never emits Xet headers and answers `xet-read-token` with 404, so every client
+//! stays on plain HTTP against it (hub-protocol.md §9). It redirects only where the Hub does for
+//! API and download paths: an old name of a renamed repo gets a relative `307` to the same path
+//! under the name now ([`renamed`]). [`raw`] serves git content (LFS pointers), and [`info`]
+//! passes through the upstream's repo info around the fields the mirror owns.
 
 pub mod access;
 pub mod admin;
@@ -16,10 +19,13 @@ pub mod body;
 pub mod cache;
 pub mod errors;
 pub mod hub_api;
+pub mod info;
 pub mod limit;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
+pub mod raw;
+pub mod renamed;
 pub mod repos;
 pub mod resolve;
 pub mod served;
@@ -391,7 +397,7 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
             },
             path: String::new(),
         },
-        Route::Resolve { repo, tail, .. } => {
+        Route::Resolve { repo, tail, .. } | Route::Raw { repo, tail, .. } => {
             let (revision, path) = tail.likely(true);
             AccessNote {
                 repo: repo.clone(),
@@ -401,7 +407,27 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         }
     };
     let headers = parts.headers;
+    let (moved_type, moved_repo) = renamed::route_repo(&route);
+    let moved_repo = moved_repo.to_owned();
     let result = match (route, &method) {
+        (
+            Route::Raw {
+                repo_type,
+                repo,
+                tail,
+            },
+            &Method::GET | &Method::HEAD,
+        ) => {
+            raw::handle(
+                &mirror,
+                repo_type,
+                &repo,
+                &tail,
+                &headers,
+                method == Method::HEAD,
+            )
+            .await
+        }
         (
             Route::Resolve {
                 repo_type,
@@ -464,6 +490,8 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         _ => Err(ServeError::NotFound),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    let response =
+        renamed::redirect_if_moved(&mirror, moved_type, &moved_repo, &parts.uri, response).await;
     if response.extensions().get::<AccessNote>().is_some() {
         response
     } else {

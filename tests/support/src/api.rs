@@ -207,6 +207,11 @@ fn repo_info(repo: &Repo, commit: &Commit, blobs: bool) -> Map<String, Value> {
         json!(commit.files.values().map(|entry| entry.size).sum::<u64>()),
     );
     object.insert("siblings".into(), Value::Array(siblings));
+    for (key, value) in &repo.info {
+        if !matches!(key.as_str(), "id" | "modelId" | "sha" | "siblings") {
+            object.insert(key.clone(), value.clone());
+        }
+    }
     object
 }
 
