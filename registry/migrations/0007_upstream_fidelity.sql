@@ -21,3 +21,13 @@ CREATE TABLE upstream_info (
     info_json   TEXT    NOT NULL CHECK (json_valid(info_json) AND length(info_json) <= 1048576),
     fetched_at  INTEGER NOT NULL
 ) STRICT;
+
+-- upstream_path_info: the fields the upstream adds to a tree or paths-info entry when asked with
+-- `expand=true` (`lastCommit`, `securityFileStatus`), per commit and path, as a JSON object
+-- (`{}` when it added none), so the mirror answers `expand=true` offline too.
+CREATE TABLE upstream_path_info (
+    commit_id   INTEGER NOT NULL REFERENCES commits (id) ON DELETE CASCADE,
+    path        TEXT    NOT NULL CHECK (length(path) > 0),
+    expand_json TEXT    NOT NULL CHECK (json_valid(expand_json) AND length(expand_json) <= 65536),
+    PRIMARY KEY (commit_id, path)
+) STRICT, WITHOUT ROWID;

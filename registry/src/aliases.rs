@@ -1,6 +1,8 @@
 //! What the upstream says of a repo beyond its files, on the [`Registry`]: the old names it
-//! redirects to a repo (`repo_aliases`) and its info JSON per commit (`upstream_info`), both from
-//! migration 0007.
+//! redirects to a repo (`repo_aliases`), its info JSON per commit (`upstream_info`) and the
+//! expanded fields of tree entries (`upstream_path_info`), all from migration 0007.
+
+use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -12,6 +14,22 @@ use crate::validate;
 
 /// Largest info JSON kept per commit (the schema's CHECK says the same).
 pub const MAX_UPSTREAM_INFO_BYTES: usize = 1 << 20;
+/// Largest expanded fields kept per path (the schema's CHECK says the same).
+pub const MAX_UPSTREAM_PATH_INFO_BYTES: usize = 64 << 10;
+
+fn commit_row(
+    conn: &rusqlite::Connection,
+    kind: RepoKind,
+    name: &str,
+    commit: &str,
+) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT c.id FROM commits c JOIN repos r ON r.id = c.repo_id
+         WHERE r.kind = ?1 AND r.name = ?2 AND c.sha = ?3",
+    )?
+    .query_row(params![kind, name, commit], |row| row.get(0))
+    .optional()
+}
 
 impl Registry {
     /// Records that the upstream redirects `old` to the recorded repo `canonical`. Fails with
@@ -125,15 +143,7 @@ impl Registry {
         }
         let (name, commit) = (name.to_owned(), commit.to_owned());
         self.write(move |conn| {
-            let id: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT c.id FROM commits c JOIN repos r ON r.id = c.repo_id
-                     WHERE r.kind = ?1 AND r.name = ?2 AND c.sha = ?3",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![kind, name, commit], |row| row.get(0))
-                        .optional()
-                })
+            let id = commit_row(conn, kind, &name, &commit)
                 .map_err(write_error(|| format!("find commit {commit} of {name}")))?;
             let Some(id) = id else {
                 return Err(RegistryError::UnknownRepo { kind, name });
@@ -171,6 +181,94 @@ impl Registry {
             })
             .map_err(read_error(|| {
                 format!("read the upstream info of {name} at {commit}")
+            }))
+        })
+        .await
+    }
+
+    /// Keeps the expanded tree fields of paths of a recorded commit (each a JSON object of at
+    /// most [`MAX_UPSTREAM_PATH_INFO_BYTES`]; bigger or malformed ones are skipped), replacing
+    /// earlier ones; one transaction.
+    pub async fn record_path_info(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        commit: &str,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), RegistryError> {
+        validate::git_sha("commit", commit)?;
+        let entries: Vec<(String, String)> = entries
+            .into_iter()
+            .filter(|(path, json)| {
+                validate::file_path(path).is_ok()
+                    && json.len() <= MAX_UPSTREAM_PATH_INFO_BYTES
+                    && matches!(
+                        serde_json::from_str::<serde_json::Value>(json),
+                        Ok(serde_json::Value::Object(_))
+                    )
+            })
+            .collect();
+        let (name, commit) = (name.to_owned(), commit.to_owned());
+        self.write(move |conn| {
+            let run = |conn: &mut rusqlite::Connection| -> rusqlite::Result<bool> {
+                let tx = conn.transaction()?;
+                let Some(id) = commit_row(&tx, kind, &name, &commit)? else {
+                    return Ok(false);
+                };
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO upstream_path_info (commit_id, path, expand_json)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (commit_id, path) DO UPDATE SET expand_json = ?3",
+                    )?;
+                    for (path, json) in &entries {
+                        insert.execute(params![id, path, json])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(true)
+            };
+            match run(conn).map_err(write_error(|| {
+                format!("keep expanded tree fields of {name} at {commit}")
+            }))? {
+                true => Ok(()),
+                false => Err(RegistryError::UnknownRepo { kind, name }),
+            }
+        })
+        .await
+    }
+
+    /// The expanded tree fields kept for `paths` of a commit, by path (paths without any are
+    /// left out).
+    pub async fn path_info(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        commit: &str,
+        paths: Vec<String>,
+    ) -> Result<HashMap<String, String>, RegistryError> {
+        let (name, commit) = (name.to_owned(), commit.to_owned());
+        self.read(move |conn| {
+            let query = || -> rusqlite::Result<HashMap<String, String>> {
+                let mut found = HashMap::new();
+                let Some(id) = commit_row(conn, kind, &name, &commit)? else {
+                    return Ok(found);
+                };
+                let mut select = conn.prepare_cached(
+                    "SELECT expand_json FROM upstream_path_info WHERE commit_id = ?1 AND path = ?2",
+                )?;
+                for path in paths {
+                    if let Some(json) = select
+                        .query_row(params![id, path], |row| row.get::<_, String>(0))
+                        .optional()?
+                    {
+                        found.insert(path, json);
+                    }
+                }
+                Ok(found)
+            };
+            query().map_err(read_error(|| {
+                format!("read expanded tree fields of {name} at {commit}")
             }))
         })
         .await

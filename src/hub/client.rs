@@ -36,6 +36,10 @@ const MAX_TREE_ENTRIES: usize = 2_000_000;
 const MAX_EMPTY_PAGES: usize = 3;
 /// Most bytes of an error answer we read (for its message); the rest is dropped unread.
 pub const MAX_ERROR_BODY: usize = 64 << 10;
+/// The fields the Hub adds to tree and paths-info entries asked with `expand=true`.
+pub const EXPANDED_FIELDS: [&str; 2] = ["lastCommit", "securityFileStatus"];
+/// Largest expanded fields of one entry that are kept.
+pub const MAX_EXPANDED_FIELDS_BYTES: usize = 64 << 10;
 /// Most redirects we follow for one request.
 const MAX_REDIRECTS: usize = 10;
 
@@ -260,6 +264,77 @@ impl HubClient {
             source,
         })?;
         Ok(files)
+    }
+
+    /// `POST /api/{type}s/{repo}/paths-info/{commit}` with `expand=true`: the fields the
+    /// upstream adds to the entries of `paths` ([`EXPANDED_FIELDS`]), by path, kept as sent.
+    /// Paths it does not list are left out; an entry's fields over
+    /// [`MAX_EXPANDED_FIELDS_BYTES`] are dropped.
+    pub async fn expanded_fields(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<Vec<(String, String)>, HubError> {
+        let url = self.join(&format!(
+            "api/{}/{}/paths-info/{}",
+            kind.api_segment(),
+            repo,
+            encode_component(commit)
+        ))?;
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for path in paths {
+                form.append_pair("paths", path);
+            }
+            form.append_pair("expand", "true");
+            form.finish()
+        };
+        let entries: Vec<serde_json::Map<String, serde_json::Value>> = retry(&self.retry, || {
+            self.metadata(&url, async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                let mut request = self.http.post(url.clone()).headers(headers);
+                if let Some(token) = &self.token
+                    && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+                {
+                    request = request.header(header::AUTHORIZATION, value);
+                }
+                let response = tokio::time::timeout(self.stall, request.body(body.clone()).send())
+                    .await
+                    .map_err(|_| HubError::Timeout {
+                        url: redact(&url),
+                        what: "answer",
+                        after: self.stall,
+                    })?
+                    .map_err(|source| HubError::Network {
+                        url: redact(&url),
+                        source,
+                    })?;
+                let response =
+                    check_status(response, kind, repo.as_str(), Some(commit), None, self).await?;
+                read_json(response, self.stall).await
+            })
+        })
+        .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|mut entry| {
+                let path = entry.remove("path")?.as_str()?.to_owned();
+                let mut kept = serde_json::Map::new();
+                for field in EXPANDED_FIELDS {
+                    if let Some(value) = entry.remove(field) {
+                        kept.insert(field.to_owned(), value);
+                    }
+                }
+                let text = serde_json::Value::Object(kept).to_string();
+                (text.len() <= MAX_EXPANDED_FIELDS_BYTES).then_some((path, text))
+            })
+            .collect())
     }
 
     /// `/{prefix}{repo}/resolve/{commit}/{path}` for a file.

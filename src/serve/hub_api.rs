@@ -362,10 +362,13 @@ pub async fn tree(
     let entries = index.list(&path, recursive);
     let page_size = mirror.options.page_size.max(1);
     let end = (start + page_size).min(entries.len());
-    let page: Vec<Value> = entries
+    let mut page: Vec<Value> = entries
         .get(start.min(end)..end)
         .map(<[Value]>::to_vec)
         .unwrap_or_default();
+    if expand {
+        super::expand::add_expanded_fields(mirror, &target, &sha, &mut page).await;
+    }
     let mut extra = HeaderMap::new();
     if end < entries.len() {
         let mut url = format!(
@@ -400,6 +403,8 @@ pub async fn tree(
 struct PathsInfoJson {
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    expand: Value,
 }
 
 /// `POST /api/{type}s/{repo}/paths-info/{rev}` with a form (`paths=a&paths=b`) or JSON
@@ -426,24 +431,35 @@ pub async fn paths_info(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"))
         || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let paths: Vec<String> = if is_json {
-        serde_json::from_slice::<PathsInfoJson>(body)
-            .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?
-            .paths
+    let (paths, expand): (Vec<String>, bool) = if is_json {
+        let parsed = serde_json::from_slice::<PathsInfoJson>(body)
+            .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?;
+        let expand = match &parsed.expand {
+            Value::Bool(b) => *b,
+            Value::String(s) => parse_bool(s).unwrap_or(false),
+            _ => false,
+        };
+        (parsed.paths, expand)
     } else {
-        url::form_urlencoded::parse(body)
+        let pairs = query_pairs(&String::from_utf8_lossy(body));
+        let paths = pairs
+            .iter()
             .filter(|(k, _)| k == "paths" || k == "paths[]")
-            .map(|(_, v)| v.into_owned())
-            .collect()
+            .map(|(_, v)| v.clone())
+            .collect();
+        (paths, query_bool(&pairs, "expand"))
     };
     let index = TreeIndex::new(&detail.files);
     let mut seen = BTreeSet::new();
-    let entries: Vec<Value> = paths
+    let mut entries: Vec<Value> = paths
         .iter()
         .map(|p| p.trim_matches('/').to_owned())
         .filter(|p| seen.insert(p.clone()))
         .filter_map(|p| index.entry(&p))
         .collect();
+    if expand {
+        super::expand::add_expanded_fields(mirror, &target, &sha, &mut entries).await;
+    }
     Ok(noted(
         json_response(&Value::Array(entries), HeaderMap::new()),
         AccessNote {

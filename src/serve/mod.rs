@@ -18,6 +18,7 @@ pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod errors;
+pub mod expand;
 pub mod hub_api;
 pub mod info;
 pub mod limit;

@@ -670,3 +670,116 @@ async fn hostile_upstream_info_is_bounded_refused_or_passed_through() {
     }
     mirror.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expanded_tree_fields_are_the_upstreams_and_kept_for_offline() {
+    let hub = renamed_hub();
+    // The keys huggingface_hub's `RepoFile` reads (hf_api.py); the mirror passes the value on
+    // without reading it.
+    let security = json!({"status": "safe", "avScan": {"status": "safe"}, "pickleImportScan": {"status": "unscanned"}});
+    hub.set_security_status(
+        RepoKind::Model,
+        BERT_BASE_UNCASED,
+        "model.safetensors",
+        security.clone(),
+    );
+    let world = World::start(hub).await;
+    world.ok(&["pull", BERT_BASE_UNCASED]);
+    let up = world.server.url();
+    let c = http();
+    let tree = |base: String| {
+        let c = c.clone();
+        async move {
+            let listing: Value = c
+                .get(format!(
+                    "{base}/api/models/{BERT_BASE_UNCASED}/tree/main?recursive=true&expand=true"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            listing
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| (e["path"].as_str().unwrap().to_owned(), e.clone()))
+                .collect::<std::collections::BTreeMap<String, Value>>()
+        }
+    };
+    let upstream = tree(up.clone()).await;
+    assert_eq!(
+        upstream["model.safetensors"]["securityFileStatus"],
+        security
+    );
+    let check = |served: &std::collections::BTreeMap<String, Value>| {
+        assert_eq!(served.len(), upstream.len());
+        for (path, entry) in &upstream {
+            for field in ["lastCommit", "securityFileStatus"] {
+                assert_eq!(served[path].get(field), entry.get(field), "{path} {field}");
+            }
+        }
+    };
+
+    // With pull-through, the mirror asks the upstream once and keeps what it said ...
+    let mirror = pull_through_mirror(&world).await;
+    check(&tree(mirror.url()).await);
+    let before = world.server.stats().requests().len();
+    check(&tree(mirror.url()).await);
+    let form = c
+        .post(format!(
+            "{}/api/models/{BERT_BASE_UNCASED}/paths-info/main",
+            mirror.url()
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("paths=config.json&paths=model.safetensors&expand=true")
+        .send()
+        .await
+        .unwrap();
+    let entries: Value = form.json().await.unwrap();
+    assert_eq!(entries[1]["securityFileStatus"], security);
+    assert_eq!(
+        entries[0]["lastCommit"],
+        upstream["config.json"]["lastCommit"]
+    );
+    let asked_again = world.server.stats().requests()[before..]
+        .iter()
+        .filter(|r| r.path.contains("paths-info"))
+        .count();
+    assert_eq!(asked_again, 0, "kept fields are not asked for again");
+    let plain: Value = c
+        .post(format!(
+            "{}/api/models/{BERT_BASE_UNCASED}/paths-info/main",
+            mirror.url()
+        ))
+        .json(&json!({"paths": ["config.json"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(plain[0].get("lastCommit").is_none());
+    mirror.stop().await.unwrap();
+
+    // ... so an offline mirror answers them too, to huggingface_hub as well.
+    let offline = offline_mirror(&world).await;
+    check(&tree(offline.url()).await);
+    let hf_home = tempfile::tempdir().unwrap();
+    let report = python_json(
+        &offline.url(),
+        hf_home.path(),
+        "import json; from huggingface_hub import HfApi\n\
+         files = {f.path: f for f in HfApi().list_repo_tree('google-bert/bert-base-uncased', expand=True)}\n\
+         m = files['model.safetensors']\n\
+         print(json.dumps({'oid': m.last_commit.oid, 'safe': m.security.safe}))",
+    )
+    .await;
+    assert_eq!(
+        report["oid"],
+        upstream["model.safetensors"]["lastCommit"]["id"]
+    );
+    assert_eq!(report["safe"], json!(true));
+    offline.stop().await.unwrap();
+}

@@ -249,6 +249,9 @@ impl Node<'_> {
             let last = last_commit(repo, commit, self);
             value["lastCommit"] =
                 json!({ "id": last.sha, "title": last.title, "date": iso_date(last.timestamp) });
+            if let Some(status) = repo.security.get(self.path()) {
+                value["securityFileStatus"] = status.clone();
+            }
         }
         value
     }

@@ -210,6 +210,8 @@ pub(crate) struct Repo {
     /// More top-level fields of the repo info, as the Hub sends them (`pipeline_tag`,
     /// `config`, `safetensors`, ...; see [`crate::fixtures`]).
     pub(crate) info: serde_json::Map<String, Value>,
+    /// `securityFileStatus` of tree entries asked with `expand=true`, by path.
+    pub(crate) security: HashMap<String, Value>,
 }
 
 impl Repo {
@@ -433,6 +435,14 @@ impl Hub {
         state.renames.insert((kind, old.to_owned()), new.to_owned());
     }
 
+    /// Sets the `securityFileStatus` the tree and paths-info send for `path` with
+    /// `expand=true` (the stand-in does not scan; tests give the value).
+    pub fn set_security_status(&self, kind: RepoKind, id: &str, path: &str, status: Value) {
+        self.with_repo(kind, id, |repo| {
+            repo.security.insert(path.to_owned(), status);
+        });
+    }
+
     /// The id a renamed repo lives under now.
     pub fn renamed(&self, kind: RepoKind, old: &str) -> Option<String> {
         self.read().renames.get(&(kind, old.to_owned())).cloned()
@@ -649,6 +659,7 @@ impl RepoBuilder {
             card: None,
             tags: Vec::new(),
             info: serde_json::Map::new(),
+            security: HashMap::new(),
         });
         let parent = match &self.base {
             Some(base) => Some(
