@@ -393,7 +393,12 @@ impl HubClient {
                 .headers()
                 .get(header::LOCATION)
                 .and_then(|v| v.to_str().ok());
-            current = api_redirect_target(&current, location, &self.endpoint)?;
+            current = api_redirect_target(&current, location, &self.endpoint).map_err(|why| {
+                HubError::Redirect {
+                    url: redact(&current),
+                    why,
+                }
+            })?;
         }
         Err(HubError::Redirect {
             url: redact(url),

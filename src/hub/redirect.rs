@@ -12,8 +12,6 @@ use percent_encoding::percent_decode_str;
 use reqwest::StatusCode;
 use url::Url;
 
-use super::client::redact;
-use super::error::HubError;
 use super::types::RepoId;
 
 /// Most redirects followed for one API call (a rename and a case fix, with room to spare).
@@ -25,24 +23,18 @@ pub fn is_api_redirect(status: StatusCode) -> bool {
 }
 
 /// Where an API redirect from `from` leads: `location` resolved against `from`, which must stay
-/// on `endpoint`'s origin.
+/// on `endpoint`'s origin. `Err` says why it is refused.
 pub fn api_redirect_target(
     from: &Url,
     location: Option<&str>,
     endpoint: &Url,
-) -> Result<Url, HubError> {
-    let refuse = |why| HubError::Redirect {
-        url: redact(from),
-        why,
-    };
-    let location = location.ok_or(refuse("redirect without a Location"))?;
-    let target = from
-        .join(location)
-        .map_err(|_| refuse("unparsable Location"))?;
+) -> Result<Url, &'static str> {
+    let location = location.ok_or("redirect without a Location")?;
+    let target = from.join(location).map_err(|_| "unparsable Location")?;
     if target.origin() != endpoint.origin() {
-        return Err(refuse(
+        return Err(
             "an API call was redirected to another origin; not following it with the token",
-        ));
+        );
     }
     Ok(target)
 }

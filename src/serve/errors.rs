@@ -290,6 +290,11 @@ impl ServeError {
     }
 }
 
+/// Marks a response as "this repo lives under another name" (the name); the dispatcher turns
+/// it into the redirect (`super::renamed`), since only it knows the request path.
+#[derive(Debug, Clone)]
+pub struct RepoMoved(pub String);
+
 /// `X-Repo-Commit`.
 pub static X_REPO_COMMIT: HeaderName = HeaderName::from_static("x-repo-commit");
 /// `X-Error-Code`.
@@ -341,9 +346,7 @@ impl IntoResponse for ServeError {
         let mut response = (self.status(), headers, body).into_response();
         if let ServeError::Moved(to) = self {
             // Not an error: the dispatcher turns it into the redirect.
-            response
-                .extensions_mut()
-                .insert(super::renamed::RepoMoved(to));
+            response.extensions_mut().insert(RepoMoved(to));
             return response;
         }
         // The access log counts the error under its kind.

@@ -12,13 +12,8 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::Mirror;
-use super::errors::ErrorKind;
+use super::errors::{ErrorKind, RepoMoved};
 use super::paths::{Route, UrlRepoType};
-
-/// Marks a response as "this repo lives under another name" (the name); the dispatcher turns
-/// it into the redirect, since only it knows the request path.
-#[derive(Debug, Clone)]
-pub struct RepoMoved(pub String);
 
 /// The repo type and name a route names.
 pub fn route_repo(route: &Route) -> (UrlRepoType, &str) {
