@@ -783,3 +783,47 @@ async fn expanded_tree_fields_are_the_upstreams_and_kept_for_offline() {
     assert_eq!(report["safe"], json!(true));
     offline.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracked_old_name_follows_the_renamed_repo() {
+    let hub = renamed_hub();
+    let world = World::start(hub.clone()).await;
+    world.ok(&["track", BERT_BASE_UNCASED_OLD_NAME, "--every", "1s"]);
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.pull_through = true;
+    options.jobs.workers = 1;
+    options.jobs.poll_every = std::time::Duration::from_millis(100);
+    options.jobs.track_every = std::time::Duration::from_millis(100);
+    let mirror = start(world.larder(), options).await.expect("mirror starts");
+    let larder = world.larder();
+    let first = hub
+        .resolve(RepoKind::Model, BERT_BASE_UNCASED, "main")
+        .unwrap();
+    let held = async |larder: &larder::Larder, want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let sha = larder
+                .registry
+                .resolve(Kind::Model, BERT_BASE_UNCASED, "main")
+                .await
+                .unwrap();
+            if sha.as_deref() == Some(want) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{want} never held");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    held(&larder, &first).await;
+    // Checks go on (every second) without pulling the held commit again.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(larder.registry.jobs().await.unwrap().len(), 1);
+    let second = hub
+        .repo(RepoKind::Model, BERT_BASE_UNCASED)
+        .base("main")
+        .regular_file("config.json", br#"{"model_type":"bert","v":2}"#.to_vec())
+        .commit("main");
+    held(&larder, &second).await;
+    assert_eq!(larder.registry.jobs().await.unwrap().len(), 2);
+    mirror.stop().await.unwrap();
+}
