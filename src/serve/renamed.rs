@@ -30,8 +30,9 @@ pub fn route_repo(route: &Route) -> (UrlRepoType, &str) {
     }
 }
 
-/// `response`, or the redirect to the repo's name now when the response says the repo moved or
-/// does not know a repo the registry knows as an old name.
+/// `response`, or the redirect to the repo's name now when the response says the repo moved, or
+/// is an unknown-repo answer (or the upstream's refusal or failure) for a name the registry
+/// knows as an old name.
 pub async fn redirect_if_moved(
     mirror: &Mirror,
     repo_type: UrlRepoType,
@@ -44,7 +45,9 @@ pub async fn redirect_if_moved(
         None => {
             let unknown = matches!(
                 response.extensions().get::<ErrorKind>(),
-                Some(ErrorKind::RepoNotFound | ErrorKind::UpstreamRefused)
+                Some(
+                    ErrorKind::RepoNotFound | ErrorKind::UpstreamRefused | ErrorKind::UpstreamError
+                )
             );
             match (unknown, repo_type.kind()) {
                 (true, Some(kind)) => mirror

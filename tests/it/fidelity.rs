@@ -219,6 +219,24 @@ async fn renamed_repo_pulls_under_its_old_name() {
         None,
         "HEAD is recorded as main, never as a ref of its own"
     );
+    // A new repo that takes the old name upstream is that name's repo from its next pull on.
+    let newcomer = world
+        .server
+        .hub()
+        .repo(RepoKind::Model, BERT_BASE_UNCASED_OLD_NAME)
+        .regular_file("README.md", b"a new repo\n".to_vec())
+        .commit("main");
+    world.ok(&["pull", BERT_BASE_UNCASED_OLD_NAME]);
+    assert_eq!(
+        larder
+            .registry
+            .alias(Kind::Model, BERT_BASE_UNCASED_OLD_NAME)
+            .await
+            .unwrap(),
+        None
+    );
+    let (sha, _) = recorded(&larder, Kind::Model, BERT_BASE_UNCASED_OLD_NAME, "main").await;
+    assert_eq!(sha, newcomer);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -46,10 +46,15 @@ async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Respo
             hub.repos.contains_key(&key) || hub.renames.contains_key(&key)
         });
         let moved = match &endpoint {
-            Endpoint::Api { kind, repo, .. } | Endpoint::Resolve { kind, repo, .. } => hub
-                .renames
-                .get(&(*kind, repo.clone()))
-                .map(|new| (*kind, repo.clone(), new.clone())),
+            // A repo created under an old name since is answered itself.
+            Endpoint::Api { kind, repo, .. } | Endpoint::Resolve { kind, repo, .. }
+                if !hub.repos.contains_key(&(*kind, repo.clone())) =>
+            {
+                hub.renames
+                    .get(&(*kind, repo.clone()))
+                    .map(|new| (*kind, repo.clone(), new.clone()))
+            }
+            Endpoint::Api { .. } | Endpoint::Resolve { .. } => None,
             Endpoint::Unknown => None,
         };
         (endpoint, moved)
