@@ -10,10 +10,36 @@
 //! kept info (a revision recorded by an older Larder, an import, or an info too large to keep)
 //! the mirror's own synthesised answer stands.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 
 use super::Mirror;
+use super::cache::{RepoItemKey, TtlCache};
 use crate::registry::CommitDetail;
+
+/// How long a commit's kept info is reused between requests (it changes only when the
+/// upstream is asked again, which also forgets it here).
+const TTL: Duration = Duration::from_secs(30);
+/// Most commits' kept info cached at once.
+const CACHE_MAX: usize = 256;
+
+/// The kept info of recently served commits, parsed (`None`: the commit has none).
+pub struct UpstreamInfoCache(TtlCache<RepoItemKey, Option<Arc<Map<String, Value>>>>);
+
+impl Default for UpstreamInfoCache {
+    fn default() -> Self {
+        UpstreamInfoCache(TtlCache::new(TTL, CACHE_MAX))
+    }
+}
+
+impl UpstreamInfoCache {
+    /// Forget what is cached of a repo (the upstream was asked again).
+    pub fn forget(&self, kind: crate::registry::RepoKind, repo: &str) {
+        self.0.forget(|key| key.kind == kind && key.repo == repo);
+    }
+}
 
 /// The top-level info fields the mirror answers from its own records.
 pub const OWNED: [&str; 7] = [
@@ -23,31 +49,41 @@ pub const OWNED: [&str; 7] = [
 /// Put the upstream's kept fields of `detail`'s commit into `body` (the mirror's own info of
 /// it), leaving the [`OWNED`] ones as they are.
 pub async fn overlay_upstream(mirror: &Mirror, detail: &CommitDetail, body: &mut Value) {
-    let kept = match mirror
-        .larder
-        .registry
-        .upstream_info(detail.kind, &detail.name, &detail.sha)
-        .await
-    {
-        Ok(Some(kept)) => kept,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(repo = detail.name, %error, "reading the upstream info failed; serving Larder's own");
-            return;
+    let key = RepoItemKey::new(detail.kind, &detail.name, &detail.sha);
+    let cache = &mirror.upstream_info.0;
+    let upstream = match cache.get(&key) {
+        Some(cached) => cached,
+        None => {
+            let kept = match mirror
+                .larder
+                .registry
+                .upstream_info(detail.kind, &detail.name, &detail.sha)
+                .await
+            {
+                Ok(kept) => kept,
+                Err(error) => {
+                    tracing::warn!(repo = detail.name, %error, "reading the upstream info failed; serving Larder's own");
+                    return;
+                }
+            };
+            let parsed = kept
+                .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
+                .map(Arc::new);
+            cache.insert(key, parsed.clone());
+            parsed
         }
     };
-    let Ok(upstream) = serde_json::from_str::<Map<String, Value>>(&kept) else {
-        return;
-    };
-    overlay(body, upstream);
+    if let Some(upstream) = upstream {
+        overlay(body, &upstream);
+    }
 }
 
 /// `body` with every field of `upstream` but the [`OWNED`] ones.
-pub fn overlay(body: &mut Value, upstream: Map<String, Value>) {
+pub fn overlay(body: &mut Value, upstream: &Map<String, Value>) {
     let Value::Object(map) = body else { return };
     for (key, value) in upstream {
         if !OWNED.contains(&key.as_str()) {
-            map.insert(key, value);
+            map.insert(key.clone(), value.clone());
         }
     }
 }
@@ -65,7 +101,7 @@ mod tests {
         let Value::Object(upstream) = upstream else {
             unreachable!()
         };
-        overlay(&mut body, upstream);
+        overlay(&mut body, &upstream);
         assert_eq!(body["id"], "a/b");
         assert_eq!(body["sha"], "1");
         assert_eq!(body["siblings"], json!([]));

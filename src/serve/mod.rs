@@ -121,6 +121,8 @@ pub struct Mirror {
     local_addr: SocketAddr,
     /// Commit details by commit, briefly.
     details: TtlCache<RepoItemKey, Arc<CommitDetail>>,
+    /// The upstream's kept info by commit, briefly.
+    upstream_info: info::UpstreamInfoCache,
     pull: Option<PullThrough>,
     /// The job queue, when online.
     daemon: Option<Daemon>,
@@ -275,6 +277,7 @@ async fn bind(
         served: served.clone(),
         local_addr,
         details: TtlCache::new(DETAIL_TTL, DETAIL_CACHE_MAX),
+        upstream_info: info::UpstreamInfoCache::default(),
         pull,
         daemon: daemon.clone(),
         metrics,
@@ -710,6 +713,7 @@ impl Mirror {
     pub(crate) fn forget(&self, kind: RepoKind, repo: &str) {
         self.details
             .forget(|key| key.kind == kind && key.repo == repo);
+        self.upstream_info.forget(kind, repo);
     }
 
     /// May this request see the repo (`content`: its files' bytes, not only its metadata)?
