@@ -166,3 +166,34 @@ pub fn held_snapshot(
         licence: detail.licence.clone(),
     }
 }
+
+/// After a revision fetched from the upstream was recorded under `fetched.canonical`: remember
+/// `asked` as an old name of it when the upstream redirected (or forget that `asked` was one,
+/// when it answered directly), and keep the upstream's info JSON of `commit`. Returns whether
+/// the repo was renamed.
+pub async fn record_upstream_facts(
+    larder: &Larder,
+    kind: RepoType,
+    asked: &RepoId,
+    fetched: &crate::hub::FetchedInfo,
+    commit: &str,
+) -> Result<bool, RegistryError> {
+    let kind = RepoKind::from(kind);
+    let now = crate::now_unix();
+    let canonical = fetched.canonical.as_str();
+    let renamed = fetched.renamed_from(asked).is_some();
+    if renamed {
+        larder
+            .registry
+            .record_alias(kind, asked.as_str(), canonical, now)
+            .await?;
+    }
+    larder.registry.forget_alias(kind, canonical).await?;
+    if let Some(json) = &fetched.upstream_json {
+        larder
+            .registry
+            .record_upstream_info(kind, canonical, commit, json.clone(), now)
+            .await?;
+    }
+    Ok(renamed)
+}

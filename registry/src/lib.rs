@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+mod aliases;
 mod blobs;
 mod chunk_index;
 mod connection;

@@ -60,6 +60,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0007_xet_mirror",
         sql: include_str!("../migrations/0007_xet_mirror.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_upstream_fidelity",
+        sql: include_str!("../migrations/0008_upstream_fidelity.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

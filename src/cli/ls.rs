@@ -24,6 +24,9 @@ struct RepoView {
     repo: RepoSummary,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tracking: Vec<TrackingView>,
+    /// Names the upstream redirects here (the repo was renamed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    old_names: Vec<String>,
 }
 
 /// One tracked ref and how it compares with what is held.
@@ -77,8 +80,15 @@ async fn views(larder: &Larder) -> anyhow::Result<Vec<RepoView>> {
         .map(|repo| RepoView {
             repo,
             tracking: Vec::new(),
+            old_names: Vec::new(),
         })
         .collect();
+    for view in &mut views {
+        view.old_names = larder
+            .registry
+            .aliases_of(view.repo.kind, &view.repo.name)
+            .await?;
+    }
     for tracked in larder.registry.tracked().await? {
         let view = tracking_view(larder, &tracked).await?;
         let found = views
@@ -96,6 +106,7 @@ async fn views(larder: &Larder) -> anyhow::Result<Vec<RepoView>> {
                     revisions: Vec::new(),
                 },
                 tracking: vec![view],
+                old_names: Vec::new(),
             }),
         }
     }
@@ -126,6 +137,17 @@ pub async fn run(larder: &Larder, args: LsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let repos: Vec<&RepoSummary> = views.iter().map(|v| &v.repo).collect();
+    let shown_name = |repo: &RepoSummary| {
+        let old: &[String] = views
+            .iter()
+            .find(|v| v.repo.kind == repo.kind && v.repo.name == repo.name)
+            .map_or(&[], |v| v.old_names.as_slice());
+        if old.is_empty() {
+            repo.name.clone()
+        } else {
+            format!("{} (was {})", repo.name, old.join(", "))
+        }
+    };
     if repos.is_empty() {
         eprintln!("nothing held yet: try `larder pull ORG/NAME`");
         return Ok(ExitCode::SUCCESS);
@@ -154,7 +176,7 @@ pub async fn run(larder: &Larder, args: LsArgs) -> anyhow::Result<ExitCode> {
                 )
             };
             rows.push(vec![
-                repo.name.clone(),
+                shown_name(repo),
                 repo.kind.as_str().to_owned(),
                 if revision.refs.is_empty() {
                     "-".to_owned()

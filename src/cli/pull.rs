@@ -135,6 +135,13 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     let summary = pull(larder, &options, reporter)
         .await
         .with_context(|| format!("pull of {}@{} failed", args.repo.id, revision))?;
+    if let Some(old) = &summary.renamed_from {
+        eprintln!(
+            "note: {old} was renamed upstream; it lives at {} now (recorded under that name; \
+             the old one still works)",
+            summary.repo
+        );
+    }
     if let Some(licence) = &summary.licence {
         if let Some(rule) = &licence.overridden {
             eprintln!(

@@ -26,7 +26,23 @@ pub struct ShowArgs {
 /// Run `larder show`.
 pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
     let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
-    let name = args.repo.id.as_str();
+    let asked = args.repo.id.as_str();
+    // An old name of a renamed repo shows the repo under its name now.
+    let canonical = match larder.registry.alias(kind, asked).await? {
+        Some(canonical)
+            if larder
+                .registry
+                .resolve(kind, asked, "main")
+                .await?
+                .is_none() =>
+        {
+            eprintln!("note: {asked} was renamed upstream; it lives at {canonical} now");
+            canonical
+        }
+        _ => asked.to_owned(),
+    };
+    let name = canonical.as_str();
+    let old_names = larder.registry.aliases_of(kind, name).await?;
     let revision = args
         .repo
         .revision
@@ -58,6 +74,7 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
         add_xet_hashes(larder, &mut value).await?;
         if let Some(object) = value.as_object_mut() {
             object.insert("ref_history".to_owned(), serde_json::to_value(&history)?);
+            object.insert("old_names".to_owned(), serde_json::to_value(&old_names)?);
             object.insert(
                 "licence_history".to_owned(),
                 serde_json::to_value(&licence_history)?,
@@ -67,6 +84,12 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{} ({})", detail.name, detail.kind.as_str());
+    if !old_names.is_empty() {
+        println!(
+            "renamed:  from {} (old names redirect here)",
+            old_names.join(", ")
+        );
+    }
     println!("commit:   {}", detail.sha);
     println!(
         "refs:     {}",

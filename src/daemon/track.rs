@@ -86,7 +86,11 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
         }
     };
     let local = registry
-        .resolve(kind, &tracked.name, &tracked.reference)
+        .resolve(
+            kind,
+            &recorded_name(registry, kind, &tracked.name).await,
+            &tracked.reference,
+        )
         .await?;
     let mut check = TrackCheck {
         at: now,
@@ -117,6 +121,19 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
     }
     record(check).await?;
     Ok(())
+}
+
+/// The name a tracked repo is recorded under: the one it lives under now, when the upstream
+/// renamed it (its pulls record it there, with the tracked name as an old name).
+async fn recorded_name(
+    registry: &crate::registry::Registry,
+    kind: crate::registry::RepoKind,
+    name: &str,
+) -> String {
+    match registry.alias(kind, name).await {
+        Ok(Some(now)) => now,
+        _ => name.to_owned(),
+    }
 }
 
 fn failed(at: i64, error: String) -> TrackCheck {
@@ -162,10 +179,11 @@ async fn settle(
             .await?;
         return Ok(());
     }
-    let new = registry.resolve(kind, name, reference).await?;
+    let now_named = recorded_name(registry, kind, name).await;
+    let new = registry.resolve(kind, &now_named, reference).await?;
     let old = tracked.base_commit.clone();
     if let Some(new) = new.filter(|new| old.as_deref() != Some(new.as_str())) {
-        let history = crate::licence::licence_history(&shared.larder, kind, name).await?;
+        let history = crate::licence::licence_history(&shared.larder, kind, &now_named).await?;
         let licence_of = |sha: &str| {
             history
                 .iter()

@@ -106,8 +106,11 @@ impl PullOptions {
 /// What a pull did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PullSummary {
-    /// `org/name`.
+    /// `org/name`, as the upstream calls the repo now.
     pub repo: String,
+    /// The name asked for, when the upstream redirected it to `repo` (a renamed repo).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
     /// `model` or `dataset`.
     pub kind: RepoType,
     /// The revision asked for.
@@ -240,9 +243,23 @@ pub async fn pull(
     // Blobs published by this pull stay unreferenced until the snapshot is recorded at the end.
     let _gc_guard = larder.local.gc_guard().await?;
     let client = &larder.client;
-    let info = client
-        .repo_info(options.kind, &options.repo, &options.revision)
+    let upstream = client
+        .repo_info_fetched(options.kind, &options.repo, &options.revision)
         .await?;
+    // A renamed repo is pulled and recorded under the name the upstream redirected to.
+    let asked = options.repo.clone();
+    let moved;
+    let options = match upstream.renamed_from(&asked) {
+        Some(_) => {
+            moved = PullOptions {
+                repo: upstream.canonical.clone(),
+                ..options.clone()
+            };
+            &moved
+        }
+        None => options,
+    };
+    let info = &upstream.info;
     let commit = info.sha.clone().unwrap_or_default();
     let tree = client
         .list_files(options.kind, &options.repo, &commit)
@@ -250,7 +267,7 @@ pub async fn pull(
     // Licence: detect and decide before any transfer; a denial downloads and records nothing.
     let licence = match &options.licence_gate {
         Some(gate) => Some(
-            gate.check(larder, options.kind, &options.repo, &commit, &info, &tree)
+            gate.check(larder, options.kind, &options.repo, &commit, info, &tree)
                 .await?,
         ),
         None => None,
@@ -459,12 +476,13 @@ pub async fn pull(
             options.kind,
             &options.repo,
             client.endpoint(),
-            &info,
+            info,
             &commit,
             refs,
             files,
         ))
         .await?;
+    record::record_upstream_facts(larder, options.kind, &asked, &upstream, &commit).await?;
     notes.forget();
     if let (Some(gate), Some(licence)) = (&options.licence_gate, &licence) {
         gate.record(larder, options.kind, &options.repo, &commit, licence)
@@ -495,6 +513,7 @@ pub async fn pull(
 
     let summary = PullSummary {
         repo: options.repo.to_string(),
+        renamed_from: (asked != options.repo).then(|| asked.to_string()),
         kind: options.kind,
         revision: options.revision.to_string(),
         commit: commit.clone(),

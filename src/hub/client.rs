@@ -12,6 +12,8 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::error::{HubError, UpstreamReply};
+use super::info::{FetchedInfo, keep_upstream_info};
+use super::redirect::{MAX_API_REDIRECTS, api_redirect_target, canonical_repo, is_api_redirect};
 use super::retry::{RetryPolicy, retry};
 use super::types::{
     RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry,
@@ -34,6 +36,10 @@ const MAX_TREE_ENTRIES: usize = 2_000_000;
 const MAX_EMPTY_PAGES: usize = 3;
 /// Most bytes of an error answer we read (for its message); the rest is dropped unread.
 pub const MAX_ERROR_BODY: usize = 64 << 10;
+/// The fields the Hub adds to tree and paths-info entries asked with `expand=true`.
+pub const EXPANDED_FIELDS: [&str; 2] = ["lastCommit", "securityFileStatus"];
+/// Largest expanded fields of one entry that are kept.
+pub const MAX_EXPANDED_FIELDS_BYTES: usize = 64 << 10;
 /// Most redirects we follow for one request.
 const MAX_REDIRECTS: usize = 10;
 
@@ -140,15 +146,28 @@ impl HubClient {
         repo: &RepoId,
         revision: &Revision,
     ) -> Result<RepoInfo, HubError> {
+        Ok(self.repo_info_fetched(kind, repo, revision).await?.info)
+    }
+
+    /// [`HubClient::repo_info`], also telling under which name the repo lives now (the Hub
+    /// redirects renamed repos) and keeping the info JSON as sent ([`keep_upstream_info`]).
+    /// `HEAD` as the revision names the default branch, as on the Hub.
+    pub async fn repo_info_fetched(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        revision: &Revision,
+    ) -> Result<FetchedInfo, HubError> {
         let url = self.join(&format!(
             "api/{}/{}/revision/{}",
             kind.api_segment(),
             repo,
             encode_component(revision.as_str())
         ))?;
-        let info: RepoInfo = retry(&self.retry, || {
+        let (info, body, last): (RepoInfo, Vec<u8>, Url) = retry(&self.retry, || {
             self.metadata(&url, async {
                 let response = self.send_metadata(Method::GET, &url).await?;
+                let last = response.url().clone();
                 let response = check_status(
                     response,
                     kind,
@@ -158,16 +177,46 @@ impl HubClient {
                     self,
                 )
                 .await?;
-                read_json(response, self.stall).await
+                let body = read_body(response, self.stall).await?;
+                let info = serde_json::from_slice(&body).map_err(|source| HubError::Json {
+                    url: redact(&last),
+                    source,
+                })?;
+                Ok((info, body, last))
             })
         })
         .await?;
         match info.sha.as_deref() {
-            Some(sha) if is_commit_sha(sha) => Ok(info),
-            _ => Err(HubError::MissingCommit {
-                repo: repo.to_string(),
-            }),
+            Some(sha) if is_commit_sha(sha) => {}
+            _ => {
+                return Err(HubError::MissingCommit {
+                    repo: repo.to_string(),
+                });
+            }
         }
+        let canonical = if last == url {
+            repo.clone()
+        } else {
+            let canonical = canonical_repo(&last, &self.endpoint).ok_or(HubError::Redirect {
+                url: redact(&url),
+                why: "redirected to a URL that names no valid repo",
+            })?;
+            tracing::info!(asked = %repo, now = %canonical, "the upstream redirected the repo");
+            canonical
+        };
+        let upstream_json = keep_upstream_info(&body);
+        if upstream_json.is_none() {
+            tracing::warn!(
+                repo = %canonical,
+                bytes = body.len(),
+                "the upstream's repo info is too large (or not an object) to keep; serving Larder's own"
+            );
+        }
+        Ok(FetchedInfo {
+            info,
+            canonical,
+            upstream_json,
+        })
     }
 
     /// The complete file list of a commit, following `Link: rel="next"` pages.
@@ -192,7 +241,7 @@ impl HubClient {
                     let response = self.send_metadata(Method::GET, &url).await?;
                     let response =
                         check_status(response, kind, repo.as_str(), None, None, self).await?;
-                    let link = next_link(response.headers(), &url);
+                    let link = next_link(response.headers(), response.url());
                     Ok((read_json(response, self.stall).await?, link))
                 })
             })
@@ -215,6 +264,77 @@ impl HubClient {
             source,
         })?;
         Ok(files)
+    }
+
+    /// `POST /api/{type}s/{repo}/paths-info/{commit}` with `expand=true`: the fields the
+    /// upstream adds to the entries of `paths` ([`EXPANDED_FIELDS`]), by path, kept as sent.
+    /// Paths it does not list are left out; an entry's fields over
+    /// [`MAX_EXPANDED_FIELDS_BYTES`] are dropped.
+    pub async fn expanded_fields(
+        &self,
+        kind: RepoType,
+        repo: &RepoId,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<Vec<(String, String)>, HubError> {
+        let url = self.join(&format!(
+            "api/{}/{}/paths-info/{}",
+            kind.api_segment(),
+            repo,
+            encode_component(commit)
+        ))?;
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            for path in paths {
+                form.append_pair("paths", path);
+            }
+            form.append_pair("expand", "true");
+            form.finish()
+        };
+        let entries: Vec<serde_json::Map<String, serde_json::Value>> = retry(&self.retry, || {
+            self.metadata(&url, async {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                let mut request = self.http.post(url.clone()).headers(headers);
+                if let Some(token) = &self.token
+                    && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+                {
+                    request = request.header(header::AUTHORIZATION, value);
+                }
+                let response = tokio::time::timeout(self.stall, request.body(body.clone()).send())
+                    .await
+                    .map_err(|_| HubError::Timeout {
+                        url: redact(&url),
+                        what: "answer",
+                        after: self.stall,
+                    })?
+                    .map_err(|source| HubError::Network {
+                        url: redact(&url),
+                        source,
+                    })?;
+                let response =
+                    check_status(response, kind, repo.as_str(), Some(commit), None, self).await?;
+                read_json(response, self.stall).await
+            })
+        })
+        .await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|mut entry| {
+                let path = entry.remove("path")?.as_str()?.to_owned();
+                let mut kept = serde_json::Map::new();
+                for field in EXPANDED_FIELDS {
+                    if let Some(value) = entry.remove(field) {
+                        kept.insert(field.to_owned(), value);
+                    }
+                }
+                let text = serde_json::Value::Object(kept).to_string();
+                (text.len() <= MAX_EXPANDED_FIELDS_BYTES).then_some((path, text))
+            })
+            .collect())
     }
 
     /// `/{prefix}{repo}/resolve/{commit}/{path}` for a file.
@@ -250,15 +370,40 @@ impl HubClient {
             })?
     }
 
-    /// Send a metadata request; the headers must arrive within the stall timeout.
+    /// Send a metadata request, following the Hub's same-origin redirects (renamed repos, see
+    /// [`super::redirect`]); each answer's headers must arrive within the stall timeout. The
+    /// response's `url()` is the last one asked.
     async fn send_metadata(&self, method: Method, url: &Url) -> Result<Response, HubError> {
-        tokio::time::timeout(self.stall, self.send(method, url.clone(), HeaderMap::new()))
+        let mut current = url.clone();
+        for _ in 0..=MAX_API_REDIRECTS {
+            let response = tokio::time::timeout(
+                self.stall,
+                self.send(method.clone(), current.clone(), HeaderMap::new()),
+            )
             .await
             .map_err(|_| HubError::Timeout {
-                url: redact(url),
+                url: redact(&current),
                 what: "answer",
                 after: self.stall,
-            })?
+            })??;
+            if !is_api_redirect(response.status()) {
+                return Ok(response);
+            }
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok());
+            current = api_redirect_target(&current, location, &self.endpoint).map_err(|why| {
+                HubError::Redirect {
+                    url: redact(&current),
+                    why,
+                }
+            })?;
+        }
+        Err(HubError::Redirect {
+            url: redact(url),
+            why: "too many redirects",
+        })
     }
 
     /// How long a metadata call may go without receiving anything.
@@ -475,13 +620,19 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     stall: Duration,
 ) -> Result<T, HubError> {
     let url = redact(response.url());
-    let body = read_capped(response, MAX_JSON_BYTES, stall)
-        .await?
-        .ok_or_else(|| HubError::TooLarge {
-            url: url.clone(),
-            limit: MAX_JSON_BYTES,
-        })?;
+    let body = read_body(response, stall).await?;
     serde_json::from_slice(&body).map_err(|source| HubError::Json { url, source })
+}
+
+/// A JSON answer's bytes, at most [`MAX_JSON_BYTES`] of them.
+async fn read_body(response: Response, stall: Duration) -> Result<Vec<u8>, HubError> {
+    let url = redact(response.url());
+    read_capped(response, MAX_JSON_BYTES, stall)
+        .await?
+        .ok_or(HubError::TooLarge {
+            url,
+            limit: MAX_JSON_BYTES,
+        })
 }
 
 /// Turn an error status into the matching [`HubError`]; pass successes through.

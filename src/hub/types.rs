@@ -158,8 +158,12 @@ impl fmt::Display for RepoId {
 pub struct Revision(String);
 
 impl Revision {
-    /// Validate a revision name.
+    /// Validate a revision name. `HEAD` names the default branch, as on the Hub (whose
+    /// default branch is `main`), so it becomes `main`.
     pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw == DEFAULT_BRANCH_ALIAS {
+            return Ok(Revision::main());
+        }
         let bad = || NameError::Revision(raw.to_owned());
         if raw.is_empty() || raw.len() > MAX_REVISION_LEN {
             return Err(bad());
@@ -205,6 +209,9 @@ impl fmt::Display for Revision {
         f.write_str(&self.0)
     }
 }
+
+/// The revision that names the default branch (`main` on the Hub).
+pub const DEFAULT_BRANCH_ALIAS: &str = "HEAD";
 
 /// Whether `s` is a full lowercase 40-hex git commit id.
 pub fn is_commit_sha(s: &str) -> bool {
@@ -630,5 +637,7 @@ mod tests {
         assert_eq!(r.id.as_str(), "org/name");
         assert_eq!(r.revision.unwrap().as_str(), "refs/pr/1");
         assert!("org/name@".parse::<RepoRef>().is_err());
+        let head: RepoRef = "org/name@HEAD".parse().unwrap();
+        assert_eq!(head.revision.unwrap().as_str(), "main");
     }
 }

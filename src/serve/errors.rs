@@ -184,6 +184,10 @@ pub enum ServeError {
     /// A xorb URL that is forged or expired (403: Xet clients then ask for fresh URLs).
     #[error("{0}")]
     XorbUrlRefused(String),
+    /// The repo lives under another name now (the upstream redirected the one asked for): the
+    /// dispatcher answers with the Hub's redirect to it (`super::renamed`).
+    #[error("this repo lives at {0} now")]
+    Moved(String),
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -246,6 +250,7 @@ impl ServeError {
             ServeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServeError::CasUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ServeError::XorbUrlRefused(_) => StatusCode::FORBIDDEN,
+            ServeError::Moved(_) => StatusCode::TEMPORARY_REDIRECT,
             ServeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -280,7 +285,7 @@ impl ServeError {
             ServeError::CasUnauthorized(_) | ServeError::XorbUrlRefused(_) => {
                 ErrorKind::AccessDenied
             }
-            ServeError::NotFound => ErrorKind::NotFound,
+            ServeError::NotFound | ServeError::Moved(_) => ErrorKind::NotFound,
             ServeError::Internal => ErrorKind::InternalError,
         }
     }
@@ -295,6 +300,11 @@ impl ServeError {
         }
     }
 }
+
+/// Marks a response as "this repo lives under another name" (the name); the dispatcher turns
+/// it into the redirect (`super::renamed`), since only it knows the request path.
+#[derive(Debug, Clone)]
+pub struct RepoMoved(pub String);
 
 /// `X-Repo-Commit`.
 pub static X_REPO_COMMIT: HeaderName = HeaderName::from_static("x-repo-commit");
@@ -345,6 +355,11 @@ impl IntoResponse for ServeError {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         let mut response = (self.status(), headers, body).into_response();
+        if let ServeError::Moved(to) = self {
+            // Not an error: the dispatcher turns it into the redirect.
+            response.extensions_mut().insert(RepoMoved(to));
+            return response;
+        }
         // The access log counts the error under its kind.
         response.extensions_mut().insert(self.kind());
         response

@@ -85,6 +85,7 @@ pub async fn info(
         .map(|(_, v)| v.clone())
         .collect();
     let mut body = repo_info_json(&detail, blobs, mirror.is_disabled(&target));
+    super::info::overlay_upstream(mirror, &detail, &mut body).await;
     if !expand.is_empty()
         && let Value::Object(map) = &mut body
     {
@@ -366,6 +367,9 @@ pub async fn tree(
         .map(<[Value]>::to_vec)
         .unwrap_or_default();
     super::xet::add_xet_hashes(mirror, &detail, &mut page).await?;
+    if expand {
+        super::expand::add_expanded_fields(mirror, &target, &sha, &mut page).await;
+    }
     let mut extra = HeaderMap::new();
     if end < entries.len() {
         let mut url = format!(
@@ -400,6 +404,8 @@ pub async fn tree(
 struct PathsInfoJson {
     #[serde(default)]
     paths: Vec<String>,
+    #[serde(default)]
+    expand: Value,
 }
 
 /// `POST /api/{type}s/{repo}/paths-info/{rev}` with a form (`paths=a&paths=b`) or JSON
@@ -426,15 +432,23 @@ pub async fn paths_info(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"))
         || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-    let paths: Vec<String> = if is_json {
-        serde_json::from_slice::<PathsInfoJson>(body)
-            .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?
-            .paths
+    let (paths, expand): (Vec<String>, bool) = if is_json {
+        let parsed = serde_json::from_slice::<PathsInfoJson>(body)
+            .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?;
+        let expand = match &parsed.expand {
+            Value::Bool(b) => *b,
+            Value::String(s) => parse_bool(s).unwrap_or(false),
+            _ => false,
+        };
+        (parsed.paths, expand)
     } else {
-        url::form_urlencoded::parse(body)
+        let pairs = query_pairs(&String::from_utf8_lossy(body));
+        let paths = pairs
+            .iter()
             .filter(|(k, _)| k == "paths" || k == "paths[]")
-            .map(|(_, v)| v.into_owned())
-            .collect()
+            .map(|(_, v)| v.clone())
+            .collect();
+        (paths, query_bool(&pairs, "expand"))
     };
     let index = TreeIndex::new(&detail.files);
     let mut seen = BTreeSet::new();
@@ -445,6 +459,9 @@ pub async fn paths_info(
         .filter_map(|p| index.entry(&p))
         .collect();
     super::xet::add_xet_hashes(mirror, &detail, &mut entries).await?;
+    if expand {
+        super::expand::add_expanded_fields(mirror, &target, &sha, &mut entries).await;
+    }
     Ok(noted(
         json_response(&Value::Array(entries), HeaderMap::new()),
         AccessNote {

@@ -7,23 +7,30 @@
 //! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
 //! what the store lacks from an upstream, once, while clients stream it.
 //!
-//! The mirror never redirects. It serves Xet itself ([`xet`]): LFS files are advertised with the
-//! Hub's Xet headers, `xet-read-token` hands out the mirror's own CAS tokens, and the CAS read API
-//! is answered from the store, so Xet clients stay on the mirror too. With `xet` off it emits no
-//! Xet headers and answers `xet-read-token` with 404, so every client uses plain HTTP
-//! (hub-protocol.md §9).
+//! The mirror serves Xet itself ([`xet`]): LFS files are advertised with the Hub's Xet headers,
+//! `xet-read-token` hands out the mirror's own CAS tokens, and the CAS read API is answered from
+//! the store, so Xet clients stay on the mirror too. With `xet` off it emits no Xet headers and
+//! answers `xet-read-token` with 404, so every client uses plain HTTP (hub-protocol.md §9). It
+//! redirects only where the Hub does for API and download paths: an old name of a renamed repo
+//! gets a relative `307` to the same path under the name now ([`renamed`]). [`raw`] serves git
+//! content (LFS pointers), and [`info`] passes through the upstream's repo info around the
+//! fields the mirror owns.
 
 pub mod access;
 pub mod admin;
 pub mod body;
 pub mod cache;
 pub mod errors;
+pub mod expand;
 pub mod hub_api;
+pub mod info;
 pub mod limit;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
 pub mod range;
+pub mod raw;
+pub mod renamed;
 pub mod repos;
 pub mod resolve;
 pub mod served;
@@ -123,6 +130,8 @@ pub struct Mirror {
     local_addr: SocketAddr,
     /// Commit details by commit, briefly.
     details: TtlCache<RepoItemKey, Arc<CommitDetail>>,
+    /// The upstream's kept info by commit, briefly.
+    upstream_info: info::UpstreamInfoCache,
     pull: Option<PullThrough>,
     /// The job queue, when online.
     daemon: Option<Daemon>,
@@ -285,6 +294,7 @@ async fn bind(
         served: served.clone(),
         local_addr,
         details: TtlCache::new(DETAIL_TTL, DETAIL_CACHE_MAX),
+        upstream_info: info::UpstreamInfoCache::default(),
         pull,
         daemon: daemon.clone(),
         metrics,
@@ -422,7 +432,7 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
             },
             path: String::new(),
         },
-        Route::Resolve { repo, tail, .. } => {
+        Route::Resolve { repo, tail, .. } | Route::Raw { repo, tail, .. } => {
             let (revision, path) = tail.likely(true);
             AccessNote {
                 repo: repo.clone(),
@@ -432,7 +442,27 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         }
     };
     let headers = parts.headers;
+    let (moved_type, moved_repo) = renamed::route_repo(&route);
+    let moved_repo = moved_repo.to_owned();
     let result = match (route, &method) {
+        (
+            Route::Raw {
+                repo_type,
+                repo,
+                tail,
+            },
+            &Method::GET | &Method::HEAD,
+        ) => {
+            raw::handle(
+                &mirror,
+                repo_type,
+                &repo,
+                &tail,
+                &headers,
+                method == Method::HEAD,
+            )
+            .await
+        }
         (
             Route::Resolve {
                 repo_type,
@@ -503,6 +533,8 @@ async fn dispatch(State(mirror): State<Arc<Mirror>>, request: Request) -> Respon
         _ => Err(ServeError::NotFound),
     };
     let response = result.unwrap_or_else(IntoResponse::into_response);
+    let response =
+        renamed::redirect_if_moved(&mirror, moved_type, &moved_repo, &parts.uri, response).await;
     if response.extensions().get::<AccessNote>().is_some() {
         response
     } else {
@@ -720,6 +752,7 @@ impl Mirror {
     pub(crate) fn forget(&self, kind: RepoKind, repo: &str) {
         self.details
             .forget(|key| key.kind == kind && key.repo == repo);
+        self.upstream_info.forget(kind, repo);
     }
 
     /// May this request see the repo (`content`: its files' bytes, not only its metadata)?

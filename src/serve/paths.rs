@@ -78,9 +78,14 @@ impl RevisionTail {
     /// Every way to split the tail into `(revision, path)`, most likely first: a revision that
     /// arrived percent-encoded is one segment; otherwise try one segment, then `refs/x/y`
     /// forms, then every other length. `need_path` drops splits with an empty path.
+    ///
+    /// A revision of `HEAD` names the default branch, as on the Hub: it comes out as `main`.
     pub fn splits(&self, need_path: bool) -> Vec<(String, String)> {
         let n = self.segments.len();
-        let split = |k: usize| (self.segments[..k].join("/"), self.segments[k..].join("/"));
+        let split = |k: usize| {
+            let revision = self.segments[..k].join("/");
+            (default_branch(revision), self.segments[k..].join("/"))
+        };
         let max = if need_path { n.saturating_sub(1) } else { n };
         let mut order: Vec<usize> = Vec::new();
         if n == 0 {
@@ -113,14 +118,24 @@ impl RevisionTail {
             .unwrap_or_else(|| (self.segments.join("/"), String::new()))
     }
 
-    /// The whole tail as one revision (`/revision/{rev}`, `/paths-info/{rev}`).
+    /// The whole tail as one revision (`/revision/{rev}`, `/paths-info/{rev}`); `HEAD` is
+    /// `main`.
     pub fn whole(&self) -> String {
-        self.segments.join("/")
+        default_branch(self.segments.join("/"))
     }
 
     /// Whether there is nothing after the keyword.
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty()
+    }
+}
+
+/// `HEAD` names the default branch (`main` on the Hub); every other revision is itself.
+fn default_branch(revision: String) -> String {
+    if revision == crate::hub::DEFAULT_BRANCH_ALIAS {
+        "main".to_owned()
+    } else {
+        revision
     }
 }
 
@@ -155,6 +170,15 @@ pub enum Route {
     },
     /// `/{prefix}{repo}/resolve/{rev}/{path}` (E5, E6).
     Resolve {
+        /// Repo type.
+        repo_type: UrlRepoType,
+        /// `org/name` or `name`.
+        repo: String,
+        /// The revision and the file path.
+        tail: RevisionTail,
+    },
+    /// `/{prefix}{repo}/raw/{rev}/{path}`: the git content (an LFS file's pointer).
+    Raw {
         /// Repo type.
         repo_type: UrlRepoType,
         /// `org/name` or `name`.
@@ -256,9 +280,10 @@ fn parse_api(segs: &[String]) -> Result<Route, PathError> {
 }
 
 fn parse_resolve(segs: &[String]) -> Result<Route, PathError> {
+    let is_keyword = |k: &String| k == "resolve" || k == "raw";
     let resolve_at = |s: &[String]| match (s.get(1), s.get(2)) {
-        (_, Some(k)) if k == "resolve" => Some(2),
-        (Some(k), _) if k == "resolve" => Some(1),
+        (_, Some(k)) if is_keyword(k) => Some(2),
+        (Some(k), _) if is_keyword(k) => Some(1),
         _ => None,
     };
     let (repo_type, rest) = match segs
@@ -276,10 +301,19 @@ fn parse_resolve(segs: &[String]) -> Result<Route, PathError> {
     if tail.segments.len() < 2 {
         return Err(PathError::NoRoute);
     }
-    Ok(Route::Resolve {
-        repo_type,
-        repo: rest[..at].join("/"),
-        tail,
+    let repo = rest[..at].join("/");
+    Ok(if rest[at] == "raw" {
+        Route::Raw {
+            repo_type,
+            repo,
+            tail,
+        }
+    } else {
+        Route::Resolve {
+            repo_type,
+            repo,
+            tail,
+        }
     })
 }
 

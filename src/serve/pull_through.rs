@@ -8,6 +8,9 @@
 //!   nothing for the request, its status, `X-Error-Code` and message are passed on verbatim
 //!   (remembered for ten seconds). A repo it reports disabled is refused by the mirror too,
 //!   held or not, until a lookup finds it enabled again.
+//! - **Renamed repos.** When the upstream redirects the repo (renamed, or another case), the
+//!   revision is recorded under the name it redirected to, the old name is remembered as an
+//!   alias, and the client gets the same redirect, to the mirror's own URL.
 //! - **Files.** A miss starts — or joins — the one [`Flight`] of that content (keyed like the
 //!   transfer engine's parts: sha256, or the git oid for regular files). The transfer runs in its
 //!   own task with [`transfer::fetch_file_with_hook`], which reports the part's contiguous,
@@ -229,6 +232,9 @@ enum Lookup {
     Commit(Option<String>),
     /// The upstream refused for good (unknown repo or revision, gated, invalid request).
     Refused(UpstreamReply),
+    /// The upstream redirected the repo to this name (renamed); the revision was recorded
+    /// under it.
+    Moved(String),
     /// The upstream could not be asked (down, hanging, garbage): its answer-to-be (502, 503
     /// or 504) and why, for a request the store cannot answer either.
     Unavailable { status: u16, why: String },
@@ -239,10 +245,20 @@ impl Lookup {
     /// a moment ago shows up soon.
     fn ttl(&self) -> Duration {
         match self {
-            Lookup::Commit(_) | Lookup::Unavailable { .. } => BRANCH_TTL,
+            Lookup::Commit(_) | Lookup::Unavailable { .. } | Lookup::Moved(_) => BRANCH_TTL,
             Lookup::Refused(_) => REFUSAL_TTL,
         }
     }
+}
+
+/// What an upstream lookup recorded.
+struct FetchedRevision {
+    /// The repo's name now (differs from the one asked when the upstream redirected).
+    repo: String,
+    /// The commit.
+    sha: String,
+    /// Whether the upstream disabled the repo.
+    disabled: bool,
 }
 
 /// The pull-through machinery of a mirror.
@@ -359,6 +375,7 @@ impl PullThrough {
         };
         match lookup {
             Lookup::Commit(answer) => Ok(answer),
+            Lookup::Moved(to) => Err(ServeError::Moved(to)),
             Lookup::Unavailable { status, why } => {
                 let held = self.larder.registry.resolve(kind, repo, revision).await;
                 if matches!(held, Ok(Some(_))) {
@@ -402,11 +419,14 @@ impl PullThrough {
     ) -> Lookup {
         let repo = repo_id.as_str();
         match self.fetch_revision(kind, repo_id, rev).await {
-            Ok((sha, disabled)) => {
-                mirror.forget(kind, repo);
+            Ok(fetched) => {
+                mirror.forget(kind, &fetched.repo);
                 self.mark_down(false);
-                self.mark_disabled(kind, repo, disabled);
-                Lookup::Commit(Some(sha))
+                self.mark_disabled(kind, &fetched.repo, fetched.disabled);
+                if fetched.repo != repo {
+                    return Lookup::Moved(fetched.repo);
+                }
+                Lookup::Commit(Some(fetched.sha))
             }
             Err(error) => {
                 if let HubError::Disabled { .. } = error {
@@ -465,13 +485,14 @@ impl PullThrough {
             .is_some_and(|at| at.elapsed() < BRANCH_TTL)
     }
 
-    /// Repo info (+ tree, for a commit not yet recorded) from upstream, recorded.
+    /// Repo info (+ tree, for a commit not yet recorded) from upstream, recorded under the
+    /// name the upstream gives the repo now (with `repo` as an old name, if it redirected).
     async fn fetch_revision(
         &self,
         kind: RepoKind,
-        repo: &RepoId,
+        asked: &RepoId,
         revision: &Revision,
-    ) -> Result<(String, bool), HubError> {
+    ) -> Result<FetchedRevision, HubError> {
         let client = &self.larder.client;
         let rt = RepoType::from(kind);
         let timed = |what: &'static str, after: Duration| HubError::Timeout {
@@ -479,9 +500,14 @@ impl PullThrough {
             what: "answer",
             after,
         };
-        let info = tokio::time::timeout(UPSTREAM_TIMEOUT, client.repo_info(rt, repo, revision))
-            .await
-            .map_err(|_| timed("repo info", UPSTREAM_TIMEOUT))??;
+        let fetched = tokio::time::timeout(
+            UPSTREAM_TIMEOUT,
+            client.repo_info_fetched(rt, asked, revision),
+        )
+        .await
+        .map_err(|_| timed("repo info", UPSTREAM_TIMEOUT))??;
+        let repo = &fetched.canonical;
+        let info = &fetched.info;
         let sha = info.sha.clone().unwrap_or_default();
         let known = self
             .larder
@@ -538,7 +564,7 @@ impl PullThrough {
             RepoType::from(kind),
             repo,
             client.endpoint(),
-            &info,
+            info,
             &sha,
             refs,
             files,
@@ -546,12 +572,21 @@ impl PullThrough {
         match self.larder.registry.record_snapshot(record).await {
             Ok(_) => {
                 crate::manifest::publish_logged(&self.larder, kind, repo.as_str(), &sha).await;
+                if let Err(error) =
+                    record::record_upstream_facts(&self.larder, rt, asked, &fetched, &sha).await
+                {
+                    tracing::error!(error = %transfer::error_chain(&error), "recording an upstream rename or info failed");
+                }
             }
             Err(error) => {
                 tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
             }
         }
-        Ok((sha, info.disabled))
+        Ok(FetchedRevision {
+            repo: repo.to_string(),
+            sha,
+            disabled: info.disabled,
+        })
     }
 
     /// Whether the upstream accepts `authorization` for the repo (cached a few minutes).

@@ -7,6 +7,7 @@ mod daemon;
 mod daemon_jobs;
 mod disk;
 mod faults;
+mod fidelity;
 mod gc;
 mod hardening;
 mod hostile;

@@ -207,6 +207,11 @@ fn repo_info(repo: &Repo, commit: &Commit, blobs: bool) -> Map<String, Value> {
         json!(commit.files.values().map(|entry| entry.size).sum::<u64>()),
     );
     object.insert("siblings".into(), Value::Array(siblings));
+    for (key, value) in &repo.info {
+        if !matches!(key.as_str(), "id" | "modelId" | "sha" | "siblings") {
+            object.insert(key.clone(), value.clone());
+        }
+    }
     object
 }
 
@@ -244,6 +249,9 @@ impl Node<'_> {
             let last = last_commit(repo, commit, self);
             value["lastCommit"] =
                 json!({ "id": last.sha, "title": last.title, "date": iso_date(last.timestamp) });
+            if let Some(status) = repo.security.get(self.path()) {
+                value["securityFileStatus"] = status.clone();
+            }
         }
         value
     }

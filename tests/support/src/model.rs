@@ -207,11 +207,20 @@ pub(crate) struct Repo {
     pub(crate) disabled: bool,
     pub(crate) card: Option<Value>,
     pub(crate) tags: Vec<String>,
+    /// More top-level fields of the repo info, as the Hub sends them (`pipeline_tag`,
+    /// `config`, `safetensors`, ...; see [`crate::fixtures`]).
+    pub(crate) info: serde_json::Map<String, Value>,
+    /// `securityFileStatus` of tree entries asked with `expand=true`, by path.
+    pub(crate) security: HashMap<String, Value>,
 }
 
 impl Repo {
     /// Resolves a revision: a ref name (also `refs/heads/x`, `refs/tags/x`) or a full commit sha.
     pub(crate) fn resolve(&self, revision: &str) -> Option<Arc<Commit>> {
+        if revision == "HEAD" {
+            // The Hub's name for the default branch.
+            return self.default_commit();
+        }
         let short = revision
             .strip_prefix("refs/heads/")
             .or_else(|| revision.strip_prefix("refs/tags/"))
@@ -259,6 +268,8 @@ pub(crate) struct HubState {
     /// SHA-256 → every path that content has appeared under.
     pub(crate) blob_paths: HashMap<String, BTreeSet<String>>,
     pub(crate) clock: i64,
+    /// Old repo ids → the id the repo lives under now (answered with a relative `307`).
+    pub(crate) renames: HashMap<(RepoKind, String), String>,
 }
 
 /// Result of checking a request's token against a repo.
@@ -334,6 +345,7 @@ impl Hub {
             disabled: None,
             card: None,
             tags: None,
+            info: None,
         }
     }
 
@@ -397,6 +409,45 @@ impl Hub {
         self.with_repo(kind, id, |repo| repo.disabled = disabled);
     }
 
+    /// Renames repo `old` to `new`, as the Hub does when a repo moves: requests naming `old`
+    /// get a relative `307` to the same path under `new` from now on.
+    ///
+    /// # Panics
+    /// If `old` does not exist or `new` does (a test set-up mistake).
+    pub fn rename(&self, kind: RepoKind, old: &str, new: &str) {
+        let mut state = self.write();
+        let mut repo = state
+            .repos
+            .remove(&(kind, old.to_owned()))
+            .unwrap_or_else(|| panic!("hub stand-in: no {} repo {old}", kind.plural()));
+        assert!(
+            !state.repos.contains_key(&(kind, new.to_owned())),
+            "hub stand-in: {new} exists already"
+        );
+        repo.id = new.to_owned();
+        state.repos.insert((kind, new.to_owned()), repo);
+        for target in state.renames.values_mut() {
+            if target == old {
+                *target = new.to_owned();
+            }
+        }
+        state.renames.remove(&(kind, new.to_owned()));
+        state.renames.insert((kind, old.to_owned()), new.to_owned());
+    }
+
+    /// Sets the `securityFileStatus` the tree and paths-info send for `path` with
+    /// `expand=true` (the stand-in does not scan; tests give the value).
+    pub fn set_security_status(&self, kind: RepoKind, id: &str, path: &str, status: Value) {
+        self.with_repo(kind, id, |repo| {
+            repo.security.insert(path.to_owned(), status);
+        });
+    }
+
+    /// The id a renamed repo lives under now.
+    pub fn renamed(&self, kind: RepoKind, old: &str) -> Option<String> {
+        self.read().renames.get(&(kind, old.to_owned())).cloned()
+    }
+
     /// Removes a repo entirely; returns whether it existed.
     pub fn remove_repo(&self, kind: RepoKind, id: &str) -> bool {
         self.write().repos.remove(&(kind, id.to_owned())).is_some()
@@ -454,6 +505,7 @@ pub struct RepoBuilder {
     disabled: Option<bool>,
     card: Option<Value>,
     tags: Option<Vec<String>>,
+    info: Option<serde_json::Map<String, Value>>,
 }
 
 impl RepoBuilder {
@@ -565,6 +617,16 @@ impl RepoBuilder {
         self
     }
 
+    /// Sets more top-level fields of the repo info, sent as given (e.g. a recorded answer from
+    /// [`crate::fixtures`]). The stand-in keeps answering `id`, `modelId`, `sha` and `siblings`
+    /// from its own model; every other field given here replaces the one it would compute.
+    pub fn info(mut self, fields: Value) -> Self {
+        if let Value::Object(map) = fields {
+            self.info = Some(map);
+        }
+        self
+    }
+
     /// Replaces the repo's own tags (`license:…` etc. are derived from the card).
     pub fn tags<I: IntoIterator<Item = S>, S: Into<String>>(mut self, tags: I) -> Self {
         self.tags = Some(tags.into_iter().map(Into::into).collect());
@@ -596,6 +658,8 @@ impl RepoBuilder {
             disabled: false,
             card: None,
             tags: Vec::new(),
+            info: serde_json::Map::new(),
+            security: HashMap::new(),
         });
         let parent = match &self.base {
             Some(base) => Some(
@@ -656,6 +720,9 @@ impl RepoBuilder {
         }
         if let Some(tags) = self.tags {
             repo.tags = tags;
+        }
+        if let Some(info) = self.info {
+            repo.info = info;
         }
         for entry in added {
             if let Some(lfs) = &entry.lfs {

@@ -10,7 +10,7 @@ use crate::faults::{Fault, Faults, Route};
 use crate::model::Hub;
 use crate::paths::{self, Endpoint};
 use crate::stats::{RequestRecord, Stats};
-use crate::{api, cdn, resolve};
+use crate::{api, cdn, renamed, resolve};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -49,12 +49,36 @@ async fn api_entry(State(shared): State<Arc<Shared>>, request: Request) -> Respo
     let _in_flight = shared.stats.enter();
     delay(&shared).await;
     let request = incoming(request).await;
-    let endpoint = {
+    let (endpoint, moved) = {
         let hub = shared.hub.read();
-        paths::parse(&request.path, |kind, id| {
-            hub.repos.contains_key(&(kind, id.to_owned()))
-        })
+        let endpoint = paths::parse(&request.path, |kind, id| {
+            let key = (kind, id.to_owned());
+            hub.repos.contains_key(&key) || hub.renames.contains_key(&key)
+        });
+        let moved = match &endpoint {
+            // A repo created under an old name since is answered itself.
+            Endpoint::Api { kind, repo, .. } | Endpoint::Resolve { kind, repo, .. }
+                if !hub.repos.contains_key(&(*kind, repo.clone())) =>
+            {
+                hub.renames
+                    .get(&(*kind, repo.clone()))
+                    .map(|new| (*kind, repo.clone(), new.clone()))
+            }
+            Endpoint::Api { .. } | Endpoint::Resolve { .. } => None,
+            Endpoint::Unknown => None,
+        };
+        (endpoint, moved)
     };
+    if let Some((kind, old, new)) = moved {
+        let route = match (&endpoint, &request.method) {
+            (Endpoint::Api { .. }, _) => Route::Api,
+            (_, &Method::HEAD) => Route::ResolveHead,
+            _ => Route::ResolveGet,
+        };
+        let response = renamed::redirect(&request, kind, &old, &new);
+        record(&shared, &request, route, &response, false);
+        return response;
+    }
     let (route, response) = match endpoint {
         Endpoint::Api {
             kind,
