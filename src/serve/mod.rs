@@ -14,7 +14,9 @@ pub mod access;
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod conn;
 pub mod errors;
+pub mod http1;
 pub mod hub_api;
 pub mod limit;
 pub mod metrics;
@@ -24,6 +26,7 @@ pub mod repos;
 pub mod resolve;
 pub mod served;
 pub mod ui;
+pub mod zero_copy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -241,7 +244,7 @@ async fn bind(
         Ok((soft, _)) => tracing::info!(open_files = soft, "file-descriptor limit"),
         Err(error) => tracing::warn!(%error, "could not raise the file-descriptor limit"),
     }
-    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let listener = limit::listen(options.addr)?;
     let local_addr = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());
     let pull = options
@@ -274,27 +277,8 @@ async fn bind(
         licence_verdicts: TtlCache::new(LICENCE_VERDICT_TTL, DETAIL_CACHE_MAX),
         verdicts: repos::Verdicts::default(),
     });
-    let max_connections = mirror.options.max_connections;
-    let app = router(mirror).into_make_service_with_connect_info::<SocketAddr>();
-    let fut: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
-        match max_connections {
-            Some(limit) => {
-                use axum::serve::ListenerExt;
-                // `tap_io` only lends the wrapper the connect-info (client address) support.
-                let listener = limit::LimitedListener::new(listener, limit)
-                    .tap_io(|_: &mut limit::LimitedStream| {});
-                Box::pin(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                })
-            }
-            None => Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }),
-        };
+    let slots = limit::slots(mirror.options.max_connections);
+    let fut = conn::run(listener, router(mirror), slots, shutdown);
     Ok((local_addr, daemon, served, fut))
 }
 
