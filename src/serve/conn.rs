@@ -251,7 +251,11 @@ async fn read_exact(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> i
 }
 
 /// Write a response; `Ok(true)` when the connection may carry another request.
-async fn respond(stream: &TcpStream, response: Response, request: &RequestHead) -> io::Result<bool> {
+async fn respond(
+    stream: &TcpStream,
+    response: Response,
+    request: &RequestHead,
+) -> io::Result<bool> {
     let (mut parts, body) = response.into_parts();
     let segments = parts.extensions.remove::<Segments>();
     let size = if body.is_end_stream() {
@@ -298,7 +302,9 @@ async fn write_streamed(
         }
         if let Some(left) = left.as_mut() {
             if chunk.len() as u64 > *left {
-                return Err(io::Error::other("the body is longer than its Content-Length"));
+                return Err(io::Error::other(
+                    "the body is longer than its Content-Length",
+                ));
             }
             *left -= chunk.len() as u64;
         }
@@ -345,7 +351,10 @@ async fn hand_to_hyper(
         async move {
             let mut request = request.map(Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
-            router.oneshot(request).await.map_err(|never: Infallible| match never {})
+            router
+                .oneshot(request)
+                .await
+                .map_err(|never: Infallible| match never {})
         }
     });
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);

@@ -66,7 +66,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
     };
     let mut headers = HeaderMap::with_capacity(request.headers.len());
     for field in request.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
+        let name =
+            HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
         let value = HeaderValue::from_bytes(field.value).map_err(|_| HeadError::Malformed)?;
         headers.append(name, value);
     }
@@ -132,7 +133,8 @@ fn can_have_body(method: &Method, status: StatusCode) -> bool {
 }
 
 fn can_have_content_length(status: StatusCode) -> bool {
-    !status.is_informational() && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+    !status.is_informational()
+        && !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
 }
 
 /// Encode a response head the way hyper's HTTP/1 server does: header names in lower case in
@@ -170,7 +172,10 @@ pub fn encode_response(
                 if framing.is_some() {
                     continue;
                 }
-                let declared = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                let declared = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
                 match (body, declared) {
                     // An empty body with a length: only HEAD keeps it (hyper drops it otherwise).
                     (BodySize::Empty, _) if method != Method::HEAD => continue,
@@ -251,13 +256,19 @@ mod tests {
 
     #[test]
     fn parses_heads() {
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), Ok(None)));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Ok(None)
+        ));
         let head = get("GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\nrest");
         assert_eq!(head.method, Method::GET);
         assert_eq!(head.uri.path(), "/a/b");
         assert_eq!(head.uri.query(), Some("c=d"));
         assert_eq!(head.headers["range"], "bytes=0-1");
-        assert_eq!(head.len, "GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n".len());
+        assert_eq!(
+            head.len,
+            "GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n".len()
+        );
         assert_eq!(
             parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap_err(),
             HeadError::Malformed
@@ -279,17 +290,32 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-a", HeaderValue::from_static("1"));
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        let head = encode_response(StatusCode::OK, headers.clone(), &request, BodySize::Exact(5));
+        let head = encode_response(
+            StatusCode::OK,
+            headers.clone(),
+            &request,
+            BodySize::Exact(5),
+        );
         assert_eq!(text(&head), "HTTP/1.1 200 OK\nx-a: 1\ncontent-length: 5\n");
         assert_eq!(head.framing, Framing::Length(5));
         assert!(head.keep_alive);
         assert!(String::from_utf8_lossy(&head.bytes).contains("\r\ndate: "));
 
-        let head = encode_response(StatusCode::OK, HeaderMap::new(), &request, BodySize::Unknown);
+        let head = encode_response(
+            StatusCode::OK,
+            HeaderMap::new(),
+            &request,
+            BodySize::Unknown,
+        );
         assert_eq!(text(&head), "HTTP/1.1 200 OK\ntransfer-encoding: chunked\n");
         assert_eq!(head.framing, Framing::Chunked);
 
-        let head = encode_response(StatusCode::NOT_FOUND, HeaderMap::new(), &request, BodySize::Empty);
+        let head = encode_response(
+            StatusCode::NOT_FOUND,
+            HeaderMap::new(),
+            &request,
+            BodySize::Empty,
+        );
         assert_eq!(text(&head), "HTTP/1.1 404 Not Found\ncontent-length: 0\n");
 
         let head_request = get("HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n");
@@ -302,7 +328,12 @@ mod tests {
         assert!(!head.keep_alive);
 
         let old = get("GET / HTTP/1.0\r\n\r\n");
-        let head = encode_response(StatusCode::NOT_MODIFIED, HeaderMap::new(), &old, BodySize::Empty);
+        let head = encode_response(
+            StatusCode::NOT_MODIFIED,
+            HeaderMap::new(),
+            &old,
+            BodySize::Empty,
+        );
         assert_eq!(text(&head), "HTTP/1.0 304 Not Modified\n");
         assert!(!head.keep_alive);
     }

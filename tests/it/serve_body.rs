@@ -47,9 +47,12 @@ async fn fixture() -> Fixture {
     let (pulled, _) = pull_with(&larder, &options("acme/bodies", "main")).await;
     pulled.expect("pull");
     let huge_path = sparse_huge_blob(&world, &larder).await;
-    let mirror = start(world.larder(), ServeOptions::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let mirror = start(
+        world.larder(),
+        ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
     Fixture {
         _world: world,
         mirror,
@@ -305,7 +308,12 @@ async fn one_connection_carries_pipelined_requests_then_closes_when_asked() {
 
     // `Connection: close`: answered with `connection: close`, then the server closes.
     stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes=0-9\r\n\r\n").as_bytes())
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nRange: bytes=0-9\r\n\r\n"
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let last = read_reply(&mut stream, &mut buf, false).await;
@@ -337,7 +345,11 @@ async fn files_above_4_gib_serve_their_ranges_and_whole_body() {
     let huge = url(&f.mirror, "acme/huge", "huge.bin");
     let four = 4u64 << 30;
     for (range, start, end) in [
-        (format!("bytes={}-{}", four - 8, four + 12), four - 8, four + 12),
+        (
+            format!("bytes={}-{}", four - 8, four + 12),
+            four - 8,
+            four + 12,
+        ),
         ("bytes=-12".to_owned(), HUGE_LEN - 12, HUGE_LEN - 1),
         (format!("bytes={}-", four + 7), four + 7, HUGE_LEN - 1),
     ] {
@@ -354,7 +366,10 @@ async fn files_above_4_gib_serve_their_ranges_and_whole_body() {
     // The whole body, streamed and checked as it arrives.
     let response = c.get(&huge).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(h(response.headers(), "content-length"), HUGE_LEN.to_string());
+    assert_eq!(
+        h(response.headers(), "content-length"),
+        HUGE_LEN.to_string()
+    );
     let mut stream = response.bytes_stream();
     let mut at = 0u64;
     let zeros = vec![0u8; 1 << 20];
@@ -370,7 +385,10 @@ async fn files_above_4_gib_serve_their_ranges_and_whole_body() {
             assert!(chunk[..] == expected[..], "bytes {at}..{end} differ");
         } else {
             // Slice equality is a memcmp, fast even unoptimized.
-            assert!(chunk[..] == zeros[..chunk.len()], "bytes {at}..{end} are not zeros");
+            assert!(
+                chunk[..] == zeros[..chunk.len()],
+                "bytes {at}..{end} are not zeros"
+            );
         }
         at = end;
     }
@@ -406,7 +424,10 @@ async fn a_client_vanishing_mid_body_releases_the_file() {
             assert!(n > 0);
             got += n;
         }
-        assert!(fds_on(&path) >= 1, "the blob is open while its body is sent");
+        assert!(
+            fds_on(&path) >= 1,
+            "the blob is open while its body is sent"
+        );
         drop(stream);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
