@@ -7,6 +7,9 @@
 //! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
 //! what the store lacks from an upstream, once, while clients stream it.
 //!
+//! Connections are Larder's own ([`conn`]): the router answers, and a held file's body leaves by
+//! `sendfile` ([`body::Segments`], [`zero_copy`]).
+//!
 //! The mirror never redirects, never emits Xet headers and answers `xet-read-token` with 404, so
 //! every client stays on plain HTTP against it (hub-protocol.md §9).
 
