@@ -1,103 +1,34 @@
-//! The process's file-descriptor limit ([`raise_fd_limit`]) and the connection limit: a listener that accepts a connection only while fewer than the limit
-//! are open. Further clients wait in the kernel's listen backlog until one closes, so a burst is
-//! slowed down rather than refused.
+//! The process's file-descriptor limit ([`raise_fd_limit`]), the listening socket
+//! ([`listen`], with a deep backlog) and the connection limit ([`slots`]): the accept loop
+//! ([`super::conn::run`]) accepts a connection only while a slot is free, so further clients
+//! wait in the kernel's listen backlog until one closes: a burst is slowed down, not refused.
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 
-/// A TCP listener with at most `limit` connections open at once.
-pub struct LimitedListener {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
+/// Connections the kernel holds for the mirror before it accepts them (the kernel caps it at
+/// `net.core.somaxconn`). Clients past `--max-connections` wait here.
+pub const BACKLOG: u32 = 4096;
+
+/// Bind and listen on `addr` with a [`BACKLOG`]-deep queue.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
-impl LimitedListener {
-    /// Limit `inner` to `limit` open connections (at least 1).
-    pub fn new(inner: TcpListener, limit: usize) -> Self {
-        LimitedListener {
-            inner,
-            slots: Arc::new(Semaphore::new(limit.max(1))),
-        }
-    }
-}
-
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // The semaphore is never closed, so acquiring only waits.
-        let permit = loop {
-            if let Ok(permit) = self.slots.clone().acquire_owned().await {
-                break permit;
-            }
-        };
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (
-            LimitedStream {
-                stream,
-                _permit: permit,
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// An accepted connection holding its slot until it is dropped.
-pub struct LimitedStream {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
+/// The slots of a connection limit (at least 1), or none.
+pub fn slots(limit: Option<usize>) -> Option<Arc<Semaphore>> {
+    limit.map(|limit| Arc::new(Semaphore::new(limit.max(1))))
 }
 
 /// Raise the soft `RLIMIT_NOFILE` to the hard limit, so idle client sockets do not exhaust the

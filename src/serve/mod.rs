@@ -7,6 +7,9 @@
 //! and bytes, with Range); [`errors`] renders the Hub's error shapes; [`pull_through`] fetches
 //! what the store lacks from an upstream, once, while clients stream it.
 //!
+//! Connections are Larder's own ([`conn`]): the router answers, and a held file's body leaves by
+//! `sendfile` ([`body::Segments`], [`zero_copy`]).
+//!
 //! The mirror serves Xet itself ([`xet`]): LFS files are advertised with the Hub's Xet headers,
 //! `xet-read-token` hands out the mirror's own CAS tokens, and the CAS read API is answered from
 //! the store, so Xet clients stay on the mirror too. With `xet` off it emits no Xet headers and
@@ -20,8 +23,10 @@ pub mod access;
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod conn;
 pub mod errors;
 pub mod expand;
+pub mod http1;
 pub mod hub_api;
 pub mod info;
 pub mod limit;
@@ -36,6 +41,7 @@ pub mod resolve;
 pub mod served;
 pub mod ui;
 pub mod xet;
+pub mod zero_copy;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -261,7 +267,7 @@ async fn bind(
         Ok((soft, _)) => tracing::info!(open_files = soft, "file-descriptor limit"),
         Err(error) => tracing::warn!(%error, "could not raise the file-descriptor limit"),
     }
-    let listener = tokio::net::TcpListener::bind(options.addr).await?;
+    let listener = limit::listen(options.addr)?;
     let local_addr = listener.local_addr()?;
     let metrics = Arc::new(metrics::Metrics::default());
     let pull = options
@@ -302,27 +308,8 @@ async fn bind(
         verdicts: repos::Verdicts::default(),
         xet: xet_on.then(xet::XetServe::default),
     });
-    let max_connections = mirror.options.max_connections;
-    let app = router(mirror).into_make_service_with_connect_info::<SocketAddr>();
-    let fut: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
-        match max_connections {
-            Some(limit) => {
-                use axum::serve::ListenerExt;
-                // `tap_io` only lends the wrapper the connect-info (client address) support.
-                let listener = limit::LimitedListener::new(listener, limit)
-                    .tap_io(|_: &mut limit::LimitedStream| {});
-                Box::pin(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown)
-                        .await
-                })
-            }
-            None => Box::pin(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }),
-        };
+    let slots = limit::slots(mirror.options.max_connections);
+    let fut = conn::run(listener, router(mirror), slots, shutdown);
     Ok((local_addr, daemon, served, fut))
 }
 

@@ -5,26 +5,20 @@
 //! for regular files, sha256 for LFS ones, so a cache filled here matches one filled from the
 //! Hub), `X-Linked-Etag` for LFS files, `X-Linked-Size`, an exact `Content-Length` and
 //! `Accept-Ranges: bytes`. Single ranges are honoured in all their forms with the end clamped;
-//! `416` comes only when the start is past the end. Bodies stream from the blob file in large
-//! reads, never buffered whole.
-
-use std::io::SeekFrom;
+//! `416` comes only when the start is past the end. A held blob's body is a file slice
+//! ([`Segments`]): sent by `sendfile` on the mirror's connections, else streamed in large reads,
+//! never buffered whole.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
-use super::body::READ_CHUNK;
+use super::body::{FileSlice, Segments};
 use super::errors::{ServeError, X_REPO_COMMIT, internal};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, empty, noted};
 use crate::registry::FileRow;
-
-/// Bodies up to this size are read in one inline positioned read instead of streamed.
-const SMALL_BODY: u64 = 64 << 10;
 
 /// How long a GET of a file being fetched waits for the first bytes before answering `200`
 /// anyway (clients time out after 10 s, hub-protocol.md §5.2).
@@ -200,28 +194,12 @@ async fn answer(
     }
     mirror.metrics.http_file_bytes(len);
     let body = match source {
-        Source::Blob(blob) if len <= SMALL_BODY => {
-            // Metadata probes (`bytes=0-0`) and small files: one positioned read from the page
-            // cache, inline. Going through tokio::fs would cost three thread hand-offs for a
-            // read that takes microseconds.
-            let mut bytes = vec![0u8; len as usize];
-            std::fs::File::open(&blob)
-                .and_then(|file| {
-                    use std::os::unix::fs::FileExt;
-                    file.read_exact_at(&mut bytes, start)
-                })
-                .map_err(|e| internal("reading a blob failed", &e))?;
-            Body::from(bytes)
-        }
         Source::Blob(blob) => {
-            let mut reader = tokio::fs::File::open(&blob)
-                .await
+            // A slice of the held file: sent by `sendfile` on the mirror's own connections,
+            // streamed otherwise (body.rs).
+            let slice = FileSlice::open(&blob, start, len)
                 .map_err(|e| internal("opening a blob failed", &e))?;
-            reader
-                .seek(SeekFrom::Start(start))
-                .await
-                .map_err(|e| internal("seeking in a blob failed", &e))?;
-            Body::from_stream(ReaderStream::with_capacity(reader.take(len), READ_CHUNK))
+            return Ok(Segments::from(slice).into_response(status, meta));
         }
         Source::Store(blob) => {
             let stream = mirror

@@ -22,6 +22,7 @@ mod quota;
 mod resume;
 mod s3;
 mod serve;
+mod serve_body;
 mod tracking;
 mod ui;
 mod verify;
