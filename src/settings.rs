@@ -227,5 +227,6 @@ pub fn resolve_serve(
     options.rescan_every =
         (shared && flags.rescan_seconds > 0).then(|| Duration::from_secs(flags.rescan_seconds));
     options.xet = !flags.no_xet && config.serve.xet.unwrap_or(true);
+    options.pull_xet = config.pull.xet.unwrap_or(true);
     Ok(ResolvedServe { options, notes })
 }

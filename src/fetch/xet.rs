@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::progress::PullEvent;
-use super::transfer::{FileJob, TransferEnv};
+use super::transfer::{FileJob, PartProgress, PrefixHook, TransferEnv};
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::registry::{HeldTerm, Registry};
 use crate::store::StoreError;
@@ -349,9 +349,24 @@ struct Ctx<'a> {
     job: &'a FileJob,
     upstream: String,
     part: Part,
+    hook: Option<PrefixHook>,
 }
 
 impl Ctx<'_> {
+    /// Records a term as landed and tells the hook how far the part is now written without a gap.
+    fn landed(&self, index: usize, done: DoneTerm) -> Result<(), StoreError> {
+        self.part
+            .landed(index, done, self.env.settings.checkpoint_interval)?;
+        self.report_prefix();
+        Ok(())
+    }
+
+    fn report_prefix(&self) {
+        let Some(hook) = &self.hook else { return };
+        let prefix = contiguous_prefix(&self.part.lock().0.done);
+        hook(&self.part.path, PartProgress::Prefix(prefix));
+    }
+
     fn store_error(&self, source: StoreError) -> XetTransferError {
         XetTransferError::Store {
             path: self.job.path.clone(),
@@ -374,6 +389,18 @@ pub async fn fetch_file(
     xet: &XetEnv,
     job: &FileJob,
     xet_hash: &str,
+) -> Result<XetFetched, XetTransferError> {
+    fetch_file_with_hook(env, xet, job, xet_hash, None).await
+}
+
+/// [`fetch_file`], telling `hook` how far the part is written without a gap as terms land (so a
+/// mirror can stream that prefix to plain-HTTP clients meanwhile) and when it is verified.
+pub async fn fetch_file_with_hook(
+    env: &TransferEnv,
+    xet: &XetEnv,
+    job: &FileJob,
+    xet_hash: &str,
+    hook: Option<PrefixHook>,
 ) -> Result<XetFetched, XetTransferError> {
     let upstream = env.client.endpoint();
     let path = job.path.clone();
@@ -427,7 +454,9 @@ pub async fn fetch_file(
         job,
         upstream,
         part,
+        hook,
     };
+    ctx.report_prefix();
 
     // The delta: terms the store holds are copied.
     let mut reused = 0;
@@ -443,8 +472,7 @@ pub async fn fetch_file(
                     path: path.clone(),
                     bytes: term.len,
                 });
-                ctx.part
-                    .landed(term.index, done, env.settings.checkpoint_interval)
+                ctx.landed(term.index, done)
                     .map_err(|e| ctx.store_error(e))?;
             }
             None => missing.push(term),
@@ -521,6 +549,9 @@ pub async fn fetch_file(
             });
         }
     }
+    if let Some(hook) = &ctx.hook {
+        hook(&ctx.part.path, PartProgress::Verified);
+    }
     ctx.part
         .file
         .sync_all()
@@ -565,6 +596,19 @@ pub async fn fetch_file(
         resumed,
         chunking,
     })
+}
+
+/// The length of the part written without a gap from its start: the terms landed in order from
+/// the first (terms are numbered in file order and each starts where the one before ends).
+fn contiguous_prefix(done: &BTreeMap<usize, DoneTerm>) -> u64 {
+    let mut end = 0;
+    for (expected, (index, term)) in done.iter().enumerate() {
+        if *index != expected || term.offset != end {
+            break;
+        }
+        end = term.offset + term.lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
+    }
+    end
 }
 
 /// sha256 of the part and the Xet chunking of its chunks (`lengths` in file order), in one read.
@@ -769,8 +813,7 @@ async fn fetch_group(
             offset: term.offset,
             lengths: chunks.iter().map(|c| c.data.len() as u32).collect(),
         };
-        ctx.part
-            .landed(term.index, done, env.settings.checkpoint_interval)
+        ctx.landed(term.index, done)
             .map_err(|e| ctx.store_error(e))?;
     }
     Ok(received)
@@ -816,4 +859,33 @@ async fn fetch_range(ctx: &Ctx<'_>, fetch: &FetchRange) -> Result<Vec<u8>, Range
         }));
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(offset: u64, len: u32) -> DoneTerm {
+        DoneTerm {
+            xorb: String::new(),
+            chunk_start: 0,
+            chunk_end: 1,
+            offset,
+            lengths: vec![len],
+        }
+    }
+
+    #[test]
+    fn prefix_stops_at_the_first_gap() {
+        let mut done = BTreeMap::new();
+        assert_eq!(contiguous_prefix(&done), 0);
+        done.insert(1, term(100, 50));
+        assert_eq!(contiguous_prefix(&done), 0, "term 0 has not landed");
+        done.insert(0, term(0, 100));
+        assert_eq!(contiguous_prefix(&done), 150);
+        done.insert(3, term(200, 10));
+        assert_eq!(contiguous_prefix(&done), 150, "term 2 is missing");
+        done.insert(2, term(150, 50));
+        assert_eq!(contiguous_prefix(&done), 210);
+    }
 }

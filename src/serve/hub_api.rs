@@ -70,10 +70,7 @@ pub async fn info(
     let revision = tail
         .map(RevisionTail::whole)
         .unwrap_or_else(|| "main".to_owned());
-    let sha = match mirror.commit_for(&target, &revision, headers).await? {
-        Some(sha) => sha,
-        None => return Err(mirror.unknown_revision(&target, &revision, headers).await),
-    };
+    let sha = mirror.commit_named(&target, &revision, headers).await?;
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, false).await?;
 
@@ -420,10 +417,7 @@ pub async fn paths_info(
 ) -> Result<Response, ServeError> {
     let target = mirror.target(repo_type, repo, headers)?;
     let revision = tail.whole();
-    let sha = match mirror.commit_for(&target, &revision, headers).await? {
-        Some(sha) => sha,
-        None => return Err(mirror.unknown_revision(&target, &revision, headers).await),
-    };
+    let sha = mirror.commit_named(&target, &revision, headers).await?;
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, false).await?;
     mirror.refuse_disabled(&target)?;

@@ -81,6 +81,8 @@ pub struct Metrics {
     xet_bytes: AtomicU64,
     /// File bytes sent by `/resolve` (the plain HTTP path).
     http_file_bytes: AtomicU64,
+    /// File bytes pull-through over Xet copied from held blobs instead of fetching them.
+    pull_through_reused: AtomicU64,
 }
 
 impl Metrics {
@@ -121,13 +123,18 @@ impl Metrics {
         self.xet_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// The transport counters, with `reused_bytes` from the job queue.
-    pub fn transports(&self, reused_bytes: u64) -> super::repos::Transports {
+    /// Count file bytes a pull-through over Xet copied from held blobs.
+    pub fn pull_through_reused(&self, bytes: u64) {
+        self.pull_through_reused.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The transport counters, with `job_reused_bytes` from the job queue.
+    pub fn transports(&self, job_reused_bytes: u64) -> super::repos::Transports {
         super::repos::Transports {
             reconstructions: load(&self.xet_reconstructions),
             xet_bytes: load(&self.xet_bytes),
             http_bytes: load(&self.http_file_bytes),
-            reused_bytes,
+            reused_bytes: job_reused_bytes + load(&self.pull_through_reused),
         }
     }
 
@@ -314,13 +321,13 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
         &mut out,
         "larder_xet_reused_bytes_total",
         "counter",
-        "File bytes pulls over Xet copied from blobs already held instead of fetching them \
-         (what a mirror chain saves).",
+        "File bytes pulls and pull-through over Xet copied from blobs already held instead of \
+         fetching them (what a mirror chain saves).",
     );
     let _ = writeln!(
         out,
         "larder_xet_reused_bytes_total {}",
-        daemon.map_or(0, |d| d.xet_reused_bytes())
+        daemon.map_or(0, |d| d.xet_reused_bytes()) + load(&m.pull_through_reused)
     );
     let job_transfers = daemon.map_or(0, |d| d.active_transfers());
     let pull_through = u64::try_from(m.pull_through_active.load(Ordering::Relaxed)).unwrap_or(0);

@@ -107,6 +107,9 @@ pub struct ServeOptions {
     /// Serve Xet: advertise it, hand out CAS tokens, answer reconstructions and xorb ranges
     /// (`false`: hide Xet so that every client uses plain HTTP).
     pub xet: bool,
+    /// Pull-through fetches files the upstream stores in Xet over its Xet storage (`[pull] xet`;
+    /// `false`: always over plain HTTP).
+    pub pull_xet: bool,
 }
 
 impl ServeOptions {
@@ -125,6 +128,7 @@ impl ServeOptions {
             redirect_to_store: false,
             rescan_every: None,
             xet: true,
+            pull_xet: true,
         }
     }
 }
@@ -587,6 +591,20 @@ impl Mirror {
             .resolve(target.kind, &target.repo, revision)
             .await
             .map_err(|e| internal("resolving a revision failed", &e))
+    }
+
+    /// The commit a revision names ([`Mirror::commit_for`]), or the error saying why there is
+    /// none ([`Mirror::unknown_revision`]).
+    pub(crate) async fn commit_named(
+        &self,
+        target: &Target,
+        revision: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, ServeError> {
+        match self.commit_for(target, revision, headers).await? {
+            Some(sha) => Ok(sha),
+            None => Err(self.unknown_revision(target, revision, headers).await),
+        }
     }
 
     /// The error for a revision that resolved to nothing: the repo or the revision is unknown.

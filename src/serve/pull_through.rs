@@ -13,9 +13,12 @@
 //!   alias, and the client gets the same redirect, to the mirror's own URL.
 //! - **Files.** A miss starts — or joins — the one [`Flight`] of that content (keyed like the
 //!   transfer engine's parts: sha256, or the git oid for regular files). The transfer runs in its
-//!   own task with [`transfer::fetch_file_with_hook`], which reports the part's contiguous,
-//!   read-back prefix; every client streams from the part file up to that prefix and waits for
-//!   it to grow. A client that disconnects does not cancel the transfer. The last byte of every
+//!   own task: over the upstream's Xet storage when it listed a Xet hash for the content (and
+//!   `[pull] xet` allows; terms the store already holds are copied, so a new revision of a held
+//!   file costs only its changed chunks, and a chain of mirrors passes that on), else — or when
+//!   that storage is unusable — over plain HTTP. Both report the part's contiguous prefix (the
+//!   Xet one as terms land in order, the plain one as it is read back); every client streams
+//!   from the part file up to that prefix and waits for it to grow. A client that disconnects does not cancel the transfer. The last byte of every
 //!   answer is held back until the digest matched, so if verification fails every client stream
 //!   is aborted with an error (the connection is reset, no client caches a wrong file) and
 //!   nothing is published. Once it matched, clients get the last byte at once, while the part
@@ -47,6 +50,7 @@ use crate::fetch::progress::{PullEvent, Reporter};
 use crate::fetch::transfer::{
     self, FileJob, PartProgress, PrefixHook, TransferEnv, TransferSettings,
 };
+use crate::fetch::xet::{self as fetch_xet, XetEnv};
 use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, is_commit_sha};
 use crate::record::{self, Checked};
 use crate::registry::{FileRecord, FileRow, RepoKind};
@@ -64,6 +68,11 @@ const ACCESS_CACHE_MAX: usize = 4096;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(8);
 /// Connections shared by all pull-through transfers.
 const CONNECTIONS: usize = 16;
+/// How long an upstream CAS session (its token, refreshed as it expires, and its connections)
+/// is kept for more files of the same commit.
+const CAS_SESSION_TTL: Duration = Duration::from_secs(600);
+/// Most CAS sessions kept at once.
+const CAS_SESSION_MAX: usize = 256;
 
 /// Where a transfer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +104,8 @@ pub struct Flight {
 struct Reader {
     stage: watch::Receiver<Stage>,
     inner: Arc<FlightInner>,
-    file: Option<tokio::fs::File>,
+    /// The open part (and its path) or blob (`None` path).
+    file: Option<(tokio::fs::File, Option<PathBuf>)>,
     pos: u64,
     end: u64,
     failed: bool,
@@ -180,10 +190,17 @@ impl Reader {
             };
             let limit = readable.min(self.end);
             if self.pos < limit {
+                // A transfer that fell back from Xet to plain HTTP writes another part: bytes
+                // past the old part's prefix are read from the new one.
+                if let (Some((_, Some(opened))), Stage::Running { .. }) = (&self.file, &stage)
+                    && *opened != self.part_path()
+                {
+                    self.file = None;
+                }
                 if self.file.is_none() {
                     self.file = self.open(&stage).await;
                 }
-                if let Some(file) = &mut self.file {
+                if let Some((file, _)) = &mut self.file {
                     let want = ((limit - self.pos) as usize).min(READ_CHUNK);
                     let mut buffer = vec![0u8; want];
                     file.seek(io::SeekFrom::Start(self.pos)).await?;
@@ -206,17 +223,22 @@ impl Reader {
 
     /// The part while it is written; the blob once published (the part is renamed into it, so
     /// an already open part stays valid either way).
-    async fn open(&self, stage: &Stage) -> Option<tokio::fs::File> {
+    async fn open(&self, stage: &Stage) -> Option<(tokio::fs::File, Option<PathBuf>)> {
         if let Stage::Done(blob) = stage {
-            return tokio::fs::File::open(blob).await.ok();
+            return tokio::fs::File::open(blob).await.ok().map(|f| (f, None));
         }
-        let part = self
-            .inner
+        let part = self.part_path();
+        let file = tokio::fs::File::open(&part).await.ok()?;
+        Some((file, Some(part)))
+    }
+
+    /// Where the transfer writes now.
+    fn part_path(&self) -> PathBuf {
+        self.inner
             .part
             .lock()
             .map(|p| p.clone())
-            .unwrap_or_else(|p| p.into_inner().clone());
-        tokio::fs::File::open(&part).await.ok()
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 }
 
@@ -275,20 +297,60 @@ pub struct PullThrough {
     disabled: Mutex<HashMap<RepoKey, Instant>>,
     /// The mirror's counters.
     metrics: Arc<Metrics>,
+    /// Upstream CAS sessions by commit, for files fetched over Xet.
+    cas: TtlCache<RepoItemKey, Arc<crate::xet::cas::CasSession>>,
 }
 
 /// Counts the bytes a transfer receives for `/metrics`.
+///
+/// A plain transfer's progress is all received bytes. A Xet transfer's progress also counts
+/// terms copied from held blobs, so its received bytes are counted from its closing
+/// `FileDelta` instead (what crossed the wire, and what was reused), unless it fell back to
+/// plain HTTP.
 struct Counting {
     metrics: Arc<Metrics>,
     kind: RepoKind,
+    progress_is_received: std::sync::atomic::AtomicBool,
+}
+
+impl Counting {
+    fn new(metrics: Arc<Metrics>, kind: RepoKind, over_xet: bool) -> Self {
+        Counting {
+            metrics,
+            kind,
+            progress_is_received: std::sync::atomic::AtomicBool::new(!over_xet),
+        }
+    }
 }
 
 impl Reporter for Counting {
     fn report(&self, event: &PullEvent) {
-        if let PullEvent::FileProgress { bytes, .. } = event {
-            self.metrics.upstream_bytes(self.kind, *bytes);
+        use std::sync::atomic::Ordering;
+        match event {
+            PullEvent::FileProgress { bytes, .. }
+                if self.progress_is_received.load(Ordering::Relaxed) =>
+            {
+                self.metrics.upstream_bytes(self.kind, *bytes);
+            }
+            PullEvent::XetFallback { .. } => {
+                self.progress_is_received.store(true, Ordering::Relaxed);
+            }
+            PullEvent::FileDelta {
+                fetched, reused, ..
+            } => {
+                self.metrics.upstream_bytes(self.kind, *fetched);
+                self.metrics.pull_through_reused(*reused);
+            }
+            _ => {}
         }
     }
+}
+
+/// What a flight's transfer produced, whichever way it went.
+struct Landed {
+    sha256: String,
+    received: u64,
+    chunking: Option<crate::xet::XetChunking>,
 }
 
 impl PullThrough {
@@ -309,6 +371,7 @@ impl PullThrough {
             down_since: Mutex::new(None),
             disabled: Mutex::new(HashMap::new()),
             metrics,
+            cas: TtlCache::new(CAS_SESSION_TTL, CAS_SESSION_MAX),
         }
     }
 
@@ -672,22 +735,24 @@ impl PullThrough {
                 ),
             });
         }
-        let mut flights = self.flights.lock().map_err(|_| ServeError::Internal)?;
-        if let Some(flight) = flights.get(&key)
-            && !matches!(&*flight.inner.stage.borrow(), Stage::Failed(_))
-        {
-            return Ok(flight.clone());
-        }
-        let (tx, rx) = watch::channel(Stage::Running { prefix: 0 });
-        let flight = Flight {
-            inner: Arc::new(FlightInner {
-                part: std::sync::Mutex::new(transfer::part_path(&self.larder.local, &job)),
-                size: job.size,
-                stage: rx,
-            }),
+        let (flight, tx) = {
+            let mut flights = self.flights.lock().map_err(|_| ServeError::Internal)?;
+            if let Some(flight) = flights.get(&key)
+                && !matches!(&*flight.inner.stage.borrow(), Stage::Failed(_))
+            {
+                return Ok(flight.clone());
+            }
+            let (tx, rx) = watch::channel(Stage::Running { prefix: 0 });
+            let flight = Flight {
+                inner: Arc::new(FlightInner {
+                    part: std::sync::Mutex::new(transfer::part_path(&self.larder.local, &job)),
+                    size: job.size,
+                    stage: rx,
+                }),
+            };
+            flights.insert(key.clone(), flight.clone());
+            (flight, tx)
         };
-        flights.insert(key.clone(), flight.clone());
-        drop(flights);
         tracing::info!(
             repo = target.repo,
             commit,
@@ -695,6 +760,9 @@ impl PullThrough {
             size = file.size,
             "pull-through: fetching"
         );
+        let xet = self
+            .xet_source(mirror, target, &repo_id, commit, file)
+            .await;
         let env = TransferEnv {
             client: self.larder.client.clone(),
             store: self.larder.local.clone(),
@@ -704,10 +772,11 @@ impl PullThrough {
                 retry: self.larder.client.retry_policy(),
                 ..TransferSettings::default()
             },
-            reporter: Arc::new(Counting {
-                metrics: self.metrics.clone(),
-                kind: target.kind,
-            }),
+            reporter: Arc::new(Counting::new(
+                self.metrics.clone(),
+                target.kind,
+                xet.is_some(),
+            )),
             // The daemon's global rate (`--max-rate`) covers pull-through as well as jobs.
             rate_limit: mirror.options.jobs.rate_limit.clone(),
             request_limit: None,
@@ -737,10 +806,9 @@ impl PullThrough {
         let metrics = self.metrics.clone();
         metrics.pull_through_transfers(1);
         tokio::spawn(async move {
-            let result = transfer::fetch_file_with_hook(&env, job, Some(hook)).await;
-            let stage = match result {
+            let stage = match land(&env, job, xet, hook).await {
                 Ok(fetched) => {
-                    let sha = fetched.digests.sha256.clone();
+                    let sha = fetched.sha256.clone();
                     let recorded = record(
                         &larder,
                         registry_kind_,
@@ -748,7 +816,7 @@ impl PullThrough {
                         &commit,
                         &row,
                         &sha,
-                        fetched.digests.xet.as_ref(),
+                        fetched.chunking.as_ref(),
                     )
                     .await;
                     let local = larder
@@ -768,12 +836,8 @@ impl PullThrough {
                         (Err(why), _) | (_, Err(why)) => Stage::Failed(why),
                     }
                 }
-                Err(error) => {
-                    metrics.error(match error {
-                        transfer::TransferError::Mismatch { .. } => ErrorKind::VerificationFailed,
-                        _ => ErrorKind::UpstreamTransferFailed,
-                    });
-                    let why = transfer::error_chain(&error);
+                Err((kind, why)) => {
+                    metrics.error(kind);
                     tracing::error!(
                         repo,
                         path = row.path,
@@ -792,6 +856,124 @@ impl PullThrough {
             metrics.pull_through_transfers(-1);
         });
         Ok(flight)
+    }
+}
+
+impl PullThrough {
+    /// The upstream Xet storage to fetch `file` from, when pull-through may use Xet and the
+    /// upstream listed a Xet hash for the content: the commit's CAS session (kept for the
+    /// commit's other files) and that hash.
+    async fn xet_source(
+        &self,
+        mirror: &Mirror,
+        target: &Target,
+        repo: &RepoId,
+        commit: &str,
+        file: &FileRow,
+    ) -> Option<(XetEnv, String)> {
+        if !mirror.options.pull_xet || !file.lfs {
+            return None;
+        }
+        let sha256 = file.sha256.clone()?;
+        let xet_hash = match self
+            .larder
+            .registry
+            .known_xet_hashes(vec![sha256.clone()])
+            .await
+        {
+            Ok(mut known) => known.remove(&sha256)?,
+            Err(error) => {
+                tracing::warn!(error = %transfer::error_chain(&error), "looking up a listed Xet hash failed; fetching over plain HTTP");
+                return None;
+            }
+        };
+        let key = RepoItemKey::new(target.kind, repo.as_str(), commit);
+        let session = match self.cas.get(&key) {
+            Some(session) => session,
+            None => {
+                let session = crate::xet::cas::CasSession::new(
+                    &self.larder.client,
+                    RepoType::from(target.kind),
+                    repo,
+                    commit,
+                );
+                match session {
+                    Ok(session) => {
+                        let session = Arc::new(session);
+                        self.cas.insert(key, session.clone());
+                        session
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the upstream's Xet storage is unusable; fetching over plain HTTP");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some((
+            XetEnv {
+                registry: self.larder.registry.clone(),
+                session,
+            },
+            xet_hash,
+        ))
+    }
+}
+
+/// Fetches `job` into the store: over the upstream's Xet storage when `xet` is given (falling
+/// back to plain HTTP when that storage is unusable), else over plain HTTP. Errors come with
+/// the kind counted for `/metrics` and the reason given to waiting clients.
+async fn land(
+    env: &TransferEnv,
+    job: FileJob,
+    xet: Option<(XetEnv, String)>,
+    hook: PrefixHook,
+) -> Result<Landed, (ErrorKind, String)> {
+    if let Some((xet_env, xet_hash)) = xet {
+        match fetch_xet::fetch_file_with_hook(env, &xet_env, &job, &xet_hash, Some(hook.clone()))
+            .await
+        {
+            Ok(fetched) => {
+                return Ok(Landed {
+                    sha256: fetched.sha256,
+                    received: fetched.fetched,
+                    chunking: Some(fetched.chunking),
+                });
+            }
+            Err(error) if error.falls_back() => {
+                let reason = transfer::error_chain(&error);
+                tracing::warn!(
+                    path = job.path,
+                    reason,
+                    "pull-through over Xet failed; fetching over plain HTTP"
+                );
+                env.reporter.report(&PullEvent::XetFallback {
+                    path: job.path.clone(),
+                    reason,
+                });
+            }
+            Err(error) => {
+                let kind = match error {
+                    fetch_xet::XetTransferError::Mismatch { .. } => ErrorKind::VerificationFailed,
+                    _ => ErrorKind::UpstreamTransferFailed,
+                };
+                return Err((kind, transfer::error_chain(&error)));
+            }
+        }
+    }
+    match transfer::fetch_file_with_hook(env, job, Some(hook)).await {
+        Ok(fetched) => Ok(Landed {
+            sha256: fetched.digests.sha256,
+            received: fetched.received,
+            chunking: fetched.digests.xet,
+        }),
+        Err(error) => {
+            let kind = match error {
+                transfer::TransferError::Mismatch { .. } => ErrorKind::VerificationFailed,
+                _ => ErrorKind::UpstreamTransferFailed,
+            };
+            Err((kind, transfer::error_chain(&error)))
+        }
     }
 }
 

@@ -187,10 +187,11 @@ pub fn hash_from_bytes(bytes: &[u8; 32]) -> MerkleHash {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    /// Reproducible incompressible bytes (xorshift) for the Xet modules' tests.
+    pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {

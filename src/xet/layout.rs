@@ -264,17 +264,7 @@ mod tests {
     use crate::xet::hash_bytes;
     use crate::xet::xorb::decode_chunks;
 
-    fn data(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::xet::chunking::tests::noise as data;
 
     fn serialise(layout: &BlobLayout, blob: &[u8], xorb: &MirrorXorb) -> Vec<u8> {
         let len = layout.xorb_len(xorb);

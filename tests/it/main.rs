@@ -1,6 +1,7 @@
 //! Integration tests of `larder pull` and friends against the Hub stand-in (no internet).
 
 mod cli_output;
+mod client_matrix;
 mod common;
 mod convert;
 mod daemon;

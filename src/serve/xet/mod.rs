@@ -190,10 +190,7 @@ pub async fn read_token(
     };
     let target = mirror.target(repo_type, repo, headers)?;
     let revision = tail.whole();
-    let sha = match mirror.commit_for(&target, &revision, headers).await? {
-        Some(sha) => sha,
-        None => return Err(mirror.unknown_revision(&target, &revision, headers).await),
-    };
+    let sha = mirror.commit_named(&target, &revision, headers).await?;
     let detail = mirror.detail(&target, &sha, headers).await?;
     mirror.authorize(&target, &detail, headers, true).await?;
     mirror.refuse_disabled(&target)?;
