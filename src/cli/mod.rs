@@ -140,6 +140,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let daemon = args.daemon().unwrap_or_default().to_owned();
             return pull::run_on_daemon(&daemon, args).await;
         }
+        // The administrative verbs with `--daemon URL` go through the mirror's `/v1` API.
+        Command::Pin(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return pin::run_on_daemon(&daemon, args, true).await;
+        }
+        Command::Unpin(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return pin::run_on_daemon(&daemon, args, false).await;
+        }
+        Command::Track(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return track::track_on_daemon(&daemon, args).await;
+        }
+        Command::Untrack(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return track::untrack_on_daemon(&daemon, args).await;
+        }
+        Command::Rm(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return rm::run_on_daemon(&daemon, args).await;
+        }
+        Command::Gc(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return gc::run_on_daemon(&daemon, args).await;
+        }
+        Command::Verify(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return verify::run_on_daemon(&daemon, args).await;
+        }
+        Command::Convert(args) if args.daemon().is_some() => {
+            let daemon = args.daemon().unwrap_or_default().to_owned();
+            return convert::run_on_daemon(&daemon, args).await;
+        }
         command => command,
     };
     let settings = Settings::resolve(home, Some(endpoint));

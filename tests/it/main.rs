@@ -1,7 +1,10 @@
 //! Integration tests of `larder pull` and friends against the Hub stand-in (no internet).
 
+mod browser;
 mod cli_output;
 mod common;
+mod console;
+mod console_api;
 mod convert;
 mod daemon;
 mod daemon_jobs;

@@ -1,0 +1,229 @@
+//! One held repo as the console shows it (`GET /v1/repos/{kind}/{org}/{name}` and the repo
+//! page): its revisions over time with the licence of each (a change from the revision before
+//! is marked), the files of the newest revision with sizes and hashes, the `base_model`
+//! lineage ([`super::lineage`]), and the conversions made from it. Private repos are not found,
+//! as everywhere on the page.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::Mirror;
+use super::api_error::ApiError;
+use super::lineage::{self, Lineage};
+use crate::registry::{RegistryError, RepoKind};
+
+/// Most files listed (a repo may hold many thousands; the rest are counted).
+pub const MAX_FILES: usize = 2000;
+
+/// One held revision.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionView {
+    /// The commit.
+    pub commit: String,
+    /// Refs pointing at it when last seen.
+    pub refs: Vec<String>,
+    /// When it was pulled (unix seconds).
+    pub fetched_at: i64,
+    /// Bytes held of the tree's bytes.
+    pub bytes_held: u64,
+    /// Bytes of the whole tree.
+    pub bytes_total: u64,
+    /// Whether it is pinned.
+    pub pinned: bool,
+    /// Its licence (Hub id or catalog key), when detected.
+    pub licence: Option<String>,
+    /// The licence's full name, when the catalog knows it.
+    pub licence_name: Option<String>,
+    /// Whether the licence differs from the revision pulled before it.
+    pub licence_changed: bool,
+}
+
+/// One file of the newest revision.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileView {
+    /// Path in the repo.
+    pub path: String,
+    /// Bytes.
+    pub size: u64,
+    /// Its SHA-256 (LFS files and hashed regular files).
+    pub sha256: Option<String>,
+    /// Its git blob id.
+    pub git_oid: String,
+    /// Whether the store holds it.
+    pub held: bool,
+}
+
+/// A conversion made from the repo.
+#[derive(Debug, Clone, Serialize)]
+pub struct DerivedView {
+    /// The derived repo.
+    pub repo: String,
+    /// Its commit.
+    pub commit: String,
+    /// The source commit.
+    pub source_commit: String,
+    /// The tool, e.g. `larder-convert`.
+    pub tool: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// When.
+    pub created_at: i64,
+}
+
+/// Everything the repo page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepoDetail {
+    /// `model` or `dataset`.
+    pub kind: RepoKind,
+    /// `org/name`.
+    pub name: String,
+    /// The gate, if any.
+    pub gated: Option<String>,
+    /// Revisions, newest first.
+    pub revisions: Vec<RevisionView>,
+    /// The newest revision's files (at most [`MAX_FILES`]).
+    pub files: Vec<FileView>,
+    /// Files left out of `files`.
+    pub files_omitted: usize,
+    /// The newest revision's licence and verdict.
+    pub licence: super::repos::LicenceView,
+    /// Where it came from.
+    pub lineage: Lineage,
+    /// Conversions made from it.
+    pub derived: Vec<DerivedView>,
+    /// Refs tracked.
+    pub tracked: Vec<String>,
+}
+
+/// The repo's detail; `None` when it is not held or private.
+pub async fn detail(
+    mirror: &Mirror,
+    kind: RepoKind,
+    name: &str,
+) -> Result<Option<RepoDetail>, RegistryError> {
+    let registry = &mirror.larder.registry;
+    let Some(summary) = registry
+        .list_repos()
+        .await?
+        .into_iter()
+        .find(|r| r.kind == kind && r.name == name && !r.private)
+    else {
+        return Ok(None);
+    };
+    let Some(newest) = summary.revisions.first() else {
+        return Ok(None);
+    };
+    let history = registry.licence_history(kind, name).await?;
+    let catalog = larder_licence::Catalog::builtin();
+    let licence_of = |sha: &str| {
+        history
+            .iter()
+            .position(|h| h.sha == sha)
+            .map(|i| (i, history[i].licence_key.clone()))
+    };
+    let mut revisions: Vec<RevisionView> = summary
+        .revisions
+        .iter()
+        .map(|r| {
+            let (licence, changed) = match licence_of(&r.sha) {
+                Some((i, key)) => {
+                    let before = i
+                        .checked_sub(1)
+                        .map(|p| history[p].licence_key.clone())
+                        .unwrap_or_else(|| key.clone());
+                    let changed = i > 0 && before != key;
+                    (key, changed)
+                }
+                None => (None, false),
+            };
+            let known = licence.as_deref().and_then(|k| catalog.get(k));
+            RevisionView {
+                commit: r.sha.clone(),
+                refs: r.refs.clone(),
+                fetched_at: r.fetched_at,
+                bytes_held: r.bytes_held,
+                bytes_total: r.bytes_total,
+                pinned: r.pinned,
+                licence_name: known.map(|l| l.name.clone()),
+                licence: known.map(|l| l.report_id().to_owned()).or(licence),
+                licence_changed: changed,
+            }
+        })
+        .collect();
+    revisions.sort_by(|a, b| b.fetched_at.cmp(&a.fetched_at));
+    let commit = registry.commit_detail(kind, name, &newest.sha).await?;
+    let (files, files_omitted, card) = match commit {
+        Some(detail) => {
+            let total = detail.files.len();
+            let files: Vec<FileView> = detail
+                .files
+                .into_iter()
+                .take(MAX_FILES)
+                .map(|f| FileView {
+                    path: f.path,
+                    size: f.size,
+                    sha256: f.sha256,
+                    git_oid: f.git_oid,
+                    held: f.held,
+                })
+                .collect();
+            (files, total.saturating_sub(MAX_FILES), detail.card_json)
+        }
+        None => (Vec::new(), 0, None),
+    };
+    let licence = super::repos::verdict(mirror, kind, name, &newest.sha).await;
+    let lineage = lineage::trace(mirror, name, &licence, card.as_ref()).await?;
+    let derived = registry
+        .derivations_from(kind, name)
+        .await?
+        .into_iter()
+        .map(|d| DerivedView {
+            repo: d.derived.name,
+            commit: d.derived.sha,
+            source_commit: d.source.sha,
+            tool: d.tool,
+            params: d.params,
+            created_at: d.created_at,
+        })
+        .collect();
+    let tracked = registry
+        .tracked()
+        .await?
+        .into_iter()
+        .filter(|t| t.kind == kind && t.name == name)
+        .map(|t| t.reference)
+        .collect();
+    Ok(Some(RepoDetail {
+        kind,
+        name: summary.name,
+        gated: summary.gated,
+        revisions,
+        files,
+        files_omitted,
+        licence,
+        lineage,
+        derived,
+        tracked,
+    }))
+}
+
+/// `GET /v1/repos/{kind}/{org}/{name}`.
+pub async fn get(
+    State(mirror): State<Arc<Mirror>>,
+    Path((kind, org, name)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let kind = super::actions::path_kind(&kind)?;
+    let name = format!("{org}/{name}");
+    crate::hub::RepoId::parse(&name).map_err(|e| ApiError::bad_request(&e))?;
+    match detail(&mirror, kind, &name).await {
+        Ok(Some(detail)) => Ok(axum::Json(detail).into_response()),
+        Ok(None) => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("{name} is not held"),
+        )),
+        Err(e) => Err(ApiError::internal("reading a repo", &e)),
+    }
+}
