@@ -259,7 +259,10 @@ impl Browser {
     pub(crate) fn wait_for(&mut self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let value = self.eval(expression);
+            // Until the page has loaded, what the expression reads may not exist yet.
+            let value = self.eval(&format!(
+                "(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
+            ));
             if done(&value) {
                 return value;
             }
