@@ -152,7 +152,7 @@ pub fn svg(lineage: &Lineage) -> String {
     }
     let widest = per_level.iter().copied().max().unwrap_or(1);
     let width = widest * (BOX_W + GAP_X) + GAP_X;
-    let height = levels * (BOX_H + GAP_Y) + GAP_Y - 10;
+    let height = levels * (BOX_H + GAP_Y);
     let position = |i: usize| {
         let node = &lineage.nodes[i];
         let row_width = per_level[node.depth] * (BOX_W + GAP_X) - GAP_X;

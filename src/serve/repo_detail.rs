@@ -116,13 +116,19 @@ pub async fn detail(
     let Some(newest) = summary.revisions.first() else {
         return Ok(None);
     };
-    let history = registry.licence_history(kind, name).await?;
-    let catalog = larder_licence::Catalog::builtin();
+    // Each commit's licence as `larder show` reports it (from the stored detection).
+    let history = match crate::licence::licence_history(&mirror.larder, kind, name).await {
+        Ok(history) => history,
+        Err(error) => {
+            tracing::warn!(repo = name, %error, "licence history unavailable");
+            Vec::new()
+        }
+    };
     let licence_of = |sha: &str| {
         history
             .iter()
-            .position(|h| h.sha == sha)
-            .map(|i| (i, history[i].licence_key.clone()))
+            .position(|h| h.commit == sha)
+            .map(|i| (i, history[i].licence_id.clone()))
     };
     let mut revisions: Vec<RevisionView> = summary
         .revisions
@@ -132,14 +138,15 @@ pub async fn detail(
                 Some((i, key)) => {
                     let before = i
                         .checked_sub(1)
-                        .map(|p| history[p].licence_key.clone())
+                        .map(|p| history[p].licence_id.clone())
                         .unwrap_or_else(|| key.clone());
                     let changed = i > 0 && before != key;
                     (key, changed)
                 }
                 None => (None, false),
             };
-            let known = licence.as_deref().and_then(|k| catalog.get(k));
+            let licence_name =
+                licence_of(&r.sha).and_then(|(i, _)| history[i].licence_name.clone());
             RevisionView {
                 commit: r.sha.clone(),
                 refs: r.refs.clone(),
@@ -147,8 +154,8 @@ pub async fn detail(
                 bytes_held: r.bytes_held,
                 bytes_total: r.bytes_total,
                 pinned: r.pinned,
-                licence_name: known.map(|l| l.name.clone()),
-                licence: known.map(|l| l.report_id().to_owned()).or(licence),
+                licence_name,
+                licence,
                 licence_changed: changed,
             }
         })

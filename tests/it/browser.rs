@@ -112,48 +112,20 @@ pub(crate) fn chromium() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Load `url` in headless Chromium, let its scripts run for a few (virtual) seconds, and return
-/// the resulting DOM.
+/// Load `url` in headless Chromium, let its scripts run (until they fetched the jobs once,
+/// then two more seconds), and return the resulting DOM. (Chromium's own `--dump-dom` with a
+/// virtual time budget never ends on a page that keeps an event stream open.)
 pub(crate) fn dump_dom(browser: &PathBuf, url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--virtual-time-budget=4000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", browser.display()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut dom = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut dom).map(|_| dom)
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match child.try_wait().expect("wait for chromium") {
-            Some(status) => {
-                assert!(status.success(), "chromium failed: {status}");
-                break;
-            }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("chromium did not finish within 60 s");
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    reader.join().expect("reader").expect("DOM is UTF-8")
+    let mut page = Browser::open(browser, url);
+    page.wait_for(
+        "document.readyState === 'complete' && Number(document.body.dataset.polls) >= 1",
+        |v| *v == json!(true),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    page.eval("document.documentElement.outerHTML")
+        .as_str()
+        .expect("the DOM")
+        .to_owned()
 }
 
 /// A page in headless Chromium driven over the DevTools protocol on a pipe

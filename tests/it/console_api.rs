@@ -773,6 +773,8 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
     assert_eq!(nodes[2].2.to_lowercase(), "llama3.1", "{nodes:?}");
     assert_eq!(detail["lineage"]["edges"].as_array().map(Vec::len), Some(3));
     assert_eq!(detail["lineage"]["nodes"][3]["held"], false);
+    assert_eq!(detail["revisions"][0]["licence"], "apache-2.0", "{detail}");
+    assert_eq!(detail["revisions"][0]["licence_changed"], false);
 
     let page = reqwest::get(format!("{base}/-/repo/model/acme/tune"))
         .await
