@@ -15,6 +15,8 @@ use super::api_error::ApiError;
 use super::lineage::{self, Lineage};
 use crate::registry::{RegistryError, RepoKind};
 
+/// Most revisions whose licence is detected for the page when no detection was stored.
+const MAX_AUDITED: usize = 50;
 /// Most files listed (a repo may hold many thousands; the rest are counted).
 pub const MAX_FILES: usize = 2000;
 
@@ -130,36 +132,38 @@ pub async fn detail(
             .position(|h| h.commit == sha)
             .map(|i| (i, history[i].licence_id.clone()))
     };
-    let mut revisions: Vec<RevisionView> = summary
-        .revisions
-        .iter()
-        .map(|r| {
-            let (licence, changed) = match licence_of(&r.sha) {
-                Some((i, key)) => {
-                    let before = i
-                        .checked_sub(1)
-                        .map(|p| history[p].licence_id.clone())
-                        .unwrap_or_else(|| key.clone());
-                    let changed = i > 0 && before != key;
-                    (key, changed)
-                }
-                None => (None, false),
-            };
-            let licence_name =
-                licence_of(&r.sha).and_then(|(i, _)| history[i].licence_name.clone());
-            RevisionView {
-                commit: r.sha.clone(),
-                refs: r.refs.clone(),
-                fetched_at: r.fetched_at,
-                bytes_held: r.bytes_held,
-                bytes_total: r.bytes_total,
-                pinned: r.pinned,
-                licence_name,
-                licence,
-                licence_changed: changed,
+    let mut revisions = Vec::with_capacity(summary.revisions.len());
+    for r in &summary.revisions {
+        let stored = licence_of(&r.sha);
+        // A commit recorded without a detection: the audit detects it now (cached).
+        let licence = match stored.as_ref().and_then(|(_, id)| id.clone()) {
+            Some(id) => Some(id),
+            None if revisions.len() < MAX_AUDITED => {
+                Some(super::repos::verdict(mirror, kind, name, &r.sha).await.id)
             }
-        })
-        .collect();
+            None => None,
+        };
+        let licence_name = stored
+            .as_ref()
+            .and_then(|(i, _)| history[*i].licence_name.clone());
+        revisions.push(RevisionView {
+            commit: r.sha.clone(),
+            refs: r.refs.clone(),
+            fetched_at: r.fetched_at,
+            bytes_held: r.bytes_held,
+            bytes_total: r.bytes_total,
+            pinned: r.pinned,
+            licence_name,
+            licence,
+            licence_changed: false,
+        });
+    }
+    // Oldest first, to mark each licence that differs from the one before it.
+    revisions.sort_by(|a, b| a.fetched_at.cmp(&b.fetched_at));
+    for i in 1..revisions.len() {
+        let (before, now) = (&revisions[i - 1].licence, &revisions[i].licence);
+        revisions[i].licence_changed = before.is_some() && now.is_some() && before != now;
+    }
     revisions.sort_by(|a, b| b.fetched_at.cmp(&a.fetched_at));
     let commit = registry.commit_detail(kind, name, &newest.sha).await?;
     let (files, files_omitted, card) = match commit {

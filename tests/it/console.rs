@@ -172,7 +172,10 @@ fn admin_session(browser: &std::path::Path, base: &str) -> i64 {
 /// Hostile names: the card, file name and licence name are shown as text.
 fn hostile_page(browser: &std::path::Path, base: &str) {
     let mut page = Browser::open(browser, &format!("{base}/-/repo/model/acme/hostile"));
-    page.wait_for("document.readyState", |v| *v == json!("complete"));
+    page.wait_for(
+        "document.readyState === 'complete' && document.body.dataset.page === 'repo'",
+        |v| *v == json!(true),
+    );
     assert_eq!(page.eval("document.scripts.length"), json!(1));
     assert_eq!(
         page.eval("document.querySelectorAll('img').length"),
