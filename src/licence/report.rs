@@ -164,8 +164,7 @@ async fn review_denial(
         .iter()
         .filter(|e| e.action == REVIEW_ACTION)
         .filter_map(|e| e.detail.as_ref())
-        .filter(|d| d.get("commit").and_then(|c| c.as_str()) == Some(sha))
-        .next_back();
+        .rfind(|d| d.get("commit").and_then(|c| c.as_str()) == Some(sha));
     Ok(latest
         .filter(|d| d.get("decision").and_then(|v| v.as_str()) == Some("deny"))
         .map(|d| {

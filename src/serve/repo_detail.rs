@@ -159,12 +159,12 @@ pub async fn detail(
         });
     }
     // Oldest first, to mark each licence that differs from the one before it.
-    revisions.sort_by(|a, b| a.fetched_at.cmp(&b.fetched_at));
+    revisions.sort_by_key(|r| r.fetched_at);
     for i in 1..revisions.len() {
         let (before, now) = (&revisions[i - 1].licence, &revisions[i].licence);
         revisions[i].licence_changed = before.is_some() && now.is_some() && before != now;
     }
-    revisions.sort_by(|a, b| b.fetched_at.cmp(&a.fetched_at));
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.fetched_at));
     let commit = registry.commit_detail(kind, name, &newest.sha).await?;
     let (files, files_omitted, card) = match commit {
         Some(detail) => {

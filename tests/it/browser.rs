@@ -115,7 +115,7 @@ pub(crate) fn chromium() -> Option<PathBuf> {
 /// Load `url` in headless Chromium, let its scripts run (until they fetched the jobs once,
 /// then two more seconds), and return the resulting DOM. (Chromium's own `--dump-dom` with a
 /// virtual time budget never ends on a page that keeps an event stream open.)
-pub(crate) fn dump_dom(browser: &PathBuf, url: &str) -> String {
+pub(crate) fn dump_dom(browser: &std::path::Path, url: &str) -> String {
     let mut page = Browser::open(browser, url);
     page.wait_for(
         "document.readyState === 'complete' && Number(document.body.dataset.polls) >= 1",
