@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Mirror;
+use super::html::escape;
 use super::repos::LicenceView;
-use super::ui::escape;
 use crate::licence::evidence::card_base_models;
 use crate::registry::{RegistryError, RepoKind};
 
@@ -201,7 +201,7 @@ pub fn svg(lineage: &Lineage) -> String {
             licence = escape(&node.licence),
             depth = node.depth,
             label = if node.held {
-                super::ui::verdict_label(verdict)
+                super::html::verdict_label(verdict)
             } else {
                 "not held"
             },

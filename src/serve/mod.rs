@@ -29,6 +29,7 @@ pub mod conn;
 pub mod errors;
 pub mod events;
 pub mod expand;
+pub mod html;
 pub mod http1;
 pub mod hub_api;
 pub mod info;
@@ -338,6 +339,10 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .merge(actions::routes())
         .route("/v1/events", axum::routing::get(events::stream))
         .route("/v1/storage", axum::routing::get(storage::get))
+        .route(
+            "/-/repo/{kind}/{org}/{name}",
+            axum::routing::get(repo_page::page),
+        )
         .route(
             "/v1/repos/{kind}/{org}/{name}",
             axum::routing::get(repo_detail::get),

@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::Mirror;
 use super::errors::internal;
+use super::html::{escape, time_element, verdict_class, verdict_label};
 use super::repo_detail::{RepoDetail, detail};
-use super::ui::{escape, foot, head, repo_href, time_element, verdict_class, verdict_label};
+use super::ui::{foot, head, repo_href};
 use crate::units::human_size;
 
 /// `GET /-/repo/{kind}/{org}/{name}`.

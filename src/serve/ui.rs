@@ -31,6 +31,7 @@ use axum::routing::get;
 
 use super::Mirror;
 use super::errors::internal;
+use super::html::{escape, time_element, verdict_class, verdict_label};
 use super::repos::{self, Overview, RepoRow};
 use crate::registry::RepoKind;
 
@@ -49,70 +50,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 pub fn routes() -> Router<Arc<Mirror>> {
     Router::new()
         .route("/", get(page))
-        .route("/-/repo/{kind}/{org}/{name}", get(super::repo_page::page))
         .route(SCRIPT_PATH, get(script))
         .route(STYLE_PATH, get(style))
         .route("/v1/repos", get(repos::list))
-}
-
-/// Escape text for HTML content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `2026-11-27 14:03 UTC` in a `<time>` element the script turns into "3 min ago".
-pub fn time_element(unix: Option<i64>) -> String {
-    let Some(unix) = unix else {
-        return "<span class=\"none\">never</span>".to_owned();
-    };
-    let Ok(at) = time::OffsetDateTime::from_unix_timestamp(unix) else {
-        return "<span class=\"none\">?</span>".to_owned();
-    };
-    let iso = at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let shown = at
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day] [hour]:[minute] UTC"
-        ))
-        .unwrap_or_default();
-    format!(
-        "<time datetime=\"{}\" data-unix=\"{unix}\" title=\"{}\">{}</time>",
-        escape(&iso),
-        escape(&shown),
-        escape(&shown)
-    )
-}
-
-/// `allowed` / `needs review` / `denied` / `unknown`.
-pub fn verdict_label(verdict: &str) -> &'static str {
-    match verdict {
-        "allow" => "allowed",
-        "review" => "needs review",
-        "deny" => "denied",
-        _ => "unknown",
-    }
-}
-
-/// A verdict safe to use in a class name.
-pub fn verdict_class(verdict: &str) -> &'static str {
-    match verdict {
-        "allow" => "allow",
-        "review" => "review",
-        "deny" => "deny",
-        _ => "unknown",
-    }
 }
 
 /// The console page of a repo, percent-encoded.

@@ -217,6 +217,17 @@ async fn on_daemon(
         .expect("join")
 }
 
+/// Send a request; its answer's JSON.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON")
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -249,37 +260,19 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
         registry.list_repos().await.expect("repos"),
         "acme/tune"
     ));
-    let session: Value = client
-        .get(format!("{base}/v1/session"))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("JSON");
+    let session: Value = json_of(client.get(format!("{base}/v1/session"))).await;
     assert_eq!(session, json!({"admin": false}));
-    let session: Value = client
-        .get(format!("{base}/v1/session"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("JSON");
+    let session: Value = json_of(client.get(format!("{base}/v1/session")).bearer_auth(ADMIN)).await;
     assert_eq!(session, json!({"admin": true}));
 
     // Pin and unpin over HTTP.
-    let pin: Value = client
-        .post(format!("{base}/v1/pins"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"repo": "acme/tune", "revision": "main"}))
-        .send()
-        .await
-        .expect("pin")
-        .json()
-        .await
-        .expect("JSON");
+    let pin: Value = json_of(
+        client
+            .post(format!("{base}/v1/pins"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"repo": "acme/tune", "revision": "main"})),
+    )
+    .await;
     assert_eq!(pin["pinned"], true, "{pin}");
     assert_eq!(pin["changed"], true, "{pin}");
     assert!(pinned(
@@ -374,14 +367,7 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
         "{}",
         stderr(&out)
     );
-    let tracked: Value = client
-        .get(format!("{base}/v1/tracked"))
-        .send()
-        .await
-        .expect("tracked")
-        .json()
-        .await
-        .expect("JSON");
+    let tracked: Value = json_of(client.get(format!("{base}/v1/tracked"))).await;
     assert_eq!(tracked[0]["repo"], "acme/tune", "{tracked}");
     assert_eq!(tracked[0]["every"], 1800, "{tracked}");
     let commit = "a".repeat(40);
@@ -627,15 +613,12 @@ async fn events_carry_jobs_pins_reviews_and_new_revisions() {
         .await
         .expect("review");
     assert_eq!(review.status(), StatusCode::CREATED);
-    let job: Value = client
-        .post(format!("{base}/v1/jobs"))
-        .json(&json!({"kind": "pull", "repo": "acme/tune"}))
-        .send()
-        .await
-        .expect("job")
-        .json()
-        .await
-        .expect("JSON");
+    let job: Value = json_of(
+        client
+            .post(format!("{base}/v1/jobs"))
+            .json(&json!({"kind": "pull", "repo": "acme/tune"})),
+    )
+    .await;
     let id = job["id"].as_i64().expect("id");
     let events = events_until(response, |name, data| {
         name == "job" && data["job"]["id"] == json!(id) && data["job"]["state"] == "done"
@@ -653,14 +636,7 @@ async fn events_carry_jobs_pins_reviews_and_new_revisions() {
     assert_eq!(pin["repo"], "acme/tune");
     assert_eq!(pin["pinned"], true);
     // The denial shows in the audit and the verdict.
-    let overview: Value = client
-        .get(format!("{base}/v1/repos?q=llama"))
-        .send()
-        .await
-        .expect("repos")
-        .json()
-        .await
-        .expect("JSON");
+    let overview: Value = json_of(client.get(format!("{base}/v1/repos?q=llama"))).await;
     let llama = overview["repos"]
         .as_array()
         .expect("repos")
@@ -743,12 +719,8 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
     let mirror = mirror(&world, None, false).await;
     let base = mirror.url();
 
-    let detail: Value = reqwest::get(format!("{base}/v1/repos/model/acme/tune"))
-        .await
-        .expect("detail")
-        .json()
-        .await
-        .expect("JSON");
+    let detail: Value =
+        json_of(reqwest::Client::new().get(format!("{base}/v1/repos/model/acme/tune"))).await;
     let nodes: Vec<(String, u64, String)> = detail["lineage"]["nodes"]
         .as_array()
         .expect("nodes")
@@ -828,12 +800,7 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
             "{path}: {status}"
         );
     }
-    let storage: Value = reqwest::get(format!("{base}/v1/storage"))
-        .await
-        .expect("storage")
-        .json()
-        .await
-        .expect("JSON");
+    let storage: Value = json_of(reqwest::Client::new().get(format!("{base}/v1/storage"))).await;
     assert!(
         storage["used"].as_u64().unwrap_or(0) > 64 << 10,
         "{storage}"
