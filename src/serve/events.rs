@@ -103,17 +103,26 @@ impl Event {
 /// The mirror's event channel.
 pub struct Events {
     sender: broadcast::Sender<Event>,
+    /// Cancelled when the mirror shuts down: open streams end, so that shutdown does not wait
+    /// on them.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             sender: broadcast::channel(BUFFER).0,
+            closing: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
 
 impl Events {
+    /// The token whose cancelling ends every open stream.
+    pub fn closing(&self) -> tokio_util::sync::CancellationToken {
+        self.closing.clone()
+    }
+
     /// Send an event to every subscriber (none listening: dropped).
     pub fn send(&self, event: Event) {
         let _ = self.sender.send(event);
@@ -150,7 +159,8 @@ pub async fn stream(State(mirror): State<Arc<Mirror>>) -> axum::response::Respon
         };
         Some((Ok::<_, Infallible>(message), receiver))
     });
-    let mut response = Sse::new(hello.chain(updates))
+    let closing = mirror.events.closing.clone().cancelled_owned();
+    let mut response = Sse::new(hello.chain(updates).take_until(closing))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response();
     response.headers_mut().insert(

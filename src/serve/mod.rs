@@ -325,6 +325,11 @@ async fn bind(
     events::spawn_watcher(Arc::downgrade(&mirror));
     storage::spawn_sampler(Arc::downgrade(&mirror));
     let slots = limit::slots(mirror.options.max_connections);
+    let closing = mirror.events.closing();
+    let shutdown = async move {
+        shutdown.await;
+        closing.cancel();
+    };
     let fut = conn::run(listener, router(mirror), slots, shutdown);
     Ok((local_addr, daemon, served, fut))
 }

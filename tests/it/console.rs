@@ -1,5 +1,6 @@
 //! The console in headless Chromium, as a lab admin uses it: submit a pull from the page and
-//! watch its progress arrive over server-sent events (no polling), cancel it, review a licence,
+//! watch its progress arrive over server-sent events (no polling; polling while the stream is
+//! down), cancel it, review a licence,
 //! pin a revision on the repo's page and see its three-level `base_model` lineage drawn; hostile
 //! names and cards stay text; a browser without admin rights sees no action buttons and its
 //! forged requests are refused. Screenshots of the main views (desktop and phone) are saved
@@ -191,6 +192,13 @@ fn hostile_page(browser: &std::path::Path, base: &str) {
     page.screenshot(&screenshots().join("hostile.png"));
 }
 
+fn page_url(page: &mut Browser) -> String {
+    page.eval("location.origin")
+        .as_str()
+        .expect("origin")
+        .to_owned()
+}
+
 /// A browser without the admin token: no action buttons, forged requests refused.
 fn visitor(browser: &std::path::Path, base: &str) {
     let mut page = Browser::open(browser, &format!("{base}/"));
@@ -229,6 +237,28 @@ fn visitor(browser: &std::path::Path, base: &str) {
         let status = status.as_u64().expect("status");
         assert!(status == 401 || status == 403, "{statuses:?}");
     }
+    // The event stream drops: the page polls instead, and opens the stream again later. (A
+    // wrapper installed before the page's script keeps its EventSource reachable.)
+    page.call("Page.enable", json!({}));
+    page.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": "window.__streams = []; const Real = window.EventSource; \
+            window.EventSource = function (url) { const s = new Real(url); \
+            window.__streams.push(s); return s; };" }),
+    );
+    let url = format!("{}/", page_url(&mut page));
+    page.navigate(&url);
+    page.wait_for("document.body.dataset.live", |v| *v == json!("sse"));
+    page.eval(
+        "(() => { const s = window.__streams[0]; s.close(); s.onerror(new Event('error')); })()",
+    );
+    page.wait_for("document.body.dataset.live", |v| *v == json!("polling"));
+    let polls = number(&page.eval("Number(document.body.dataset.polls)"));
+    page.wait_for("Number(document.body.dataset.polls)", |v| {
+        number(v) > polls + 1
+    });
+    page.wait_for("document.body.dataset.live", |v| *v == json!("sse"));
+    assert_eq!(page.eval("window.__streams.length"), json!(2));
     // Signing in with a wrong token changes nothing.
     page.fill("#admin-token", "guessed");
     page.click("#signin button[type=submit]");

@@ -684,7 +684,17 @@ async fn events_carry_jobs_pins_reviews_and_new_revisions() {
         name == "revision" && data["repo"] == "acme/merge"
     })
     .await;
-    mirror.stop().await.expect("stops");
+    // An open stream does not hold up the mirror's shutdown.
+    let open = client
+        .get(format!("{base}/v1/events"))
+        .send()
+        .await
+        .expect("events");
+    tokio::time::timeout(Duration::from_secs(10), mirror.stop())
+        .await
+        .expect("stopping waited on an open event stream")
+        .expect("stops");
+    drop(open);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
