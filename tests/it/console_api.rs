@@ -701,6 +701,17 @@ async fn events_carry_jobs_pins_reviews_and_new_revisions() {
 async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
     let world = World::start(hub()).await;
     fill(&world).await;
+    // acme/merge is relicensed upstream, and the new revision pulled: the change is marked.
+    world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/merge")
+        .card(json!({"license": "apache-2.0", "base_model": ["meta/llama", "acme/other"]}))
+        .regular_file("config.json", br#"{"merge":2}"#.to_vec())
+        .commit("main");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (result, _) = pull_with(&world.larder(), &options("acme/merge", "main")).await;
+    result.expect("pull the relicensed acme/merge");
     // A private repo stays out of the page.
     world
         .larder()
@@ -751,12 +762,35 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
     );
     assert_eq!(nodes[2].1, 2, "{nodes:?}");
     assert_eq!(nodes[0].2, "apache-2.0");
-    assert_eq!(nodes[1].2, "mit");
+    assert_eq!(nodes[1].2, "apache-2.0", "the newest revision of the merge");
     assert_eq!(nodes[2].2.to_lowercase(), "llama3.1", "{nodes:?}");
     assert_eq!(detail["lineage"]["edges"].as_array().map(Vec::len), Some(3));
     assert_eq!(detail["lineage"]["nodes"][3]["held"], false);
     assert_eq!(detail["revisions"][0]["licence"], "apache-2.0", "{detail}");
     assert_eq!(detail["revisions"][0]["licence_changed"], false);
+    let merge: Value =
+        json_of(reqwest::Client::new().get(format!("{base}/v1/repos/model/acme/merge"))).await;
+    let marks: Vec<(Value, Value)> = merge["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .map(|r| (r["licence"].clone(), r["licence_changed"].clone()))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (json!("apache-2.0"), json!(true)),
+            (json!("mit"), json!(false))
+        ],
+        "{merge}"
+    );
+    let html = reqwest::get(format!("{base}/-/repo/model/acme/merge"))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(html.matches(">licence changed<").count(), 1, "{html}");
 
     let page = reqwest::get(format!("{base}/-/repo/model/acme/tune"))
         .await
