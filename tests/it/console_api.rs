@@ -217,6 +217,17 @@ async fn on_daemon(
         .expect("join")
 }
 
+/// Whether a held revision of the model `name` is pinned.
+async fn pinned(registry: &larder::registry::Registry, name: &str) -> bool {
+    registry
+        .list_repos()
+        .await
+        .expect("repos")
+        .iter()
+        .find(|r| r.name == name)
+        .is_some_and(|r| r.revisions.iter().any(|v| v.pinned))
+}
+
 /// Send a request; its answer's JSON.
 async fn json_of(request: reqwest::RequestBuilder) -> Value {
     request
@@ -241,12 +252,6 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
     let base = mirror.url();
     let client = reqwest::Client::new();
     let registry = world.larder().registry;
-    let pinned = |repos: Vec<larder::registry::RepoSummary>, name: &str| {
-        repos
-            .iter()
-            .find(|r| r.name == name)
-            .is_some_and(|r| r.revisions.iter().any(|v| v.pinned))
-    };
 
     // Without the admin token: 403, and nothing changes.
     let refused = client
@@ -256,10 +261,7 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
         .await
         .expect("POST");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(!pinned(
-        registry.list_repos().await.expect("repos"),
-        "acme/tune"
-    ));
+    assert!(!pinned(&registry, "acme/tune").await);
     let session: Value = json_of(client.get(format!("{base}/v1/session"))).await;
     assert_eq!(session, json!({"admin": false}));
     let session: Value = json_of(client.get(format!("{base}/v1/session")).bearer_auth(ADMIN)).await;
@@ -275,10 +277,7 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
     .await;
     assert_eq!(pin["pinned"], true, "{pin}");
     assert_eq!(pin["changed"], true, "{pin}");
-    assert!(pinned(
-        registry.list_repos().await.expect("repos"),
-        "acme/tune"
-    ));
+    assert!(pinned(&registry, "acme/tune").await);
     let unpin = client
         .delete(format!("{base}/v1/pins/model/acme/tune/main"))
         .bearer_auth(ADMIN)
@@ -286,10 +285,7 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
         .await
         .expect("unpin");
     assert_eq!(unpin.status(), StatusCode::OK);
-    assert!(!pinned(
-        registry.list_repos().await.expect("repos"),
-        "acme/tune"
-    ));
+    assert!(!pinned(&registry, "acme/tune").await);
     // The CLI's errors, over HTTP.
     let again = client
         .delete(format!("{base}/v1/pins/model/acme/tune/main"))
@@ -339,19 +335,13 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
         "{}",
         stderr(&out)
     );
-    assert!(pinned(
-        registry.list_repos().await.expect("repos"),
-        "acme/merge"
-    ));
+    assert!(pinned(&registry, "acme/merge").await);
     let out = on_daemon(&world, &base, None, &["unpin", "acme/merge"]).await;
     assert!(!out.status.success());
     assert!(stderr(&out).contains("403"), "{}", stderr(&out));
     let out = on_daemon(&world, &base, Some(ADMIN), &["unpin", "acme/merge"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!pinned(
-        registry.list_repos().await.expect("repos"),
-        "acme/merge"
-    ));
+    assert!(!pinned(&registry, "acme/merge").await);
 
     // Track and untrack, with the CLI's validation.
     let out = on_daemon(
