@@ -167,6 +167,18 @@ fn admin_session(browser: &std::path::Path, base: &str) -> i64 {
     page.navigate(&format!("{base}/"));
     page.wait_for("document.body.dataset.admin", |v| *v == json!("true"));
     page.screenshot(&shots.join("phone.png"));
+    // Nothing wider than the phone's screen (wide tables scroll inside their own box).
+    assert_eq!(
+        page.eval("document.documentElement.scrollWidth <= 400"),
+        json!(true),
+        "the page is wider than the phone: {}",
+        page.eval(
+            "document.documentElement.scrollWidth + ' ' + JSON.stringify(Array.from(document.querySelectorAll('body *')) \
+             .filter(e => e.getBoundingClientRect().right > 390.5) \
+             .slice(0, 8).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + \
+             Math.round(e.getBoundingClientRect().right)))"
+        )
+    );
     id
 }
 
