@@ -842,3 +842,50 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
     assert!(!storage["traffic"].as_array().expect("traffic").is_empty());
     mirror.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn track_and_untrack_through_the_api_call_the_webhook() {
+    let world = World::start(hub()).await;
+    fill(&world).await;
+    let (hook, posted) = crate::tracking::receiver().await;
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
+    options.jobs.webhook = Some(hook);
+    // Offline: nothing is checked upstream, so the hook hears only the API's events.
+    let mirror = start(world.larder(), options).await.expect("mirror starts");
+    let client = reqwest::Client::new();
+    let base = mirror.url();
+    let created = client
+        .post(format!("{base}/v1/tracked"))
+        .json(&json!({"repo": "acme/tune", "ref": "main", "every": "1h"}))
+        .send()
+        .await
+        .expect("track");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let gone = client
+        .delete(format!("{base}/v1/tracked/model/acme/tune/main"))
+        .send()
+        .await
+        .expect("untrack");
+    assert_eq!(gone.status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = posted.lock().expect("events").clone();
+        if events.len() >= 2 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "the webhook heard {events:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("event"))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["tracked", "untracked"], "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["repo"] == "acme/tune" && e["ref"] == "main")
+    );
+    mirror.stop().await.expect("stops");
+}
