@@ -302,10 +302,28 @@ async fn review_queue(State(mirror): State<Arc<Mirror>>) -> Result<Response, Api
     let overview = super::repos::overview(&mirror, None)
         .await
         .map_err(|e| ApiError::internal("listing repos", &e))?;
+    // A revision reviewed already is decided, whatever the policy still says of it.
+    let reviewed: std::collections::BTreeSet<(String, String)> = mirror
+        .larder
+        .registry
+        .audit_log(None)
+        .await
+        .map_err(|e| ApiError::internal("reading the audit log", &e))?
+        .into_iter()
+        .filter(|e| e.action == manage::REVIEW_ACTION)
+        .filter_map(|e| {
+            let commit = e.detail.as_ref()?.get("commit")?.as_str()?.to_owned();
+            Some((e.repo?, commit))
+        })
+        .collect();
     let queue: Vec<_> = overview
         .repos
         .into_iter()
         .filter(|r| r.licence.verdict == "review")
+        .filter(|r| {
+            let repo = crate::licence::audit_repo_name(r.kind, &r.name);
+            !reviewed.contains(&(repo, r.commit.clone()))
+        })
         .map(|r| {
             json!({
                 "type": r.kind,
