@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod gc;
 pub mod hub;
 pub mod licence;
+pub mod manage;
 pub mod manifest;
 pub mod quota;
 pub mod record;

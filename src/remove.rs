@@ -8,7 +8,7 @@ use crate::Larder;
 use crate::registry::{RegistryError, RepoKind};
 
 /// What [`remove_revision`] removed.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Removed {
     /// The repo id.
     pub repo: String,

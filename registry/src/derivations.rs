@@ -141,4 +141,53 @@ impl Registry {
         })
         .await
     }
+
+    /// The derivations made from any held commit of the repo `kind name` (its conversions),
+    /// oldest first.
+    pub async fn derivations_from(
+        &self,
+        kind: RepoKind,
+        name: &str,
+    ) -> Result<Vec<Derivation>, RegistryError> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let query = || -> rusqlite::Result<Vec<Derivation>> {
+                let mut statement = conn.prepare(
+                    "SELECT dr.kind, dr.name, dc.sha, sc.sha, d.tool, d.params_json,
+                            d.tool_version, d.created_at
+                     FROM derivations d
+                     JOIN commits dc ON dc.id = d.derived_commit_id
+                     JOIN repos dr ON dr.id = dc.repo_id
+                     JOIN commits sc ON sc.id = d.source_commit_id
+                     JOIN repos sr ON sr.id = sc.repo_id
+                     WHERE sr.kind = ?1 AND sr.name = ?2
+                     ORDER BY d.id",
+                )?;
+                let rows = statement.query_map(params![kind.as_str(), name], |row| {
+                    let derived_kind: String = row.get(0)?;
+                    let params_json: String = row.get(5)?;
+                    Ok(Derivation {
+                        derived: CommitRef {
+                            kind: derived_kind.parse().unwrap_or(RepoKind::Model),
+                            name: row.get(1)?,
+                            sha: row.get(2)?,
+                        },
+                        source: CommitRef {
+                            kind,
+                            name: name.clone(),
+                            sha: row.get(3)?,
+                        },
+                        tool: row.get(4)?,
+                        params: serde_json::from_str(&params_json)
+                            .unwrap_or(serde_json::Value::Null),
+                        tool_version: row.get(6)?,
+                        created_at: row.get(7)?,
+                    })
+                })?;
+                rows.collect()
+            };
+            query().map_err(read_error(|| "read derivations".to_owned()))
+        })
+        .await
+    }
 }

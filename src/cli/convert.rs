@@ -47,6 +47,62 @@ pub struct ConvertArgs {
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
+    /// Queue the conversion as a job of the `larder serve` at URL (its store) and wait for it
+    #[arg(long, value_name = "URL", env = "LARDER_DAEMON", conflicts_with_all = ["out", "threads", "imatrix"])]
+    daemon: Option<String>,
+}
+
+impl ConvertArgs {
+    /// The daemon to convert on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
+    }
+}
+
+/// Run `larder convert --daemon URL`: a convert job through `POST /v1/jobs`, followed to its
+/// end; the exit status is the job's.
+pub async fn run_on_daemon(daemon: &str, args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let api = super::jobs::Api::new(daemon)?;
+    let revision = args
+        .repo
+        .revision
+        .as_ref()
+        .map_or_else(|| "main".to_owned(), |r| r.as_str().to_owned());
+    let mut spec = serde_json::json!({
+        "kind": "convert",
+        "repo": args.repo.id.as_str(),
+        "revision": revision,
+        "to": args.to,
+    });
+    for (key, value) in [
+        ("type", &args.gguf_type),
+        ("dtype", &args.dtype),
+        ("name", &args.name),
+    ] {
+        if let Some(value) = value {
+            spec[key] = serde_json::json!(value);
+        }
+    }
+    let id = api.submit(&spec).await?;
+    eprintln!(
+        "queued job {id} on {}: convert {}@{revision}",
+        api.base(),
+        args.repo.id
+    );
+    loop {
+        let job = api.job(id).await?;
+        if job.state.is_final() {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+            } else if let Some(error) = &job.error {
+                super::printer::error(error);
+            } else {
+                eprintln!("job {id}: {}", job.state);
+            }
+            return Ok(super::job_exit_status(&job));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Run `larder convert`.

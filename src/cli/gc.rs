@@ -1,4 +1,4 @@
-//! `larder gc [--dry-run]`.
+//! `larder gc [--dry-run]`, locally or with `--daemon URL` through the mirror's `/v1/gc`.
 
 use std::process::ExitCode;
 
@@ -24,6 +24,50 @@ pub struct GcArgs {
     /// Print JSON
     #[arg(long)]
     json: bool,
+    /// Do it on the `larder serve` at URL, through its API (admin token in LARDER_DAEMON_TOKEN)
+    #[arg(long, value_name = "URL", env = "LARDER_DAEMON")]
+    daemon: Option<String>,
+}
+
+impl GcArgs {
+    /// The daemon to do it on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
+    }
+}
+
+/// Run `larder gc --daemon URL`: the mirror's `POST /v1/gc`.
+pub async fn run_on_daemon(daemon: &str, args: GcArgs) -> anyhow::Result<ExitCode> {
+    let api = super::jobs::Api::new(daemon)?;
+    let mut request = serde_json::json!({ "dry_run": args.dry_run, "all_parts": args.all_parts });
+    if let Some(quota) = args.quota {
+        request = serde_json::json!({ "quota": format!("{quota}B") });
+    }
+    let report = api.post_long("/v1/gc", &request).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let number = |v: &serde_json::Value, key: &str| v.get(key).and_then(|n| n.as_u64());
+    let gc = report.get("gc").filter(|g| !g.is_null()).unwrap_or(&report);
+    let items = gc
+        .get("collected")
+        .and_then(|c| c.as_array())
+        .map_or(0, Vec::len);
+    eprintln!(
+        "{} {} in {items} items on {}",
+        if args.dry_run { "would free" } else { "freed" },
+        format::size(number(gc, "freed").unwrap_or(0)),
+        api.base()
+    );
+    if let (Some(after), Some(quota)) = (number(&report, "after"), number(&report, "quota")) {
+        eprintln!(
+            "store: {} of quota {}",
+            format::size(after),
+            format::size(quota)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Run `larder gc`.

@@ -153,6 +153,57 @@ impl Api {
         &self.base
     }
 
+    /// `POST` a JSON body to `path`; the answer's JSON.
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(self.client.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    /// `POST` for work that takes as long as the store is big (gc, verify): no 30 s limit.
+    pub(crate) async fn post_long(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.base))
+                .timeout(Duration::from_secs(24 * 3600))
+                .json(body),
+        )
+        .await
+    }
+
+    /// `DELETE` `path`; the answer's JSON.
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// `TYPE/ORG/NAME/REV` of a revision, as the API's paths take it (the revision
+    /// percent-encoded, so a `/` in it stays one segment).
+    pub(crate) fn revision_path(&self, target: &larder::manage::Target) -> String {
+        let segment = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        };
+        let (org, name) = target
+            .repo
+            .split_once('/')
+            .unwrap_or(("", target.repo.as_str()));
+        format!(
+            "{}/{}/{}/{}",
+            target.kind,
+            segment(org),
+            segment(name),
+            segment(&target.revision)
+        )
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<serde_json::Value> {
         let response = request
             .send()

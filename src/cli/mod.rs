@@ -105,6 +105,40 @@ enum Command {
     Rm(rm::RmArgs),
 }
 
+impl Command {
+    /// The `--daemon URL` of a command that can run on a mirror instead of the local home.
+    fn daemon(&self) -> Option<String> {
+        let daemon = match self {
+            Command::Pull(args) => args.daemon(),
+            Command::Pin(args) | Command::Unpin(args) => args.daemon(),
+            Command::Track(args) => args.daemon(),
+            Command::Untrack(args) => args.daemon(),
+            Command::Rm(args) => args.daemon(),
+            Command::Gc(args) => args.daemon(),
+            Command::Verify(args) => args.daemon(),
+            Command::Convert(args) => args.daemon(),
+            _ => None,
+        };
+        daemon.map(str::to_owned)
+    }
+}
+
+/// Run a command on the mirror at `daemon` through its API (see [`Command::daemon`]).
+async fn on_daemon(daemon: &str, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Pull(args) => pull::run_on_daemon(daemon, args).await,
+        Command::Pin(args) => pin::run_on_daemon(daemon, args, true).await,
+        Command::Unpin(args) => pin::run_on_daemon(daemon, args, false).await,
+        Command::Track(args) => track::track_on_daemon(daemon, args).await,
+        Command::Untrack(args) => track::untrack_on_daemon(daemon, args).await,
+        Command::Rm(args) => rm::run_on_daemon(daemon, args).await,
+        Command::Gc(args) => gc::run_on_daemon(daemon, args).await,
+        Command::Verify(args) => verify::run_on_daemon(daemon, args).await,
+        Command::Convert(args) => convert::run_on_daemon(daemon, args).await,
+        _ => anyhow::bail!("this command does not take --daemon"),
+    }
+}
+
 /// Set up logging on stderr; `RUST_LOG` overrides the level.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -136,11 +170,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } = cli;
     let command = match command {
         Command::Jobs(args) => return jobs::run(args).await,
-        Command::Pull(args) if args.daemon().is_some() => {
-            let daemon = args.daemon().unwrap_or_default().to_owned();
-            return pull::run_on_daemon(&daemon, args).await;
-        }
-        command => command,
+        command => match command.daemon() {
+            // With `--daemon URL` the command runs on that mirror, through its `/v1` API.
+            Some(daemon) => return on_daemon(&daemon, command).await,
+            None => command,
+        },
     };
     let settings = Settings::resolve(home, Some(endpoint));
     let larder = Larder::open_with_store(&settings, store.as_deref())?;

@@ -1,14 +1,18 @@
 //! `larder track` / `larder untrack`: refs the daemon (`larder serve`) re-resolves on a schedule,
-//! pulling each new commit. Stored in the home's registry; a running daemon picks changes up at
-//! its next check.
+//! pulling each new commit. Stored in the home's registry (a running daemon picks changes up at
+//! its next check), or with `--daemon URL` through the mirror's `/v1/tracked` API; both run
+//! [`larder::manage`].
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use larder::Larder;
 use larder::hub::{RepoRef, RepoType};
+use larder::manage::{Target, TrackOutcome};
 use larder::registry::RepoKind;
+use serde_json::json;
+
+use super::jobs::Api;
 
 /// Arguments of `larder track`.
 #[derive(Debug, Args)]
@@ -21,6 +25,9 @@ pub struct TrackArgs {
     /// Repo type
     #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
     kind: String,
+    /// Do it on the `larder serve` at URL, through its API (admin token in LARDER_DAEMON_TOKEN)
+    #[arg(long, value_name = "URL", env = "LARDER_DAEMON")]
+    daemon: Option<String>,
 }
 
 /// Arguments of `larder untrack`.
@@ -31,56 +38,90 @@ pub struct UntrackArgs {
     /// Repo type
     #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
     kind: String,
+    /// Do it on the `larder serve` at URL, through its API (admin token in LARDER_DAEMON_TOKEN)
+    #[arg(long, value_name = "URL", env = "LARDER_DAEMON")]
+    daemon: Option<String>,
 }
 
-fn reference(repo: &RepoRef) -> anyhow::Result<String> {
-    let reference = repo
-        .revision
-        .as_ref()
-        .map_or_else(|| "main".to_owned(), |r| r.as_str().to_owned());
-    if larder::hub::is_commit_sha(&reference) {
-        anyhow::bail!("{reference} is a commit, which never moves: track a branch or tag");
+impl TrackArgs {
+    /// The daemon to do it on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
     }
-    Ok(reference)
+}
+
+impl UntrackArgs {
+    /// The daemon to do it on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
+    }
+}
+
+fn target(repo: &RepoRef, kind: &str) -> anyhow::Result<Target> {
+    Ok(Target {
+        repo: repo.id.as_str().to_owned(),
+        revision: repo
+            .revision
+            .as_ref()
+            .map_or_else(|| "main".to_owned(), |r| r.as_str().to_owned()),
+        kind: RepoKind::from(kind.parse::<RepoType>()?),
+    })
+}
+
+fn tracking(outcome: &TrackOutcome) {
+    eprintln!(
+        "{} {}@{}: checked every {} by `larder serve`",
+        if outcome.new {
+            "tracking"
+        } else {
+            "still tracking"
+        },
+        outcome.repo,
+        outcome.reference,
+        larder::units::format_interval(outcome.every)
+    );
 }
 
 /// Run `larder track`.
 pub async fn track(larder: &Larder, args: TrackArgs) -> anyhow::Result<ExitCode> {
-    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
-    let reference = reference(&args.repo)?;
-    let every = i64::try_from(args.every.as_secs()).context("--every is too long")?;
-    let new = larder
-        .registry
-        .track(
-            kind,
-            args.repo.id.as_str(),
-            &reference,
-            every,
-            larder::now_unix(),
+    let target = target(&args.repo, &args.kind)?;
+    tracking(&larder::manage::track(larder, &target, args.every).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `larder track --daemon URL`.
+pub async fn track_on_daemon(daemon: &str, args: TrackArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(daemon)?;
+    let target = target(&args.repo, &args.kind)?;
+    let body = api
+        .post(
+            "/v1/tracked",
+            &json!({
+                "repo": target.repo,
+                "ref": target.revision,
+                "type": target.kind,
+                "every": format!("{}s", args.every.as_secs()),
+            }),
         )
         .await?;
-    eprintln!(
-        "{} {}@{reference}: checked every {} by `larder serve`",
-        if new { "tracking" } else { "still tracking" },
-        args.repo.id,
-        larder::units::format_interval(every)
-    );
+    tracking(&serde_json::from_value(body)?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Run `larder untrack`.
 pub async fn untrack(larder: &Larder, args: UntrackArgs) -> anyhow::Result<ExitCode> {
-    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
-    let reference = reference(&args.repo)?;
-    if larder
-        .registry
-        .untrack(kind, args.repo.id.as_str(), &reference)
-        .await?
-    {
-        eprintln!("no longer tracking {}@{reference}", args.repo.id);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        super::printer::error(&format!("{}@{reference} is not tracked", args.repo.id));
-        Ok(ExitCode::FAILURE)
-    }
+    let target = target(&args.repo, &args.kind)?;
+    larder::manage::untrack(larder, &target).await?;
+    eprintln!("no longer tracking {}@{}", target.repo, target.revision);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `larder untrack --daemon URL`.
+pub async fn untrack_on_daemon(daemon: &str, args: UntrackArgs) -> anyhow::Result<ExitCode> {
+    let api = Api::new(daemon)?;
+    let target = target(&args.repo, &args.kind)?;
+    api.delete(&format!("/v1/tracked/{}", api.revision_path(&target)))
+        .await?;
+    eprintln!("no longer tracking {}@{}", target.repo, target.revision);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,8 @@
-//! `larder verify [ORG/NAME[@REV]]`: re-hash blobs, quarantine bad ones.
+//! `larder verify [ORG/NAME[@REV]]`: re-hash blobs, quarantine bad ones; with `--daemon URL`,
+//! the mirror's `/v1/verify` does it to its store.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::bail;
 use clap::Args;
 use larder::Larder;
 use larder::hub::{RepoRef, RepoType};
@@ -23,50 +22,72 @@ pub struct VerifyArgs {
     /// Print JSON
     #[arg(long)]
     json: bool,
+    /// Do it on the `larder serve` at URL, through its API (admin token in LARDER_DAEMON_TOKEN)
+    #[arg(long, value_name = "URL", env = "LARDER_DAEMON")]
+    daemon: Option<String>,
+}
+
+impl VerifyArgs {
+    /// The daemon to do it on, if any.
+    pub fn daemon(&self) -> Option<&str> {
+        self.daemon.as_deref()
+    }
+}
+
+/// Run `larder verify --daemon URL`: the mirror's `POST /v1/verify`.
+pub async fn run_on_daemon(daemon: &str, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let api = super::jobs::Api::new(daemon)?;
+    let mut request = serde_json::json!({ "type": args.kind });
+    if let Some(repo) = &args.repo {
+        request["repo"] = serde_json::json!(repo.id.as_str());
+        if let Some(revision) = &repo.revision {
+            request["revision"] = serde_json::json!(revision.as_str());
+        }
+    }
+    let report = api.post_long("/v1/verify", &request).await?;
+    let bad = report.get("bad").and_then(|n| n.as_u64()).unwrap_or(0);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for blob in report
+            .get("blobs")
+            .and_then(|b| b.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|b| b.get("status").and_then(|s| s.as_str()) != Some("ok"))
+        {
+            eprintln!(
+                "{}: {}",
+                blob.get("status")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("?")
+                    .to_uppercase(),
+                blob.get("sha256").and_then(|s| s.as_str()).unwrap_or("?")
+            );
+        }
+        eprintln!(
+            "checked {} blobs on {}: {bad} bad",
+            report.get("checked").and_then(|n| n.as_u64()).unwrap_or(0),
+            api.base()
+        );
+    }
+    Ok(if bad > 0 {
+        ExitCode::from(EXIT_CORRUPT)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Run `larder verify`.
 pub async fn run(larder: &Larder, args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
-    match &args.repo {
-        None => {
-            for blob in larder.registry.blobs().await? {
-                blobs.insert(blob.sha256, blob.size);
-            }
-        }
-        Some(repo_ref) => {
-            let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
-            let name = repo_ref.id.as_str();
-            let shas: Vec<String> = match &repo_ref.revision {
-                Some(rev) => match larder.registry.resolve(kind, name, rev.as_str()).await? {
-                    Some(sha) => vec![sha],
-                    None => bail!("`{name}@{rev}` is not held"),
-                },
-                None => larder
-                    .registry
-                    .list_repos()
-                    .await?
-                    .into_iter()
-                    .filter(|r| r.kind == kind && r.name == name)
-                    .flat_map(|r| r.revisions.into_iter().map(|v| v.sha))
-                    .collect(),
-            };
-            if shas.is_empty() {
-                bail!("`{name}` is not held");
-            }
-            for sha in shas {
-                if let Some(detail) = larder.registry.commit_detail(kind, name, &sha).await? {
-                    for file in detail.files.into_iter().filter(|f| f.held) {
-                        if let Some(sha256) = file.sha256 {
-                            blobs.insert(sha256, file.size);
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
+    let repo = args
+        .repo
+        .as_ref()
+        .map(|r| (r.id.as_str(), r.revision.as_ref().map(|v| v.as_str())));
+    let blobs = larder::manage::blobs_to_verify(larder, kind, repo).await?;
     let json = args.json;
-    let report = verify_blobs(larder, blobs.into_iter().collect(), &|check| {
+    let report = verify_blobs(larder, blobs, &|check| {
         if json {
             if let Ok(line) = serde_json::to_string(check) {
                 println!("{line}");

@@ -37,6 +37,12 @@ pub struct TrackEvent {
 
 /// POST `event` to `url`; errors are logged, not returned.
 pub async fn send(client: &reqwest::Client, url: &str, event: &TrackEvent) {
+    post(client, url, event).await;
+}
+
+/// POST any tracking event (`{"event": ..., "repo": ..., ...}`) to `url`, with the same tries;
+/// errors are logged, not returned.
+pub async fn post(client: &reqwest::Client, url: &str, event: &impl Serialize) {
     for attempt in 1..=TRIES {
         let sent = client
             .post(url)
@@ -46,7 +52,7 @@ pub async fn send(client: &reqwest::Client, url: &str, event: &TrackEvent) {
             .await;
         match sent {
             Ok(response) if response.status().is_success() => {
-                tracing::debug!(repo = event.repo, "webhook delivered");
+                tracing::debug!("webhook delivered");
                 return;
             }
             Ok(response) => tracing::warn!(
@@ -58,8 +64,5 @@ pub async fn send(client: &reqwest::Client, url: &str, event: &TrackEvent) {
         }
         tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
     }
-    tracing::warn!(
-        repo = event.repo,
-        "tracking event dropped after {TRIES} tries"
-    );
+    tracing::warn!("tracking event dropped after {TRIES} tries");
 }

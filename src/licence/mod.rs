@@ -20,7 +20,7 @@ pub mod report;
 pub use decide::{Decision, accepted_keys, decide};
 pub use error::{Denial, LicenceError};
 pub use gate::{PullGate, PullLicence};
-pub use report::{Audited, HistoryEntry, audit, licence_history, load_detection};
+pub use report::{Audited, HistoryEntry, audit, licence_history, licence_keys, load_detection};
 
 /// `kind:org/name`, the form the audit log names repos in.
 pub fn audit_repo_name(kind: crate::registry::RepoKind, name: &str) -> String {
@@ -29,6 +29,10 @@ pub fn audit_repo_name(kind: crate::registry::RepoKind, name: &str) -> String {
 
 /// The `audit_log.action` of an accepted licence.
 pub const ACCEPT_ACTION: &str = "accept_licence";
+
+/// The audit-log action of a licence review from the console or `/v1/licence-reviews`
+/// (`detail.decision` is `accept` or `deny`, `detail.commit` the revision reviewed).
+pub const REVIEW_ACTION: &str = "review_licence";
 
 /// Detect and record the licence of a commit already held (imported, converted), the same way
 /// a pull does, from its card, licence files and held base models. Best effort: a failure is

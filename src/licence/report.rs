@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::decide::decide;
 use super::gate::licence_id;
-use super::{ACCEPT_ACTION, LicenceError, audit_repo_name, evidence};
+use super::{ACCEPT_ACTION, LicenceError, REVIEW_ACTION, audit_repo_name, evidence};
 use crate::Larder;
 use crate::registry::{CommitDetail, CommitLicence, RepoKind};
 
@@ -148,6 +148,56 @@ async fn logged_acceptances(
     Ok(keys)
 }
 
+/// The note of the latest licence review of `sha`, when it denied the licence (a later
+/// review that accepts it clears the denial).
+async fn review_denial(
+    larder: &Larder,
+    kind: RepoKind,
+    name: &str,
+    sha: &str,
+) -> Result<Option<String>, LicenceError> {
+    let entries = larder
+        .registry
+        .audit_log(Some(&audit_repo_name(kind, name)))
+        .await?;
+    let latest = entries
+        .iter()
+        .filter(|e| e.action == REVIEW_ACTION)
+        .filter_map(|e| e.detail.as_ref())
+        .rfind(|d| d.get("commit").and_then(|c| c.as_str()) == Some(sha));
+    Ok(latest
+        .filter(|d| d.get("decision").and_then(|v| v.as_str()) == Some("deny"))
+        .map(|d| {
+            d.get("note")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        }))
+}
+
+/// Catalog keys of the effective licences of a held commit (`unknown` for an unresolved one):
+/// what a review that accepts it records as accepted.
+pub async fn licence_keys(
+    larder: &Larder,
+    kind: RepoKind,
+    name: &str,
+    sha: &str,
+) -> Result<Vec<String>, LicenceError> {
+    let history = larder.registry.licence_history(kind, name).await?;
+    let entry = history
+        .iter()
+        .find(|entry| entry.sha == sha)
+        .ok_or_else(|| LicenceError::NotHeld {
+            repo: format!("{name}@{sha}"),
+        })?;
+    let detection = load_detection(larder, kind, name, entry).await?;
+    Ok(detection
+        .effective_licences(Catalog::builtin())
+        .into_iter()
+        .map(|(key, _)| key.unwrap_or_else(|| "unknown".to_owned()))
+        .collect())
+}
+
 /// Audit `targets` (`(org/name, revision)`; the newest held revision when `None`), or every
 /// held repo of `kind` when empty.
 pub async fn audit(
@@ -208,6 +258,12 @@ pub async fn audit(
         let accepted = logged_acceptances(larder, kind, &name).await?;
         let decision = decide(policy, &name, &detection, catalog, &accepted);
         let mut row = AuditRow::new(&entry.sha, &detection, &decision.verdict, catalog);
+        if let Some(note) = review_denial(larder, kind, &name, &entry.sha).await? {
+            row.verdict = "deny".to_owned();
+            row.rule = "review".to_owned();
+            row.reasons
+                .push(format!("denied by a licence review: {note}"));
+        }
         if let Some(change) = &relicensed {
             row.reasons.push(format!("relicensed: {}", change.message));
         }

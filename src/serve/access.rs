@@ -112,6 +112,15 @@ impl AccessRules {
             || self.admin_tokens.admits(authorization)
     }
 
+    /// Whether a request with these headers from `peer` may change state through `/v1` (what
+    /// `GET /v1/session` answers; the guard applies the same rule).
+    pub fn is_admin(&self, headers: &axum::http::HeaderMap, peer: Option<SocketAddr>) -> bool {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.may_administer(authorization, peer)
+    }
+
     /// May it change state through the management API?
     fn may_administer(&self, authorization: Option<&str>, peer: Option<SocketAddr>) -> bool {
         if self.admin_tokens.is_empty() {
@@ -169,8 +178,30 @@ pub async fn guard(
             };
             return refuse(StatusCode::FORBIDDEN, why);
         }
+        if let Some((status, why)) = not_json(&request) {
+            return refuse(status, why);
+        }
     }
     next.run(request).await
+}
+
+/// Who made an admin request, for the audit log: the first digits of the SHA-256 of its token
+/// (never the token), or the loopback client when no admin tokens are configured.
+pub fn actor(headers: &axum::http::HeaderMap, peer: Option<SocketAddr>) -> String {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer);
+    match token {
+        Some(token) => {
+            let digest = Sha256::digest(token.as_bytes());
+            format!("admin token sha256:{}", &hex::encode(digest)[..12])
+        }
+        None => format!(
+            "local client {}",
+            peer.map_or_else(|| "?".to_owned(), |p| p.ip().to_string())
+        ),
+    }
 }
 
 /// Why a state-changing `/v1` request looks forged by another site, if it does.
@@ -197,19 +228,28 @@ fn cross_site(request: &Request) -> Option<(StatusCode, &'static str)> {
             return Some((StatusCode::FORBIDDEN, FORGED));
         }
     }
-    if request.method() == Method::POST {
-        let json = text(header::CONTENT_TYPE).is_some_and(|ct| {
+    None
+}
+
+/// A `POST` whose body is not declared JSON: refused, as no page can send JSON to another
+/// origin without the mirror's consent (checked after the admin rule, so that a forged
+/// request without a token is told 403 first).
+fn not_json(request: &Request) -> Option<(StatusCode, &'static str)> {
+    if request.method() != Method::POST {
+        return None;
+    }
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
             let essence = ct.split(';').next().unwrap_or_default().trim();
             essence.eq_ignore_ascii_case("application/json")
         });
-        if !json {
-            return Some((
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send the request body as JSON (Content-Type: application/json)",
-            ));
-        }
-    }
-    None
+    (!json).then_some((
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "send the request body as JSON (Content-Type: application/json)",
+    ))
 }
 
 fn refuse(status: StatusCode, message: &'static str) -> Response {

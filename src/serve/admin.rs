@@ -1,4 +1,9 @@
-//! The management API under `/v1`: the job queue.
+//! The management API under `/v1`, the part that runs jobs and removes revisions. Its other
+//! verbs are in [`super::actions`] (pin, track, gc, verify, licence reviews, the session), the
+//! live events in [`super::events`], the repo and storage views in [`super::repo_detail`] and
+//! [`super::storage`]; docs/openapi.json describes all of them and a test keeps it in step with
+//! the routes. Every change is allowed only to admins ([`super::access`]); the CLI's
+//! `--daemon URL` and the web console ([`super::ui`]) are its clients.
 //!
 //! - `POST /v1/jobs` `{"kind":"pull","repo":"org/name","revision":"main","type":"model",
 //!   "include":[..],"exclude":[..]}` or `{"kind":"convert","repo":"org/name","revision":"main",
@@ -8,7 +13,8 @@
 //! - `DELETE /v1/revisions/{type}/{org}/{name}/{rev}` → forget a held revision, as `larder rm`
 //!   does (`rev` percent-encoded when it holds a `/`) → `200 {"repo","commit","reclaimable"}`
 //!
-//! Errors are `{"error": "..."}` with 400, 404, 409 (the mirror runs offline) or 500.
+//! Errors are `{"error": "..."}` ([`super::api_error`]) with 400, 404, 409 (the mirror runs
+//! offline) or 500.
 
 use std::sync::Arc;
 
@@ -21,6 +27,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::Mirror;
+use super::api_error::ApiError;
 use crate::daemon::jobs::{JobSpec, JobView};
 use crate::daemon::{Daemon, DaemonError};
 
@@ -37,70 +44,27 @@ pub fn routes() -> Router<Arc<Mirror>> {
 
 async fn remove(
     State(mirror): State<Arc<Mirror>>,
-    Path((kind, org, name, revision)): Path<(String, String, String, String)>,
+    Path(path): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let bad = |e: &dyn std::fmt::Display| ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
-    let kind = match kind.as_str() {
-        "model" | "models" => crate::registry::RepoKind::Model,
-        "dataset" | "datasets" => crate::registry::RepoKind::Dataset,
-        other => {
-            return Err(bad(&format!(
-                "unknown repo type `{other}`: use model or dataset"
-            )));
-        }
-    };
-    let repo = crate::hub::RepoId::parse(&format!("{org}/{name}")).map_err(|e| bad(&e))?;
-    let revision = crate::hub::Revision::parse(&revision).map_err(|e| bad(&e))?;
-    match crate::remove::remove_revision(&mirror.larder, kind, repo.as_str(), revision.as_str())
-        .await
+    let target = super::actions::path_target(path)?;
+    match crate::remove::remove_revision(
+        &mirror.larder,
+        target.kind,
+        &target.repo,
+        &target.revision,
+    )
+    .await
     {
         Ok(removed) => {
-            mirror.forget(kind, repo.as_str());
+            mirror.forget(target.kind, &target.repo);
             Ok(axum::Json(removed).into_response())
         }
         Err(error @ crate::remove::RemoveError::NotHeld { .. }) => {
             Err(ApiError::new(StatusCode::NOT_FOUND, error.to_string()))
         }
         Err(crate::remove::RemoveError::Registry(error)) => {
-            tracing::error!(
-                error = %crate::fetch::transfer::error_chain(&error),
-                "removing a revision failed"
-            );
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ))
+            Err(ApiError::internal("removing a revision", &error))
         }
-    }
-}
-
-/// An error answer of the management API: `{"error": "..."}` with a status.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn internal(e: &DaemonError) -> ApiError {
-        tracing::error!(
-            error = %crate::fetch::transfer::error_chain(e),
-            "job queue operation failed"
-        );
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
     }
 }
 
@@ -131,7 +95,7 @@ async fn submit(State(mirror): State<Arc<Mirror>>, body: Bytes) -> Result<Respon
     let id = daemon
         .submit(&spec)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| ApiError::daemon(&e))?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response())
 }
 
@@ -145,7 +109,7 @@ async fn list(State(mirror): State<Arc<Mirror>>) -> Result<Response, ApiError> {
             .await
             .map_err(DaemonError::Registry),
     }
-    .map_err(|e| ApiError::internal(&e))?;
+    .map_err(|e| ApiError::daemon(&e))?;
     let views: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
     Ok(axum::Json(views).into_response())
 }
@@ -164,7 +128,7 @@ async fn show(
             .await
             .map_err(DaemonError::Registry),
     }
-    .map_err(|e| ApiError::internal(&e))?
+    .map_err(|e| ApiError::daemon(&e))?
     .ok_or_else(|| no_job(id))?;
     Ok(axum::Json(JobView::from(job)).into_response())
 }
@@ -185,7 +149,7 @@ async fn cancel(
             .map_err(DaemonError::Registry),
     };
     let job = cancelled
-        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| ApiError::daemon(&e))?
         .ok_or_else(|| no_job(id))?;
     Ok(axum::Json(JobView::from(job)).into_response())
 }

@@ -138,6 +138,16 @@ impl Metrics {
         }
     }
 
+    /// Bytes sent for model and dataset routes (files, mostly) since start.
+    pub fn file_bytes_served(&self) -> u64 {
+        load(&self.bytes[0]) + load(&self.bytes[1])
+    }
+
+    /// Bytes pull-through received from the upstream since start, both repo types.
+    pub fn upstream_total(&self) -> u64 {
+        self.upstream_bytes.iter().map(load).sum()
+    }
+
     /// Count file bytes sent over plain HTTP (`/resolve`).
     pub fn http_file_bytes(&self, bytes: u64) {
         self.http_file_bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -20,25 +20,33 @@
 //! fields the mirror owns.
 
 pub mod access;
+pub mod actions;
 pub mod admin;
+pub mod api_error;
 pub mod body;
 pub mod cache;
 pub mod conn;
 pub mod errors;
+pub mod events;
 pub mod expand;
+pub mod html;
 pub mod http1;
 pub mod hub_api;
 pub mod info;
 pub mod limit;
+pub mod lineage;
 pub mod metrics;
 pub mod paths;
 pub mod pull_through;
 pub mod range;
 pub mod raw;
 pub mod renamed;
+pub mod repo_detail;
+pub mod repo_page;
 pub mod repos;
 pub mod resolve;
 pub mod served;
+pub mod storage;
 pub mod ui;
 pub mod xet;
 pub mod zero_copy;
@@ -155,6 +163,10 @@ pub struct Mirror {
     served: Arc<served::ServedLog>,
     /// Xet tokens, layouts and hashes, when the mirror serves Xet (`[serve] xet`).
     xet: Option<xet::XetServe>,
+    /// Live updates for `/v1/events`.
+    events: events::Events,
+    /// Bytes served vs fetched over time, for the console's storage chart.
+    traffic: storage::Traffic,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -311,8 +323,17 @@ async fn bind(
         licence_verdicts: TtlCache::new(LICENCE_VERDICT_TTL, DETAIL_CACHE_MAX),
         verdicts: repos::Verdicts::default(),
         xet: xet_on.then(xet::XetServe::default),
+        events: events::Events::default(),
+        traffic: storage::Traffic::default(),
     });
+    events::spawn_watcher(Arc::downgrade(&mirror));
+    storage::spawn_sampler(Arc::downgrade(&mirror));
     let slots = limit::slots(mirror.options.max_connections);
+    let closing = mirror.events.closing();
+    let shutdown = async move {
+        shutdown.await;
+        closing.cancel();
+    };
     let fut = conn::run(listener, router(mirror), slots, shutdown);
     Ok((local_addr, daemon, served, fut))
 }
@@ -324,6 +345,17 @@ pub fn router(mirror: Arc<Mirror>) -> Router {
         .route("/healthz", axum::routing::get(metrics::healthz))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .merge(admin::routes())
+        .merge(actions::routes())
+        .route("/v1/events", axum::routing::get(events::stream))
+        .route("/v1/storage", axum::routing::get(storage::get))
+        .route(
+            "/-/repo/{kind}/{org}/{name}",
+            axum::routing::get(repo_page::page),
+        )
+        .route(
+            "/v1/repos/{kind}/{org}/{name}",
+            axum::routing::get(repo_detail::get),
+        )
         .merge(ui::routes())
         .route(
             "/v1/reconstructions/{hash}",
@@ -754,6 +786,17 @@ impl Mirror {
     }
 
     /// Forget cached details of a repo (after pull-through recorded something new).
+    /// Whether the repo is private as last seen (unknown repos and registry failures count as
+    /// private, so nothing leaks).
+    pub(crate) async fn is_private(&self, kind: RepoKind, repo: &str) -> bool {
+        match self.larder.registry.list_repos().await {
+            Ok(repos) => repos
+                .iter()
+                .any(|r| r.kind == kind && r.name == repo && r.private),
+            Err(_) => true,
+        }
+    }
+
     pub(crate) fn forget(&self, kind: RepoKind, repo: &str) {
         self.details
             .forget(|key| key.kind == kind && key.repo == repo);

@@ -136,6 +136,14 @@ impl Default for Verdicts {
     }
 }
 
+impl Verdicts {
+    /// Forget the verdicts of a repo's commits (a review changed them).
+    pub fn forget(&self, kind: RepoKind, name: &str) {
+        self.cache
+            .forget(|key| key.kind == kind && key.repo == name);
+    }
+}
+
 /// Every held public repo (filtered by `query` when given).
 pub async fn overview(mirror: &Mirror, query: Option<&str>) -> Result<Overview, RegistryError> {
     let summaries = mirror.larder.registry.list_repos().await?;
@@ -224,7 +232,7 @@ async fn row(
 }
 
 /// The licence of a commit and the policy's verdict, cached.
-async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
+pub(super) async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
     let key = RepoItemKey::new(kind, name, sha);
     if let Some(view) = mirror.verdicts.cache.get(&key) {
         return view;

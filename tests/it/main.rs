@@ -1,8 +1,11 @@
 //! Integration tests of `larder pull` and friends against the Hub stand-in (no internet).
 
+mod browser;
 mod cli_output;
 mod client_matrix;
 mod common;
+mod console;
+mod console_api;
 mod convert;
 mod daemon;
 mod daemon_jobs;

@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 
 use crate::common::{World, content};
 
-type Events = Arc<Mutex<Vec<Value>>>;
+pub(crate) type Events = Arc<Mutex<Vec<Value>>>;
 
 /// A tiny webhook receiver: keeps every JSON body POSTed to `/hook`.
-async fn receiver() -> (String, Events) {
+pub(crate) async fn receiver() -> (String, Events) {
     let events: Events = Arc::default();
     async fn hook(State(events): State<Events>, axum::Json(body): axum::Json<Value>) {
         events.lock().unwrap().push(body);

@@ -4,10 +4,9 @@
 //! driven over the DevTools protocol, filter the rows as one types and update the job's
 //! progress without a reload.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hub_standin::{Fault, Hub, RepoKind};
@@ -17,6 +16,9 @@ use larder::serve::{ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::browser::{
+    Browser, Tag, chromium, dump_dom, find_tag, start_tags, without_attribute_values,
+};
 use crate::common::{Served, World, content, options, pull_with, sha256_hex};
 
 const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
@@ -101,77 +103,6 @@ fn policy(world: &World) -> PathBuf {
     path
 }
 
-/// A start tag in serialized HTML: where it begins and its attributes (values unescaped).
-#[derive(Debug)]
-struct Tag {
-    at: usize,
-    attrs: BTreeMap<String, String>,
-}
-
-impl Tag {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.attrs.get(name).map(String::as_str)
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.attrs.contains_key(name)
-    }
-}
-
-fn unescape(value: &str) -> String {
-    value
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&nbsp;", "\u{a0}")
-        .replace("&amp;", "&")
-}
-
-/// Every `<name ...>` start tag. Attribute values are read up to their closing quote, so a `>`
-/// inside one (serializers differ on escaping it) does not end the tag.
-fn start_tags(html: &str, name: &str) -> Vec<Tag> {
-    let open = format!("<{name}");
-    let mut tags = Vec::new();
-    let mut from = 0;
-    while let Some(found) = html[from..].find(&open) {
-        let at = from + found;
-        from = at + open.len();
-        let mut rest = &html[from..];
-        if !rest.starts_with(|c: char| c.is_whitespace() || c == '>') {
-            continue;
-        }
-        let mut attrs = BTreeMap::new();
-        loop {
-            rest = rest.trim_start();
-            if rest.is_empty() || rest.starts_with('>') || rest.starts_with("/>") {
-                break;
-            }
-            let end = rest
-                .find(|c: char| c == '=' || c == '>' || c.is_whitespace())
-                .unwrap_or(rest.len());
-            let key = rest[..end].to_owned();
-            rest = &rest[end..];
-            if let Some(after) = rest.strip_prefix("=\"") {
-                let close = after.find('"').expect("attribute value closes");
-                attrs.insert(key, unescape(&after[..close]));
-                rest = &after[close + 1..];
-            } else {
-                attrs.insert(key, String::new());
-            }
-        }
-        tags.push(Tag { at, attrs });
-    }
-    tags
-}
-
-/// The first `<name>` whose attribute `key` is `value`.
-fn find_tag(html: &str, name: &str, key: &str, value: &str) -> Option<Tag> {
-    start_tags(html, name)
-        .into_iter()
-        .find(|tag| tag.get(key) == Some(value))
-}
-
 /// The `<tr>` of a repo, and its markup up to `</tr>`.
 fn repo_row<'a>(html: &'a str, repo: &str) -> (Tag, &'a str) {
     let tag = find_tag(html, "tr", "data-name", repo)
@@ -179,25 +110,6 @@ fn repo_row<'a>(html: &'a str, repo: &str) -> (Tag, &'a str) {
     let end = tag.at + html[tag.at..].find("</tr>").expect("row end");
     let markup = &html[tag.at..end];
     (tag, markup)
-}
-
-/// The HTML with every quoted attribute value removed: what is left is markup and text, so a
-/// `<img` there is an element (text has it as `&lt;img`).
-fn without_attribute_values(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let (mut in_tag, mut in_quote) = (false, false);
-    for c in html.chars() {
-        match (in_tag, in_quote, c) {
-            (true, false, '"') => in_quote = true,
-            (true, true, '"') => in_quote = false,
-            (true, true, _) => continue,
-            (false, _, '<') => in_tag = true,
-            (true, false, '>') => in_tag = false,
-            _ => {}
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,63 +308,6 @@ fn larder_policy(text: &str) -> larder_licence::Policy {
     larder_licence::Policy::from_toml(text).expect("policy parses")
 }
 
-/// The headless browser: `LARDER_CHROMIUM`, else `chromium` (Debian), `chromium-browser` or
-/// `google-chrome` on the PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("LARDER_CHROMIUM") {
-        return Some(PathBuf::from(path));
-    }
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Load `url` in headless Chromium, let its scripts run for a few (virtual) seconds, and return
-/// the resulting DOM.
-fn dump_dom(browser: &PathBuf, url: &str) -> String {
-    let profile = tempfile::tempdir().expect("profile dir");
-    let mut child = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--virtual-time-budget=4000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", browser.display()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut dom = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut dom).map(|_| dom)
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match child.try_wait().expect("wait for chromium") {
-            Some(status) => {
-                assert!(status.success(), "chromium failed: {status}");
-                break;
-            }
-            None if Instant::now() > deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("chromium did not finish within 60 s");
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    reader.join().expect("reader").expect("DOM is UTF-8")
-}
-
 fn serve(world: &World, policy: &std::path::Path) -> Served {
     let mut child = world
         .cli()
@@ -483,126 +338,6 @@ fn serve(world: &World, policy: &std::path::Path) -> Served {
         .recv_timeout(Duration::from_secs(30))
         .expect("larder serve says where it listens");
     Served { child, url }
-}
-
-/// A page in headless Chromium driven over the DevTools protocol on a pipe
-/// (`--remote-debugging-pipe`: NUL-terminated JSON, commands on fd 3, answers on fd 4), so the
-/// test can type into the page and watch it change, as a person would.
-struct Browser {
-    child: Child,
-    commands: std::io::PipeWriter,
-    answers: BufReader<std::io::PipeReader>,
-    next_id: u64,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    fn open(browser: &std::path::Path, url: &str) -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let (command_read, command_write) = std::io::pipe().expect("pipe");
-        let (answer_read, answer_write) = std::io::pipe().expect("pipe");
-        // The shell moves the pipes to the descriptors Chromium reads and writes.
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg("exec \"$0\" \"$@\" 3<&0 4>&1 </dev/null >/dev/null")
-            .arg(browser)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--remote-debugging-pipe",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::from(command_read))
-            .stdout(Stdio::from(answer_write))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromium starts");
-        let mut browser = Browser {
-            child,
-            commands: command_write,
-            answers: BufReader::new(answer_read),
-            next_id: 0,
-            session: String::new(),
-            _profile: profile,
-        };
-        let target = browser.call("Target.createTarget", json!({ "url": url }));
-        let target_id = target["targetId"].as_str().expect("targetId").to_owned();
-        let attached = browser.call(
-            "Target.attachToTarget",
-            json!({ "targetId": target_id, "flatten": true }),
-        );
-        browser.session = attached["sessionId"]
-            .as_str()
-            .expect("sessionId")
-            .to_owned();
-        browser
-    }
-
-    /// Send a command (to the page once attached) and wait for its answer.
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        use std::io::Write;
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({ "id": id, "method": method, "params": params });
-        if !self.session.is_empty() {
-            message["sessionId"] = json!(self.session);
-        }
-        let mut bytes = serde_json::to_vec(&message).expect("JSON");
-        bytes.push(0);
-        self.commands.write_all(&bytes).expect("write to chromium");
-        loop {
-            let mut raw = Vec::new();
-            let n = self
-                .answers
-                .read_until(0, &mut raw)
-                .expect("read from chromium");
-            assert!(n > 0, "chromium closed the pipe");
-            raw.pop();
-            let answer: Value = serde_json::from_slice(&raw).expect("JSON from chromium");
-            if answer["id"] == json!(id) {
-                assert!(answer.get("error").is_none(), "{method}: {answer}");
-                return answer["result"].clone();
-            }
-        }
-    }
-
-    /// Evaluate a JavaScript expression in the page; its JSON value.
-    fn eval(&mut self, expression: &str) -> Value {
-        let result = self.call(
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true }),
-        );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
-    }
-
-    /// Evaluate until `done(value)`, for up to 20 seconds.
-    fn wait_for(&mut self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let value = self.eval(expression);
-            if done(&value) {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "{expression} stayed {value}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Type into the search box and watch a running job's progress move, in one live page.
