@@ -69,6 +69,10 @@ pub struct ServeConfig {
     /// Serve Xet to clients (default true); `false` hides it so every client uses plain HTTP
     /// (`--no-xet`).
     pub xet: Option<bool>,
+    /// Seconds a kept-alive client connection may sit between requests (default 75).
+    pub idle_timeout: Option<u64>,
+    /// Seconds a client has from the first byte of a request head to its end (default 30).
+    pub header_timeout: Option<u64>,
 }
 
 /// `[daemon]`: settings of `larder serve` that flags override.

@@ -228,5 +228,25 @@ pub fn resolve_serve(
         (shared && flags.rescan_seconds > 0).then(|| Duration::from_secs(flags.rescan_seconds));
     options.xet = !flags.no_xet && config.serve.xet.unwrap_or(true);
     options.pull_xet = config.pull.xet.unwrap_or(true);
+    for (key, value, slot) in [
+        (
+            "serve.idle_timeout",
+            config.serve.idle_timeout,
+            &mut options.client_timeouts.idle,
+        ),
+        (
+            "serve.header_timeout",
+            config.serve.header_timeout,
+            &mut options.client_timeouts.head,
+        ),
+    ] {
+        match value {
+            Some(0) => {
+                return Err(ConfigValueError::new(key, "must be at least 1 (seconds)").into());
+            }
+            Some(seconds) => *slot = Duration::from_secs(seconds),
+            None => {}
+        }
+    }
     Ok(ResolvedServe { options, notes })
 }

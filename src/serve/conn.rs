@@ -40,8 +40,37 @@ const MAX_HEAD: usize = 64 << 10;
 /// Request bodies up to this size (with a `Content-Length`) are read here; larger ones go to
 /// hyper. The mirror's own limit on request bodies is lower (paths-info: 8 MiB).
 pub const MAX_INLINE_BODY: u64 = 16 << 20;
-/// How long a connection may sit between requests before it is closed.
-const IDLE: Duration = Duration::from_secs(75);
+/// How long a mirror waits on a client that sends nothing, or sends it too slowly.
+///
+/// A connection that holds a socket without finishing a request (a slowloris client) is closed
+/// when the first of these runs out, so idle or half-sent requests cannot pile up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientTimeouts {
+    /// Between requests on a kept-alive connection (nginx's `keepalive_timeout`: 75 s).
+    pub idle: Duration,
+    /// From the first byte of a request head to its end (hyper's and Go's default: 30 s).
+    pub head: Duration,
+    /// Request bodies must arrive at least this fast (bytes per second), after a grace of
+    /// `head`; a body that trickles slower is cut.
+    pub body_min_rate: u64,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        ClientTimeouts {
+            idle: Duration::from_secs(75),
+            head: Duration::from_secs(30),
+            body_min_rate: 64 << 10,
+        }
+    }
+}
+
+impl ClientTimeouts {
+    /// How long a request body of `len` bytes may take to arrive.
+    fn body(&self, len: u64) -> Duration {
+        self.head + Duration::from_secs(len / self.body_min_rate.max(1))
+    }
+}
 /// Streamed body bytes up to this size are gathered into one write.
 const GATHER: usize = 64 << 10;
 
@@ -53,6 +82,7 @@ pub async fn run(
     listener: TcpListener,
     router: Router,
     slots: Option<Arc<Semaphore>>,
+    timeouts: ClientTimeouts,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -82,7 +112,7 @@ pub async fn run(
         };
         let (router, stop, alive) = (router.clone(), stop_rx.clone(), alive_tx.clone());
         tokio::spawn(async move {
-            connection(stream, peer, router, stop).await;
+            connection(stream, peer, router, stop, timeouts).await;
             drop(permit);
             drop(alive);
         });
@@ -107,6 +137,8 @@ fn is_connection_error(error: &io::Error) -> bool {
 enum ReadError {
     /// The socket failed or closed mid-head.
     Io,
+    /// The client sent nothing for too long, or took too long over a head.
+    TimedOut,
     /// The head is not acceptable.
     Head(HeadError),
 }
@@ -146,6 +178,7 @@ async fn connection(
     peer: SocketAddr,
     router: Router,
     mut stop: watch::Receiver<bool>,
+    timeouts: ClientTimeouts,
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(8 << 10);
@@ -153,12 +186,12 @@ async fn connection(
         let read = tokio::select! {
             biased;
             () = stopped(&mut stop) => return,
-            read = tokio::time::timeout(IDLE, read_head(&mut stream, &mut buf)) => read,
+            read = read_head(&mut stream, &mut buf, &timeouts) => read,
         };
         let head = match read {
-            Err(_) | Ok(Ok(None)) | Ok(Err(ReadError::Io)) => return,
-            Ok(Ok(Some(head))) => head,
-            Ok(Err(ReadError::Head(error))) => {
+            Ok(None) | Err(ReadError::Io | ReadError::TimedOut) => return,
+            Ok(Some(head)) => head,
+            Err(ReadError::Head(error)) => {
                 // As hyper does: answer the status, then close.
                 let status = error.status();
                 let reply = format!(
@@ -173,7 +206,7 @@ async fn connection(
         };
         let body = match request_body(&head) {
             RequestBody::Hyper => {
-                hand_to_hyper(stream, buf, peer, router, stop).await;
+                hand_to_hyper(stream, buf, peer, router, stop, timeouts).await;
                 return;
             }
             RequestBody::None => {
@@ -182,9 +215,10 @@ async fn connection(
             }
             RequestBody::Length(len) => {
                 buf.advance(head.len);
-                match read_exact(&mut stream, &mut buf, len as usize).await {
-                    Ok(bytes) => Body::from(bytes),
-                    Err(_) => return,
+                let read = read_exact(&mut stream, &mut buf, len as usize);
+                match tokio::time::timeout(timeouts.body(len), read).await {
+                    Ok(Ok(bytes)) => Body::from(bytes),
+                    Ok(Err(_)) | Err(_) => return,
                 }
             }
         };
@@ -214,15 +248,37 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 }
 
 /// Read until `buf` starts with a whole request head; `None` when the client closed cleanly
-/// between requests.
+/// between requests. The client has `timeouts.idle` to start a request (bytes left over from
+/// the previous one count as a start) and `timeouts.head` from then on to finish its head.
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    timeouts: &ClientTimeouts,
 ) -> Result<Option<RequestHead>, ReadError> {
+    if buf.is_empty() {
+        buf.reserve(8 << 10);
+        match tokio::time::timeout(timeouts.idle, stream.read_buf(buf)).await {
+            Err(_) => return Err(ReadError::TimedOut),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Err(_)) => return Err(ReadError::Io),
+            Ok(Ok(_)) => {}
+        }
+    }
+    match tokio::time::timeout(timeouts.head, read_rest_of_head(stream, buf)).await {
+        Ok(read) => read.map(Some),
+        Err(_) => Err(ReadError::TimedOut),
+    }
+}
+
+/// Read until `buf` (not empty) starts with a whole request head.
+async fn read_rest_of_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<RequestHead, ReadError> {
     loop {
         if !buf.is_empty() {
             match http1::parse_request(buf) {
-                Ok(Some(head)) => return Ok(Some(head)),
+                Ok(Some(head)) => return Ok(head),
                 Ok(None) if buf.len() >= MAX_HEAD => {
                     return Err(ReadError::Head(HeadError::TooLarge));
                 }
@@ -232,7 +288,6 @@ async fn read_head(
         }
         buf.reserve(8 << 10);
         match stream.read_buf(buf).await {
-            Ok(0) if buf.is_empty() => return Ok(None),
             Ok(0) | Err(_) => return Err(ReadError::Io),
             Ok(_) => {}
         }
@@ -341,6 +396,7 @@ async fn hand_to_hyper(
     peer: SocketAddr,
     router: Router,
     mut stop: watch::Receiver<bool>,
+    timeouts: ClientTimeouts,
 ) {
     let io = hyper_util::rt::TokioIo::new(Replay {
         buffered: buffered.freeze(),
@@ -357,7 +413,13 @@ async fn hand_to_hyper(
                 .map_err(|never: Infallible| match never {})
         }
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    // hyper's head timeout runs from the moment it waits for a request, so it bounds idle
+    // keep-alive too (at `head`, shorter than `idle`). It does not bound request bodies; the
+    // routes that take one (paths-info, `/v1`) read it with a size limit.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeouts.head)
+        .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => {}

@@ -118,6 +118,8 @@ pub struct ServeOptions {
     /// Pull-through fetches files the upstream stores in Xet over its Xet storage (`[pull] xet`;
     /// `false`: always over plain HTTP).
     pub pull_xet: bool,
+    /// How long clients may stay silent, or take over a request (slowloris clients).
+    pub client_timeouts: conn::ClientTimeouts,
 }
 
 impl ServeOptions {
@@ -137,6 +139,7 @@ impl ServeOptions {
             rescan_every: None,
             xet: true,
             pull_xet: true,
+            client_timeouts: conn::ClientTimeouts::default(),
         }
     }
 }
@@ -334,7 +337,8 @@ async fn bind(
         shutdown.await;
         closing.cancel();
     };
-    let fut = conn::run(listener, router(mirror), slots, shutdown);
+    let timeouts = mirror.options.client_timeouts;
+    let fut = conn::run(listener, router(mirror), slots, timeouts, shutdown);
     Ok((local_addr, daemon, served, fut))
 }
 

@@ -1,5 +1,8 @@
 //! The mirror and the registry under bad clients and bad data: cross-site requests to `/v1`,
-//! removing a revision (`larder rm`, `DELETE /v1/revisions/...`).
+//! removing a revision (`larder rm`, `DELETE /v1/revisions/...`), clients that hold sockets
+//! without finishing a request.
+
+use std::time::Duration;
 
 use hub_standin::{Hub, RepoKind};
 use larder::serve::{RunningMirror, ServeOptions, start};
@@ -268,4 +271,115 @@ async fn no_resume_hint_after_a_digest_mismatch() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(!stderr.contains("to resume"), "{stderr}");
+}
+
+/// Whether the mirror closed `socket` within `within`: reads until end of stream (a closing
+/// mirror may first answer a status line), `false` while it is still open.
+async fn closed_within(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_slow_clients_are_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let world = World::start(small_hub()).await;
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.pull_through = true;
+    options.client_timeouts.idle = Duration::from_secs(3);
+    options.client_timeouts.head = Duration::from_secs(1);
+    let mirror = start(world.larder(), options).await.unwrap();
+    let addr = mirror.url().trim_start_matches("http://").to_owned();
+    let connect = || TcpStream::connect(addr.clone());
+
+    // Half-sent heads (slowloris): one byte at a time, forever.
+    let mut trickling = Vec::new();
+    for _ in 0..20 {
+        let mut socket = connect().await.unwrap();
+        socket
+            .write_all(b"GET /api/models/acme/keep HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        trickling.push(socket);
+    }
+    let dripper = {
+        let mut sockets: Vec<TcpStream> = Vec::new();
+        for _ in 0..5 {
+            sockets.push(connect().await.unwrap());
+        }
+        tokio::spawn(async move {
+            let mut open = sockets.len();
+            for _ in 0..40 {
+                open = 0;
+                for socket in &mut sockets {
+                    if socket.write_all(b"X").await.is_ok() {
+                        open += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            open
+        })
+    };
+    // A body promised and never sent.
+    let mut stalled_body = connect().await.unwrap();
+    stalled_body
+        .write_all(
+            b"POST /api/models/acme/keep/paths-info/main HTTP/1.1\r\nhost: x\r\n\
+              content-type: application/x-www-form-urlencoded\r\ncontent-length: 4000\r\n\r\npaths=",
+        )
+        .await
+        .unwrap();
+    // Silent sockets: connected, nothing sent.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(connect().await.unwrap());
+    }
+
+    // Well-behaved clients are served meanwhile.
+    let http = reqwest::Client::new();
+    let info = http
+        .get(format!("{}/api/models/acme/keep", mirror.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), StatusCode::OK);
+
+    // Heads get `head` (1 s) from their first byte; allow scheduling slack.
+    for socket in &mut trickling {
+        assert!(
+            closed_within(socket, Duration::from_secs(4)).await,
+            "a half-sent head stayed open"
+        );
+    }
+    assert!(
+        closed_within(&mut stalled_body, Duration::from_secs(3)).await,
+        "a stalled request body stayed open"
+    );
+    // One byte every 200 ms never finishes a head: all five were cut long before the 8 s drip.
+    assert_eq!(dripper.await.unwrap(), 0, "a dripping head stayed open");
+    // Silent connections get `idle` (3 s).
+    for socket in &mut silent {
+        assert!(
+            closed_within(socket, Duration::from_secs(4)).await,
+            "a silent socket stayed open"
+        );
+    }
+    // And the mirror still answers.
+    let again = http
+        .get(format!("{}/api/models/acme/keep", mirror.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    mirror.stop().await.unwrap();
 }
