@@ -806,7 +806,14 @@ impl PullThrough {
         let metrics = self.metrics.clone();
         metrics.pull_through_transfers(1);
         tokio::spawn(async move {
-            let stage = match land(&env, job, xet, hook).await {
+            // Held until the file is recorded: `larder gc` leaves the part and the freshly
+            // published blob alone meanwhile (and this waits while a gc runs).
+            let gc_guard = larder.local.gc_guard().await;
+            let landed = match gc_guard {
+                Ok(_) => land(&env, job, xet, hook).await,
+                Err(error) => Err((ErrorKind::InternalError, error.to_string())),
+            };
+            let stage = match landed {
                 Ok(fetched) => {
                     let sha = fetched.sha256.clone();
                     let recorded = record(

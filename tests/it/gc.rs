@@ -90,3 +90,66 @@ async fn gc_removes_only_garbage() {
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("would free 0 B"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_leaves_a_live_pull_through_part_alone() {
+    use std::time::Duration;
+    let bytes = content(64, 6 << 20);
+    let hub = Hub::new();
+    hub.repo(RepoKind::Model, "acme/live")
+        .lfs_file("model.safetensors", bytes.clone())
+        .commit("main");
+    let world = World::start(hub).await;
+    // About three seconds upstream: the client is mid-body when gc comes.
+    world
+        .server
+        .inject(Fault::throttle(2 << 20).path("model.safetensors").forever());
+    let mut serve = larder::serve::ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    serve.pull_through = true;
+    let mirror = larder::serve::start(world.larder(), serve).await.unwrap();
+    let url = format!("{}/acme/live/resolve/main/model.safetensors", mirror.url());
+    let client = tokio::spawn(async move {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.bytes().await.map(|b| b.to_vec())
+    });
+    // Wait until the transfer has a part on disk.
+    let larder = world.larder();
+    let parts = larder.local.tmp_dir();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&parts).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no part appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = gc(
+        &larder,
+        GcOptions {
+            dry_run: false,
+            all_parts: true,
+        },
+    )
+    .await;
+    assert!(matches!(busy, Err(GcError::Busy)), "{busy:?}");
+    // The client gets the whole file, and the mirror holds it.
+    let got = client
+        .await
+        .unwrap()
+        .expect("the client's download was not cut");
+    assert!(got == bytes, "got {} bytes, not the file", got.len());
+    mirror.stop().await.unwrap();
+    let report = gc(
+        &larder,
+        GcOptions {
+            dry_run: false,
+            all_parts: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.collected.iter().all(|c| c.kind != "blob"),
+        "{:?}",
+        report.collected
+    );
+    assert!(larder.local.has(&sha256_hex(&bytes)));
+}
