@@ -73,6 +73,9 @@ pub struct ServeConfig {
     pub idle_timeout: Option<u64>,
     /// Seconds a client has from the first byte of a request head to its end (default 30).
     pub header_timeout: Option<u64>,
+    /// How fast the background scrub re-hashes held blobs, e.g. `"16MB/s"` (the default);
+    /// `"0"` turns it off.
+    pub scrub_rate: Option<String>,
 }
 
 /// `[daemon]`: settings of `larder serve` that flags override.

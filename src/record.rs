@@ -51,7 +51,27 @@ pub async fn record_blob(
     if let Some(chunking) = chunking {
         crate::xet::index::record(&larder.registry, sha256, chunking).await?;
     }
+    if checked == Checked::Verified {
+        stamp_local_copies(larder, [sha256]).await?;
+    }
     Ok(())
+}
+
+/// Stamp the local copies of blobs this node just verified (crate::store::stamp), so the
+/// mirror serves them without hashing them again. A blob without a local copy gets none.
+async fn stamp_local_copies<'a>(
+    larder: &Larder,
+    blobs: impl IntoIterator<Item = &'a str>,
+) -> Result<(), RegistryError> {
+    let stamps = blobs
+        .into_iter()
+        .filter_map(|sha256| {
+            let path = larder.blobs.local_path(sha256)?;
+            let stamp = crate::store::stamp::stamp(&path).ok()?;
+            Some((sha256.to_owned(), stamp))
+        })
+        .collect();
+    larder.registry.stamp_blobs(stamps, crate::now_unix()).await
 }
 
 /// Record a group of blobs this node just verified and published together, each with its Xet
@@ -71,7 +91,8 @@ pub async fn record_verified_blobs(
             )
         })
         .collect();
-    larder.registry.record_blobs(rows).await
+    larder.registry.record_blobs(rows).await?;
+    stamp_local_copies(larder, group.iter().map(|(sha256, ..)| sha256.as_str())).await
 }
 
 /// Why a held blob could not be adopted.

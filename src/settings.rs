@@ -17,6 +17,9 @@ use crate::config::{ConfigError, ConfigValueError};
 use crate::fetch::rate::RateLimiter;
 use crate::hub::{ClientSettings, HubClient, HubError};
 use crate::serve::ServeOptions;
+
+/// The background scrub's default pace: a 10 TB store in about a week.
+const DEFAULT_SCRUB_RATE: u64 = 16 << 20;
 use crate::serve::access::{AccessRules, TokenEntryError, TokenSet};
 
 /// The default upstream.
@@ -248,5 +251,13 @@ pub fn resolve_serve(
             None => {}
         }
     }
+    options.scrub_rate = match config.serve.scrub_rate.as_deref() {
+        None => Some(DEFAULT_SCRUB_RATE),
+        Some(text) => {
+            let rate = crate::fetch::rate::parse_rate(text)
+                .map_err(|why| ConfigValueError::new("serve.scrub_rate", why))?;
+            (rate > 0).then_some(rate)
+        }
+    };
     Ok(ResolvedServe { options, notes })
 }

@@ -74,6 +74,11 @@ pub async fn verify_blobs(
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
     for (sha256, size) in blobs {
+        let stamp_of = |sha256: &str| {
+            let path = larder.blobs.local_path(sha256)?;
+            crate::store::stamp::stamp(&path).ok()
+        };
+        let before = stamp_of(&sha256);
         let digests = if larder.blobs.is_shared() {
             hash_shared(larder.blobs.as_ref(), &sha256).await?
         } else {
@@ -127,10 +132,23 @@ pub async fn verify_blobs(
         }
         match status {
             BlobStatus::Ok | BlobStatus::XetMismatch { .. } => {
-                larder
-                    .registry
-                    .mark_blob_verified(&sha256, crate::now_unix())
-                    .await?
+                // The file's stamp, when it did not change while it was hashed, lets the
+                // mirror serve it without hashing it again (store/stamp.rs).
+                match before.filter(|before| stamp_of(&sha256).as_ref() == Some(before)) {
+                    Some(stamp) => {
+                        let stamps = vec![(sha256.clone(), stamp)];
+                        larder
+                            .registry
+                            .stamp_blobs(stamps, crate::now_unix())
+                            .await?
+                    }
+                    None => {
+                        larder
+                            .registry
+                            .mark_blob_verified(&sha256, crate::now_unix())
+                            .await?
+                    }
+                }
             }
             _ => larder.registry.remove_blob(&sha256).await?,
         }

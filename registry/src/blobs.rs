@@ -34,10 +34,57 @@ pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlit
     Ok(changed > 0)
 }
 
+/// Records that `sha256`'s file matched its digest while it looked like `stamp`, now (`at`).
+/// Returns whether the blob was recorded.
+pub(crate) fn set_stamp(
+    conn: &Connection,
+    sha256: &str,
+    stamp: &str,
+    at: i64,
+) -> rusqlite::Result<bool> {
+    if !mark_verified(conn, sha256, at)? {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "INSERT INTO blob_stamps (sha256, stamp) VALUES (?1, ?2)
+         ON CONFLICT (sha256) DO UPDATE SET stamp = excluded.stamp",
+    )?
+    .execute(params![sha256, stamp])?;
+    Ok(true)
+}
+
+/// The stamp of `sha256`'s file when it was last found to match its digest.
+pub(crate) fn stamp(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT stamp FROM blob_stamps WHERE sha256 = ?1")?
+        .query_row([sha256], |row| row.get(0))
+        .optional()
+}
+
+/// The first blob after `after` (in digest order) not verified in the `min_age` seconds before
+/// `now`: the scrub's next one.
+pub(crate) fn next_to_scrub(
+    conn: &Connection,
+    after: &str,
+    now: i64,
+    min_age: i64,
+) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT sha256 FROM blobs
+         WHERE sha256 > ?1 AND (verified_at IS NULL OR verified_at <= ?2)
+         ORDER BY sha256 LIMIT 1",
+    )?
+    .query_row(params![after, now.saturating_sub(min_age)], |row| {
+        row.get(0)
+    })
+    .optional()
+}
+
 /// Forgets the blob and its chunk index rows; the `files` rows naming it stay and become
 /// "not held".
 pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
     crate::chunk_index::remove(conn, sha256)?;
+    conn.prepare_cached("DELETE FROM blob_stamps WHERE sha256 = ?1")?
+        .execute([sha256])?;
     conn.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
         .execute([sha256])?;
     // Its Xet terms (learnt for deltas) go with it.

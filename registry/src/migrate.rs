@@ -65,6 +65,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0008_upstream_fidelity",
         sql: include_str!("../migrations/0008_upstream_fidelity.sql"),
     },
+    Migration {
+        version: 9,
+        name: "0009_blob_stamps",
+        sql: include_str!("../migrations/0009_blob_stamps.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

@@ -211,6 +211,30 @@ impl Registry {
         .await
     }
 
+    /// Records that each `(sha256, stamp)` blob's file matched its digest just now, while it
+    /// looked like `stamp` (see migration 0009), at `at` (unix seconds); blobs not recorded
+    /// are skipped.
+    pub async fn stamp_blobs(
+        &self,
+        stamps: Vec<(String, String)>,
+        at: i64,
+    ) -> Result<(), RegistryError> {
+        if stamps.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn| {
+            let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                for (sha256, stamp) in &stamps {
+                    blobs::set_stamp(&tx, sha256, stamp, at)?;
+                }
+                tx.commit()
+            };
+            run(conn).map_err(write_error(|| format!("stamp {} blobs", stamps.len())))
+        })
+        .await
+    }
+
     /// Forgets a blob (e.g. when verification quarantines it). Files naming it stay, and are
     /// no longer held. Removing a blob that is not recorded is not an error.
     pub async fn remove_blob(&self, sha256: &str) -> Result<(), RegistryError> {
@@ -227,6 +251,32 @@ impl Registry {
     }
 
     // ---- reads -----------------------------------------------------------------------------
+
+    /// The stamp of a blob's file when it was last found to match its digest.
+    pub async fn blob_stamp(&self, sha256: &str) -> Result<Option<String>, RegistryError> {
+        let sha256 = sha256.to_owned();
+        self.read(move |conn| {
+            blobs::stamp(conn, &sha256)
+                .map_err(read_error(|| format!("read the stamp of {sha256}")))
+        })
+        .await
+    }
+
+    /// The first blob after `after` in digest order not verified in the `min_age` seconds
+    /// before `now`: what a scrub checks next.
+    pub async fn next_to_scrub(
+        &self,
+        after: &str,
+        now: i64,
+        min_age: i64,
+    ) -> Result<Option<String>, RegistryError> {
+        let after = after.to_owned();
+        self.read(move |conn| {
+            blobs::next_to_scrub(conn, &after, now, min_age)
+                .map_err(read_error(|| "find a blob to scrub".to_owned()))
+        })
+        .await
+    }
 
     /// One blob's record.
     pub async fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>, RegistryError> {

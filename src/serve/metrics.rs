@@ -277,6 +277,31 @@ pub async fn metrics(State(mirror): State<Arc<Mirror>>) -> Response {
     }
     family(
         &mut out,
+        "larder_quarantined_blobs_total",
+        "counter",
+        "Held blobs found not to match their digest and quarantined, by who found them.",
+    );
+    for by in super::integrity::FoundBy::ALL {
+        let _ = writeln!(
+            out,
+            "larder_quarantined_blobs_total{{found_by=\"{}\"}} {}",
+            by.label(),
+            mirror.integrity.quarantined(by)
+        );
+    }
+    family(
+        &mut out,
+        "larder_scrubbed_bytes_total",
+        "counter",
+        "Bytes of held blobs the background scrub has re-hashed.",
+    );
+    let _ = writeln!(
+        out,
+        "larder_scrubbed_bytes_total {}",
+        mirror.integrity.scrubbed_bytes()
+    );
+    family(
+        &mut out,
         "larder_jobs",
         "gauge",
         "Jobs in the queue, by state.",

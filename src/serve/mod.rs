@@ -33,6 +33,7 @@ pub mod html;
 pub mod http1;
 pub mod hub_api;
 pub mod info;
+pub mod integrity;
 pub mod limit;
 pub mod lineage;
 pub mod metrics;
@@ -120,6 +121,9 @@ pub struct ServeOptions {
     pub pull_xet: bool,
     /// How long clients may stay silent, or take over a request (slowloris clients).
     pub client_timeouts: conn::ClientTimeouts,
+    /// Re-hash the store's blobs in the background at this many bytes per second (`None`:
+    /// no scrub; `[serve] scrub_rate`, 16 MiB/s by default from the command line).
+    pub scrub_rate: Option<u64>,
 }
 
 impl ServeOptions {
@@ -140,6 +144,7 @@ impl ServeOptions {
             xet: true,
             pull_xet: true,
             client_timeouts: conn::ClientTimeouts::default(),
+            scrub_rate: None,
         }
     }
 }
@@ -170,6 +175,8 @@ pub struct Mirror {
     events: events::Events,
     /// Bytes served vs fetched over time, for the console's storage chart.
     traffic: storage::Traffic,
+    /// Which held blobs' files are known good, and what the scrub found.
+    integrity: Arc<integrity::Integrity>,
 }
 
 /// What the access log records about a request, set by handlers on the response.
@@ -328,9 +335,15 @@ async fn bind(
         xet: xet_on.then(xet::XetServe::default),
         events: events::Events::default(),
         traffic: storage::Traffic::default(),
+        integrity: Arc::default(),
     });
     events::spawn_watcher(Arc::downgrade(&mirror));
     storage::spawn_sampler(Arc::downgrade(&mirror));
+    if let Some(rate) = mirror.options.scrub_rate
+        && !mirror.larder.blobs.is_shared()
+    {
+        integrity::spawn_scrub(Arc::downgrade(&mirror), rate);
+    }
     let slots = limit::slots(mirror.options.max_connections);
     let closing = mirror.events.closing();
     let shutdown = async move {

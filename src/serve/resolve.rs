@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::body::{FileSlice, Segments};
 use super::errors::{ServeError, X_REPO_COMMIT, internal};
+use super::integrity::{self, Checked, Trust};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, empty, noted};
@@ -43,7 +44,12 @@ pub fn etag_of(file: &FileRow) -> String {
 /// Where the bytes of an answer come from.
 pub enum Source {
     /// A held blob with a local file.
-    Blob(std::path::PathBuf),
+    Blob {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its digest.
+        sha256: String,
+    },
     /// A held blob in a shared store without a local copy (its sha256): ranged reads.
     Store(String),
     /// A transfer in flight (pull-through).
@@ -194,10 +200,43 @@ async fn answer(
     }
     mirror.metrics.http_file_bytes(len);
     let body = match source {
-        Source::Blob(blob) => {
+        Source::Blob { path, sha256 } => {
+            let integrity = &mirror.integrity;
+            match integrity.trust(&mirror.larder, &sha256, &path).await {
+                Trust::Trusted => {}
+                // Changed since it was last hashed (or never stamped): a whole file is hashed
+                // as it streams, a range waits for a hash of the whole (integrity.rs).
+                Trust::Unchecked if start == 0 && len == size => {
+                    let (larder, integrity) = (mirror.larder.clone(), integrity.clone());
+                    let body = integrity::checked_body(larder, integrity, &sha256, path, size);
+                    return Ok((status, meta, body).into_response());
+                }
+                Trust::Unchecked => {
+                    match integrity.check_whole(&mirror.larder, &sha256, &path).await {
+                        Checked::Good => {}
+                        Checked::Damaged => {
+                            return Err(ServeError::NotHeld {
+                                path: file.path.clone(),
+                                commit: sha,
+                                why:
+                                    "the held copy was damaged and has been quarantined; ask again \
+                                  (a pull-through mirror fetches it anew)"
+                                        .to_owned(),
+                            });
+                        }
+                        Checked::Unreadable(why) => {
+                            return Err(ServeError::NotHeld {
+                                path: file.path.clone(),
+                                commit: sha,
+                                why: format!("the held copy could not be read: {why}"),
+                            });
+                        }
+                    }
+                }
+            }
             // A slice of the held file: sent by `sendfile` on the mirror's own connections,
             // streamed otherwise (body.rs).
-            let slice = FileSlice::open(&blob, start, len)
+            let slice = FileSlice::open(&path, start, len)
                 .map_err(|e| internal("opening a blob failed", &e))?;
             return Ok(Segments::from(slice).into_response(status, meta));
         }
@@ -243,7 +282,10 @@ async fn source_for(
     {
         if let Some(path) = mirror.larder.blobs.local_path(sha) {
             mirror.metrics.lookup(target.kind, true);
-            return Ok(Source::Blob(path));
+            return Ok(Source::Blob {
+                path,
+                sha256: sha.clone(),
+            });
         }
         if mirror.larder.blobs.is_shared() {
             mirror.metrics.lookup(target.kind, true);
@@ -257,7 +299,7 @@ async fn source_for(
     {
         mirror.metrics.lookup(target.kind, true);
         return Ok(match mirror.larder.blobs.local_path(&sha) {
-            Some(path) => Source::Blob(path),
+            Some(path) => Source::Blob { path, sha256: sha },
             None => Source::Store(sha),
         });
     }

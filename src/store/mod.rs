@@ -13,6 +13,7 @@ mod fs;
 pub mod location;
 pub mod materialize;
 mod s3;
+pub mod stamp;
 
 use std::fmt;
 use std::ops::Range;

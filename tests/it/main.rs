@@ -27,6 +27,7 @@ mod resume;
 mod s3;
 mod serve;
 mod serve_body;
+mod serve_integrity;
 mod tracking;
 mod ui;
 mod verify;

@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 
 use super::cache::{RepoItemKey, TtlCache};
 use super::errors::{ServeError, internal};
+use super::integrity::Checked;
 use super::paths::{RevisionTail, UrlRepoType};
 use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, Target, noted};
@@ -498,6 +499,24 @@ async fn xorb_range(
     let Some(path) = mirror.larder.blobs.local_path(blob) else {
         return Err(ServeError::NotFound);
     };
+    // No xorb byte leaves from a blob file changed since it was last hashed (integrity.rs).
+    match mirror.integrity.verified(&mirror.larder, blob, &path).await {
+        Checked::Good => {}
+        Checked::Damaged => {
+            return Err(ServeError::NotHeld {
+                path: format!("xorb {xorb_hex}"),
+                commit: blob.to_owned(),
+                why: "the held copy was damaged and has been quarantined".to_owned(),
+            });
+        }
+        Checked::Unreadable(why) => {
+            return Err(ServeError::NotHeld {
+                path: format!("xorb {xorb_hex}"),
+                commit: blob.to_owned(),
+                why: format!("the held copy could not be read: {why}"),
+            });
+        }
+    }
     let layout = layout_of(mirror, xet, blob).await?;
     let hash = crate::xet::parse_hash(xorb_hex).map_err(|_| ServeError::NotFound)?;
     let xorb = layout
