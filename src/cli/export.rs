@@ -118,7 +118,11 @@ async fn export_plain(
             }
         }
         summary.blobs_written += entries.len();
-        larder::store::materialize::plain_dir(&dir.join(&detail.name), &entries)?;
+        larder::store::materialize::plain_dir(
+            &dir.join(&detail.name),
+            &entries,
+            larder::store::materialize::LinkMode::Copy,
+        )?;
         summary
             .revisions
             .push(format!("{}@{}", detail.name, detail.sha));

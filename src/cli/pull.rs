@@ -28,9 +28,13 @@ pub struct PullArgs {
     /// Skip files matching this glob (repeatable)
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
-    /// Also place the snapshot's files here as plain files (hard links when possible)
+    /// Also place the snapshot's files here as plain files: copies (reflinks on btrfs/XFS)
     #[arg(long, value_name = "DIR")]
     local_dir: Option<PathBuf>,
+    /// With --local-dir: hard-link the files from the store instead of copying them (no extra
+    /// space on one filesystem; never write to them: that would damage the store's copy)
+    #[arg(long, requires = "local_dir")]
+    hard_links: bool,
     /// Connections per large file
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: u16,
@@ -107,6 +111,9 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     options.include = args.include;
     options.exclude = args.exclude;
     options.local_dir = args.local_dir;
+    if args.hard_links {
+        options.local_dir_links = larder::store::materialize::LinkMode::Hard;
+    }
     options.rate_limit = args
         .max_rate
         .map(|rate| Arc::new(larder::fetch::rate::RateLimiter::new(rate)));

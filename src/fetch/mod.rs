@@ -72,6 +72,8 @@ pub struct PullOptions {
     pub transfer: TransferSettings,
     /// Also lay the snapshot out as plain files here.
     pub local_dir: Option<PathBuf>,
+    /// Copies (the default) or hard links in `local_dir`.
+    pub local_dir_links: crate::store::materialize::LinkMode,
     /// Global download rate limit shared by every connection.
     pub rate_limit: Option<Arc<rate::RateLimiter>>,
     /// Licence detection and policy, run before any transfer (see [`crate::licence`]).
@@ -96,6 +98,7 @@ impl PullOptions {
             small_file_size: 8 << 20,
             transfer: TransferSettings::default(),
             local_dir: None,
+            local_dir_links: crate::store::materialize::LinkMode::Copy,
             rate_limit: None,
             licence_gate: None,
             xet: true,
@@ -508,7 +511,7 @@ pub async fn pull(
             };
             entries.push((p.file.path.clone(), larder.blobs.fetch_local(&sha).await?));
         }
-        crate::store::materialize::plain_dir(dir, &entries)?;
+        crate::store::materialize::plain_dir(dir, &entries, options.local_dir_links)?;
     }
 
     let summary = PullSummary {

@@ -262,15 +262,38 @@ async fn local_dir_gets_plain_files() {
     for (path, bytes) in &files {
         assert_eq!(read(&out.join(path)), *bytes, "{path}");
     }
-    // Same filesystem: hard links, no extra space.
+    // Copies by default: a tool writing into the checkout cannot reach the store.
     use std::os::unix::fs::MetadataExt;
     let shard = &files[2];
-    assert_eq!(
-        std::fs::metadata(out.join(&shard.0)).unwrap().ino(),
-        std::fs::metadata(world.blob_path(&sha256_hex(&shard.1)))
-            .unwrap()
-            .ino()
+    let (copy, blob) = (out.join(&shard.0), world.blob_path(&sha256_hex(&shard.1)));
+    assert_ne!(
+        std::fs::metadata(&copy).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
     );
+    std::fs::write(&copy, b"edited in place").unwrap();
+    assert_eq!(read(&blob), shard.1, "the store's blob is untouched");
+    // Pulling again puts the file back, and leaves the untouched copies as they are.
+    let untouched = out.join(&files[0].0);
+    let ino = std::fs::metadata(&untouched).unwrap().ino();
+    pull_with(&larder, &opts).await.0.unwrap();
+    assert_eq!(read(&copy), shard.1);
+    assert_eq!(std::fs::metadata(&untouched).unwrap().ino(), ino);
+
+    // --hard-links: the same inode, no extra space; a re-pull without it turns them into
+    // copies again.
+    opts.local_dir_links = larder::store::materialize::LinkMode::Hard;
+    pull_with(&larder, &opts).await.0.unwrap();
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
+    );
+    opts.local_dir_links = larder::store::materialize::LinkMode::Copy;
+    pull_with(&larder, &opts).await.0.unwrap();
+    assert_ne!(
+        std::fs::metadata(&copy).unwrap().ino(),
+        std::fs::metadata(&blob).unwrap().ino()
+    );
+    assert_eq!(read(&copy), shard.1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
