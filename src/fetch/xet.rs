@@ -350,6 +350,9 @@ struct Ctx<'a> {
     upstream: String,
     part: Part,
     hook: Option<PrefixHook>,
+    /// How far the contiguous prefix reached at the last report: terms only ever land, so the
+    /// next report resumes from here and reporting stays linear in the number of terms.
+    prefix: std::sync::Mutex<PrefixCursor>,
 }
 
 impl Ctx<'_> {
@@ -363,7 +366,13 @@ impl Ctx<'_> {
 
     fn report_prefix(&self) {
         let Some(hook) = &self.hook else { return };
-        let prefix = contiguous_prefix(&self.part.lock().0.done);
+        let prefix = {
+            let part = self.part.lock();
+            let Ok(mut cursor) = self.prefix.lock() else {
+                return;
+            };
+            cursor.advance(&part.0.done)
+        };
         hook(&self.part.path, PartProgress::Prefix(prefix));
     }
 
@@ -455,6 +464,7 @@ pub async fn fetch_file_with_hook(
         upstream,
         part,
         hook,
+        prefix: std::sync::Mutex::default(),
     };
     ctx.report_prefix();
 
@@ -598,17 +608,28 @@ pub async fn fetch_file_with_hook(
     })
 }
 
-/// The length of the part written without a gap from its start: the terms landed in order from
-/// the first (terms are numbered in file order and each starts where the one before ends).
-fn contiguous_prefix(done: &BTreeMap<usize, DoneTerm>) -> u64 {
-    let mut end = 0;
-    for (expected, (index, term)) in done.iter().enumerate() {
-        if *index != expected || term.offset != end {
-            break;
+/// The part written without a gap from its start: the terms landed in order from the first
+/// (terms are numbered in file order and each starts where the one before ends).
+#[derive(Debug, Default, Clone, Copy)]
+struct PrefixCursor {
+    /// The first term not yet in the prefix.
+    next: usize,
+    /// Where the prefix ends.
+    end: u64,
+}
+
+impl PrefixCursor {
+    /// Extend the prefix over the terms in `done` that continue it; returns its length.
+    fn advance(&mut self, done: &BTreeMap<usize, DoneTerm>) -> u64 {
+        for (index, term) in done.range(self.next..) {
+            if *index != self.next || term.offset != self.end {
+                break;
+            }
+            self.end = term.offset + term.lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
+            self.next += 1;
         }
-        end = term.offset + term.lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
+        self.end
     }
-    end
 }
 
 /// sha256 of the part and the Xet chunking of its chunks (`lengths` in file order), in one read.
@@ -878,14 +899,18 @@ mod tests {
     #[test]
     fn prefix_stops_at_the_first_gap() {
         let mut done = BTreeMap::new();
-        assert_eq!(contiguous_prefix(&done), 0);
+        let mut cursor = PrefixCursor::default();
+        assert_eq!(cursor.advance(&done), 0);
         done.insert(1, term(100, 50));
-        assert_eq!(contiguous_prefix(&done), 0, "term 0 has not landed");
+        assert_eq!(cursor.advance(&done), 0, "term 0 has not landed");
         done.insert(0, term(0, 100));
-        assert_eq!(contiguous_prefix(&done), 150);
+        assert_eq!(cursor.advance(&done), 150);
         done.insert(3, term(200, 10));
-        assert_eq!(contiguous_prefix(&done), 150, "term 2 is missing");
+        assert_eq!(cursor.advance(&done), 150, "term 2 is missing");
         done.insert(2, term(150, 50));
-        assert_eq!(contiguous_prefix(&done), 210);
+        assert_eq!(cursor.advance(&done), 210);
+        assert_eq!(cursor.advance(&done), 210, "nothing new");
+        // A fresh cursor over the same terms agrees.
+        assert_eq!(PrefixCursor::default().advance(&done), 210);
     }
 }

@@ -62,8 +62,8 @@ async fn fixture() -> Fixture {
     }
 }
 
-/// Record `acme/huge` with one LFS file held as a sparse blob (the mirror serves what the
-/// store holds; nothing here hashes it).
+/// Record `acme/huge` with one LFS file held as a sparse blob, stamped as verified (its
+/// digest is made up; nothing here hashes it).
 async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
     let path = world.blob_path(HUGE_SHA);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -82,6 +82,14 @@ async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
     )
     .await
     .unwrap();
+    // As if verified when it was published: the mirror trusts a file that still carries the
+    // stamp of its last good hash (a real hash of 4 GiB would dominate the test).
+    let stamp = larder::store::stamp::stamp(&path).unwrap();
+    larder
+        .registry
+        .stamp_blobs(vec![(HUGE_SHA.to_owned(), stamp)], 1_700_000_000)
+        .await
+        .unwrap();
     larder
         .registry
         .record_snapshot(SnapshotRecord {
