@@ -6,16 +6,26 @@
 //! together with a generated model card naming `base_model`, the relation, the source commit,
 //! the exact parameters, Larder's version and the source's licence fields, so the mirror serves
 //! it like any repo and a licence audit sees what it inherits.
+//!
+//! The converter writes into a private directory under the store's `tmp/`; only complete,
+//! hashed files are published, and `--out` copies land under a temporary name renamed when
+//! whole. A conversion cancelled ([`ConvertRequest::cancel`]) before its outputs are published
+//! removes that directory and fails with [`ConvertRunError::Interrupted`]: nothing partial is
+//! left and nothing is registered, so running it again starts afresh.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind};
 use crate::fetch::digest::{digest_bytes, digest_file_with_xet, lfs_pointer_oid};
 use crate::hub::RepoId;
+use crate::interrupt::Interrupted;
 use crate::record::{self, Checked};
 use crate::registry::{
     CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
@@ -63,6 +73,8 @@ pub struct ConvertRequest {
     pub threads: Option<usize>,
     /// An importance matrix (llama-imatrix output, GGUF or legacy `.dat`) for GGUF types.
     pub imatrix: Option<PathBuf>,
+    /// Cancel to stop the conversion before it publishes anything (see the module docs).
+    pub cancel: CancellationToken,
 }
 
 /// What a conversion produced.
@@ -137,6 +149,9 @@ pub enum ConvertRunError {
     /// The conversion thread died.
     #[error("the conversion task failed: {0}")]
     Task(String),
+    /// The conversion was cancelled; its partial output was removed.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 impl Classify for ConvertRunError {
@@ -157,6 +172,7 @@ impl Classify for ConvertRunError {
             ConvertRunError::Out { source, .. } => source.failure_kind(),
             ConvertRunError::Registry(e) => e.failure_kind(),
             ConvertRunError::Task(_) => FailureKind::Other,
+            ConvertRunError::Interrupted(e) => e.failure_kind(),
         }
     }
 }
@@ -242,6 +258,15 @@ pub async fn convert(
     let tmp_for_task = tmp.clone();
     let base_for_task = base.clone();
     let derived_for_task = derived_name.clone();
+    // The converter runs on a blocking thread and polls a flag; the token raises it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let raise = {
+        let (stop, cancel) = (stop.clone(), request.cancel.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     let result = tokio::task::spawn_blocking(move || {
         run_converter(
             &sources,
@@ -252,14 +277,25 @@ pub async fn convert(
             threads,
             imatrix.as_deref(),
             progress,
+            &stop,
         )
-        .map_err(|source| ConvertRunError::Convert {
-            repo: repo_for_errors,
-            source,
+        .map_err(|source| match source {
+            ConvertError::Cancelled => Interrupted::default().into(),
+            source => ConvertRunError::Convert {
+                repo: repo_for_errors,
+                source,
+            },
         })
     })
     .await
-    .map_err(|e| ConvertRunError::Task(e.to_string()))?;
+    .map_err(|e| ConvertRunError::Task(e.to_string()));
+    raise.abort();
+    let result = match result {
+        // Cancelled while the last tensor was written: still nothing is published.
+        Ok(Ok(_)) if request.cancel.is_cancelled() => Err(Interrupted::default().into()),
+        Ok(result) => result,
+        Err(error) => Err(error),
+    };
     let (outputs, types, warnings) = match result {
         Ok(ok) => ok,
         Err(error) => {
@@ -462,6 +498,7 @@ fn run_converter(
     threads: Option<usize>,
     imatrix: Option<&Path>,
     progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    cancel: &AtomicBool,
 ) -> Result<ConverterOutput, ConvertError> {
     let callback = |done: u64, total: u64| {
         if let Some(p) = &progress {
@@ -488,6 +525,7 @@ fn run_converter(
                 progress: Some(&callback),
                 pre_tokenizer: None,
                 imatrix: matrix.as_ref().map(|m| (m, matrix_file.as_str())),
+                cancel: Some(cancel),
             };
             let report = larder_convert::convert_to_gguf(sources, ty, &mut writer, &options)?;
             // Synced by the store's publish, like every file it names.
@@ -512,6 +550,7 @@ fn run_converter(
             })?;
             let options = larder_convert::DtypeOptions {
                 progress: Some(&callback),
+                cancel: Some(cancel),
                 ..Default::default()
             };
             let report = larder_convert::convert_dtype_with(sources, dtype, &out, &options)?;

@@ -13,6 +13,7 @@ pub mod failure;
 pub mod fetch;
 pub mod gc;
 pub mod hub;
+pub mod interrupt;
 pub mod licence;
 pub mod manage;
 pub mod manifest;

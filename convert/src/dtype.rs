@@ -18,7 +18,7 @@ use crate::error::{ConvertError, Result};
 use crate::output::OutputFile;
 use crate::quant::float::{f32_to_bf16_bits, quantize_row_f16, quantize_row_f32};
 use crate::safetensors::{Checkpoint, StDtype};
-use crate::{Progress, SourceFiles};
+use crate::{Cancel, Progress, SourceFiles, check_cancel};
 
 /// Target element type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +71,8 @@ pub struct DtypeOptions<'a> {
     pub max_shard_bytes: u64,
     /// Progress callback over tensor bytes written.
     pub progress: Option<Progress<'a>>,
+    /// Cancel flag.
+    pub cancel: Option<Cancel<'a>>,
 }
 
 impl Default for DtypeOptions<'_> {
@@ -78,6 +80,7 @@ impl Default for DtypeOptions<'_> {
         Self {
             max_shard_bytes: 5_000_000_000,
             progress: None,
+            cancel: None,
         }
     }
 }
@@ -183,6 +186,7 @@ pub fn convert_dtype_with(
             .map_err(wr)?;
         w.write_all(&text).map_err(wr)?;
         for e in entries {
+            check_cancel(opts.cancel)?;
             let t = ck.get(e.name).expect("listed");
             if e.out_dtype == t.dtype {
                 w.write_all(ck.raw(t)).map_err(wr)?;

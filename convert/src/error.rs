@@ -130,6 +130,9 @@ pub enum ConvertError {
     /// Building the rayon pool failed.
     #[error("failed to build the thread pool")]
     ThreadPool(#[source] rayon::ThreadPoolBuildError),
+    /// The caller's cancel flag was raised; the output is incomplete.
+    #[error("the conversion was cancelled")]
+    Cancelled,
 }
 
 impl ConvertError {

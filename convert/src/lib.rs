@@ -109,6 +109,19 @@ impl SourceFiles {
 /// the converting thread after each chunk; must be cheap and must not block.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
+/// Cancel flag: checked before each tensor is written; once it is set the conversion stops
+/// with [`ConvertError::Cancelled`], leaving an incomplete output for the caller to remove.
+pub type Cancel<'a> = &'a std::sync::atomic::AtomicBool;
+
+pub(crate) fn check_cancel(cancel: Option<Cancel<'_>>) -> Result<()> {
+    match cancel {
+        Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+            Err(ConvertError::Cancelled)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Options of [`convert_to_gguf`].
 #[derive(Default, Clone, Copy)]
 pub struct GgufOptions<'a> {
@@ -123,6 +136,8 @@ pub struct GgufOptions<'a> {
     /// An importance matrix (`llama-imatrix` output) and the file name to
     /// record in `quantize.imatrix.file`.
     pub imatrix: Option<(&'a Imatrix, &'a str)>,
+    /// Cancel flag.
+    pub cancel: Option<Cancel<'a>>,
 }
 
 impl std::fmt::Debug for GgufOptions<'_> {
@@ -133,6 +148,7 @@ impl std::fmt::Debug for GgufOptions<'_> {
             .field("progress", &self.progress.is_some())
             .field("pre_tokenizer", &self.pre_tokenizer)
             .field("imatrix", &self.imatrix.map(|(m, f)| (m.entries.len(), f)))
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -458,6 +474,7 @@ pub fn convert_to_gguf<W: Write>(
     let mut done = 0u64;
     let mut buf: Vec<u8> = Vec::new();
     for p in &plan {
+        check_cancel(opts.cancel)?;
         let s = &p.info.shape;
         let qw = match imatrix {
             Some(m) if p.info.ty.is_quantized() && s.len() >= 2 => {

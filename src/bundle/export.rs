@@ -6,6 +6,9 @@
 //! temporary name renamed when complete; re-running skips blobs already in place, so an
 //! interrupted export resumes. With `--since`, commits and blobs that the earlier manifest (or
 //! its own predecessors) carried are left out.
+//!
+//! Cancelled, an export removes the copy in progress and stops before the manifest: the blobs
+//! placed are kept for the rerun, and the directory still reads as unfinished.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use super::manifest::{
 };
 use super::{BundleError, BundleEvent, OnEvent, create_dir, place_file};
 use crate::Larder;
+use crate::interrupt::{CancellationToken, Interrupted};
 use crate::registry::CommitDetail;
 
 /// What an export wrote.
@@ -50,6 +54,7 @@ pub async fn export_bundle(
     dir: &Path,
     since: Option<&Manifest>,
     on_event: OnEvent<'_>,
+    cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
     let mut known_commits: BTreeSet<String> = BTreeSet::new();
     let mut known_blobs: BTreeSet<String> = BTreeSet::new();
@@ -135,11 +140,18 @@ pub async fn export_bundle(
     let blobs_dir = dir.join(BLOBS_DIR);
     create_dir(&blobs_dir)?;
     remove_partials(&blobs_dir);
+    let total: u64 = manifest.blobs.iter().map(|b| b.size).sum();
     on_event(&BundleEvent::Start {
         blobs: manifest.blobs.len(),
-        bytes: manifest.blobs.iter().map(|b| b.size).sum(),
+        bytes: total,
     });
+    // Bytes of the blobs in place, this run's or an earlier one's.
+    let mut kept = 0;
+    let interrupted = |kept| BundleError::Interrupted(Interrupted { kept, total });
     for blob in &manifest.blobs {
+        if cancel.is_cancelled() {
+            return Err(interrupted(kept));
+        }
         let dest = blobs_dir.join(&blob.sha256);
         let action = if std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == blob.size)
         {
@@ -148,14 +160,18 @@ pub async fn export_bundle(
         } else {
             let src = larder.blobs.fetch_local(&blob.sha256).await?;
             let _ = std::fs::remove_file(&dest);
-            let (src2, dest2) = (src.clone(), dest.clone());
-            let action = tokio::task::spawn_blocking(move || place_file(&src2, &dest2))
+            let (src2, dest2, cancel2) = (src.clone(), dest.clone(), cancel.clone());
+            let placed = tokio::task::spawn_blocking(move || place_file(&src2, &dest2, &cancel2))
                 .await
                 .map_err(|e| BundleError::Io {
                     action: "copy",
                     path: src.clone(),
                     source: std::io::Error::other(e),
-                })??;
+                })?;
+            let action = match placed {
+                Err(BundleError::Interrupted(_)) => return Err(interrupted(kept)),
+                placed => placed?,
+            };
             summary.blobs_written += 1;
             summary.bytes_written += blob.size;
             if action == "linked" {
@@ -163,11 +179,15 @@ pub async fn export_bundle(
             }
             action
         };
+        kept += blob.size;
         on_event(&BundleEvent::Blob {
             name: blob.sha256.clone(),
             size: blob.size,
             action,
         });
+    }
+    if cancel.is_cancelled() {
+        return Err(interrupted(kept));
     }
 
     let bytes = manifest.to_json();

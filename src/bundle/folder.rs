@@ -11,6 +11,9 @@
 //! The folder is hostile input: `.git/` and `.cache/huggingface/` are skipped; paths must pass
 //! [`validate_repo_path`]; a symlink is followed only when it resolves to a regular file inside
 //! the folder, and anything else that is not a regular file or directory is refused.
+//!
+//! Cancelled, it removes the copy in progress and registers nothing; the blobs it had
+//! published stay in the store (unreferenced, as after a crash) and a rerun finds them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use sha1::{Digest, Sha1};
 use super::{BundleError, BundleEvent, OnEvent, copy_hashed, lfs_pointer_oid};
 use crate::Larder;
 use crate::hub::{RepoId, Revision, validate_repo_path};
+use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, LicenceFields, RepoKind, SnapshotRecord};
 
@@ -59,6 +63,7 @@ pub async fn import_folder(
     repo: &RepoId,
     revision: &Revision,
     on_event: OnEvent<'_>,
+    cancel: &CancellationToken,
 ) -> Result<FolderSummary, BundleError> {
     // Blobs published here are unreferenced until the revision is recorded.
     let _gc_guard = larder.local.gc_guard().await?;
@@ -80,14 +85,24 @@ pub async fn import_folder(
     let mut blobs: Vec<BlobRecord> = Vec::new();
     let mut blobs_imported = 0;
     let mut chunkings = Vec::new();
+    let total: u64 = entries
+        .iter()
+        .filter_map(|(_, source)| std::fs::metadata(source).ok())
+        .map(|m| m.len())
+        .sum();
+    // Published blobs stay (unreferenced until recorded): a rerun finds them in the store.
+    let mut kept = 0;
     for (path, source) in &entries {
+        if cancel.is_cancelled() {
+            return Err(BundleError::Interrupted(Interrupted { kept, total }));
+        }
         let part = larder.local.tmp_dir().join(format!(
             "folder-{}-{}.part",
             std::process::id(),
             files.len()
         ));
-        let (src, dest) = (source.clone(), part.clone());
-        let copied = tokio::task::spawn_blocking(move || copy_hashed(&src, &dest))
+        let (src, dest, cancel2) = (source.clone(), part.clone(), cancel.clone());
+        let copied = tokio::task::spawn_blocking(move || copy_hashed(&src, &dest, &cancel2))
             .await
             .map_err(|e| BundleError::Io {
                 action: "hash",
@@ -96,6 +111,10 @@ pub async fn import_folder(
             })?;
         let (digests, size) = match copied {
             Ok(done) => done,
+            Err(BundleError::Interrupted(_)) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(BundleError::Interrupted(Interrupted { kept, total }));
+            }
             Err(error) => {
                 let _ = std::fs::remove_file(&part);
                 return Err(error);
@@ -107,6 +126,7 @@ pub async fn import_folder(
         if fresh {
             blobs_imported += 1;
         }
+        kept += size;
         on_event(&BundleEvent::Blob {
             name: path.clone(),
             size,

@@ -10,6 +10,10 @@
 //!
 //! Writing into an existing cache merges: other repos, other revisions and blobs already in
 //! place are left alone; only this export's refs, snapshot links and tree files are written.
+//!
+//! Cancelled, an export keeps the blobs placed (a rerun skips them) and the revisions it
+//! finished, and removes the snapshot directory it had started for an unfinished revision, so
+//! no snapshot is ever missing files; that revision's refs are not written.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ use super::export::ExportSummary;
 use super::{BundleError, BundleEvent, OnEvent, create_dir, place_file};
 use crate::Larder;
 use crate::hub::validate_repo_path;
+use crate::interrupt::{CancellationToken, Interrupted};
 use crate::registry::{CommitDetail, RepoKind};
 
 /// `models--org--name` (or `datasets--…`).
@@ -32,6 +37,7 @@ pub async fn export_hf_cache(
     commits: &[CommitDetail],
     dir: &Path,
     on_event: OnEvent<'_>,
+    cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
     let mut summary = ExportSummary {
         layout: "hf-cache",
@@ -46,18 +52,31 @@ pub async fn export_hf_cache(
             "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by huggingface_hub.\n",
         );
     }
+    let total = commits.iter().flat_map(|c| &c.files).map(|f| f.size).sum();
     on_event(&BundleEvent::Start {
         blobs: commits.iter().map(|c| c.files.len()).sum(),
-        bytes: commits.iter().flat_map(|c| &c.files).map(|f| f.size).sum(),
+        bytes: total,
     });
+    let mut kept = 0;
     for detail in commits {
         let repo_dir = dir.join(repo_folder(detail.kind, &detail.name));
         let blobs_dir = repo_dir.join("blobs");
         let snapshot_dir = repo_dir.join("snapshots").join(&detail.sha);
+        let snapshot_existed = snapshot_dir.is_dir();
         create_dir(&blobs_dir)?;
         create_dir(&snapshot_dir)?;
+        // An unfinished snapshot this export started is removed rather than left short.
+        let stop = |kept| {
+            if !snapshot_existed {
+                let _ = std::fs::remove_dir_all(&snapshot_dir);
+            }
+            BundleError::Interrupted(Interrupted { kept, total })
+        };
         let mut tree = serde_json::Map::new();
         for file in &detail.files {
+            if cancel.is_cancelled() {
+                return Err(stop(kept));
+            }
             let path = validate_repo_path(&file.path)?;
             let Some(sha256) = &file.sha256 else {
                 continue;
@@ -70,14 +89,18 @@ pub async fn export_hf_cache(
             } else {
                 let _ = std::fs::remove_file(&blob);
                 let src = larder.blobs.fetch_local(sha256).await?;
-                let dest = blob.clone();
-                let action = tokio::task::spawn_blocking(move || place_file(&src, &dest))
+                let (dest, cancel2) = (blob.clone(), cancel.clone());
+                let placed = tokio::task::spawn_blocking(move || place_file(&src, &dest, &cancel2))
                     .await
                     .map_err(|e| BundleError::Io {
                         action: "copy",
                         path: blob.clone(),
                         source: std::io::Error::other(e),
-                    })??;
+                    })?;
+                let action = match placed {
+                    Err(BundleError::Interrupted(_)) => return Err(stop(kept)),
+                    placed => placed?,
+                };
                 summary.blobs_written += 1;
                 summary.bytes_written += file.size;
                 if action == "linked" {
@@ -85,6 +108,7 @@ pub async fn export_hf_cache(
                 }
                 action
             };
+            kept += file.size;
             on_event(&BundleEvent::Blob {
                 name: etag.clone(),
                 size: file.size,

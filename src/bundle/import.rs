@@ -9,6 +9,10 @@
 //! while the other revisions of the bundle are still imported. Parts that no imported revision
 //! needed are removed at the end. A revision already held completely is left untouched, so
 //! importing the same bundle twice changes nothing.
+//!
+//! Cancelled, an import stops within the blob it is copying; the revisions registered so far
+//! stay (each whole), the parts of the unfinished one are removed, and running the same
+//! import again finds the former held and imports the rest.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use super::manifest::{BLOBS_DIR, CommitEntry, Manifest, RepoEntry};
 use super::{BundleError, BundleEvent, OnEvent, copy_hashed};
 use crate::Larder;
 use crate::fetch::digest::Digests;
+use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, SnapshotRecord};
 
@@ -72,6 +77,7 @@ pub async fn import_bundle(
     larder: &Larder,
     dir: &Path,
     on_event: OnEvent<'_>,
+    cancel: &CancellationToken,
 ) -> Result<ImportSummary, BundleError> {
     // Blobs published here are unreferenced until their revision is recorded.
     let _gc_guard = larder.local.gc_guard().await?;
@@ -85,9 +91,10 @@ pub async fn import_bundle(
         manifest_digest: manifest.digest.clone().unwrap_or_default(),
         ..ImportSummary::default()
     };
+    let total: u64 = manifest.blobs.iter().map(|b| b.size).sum();
     on_event(&BundleEvent::Start {
         blobs: manifest.blobs.len(),
-        bytes: manifest.blobs.iter().map(|b| b.size).sum(),
+        bytes: total,
     });
     let mut blobs: HashMap<String, BlobState> = HashMap::new();
     let result = async {
@@ -102,6 +109,7 @@ pub async fn import_bundle(
                     &mut blobs,
                     &mut summary,
                     on_event,
+                    cancel,
                 )
                 .await?;
                 on_event(&BundleEvent::Revision {
@@ -120,7 +128,14 @@ pub async fn import_bundle(
             let _ = std::fs::remove_file(part);
         }
     }
-    result.map(|()| summary)
+    match result {
+        Ok(()) => Ok(summary),
+        Err(BundleError::Interrupted(_)) => Err(BundleError::Interrupted(Interrupted {
+            kept: summary.bytes_imported,
+            total,
+        })),
+        Err(error) => Err(error),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -133,6 +148,7 @@ async fn import_commit(
     blobs: &mut HashMap<String, BlobState>,
     summary: &mut ImportSummary,
     on_event: OnEvent<'_>,
+    cancel: &CancellationToken,
 ) -> Result<RevisionOutcome, BundleError> {
     let mut outcome = RevisionOutcome {
         kind: repo.kind.to_string(),
@@ -147,11 +163,14 @@ async fn import_commit(
     }
 
     for file in &commit.files {
+        if cancel.is_cancelled() {
+            return Err(Interrupted::default().into());
+        }
         if !blobs.contains_key(&file.sha256) {
             let state = if larder.blobs.stat(&file.sha256).await? == Some(file.size) {
                 BlobState::Published
             } else if let Some(size) = carried.get(file.sha256.as_str()) {
-                let state = verify_blob(larder, dir, &file.sha256, *size).await?;
+                let state = verify_blob(larder, dir, &file.sha256, *size, cancel).await?;
                 if let BlobState::Part(..) = &state {
                     on_event(&BundleEvent::Blob {
                         name: file.sha256.clone(),
@@ -191,7 +210,11 @@ async fn import_commit(
         return Ok(outcome);
     }
 
+    if cancel.is_cancelled() {
+        return Err(Interrupted::default().into());
+    }
     // Blob first, then rows: publish the new blobs, then record them with the revision.
+    // From here on the revision is finished even if cancelled meanwhile.
     let mut records = Vec::new();
     let mut chunkings = Vec::new();
     for file in &commit.files {
@@ -325,6 +348,7 @@ async fn verify_blob(
     dir: &Path,
     sha256: &str,
     size: u64,
+    cancel: &CancellationToken,
 ) -> Result<BlobState, BundleError> {
     let src = dir.join(BLOBS_DIR).join(sha256);
     match std::fs::symlink_metadata(&src) {
@@ -349,8 +373,8 @@ async fn verify_blob(
         .local
         .tmp_dir()
         .join(format!("import-{sha256}-{}.part", std::process::id()));
-    let part2 = part.clone();
-    let copied = tokio::task::spawn_blocking(move || copy_hashed(&src, &part2))
+    let (part2, cancel) = (part.clone(), cancel.clone());
+    let copied = tokio::task::spawn_blocking(move || copy_hashed(&src, &part2, &cancel))
         .await
         .map_err(|e| BundleError::Io {
             action: "verify",

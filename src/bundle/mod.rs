@@ -10,6 +10,10 @@
 //! Everything read from a bundle or folder is hostile input: names, revisions and paths are
 //! checked with the same rules as Hub listings ([`crate::hub`]), sizes and digests are checked
 //! against the bytes, and no symlink is followed out of the folder being read.
+//!
+//! Each of them takes a [`CancellationToken`] and, once it is cancelled, stops between blobs
+//! or within a copy, removes the copy it was writing, and fails with
+//! [`BundleError::Interrupted`]; what each keeps is described beside it.
 
 pub mod export;
 pub mod folder;
@@ -22,11 +26,13 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
 use crate::failure::Hint;
 use crate::fetch::digest::{ContentHasher, Digests};
 use crate::hub::{NameError, RepoId, Revision};
+use crate::interrupt::Interrupted;
 use crate::registry::{CommitDetail, RegistryError, RepoKind};
 use crate::store::StoreError;
 use manifest::ManifestError;
@@ -93,6 +99,10 @@ pub enum BundleError {
         /// Why.
         reason: String,
     },
+    /// The export or import was cancelled; `kept` counts the bytes placed (export) or
+    /// imported (import) that a rerun does not redo.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 impl Hint for BundleError {
@@ -253,8 +263,13 @@ pub async fn select_commits(
 pub use crate::fetch::digest::{lfs_pointer, lfs_pointer_oid};
 
 /// Copy `src` to `dest` (created or truncated) while hashing it (sha256, git blob oid and Xet
-/// chunking), and sync it. Returns the digests and the number of bytes copied.
-pub(crate) fn copy_hashed(src: &Path, dest: &Path) -> Result<(Digests, u64), BundleError> {
+/// chunking), and sync it. Returns the digests and the number of bytes copied. Cancelled, it
+/// stops with [`BundleError::Interrupted`], leaving `dest` incomplete for the caller to remove.
+pub(crate) fn copy_hashed(
+    src: &Path,
+    dest: &Path,
+    cancel: &CancellationToken,
+) -> Result<(Digests, u64), BundleError> {
     let mut input = File::open(src).map_err(BundleError::io("open", src))?;
     let size = input
         .metadata()
@@ -264,6 +279,9 @@ pub(crate) fn copy_hashed(src: &Path, dest: &Path) -> Result<(Digests, u64), Bun
     let mut hasher = ContentHasher::new(size, true).with_xet();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
+        if cancel.is_cancelled() {
+            return Err(Interrupted::default().into());
+        }
         let n = input
             .read(&mut buffer)
             .map_err(BundleError::io("read", src))?;
@@ -298,7 +316,13 @@ fn store_io(action: &'static str, path: &Path, source: io::Error) -> BundleError
 
 /// Put a copy of `src` at `dest`: a hard link when both are on one filesystem, else a copy
 /// written to a temporary name and renamed when complete. Returns `"linked"` or `"copied"`.
-pub(crate) fn place_file(src: &Path, dest: &Path) -> Result<&'static str, BundleError> {
+/// Cancelled during a copy, it removes the temporary copy and fails with
+/// [`BundleError::Interrupted`].
+pub(crate) fn place_file(
+    src: &Path,
+    dest: &Path,
+    cancel: &CancellationToken,
+) -> Result<&'static str, BundleError> {
     if fs::hard_link(src, dest).is_ok() {
         return Ok("linked");
     }
@@ -310,7 +334,21 @@ pub(crate) fn place_file(src: &Path, dest: &Path) -> Result<&'static str, Bundle
     let copied = (|| {
         let mut input = File::open(src).map_err(BundleError::io("open", src))?;
         let mut output = File::create(&tmp).map_err(BundleError::io("create", &tmp))?;
-        io::copy(&mut input, &mut output).map_err(|e| store_io("copy to", &tmp, e))?;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            if cancel.is_cancelled() {
+                return Err(Interrupted::default().into());
+            }
+            let n = input
+                .read(&mut buffer)
+                .map_err(BundleError::io("read", src))?;
+            if n == 0 {
+                break;
+            }
+            output
+                .write_all(&buffer[..n])
+                .map_err(|e| store_io("copy to", &tmp, e))?;
+        }
         output.sync_all().map_err(|e| store_io("sync", &tmp, e))?;
         fs::rename(&tmp, dest).map_err(BundleError::io("rename to", dest))
     })();

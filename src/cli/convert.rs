@@ -9,8 +9,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::Larder;
-use larder::convert::{ConvertRequest, Target, convert};
+use larder::convert::{ConvertRequest, ConvertRunError, Target, convert};
 use larder::hub::{RepoRef, RepoType};
+use larder::interrupt::CancellationToken;
 use larder::registry::RepoKind;
 
 use super::format;
@@ -105,8 +106,12 @@ pub async fn run_on_daemon(daemon: &str, args: ConvertArgs) -> anyhow::Result<Ex
     }
 }
 
-/// Run `larder convert`.
-pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode> {
+/// Run `larder convert`; cancelling `cancel` (Ctrl-C) stops it and removes its partial output.
+pub async fn run(
+    larder: &Larder,
+    args: ConvertArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let target = match (args.to.as_str(), &args.gguf_type, &args.dtype) {
         ("gguf", Some(ty), None) => Target::Gguf(ty.parse().context("unknown --type")?),
         ("safetensors", None, Some(dtype)) => {
@@ -130,6 +135,7 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
         out: args.out,
         threads: args.threads,
         imatrix: args.imatrix,
+        cancel,
     };
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = ProgressBar::new(0);
@@ -148,12 +154,25 @@ pub async fn run(larder: &Larder, args: ConvertArgs) -> anyhow::Result<ExitCode>
             bar.set_position(done);
         }) as Arc<dyn Fn(u64, u64) + Send + Sync>
     });
-    let outcome = convert(larder, &request, progress)
-        .await
-        .with_context(|| format!("convert of {}@{revision} failed", args.repo.id))?;
+    let result = convert(larder, &request, progress).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(ConvertRunError::Interrupted(interrupted)) => {
+            return Ok(super::interrupt::finish(
+                "the conversion stopped before publishing anything and its partial output was \
+                 removed; run the same command to convert again",
+                Some(interrupted),
+                args.json,
+            ));
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("convert of {}@{revision} failed", args.repo.id)));
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(ExitCode::SUCCESS);

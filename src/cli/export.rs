@@ -7,8 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use larder::Larder;
 use larder::bundle::manifest::Manifest;
-use larder::bundle::{BundleEvent, Selection, export, hf_cache, select_commits};
+use larder::bundle::{BundleError, BundleEvent, Selection, export, hf_cache, select_commits};
 use larder::hub::{RepoRef, RepoType};
+use larder::interrupt::{CancellationToken, Interrupted};
 use larder::registry::RepoKind;
 
 use super::format;
@@ -37,8 +38,12 @@ pub struct ExportArgs {
     json: bool,
 }
 
-/// Run `larder export`.
-pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> {
+/// Run `larder export`; cancelling `cancel` (Ctrl-C) stops it, keeping the files placed.
+pub async fn run(
+    larder: &Larder,
+    args: ExportArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
     if args.since.is_some() && args.layout != "bundle" {
         bail!("--since only applies to --layout bundle");
@@ -54,7 +59,7 @@ pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> 
         .collect();
     let commits = select_commits(larder, &selections, args.layout == "plain").await?;
     let on_event = progress(args.json);
-    let summary = match args.layout.as_str() {
+    let exported = match args.layout.as_str() {
         "bundle" => {
             let since = match &args.since {
                 Some(path) => Some(
@@ -62,10 +67,40 @@ pub async fn run(larder: &Larder, args: ExportArgs) -> anyhow::Result<ExitCode> 
                 ),
                 None => None,
             };
-            export::export_bundle(larder, &commits, &args.to, since.as_ref(), &on_event).await?
+            export::export_bundle(
+                larder,
+                &commits,
+                &args.to,
+                since.as_ref(),
+                &on_event,
+                &cancel,
+            )
+            .await
         }
-        "hf-cache" => hf_cache::export_hf_cache(larder, &commits, &args.to, &on_event).await?,
-        _ => export_plain(larder, &commits, &args.to).await?,
+        "hf-cache" => {
+            hf_cache::export_hf_cache(larder, &commits, &args.to, &on_event, &cancel).await
+        }
+        _ => export_plain(larder, &commits, &args.to, &cancel).await,
+    };
+    let summary = match exported {
+        Ok(summary) => summary,
+        Err(BundleError::Interrupted(kept)) => {
+            let what = match args.layout.as_str() {
+                "bundle" => "the bundle has no manifest yet, so nothing reads it as complete",
+                "hf-cache" => "the revision being written was left out (no snapshot, no ref)",
+                _ => "the repos finished are complete, the rest is not written",
+            };
+            return Ok(super::interrupt::finish(
+                &format!(
+                    "kept {} in {}; {what}; run the same command to resume",
+                    super::interrupt::kept_of(&kept),
+                    args.to.display()
+                ),
+                Some(kept),
+                args.json,
+            ));
+        }
+        Err(error) => return Err(error.into()),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -97,18 +132,26 @@ async fn export_plain(
     larder: &Larder,
     commits: &[larder::registry::CommitDetail],
     dir: &std::path::Path,
-) -> anyhow::Result<export::ExportSummary> {
+    cancel: &CancellationToken,
+) -> Result<export::ExportSummary, BundleError> {
     let mut summary = export::ExportSummary {
         layout: "plain",
         dir: dir.to_path_buf(),
         ..Default::default()
     };
+    let total = commits.iter().flat_map(|c| &c.files).map(|f| f.size).sum();
     for (i, detail) in commits.iter().enumerate() {
         if commits[..i].iter().any(|c| c.name == detail.name) {
-            return Err(larder::bundle::BundleError::TwoRevisions {
+            return Err(BundleError::TwoRevisions {
                 repo: detail.name.clone(),
-            }
-            .into());
+            });
+        }
+        // Between repos: each one laid out is whole.
+        if cancel.is_cancelled() {
+            return Err(BundleError::Interrupted(Interrupted {
+                kept: summary.bytes_written,
+                total,
+            }));
         }
         let mut entries = Vec::new();
         for file in &detail.files {

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::bundle::{folder, import};
+use larder::bundle::{BundleError, folder, import};
 use larder::hub::{RepoId, RepoType, Revision};
+use larder::interrupt::CancellationToken;
 use larder::registry::RepoKind;
 
 use super::{EXIT_CORRUPT, format};
@@ -31,15 +31,45 @@ pub struct ImportArgs {
     json: bool,
 }
 
-/// Run `larder import`.
-pub async fn run(larder: &Larder, args: ImportArgs) -> anyhow::Result<ExitCode> {
+/// Run `larder import`; cancelling `cancel` (Ctrl-C) stops it, keeping the revisions imported.
+pub async fn run(
+    larder: &Larder,
+    args: ImportArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let on_event = super::export::progress(args.json);
     if let Some(repo) = &args.as_repo {
         let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
-        let summary =
-            folder::import_folder(larder, &args.dir, kind, repo, &args.revision, &on_event)
-                .await
-                .with_context(|| format!("import of the folder {} failed", args.dir.display()))?;
+        let imported = folder::import_folder(
+            larder,
+            &args.dir,
+            kind,
+            repo,
+            &args.revision,
+            &on_event,
+            &cancel,
+        )
+        .await;
+        let summary = match imported {
+            Ok(summary) => summary,
+            Err(BundleError::Interrupted(kept)) => {
+                return Ok(super::interrupt::finish(
+                    &format!(
+                        "copied {} into the store; nothing was registered; run the same command \
+                         to finish",
+                        super::interrupt::kept_of(&kept)
+                    ),
+                    Some(kept),
+                    args.json,
+                ));
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "import of the folder {} failed",
+                    args.dir.display()
+                )));
+            }
+        };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
@@ -57,9 +87,26 @@ pub async fn run(larder: &Larder, args: ImportArgs) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
 
-    let summary = import::import_bundle(larder, &args.dir, &on_event)
-        .await
-        .with_context(|| format!("import of the bundle {} failed", args.dir.display()))?;
+    let summary = match import::import_bundle(larder, &args.dir, &on_event, &cancel).await {
+        Ok(summary) => summary,
+        Err(BundleError::Interrupted(kept)) => {
+            return Ok(super::interrupt::finish(
+                &format!(
+                    "kept {} of the bundle's blobs in revisions registered whole; the revision \
+                     being imported was not registered; run the same command to resume",
+                    super::interrupt::kept_of(&kept)
+                ),
+                Some(kept),
+                args.json,
+            ));
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "import of the bundle {} failed",
+                args.dir.display()
+            )));
+        }
+    };
     let refused = summary.refused().count();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

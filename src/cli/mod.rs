@@ -6,6 +6,7 @@ mod export;
 mod format;
 mod gc;
 mod import;
+mod interrupt;
 mod jobs;
 mod ls;
 mod notice;
@@ -179,15 +180,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::resolve(home, Some(endpoint));
     let larder = Larder::open_with_store(&settings, store.as_deref())?;
     match command {
-        Command::Pull(args) => pull::run(&larder, args).await,
+        Command::Pull(args) => pull::run(&larder, args, interrupt::install()?).await,
         Command::Ls(args) => ls::run(&larder, args).await,
         Command::Show(args) => show::run(&larder, args).await,
         Command::Verify(args) => verify::run(&larder, args).await,
-        Command::Convert(args) => convert::run(&larder, args).await,
+        Command::Convert(args) => convert::run(&larder, args, interrupt::install()?).await,
         Command::Gc(args) => gc::run(&larder, args).await,
         Command::Serve(args) => serve::run(larder, &settings, args).await,
-        Command::Export(args) => export::run(&larder, args).await,
-        Command::Import(args) => import::run(&larder, args).await,
+        Command::Export(args) => export::run(&larder, args, interrupt::install()?).await,
+        Command::Import(args) => import::run(&larder, args, interrupt::install()?).await,
         Command::Audit(args) => audit::run(&larder, args).await,
         Command::Notice(args) => notice::run(&larder, args).await,
         Command::Jobs(args) => jobs::run(args).await,

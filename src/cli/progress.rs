@@ -291,7 +291,10 @@ fn line(event: &PullEvent) -> Option<String> {
             PullEvent::XetFallback { path, reason } => {
                 format!("{path}: Xet storage unusable ({reason}); falling back to plain HTTP")
             }
-            PullEvent::FileProgress { .. } | PullEvent::FileReused { .. } => return None,
+            // The command prints what an interrupted pull kept.
+            PullEvent::FileProgress { .. }
+            | PullEvent::FileReused { .. }
+            | PullEvent::Interrupted { .. } => return None,
         };
         Some(line)
     }
@@ -438,6 +441,12 @@ impl Reporter for Bars {
                 if let Some(line) = line(event) {
                     eprintln!("{line}");
                 }
+            }
+            PullEvent::Interrupted { .. } => {
+                for (_, bar) in files.drain() {
+                    bar.finish_and_clear();
+                }
+                self.total.finish_and_clear();
             }
             PullEvent::FileDelta { .. } | PullEvent::XetFallback { .. } => {
                 if let Some(line) = line(event) {

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use larder::Larder;
-use larder::fetch::{PullOptions, pull};
+use larder::fetch::{PullError, PullOptions, pull};
 use larder::hub::{RepoRef, RepoType, Revision};
+use larder::interrupt::CancellationToken;
 use larder::licence::PullGate;
 
-use super::progress;
+use super::{interrupt, progress};
 
 /// Arguments of `larder pull`.
 #[derive(Debug, Args)]
@@ -103,8 +103,12 @@ pub async fn run_on_daemon(daemon: &str, args: PullArgs) -> anyhow::Result<ExitC
     .await
 }
 
-/// Run `larder pull`.
-pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
+/// Run `larder pull`; cancelling `cancel` (Ctrl-C) stops it, keeping what was fetched.
+pub async fn run(
+    larder: &Larder,
+    args: PullArgs,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let kind: RepoType = args.kind.parse()?;
     let revision = args.repo.revision.clone().unwrap_or_else(Revision::main);
     let mut options = PullOptions::new(kind, args.repo.id.clone(), revision.clone());
@@ -119,6 +123,7 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
         .map(|rate| Arc::new(larder::fetch::rate::RateLimiter::new(rate)));
     options.max_files = args.max_files.into();
     options.xet = !args.no_xet && larder.config.pull()?.xet.unwrap_or(true);
+    options.cancel = cancel;
     options.transfer.connections_per_file = args.connections.into();
     options.large_file_connections = (usize::from(args.connections) * 2).max(16);
     options.total_connections = options
@@ -139,9 +144,31 @@ pub async fn run(larder: &Larder, args: PullArgs) -> anyhow::Result<ExitCode> {
     )?));
     let reporter: Arc<dyn larder::fetch::progress::Reporter> =
         Arc::from(progress::reporter(args.json));
-    let summary = pull(larder, &options, reporter)
-        .await
-        .with_context(|| format!("pull of {}@{} failed", args.repo.id, revision))?;
+    let summary = match pull(larder, &options, reporter).await {
+        Ok(summary) => summary,
+        // The reporter has emitted the `interrupted` event (`--json`).
+        Err(PullError::Interrupted(kept)) if kept.total == 0 => {
+            return Ok(interrupt::finish(
+                "stopped before any transfer started; nothing to keep",
+                None,
+                false,
+            ));
+        }
+        Err(PullError::Interrupted(kept)) => {
+            return Ok(interrupt::finish(
+                &format!(
+                    "kept {} (verified files and resumable parts); run the same command to resume",
+                    interrupt::kept_of(&kept)
+                ),
+                None,
+                false,
+            ));
+        }
+        Err(error) => {
+            return Err(anyhow::Error::new(error)
+                .context(format!("pull of {}@{} failed", args.repo.id, revision)));
+        }
+    };
     if let Some(old) = &summary.renamed_from {
         eprintln!(
             "note: {old} was renamed upstream; it lives at {} now (recorded under that name; \

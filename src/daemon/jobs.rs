@@ -141,6 +141,8 @@ impl ConvertSpec {
             out: None,
             threads: None,
             imatrix: None,
+            // A cancelled job's future is dropped (see `daemon::worker`).
+            cancel: Default::default(),
         })
     }
 }

@@ -11,6 +11,11 @@
 //! transaction after every selected file is held. With a licence gate
 //! ([`PullOptions::licence_gate`]) the licence is detected and judged before any transfer (a
 //! denial leaves the home untouched) and its record is written right after the snapshot.
+//!
+//! Interruption ([`PullOptions::cancel`]): every transfer writes what it has received and
+//! checkpoints its part, files already verified are still committed, and the pull fails with
+//! [`PullError::Interrupted`] saying how much of what it set out to fetch is kept; the same
+//! pull later resumes from there. Nothing is recorded as a snapshot.
 
 pub mod concurrency;
 pub mod digest;
@@ -31,10 +36,12 @@ use std::time::Instant;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::{HubError, RepoFile, RepoId, RepoType, Revision};
+use crate::interrupt::{Interrupted, unless_cancelled};
 use crate::record::{self, AdoptError};
 use crate::registry::{FileRecord, RegistryError, RepoKind};
 use crate::store::StoreError;
@@ -80,6 +87,8 @@ pub struct PullOptions {
     pub licence_gate: Option<Arc<crate::licence::PullGate>>,
     /// Fetch files the upstream stores in Xet from its Xet storage (else plain HTTP).
     pub xet: bool,
+    /// Cancel to stop the pull, keeping what was fetched (see the module documentation).
+    pub cancel: CancellationToken,
 }
 
 impl PullOptions {
@@ -102,6 +111,7 @@ impl PullOptions {
             rate_limit: None,
             licence_gate: None,
             xet: true,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -179,6 +189,9 @@ pub enum PullError {
     /// The revision manifest could not be written to the shared store.
     #[error("could not write the revision manifest to the store")]
     Manifest(#[from] crate::manifest::ManifestError),
+    /// The pull was cancelled ([`PullOptions::cancel`]); what it kept is resumed by the next.
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
 }
 
 impl Classify for PullError {
@@ -193,6 +206,7 @@ impl Classify for PullError {
             PullError::Materialize(e) => e.failure_kind(),
             PullError::Licence(e) => e.failure_kind(),
             PullError::Manifest(e) => e.failure_kind(),
+            PullError::Interrupted(e) => e.failure_kind(),
         }
     }
 }
@@ -235,8 +249,24 @@ impl PullError {
     }
 }
 
-/// Pull a repo revision into the store and registry.
+/// Pull a repo revision into the store and registry. An interrupted pull reports
+/// [`PullEvent::Interrupted`] before it fails.
 pub async fn pull(
+    larder: &Larder,
+    options: &PullOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<PullSummary, PullError> {
+    let result = pull_inner(larder, options, reporter.clone()).await;
+    if let Err(PullError::Interrupted(interrupted)) = &result {
+        reporter.report(&PullEvent::Interrupted {
+            kept: interrupted.kept,
+            total: interrupted.total,
+        });
+    }
+    result
+}
+
+async fn pull_inner(
     larder: &Larder,
     options: &PullOptions,
     reporter: Arc<dyn Reporter>,
@@ -246,9 +276,16 @@ pub async fn pull(
     // Blobs published by this pull stay unreferenced until the snapshot is recorded at the end.
     let _gc_guard = larder.local.gc_guard().await?;
     let client = &larder.client;
-    let upstream = client
-        .repo_info_fetched(options.kind, &options.repo, &options.revision)
-        .await?;
+    let cancel = &options.cancel;
+    // Until the transfers start nothing is written: a cancelled step is just dropped.
+    let upstream = unless_cancelled(cancel, async {
+        Ok::<_, PullError>(
+            client
+                .repo_info_fetched(options.kind, &options.repo, &options.revision)
+                .await?,
+        )
+    })
+    .await?;
     // A renamed repo is pulled and recorded under the name the upstream redirected to.
     let asked = options.repo.clone();
     let moved;
@@ -264,14 +301,24 @@ pub async fn pull(
     };
     let info = &upstream.info;
     let commit = info.sha.clone().unwrap_or_default();
-    let tree = client
-        .list_files(options.kind, &options.repo, &commit)
-        .await?;
+    let tree = unless_cancelled(cancel, async {
+        Ok::<_, PullError>(
+            client
+                .list_files(options.kind, &options.repo, &commit)
+                .await?,
+        )
+    })
+    .await?;
     // Licence: detect and decide before any transfer; a denial downloads and records nothing.
     let licence = match &options.licence_gate {
         Some(gate) => Some(
-            gate.check(larder, options.kind, &options.repo, &commit, info, &tree)
-                .await?,
+            unless_cancelled(cancel, async {
+                Ok::<_, PullError>(
+                    gate.check(larder, options.kind, &options.repo, &commit, info, &tree)
+                        .await?,
+                )
+            })
+            .await?,
         ),
         None => None,
     };
@@ -297,14 +344,17 @@ pub async fn pull(
     // Plan: what the store already holds (registry lookups, several at once).
     let notes = group::HeldNotes::load(larder, &commit);
     let notes = &notes;
-    let planned: Vec<PlannedFile> = futures::stream::iter(selected)
-        .map(|file| async move {
-            let held = held_blob(larder, notes, &file).await?;
-            Ok::<_, PullError>(PlannedFile { file, held })
-        })
-        .buffered(PLAN_LOOKUPS)
-        .try_collect()
-        .await?;
+    let planned: Vec<PlannedFile> = unless_cancelled(
+        cancel,
+        futures::stream::iter(selected)
+            .map(|file| async move {
+                let held = held_blob(larder, notes, &file).await?;
+                Ok::<_, PullError>(PlannedFile { file, held })
+            })
+            .buffered(PLAN_LOOKUPS)
+            .try_collect(),
+    )
+    .await?;
     let mut to_fetch: HashMap<String, RepoFile> = HashMap::new();
     for p in planned.iter().filter(|p| p.held.is_none()) {
         to_fetch
@@ -312,6 +362,11 @@ pub async fn pull(
             .or_insert_with(|| p.file.clone());
     }
     let mut fetch_list: Vec<RepoFile> = to_fetch.into_values().collect();
+    let sizes: HashMap<String, u64> = fetch_list
+        .iter()
+        .map(|f| (content_key(f), f.size))
+        .collect();
+    let fetch_bytes: u64 = sizes.values().sum();
     // Large files first so they get their connections early; then by path.
     fetch_list.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
 
@@ -323,7 +378,7 @@ pub async fn pull(
         files: planned.len(),
         bytes: planned.iter().map(|p| p.file.size).sum(),
         fetch_files: fetch_list.len(),
-        fetch_bytes: fetch_list.iter().map(|f| f.size).sum(),
+        fetch_bytes,
     });
     for p in planned.iter().filter(|p| p.held.is_some()) {
         reporter.report(&PullEvent::FileReused {
@@ -347,6 +402,7 @@ pub async fn pull(
         reporter: reporter.clone(),
         rate_limit: options.rate_limit.clone(),
         request_limit: Some(request_limit.clone()),
+        cancel: cancel.clone(),
     };
     // Small files take no large-file connection: only the adaptive limit bounds them.
     let small_env = TransferEnv {
@@ -409,14 +465,20 @@ pub async fn pull(
     let mut results = futures::stream::select(large, small);
 
     let (to_commit, arrivals) = tokio::sync::mpsc::unbounded_channel();
+    // `Some(bytes kept in parts)` when interrupted.
     let transfers = async move {
+        let mut interrupted: Option<u64> = None;
         while let Some(result) = results.next().await {
             match result {
                 Ok(file) => {
                     if to_commit.send(file).is_err() {
                         // The committer stopped on an error; it reports it.
-                        return Ok(());
+                        return Ok(None);
                     }
+                }
+                // The others stop too (or, not started, fail at once); keep draining them.
+                Err(PullError::Transfer(TransferError::Interrupted { kept, .. })) => {
+                    *interrupted.get_or_insert(0) += kept;
                 }
                 Err(PullError::Transfer(TransferError::Hub { source, .. }))
                     if source.is_access_error() =>
@@ -429,15 +491,27 @@ pub async fn pull(
                 Err(error) => return Err(error),
             }
         }
-        Ok(())
+        Ok(interrupted)
     };
     let (transferred, committed) = tokio::join!(
         transfers,
         group::commit_groups(larder, reporter.as_ref(), notes, arrivals)
     );
     let committed = match (transferred, committed) {
-        (Err(error), _) | (Ok(()), Err(error)) => return Err(error),
-        (Ok(()), Ok(committed)) => committed,
+        (Err(error), _) | (Ok(_), Err(error)) => return Err(error),
+        (Ok(Some(in_parts)), Ok(committed)) => {
+            let published: u64 = committed
+                .fetched
+                .keys()
+                .filter_map(|key| sizes.get(key))
+                .sum();
+            return Err(Interrupted {
+                kept: published + in_parts,
+                total: fetch_bytes,
+            }
+            .into());
+        }
+        (Ok(None), Ok(committed)) => committed,
     };
     tracing::debug!(
         peak = request_limit.peak(),
@@ -585,8 +659,25 @@ async fn fetch_verified(
     let key = job.key();
     let size = job.size;
     let path = job.path.clone();
+    if env.cancel.is_cancelled() {
+        // Not started: whatever an earlier run left in its part stays there.
+        return Err(TransferError::Interrupted { path, kept: 0 }.into());
+    }
     if let Some((xet_env, xet_hash)) = xet {
-        match xet::fetch_file(env, &xet_env, &job, &xet_hash).await {
+        // Dropped when cancelled: its part saves the terms that landed (see [`xet`]).
+        let fetched = tokio::select! {
+            biased;
+            fetched = xet::fetch_file(env, &xet_env, &job, &xet_hash) => Some(fetched),
+            () = env.cancel.cancelled() => None,
+        };
+        let Some(fetched) = fetched else {
+            let kept = job
+                .sha256
+                .as_deref()
+                .map_or(0, |sha| xet::kept(&env.store.tmp_dir(), sha));
+            return Err(TransferError::Interrupted { path, kept }.into());
+        };
+        match fetched {
             Ok(fetched) => {
                 env.reporter.report(&PullEvent::FileVerified {
                     path: path.clone(),
@@ -663,6 +754,7 @@ async fn fetch_verified(
                 });
                 received_total += size;
             }
+            Err(error @ TransferError::Interrupted { .. }) => return Err(error.into()),
             Err(error) => {
                 env.reporter.report(&PullEvent::FileFailed {
                     path: path.clone(),

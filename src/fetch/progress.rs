@@ -105,6 +105,14 @@ pub enum PullEvent {
         /// Why.
         error: String,
     },
+    /// The pull was interrupted (cancelled); it fails after this event.
+    Interrupted {
+        /// Bytes of what it set out to fetch that are kept: verified files and the recorded
+        /// ranges of their parts.
+        kept: u64,
+        /// Bytes it set out to fetch.
+        total: u64,
+    },
     /// The pull finished.
     Done {
         /// `org/name`.

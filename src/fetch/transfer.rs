@@ -12,6 +12,9 @@
 //! - A connection that delivers nothing for the stall timeout is dropped and its remainder
 //!   re-requested without spending a retry. Errors are retried with capped backoff; the retry
 //!   count resets whenever bytes arrive.
+//! - When the pull's token is cancelled (Ctrl-C), each connection writes out the bytes it has
+//!   buffered and stops; a last checkpoint then records every byte written, so a resume asks
+//!   again only for what was still in the sockets.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::concurrency::{AdaptiveLimit, RequestPermit};
@@ -161,6 +165,15 @@ pub enum TransferError {
         /// What was wrong.
         why: String,
     },
+    /// The transfer was stopped by its token ([`TransferEnv::cancel`]); the part and its
+    /// state keep what was written.
+    #[error("the transfer of `{path}` was interrupted")]
+    Interrupted {
+        /// File path.
+        path: String,
+        /// Bytes of the file recorded in its part's state.
+        kept: u64,
+    },
 }
 
 impl Classify for TransferError {
@@ -171,6 +184,7 @@ impl Classify for TransferError {
             | TransferError::Mismatch { .. }
             | TransferError::Protocol { .. } => FailureKind::Upstream,
             TransferError::Store { source, .. } => source.failure_kind(),
+            TransferError::Interrupted { .. } => FailureKind::Other,
         }
     }
 }
@@ -203,6 +217,8 @@ pub struct TransferEnv {
     pub rate_limit: Option<Arc<super::rate::RateLimiter>>,
     /// The adaptive limit on requests in flight every request holds a permit of, if any.
     pub request_limit: Option<Arc<AdaptiveLimit>>,
+    /// Cancelled to stop every transfer, keeping what was written ([`TransferError::Interrupted`]).
+    pub cancel: CancellationToken,
 }
 
 struct Active {
@@ -509,15 +525,26 @@ async fn transfer_verified(
     let _ = checkpointer.await;
 
     let failure = shared.lock().error.take();
-    if let Some(error) = failure {
+    // Cancelled before the last byte landed (a file whose bytes all arrived is finished).
+    let interrupted = env.cancel.is_cancelled() && shared.lock().done.total() < shared.job.size;
+    if failure.is_some() || interrupted {
         // Keep what was written for the next run.
         let shared2 = shared.clone();
         let state_path2 = state_path.clone();
         let mut last = state.clone();
-        let _ = tokio::task::spawn_blocking(move || checkpoint(&shared2, &state_path2, &mut last))
-            .await;
+        let saved =
+            tokio::task::spawn_blocking(move || checkpoint(&shared2, &state_path2, &mut last))
+                .await;
         let _ = hasher.await;
-        return Err(error);
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        // What a resume will trust: the ranges the state file records now.
+        let kept = match saved {
+            Ok(Ok(_)) => shared.lock().done.total(),
+            _ => PartState::load(&state_path, &state).map_or(0, |s| s.done.total()),
+        };
+        return Err(TransferError::Interrupted { path, kept });
     }
 
     let digests = match hasher.await {
@@ -811,15 +838,20 @@ fn claim(shared: &Shared, slot: usize, min_steal: u64) -> bool {
 async fn worker(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> u64 {
     let mut received = 0;
     loop {
-        let Ok(_permit) = env.permits.acquire().await else {
+        let permit = tokio::select! {
+            biased;
+            () = env.cancel.cancelled() => return received,
+            permit = env.permits.acquire() => permit,
+        };
+        let Ok(_permit) = permit else {
             return received;
         };
-        if !claim(shared, slot, env.settings.min_segment / 2) {
+        if env.cancel.is_cancelled() || !claim(shared, slot, env.settings.min_segment / 2) {
             return received;
         }
         received += fetch_segment(env, shared, slot).await;
         shared.lock().active[slot] = None;
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stop.load(Ordering::SeqCst) || env.cancel.is_cancelled() {
             return received;
         }
     }
@@ -834,6 +866,8 @@ enum Attempt {
     Failed(HubError),
     /// The CDN URL expired; resolve again.
     Expired,
+    /// The token was cancelled; what was received is written.
+    Cancelled,
 }
 
 /// Fetch the segment in `slot` to its (possibly shrinking) end, retrying as needed.
@@ -842,7 +876,7 @@ async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> 
     let mut received = 0;
     let mut expirations = 0;
     loop {
-        if shared.stop.load(Ordering::SeqCst) {
+        if shared.stop.load(Ordering::SeqCst) || env.cancel.is_cancelled() {
             return received;
         }
         let (pos, end) = match &shared.lock().active[slot] {
@@ -853,14 +887,18 @@ async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> 
             return received;
         }
         let mut permit = match &env.request_limit {
-            Some(limit) => Some(limit.acquire().await),
+            Some(limit) => tokio::select! {
+                biased;
+                () = env.cancel.cancelled() => return received,
+                permit = limit.acquire() => Some(permit),
+            },
             None => None,
         };
         let (outcome, bytes) = attempt(env, shared, slot, pos, end, permit.as_mut()).await;
         drop(permit);
         received += bytes;
         match outcome {
-            Ok(Attempt::Done) => return received,
+            Ok(Attempt::Done | Attempt::Cancelled) => return received,
             Ok(Attempt::Stalled) => {
                 tracing::warn!(path = %path, pos, "connection stalled; reconnecting");
             }
@@ -897,7 +935,11 @@ async fn fetch_segment(env: &TransferEnv, shared: &Arc<Shared>, slot: usize) -> 
                     error: error_chain(&error),
                     wait_ms: wait.as_millis() as u64,
                 });
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    biased;
+                    () = env.cancel.cancelled() => return received,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
             Err(fatal) => {
                 shared.fail(fatal);
@@ -937,7 +979,12 @@ async fn attempt(
         .clone();
     let target = cached.clone().unwrap_or_else(|| job.url.clone());
     let request = env.client.get_range(target.clone(), pos, end - 1);
-    let (response, final_url) = match tokio::time::timeout(stall, request).await {
+    let answered = tokio::select! {
+        biased;
+        () = env.cancel.cancelled() => return (Ok(Attempt::Cancelled), 0),
+        answered = tokio::time::timeout(stall, request) => answered,
+    };
+    let (response, final_url) = match answered {
         Err(_) => return (Ok(Attempt::Stalled), 0),
         Ok(Err(error)) if error.is_transient() => return (Ok(Attempt::Failed(error)), 0),
         Ok(Err(error)) => {
@@ -1079,12 +1126,18 @@ async fn stream_body(
     let mut buffer: Vec<u8> = Vec::with_capacity(WRITE_BUFFER);
     let mut received = 0;
     loop {
-        let next = tokio::time::timeout(stall, response.chunk()).await;
+        // Cancelled: stop reading, but still write what is buffered (it has landed).
+        let next = tokio::select! {
+            biased;
+            () = env.cancel.cancelled() => None,
+            next = tokio::time::timeout(stall, response.chunk()) => Some(next),
+        };
         let (chunk, outcome) = match next {
-            Err(_) => (None, Some(Ok(Attempt::Stalled))),
-            Ok(Ok(Some(chunk))) => (Some(chunk), None),
-            Ok(Ok(None)) => (None, Some(Ok(Attempt::Failed(premature_end(&shared.job))))),
-            Ok(Err(source)) => (
+            None => (None, Some(Ok(Attempt::Cancelled))),
+            Some(Err(_)) => (None, Some(Ok(Attempt::Stalled))),
+            Some(Ok(Ok(Some(chunk)))) => (Some(chunk), None),
+            Some(Ok(Ok(None))) => (None, Some(Ok(Attempt::Failed(premature_end(&shared.job))))),
+            Some(Ok(Err(source))) => (
                 None,
                 Some(Ok(Attempt::Failed(HubError::Network {
                     url: crate::hub::client::redact(&shared.job.url),
@@ -1094,10 +1147,18 @@ async fn stream_body(
         };
         if let Some(chunk) = &chunk {
             if let Some(limiter) = &env.rate_limit {
-                limiter.take(chunk.len()).await;
+                tokio::select! {
+                    biased;
+                    () = env.cancel.cancelled() => {}
+                    () = limiter.take(chunk.len()) => {}
+                }
             }
             buffer.extend_from_slice(chunk);
         }
+        let outcome = match outcome {
+            None if env.cancel.is_cancelled() => Some(Ok(Attempt::Cancelled)),
+            outcome => outcome,
+        };
         let end = match &shared.lock().active[slot] {
             Some(a) => a.end,
             None => pos,

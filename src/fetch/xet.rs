@@ -281,6 +281,21 @@ impl Drop for Part {
     }
 }
 
+/// File bytes the resume state of `sha256`'s Xet part records as landed (0 without one).
+pub fn kept(tmp: &Path, sha256: &str) -> u64 {
+    std::fs::read(tmp.join(format!("{sha256}.xet.state")))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<XetState>(&bytes).ok())
+        .map_or(0, |state| {
+            state
+                .done
+                .values()
+                .flat_map(|d| d.lengths.iter())
+                .map(|&l| u64::from(l))
+                .sum()
+        })
+}
+
 fn open_part(
     tmp: &Path,
     job: &FileJob,

@@ -780,6 +780,8 @@ impl PullThrough {
             // The daemon's global rate (`--max-rate`) covers pull-through as well as jobs.
             rate_limit: mirror.options.jobs.rate_limit.clone(),
             request_limit: None,
+            // A pull-through fetch runs to its end; clients leaving do not stop it.
+            cancel: tokio_util::sync::CancellationToken::new(),
         };
         let larder = self.larder.clone();
         let tx = Arc::new(tx);

@@ -15,6 +15,7 @@ mod fidelity;
 mod gc;
 mod hardening;
 mod hostile;
+mod interrupt;
 mod job_failures;
 mod layering;
 mod licence;

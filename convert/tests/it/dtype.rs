@@ -24,6 +24,7 @@ fn bf16_checkpoint_to_f16_and_f32() {
         let opts = DtypeOptions {
             max_shard_bytes: shard_bytes,
             progress: None,
+            cancel: None,
         };
         let report = convert_dtype_with(&src, dtype, &out, &opts).unwrap();
         assert_eq!(report.tensors, source.tensors().len());

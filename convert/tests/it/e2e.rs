@@ -83,6 +83,7 @@ fn convert_and_check_with(
         progress: Some(&progress),
         pre_tokenizer: None,
         imatrix: matrix.as_ref().zip(matrix_name.as_deref()),
+        cancel: None,
     };
     let report = convert_to_gguf(src, preset, &mut out, &opts)
         .unwrap_or_else(|e| panic!("{preset}: {e:#?}"));
