@@ -5,13 +5,19 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::convert::ConvertRequest;
 use crate::daemon::jobs::{
     ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
 };
 use crate::daemon::{Ended, Shared};
 use crate::failure::{Classify, FailureKind};
+use crate::fetch::PullOptions;
 use crate::fetch::progress::{PullEvent, Reporter};
 use crate::registry::{JobRecord, JobState, RepoKind};
+
+/// How long a cancelled job may take to stop by itself (checkpoints, clean-up) before it is
+/// dropped.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The worker loop; returns at shutdown.
 pub(crate) async fn run(shared: Arc<Shared>, index: usize) {
@@ -220,7 +226,7 @@ async fn supervise<T, Fut>(
     shared: &Arc<Shared>,
     id: i64,
     kind: crate::registry::RepoKind,
-    work: impl FnOnce(Arc<JobReporter>) -> Fut,
+    work: impl FnOnce(Arc<JobReporter>, CancellationToken) -> Fut,
 ) -> Option<T>
 where
     Fut: std::future::Future<Output = T>,
@@ -233,9 +239,16 @@ where
         reporter.clone(),
         token.clone(),
     ));
+    let work = work(reporter.clone(), token.clone());
+    tokio::pin!(work);
     let outcome = tokio::select! {
-        result = work(reporter.clone()) => Some(result),
-        _ = token.cancelled() => None,
+        result = &mut work => Some(result),
+        _ = token.cancelled() => {
+            // The work sees the same token: a pull writes its final checkpoints, a conversion
+            // removes its output. Give it a moment, then drop it.
+            let _ = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
+            None
+        }
     };
     progress_task.abort();
     forget(shared, id);
@@ -261,7 +274,7 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
         }
     };
     let repo = request.repo.to_string();
-    let outcome = supervise(shared, id, request.kind, |reporter| {
+    let outcome = supervise(shared, id, request.kind, |reporter, cancel| {
         tracing::info!(
             job = id,
             repo,
@@ -272,7 +285,8 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             reporter.total.store(total, Ordering::Relaxed);
             reporter.bytes.store(done, Ordering::Relaxed);
         });
-        crate::convert::convert(&shared.larder, &request, Some(progress))
+        let request = ConvertRequest { cancel, ..request };
+        async move { crate::convert::convert(&shared.larder, &request, Some(progress)).await }
     })
     .await;
     match outcome {
@@ -312,9 +326,10 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
         }
     };
     let kind = RepoKind::from(options.kind);
-    let outcome = supervise(shared, id, kind, |reporter| {
+    let outcome = supervise(shared, id, kind, |reporter, cancel| {
         tracing::info!(job = id, repo = %options.repo, revision = %options.revision, "job started");
-        crate::fetch::pull(&shared.larder, &options, reporter)
+        let options = PullOptions { cancel, ..options };
+        async move { crate::fetch::pull(&shared.larder, &options, reporter).await }
     })
     .await;
     match outcome {

@@ -185,6 +185,13 @@ async fn cancel_aborts_a_running_pull_and_keeps_its_part() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(job(&mirror, id).await.state, JobState::Running);
+    // Cancel between two checkpoints (every second), where dropping the pull would lose most.
+    let state = world.tmp_dir().join(format!("{sha}.state"));
+    while crate::interrupt::recorded(&state).is_none_or(|kept| kept < 2 << 20) {
+        assert!(Instant::now() < deadline, "nothing was recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
 
     let response = reqwest::Client::new()
         .delete(format!("{}/v1/jobs/{id}", mirror.url()))
@@ -196,12 +203,19 @@ async fn cancel_aborts_a_running_pull_and_keeps_its_part() {
     assert_eq!(body.state, JobState::Cancelled);
 
     // The pull is gone: no transfer in flight, nothing published, the state stays cancelled,
-    // and the part is kept for a later pull.
+    // and the part is kept for a later pull with everything that landed recorded (the pull
+    // saw the cancellation and wrote its checkpoint; only what was in flight is lost).
     until_no_transfer(&mirror).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(job(&mirror, id).await.state, JobState::Cancelled);
     assert!(!world.blob_path(&sha).exists());
     assert!(!parts(&world).is_empty(), "the part was removed");
+    let kept = crate::interrupt::recorded(&state).expect("the part's state is kept");
+    let served = world.server.stats().bytes_for_sha256(&sha);
+    assert!(
+        served <= kept + (256 << 10),
+        "served {served} bytes but only {kept} were kept"
+    );
     mirror.stop().await.expect("stops");
 
     // Cancelled by another process (straight in the registry): the worker notices when it

@@ -108,7 +108,7 @@ fn assert_interrupted(status: ExitStatus, stderr: &str) {
 }
 
 /// Bytes recorded in a part's resume state.
-fn recorded(state: &Path) -> Option<u64> {
+pub(crate) fn recorded(state: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(state).ok()?;
     let value: Value = serde_json::from_str(&text).ok()?;
     Some(
