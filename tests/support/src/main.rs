@@ -3,7 +3,9 @@
 //! Each `--repo KIND:ORG/NAME=DIR` becomes one commit on `main`. Files of at
 //! least 10 MiB are LFS files streamed from disk; they are hashed at
 //! start-up (in parallel, one progress line per file on stderr). Prints
-//! `READY http://127.0.0.1:P` on stdout once listening.
+//! `READY http://127.0.0.1:P` on stdout once listening. With `--xet`, LFS files are also
+//! uploaded to xet-core's reference CAS server (in-process, deduplicated across every repo),
+//! and advertised as Xet files as the Hub does.
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -37,6 +39,9 @@ struct Args {
     /// Hard-link every LFS file into DIR under its sha256 (an nginx root for `--cdn-base`).
     #[arg(long, value_name = "DIR")]
     link_blobs_into: Option<PathBuf>,
+    /// Also store LFS files in an in-process Xet CAS and advertise them as Xet files.
+    #[arg(long)]
+    xet: bool,
 }
 
 struct RepoSpec {
@@ -167,6 +172,10 @@ async fn main() -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let hub = Hub::new();
+    let cas = match args.xet {
+        true => Some(hub_standin::XetCas::start().await.context("the Xet CAS")?),
+        false => None,
+    };
     for spec in specs {
         let mut files = Vec::new();
         walk(&spec.dir, &spec.dir, &mut files)?;
@@ -181,6 +190,14 @@ async fn main() -> Result<()> {
             ) {
                 link_blob(dir, &lfs.sha256, source)?;
             }
+            let file = match (&cas, &file.entry().lfs, &file.entry().content) {
+                (Some(cas), Some(_), hub_standin::Content::Disk(source)) => {
+                    let xet_hash = cas.upload_file(source).await.context("a Xet upload")?;
+                    eprintln!("hub-standin: stored {} in Xet", file.entry().path);
+                    file.with_xet_hash(&xet_hash)
+                }
+                _ => file,
+            };
             builder = builder.prepared(file);
         }
         let sha = builder.commit("main");
@@ -199,6 +216,10 @@ async fn main() -> Result<()> {
         builder = builder.cdn_base_override(base);
     }
     let server = builder.start().await.context("cannot bind")?;
+    if let Some(cas) = &cas {
+        server.attach_xet(cas);
+        eprintln!("hub-standin: Xet CAS at {}", cas.url());
+    }
     eprintln!("hub-standin: CDN at {}", server.cdn_url());
     let mut stdout = std::io::stdout();
     writeln!(stdout, "READY {}", server.url())?;

@@ -167,6 +167,15 @@ impl PreparedFile {
     pub fn entry(&self) -> &FileEntry {
         &self.0
     }
+
+    /// The same LFS file, marked as stored in Xet under `xet_hash` (see
+    /// [`crate::XetCas::upload_file`]); a file that is not LFS is returned unchanged.
+    pub fn with_xet_hash(mut self, xet_hash: &str) -> PreparedFile {
+        if let Some(lfs) = self.0.lfs.as_mut() {
+            lfs.xet_hash = Some(xet_hash.to_owned());
+        }
+        self
+    }
 }
 
 fn clean_path(path: &str) -> String {
