@@ -92,6 +92,19 @@ mod tests {
         assert!(kept.get("siblings").is_none());
     }
 
+    /// Nesting far deeper than any info is refused by the JSON reader's depth limit, not by
+    /// running out of stack.
+    #[test]
+    fn info_deep_nesting_is_refused() {
+        let deep = format!(
+            "{{\"config\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(keep_upstream_info(deep.as_bytes()).is_none());
+        assert!(serde_json::from_str::<RepoInfo>(&deep.replace("config", "cardData")).is_err());
+    }
+
     #[test]
     fn refuses_what_is_not_a_small_object() {
         assert!(keep_upstream_info(b"[1,2]").is_none());
@@ -174,18 +187,5 @@ mod fuzz {
             check_kept(keep_upstream_info(&bytes))?;
             let _ = serde_json::from_slice::<RepoInfo>(&bytes);
         }
-    }
-
-    /// Nesting far deeper than any info is refused by the JSON reader's depth limit, not by
-    /// running out of stack.
-    #[test]
-    fn info_deep_nesting_is_refused() {
-        let deep = format!(
-            "{{\"config\":{}{}}}",
-            "[".repeat(100_000),
-            "]".repeat(100_000)
-        );
-        assert!(keep_upstream_info(deep.as_bytes()).is_none());
-        assert!(serde_json::from_str::<RepoInfo>(&deep.replace("config", "cardData")).is_err());
     }
 }

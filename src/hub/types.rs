@@ -602,6 +602,19 @@ mod tests {
         }
     }
 
+    /// A duplicate path keeps its first entry; a file that is also a folder is refused.
+    #[test]
+    fn tree_duplicates_and_folders() {
+        let entry = |path: &str, size: u64| serde_json::json!({"type": "file", "path": path, "oid": "a".repeat(40), "size": size});
+        let body = serde_json::to_vec(&[entry("a", 1), entry("a", 2)]).unwrap();
+        let files = super::fuzz::checked_listing(&body).unwrap();
+        assert_eq!((files.len(), files[0].size), (1, 1));
+        let body = serde_json::to_vec(&[entry("a/b", 1), entry("a", 2)]).unwrap();
+        assert!(super::fuzz::checked_listing(&body).is_none());
+        let body = serde_json::to_vec(&[entry("a", MAX_FILE_SIZE), entry("b", 1)]).unwrap();
+        assert!(super::fuzz::checked_listing(&body).is_none());
+    }
+
     #[test]
     fn repo_ref() {
         let r: RepoRef = "org/name@refs/pr/1".parse().unwrap();
@@ -798,7 +811,7 @@ mod fuzz {
     }
 
     /// Parses and checks one listing the way `HubClient::list_files` does.
-    fn checked_listing(body: &[u8]) -> Option<Vec<RepoFile>> {
+    pub(super) fn checked_listing(body: &[u8]) -> Option<Vec<RepoFile>> {
         let entries: Vec<RawTreeEntry> = serde_json::from_slice(body).ok()?;
         let mut files = Vec::new();
         for raw in entries {
@@ -882,18 +895,5 @@ mod fuzz {
                 let _ = info.card_str("license");
             }
         }
-    }
-
-    /// A duplicate path keeps its first entry; a file that is also a folder is refused.
-    #[test]
-    fn tree_duplicates_and_folders() {
-        let entry = |path: &str, size: u64| serde_json::json!({"type": "file", "path": path, "oid": "a".repeat(40), "size": size});
-        let body = serde_json::to_vec(&[entry("a", 1), entry("a", 2)]).unwrap();
-        let files = checked_listing(&body).unwrap();
-        assert_eq!((files.len(), files[0].size), (1, 1));
-        let body = serde_json::to_vec(&[entry("a/b", 1), entry("a", 2)]).unwrap();
-        assert!(checked_listing(&body).is_none());
-        let body = serde_json::to_vec(&[entry("a", MAX_FILE_SIZE), entry("b", 1)]).unwrap();
-        assert!(checked_listing(&body).is_none());
     }
 }
