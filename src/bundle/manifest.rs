@@ -464,7 +464,6 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     use super::*;
-    use crate::bundle::hf_cache::repo_folder;
     use crate::bundle::lfs_pointer_oid;
     use crate::fuzzing::{any_text, hostile_text, stays_inside};
     use proptest::prelude::*;
@@ -618,8 +617,9 @@ mod fuzz {
             prop_assert!(is_sha256_hex(&blob.sha256) && stays_inside(&blob.sha256));
         }
         for repo in &manifest.repos {
-            let folder = repo_folder(repo.kind, &repo.name);
-            prop_assert!(stays_inside(&folder) && !folder.contains('/'), "{folder:?}");
+            // A valid repo id's cache folder stays inside (`hub::types::fuzz` checks that;
+            // importing `hf_cache` here would close an import circle).
+            prop_assert!(RepoId::parse(&repo.name).is_ok(), "{:?}", repo.name);
             for commit in &repo.commits {
                 prop_assert!(is_commit_sha(&commit.sha));
                 for reference in &commit.refs {
