@@ -11,6 +11,8 @@ pub mod convert;
 pub mod daemon;
 pub mod failure;
 pub mod fetch;
+#[cfg(test)]
+mod fuzzing;
 pub mod gc;
 pub mod hub;
 pub mod interrupt;

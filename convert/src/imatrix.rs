@@ -16,9 +16,17 @@
 //!
 //! Everything is bounds-checked: a truncated or inconsistent file, a NaN or
 //! infinite value, a negative sum or count, an entry with no recorded
-//! activations (GGUF counts all 0, legacy values all 0), and (in [`Imatrix::check_against`]) a tensor name the model
-//! does not have or a length that does not match the tensor are refused
-//! with an error naming the entry.
+//! activations (GGUF counts all 0, legacy values all 0), a sum so large for
+//! its count that the weight overflows, and (in [`Imatrix::check_against`]) a
+//! tensor name the model does not have or a length that does not match the
+//! tensor are refused with an error naming the entry. Accepted weights are
+//! finite and non-negative.
+//!
+//! Allocation is bounded by the file's size: every count and length read from
+//! it (tensors, metadata entries, array elements, string bytes, tensor
+//! elements) is checked against the bytes the file has left before anything
+//! is allocated or looped over, so a header claiming 2^40 elements is refused
+//! at once, and parsing an N-byte file holds O(N) memory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +55,17 @@ pub enum ImatrixError {
         /// The entry (tensor) name.
         entry: String,
         /// Index of the offending value.
+        index: usize,
+    },
+    /// A sum divided by its count gives a weight too large for an `f32` (a huge sum over a
+    /// fractional count).
+    #[error(
+        "the importance matrix entry `{entry}` gives an infinite weight at {index}: its sum is too large for its count"
+    )]
+    WeightOverflow {
+        /// The entry (tensor) name.
+        entry: String,
+        /// Index of the offending weight.
         index: usize,
     },
     /// An entry recorded no activations at all.
@@ -378,6 +397,9 @@ impl Imatrix {
                     }
                 }
             }
+            if let Some(index) = w.iter().position(|x| !x.is_finite()) {
+                return Err(ImatrixError::WeightOverflow { entry: name, index });
+            }
             m.entries.insert(name, w);
         }
         if let Some(name) = counts.into_keys().next() {
@@ -447,7 +469,7 @@ mod tests {
     use super::*;
 
     /// A legacy file with the given entries `(name, ncall, values)`.
-    pub(crate) fn legacy(entries: &[(&str, i32, &[f32])], trailer: bool) -> Vec<u8> {
+    pub(super) fn legacy(entries: &[(&str, i32, &[f32])], trailer: bool) -> Vec<u8> {
         let mut b = (entries.len() as i32).to_le_bytes().to_vec();
         for (name, ncall, v) in entries {
             b.extend((name.len() as i32).to_le_bytes());
@@ -514,6 +536,66 @@ mod tests {
         ));
     }
 
+    /// Found by `fuzz::gguf_hostile_files`: the largest finite sum over a fractional count
+    /// gave an infinite weight, accepted.
+    #[test]
+    fn gguf_weight_overflow_is_refused() {
+        let file = super::fuzz::gguf(&[(vec![f32::MAX, 1.0], vec![0.5])]);
+        assert!(matches!(
+            Imatrix::parse(&file),
+            Err(ImatrixError::WeightOverflow { index: 0, .. })
+        ));
+        let file = super::fuzz::gguf(&[(vec![f32::MAX, 1.0], vec![1.0])]);
+        assert_eq!(
+            Imatrix::parse(&file).unwrap().entries["blk.0.ffn_up.weight"],
+            vec![f32::MAX, 1.0]
+        );
+    }
+
+    /// Counts and lengths claiming 2^40 of anything are refused at once, before anything is
+    /// allocated for them.
+    #[test]
+    fn gguf_huge_claims_are_refused_at_once() {
+        let good = super::fuzz::gguf(&[(vec![1.0, 2.0], vec![1.0])]);
+        assert!(Imatrix::parse(&good).is_ok());
+        let huge = (1u64 << 40).to_le_bytes();
+        // Tensor count, metadata count, the first key's length, the dataset array's length,
+        // and the first string in it.
+        let first_key = 24;
+        let key_len = "imatrix.datasets".len();
+        let array_len = first_key + 8 + key_len + 4 + 4;
+        for at in [8, 16, first_key, array_len, array_len + 8] {
+            let mut file = good.clone();
+            file[at..at + 8].copy_from_slice(&huge);
+            let started = std::time::Instant::now();
+            let error = Imatrix::parse(&file).unwrap_err();
+            assert!(
+                matches!(error, ImatrixError::Truncated(_) | ImatrixError::Invalid(_)),
+                "{at}: {error}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(1),
+                "{at}"
+            );
+        }
+        // A tensor dimension of 2^40 elements.
+        let name = b"blk.0.ffn_up.weight.in_sum2";
+        let at = good.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4;
+        let mut file = good.clone();
+        file[at..at + 8].copy_from_slice(&huge);
+        assert!(
+            matches!(Imatrix::parse(&file), Err(ImatrixError::Invalid(m)) if m.contains("too large"))
+        );
+        // A legacy file claiming i32::MAX values of one entry.
+        let mut legacy_file = legacy(&[("a.weight", 1, &[1.0])], false);
+        let values_at = 4 + 4 + "a.weight".len() + 4;
+        legacy_file[values_at..values_at + 4].copy_from_slice(&i32::MAX.to_le_bytes());
+        assert!(matches!(
+            Imatrix::parse(&legacy_file),
+            Err(ImatrixError::Truncated(_))
+        ));
+    }
+
     #[test]
     fn names_and_sizes_are_checked_against_the_model() {
         let m = Imatrix::parse(&legacy(&[("blk.0.attn_q.weight", 1, &[1.0; 4])], false)).unwrap();
@@ -535,27 +617,168 @@ mod tests {
             Err(ImatrixError::UnknownTensor(_))
         ));
     }
+}
 
-    proptest::proptest! {
-        /// Arbitrary bytes never panic, and arbitrary corruption of a valid
-        /// file is either refused or still parses to finite weights.
+/// Property tests: hostile imatrix files in both formats, the GGUF one being Larder's only GGUF
+/// reader. Run with `PROPTEST_CASES` cases (256 by default); `bench/fuzz` runs many more.
+#[cfg(test)]
+mod fuzz {
+    use super::tests::legacy;
+    use super::*;
+    use crate::gguf::{MetaArray, MetaValue, TensorInfo, encode_header};
+    use crate::quant::GgmlType;
+    use proptest::prelude::*;
+
+    /// One entry: `n_mat` rows of `n_per_row` sums, and `n_mat` counts.
+    type Entry = (Vec<f32>, Vec<f32>);
+
+    /// The name of the `i`th entry.
+    fn entry_name(i: usize) -> String {
+        format!("blk.{i}.ffn_up.weight")
+    }
+
+    /// A GGUF imatrix file as llama-imatrix writes it (tensor data aligned to 32 bytes).
+    pub(super) fn gguf(entries: &[Entry]) -> Vec<u8> {
+        let kvs = vec![
+            (
+                "imatrix.datasets".to_owned(),
+                MetaValue::Array(MetaArray::Str(vec!["wiki".to_owned()])),
+            ),
+            ("imatrix.chunk_count".to_owned(), MetaValue::U32(7)),
+            ("general.name".to_owned(), MetaValue::Str("x".to_owned())),
+        ];
+        let mut tensors = Vec::new();
+        let mut data: Vec<Vec<f32>> = Vec::new();
+        for (i, (sums, counts)) in entries.iter().enumerate() {
+            let name = entry_name(i);
+            let n_mat = counts.len().max(1);
+            tensors.push(TensorInfo {
+                name: format!("{name}.in_sum2"),
+                shape: vec![n_mat, sums.len() / n_mat],
+                ty: GgmlType::F32,
+            });
+            tensors.push(TensorInfo {
+                name: format!("{name}.counts"),
+                shape: vec![counts.len()],
+                ty: GgmlType::F32,
+            });
+            data.push(sums.clone());
+            data.push(counts.clone());
+        }
+        let (mut out, _) = encode_header(&kvs, &tensors).unwrap();
+        for values in data {
+            out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+            out.resize(out.len().next_multiple_of(32), 0);
+        }
+        out
+    }
+
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            6 => 0.0f32..1e6,
+            1 => Just(0.0f32),
+            1 => Just(f32::MAX),
+            1 => Just(f32::MIN_POSITIVE / 8.0),
+            1 => any::<f32>(),
+        ]
+    }
+
+    fn count() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            6 => (1u32..200).prop_map(|c| c as f32),
+            1 => Just(0.0f32),
+            1 => Just(f32::MIN_POSITIVE / 8.0),
+            1 => 0.0f32..1.0,
+            1 => any::<f32>(),
+        ]
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        (1usize..4, 1usize..9).prop_flat_map(|(n_mat, n_per_row)| {
+            (
+                proptest::collection::vec(value(), n_mat * n_per_row),
+                proptest::collection::vec(count(), n_mat),
+            )
+        })
+    }
+
+    /// A damaged spot: one byte, or a length-sized field overwritten with a huge claim.
+    fn damage() -> impl Strategy<Value = (proptest::sample::Index, Option<u64>, u8)> {
+        (
+            any::<proptest::sample::Index>(),
+            prop_oneof![
+                4 => Just(None),
+                1 => prop_oneof![Just(1u64 << 40), Just(u64::MAX), Just(u64::from(u32::MAX)), 0u64..4096].prop_map(Some),
+            ],
+            any::<u8>(),
+        )
+    }
+
+    fn apply(mut file: Vec<u8>, damage: &[(proptest::sample::Index, Option<u64>, u8)]) -> Vec<u8> {
+        for (at, word, byte) in damage {
+            let i = at.index(file.len());
+            match word {
+                Some(w) if i + 8 <= file.len() => file[i..i + 8].copy_from_slice(&w.to_le_bytes()),
+                _ => file[i] = *byte,
+            }
+        }
+        file
+    }
+
+    fn check_weights(m: &Imatrix) -> std::result::Result<(), TestCaseError> {
+        for (name, w) in &m.entries {
+            prop_assert!(!w.is_empty());
+            prop_assert!(
+                w.iter().all(|x| x.is_finite() && *x >= 0.0),
+                "`{name}`: {w:?}"
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// A GGUF imatrix with any values and damage: an error, or finite, non-negative weights
+        /// (per expert: sums over counts, 1 for an expert never routed to).
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
-            let _ = Imatrix::parse(&bytes);
-            let mut g = b"GGUF".to_vec();
-            g.extend_from_slice(&bytes);
-            let _ = Imatrix::parse(&g);
+        fn gguf_hostile_files(
+            entries in proptest::collection::vec(entry(), 1..3),
+            damage in proptest::collection::vec(damage(), 0..3),
+        ) {
+            let file = apply(gguf(&entries), &damage);
+            if let Ok(m) = Imatrix::parse(&file) {
+                check_weights(&m)?;
+                if damage.is_empty() {
+                    for (i, (sums, _)) in entries.iter().enumerate() {
+                        prop_assert_eq!(m.entries[&entry_name(i)].len(), sums.len());
+                    }
+                }
+            }
         }
 
+        /// Arbitrary bytes after the GGUF magic, or as a legacy file: never a panic.
         #[test]
-        fn corrupted_legacy_files_yield_finite_weights(pos in 0usize..40, byte in proptest::prelude::any::<u8>()) {
-            let mut f = legacy(&[("blk.0.ffn_up.weight", 3, &[1.0, 2.0, 3.0, 4.0])], true);
-            let p = pos % f.len();
-            f[p] = byte;
-            if let Ok(m) = Imatrix::parse(&f) {
-                for w in m.entries.values() {
-                    proptest::prop_assert!(w.iter().all(|x| x.is_finite() && *x >= 0.0));
-                }
+        fn gguf_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(m) = Imatrix::parse(&bytes) {
+                check_weights(&m)?;
+            }
+            let mut g = b"GGUF".to_vec();
+            g.extend_from_slice(&bytes);
+            if let Ok(m) = Imatrix::parse(&g) {
+                check_weights(&m)?;
+            }
+        }
+
+        /// A legacy file with any values and damage: an error, or finite, non-negative weights.
+        #[test]
+        fn legacy_hostile_files(
+            values in proptest::collection::vec(value(), 1..8),
+            ncall in prop_oneof![1i32..50, Just(0), Just(-1), any::<i32>()],
+            trailer in any::<bool>(),
+            damage in proptest::collection::vec(damage(), 0..3),
+        ) {
+            let file = apply(legacy(&[("blk.0.ffn_up.weight", ncall, &values)], trailer), &damage);
+            if let Ok(m) = Imatrix::parse(&file) {
+                check_weights(&m)?;
             }
         }
     }

@@ -6,6 +6,11 @@
 //! so that hostile files produce a [`ConvertError`] naming the file and never
 //! a panic or an out-of-bounds slice. Tensor data is never copied as a whole:
 //! callers pull rows converted to `f32` ([`Checkpoint::read_f32`]).
+//!
+//! Allocation is bounded by the header, not by what it claims: a length prefix
+//! over [`MAX_HEADER_LEN`] or past the end of the file is refused before the
+//! header is read, shapes are multiplied with checked arithmetic against the
+//! data section's size, and no buffer is sized from a count in the file.
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -17,7 +17,7 @@ use super::redirect::{MAX_API_REDIRECTS, api_redirect_target, canonical_repo, is
 use super::retry::{RetryPolicy, retry};
 use super::types::{
     RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry,
-    check_tree_files, is_commit_sha,
+    finish_tree_files, is_commit_sha, validate_repo_path,
 };
 
 /// Everything except RFC 3986 unreserved characters gets percent-encoded.
@@ -257,13 +257,10 @@ impl HubClient {
             }
             next = link;
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        files.dedup_by(|a, b| a.path == b.path);
-        check_tree_files(&files).map_err(|source| HubError::TreeEntry {
+        finish_tree_files(files).map_err(|source| HubError::TreeEntry {
             repo: repo.to_string(),
             source,
-        })?;
-        Ok(files)
+        })
     }
 
     /// `POST /api/{type}s/{repo}/paths-info/{commit}` with `expand=true`: the fields the
@@ -321,20 +318,7 @@ impl HubClient {
             })
         })
         .await?;
-        Ok(entries
-            .into_iter()
-            .filter_map(|mut entry| {
-                let path = entry.remove("path")?.as_str()?.to_owned();
-                let mut kept = serde_json::Map::new();
-                for field in EXPANDED_FIELDS {
-                    if let Some(value) = entry.remove(field) {
-                        kept.insert(field.to_owned(), value);
-                    }
-                }
-                let text = serde_json::Value::Object(kept).to_string();
-                (text.len() <= MAX_EXPANDED_FIELDS_BYTES).then_some((path, text))
-            })
-            .collect())
+        Ok(expanded_fields_of(entries))
     }
 
     /// `/{prefix}{repo}/resolve/{commit}/{path}` for a file.
@@ -470,6 +454,29 @@ impl HubClient {
             why: "too many redirects",
         })
     }
+}
+
+/// The [`EXPANDED_FIELDS`] of each entry of a paths-info answer, by path, as JSON text. An
+/// entry without a string `path`, with a path no repo file can have ([`validate_repo_path`]), or
+/// whose kept fields are over [`MAX_EXPANDED_FIELDS_BYTES`] is left out.
+pub fn expanded_fields_of(
+    entries: Vec<serde_json::Map<String, serde_json::Value>>,
+) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .filter_map(|mut entry| {
+            let path = entry.remove("path")?.as_str()?.to_owned();
+            validate_repo_path(&path).ok()?;
+            let mut kept = serde_json::Map::new();
+            for field in EXPANDED_FIELDS {
+                if let Some(value) = entry.remove(field) {
+                    kept.insert(field.to_owned(), value);
+                }
+            }
+            let text = serde_json::Value::Object(kept).to_string();
+            (text.len() <= MAX_EXPANDED_FIELDS_BYTES).then_some((path, text))
+        })
+        .collect()
 }
 
 /// Percent-encode one path component (revision, path segment).
@@ -773,5 +780,86 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:1/datasets/a/b/resolve/refs%2Fpr%2F1/d%20i/r%23.bin"
         );
+    }
+}
+
+/// Property tests: hostile paths-info answers and `Link` headers (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{any_text, hostile_text, stays_inside};
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    fn paths_info_entry() -> impl Strategy<Value = Value> {
+        let path = prop_oneof![
+            4 => "[a-c]{1,3}(/[a-c]{1,3}){0,2}".prop_map(Value::from),
+            2 => hostile_text(6).prop_map(Value::from),
+            1 => Just(json!(5)),
+            1 => Just(Value::Null),
+        ];
+        let commit = prop_oneof![
+            Just(json!({"id": "a".repeat(40), "title": "x", "date": "2024-01-01T00:00:00.000Z"})),
+            any_text(8).prop_map(|t| json!({"title": t})),
+            (0usize..(MAX_EXPANDED_FIELDS_BYTES + 100)).prop_map(|n| json!("x".repeat(n))),
+            Just(json!([1, [2, [3]]])),
+        ];
+        let scan = prop_oneof![
+            Just(json!({"status": "safe"})),
+            Just(Value::Null),
+            any_text(4).prop_map(Value::from)
+        ];
+        (
+            path,
+            proptest::option::of(commit),
+            proptest::option::of(scan),
+            any_text(3),
+        )
+            .prop_map(|(path, commit, scan, other)| {
+                let mut entry =
+                    json!({"path": path, "type": "file", "oid": "0".repeat(40), "size": 3});
+                if let Some(commit) = commit {
+                    entry["lastCommit"] = commit;
+                }
+                if let Some(scan) = scan {
+                    entry["securityFileStatus"] = scan;
+                }
+                entry[other] = json!(1);
+                entry
+            })
+    }
+
+    proptest! {
+        /// What is kept of a paths-info answer: valid repo paths, only the expanded fields, each
+        /// entry's within its cap.
+        #[test]
+        fn paths_info_hostile_answers(entries in proptest::collection::vec(paths_info_entry(), 0..6)) {
+            let body = serde_json::to_vec(&entries).unwrap();
+            let parsed: Vec<Map<String, Value>> = serde_json::from_slice(&body).unwrap();
+            for (path, text) in expanded_fields_of(parsed) {
+                prop_assert!(validate_repo_path(&path).is_ok() && stays_inside(&path));
+                prop_assert!(text.len() <= MAX_EXPANDED_FIELDS_BYTES);
+                let kept: Map<String, Value> = serde_json::from_str(&text).unwrap();
+                prop_assert!(kept.keys().all(|k| EXPANDED_FIELDS.contains(&k.as_str())));
+            }
+        }
+
+        /// Arbitrary bytes as a paths-info answer or a `Link` header: never a panic.
+        #[test]
+        fn paths_info_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), link in any_text(12)) {
+            if let Ok(parsed) = serde_json::from_slice::<Vec<Map<String, Value>>>(&bytes) {
+                for (path, _) in expanded_fields_of(parsed) {
+                    prop_assert!(validate_repo_path(&path).is_ok());
+                }
+            }
+            let base = Url::parse("https://hub.example/api/models/a/b/tree/main?recursive=true").unwrap();
+            let mut headers = HeaderMap::new();
+            for value in [format!("<{link}>; rel=\"next\""), link.clone(), String::from_utf8_lossy(&bytes).into_owned()] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    headers.append(header::LINK, value);
+                }
+            }
+            let _ = next_link(&headers, &base);
+        }
     }
 }

@@ -92,6 +92,19 @@ mod tests {
         assert!(kept.get("siblings").is_none());
     }
 
+    /// Nesting far deeper than any info is refused by the JSON reader's depth limit, not by
+    /// running out of stack.
+    #[test]
+    fn info_deep_nesting_is_refused() {
+        let deep = format!(
+            "{{\"config\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(keep_upstream_info(deep.as_bytes()).is_none());
+        assert!(serde_json::from_str::<RepoInfo>(&deep.replace("config", "cardData")).is_err());
+    }
+
     #[test]
     fn refuses_what_is_not_a_small_object() {
         assert!(keep_upstream_info(b"[1,2]").is_none());
@@ -108,5 +121,71 @@ mod tests {
             keep_upstream_info(siblings.as_bytes()).unwrap(),
             "{\"id\":\"a\"}"
         );
+    }
+}
+
+/// Property tests: hostile info documents (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::any_text;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any_text(4).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(any_text(3), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn check_kept(kept: Option<String>) -> Result<(), TestCaseError> {
+        if let Some(text) = kept {
+            prop_assert!(text.len() <= MAX_KEPT_INFO_BYTES);
+            let object: Map<String, Value> = serde_json::from_str(&text)
+                .map_err(|e| TestCaseError::fail(format!("kept info is not an object: {e}")))?;
+            prop_assert!(!object.contains_key("siblings"));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Whatever the upstream sends as info, what is kept is a small object without
+        /// `siblings`, and the fields Larder reads parse or are refused without a panic.
+        #[test]
+        fn info_hostile_documents(
+            fields in proptest::collection::vec((prop_oneof![Just("siblings".to_owned()), Just("id".to_owned()), Just("sha".to_owned()), any_text(3)], json_value()), 0..8),
+        ) {
+            let mut body = b"{".to_vec();
+            for (i, (key, value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                // Written by hand so that a key may repeat, as hostile JSON can.
+                body.extend(serde_json::to_vec(key).unwrap());
+                body.push(b':');
+                body.extend(serde_json::to_vec(value).unwrap());
+            }
+            body.push(b'}');
+            check_kept(keep_upstream_info(&body))?;
+            let _ = serde_json::from_slice::<RepoInfo>(&body);
+        }
+
+        /// Arbitrary bytes as info: nothing kept but a small object, never a panic.
+        #[test]
+        fn info_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            check_kept(keep_upstream_info(&bytes))?;
+            let _ = serde_json::from_slice::<RepoInfo>(&bytes);
+        }
     }
 }

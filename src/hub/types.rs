@@ -504,6 +504,15 @@ pub enum TreeEntryError {
 /// Largest size a listed file (or a whole listing) may have: what an SQLite integer holds.
 pub const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
+/// Orders a commit's checked files by path, keeps the first of any path listed twice (pages
+/// can overlap) and checks the whole list with [`check_tree_files`].
+pub fn finish_tree_files(mut files: Vec<RepoFile>) -> Result<Vec<RepoFile>, TreeEntryError> {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files.dedup_by(|a, b| a.path == b.path);
+    check_tree_files(&files)?;
+    Ok(files)
+}
+
 /// Checks a whole commit's checked file list: no path is both a file and a folder of another
 /// listed file, and the sizes add up to something countable.
 pub fn check_tree_files(files: &[RepoFile]) -> Result<(), TreeEntryError> {
@@ -593,42 +602,17 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        /// No input panics, and no accepted path escapes the repo.
-        #[test]
-        fn accepted_paths_stay_inside(path in "\\PC{0,40}", bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
-            for candidate in [path.clone(), String::from_utf8_lossy(&bytes).into_owned()] {
-                if let Ok(ok) = validate_repo_path(&candidate) {
-                    let joined = std::path::Path::new("/repo").join(ok);
-                    let mut depth = 0i32;
-                    for component in joined.components().skip(2) {
-                        match component {
-                            std::path::Component::Normal(_) => depth += 1,
-                            other => proptest::prop_assert!(false, "{other:?} in {ok:?}"),
-                        }
-                    }
-                    proptest::prop_assert!(depth >= 1);
-                }
-                let _ = RepoId::parse(&candidate);
-                let _ = Revision::parse(&candidate);
-                let _ = candidate.parse::<RepoRef>();
-            }
-        }
-
-        /// Arbitrary JSON in the tree listing is refused or accepted, never a panic.
-        #[test]
-        fn tree_json_never_panics(kind in "(file|directory|[a-z]{0,5})", path in "[a-z./\\\\]{0,12}", oid in "[0-9a-f]{0,41}", size in proptest::prelude::any::<u64>(), lfs_size in proptest::prelude::any::<u64>(), garbage in "\\PC{0,30}") {
-            let doc = serde_json::json!([{"type": kind, "path": path, "oid": oid, "size": size, "lfs": {"oid": oid, "size": lfs_size}}]);
-            if let Ok(entries) = serde_json::from_value::<Vec<RawTreeEntry>>(doc) {
-                for entry in entries {
-                    if let Ok(Some(file)) = check_tree_entry(entry) {
-                        proptest::prop_assert!(validate_repo_path(&file.path).is_ok());
-                    }
-                }
-            }
-            let _ = serde_json::from_str::<Vec<RawTreeEntry>>(&garbage);
-            let _ = serde_json::from_str::<RepoInfo>(&garbage);
-        }
+    /// A duplicate path keeps its first entry; a file that is also a folder is refused.
+    #[test]
+    fn tree_duplicates_and_folders() {
+        let entry = |path: &str, size: u64| serde_json::json!({"type": "file", "path": path, "oid": "a".repeat(40), "size": size});
+        let body = serde_json::to_vec(&[entry("a", 1), entry("a", 2)]).unwrap();
+        let files = super::fuzz::checked_listing(&body).unwrap();
+        assert_eq!((files.len(), files[0].size), (1, 1));
+        let body = serde_json::to_vec(&[entry("a/b", 1), entry("a", 2)]).unwrap();
+        assert!(super::fuzz::checked_listing(&body).is_none());
+        let body = serde_json::to_vec(&[entry("a", MAX_FILE_SIZE), entry("b", 1)]).unwrap();
+        assert!(super::fuzz::checked_listing(&body).is_none());
     }
 
     #[test]
@@ -639,5 +623,277 @@ mod tests {
         assert!("org/name@".parse::<RepoRef>().is_err());
         let head: RepoRef = "org/name@HEAD".parse().unwrap();
         assert_eq!(head.revision.unwrap().as_str(), "main");
+    }
+}
+
+/// Property tests: hostile repo ids, revisions, paths and tree listings (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::bundle::hf_cache::repo_folder;
+    use crate::fuzzing::{any_text, hostile_text, stays_inside};
+    use proptest::prelude::*;
+
+    /// One segment of a repo id the Hub would accept.
+    fn id_segment() -> BoxedStrategy<String> {
+        "[A-Za-z0-9]([A-Za-z0-9_]|[-.][A-Za-z0-9_]){0,12}".boxed()
+    }
+
+    /// A revision the Hub would accept: `/`-separated names that start with a letter or digit.
+    fn revision_text() -> BoxedStrategy<String> {
+        proptest::collection::vec("[A-Za-z0-9][A-Za-z0-9_.-]{0,10}[A-Za-z0-9_-]", 1..4)
+            .prop_map(|parts| parts.join("/"))
+            .prop_filter("git refuses `.lock` names and `..`", |r| {
+                !r.ends_with(".lock") && !r.contains("..")
+            })
+            .boxed()
+    }
+
+    /// Mostly well-formed text with a hostile piece spliced in, or anything.
+    fn near_miss(valid: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => any_text(12),
+            1 => valid.clone(),
+            3 => (valid.clone(), hostile_text(2), valid).prop_map(|(a, h, b)| format!("{a}{h}{b}")),
+        ]
+    }
+
+    fn repo_id_text() -> impl Strategy<Value = String> {
+        near_miss(id_segment())
+    }
+
+    fn check_repo_id(id: &RepoId) -> Result<(), TestCaseError> {
+        let text = id.as_str();
+        prop_assert!(!text.is_empty() && text.len() <= MAX_REPO_ID_LEN);
+        prop_assert!(text.split('/').count() <= 2);
+        prop_assert!(stays_inside(text), "{text:?} escapes");
+        prop_assert!(text.is_ascii());
+        // The cache folder is one plain component, and gives the id back.
+        for kind in [RepoKind::Model, RepoKind::Dataset] {
+            let folder = repo_folder(kind, text);
+            prop_assert!(stays_inside(&folder) && !folder.contains('/'), "{folder:?}");
+            let (_, rest) = folder.split_once("--").unwrap();
+            prop_assert_eq!(rest.replace("--", "/"), text);
+        }
+        prop_assert_eq!(RepoId::parse(text), Ok(id.clone()));
+        Ok(())
+    }
+
+    fn check_revision(revision: &Revision) -> Result<(), TestCaseError> {
+        let text = revision.as_str();
+        prop_assert!(!text.is_empty() && text.len() <= MAX_REVISION_LEN);
+        // A revision names a file under `refs/` in an HF cache: it must stay there.
+        prop_assert!(stays_inside(text), "{text:?} escapes");
+        prop_assert!(!text.chars().any(|c| c.is_control() || c.is_whitespace()));
+        prop_assert!(text.split('/').all(|part| !part.starts_with('.')));
+        prop_assert_eq!(Revision::parse(text), Ok(revision.clone()));
+        Ok(())
+    }
+
+    proptest! {
+        /// Whatever is typed as `ORG/NAME[@REV]`: no panic, and what is accepted is a bounded
+        /// name that stays inside any directory it is joined onto, and parses back to itself.
+        #[test]
+        fn names_hostile_repo_refs(text in repo_id_text(), rev in near_miss(revision_text())) {
+            for candidate in [text.clone(), format!("{text}@{rev}"), format!("org/{text}")] {
+                if let Ok(parsed) = candidate.parse::<RepoRef>() {
+                    check_repo_id(&parsed.id)?;
+                    if let Some(revision) = &parsed.revision {
+                        check_revision(revision)?;
+                    }
+                }
+                if let Ok(id) = RepoId::parse(&candidate) {
+                    check_repo_id(&id)?;
+                }
+                if let Ok(revision) = Revision::parse(&candidate) {
+                    check_revision(&revision)?;
+                }
+            }
+        }
+
+        /// Well-formed ids and revisions are accepted, unchanged.
+        #[test]
+        fn names_valid_repo_refs_round_trip(
+            org in id_segment(),
+            name in id_segment(),
+            revision in revision_text(),
+        ) {
+            let text = format!("{org}/{name}@{revision}");
+            let parsed: RepoRef = text.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
+            prop_assert_eq!(parsed.id.as_str(), format!("{org}/{name}"));
+            prop_assert_eq!(parsed.revision.as_ref().map(Revision::as_str), Some(revision.as_str()));
+            check_repo_id(&parsed.id)?;
+            prop_assert!(RepoId::parse(&name).is_ok());
+        }
+
+        /// No path panics the validator, and no accepted path escapes the repo or hides
+        /// characters that could pass it off as another.
+        #[test]
+        fn names_hostile_paths(
+            text in near_miss("[a-z]{1,3}(/[a-z.]{1,3}){0,2}".boxed()),
+            bytes in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            for candidate in [text.clone(), String::from_utf8_lossy(&bytes).into_owned()] {
+                if let Ok(path) = validate_repo_path(&candidate) {
+                    prop_assert!(stays_inside(path), "{path:?} escapes");
+                    prop_assert!(path.len() <= MAX_PATH_LEN);
+                    prop_assert!(!path.chars().any(|c| c.is_control() || is_format_char(c)));
+                    prop_assert!(!path.starts_with(|c: char| c.is_ascii_alphabetic()) || path.as_bytes().get(1) != Some(&b':'));
+                }
+            }
+        }
+
+        /// Over-long names are refused, never cut.
+        #[test]
+        fn names_length_caps(extra in 1usize..300) {
+            prop_assert!(RepoId::parse(&"a".repeat(MAX_REPO_ID_LEN + extra)).is_err());
+            prop_assert!(Revision::parse(&"r".repeat(MAX_REVISION_LEN + extra)).is_err());
+            let long = "d/".repeat((MAX_PATH_LEN + extra) / 2) + "f";
+            prop_assert!(validate_repo_path(&long).is_err());
+        }
+    }
+
+    /// One tree entry as the Hub might send it, with each field right, wrong or missing.
+    fn tree_entry() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::{Value, json};
+        let kind = prop_oneof![
+            12 => Just(json!("file")),
+            2 => Just(json!("directory")),
+            1 => Just(json!("symlink")),
+            1 => Just(json!(7)),
+        ];
+        let path = prop_oneof![
+            12 => "[a-c]{1,2}(/[a-c]{1,2}){0,2}".prop_map(Value::from),
+            2 => hostile_text(6).prop_map(Value::from),
+            1 => Just(Value::Null),
+        ];
+        let oid = prop_oneof![
+            12 => "[0-9a-f]{40}".prop_map(Value::from),
+            1 => "[0-9A-F]{40}".prop_map(Value::from),
+            1 => "[0-9a-z]{0,41}".prop_map(Value::from),
+        ];
+        let sha256 = prop_oneof![
+            12 => "[0-9a-f]{64}".prop_map(Value::from),
+            1 => "[0-9A-Fa-f]{64}".prop_map(Value::from),
+            1 => "[0-9a-z]{0,65}".prop_map(Value::from),
+        ];
+        let size = prop_oneof![
+            16 => (0u64..5000).prop_map(Value::from),
+            1 => Just(Value::from(MAX_FILE_SIZE)),
+            1 => Just(Value::from(MAX_FILE_SIZE + 1)),
+            1 => Just(Value::from(u64::MAX)),
+            2 => (MAX_FILE_SIZE / 4..MAX_FILE_SIZE).prop_map(Value::from),
+            1 => Just(json!(-1)),
+            1 => Just(json!(1.5)),
+            1 => Just(json!("12")),
+        ];
+        let lfs = prop_oneof![
+            6 => Just(None),
+            6 => Just(Some(None)),
+            1 => (sha256.clone(), size.clone()).prop_map(|(oid, size)| Some(Some((oid, size)))),
+        ];
+        let xet_hash = proptest::option::of(sha256.clone());
+        (kind, path, oid, size, lfs, xet_hash).prop_map(|(kind, path, oid, size, lfs, xet)| {
+            let mut entry = json!({"type": kind, "path": path, "oid": oid, "size": size});
+            match lfs {
+                None => {}
+                // The LFS record of a sound entry repeats its size.
+                Some(None) => {
+                    entry["lfs"] = json!({"oid": "ab".repeat(32), "size": size, "pointerSize": 133})
+                }
+                Some(Some((oid, size))) => entry["lfs"] = json!({"oid": oid, "size": size}),
+            }
+            if let Some(hash) = xet {
+                entry["xetHash"] = hash;
+            }
+            entry
+        })
+    }
+
+    /// Parses and checks one listing the way `HubClient::list_files` does.
+    pub(super) fn checked_listing(body: &[u8]) -> Option<Vec<RepoFile>> {
+        let entries: Vec<RawTreeEntry> = serde_json::from_slice(body).ok()?;
+        let mut files = Vec::new();
+        for raw in entries {
+            if let Some(file) = check_tree_entry(raw).ok()? {
+                files.push(file);
+            }
+        }
+        finish_tree_files(files).ok()
+    }
+
+    fn check_listing(files: &[RepoFile]) -> Result<(), TestCaseError> {
+        let mut total = 0u64;
+        for file in files {
+            prop_assert!(validate_repo_path(&file.path).is_ok());
+            prop_assert!(stays_inside(&file.path), "{:?} escapes", file.path);
+            prop_assert!(file.size <= MAX_FILE_SIZE);
+            total = total
+                .checked_add(file.size)
+                .ok_or_else(|| TestCaseError::fail("total overflows"))?;
+            prop_assert!(is_commit_sha(&file.git_oid), "{:?}", file.git_oid);
+            if let Some(sha) = &file.lfs_sha256 {
+                prop_assert!(is_sha256_hex(sha));
+            }
+            if let Some(hash) = &file.xet_hash {
+                prop_assert!(file.is_lfs() && is_sha256_hex(hash));
+            }
+        }
+        prop_assert!(total <= MAX_FILE_SIZE);
+        for pair in files.windows(2) {
+            prop_assert!(pair[0].path < pair[1].path, "not sorted and unique");
+        }
+        let paths: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.path.as_str()).collect();
+        for file in files {
+            for (at, _) in file.path.match_indices('/') {
+                prop_assert!(
+                    !paths.contains(&file.path[..at]),
+                    "{} is a file and a folder",
+                    &file.path[..at]
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// A tree listing of hostile entries: what is accepted has sound sizes, oids and
+        /// paths that stay inside the repo, none of them both a file and a folder.
+        #[test]
+        fn tree_hostile_listings(entries in proptest::collection::vec(tree_entry(), 0..8)) {
+            let body = serde_json::to_vec(&entries).unwrap();
+            if let Some(files) = checked_listing(&body) {
+                check_listing(&files)?;
+            }
+        }
+
+        /// Arbitrary bytes as a tree listing or repo info: an error, never a panic.
+        #[test]
+        fn tree_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), text in any_text(20)) {
+            for body in [bytes.as_slice(), text.as_bytes()] {
+                if let Some(files) = checked_listing(body) {
+                    check_listing(&files)?;
+                }
+                let _ = serde_json::from_slice::<RepoInfo>(body);
+            }
+        }
+
+        /// Repo info of any shape parses or is refused; what parses is read without panics.
+        #[test]
+        fn tree_hostile_repo_info(
+            id in any_text(6),
+            sha in prop_oneof!["[0-9a-f]{40}", "[0-9a-z]{0,41}"],
+            gated in prop_oneof![Just(serde_json::json!(false)), Just(serde_json::json!("auto")), Just(serde_json::json!(true)), Just(serde_json::json!(3)), Just(serde_json::json!(null))],
+            siblings in proptest::collection::vec(any_text(6), 0..4),
+            card in prop_oneof![Just(serde_json::json!(null)), Just(serde_json::json!({"license": "mit"})), Just(serde_json::json!({"license": ["a", 1]})), Just(serde_json::json!([1]))],
+        ) {
+            let siblings: Vec<_> = siblings.iter().map(|s| serde_json::json!({"rfilename": s})).collect();
+            let doc = serde_json::json!({"id": id, "sha": sha, "gated": gated, "siblings": siblings, "cardData": card, "tags": ["license:mit"]});
+            if let Ok(info) = serde_json::from_value::<RepoInfo>(doc) {
+                let _ = gate_mode(&info.gated);
+                let _ = info.card_str("license");
+            }
+        }
     }
 }

@@ -450,3 +450,83 @@ mod tests {
         assert_eq!(parse_bool("0"), Some(false));
     }
 }
+
+/// Property tests: hostile request paths (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::fuzzing::{any_text, hostile_text};
+    use proptest::prelude::*;
+
+    fn request_path() -> impl Strategy<Value = String> {
+        let keyword = proptest::sample::select(vec![
+            "api",
+            "models",
+            "datasets",
+            "spaces",
+            "resolve",
+            "raw",
+            "revision",
+            "tree",
+            "paths-info",
+            "xet-read-token",
+            "xet-write-token",
+            "refs",
+            "pr",
+            "HEAD",
+            "main",
+        ]);
+        let segment = prop_oneof![
+            3 => keyword.prop_map(str::to_owned),
+            2 => "[a-z0-9]{1,4}",
+            1 => hostile_text(3),
+        ];
+        prop_oneof![
+            4 => proptest::collection::vec(segment, 0..9).prop_map(|s| format!("/{}", s.join("/"))),
+            1 => any_text(12),
+        ]
+    }
+
+    fn check_tail(tail: &RevisionTail, need_path: bool) -> Result<(), TestCaseError> {
+        let whole = tail.segments.join("/");
+        for (revision, path) in tail.splits(need_path) {
+            prop_assert!(!need_path || !path.is_empty());
+            let rejoined = if path.is_empty() {
+                revision.clone()
+            } else {
+                format!("{revision}/{path}")
+            };
+            if revision == "main" && tail.segments.first().map(String::as_str) == Some(DEFAULT_HEAD)
+            {
+                continue;
+            }
+            prop_assert_eq!(rejoined, whole.clone());
+        }
+        let _ = tail.likely(need_path);
+        let _ = tail.whole();
+        Ok(())
+    }
+
+    const DEFAULT_HEAD: &str = crate::hub::DEFAULT_BRANCH_ALIAS;
+
+    proptest! {
+        /// Any request path routes or is refused without a panic; a route's revision and
+        /// path splits put the tail back together.
+        #[test]
+        fn request_paths(path in request_path()) {
+            match parse(&path) {
+                Ok(Route::Api { repo, action, .. }) => {
+                    prop_assert!(!repo.is_empty());
+                    match action {
+                        ApiAction::Revision(tail) | ApiAction::Tree(tail) | ApiAction::PathsInfo(tail) | ApiAction::XetReadToken(tail) => {
+                            check_tail(&tail, false)?;
+                        }
+                        ApiAction::Info | ApiAction::XetWriteToken => {}
+                    }
+                }
+                Ok(Route::Resolve { tail, .. } | Route::Raw { tail, .. }) => check_tail(&tail, true)?,
+                Err(_) => {}
+            }
+        }
+    }
+}

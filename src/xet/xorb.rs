@@ -178,20 +178,20 @@ mod tests {
     use std::io::Write;
     use xet_core_structures::xorb_object::{XorbChunkHeader, bg4_lz4_compress_from_slice};
 
-    fn header(scheme: CompressionScheme, stored: u32, unpacked: u32) -> Vec<u8> {
+    pub(super) fn header(scheme: CompressionScheme, stored: u32, unpacked: u32) -> Vec<u8> {
         let header = XorbChunkHeader::new(scheme, stored, unpacked);
         let mut out = Vec::new();
         xet_core_structures::xorb_object::write_chunk_header(&mut out, &header).unwrap();
         out
     }
 
-    fn lz4(data: &[u8]) -> Vec<u8> {
+    pub(super) fn lz4(data: &[u8]) -> Vec<u8> {
         let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
     }
 
-    fn chunk(scheme: CompressionScheme, data: &[u8]) -> Vec<u8> {
+    pub(super) fn chunk(scheme: CompressionScheme, data: &[u8]) -> Vec<u8> {
         let stored = match scheme {
             CompressionScheme::None => data.to_vec(),
             CompressionScheme::LZ4 => lz4(data),
@@ -274,6 +274,13 @@ mod tests {
             Err(XorbError::Corrupt { .. })
         ));
     }
+}
+
+/// Property tests: hostile xorb ranges (see `crate::fuzzing`).
+#[cfg(test)]
+mod fuzz {
+    use super::tests::{chunk, header};
+    use super::*;
 
     proptest::proptest! {
         /// Arbitrary bytes never panic the decoder, and what it accepts is bounded: exactly the
@@ -299,6 +306,65 @@ mod tests {
             range.extend(std::iter::repeat_n(7u8, body));
             if (body as u32) < len {
                 proptest::prop_assert!(decode_chunks(&range, 1).is_err());
+            }
+        }
+    }
+
+    fn scheme() -> impl proptest::strategy::Strategy<Value = CompressionScheme> {
+        proptest::sample::select(vec![
+            CompressionScheme::None,
+            CompressionScheme::LZ4,
+            CompressionScheme::ByteGrouping4LZ4,
+        ])
+    }
+
+    proptest::proptest! {
+        /// Sound chunks of any scheme decode to what was encoded; one damaged byte gives an
+        /// error or chunks still within bounds, never a panic.
+        #[test]
+        fn sound_and_damaged_ranges(
+            chunks in proptest::collection::vec(
+                (scheme(), proptest::collection::vec(0u8..4, 1..3000)),
+                1..4,
+            ),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let mut range = Vec::new();
+            for (scheme, data) in &chunks {
+                range.extend(chunk(*scheme, data));
+            }
+            let decoded = decode_chunks(&range, chunks.len()).unwrap();
+            for (got, (_, want)) in decoded.iter().zip(&chunks) {
+                proptest::prop_assert_eq!(&got.data, want);
+            }
+            let i = at.index(range.len());
+            range[i] = byte;
+            if let Ok(decoded) = decode_chunks(&range, chunks.len()) {
+                for chunk in decoded {
+                    proptest::prop_assert!(chunk.data.len() <= MAX_CHUNK_BYTES);
+                }
+            }
+        }
+
+        /// A header promising up to the largest chunk over a frame that expands to anything
+        /// else is refused, without expanding past the promise.
+        #[test]
+        fn lz4_promises_are_kept(promise in 1u32..(MAX_CHUNK_BYTES as u32), actual in 0usize..200_000) {
+            let frame = super::tests::lz4(&vec![1u8; actual]);
+            let mut range = header(CompressionScheme::LZ4, frame.len() as u32, promise);
+            range.extend(&frame);
+            let result = decode_chunks(&range, 1);
+            if actual == promise as usize {
+                proptest::prop_assert!(result.is_ok());
+            } else if frame.len() <= MAX_STORED_CHUNK_BYTES {
+                let refused_as_length = matches!(
+                    result,
+                    Err(XorbError::Length { actual: got, .. }) if got <= promise as usize + 1
+                );
+                proptest::prop_assert!(refused_as_length);
+            } else {
+                proptest::prop_assert!(result.is_err());
             }
         }
     }
