@@ -413,12 +413,45 @@ fn fds_on(path: &Path) -> usize {
         .count()
 }
 
+/// This process's descriptors on TCP sockets whose local port is `port`:
+/// the mirror's listener and the connections it accepted. Other tests'
+/// descriptors never match, so the count is exact while they run.
+fn sockets_on_port(port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|local| local.rsplit(':').next())
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port)
+                && let Some(inode) = fields.get(9)
+            {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| inodes.contains(target.to_string_lossy().as_ref()))
+        })
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_vanishing_mid_body_releases_the_file() {
     let f = fixture().await;
     let path = f.huge_path.canonicalize().unwrap();
     assert_eq!(fds_on(&path), 0);
-    let open_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let port = f.mirror.addr().port();
+    assert_eq!(sockets_on_port(port), 1, "only the listener is open");
     for _ in 0..3 {
         let mut stream = TcpStream::connect(f.mirror.addr()).await.unwrap();
         stream
@@ -446,13 +479,18 @@ async fn a_client_vanishing_mid_body_releases_the_file() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The mirror closed every connection its clients left.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sockets_on_port(port) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{} sockets of the mirror stayed open after its clients left",
+            sockets_on_port(port) - 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     f.mirror.stop().await.unwrap();
-    // Nothing of the mirror stays open (other tests run alongside, so allow their churn).
-    let open_after = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    assert!(
-        open_after <= open_before + 8,
-        "{open_before} descriptors before, {open_after} after"
-    );
+    assert_eq!(sockets_on_port(port), 0, "the stopped mirror left sockets open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
