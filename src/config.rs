@@ -50,6 +50,9 @@ pub struct PullConfig {
     /// Fetch files the upstream stores in Xet from its Xet storage (default true); `false` is
     /// `--no-xet` for every pull.
     pub xet: Option<bool>,
+    /// Compute each file's Xet chunk index while pulling over plain HTTP (default false: a
+    /// mirror indexes held blobs in the background, and `larder verify` fills the index).
+    pub index_chunks: Option<bool>,
 }
 
 /// `[serve]`: settings of the mirror.

@@ -79,6 +79,20 @@ pub(crate) fn next_to_scrub(
     .optional()
 }
 
+/// The first held blob after `after` (in digest order) that some file names as LFS content and
+/// that has no chunk index yet: the mirror's background indexer's next one.
+pub(crate) fn next_unindexed(conn: &Connection, after: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT b.sha256 FROM blobs b
+         WHERE b.sha256 > ?1
+           AND NOT EXISTS (SELECT 1 FROM xet_files x WHERE x.sha256 = b.sha256)
+           AND EXISTS (SELECT 1 FROM files f WHERE f.sha256 = b.sha256 AND f.lfs = 1)
+         ORDER BY b.sha256 LIMIT 1",
+    )?
+    .query_row([after], |row| row.get(0))
+    .optional()
+}
+
 /// Forgets the blob and its chunk index rows; the `files` rows naming it stay and become
 /// "not held".
 pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {

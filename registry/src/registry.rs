@@ -278,6 +278,16 @@ impl Registry {
         .await
     }
 
+    /// The first held LFS blob after `after` (digest order) without a chunk index.
+    pub async fn next_unindexed(&self, after: &str) -> Result<Option<String>, RegistryError> {
+        let after = after.to_owned();
+        self.read(move |conn| {
+            blobs::next_unindexed(conn, &after)
+                .map_err(read_error(|| "find a blob to index".to_owned()))
+        })
+        .await
+    }
+
     /// One blob's record.
     pub async fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>, RegistryError> {
         let sha256 = sha256.to_owned();

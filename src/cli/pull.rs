@@ -122,7 +122,9 @@ pub async fn run(
         .max_rate
         .map(|rate| Arc::new(larder::fetch::rate::RateLimiter::new(rate)));
     options.max_files = args.max_files.into();
-    options.xet = !args.no_xet && larder.config.pull()?.xet.unwrap_or(true);
+    let config = larder.config.pull()?;
+    options.xet = !args.no_xet && config.xet.unwrap_or(true);
+    options.transfer.index_chunks = config.index_chunks.unwrap_or(false);
     options.cancel = cancel;
     options.transfer.connections_per_file = args.connections.into();
     options.large_file_connections = (usize::from(args.connections) * 2).max(16);

@@ -224,6 +224,8 @@ impl PullSpec {
         );
         options.include = self.include.clone();
         options.exclude = self.exclude.clone();
+        // The queue belongs to a mirror, which serves Xet: index what lands as it lands.
+        options.transfer.index_chunks = true;
         Ok(options)
     }
 }

@@ -88,6 +88,15 @@ pub fn digest_file_with_xet(path: &std::path::Path, git: bool) -> std::io::Resul
     digest_file_inner(path, git, true)
 }
 
+/// [`digest_file`], or with `xet` [`digest_file_with_xet`].
+pub fn digest_file_as(
+    path: &std::path::Path,
+    git: bool,
+    xet: bool,
+) -> std::io::Result<(Digests, u64)> {
+    digest_file_inner(path, git, xet)
+}
+
 fn digest_file_inner(
     path: &std::path::Path,
     git: bool,

@@ -344,6 +344,9 @@ async fn bind(
     {
         integrity::spawn_scrub(Arc::downgrade(&mirror), rate);
     }
+    if mirror.xet.is_some() && !mirror.larder.blobs.is_shared() {
+        xet::backfill::spawn(Arc::downgrade(&mirror));
+    }
     let slots = limit::slots(mirror.options.max_connections);
     let closing = mirror.events.closing();
     let shutdown = async move {

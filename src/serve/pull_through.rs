@@ -770,6 +770,8 @@ impl PullThrough {
             permits: self.permits.clone(),
             settings: TransferSettings {
                 retry: self.larder.client.retry_policy(),
+                // The mirror serves Xet: index what it fetches as it lands.
+                index_chunks: true,
                 ..TransferSettings::default()
             },
             reporter: Arc::new(Counting::new(

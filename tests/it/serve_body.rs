@@ -490,7 +490,11 @@ async fn a_client_vanishing_mid_body_releases_the_file() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     f.mirror.stop().await.unwrap();
-    assert_eq!(sockets_on_port(port), 0, "the stopped mirror left sockets open");
+    assert_eq!(
+        sockets_on_port(port),
+        0,
+        "the stopped mirror left sockets open"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
-//! The store knows its chunks: Xet hashes equal `hf_xet`'s, every way a blob lands records its
-//! chunking, `show --json` prints the Xet hash, `verify` checks it and fills it in.
+//! The store knows its chunks: Xet hashes equal `hf_xet`'s, a blob is chunked as it lands
+//! (pull with `[pull] index_chunks`, pull-through, import) or later (a mirror's backfill,
+//! `verify`), `show --json` prints the Xet hash, `verify` checks it and fills it in.
 
 use std::path::Path;
 use std::process::Command;
@@ -100,7 +101,9 @@ fn xet_hash_equals_hf_xet() {
     assert!((40_000..100_000).contains(&mean), "mean chunk {mean}");
 }
 
-async fn pulled_world(files: &[(&str, Vec<u8>)]) -> World {
+/// A world whose store holds `files`, pulled by `larder pull` over plain HTTP; with
+/// `index_chunks`, under `[pull] index_chunks = true` (chunked as they land).
+async fn pulled_world(files: &[(&str, Vec<u8>)], index_chunks: bool) -> World {
     let hub = Hub::new();
     let mut repo = hub.repo(RepoKind::Model, "acme/chunks");
     for (path, bytes) in files {
@@ -112,6 +115,13 @@ async fn pulled_world(files: &[(&str, Vec<u8>)]) -> World {
     }
     repo.commit("main");
     let world = World::start(hub).await;
+    if index_chunks {
+        std::fs::write(
+            world.home.path().join("config.toml"),
+            "[pull]\nindex_chunks = true\n",
+        )
+        .unwrap();
+    }
     let pulled = world.cli().args(["pull", "acme/chunks"]).output().unwrap();
     assert!(
         pulled.status.success(),
@@ -125,10 +135,13 @@ async fn pulled_world(files: &[(&str, Vec<u8>)]) -> World {
 async fn a_pulled_blob_is_indexed() {
     let big = content(21, 20 << 20);
     let small = b"{\"architectures\":[\"LlamaForCausalLM\"]}\n".to_vec();
-    let world = pulled_world(&[
-        ("model.safetensors", big.clone()),
-        ("config.json", small.clone()),
-    ])
+    let world = pulled_world(
+        &[
+            ("model.safetensors", big.clone()),
+            ("config.json", small.clone()),
+        ],
+        true,
+    )
     .await;
     let larder = world.larder();
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +228,11 @@ fn verify_json(world: &World) -> (Option<i32>, Vec<serde_json::Value>) {
 async fn verify_checks_the_xet_hash_and_fills_the_index() {
     let a = content(31, 3 << 20);
     let b = content(32, 1 << 20);
-    let world = pulled_world(&[("a.safetensors", a.clone()), ("b.safetensors", b.clone())]).await;
+    let world = pulled_world(
+        &[("a.safetensors", a.clone()), ("b.safetensors", b.clone())],
+        false,
+    )
+    .await;
     let (code, lines) = verify_json(&world);
     assert_eq!(code, Some(0));
     for line in &lines {
@@ -310,9 +327,68 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_pull_leaves_the_chunking_to_the_mirror() {
+    let big = content(22, 12 << 20);
+    let world = pulled_world(
+        &[
+            ("model.safetensors", big.clone()),
+            ("config.json", b"{}".to_vec()),
+        ],
+        false,
+    )
+    .await;
+    let larder = world.larder();
+    let sha = sha256_hex(&big);
+    assert_eq!(
+        larder.registry.xet(&sha).await.unwrap(),
+        None,
+        "pulled unchunked"
+    );
+
+    // A mirror over the store offers the file over plain HTTP until its backfill has indexed
+    // it, then over Xet too.
+    let mirror = larder::serve::start(
+        world.larder(),
+        larder::serve::ServeOptions::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .expect("mirror starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let record = loop {
+        if let Some(record) = larder.registry.xet(&sha).await.unwrap() {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mirror never indexed the held blob"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let computed = xet::hash_bytes(&big);
+    assert_eq!(record, xet::index::to_record(&sha, &computed));
+    let head = reqwest::Client::new()
+        .head(format!(
+            "{}/acme/chunks/resolve/main/model.safetensors",
+            mirror.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()
+            .get("x-xet-hash")
+            .and_then(|v| v.to_str().ok()),
+        Some(computed.hex().as_str()),
+        "the indexed file is advertised over Xet"
+    );
+    mirror.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_blob_leaves_the_chunk_index() {
     let a = content(51, 2 << 20);
-    let world = pulled_world(&[("a.safetensors", a.clone())]).await;
+    let world = pulled_world(&[("a.safetensors", a.clone())], true).await;
     let larder = world.larder();
     let first = xet::hash_bytes(&a).chunks[0].hash;
     let key = vec![xet::hash_to_bytes(&first)];

@@ -29,7 +29,7 @@ async fn held_world(data: &[u8], xet: bool) -> (World, RunningMirror, String) {
         .file("config.json", b"{\"model_type\": \"llama\"}".to_vec())
         .commit("main");
     let world = World::start(hub).await;
-    pull_with(&world.larder(), &options(REPO, "main"))
+    pull_with(&world.larder(), &indexing(REPO))
         .await
         .0
         .expect("pull");
@@ -37,6 +37,14 @@ async fn held_world(data: &[u8], xet: bool) -> (World, RunningMirror, String) {
     opts.xet = xet;
     let mirror = start(world.larder(), opts).await.expect("mirror starts");
     (world, mirror, commit)
+}
+
+/// Pull options for `repo` at main that chunk files as they land (`[pull] index_chunks`, what
+/// a host that serves its store sets), so the mirror serves them over Xet from the start.
+fn indexing(repo: &str) -> larder::fetch::PullOptions {
+    let mut options = options(repo, "main");
+    options.transfer.index_chunks = true;
+    options
 }
 
 pub(crate) async fn metric(mirror: &RunningMirror, name: &str) -> u64 {
@@ -455,7 +463,7 @@ async fn a_chained_larder_moves_only_changed_chunks() {
         .lfs_file("model.gguf", first.clone())
         .commit("main");
     let site = World::start(hub).await;
-    pull_with(&site.larder(), &options(REPO, "main"))
+    pull_with(&site.larder(), &indexing(REPO))
         .await
         .0
         .expect("site pulls the first revision");
@@ -466,7 +474,7 @@ async fn a_chained_larder_moves_only_changed_chunks() {
         .base("main")
         .lfs_file("model.gguf", second.clone())
         .commit("main");
-    pull_with(&site.larder(), &options(REPO, "main"))
+    pull_with(&site.larder(), &indexing(REPO))
         .await
         .0
         .expect("site pulls the second revision");

@@ -18,7 +18,10 @@
 //!   downloads of it) and answered once verified.
 //! - **Xorb ranges** ([`xorb`]): signed, expiring URLs; the bytes are chunk headers computed
 //!   from the chunk index and slices of the verified blob.
+//! - **Backfill** ([`backfill`]): held LFS blobs without a chunk index get one in the
+//!   background.
 
+pub mod backfill;
 pub mod grant;
 
 use std::collections::HashMap;
