@@ -34,7 +34,7 @@ use crate::registry::{HeldTerm, Registry};
 use crate::store::StoreError;
 use crate::xet::cas::{CasError, CasSession, shown_url};
 use crate::xet::reconstruction::{FetchRange, Term};
-use crate::xet::xorb::{XorbError, decode_chunks};
+use crate::xet::xorb::{XorbError, decode_chunks_into};
 
 const STATE_VERSION: u32 = 1;
 
@@ -368,6 +368,20 @@ struct Ctx<'a> {
     /// How far the contiguous prefix reached at the last report: terms only ever land, so the
     /// next report resumes from here and reporting stays linear in the number of terms.
     prefix: std::sync::Mutex<PrefixCursor>,
+    /// Buffers of finished fetch ranges, reused by the next ones (at most one set per range in
+    /// flight), so a transfer does not fault in fresh memory for every xorb range.
+    buffers: std::sync::Mutex<Vec<RangeBuffers>>,
+}
+
+/// What one fetch range is read and decoded into.
+#[derive(Default)]
+struct RangeBuffers {
+    /// The range as received.
+    body: Vec<u8>,
+    /// Its chunks decoded, back to back.
+    decoded: Vec<u8>,
+    /// Each decoded chunk's length.
+    lengths: Vec<u32>,
 }
 
 impl Ctx<'_> {
@@ -480,6 +494,7 @@ pub async fn fetch_file_with_hook(
         part,
         hook,
         prefix: std::sync::Mutex::default(),
+        buffers: std::sync::Mutex::default(),
     };
     ctx.report_prefix();
 
@@ -775,15 +790,21 @@ async fn fetch_group(
     let path = &ctx.job.path;
     let mut received = 0;
     let mut failures = 0;
-    let body = loop {
+    let mut buffers = ctx
+        .buffers
+        .lock()
+        .ok()
+        .and_then(|mut pool| pool.pop())
+        .unwrap_or_default();
+    loop {
         let attempt = {
             let _permit = env.permits.acquire().await;
-            fetch_range(ctx, fetch).await
+            fetch_range(ctx, fetch, &mut buffers.body).await
         };
         match attempt {
-            Ok(body) => {
-                received += body.len() as u64;
-                break body;
+            Ok(()) => {
+                received += buffers.body.len() as u64;
+                break;
             }
             Err(RangeFailure::Stalled) => {
                 tracing::warn!(path = %path, url = %shown_url(fetch), "xorb range stalled; asking again");
@@ -808,36 +829,41 @@ async fn fetch_group(
             }
             Err(RangeFailure::Cas(error)) => return Err(ctx.cas_error(error)),
         }
-    };
+    }
     let count = (fetch.chunk_end - fetch.chunk_start) as usize;
-    let decoded = decode_chunks(&body, count).map_err(|source| XetTransferError::Xorb {
+    let RangeBuffers {
+        body,
+        decoded,
+        lengths,
+    } = &mut buffers;
+    decode_chunks_into(body, count, decoded, lengths).map_err(|source| XetTransferError::Xorb {
         path: path.clone(),
         upstream: ctx.upstream.clone(),
         url: shown_url(fetch),
         source,
     })?;
-    drop(body);
+    // Where each chunk of the range starts in `decoded`.
+    let mut starts = Vec::with_capacity(lengths.len() + 1);
+    starts.push(0usize);
+    for &length in lengths.iter() {
+        starts.push(starts[starts.len() - 1] + length as usize);
+    }
     for term in &terms {
         let first = (term.chunk_start - fetch.chunk_start) as usize;
         let last = (term.chunk_end - fetch.chunk_start) as usize;
-        let chunks = &decoded[first..last];
-        let actual: u64 = chunks.iter().map(|c| c.data.len() as u64).sum();
-        if actual != term.len {
+        let bytes = &decoded[starts[first]..starts[last]];
+        if bytes.len() as u64 != term.len {
             return Err(XetTransferError::TermLength {
                 path: path.clone(),
                 upstream: ctx.upstream.clone(),
                 index: term.index,
                 expected: term.len,
-                actual,
+                actual: bytes.len() as u64,
             });
         }
-        let mut offset = term.offset;
-        for chunk in chunks {
-            ctx.part
-                .write_at(&chunk.data, offset)
-                .map_err(|e| ctx.store_error(e))?;
-            offset += chunk.data.len() as u64;
-        }
+        ctx.part
+            .write_at(bytes, term.offset)
+            .map_err(|e| ctx.store_error(e))?;
         env.reporter.report(&PullEvent::FileProgress {
             path: path.clone(),
             bytes: term.len,
@@ -847,24 +873,32 @@ async fn fetch_group(
             chunk_start: term.chunk_start,
             chunk_end: term.chunk_end,
             offset: term.offset,
-            lengths: chunks.iter().map(|c| c.data.len() as u32).collect(),
+            lengths: lengths[first..last].to_vec(),
         };
         ctx.landed(term.index, done)
             .map_err(|e| ctx.store_error(e))?;
+    }
+    if let Ok(mut pool) = ctx.buffers.lock() {
+        pool.push(buffers);
     }
     Ok(received)
 }
 
 /// One GET of a fetch range, read whole (bounded to its length) under the stall watchdog and
 /// the rate limit.
-async fn fetch_range(ctx: &Ctx<'_>, fetch: &FetchRange) -> Result<Vec<u8>, RangeFailure> {
+async fn fetch_range(
+    ctx: &Ctx<'_>,
+    fetch: &FetchRange,
+    body: &mut Vec<u8>,
+) -> Result<(), RangeFailure> {
     let stall = ctx.env.settings.stall_timeout;
     let mut response = match tokio::time::timeout(stall, ctx.xet.session.start_range(fetch)).await {
         Err(_) => return Err(RangeFailure::Stalled),
         Ok(result) => result.map_err(RangeFailure::Cas)?,
     };
     let expected = fetch.len();
-    let mut body = Vec::with_capacity(expected.min(64 << 20) as usize);
+    body.clear();
+    body.reserve(expected.min(64 << 20) as usize);
     loop {
         let piece = match tokio::time::timeout(stall, response.chunk()).await {
             Err(_) => return Err(RangeFailure::Stalled),
@@ -894,7 +928,7 @@ async fn fetch_range(ctx: &Ctx<'_>, fetch: &FetchRange) -> Result<Vec<u8>, Range
             actual: body.len() as u64,
         }));
     }
-    Ok(body)
+    Ok(())
 }
 
 #[cfg(test)]

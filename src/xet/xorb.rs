@@ -80,35 +80,62 @@ pub struct DecodedChunk {
 
 /// Decodes exactly `expected` chunks from `range`, refusing anything else.
 pub fn decode_chunks(range: &[u8], expected: usize) -> Result<Vec<DecodedChunk>, XorbError> {
-    let mut chunks = Vec::with_capacity(expected.min(8192));
+    let (mut bytes, mut lengths) = (Vec::new(), Vec::new());
+    decode_chunks_into(range, expected, &mut bytes, &mut lengths)?;
+    let mut at = 0;
+    Ok(lengths
+        .iter()
+        .map(|&length| {
+            let data = bytes[at..at + length as usize].to_vec();
+            at += length as usize;
+            DecodedChunk { data }
+        })
+        .collect())
+}
+
+/// [`decode_chunks`] into buffers the caller reuses: the chunks' bytes are appended to `out`
+/// back to back and their lengths to `lengths` (both are cleared first). Nothing is allocated
+/// per chunk, so a transfer decoding range after range keeps its memory.
+pub fn decode_chunks_into(
+    range: &[u8],
+    expected: usize,
+    out: &mut Vec<u8>,
+    lengths: &mut Vec<u32>,
+) -> Result<(), XorbError> {
+    out.clear();
+    lengths.clear();
     let mut offset = 0;
     while offset < range.len() {
-        let index = chunks.len();
+        let index = lengths.len();
         if index == expected {
             return Err(XorbError::Count {
                 expected,
                 actual: expected + 1,
             });
         }
-        let (chunk, used) = decode_one(&range[offset..], index, offset, range.len())?;
-        chunks.push(chunk);
+        let before = out.len();
+        let used = decode_one(&range[offset..], index, offset, range.len(), out)?;
+        lengths.push((out.len() - before) as u32);
         offset += used;
     }
-    if chunks.len() != expected {
+    if lengths.len() != expected {
         return Err(XorbError::Count {
             expected,
-            actual: chunks.len(),
+            actual: lengths.len(),
         });
     }
-    Ok(chunks)
+    Ok(())
 }
 
+/// Decodes the chunk at the start of `rest`, appending its bytes to `out`; returns the bytes
+/// of `rest` it used.
 fn decode_one(
     rest: &[u8],
     index: usize,
     offset: usize,
     len: usize,
-) -> Result<(DecodedChunk, usize), XorbError> {
+    out: &mut Vec<u8>,
+) -> Result<usize, XorbError> {
     let truncated = XorbError::Truncated { index, offset, len };
     let header: [u8; CHUNK_HEADER_BYTES] = rest
         .get(..CHUNK_HEADER_BYTES)
@@ -137,39 +164,50 @@ fn decode_one(
     let data = rest
         .get(CHUNK_HEADER_BYTES..CHUNK_HEADER_BYTES + stored)
         .ok_or(truncated)?;
-    let decoded = match scheme {
-        CompressionScheme::None => data.to_vec(),
-        CompressionScheme::LZ4 => lz4_bounded(data, unpacked, index)?,
-        CompressionScheme::ByteGrouping4LZ4 => bg4_regroup(&lz4_bounded(data, unpacked, index)?),
+    let before = out.len();
+    match scheme {
+        CompressionScheme::None => out.extend_from_slice(data),
+        CompressionScheme::LZ4 => lz4_bounded(data, unpacked, index, out)?,
+        CompressionScheme::ByteGrouping4LZ4 => {
+            let mut grouped = Vec::with_capacity(unpacked);
+            lz4_bounded(data, unpacked, index, &mut grouped)?;
+            out.extend_from_slice(&bg4_regroup(&grouped));
+        }
         CompressionScheme::Auto => {
             return Err(XorbError::Header {
                 index,
                 why: "compression scheme `auto` is not a stored scheme".to_owned(),
             });
         }
-    };
-    if decoded.len() != unpacked {
+    }
+    let actual = out.len() - before;
+    if actual != unpacked {
         return Err(XorbError::Length {
             index,
             expected: unpacked,
-            actual: decoded.len(),
+            actual,
         });
     }
-    Ok((DecodedChunk { data: decoded }, CHUNK_HEADER_BYTES + stored))
+    Ok(CHUNK_HEADER_BYTES + stored)
 }
 
-/// Decompresses an LZ4 frame, reading at most one byte past `expected` so that a frame that
-/// would expand further is caught without ever being expanded.
-fn lz4_bounded(data: &[u8], expected: usize, index: usize) -> Result<Vec<u8>, XorbError> {
-    let mut out = Vec::with_capacity(expected);
+/// Decompresses an LZ4 frame onto the end of `out`, reading at most one byte past `expected`
+/// so that a frame that would expand further is caught without ever being expanded.
+fn lz4_bounded(
+    data: &[u8],
+    expected: usize,
+    index: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), XorbError> {
+    out.reserve(expected);
     lz4_flex::frame::FrameDecoder::new(data)
         .take(expected as u64 + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| XorbError::Corrupt {
             index,
             why: e.to_string(),
         })?;
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
