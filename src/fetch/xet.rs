@@ -21,7 +21,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use super::progress::PullEvent;
 use super::transfer::{FileJob, PartProgress, PrefixHook, TransferEnv};
 use crate::failure::{Classify, FailureKind, Hint};
+use crate::hub::HubError;
 use crate::registry::{HeldTerm, Registry};
 use crate::store::StoreError;
 use crate::xet::cas::{CasError, CasSession, shown_url};
@@ -368,6 +369,11 @@ struct Ctx<'a> {
     /// How far the contiguous prefix reached at the last report: terms only ever land, so the
     /// next report resumes from here and reporting stays linear in the number of terms.
     prefix: std::sync::Mutex<PrefixCursor>,
+    /// The file's Xet hash (to ask for a fresh reconstruction when signed URLs expire).
+    xet_hash: &'a str,
+    /// The last fresh reconstruction asked for because xorb URLs were refused, and when:
+    /// concurrent ranges whose URLs expired together share one.
+    renewed: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Term>>)>>,
     /// Buffers of finished fetch ranges, reused by the next ones (at most one set per range in
     /// flight), so a transfer does not fault in fresh memory for every xorb range.
     buffers: std::sync::Mutex<Vec<RangeBuffers>>,
@@ -494,6 +500,8 @@ pub async fn fetch_file_with_hook(
         part,
         hook,
         prefix: std::sync::Mutex::default(),
+        xet_hash,
+        renewed: tokio::sync::Mutex::default(),
         buffers: std::sync::Mutex::default(),
     };
     ctx.report_prefix();
@@ -785,11 +793,12 @@ async fn fetch_group(
     fetch: FetchRange,
     terms: Vec<Term>,
 ) -> Result<u64, XetTransferError> {
-    let fetch = &fetch;
+    let mut fetch = fetch;
     let env = ctx.env;
     let path = &ctx.job.path;
     let mut received = 0;
     let mut failures = 0;
+    let mut renewals = 0;
     let mut buffers = ctx
         .buffers
         .lock()
@@ -799,7 +808,7 @@ async fn fetch_group(
     loop {
         let attempt = {
             let _permit = env.permits.acquire().await;
-            fetch_range(ctx, fetch, &mut buffers.body).await
+            fetch_range(ctx, &fetch, &mut buffers.body).await
         };
         match attempt {
             Ok(()) => {
@@ -807,7 +816,16 @@ async fn fetch_group(
                 break;
             }
             Err(RangeFailure::Stalled) => {
-                tracing::warn!(path = %path, url = %shown_url(fetch), "xorb range stalled; asking again");
+                tracing::warn!(path = %path, url = %shown_url(&fetch), "xorb range stalled; asking again");
+            }
+            // Signed xorb URLs expire (a long pull outlives them): a refusal gets the range's
+            // URL from a fresh reconstruction, twice at most.
+            Err(RangeFailure::Cas(CasError::Http(HubError::Status {
+                status: 401 | 403, ..
+            }))) if renewals < MAX_URL_RENEWALS && !terms.is_empty() => {
+                renewals += 1;
+                tracing::info!(path = %path, url = %shown_url(&fetch), "xorb URL refused (expired?); asking for fresh URLs");
+                fetch = renewed_range(ctx, &terms[0], &fetch).await?;
             }
             Err(RangeFailure::Cas(error)) if error.is_transient() => {
                 failures += 1;
@@ -839,7 +857,7 @@ async fn fetch_group(
     decode_chunks_into(body, count, decoded, lengths).map_err(|source| XetTransferError::Xorb {
         path: path.clone(),
         upstream: ctx.upstream.clone(),
-        url: shown_url(fetch),
+        url: shown_url(&fetch),
         source,
     })?;
     // Where each chunk of the range starts in `decoded`.
@@ -882,6 +900,62 @@ async fn fetch_group(
         pool.push(buffers);
     }
     Ok(received)
+}
+
+/// Most times one fetch range asks for fresh URLs after its URL was refused.
+const MAX_URL_RENEWALS: u32 = 2;
+/// A fresh reconstruction younger than this is shared by ranges whose URLs were refused.
+const RENEWAL_REUSE: Duration = Duration::from_secs(60);
+
+/// The fetch range of a fresh reconstruction that serves the same chunks of `term`'s xorb as
+/// `old` (whose signed URL was refused).
+async fn renewed_range(
+    ctx: &Ctx<'_>,
+    term: &Term,
+    old: &FetchRange,
+) -> Result<FetchRange, XetTransferError> {
+    let terms = {
+        let mut renewed = ctx.renewed.lock().await;
+        match &*renewed {
+            Some((at, terms)) if at.elapsed() < RENEWAL_REUSE && !terms.is_empty() => terms.clone(),
+            _ => {
+                let fresh = with_retries(ctx.env, &ctx.job.path, || {
+                    ctx.xet.session.reconstruction(ctx.xet_hash, ctx.job.size)
+                })
+                .await
+                .map_err(|e| match e {
+                    Retried::Fatal(source) => ctx.cas_error(source),
+                    Retried::Exhausted(attempts, source) => XetTransferError::Exhausted {
+                        path: ctx.job.path.clone(),
+                        attempts,
+                        source,
+                    },
+                })?;
+                let fresh = Arc::new(fresh);
+                *renewed = Some((std::time::Instant::now(), fresh.clone()));
+                fresh
+            }
+        }
+    };
+    terms
+        .iter()
+        .map(|t| &t.fetch)
+        .zip(terms.iter().map(|t| &t.xorb))
+        .find(|(fetch, xorb)| {
+            **xorb == term.xorb
+                && fetch.chunk_start == old.chunk_start
+                && fetch.chunk_end == old.chunk_end
+                && fetch.len() == old.len()
+        })
+        .map(|(fetch, _)| fetch.clone())
+        .ok_or_else(|| XetTransferError::Cas {
+            path: ctx.job.path.clone(),
+            upstream: ctx.upstream.clone(),
+            source: CasError::Reconstruction {
+                cas: ctx.xet.session.cas_url(),
+                source: crate::xet::reconstruction::ReconstructionError::Changed,
+            },
+        })
 }
 
 /// One GET of a fetch range, read whole (bounded to its length) under the stall watchdog and

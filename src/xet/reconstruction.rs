@@ -155,6 +155,10 @@ pub enum ReconstructionError {
         /// What is wrong.
         why: String,
     },
+    /// A fresh reconstruction, asked for when signed URLs were refused, no longer holds a
+    /// range the transfer was fetching.
+    #[error("a fresh reconstruction no longer serves the chunk range whose URL expired")]
+    Changed,
 }
 
 fn is_hash(text: &str) -> bool {

@@ -416,3 +416,146 @@ async fn resumes_after_kill_9_at_term_granularity() {
         "refetched {refetched}, landed {landed}"
     );
 }
+
+/// The statuses the CAS answered to reconstruction requests, in order, per version.
+fn reconstruction_statuses(cas: &XetCas) -> Vec<(XetRoute, u16)> {
+    cas.requests()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.route,
+                XetRoute::ReconstructionV1 | XetRoute::ReconstructionV2
+            )
+        })
+        .map(|r| (r.route, r.status))
+        .collect()
+}
+
+/// Pulls `acme/xet` and checks the file came whole over Xet, with no plain download of it.
+async fn pulled_over_xet(x: &XetWorld, data: &[u8]) {
+    let larder = x.world.larder();
+    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
+    result.expect("pull succeeds over Xet");
+    let sha = sha256_hex(data);
+    assert_eq!(read(&x.world.blob_path(&sha)), data);
+    assert_eq!(
+        x.world.server.stats().bytes_for_sha256(&sha),
+        0,
+        "no plain download"
+    );
+    assert!(
+        !events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::XetFallback { .. })),
+        "no fallback to plain HTTP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refreshed_once() {
+    let data = content(81, 3 << 20);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    // The first token handed out has already expired when it is used: the CAS answers 401,
+    // the pull asks the token route again and carries on.
+    x.cas.inject(XetFault::TokenTtl(0), 1);
+    pulled_over_xet(&x, &data).await;
+    let statuses = reconstruction_statuses(&x.cas);
+    assert_eq!(statuses.first().map(|s| s.1), Some(401), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| s.1 == 200),
+        "answered with the fresh token: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| s.1 == 401).count(),
+        1,
+        "one refresh was enough: {statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconstructions_fall_back_from_v2_to_v1() {
+    let data = content(82, 2 << 20);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    for status in [404, 501] {
+        x.cas.faults().clear();
+        x.cas.reset_stats();
+        x.cas.inject(
+            XetFault::Status(XetRoute::ReconstructionV2, status),
+            usize::MAX,
+        );
+        // A fresh store each round, so the file is fetched again.
+        let home = tempfile::tempdir().unwrap();
+        let mut settings = x.world.settings(None);
+        settings.home = home.path().to_path_buf();
+        let larder = larder::Larder::open(&settings).expect("larder opens");
+        let (result, _) = pull_with(&larder, &options("acme/xet", "main")).await;
+        result.expect("pull succeeds over v1");
+        assert_eq!(
+            reconstruction_statuses(&x.cas),
+            vec![
+                (XetRoute::ReconstructionV2, status),
+                (XetRoute::ReconstructionV1, 200)
+            ],
+            "v2 is tried first, v1 answers"
+        );
+        assert!(xet_bytes_requested(&x.cas) > 0, "the bytes came from xorbs");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_xorb_urls_are_renewed() {
+    let data = content(83, 6 << 20);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    // The first two xorb ranges are refused, as signed URLs are once they expire.
+    x.cas.inject(XetFault::Status(XetRoute::Xorb, 403), 2);
+    pulled_over_xet(&x, &data).await;
+    let requests = x.cas.requests();
+    let refused = requests
+        .iter()
+        .filter(|r| r.route == XetRoute::Xorb && r.status == 403)
+        .count();
+    assert_eq!(refused, 2);
+    let answered = reconstruction_statuses(&x.cas)
+        .iter()
+        .filter(|s| s.1 == 200)
+        .count();
+    assert!(
+        answered >= 2,
+        "fresh URLs came from a second reconstruction"
+    );
+
+    // URLs that stay refused end the Xet attempt (then plain HTTP takes over), not a loop.
+    let other = content(84, 1 << 20);
+    let hash = x.cas.upload(&other).await.unwrap();
+    x.world
+        .server
+        .hub()
+        .repo(RepoKind::Model, "acme/xet")
+        .base("main")
+        .xet_file("other.bin", other.clone(), &hash)
+        .commit("main");
+    x.cas.faults().clear();
+    x.cas.reset_stats();
+    x.cas
+        .inject(XetFault::Status(XetRoute::Xorb, 403), usize::MAX);
+    let (result, events) = pull_with(&x.world.larder(), &options("acme/xet", "main")).await;
+    result.expect("falls back and succeeds");
+    assert_eq!(read(&x.world.blob_path(&sha256_hex(&other))), other);
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::XetFallback { .. }))
+    );
+    let refused = x
+        .cas
+        .requests()
+        .iter()
+        .filter(|r| r.route == XetRoute::Xorb)
+        .count();
+    assert!(
+        refused <= 8,
+        "{refused} xorb requests: the renewals are bounded"
+    );
+}

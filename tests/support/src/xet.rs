@@ -135,6 +135,10 @@ impl XetFault {
 #[derive(Debug, Default)]
 pub struct XetFaults {
     armed: Mutex<Vec<(XetFault, usize)>>,
+    /// When the last access token the token route handed out expires (unix seconds; 0: none
+    /// handed out yet). The CAS refuses reconstructions with 401 from then on, as the Hub's
+    /// does, until a fresh token is asked for.
+    token_exp: AtomicU64,
 }
 
 impl XetFaults {
@@ -152,6 +156,12 @@ impl XetFaults {
         self.armed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the current access token has expired.
+    fn token_expired(&self) -> bool {
+        let exp = self.token_exp.load(Ordering::SeqCst);
+        exp != 0 && crate::resolve::unix_now() >= exp
     }
 
     /// Takes one use of every fault that hits `route`.
@@ -406,6 +416,13 @@ async fn forward(
             return plain(*status, "injected fault");
         }
     }
+    if matches!(
+        route,
+        XetRoute::ReconstructionV1 | XetRoute::ReconstructionV2
+    ) && state.faults.token_expired()
+    {
+        return plain(401, "the access token has expired");
+    }
     let body = axum::body::to_bytes(body, 256 << 20)
         .await
         .unwrap_or_default();
@@ -495,6 +512,7 @@ impl XetLink {
             }
         }
         let exp = crate::resolve::unix_now() + ttl;
+        self.faults.token_exp.store(exp, Ordering::SeqCst);
         let headers = vec![
             ("x-xet-cas-url", cas_url.clone()),
             ("x-xet-access-token", XET_ACCESS_TOKEN.to_owned()),
