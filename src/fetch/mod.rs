@@ -21,6 +21,7 @@ pub mod concurrency;
 pub mod digest;
 pub mod group;
 pub mod plan;
+pub mod prefix_digest;
 pub mod progress;
 pub mod ranges;
 pub mod rate;

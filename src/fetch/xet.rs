@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use super::prefix_digest::PrefixDigest;
 use super::progress::PullEvent;
 use super::transfer::{FileJob, PartProgress, PrefixHook, TransferEnv};
 use crate::failure::{Classify, FailureKind, Hint};
@@ -369,6 +369,8 @@ struct Ctx<'a> {
     /// How far the contiguous prefix reached at the last report: terms only ever land, so the
     /// next report resumes from here and reporting stays linear in the number of terms.
     prefix: std::sync::Mutex<PrefixCursor>,
+    /// Hashes the part as its prefix grows.
+    digest: PrefixDigest,
     /// The file's Xet hash (to ask for a fresh reconstruction when signed URLs expire).
     xet_hash: &'a str,
     /// The last fresh reconstruction asked for because xorb URLs were refused, and when:
@@ -391,24 +393,28 @@ struct RangeBuffers {
 }
 
 impl Ctx<'_> {
-    /// Records a term as landed and tells the hook how far the part is now written without a gap.
+    /// Records a term as landed and extends the prefix over it when it continues it.
     fn landed(&self, index: usize, done: DoneTerm) -> Result<(), StoreError> {
         self.part
             .landed(index, done, self.env.settings.checkpoint_interval)?;
-        self.report_prefix();
+        self.advance_prefix();
         Ok(())
     }
 
-    fn report_prefix(&self) {
-        let Some(hook) = &self.hook else { return };
+    /// Extends the contiguous prefix over the terms that continue it: they go to the digest,
+    /// and the hook hears how far the part is now written without a gap.
+    fn advance_prefix(&self) {
         let prefix = {
             let part = self.part.lock();
-            let Ok(mut cursor) = self.prefix.lock() else {
-                return;
-            };
-            cursor.advance(&part.0.done)
+            let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
+            // Fed under the cursor's lock, so stretches reach the digest in file order.
+            cursor.advance_with(&part.0.done, |term| {
+                self.digest.feed(term.offset, term.lengths.clone());
+            })
         };
-        hook(&self.part.path, PartProgress::Prefix(prefix));
+        if let Some(hook) = &self.hook {
+            hook(&self.part.path, PartProgress::Prefix(prefix));
+        }
     }
 
     fn store_error(&self, source: StoreError) -> XetTransferError {
@@ -492,6 +498,10 @@ pub async fn fetch_file_with_hook(
         size: job.size,
         resumed,
     });
+    let hashing = part.file.try_clone().map_err(|e| XetTransferError::Store {
+        path: path.clone(),
+        source: StoreError::io("could not reopen", &part.path, e),
+    })?;
     let ctx = Ctx {
         env,
         xet,
@@ -500,11 +510,12 @@ pub async fn fetch_file_with_hook(
         part,
         hook,
         prefix: std::sync::Mutex::default(),
+        digest: PrefixDigest::start(hashing),
         xet_hash,
         renewed: tokio::sync::Mutex::default(),
         buffers: std::sync::Mutex::default(),
     };
-    ctx.report_prefix();
+    ctx.advance_prefix();
 
     // The delta: terms the store holds are copied.
     let mut reused = 0;
@@ -552,32 +563,13 @@ pub async fn fetch_file_with_hook(
     }
     ctx.part.save().map_err(|e| ctx.store_error(e))?;
 
-    // Verify everything, then publish.
-    let (actual_sha, chunking) = {
-        let file =
-            ctx.part.file.try_clone().map_err(|e| {
-                ctx.store_error(StoreError::io("could not reopen", &ctx.part.path, e))
-            })?;
-        let lengths: Vec<u32> = ctx
-            .part
-            .lock()
-            .0
-            .done
-            .values()
-            .flat_map(|d| d.lengths.clone())
-            .collect();
-        let part_path = ctx.part.path.clone();
-        tokio::task::spawn_blocking(move || digest_part(&file, &lengths))
-            .await
-            .map_err(|e| {
-                ctx.store_error(StoreError::io(
-                    "could not hash",
-                    &part_path,
-                    std::io::Error::other(e.to_string()),
-                ))
-            })?
-            .map_err(|e| ctx.store_error(StoreError::io("could not read", &ctx.part.path, e)))?
-    };
+    // Verify everything (the digest has followed the prefix; only the tail is left), then
+    // publish.
+    let (actual_sha, chunking) = ctx
+        .digest
+        .finish()
+        .await
+        .map_err(|e| ctx.store_error(StoreError::io("could not hash", &ctx.part.path, e)))?;
     for (what, expected, actual) in [
         ("sha256", sha256.as_str(), actual_sha.as_str()),
         ("Xet hash", xet_hash, chunking.hex().as_str()),
@@ -658,39 +650,27 @@ struct PrefixCursor {
 
 impl PrefixCursor {
     /// Extend the prefix over the terms in `done` that continue it; returns its length.
+    #[cfg(test)]
     fn advance(&mut self, done: &BTreeMap<usize, DoneTerm>) -> u64 {
+        self.advance_with(done, |_| {})
+    }
+
+    /// [`PrefixCursor::advance`], handing each term that joins the prefix to `joined`.
+    fn advance_with(
+        &mut self,
+        done: &BTreeMap<usize, DoneTerm>,
+        mut joined: impl FnMut(&DoneTerm),
+    ) -> u64 {
         for (index, term) in done.range(self.next..) {
             if *index != self.next || term.offset != self.end {
                 break;
             }
+            joined(term);
             self.end = term.offset + term.lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
             self.next += 1;
         }
         self.end
     }
-}
-
-/// sha256 of the part and the Xet chunking of its chunks (`lengths` in file order), in one read.
-fn digest_part(file: &File, lengths: &[u32]) -> std::io::Result<(String, crate::xet::XetChunking)> {
-    let mut sha = Sha256::new();
-    let mut chunks = Vec::with_capacity(lengths.len());
-    let mut buffer = vec![0u8; crate::xet::xorb::MAX_CHUNK_BYTES];
-    let mut offset = 0u64;
-    for &len in lengths {
-        let piece = &mut buffer[..len as usize];
-        file.read_exact_at(piece, offset)?;
-        sha.update(&*piece);
-        chunks.push(crate::xet::ChunkEntry {
-            hash: crate::xet::chunk_hash(piece),
-            length: len,
-        });
-        offset += u64::from(len);
-    }
-    let file_hash = crate::xet::file_hash(chunks.iter().map(|c| (c.hash, u64::from(c.length))));
-    Ok((
-        hex::encode(sha.finalize()),
-        crate::xet::XetChunking { file_hash, chunks },
-    ))
 }
 
 /// Copies `term` from a held blob, if the registry knows one that holds it.
