@@ -28,14 +28,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
+use super::body::{FileSlice, Segments};
 use super::cache::{RepoItemKey, TtlCache};
 use super::errors::{ServeError, internal};
 use super::integrity::Checked;
@@ -54,8 +53,6 @@ const LAYOUT_TTL: Duration = Duration::from_secs(600);
 const LAYOUT_CACHE_MAX: usize = 64;
 /// Most commits' hash maps kept.
 const HASHES_CACHE_MAX: usize = 256;
-/// Blob bytes read at once when sending a xorb range.
-const XORB_READ: u64 = 2 << 20;
 /// How long a reconstruction of a file not held yet waits for the mirror to fetch it.
 const FETCH_WAIT: Duration = Duration::from_secs(3600);
 
@@ -552,83 +549,19 @@ async fn xorb_range(
     };
     put(&mut meta, "content-length", &(end - start + 1).to_string());
     let pieces = layout.pieces(&xorb, start, end);
-    mirror.metrics.xet_bytes(end - start + 1);
-    let body = Body::from_stream(piece_stream(path, pieces));
-    Ok((status, meta, body).into_response())
-}
-
-/// The bytes of `pieces`, reading the blob in large positioned reads (the data pieces of a
-/// xorb range are consecutive slices of the blob).
-fn piece_stream(
-    path: std::path::PathBuf,
-    pieces: Vec<Piece>,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-    let groups = group_pieces(pieces);
-    let path = Arc::new(path);
-    futures::stream::iter(groups).then(move |group| {
-        let path = path.clone();
-        async move {
-            tokio::task::spawn_blocking(move || render_group(&path, &group))
-                .await
-                .map_err(std::io::Error::other)?
-        }
-    })
-}
-
-/// Split pieces into groups whose blob data spans at most [`XORB_READ`] bytes.
-fn group_pieces(pieces: Vec<Piece>) -> Vec<Vec<Piece>> {
-    let mut groups = Vec::new();
-    let mut current = Vec::new();
-    let mut data = 0u64;
+    // Chunk headers from memory, chunk data as slices of the blob: sent by `sendfile` on the
+    // mirror's own connections, streamed otherwise (body.rs).
+    let file = std::fs::File::open(&path).map_err(|e| internal("opening a blob failed", &e))?;
+    let file = Arc::new(file);
+    let mut segments = Segments::new();
     for piece in pieces {
-        if let Piece::Blob { len, .. } = &piece {
-            if data + len > XORB_READ && data > 0 {
-                groups.push(std::mem::take(&mut current));
-                data = 0;
-            }
-            data += len;
-        }
-        current.push(piece);
-    }
-    if !current.is_empty() {
-        groups.push(current);
-    }
-    groups
-}
-
-/// One group's bytes: one read of the blob span, headers interleaved.
-fn render_group(path: &std::path::Path, group: &[Piece]) -> std::io::Result<Bytes> {
-    use std::os::unix::fs::FileExt;
-    let span = group.iter().filter_map(|p| match p {
-        Piece::Blob { offset, len } => Some((*offset, *len)),
-        Piece::Header(_) => None,
-    });
-    let (mut lo, mut hi) = (u64::MAX, 0u64);
-    for (offset, len) in span {
-        lo = lo.min(offset);
-        hi = hi.max(offset + len);
-    }
-    let mut data = Vec::new();
-    if hi > lo {
-        data = vec![0u8; (hi - lo) as usize];
-        std::fs::File::open(path)?.read_exact_at(&mut data, lo)?;
-    }
-    let total: usize = group
-        .iter()
-        .map(|p| match p {
-            Piece::Header(h) => h.len(),
-            Piece::Blob { len, .. } => *len as usize,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(total);
-    for piece in group {
         match piece {
-            Piece::Header(h) => out.extend_from_slice(h),
+            Piece::Header(bytes) => segments.push_bytes(Bytes::from(bytes)),
             Piece::Blob { offset, len } => {
-                let at = (offset - lo) as usize;
-                out.extend_from_slice(&data[at..at + *len as usize]);
+                segments.push_file(FileSlice::new(file.clone(), offset, len));
             }
         }
     }
-    Ok(Bytes::from(out))
+    mirror.metrics.xet_bytes(end - start + 1);
+    Ok(segments.into_response(status, meta))
 }
