@@ -35,6 +35,7 @@ mod registry;
 mod retention;
 mod snapshot;
 mod tracking;
+mod traffic;
 mod types;
 mod validate;
 mod writer;
@@ -50,6 +51,7 @@ pub use migrate::LATEST as SCHEMA_VERSION;
 pub use registry::Registry;
 pub use retention::{EvictionCandidate, Served};
 pub use tracking::{TrackCheck, TrackedRef};
+pub use traffic::TrafficRow;
 pub use types::{
     BlobRecord, BlobUse, CommitDetail, FileRecord, FileRow, LicenceFields, ParseRepoKindError,
     RefObservation, RepoKind, RepoSummary, RevisionSummary, SnapshotRecord,

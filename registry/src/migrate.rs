@@ -70,6 +70,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0009_blob_stamps",
         sql: include_str!("../migrations/0009_blob_stamps.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_traffic",
+        sql: include_str!("../migrations/0010_traffic.sql"),
+    },
 ];
 
 /// The schema version this binary migrates to.

@@ -196,7 +196,7 @@ pub struct RunningMirror {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     daemon: Option<Daemon>,
-    served: Arc<served::ServedLog>,
+    mirror: Arc<Mirror>,
     registry: crate::registry::Registry,
     rescan: Option<tokio::task::JoinHandle<()>>,
 }
@@ -228,9 +228,15 @@ impl RunningMirror {
             Ok(result) => result,
             Err(join) => Err(std::io::Error::other(join)),
         };
-        self.served.flush(&self.registry).await;
+        closing(&self.mirror, &self.registry).await;
         result
     }
+}
+
+/// What a stopping mirror writes down: the served log and the last traffic sample.
+async fn closing(mirror: &Mirror, registry: &crate::registry::Registry) {
+    mirror.served.flush(registry).await;
+    storage::record_now(mirror).await;
 }
 
 /// Bind and start the mirror in the background.
@@ -240,7 +246,7 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
     let rescan = options
         .rescan_every
         .map(|every| crate::manifest::spawn_rescan(larder.clone(), every));
-    let (addr, daemon, served, fut) = bind(larder, options, async {
+    let (addr, daemon, mirror, fut) = bind(larder, options, async {
         let _ = rx.await;
     })
     .await?;
@@ -250,7 +256,7 @@ pub async fn start(larder: Larder, options: ServeOptions) -> std::io::Result<Run
         shutdown: Some(tx),
         task,
         daemon,
-        served,
+        mirror,
         registry,
         rescan,
     })
@@ -266,7 +272,7 @@ pub async fn serve(
     let rescan = options
         .rescan_every
         .map(|every| crate::manifest::spawn_rescan(larder.clone(), every));
-    let (addr, daemon, served, fut) = bind(larder, options, shutdown).await?;
+    let (addr, daemon, mirror, fut) = bind(larder, options, shutdown).await?;
     tracing::info!(%addr, "serving");
     let result = fut.await;
     if let Some(rescan) = rescan {
@@ -275,7 +281,7 @@ pub async fn serve(
     if let Some(daemon) = daemon {
         daemon.stop().await;
     }
-    served.flush(&registry).await;
+    closing(&mirror, &registry).await;
     result
 }
 
@@ -286,7 +292,7 @@ async fn bind(
 ) -> std::io::Result<(
     SocketAddr,
     Option<Daemon>,
-    Arc<served::ServedLog>,
+    Arc<Mirror>,
     impl Future<Output = std::io::Result<()>> + Send + 'static,
 )> {
     match limit::raise_fd_limit() {
@@ -354,8 +360,8 @@ async fn bind(
         closing.cancel();
     };
     let timeouts = mirror.options.client_timeouts;
-    let fut = conn::run(listener, router(mirror), slots, timeouts, shutdown);
-    Ok((local_addr, daemon, served, fut))
+    let fut = conn::run(listener, router(mirror.clone()), slots, timeouts, shutdown);
+    Ok((local_addr, daemon, mirror, fut))
 }
 
 /// The mirror's router: the web page, the management API, health and metrics, one handler for

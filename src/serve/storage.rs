@@ -2,9 +2,12 @@
 //! pinned revisions, and what the cache saved: file bytes served to clients against bytes
 //! fetched from the upstream (pull-through and jobs), over time.
 //!
-//! The mirror's counters only grow, so a small in-memory series of them is kept: a sample
-//! every [`SAMPLE_EVERY`], the last [`MAX_SAMPLES`] of them (a fixed bound; it starts empty at
-//! each start of the mirror, as `/metrics` does).
+//! The mirror's counters only grow. A sample of them is taken every [`SAMPLE_EVERY`] and the
+//! last [`MAX_SAMPLES`] are kept in memory; one every [`PERSIST_EVERY`] goes to the registry
+//! (`traffic`, migration 0010), where [`HISTORY`] of them are kept. The registry's series is
+//! cumulative across restarts: a restarted mirror adds its counters to the last recorded row
+//! (what it served in the last minute before a crash is not counted). The chart shows the
+//! recorded history followed by the recent samples.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -16,21 +19,26 @@ use serde::Serialize;
 
 use super::Mirror;
 use super::api_error::ApiError;
-use crate::registry::RepoKind;
+use crate::registry::{RepoKind, TrafficRow};
 
 /// How often the counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
-/// Samples kept (two hours at one per ten seconds).
+/// Samples kept in memory (two hours at one per ten seconds), and points of recorded history
+/// shown at most.
 pub const MAX_SAMPLES: usize = 720;
+/// How often a sample is recorded in the registry.
+pub const PERSIST_EVERY: Duration = Duration::from_secs(60);
+/// How much recorded history is kept.
+pub const HISTORY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sample {
     /// Unix seconds.
     pub at: i64,
-    /// File bytes sent to clients since the mirror started.
+    /// File bytes sent to clients, in all (carried across restarts).
     pub served: u64,
-    /// Bytes received from the upstream since the mirror started.
+    /// Bytes received from the upstream, in all (carried across restarts).
     pub fetched: u64,
 }
 
@@ -38,6 +46,8 @@ pub struct Sample {
 #[derive(Debug, Default)]
 pub struct Traffic {
     samples: Mutex<VecDeque<Sample>>,
+    /// The recorded totals this mirror started from: (served, fetched).
+    base: Mutex<(u64, u64)>,
 }
 
 impl Traffic {
@@ -60,8 +70,9 @@ impl Traffic {
     }
 }
 
-/// The counters now.
+/// The counters now, added to the totals recorded before this mirror started.
 fn sample(mirror: &Mirror) -> Sample {
+    let (served, fetched) = mirror.traffic.base.lock().map_or((0, 0), |b| *b);
     let jobs: u64 = mirror.daemon.as_ref().map_or(0, |daemon| {
         RepoKind::ALL
             .iter()
@@ -70,24 +81,55 @@ fn sample(mirror: &Mirror) -> Sample {
     });
     Sample {
         at: crate::now_unix(),
-        served: mirror.metrics.file_bytes_served(),
-        fetched: mirror.metrics.upstream_total() + jobs,
+        served: served.saturating_add(mirror.metrics.file_bytes_served()),
+        fetched: fetched.saturating_add(mirror.metrics.upstream_total() + jobs),
     }
 }
 
-/// Sample the counters every [`SAMPLE_EVERY`] until the mirror is gone.
+/// Sample the counters every [`SAMPLE_EVERY`] until the mirror is gone, recording one every
+/// [`PERSIST_EVERY`]; the series continues from the last recorded totals.
 pub fn spawn_sampler(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        loop {
+        if let Some(mirror) = mirror.upgrade() {
+            match mirror.larder.registry.latest_traffic().await {
+                Ok(Some(last)) => {
+                    if let Ok(mut base) = mirror.traffic.base.lock() {
+                        *base = (last.served, last.fetched);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "could not read the recorded traffic"),
+            }
+        }
+        let every = (PERSIST_EVERY.as_secs() / SAMPLE_EVERY.as_secs()).max(1);
+        for tick in 0u64.. {
             {
                 let Some(mirror) = mirror.upgrade() else {
                     return;
                 };
-                mirror.traffic.push(sample(&mirror));
+                let now = sample(&mirror);
+                mirror.traffic.push(now);
+                if tick % every == 0 {
+                    record_now(&mirror).await;
+                }
             }
             tokio::time::sleep(SAMPLE_EVERY).await;
         }
     })
+}
+
+/// Record the counters now (a stopping mirror's last sample).
+pub async fn record_now(mirror: &Mirror) {
+    let now = sample(mirror);
+    let row = TrafficRow {
+        at: now.at,
+        served: now.served,
+        fetched: now.fetched,
+    };
+    let keep_after = now.at - HISTORY.as_secs() as i64;
+    if let Err(error) = mirror.larder.registry.record_traffic(row, keep_after).await {
+        tracing::warn!(%error, "could not record the traffic");
+    }
 }
 
 /// A pinned revision.
@@ -114,7 +156,8 @@ pub struct Storage {
     pub quota: Option<u64>,
     /// Pinned revisions of public repos.
     pub pinned: Vec<Pinned>,
-    /// Served vs fetched over time, oldest first, ending with now.
+    /// Served vs fetched over time, oldest first, ending with now: the recorded history (up to
+    /// 30 days, thinned), then the recent samples.
     pub traffic: Vec<Sample>,
     /// Seconds between samples.
     pub sample_every: u64,
@@ -141,8 +184,22 @@ pub async fn storage(mirror: &Mirror) -> Result<Storage, crate::registry::Regist
             });
         }
     }
-    let mut traffic = mirror.traffic.samples();
-    traffic.push(sample(mirror));
+    let recent = mirror.traffic.samples();
+    let now = sample(mirror);
+    let recent_from = recent.first().map_or(now.at, |s| s.at);
+    let mut traffic: Vec<Sample> = registry
+        .traffic_since(now.at - HISTORY.as_secs() as i64, MAX_SAMPLES)
+        .await?
+        .into_iter()
+        .filter(|row| row.at < recent_from)
+        .map(|row| Sample {
+            at: row.at,
+            served: row.served,
+            fetched: row.fetched,
+        })
+        .collect();
+    traffic.extend(recent);
+    traffic.push(now);
     Ok(Storage {
         used,
         quota: mirror.options.jobs.quota,

@@ -889,3 +889,60 @@ async fn track_and_untrack_through_the_api_call_the_webhook() {
     );
     mirror.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cache_saved_outlives_a_restart() {
+    let world = World::start(hub()).await;
+    fill(&world).await;
+    let options = || {
+        let mut options = ServeOptions::new("127.0.0.1:0".parse().expect("addr"));
+        options.pull_through = false;
+        options
+    };
+    let storage = |base: String| async move {
+        json_of(reqwest::Client::new().get(format!("{base}/v1/storage"))).await
+    };
+    let totals = |storage: &Value| {
+        let last = storage["traffic"]
+            .as_array()
+            .expect("traffic")
+            .last()
+            .cloned();
+        last.map(|s| s["served"].as_u64().expect("served"))
+            .expect("a sample")
+    };
+
+    // One mirror serves a file, then stops.
+    let mirror = start(world.larder(), options())
+        .await
+        .expect("mirror starts");
+    let file = reqwest::get(format!(
+        "{}/acme/tune/resolve/main/model.safetensors",
+        mirror.url()
+    ))
+    .await
+    .expect("get")
+    .bytes()
+    .await
+    .expect("body");
+    assert!(!file.is_empty());
+    let before = totals(&storage(mirror.url()).await);
+    assert!(before >= file.len() as u64, "{before} served");
+    mirror.stop().await.expect("stops");
+
+    // The next one starts from those totals: its history shows what the first one served.
+    let mirror = start(world.larder(), options())
+        .await
+        .expect("mirror restarts");
+    let after = storage(mirror.url()).await;
+    let samples = after["traffic"].as_array().expect("traffic");
+    assert!(
+        totals(&after) >= before,
+        "the totals restarted from zero: {after}"
+    );
+    assert!(
+        samples.iter().any(|s| s["served"].as_u64() == Some(before)),
+        "the first mirror's last sample is in the history: {after}"
+    );
+    mirror.stop().await.expect("stops");
+}
