@@ -36,14 +36,15 @@ impl GcArgs {
     }
 }
 
-/// Run `larder gc --daemon URL`: the mirror's `POST /v1/gc`.
+/// Run `larder gc --daemon URL`: the mirror's `POST /v1/gc`, waiting for the job it queues.
 pub async fn run_on_daemon(daemon: &str, args: GcArgs) -> anyhow::Result<ExitCode> {
     let api = super::jobs::Api::new(daemon)?;
     let mut request = serde_json::json!({ "dry_run": args.dry_run, "all_parts": args.all_parts });
     if let Some(quota) = args.quota {
         request = serde_json::json!({ "quota": format!("{quota}B") });
     }
-    let report = api.post_long("/v1/gc", &request).await?;
+    let answer = api.post_long("/v1/gc", &request).await?;
+    let report = api.report_of(answer).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use larder::daemon::jobs::JobView;
 use larder::hub::RepoRef;
+use larder::registry::JobState;
 use serde_json::json;
 
 use super::format;
@@ -224,6 +225,40 @@ impl Api {
         Ok(body)
     }
 
+    /// What a `POST /v1/gc` or `/v1/verify` answered, followed to its report: a queued job
+    /// (`{"id", "job"}`) is waited for and its report returned; a report is returned as it is.
+    pub(crate) async fn report_of(
+        &self,
+        answer: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let Some(id) = answer
+            .get("job")
+            .and(answer.get("id"))
+            .and_then(serde_json::Value::as_i64)
+        else {
+            return Ok(answer);
+        };
+        loop {
+            let job = self.job(id).await?;
+            match job.state {
+                JobState::Done => {
+                    return job.progress.report.with_context(|| {
+                        format!("job {id} on {} ended without a report", self.base)
+                    });
+                }
+                JobState::Failed => bail!(
+                    "job {id} on {} failed: {}",
+                    self.base,
+                    job.error.as_deref().unwrap_or("no message")
+                ),
+                JobState::Cancelled => bail!("job {id} on {} was cancelled", self.base),
+                JobState::Queued | JobState::Running => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    }
+
     pub(crate) async fn job(&self, id: i64) -> anyhow::Result<JobView> {
         let body = self
             .send(self.client.get(format!("{}/v1/jobs/{id}", self.base)))
@@ -354,7 +389,12 @@ fn repo_of(job: &JobView) -> String {
             .unwrap_or("")
             .to_owned()
     };
-    format!("{}@{}", field("repo"), field("revision"))
+    match (field("repo").as_str(), field("revision").as_str()) {
+        // gc, and verify of the whole store.
+        ("", _) => "the store".to_owned(),
+        (repo, "") => repo.to_owned(),
+        (repo, revision) => format!("{repo}@{revision}"),
+    }
 }
 
 fn progress_of(job: &JobView) -> String {

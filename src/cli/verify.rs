@@ -34,7 +34,8 @@ impl VerifyArgs {
     }
 }
 
-/// Run `larder verify --daemon URL`: the mirror's `POST /v1/verify`.
+/// Run `larder verify --daemon URL`: the mirror's `POST /v1/verify`, waiting for the job it
+/// queues.
 pub async fn run_on_daemon(daemon: &str, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let api = super::jobs::Api::new(daemon)?;
     let mut request = serde_json::json!({ "type": args.kind });
@@ -44,7 +45,8 @@ pub async fn run_on_daemon(daemon: &str, args: VerifyArgs) -> anyhow::Result<Exi
             request["revision"] = serde_json::json!(revision.as_str());
         }
     }
-    let report = api.post_long("/v1/verify", &request).await?;
+    let answer = api.post_long("/v1/verify", &request).await?;
+    let report = api.report_of(answer).await?;
     let bad = report.get("bad").and_then(|n| n.as_u64()).unwrap_or(0);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

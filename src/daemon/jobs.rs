@@ -11,6 +11,10 @@ use crate::registry::{JobRecord, JobState};
 pub const PULL: &str = "pull";
 /// The kind name of conversion jobs.
 pub const CONVERT: &str = "convert";
+/// The kind name of garbage collections (`larder gc`).
+pub const GC: &str = "gc";
+/// The kind name of store verifications (`larder verify`).
+pub const VERIFY: &str = "verify";
 
 /// The most include/exclude patterns a job may carry.
 const MAX_PATTERNS: usize = 256;
@@ -44,7 +48,7 @@ fn main() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     /// The kind is not one this daemon runs.
-    #[error("unknown job kind `{0}`: use `pull` or `convert`")]
+    #[error("unknown job kind `{0}`: use `pull`, `convert`, `gc` or `verify`")]
     UnknownKind(String),
     /// A name did not validate.
     #[error(transparent)]
@@ -55,6 +59,14 @@ pub enum SpecError {
     /// The conversion target is not one `larder convert` knows.
     #[error("invalid conversion: {0}")]
     Convert(String),
+    /// A gc or verify job's fields do not go together.
+    #[error("invalid {kind} job: {why}")]
+    Store {
+        /// `gc` or `verify`.
+        kind: &'static str,
+        /// What is wrong.
+        why: String,
+    },
     /// The JSON did not have the expected shape.
     #[error("invalid job spec: {0}")]
     Json(#[from] serde_json::Error),
@@ -147,6 +159,72 @@ impl ConvertSpec {
     }
 }
 
+/// A garbage collection as submitted: `{"kind":"gc","dry_run":false,"all_parts":false}`, or
+/// `{"kind":"gc","quota":"2TB"}` to evict down to a quota (as `larder gc --quota`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSpec {
+    /// Report what would go, remove nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Also remove parts of transfers still in flight elsewhere.
+    #[serde(default)]
+    pub all_parts: bool,
+    /// Evict least recently served revisions until the store fits this size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+}
+
+impl GcSpec {
+    /// The quota in bytes, if one is asked for; an error for fields that do not go together.
+    pub fn quota_bytes(&self) -> Result<Option<u64>, SpecError> {
+        let invalid = |why: String| SpecError::Store { kind: GC, why };
+        let Some(quota) = &self.quota else {
+            return Ok(None);
+        };
+        if self.dry_run || self.all_parts {
+            return Err(invalid(
+                "quota cannot be combined with dry_run or all_parts".to_owned(),
+            ));
+        }
+        crate::units::parse_size(quota)
+            .map(Some)
+            .map_err(|e| invalid(format!("quota: {e}")))
+    }
+}
+
+/// A verification as submitted: `{"kind":"verify"}` for the whole store, or with `repo`
+/// (`org/name`), `revision` and `type` for one repo or revision (as `larder verify`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// `org/name`; the whole store when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// A revision of `repo`; all of its held revisions when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `model` or `dataset`; default `model`.
+    #[serde(default, rename = "type")]
+    pub kind: crate::registry::RepoKind,
+}
+
+impl VerifySpec {
+    /// Checks the fields go together.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if self.repo.is_none() && self.revision.is_some() {
+            return Err(SpecError::Store {
+                kind: VERIFY,
+                why: "revision needs repo".to_owned(),
+            });
+        }
+        if let Some(repo) = &self.repo {
+            RepoId::parse(repo)?;
+        }
+        Ok(())
+    }
+}
+
 /// A job of any kind, as submitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobSpec {
@@ -154,6 +232,10 @@ pub enum JobSpec {
     Pull(PullSpec),
     /// A conversion.
     Convert(ConvertSpec),
+    /// A garbage collection.
+    Gc(GcSpec),
+    /// A verification of held blobs.
+    Verify(VerifySpec),
 }
 
 impl JobSpec {
@@ -171,6 +253,16 @@ impl JobSpec {
                 spec.request()?;
                 Ok(JobSpec::Convert(spec))
             }
+            GC => {
+                let spec: GcSpec = serde_json::from_value(submission.rest)?;
+                spec.quota_bytes()?;
+                Ok(JobSpec::Gc(spec))
+            }
+            VERIFY => {
+                let spec: VerifySpec = serde_json::from_value(submission.rest)?;
+                spec.check()?;
+                Ok(JobSpec::Verify(spec))
+            }
             _ => Err(SpecError::UnknownKind(submission.kind)),
         }
     }
@@ -180,6 +272,8 @@ impl JobSpec {
         match self {
             JobSpec::Pull(_) => PULL,
             JobSpec::Convert(_) => CONVERT,
+            JobSpec::Gc(_) => GC,
+            JobSpec::Verify(_) => VERIFY,
         }
     }
 
@@ -188,6 +282,8 @@ impl JobSpec {
         match self {
             JobSpec::Pull(spec) => serde_json::to_value(spec),
             JobSpec::Convert(spec) => serde_json::to_value(spec),
+            JobSpec::Gc(spec) => serde_json::to_value(spec),
+            JobSpec::Verify(spec) => serde_json::to_value(spec),
         }
     }
 
@@ -196,6 +292,11 @@ impl JobSpec {
         match self {
             JobSpec::Pull(spec) => (&spec.repo, &spec.revision),
             JobSpec::Convert(spec) => (&spec.repo, &spec.revision),
+            JobSpec::Gc(_) => ("the store", ""),
+            JobSpec::Verify(spec) => (
+                spec.repo.as_deref().unwrap_or("the store"),
+                spec.revision.as_deref().unwrap_or(""),
+            ),
         }
     }
 }
@@ -240,6 +341,10 @@ pub struct Progress {
     /// A pull's plan and the files in flight, once resolved (what `larder pull --daemon` draws).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<PullProgress>,
+    /// What a finished gc or verify job found: the report `larder gc --json` or
+    /// `larder verify --json` prints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
 }
 
 /// What a running pull is doing.

@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::convert::ConvertRequest;
 use crate::daemon::jobs::{
-    ActiveFile, CONVERT, ConvertSpec, PULL, Progress, PullProgress, PullSpec, SpecError,
+    ActiveFile, CONVERT, ConvertSpec, GC, GcSpec, PULL, Progress, PullProgress, PullSpec,
+    SpecError, VERIFY, VerifySpec,
 };
 use crate::daemon::{Ended, Shared};
 use crate::failure::{Classify, FailureKind};
@@ -84,6 +85,7 @@ impl JobReporter {
             bytes: if total > 0 { bytes.min(total) } else { bytes },
             total,
             pull: self.detail.lock().ok().and_then(|d| d.clone()),
+            report: None,
         }
     }
 
@@ -194,6 +196,8 @@ async fn run_job(shared: &Arc<Shared>, job: JobRecord) {
     match job.kind.as_str() {
         PULL => run_pull(shared, job).await,
         CONVERT => run_convert(shared, job).await,
+        GC => run_gc(shared, job).await,
+        VERIFY => run_verify(shared, job).await,
         other => {
             let error = SpecError::UnknownKind(other.to_owned());
             finish(shared, job.id, Err(Failure::spec(&error))).await;
@@ -305,6 +309,126 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             finish(shared, id, Err(failure)).await;
         }
         None => tracing::info!(job = id, "conversion interrupted"),
+    }
+}
+
+/// Run a gc job (or a quota eviction): the report goes into the job's progress.
+async fn run_gc(shared: &Arc<Shared>, job: JobRecord) {
+    let id = job.id;
+    let parsed = serde_json::from_value::<GcSpec>(job.spec.clone())
+        .map_err(SpecError::from)
+        .and_then(|spec| spec.quota_bytes().map(|quota| (spec, quota)));
+    let (spec, quota) = match parsed {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            finish(shared, id, Err(Failure::spec(&error))).await;
+            return;
+        }
+    };
+    let larder = shared.larder.clone();
+    let outcome = supervise(shared, id, RepoKind::Model, |_, _| async move {
+        tracing::info!(job = id, quota, dry_run = spec.dry_run, "gc started");
+        let report = match quota {
+            Some(quota) => crate::quota::enforce(&larder, quota, &[])
+                .await
+                .map(|r| serde_json::to_value(r).unwrap_or_default()),
+            None => {
+                let options = crate::gc::GcOptions {
+                    dry_run: spec.dry_run,
+                    all_parts: spec.all_parts,
+                };
+                crate::gc::gc(&larder, options)
+                    .await
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+            }
+        };
+        report.map_err(|e| Failure::of(&e))
+    })
+    .await;
+    end_with_report(shared, id, GC, outcome, Progress::default()).await;
+}
+
+/// Run a verify job: held blobs re-hashed, progress in bytes hashed, the report (bad blobs
+/// quarantined, as `larder verify` does) into the job's progress.
+async fn run_verify(shared: &Arc<Shared>, job: JobRecord) {
+    let id = job.id;
+    let spec = match serde_json::from_value::<VerifySpec>(job.spec.clone())
+        .map_err(SpecError::from)
+        .and_then(|spec| spec.check().map(|()| spec))
+    {
+        Ok(spec) => spec,
+        Err(error) => {
+            finish(shared, id, Err(Failure::spec(&error))).await;
+            return;
+        }
+    };
+    let larder = shared.larder.clone();
+    let totals = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let counted = totals.clone();
+    let outcome = supervise(shared, id, spec.kind, |reporter, _| async move {
+        let repo = spec
+            .repo
+            .as_deref()
+            .map(|name| (name, spec.revision.as_deref()));
+        let blobs = crate::manage::blobs_to_verify(&larder, spec.kind, repo)
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        let total: u64 = blobs.iter().map(|(_, size)| size).sum();
+        reporter.total.store(total, Ordering::Relaxed);
+        counted.1.store(total, Ordering::Relaxed);
+        tracing::info!(
+            job = id,
+            blobs = blobs.len(),
+            bytes = total,
+            "verify started"
+        );
+        let on_checked = |check: &crate::verify::BlobCheck| {
+            reporter.bytes.fetch_add(check.size, Ordering::Relaxed);
+            counted.0.fetch_add(check.size, Ordering::Relaxed);
+        };
+        let report = crate::verify::verify_blobs(&larder, blobs, &on_checked)
+            .await
+            .map_err(|e| Failure::of(&e))?;
+        let bad = report
+            .iter()
+            .filter(|c| c.status != crate::verify::BlobStatus::Ok)
+            .count();
+        Ok(serde_json::json!({ "checked": report.len(), "bad": bad, "blobs": report }))
+    })
+    .await;
+    let progress = Progress {
+        bytes: totals.0.load(Ordering::Relaxed),
+        total: totals.1.load(Ordering::Relaxed),
+        ..Progress::default()
+    };
+    end_with_report(shared, id, VERIFY, outcome, progress).await;
+}
+
+/// Record how a gc or verify job ended: its report kept in its progress, then its state.
+async fn end_with_report(
+    shared: &Arc<Shared>,
+    id: i64,
+    kind: &str,
+    outcome: Option<Result<serde_json::Value, Failure>>,
+    progress: Progress,
+) {
+    match outcome {
+        Some(Ok(report)) => {
+            tracing::info!(job = id, kind, "job done");
+            let progress = Progress {
+                report: Some(report),
+                ..progress
+            };
+            if let Ok(value) = serde_json::to_value(progress) {
+                let _ = shared.larder.registry.set_job_progress(id, &value).await;
+            }
+            finish(shared, id, Ok(())).await;
+        }
+        Some(Err(failure)) => {
+            tracing::warn!(job = id, kind, error = failure.message, "job failed");
+            finish(shared, id, Err(failure)).await;
+        }
+        None => tracing::info!(job = id, kind, "job interrupted"),
     }
 }
 

@@ -21,6 +21,7 @@ use serde_json::json;
 use super::Mirror;
 use super::api_error::ApiError;
 use super::events::Event;
+use crate::daemon::jobs::{GcSpec, JobSpec, VerifySpec};
 use crate::manage::{self, Review, Target};
 use crate::registry::RepoKind;
 
@@ -215,77 +216,60 @@ fn announce_tracking(mirror: &Mirror, target: &Target, tracked: bool) {
     }
 }
 
-/// `POST /v1/gc`: as `larder gc` (`quota`: a size such as `2TB`, as `--quota`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GcRequest {
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    all_parts: bool,
-    #[serde(default)]
-    quota: Option<String>,
-}
-
+/// `POST /v1/gc`: as `larder gc` (`{"dry_run","all_parts"}`, or `{"quota":"2TB"}` as
+/// `--quota`). With the job queue, it is queued as a `gc` job (`202` and its id; the report
+/// lands in the job's progress); a mirror without one (`--offline`) runs it in the request.
 async fn gc(State(mirror): State<Arc<Mirror>>, bytes: Bytes) -> Result<Response, ApiError> {
-    let request: GcRequest = if bytes.is_empty() {
-        GcRequest::default()
+    let spec: GcSpec = if bytes.is_empty() {
+        GcSpec::default()
     } else {
         body(&bytes)?
     };
-    if let Some(quota) = &request.quota {
-        if request.dry_run || request.all_parts {
-            return Err(ApiError::bad_request(
-                &"quota cannot be combined with dry_run or all_parts",
-            ));
-        }
-        let quota = crate::units::parse_size(quota)
-            .map_err(|e| ApiError::bad_request(&format!("quota: {e}")))?;
-        let report = crate::quota::enforce(&mirror.larder, quota, &[])
-            .await
-            .map_err(|e| ApiError::internal("enforcing the quota", &e))?;
-        return Ok(axum::Json(report).into_response());
+    let quota = spec
+        .quota_bytes()
+        .map_err(|e| ApiError::bad_request(&e.to_string()))?;
+    if let Some(daemon) = &mirror.daemon {
+        return queued(daemon, &JobSpec::Gc(spec)).await;
     }
-    let report = crate::gc::gc(
-        &mirror.larder,
-        crate::gc::GcOptions {
-            dry_run: request.dry_run,
-            all_parts: request.all_parts,
-        },
-    )
-    .await
+    let report = match quota {
+        Some(quota) => crate::quota::enforce(&mirror.larder, quota, &[])
+            .await
+            .map(|r| serde_json::to_value(r).unwrap_or_default()),
+        None => crate::gc::gc(
+            &mirror.larder,
+            crate::gc::GcOptions {
+                dry_run: spec.dry_run,
+                all_parts: spec.all_parts,
+            },
+        )
+        .await
+        .map(|r| serde_json::to_value(r).unwrap_or_default()),
+    }
     .map_err(|e| ApiError::internal("gc", &e))?;
     Ok(axum::Json(report).into_response())
 }
 
-/// `POST /v1/verify`: as `larder verify [REPO[@REV]]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyRequest {
-    #[serde(default)]
-    repo: Option<String>,
-    #[serde(default)]
-    revision: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: RepoKind,
-}
-
+/// `POST /v1/verify`: as `larder verify [REPO[@REV]]` (`{"repo","revision","type"}`, all
+/// optional). Queued as a `verify` job when the mirror has a job queue, run in the request
+/// otherwise; an unknown repo is refused at once either way.
 async fn verify(State(mirror): State<Arc<Mirror>>, bytes: Bytes) -> Result<Response, ApiError> {
-    let request: VerifyRequest = if bytes.is_empty() {
-        VerifyRequest::default()
+    let spec: VerifySpec = if bytes.is_empty() {
+        VerifySpec::default()
     } else {
         body(&bytes)?
     };
-    if request.repo.is_none() && request.revision.is_some() {
-        return Err(ApiError::bad_request(&"revision needs repo"));
-    }
-    let repo = request
+    spec.check()
+        .map_err(|e| ApiError::bad_request(&e.to_string()))?;
+    let repo = spec
         .repo
         .as_deref()
-        .map(|name| (name, request.revision.as_deref()));
-    let blobs = manage::blobs_to_verify(&mirror.larder, request.kind, repo)
+        .map(|name| (name, spec.revision.as_deref()));
+    let blobs = manage::blobs_to_verify(&mirror.larder, spec.kind, repo)
         .await
         .map_err(|e| ApiError::manage("choosing blobs to verify", e))?;
+    if let Some(daemon) = &mirror.daemon {
+        return queued(daemon, &JobSpec::Verify(spec)).await;
+    }
     let report = crate::verify::verify_blobs(&mirror.larder, blobs, &|_| {})
         .await
         .map_err(|e| ApiError::internal("verify", &e))?;
@@ -294,6 +278,19 @@ async fn verify(State(mirror): State<Arc<Mirror>>, bytes: Bytes) -> Result<Respo
         .filter(|c| c.status != crate::verify::BlobStatus::Ok)
         .count();
     Ok(axum::Json(json!({ "checked": report.len(), "bad": bad, "blobs": report })).into_response())
+}
+
+/// Queue `spec`: `202 Accepted` with the job's id and where to follow it.
+async fn queued(daemon: &crate::daemon::Daemon, spec: &JobSpec) -> Result<Response, ApiError> {
+    let id = daemon
+        .submit(spec)
+        .await
+        .map_err(|e| ApiError::daemon(&e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "id": id, "job": format!("/v1/jobs/{id}") })),
+    )
+        .into_response())
 }
 
 /// `GET /v1/licence-reviews`: held public revisions (the newest of each repo) whose verdict is

@@ -946,3 +946,120 @@ async fn what_the_cache_saved_outlives_a_restart() {
     );
     mirror.stop().await.expect("stops");
 }
+
+/// Follows a queued job until it ends; its view.
+async fn job_until_ended(base: &str, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job: Value = json_of(reqwest::Client::new().get(format!("{base}/v1/jobs/{id}"))).await;
+        if ["done", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} never ended: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_and_verify_run_as_jobs_on_a_mirror_with_a_queue() {
+    let world = World::start(hub()).await;
+    fill(&world).await;
+    let mirror = mirror(&world, None, true).await;
+    let base = mirror.url();
+    let client = reqwest::Client::new();
+
+    // Queued, not run in the request: 202 and the job to follow.
+    let answer = client
+        .post(format!("{base}/v1/verify"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let queued: Value = answer.json().await.expect("JSON");
+    let id = queued["id"].as_i64().expect("an id");
+    assert_eq!(queued["job"], format!("/v1/jobs/{id}"));
+    let job = job_until_ended(&base, id).await;
+    assert_eq!(job["kind"], "verify");
+    assert_eq!(job["state"], "done", "{job}");
+    let progress = &job["progress"];
+    assert!(progress["total"].as_u64().unwrap_or(0) > 64 << 10, "{job}");
+    assert_eq!(
+        progress["bytes"], progress["total"],
+        "every byte hashed: {job}"
+    );
+    assert_eq!(progress["report"]["bad"], 0, "{job}");
+    assert!(
+        progress["report"]["checked"].as_u64().unwrap_or(0) >= 4,
+        "{job}"
+    );
+
+    // A damaged blob: the job finds it (and quarantines it), the CLI exits 3 as a local
+    // `larder verify` does.
+    let registry = world.larder().registry;
+    let blob = registry
+        .blobs()
+        .await
+        .expect("blobs")
+        .into_iter()
+        .max_by_key(|b| b.size)
+        .expect("a blob");
+    let path = world.blob_path(&blob.sha256);
+    let mut bytes = std::fs::read(&path).expect("blob");
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("damage");
+    let out = on_daemon(&world, &base, None, &["verify", "--json"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    assert_eq!(report["bad"], 1, "{report}");
+
+    // gc, dry run: the report lands in the job.
+    let out = on_daemon(&world, &base, None, &["gc", "--dry-run", "--json"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("gc JSON");
+    assert_eq!(report["dry_run"], true, "{report}");
+    let jobs: Value = json_of(client.get(format!("{base}/v1/jobs"))).await;
+    let gc = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .find(|j| j["kind"] == "gc")
+        .expect("a gc job")
+        .clone();
+    assert_eq!(gc["progress"]["report"]["dry_run"], true, "{gc}");
+
+    // Refused at once, nothing queued: an unknown repo, fields that do not go together.
+    for (path, body, expected) in [
+        (
+            "/v1/verify",
+            json!({"repo": "acme/absent"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/verify",
+            json!({"revision": "main"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/gc",
+            json!({"quota": "1GB", "dry_run": true}),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/gc", json!({"quota": "lots"}), StatusCode::BAD_REQUEST),
+    ] {
+        let status = client
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status, expected, "{path} {body}");
+    }
+    let after: Value = json_of(client.get(format!("{base}/v1/jobs"))).await;
+    assert_eq!(
+        after.as_array().map(Vec::len),
+        jobs.as_array().map(Vec::len)
+    );
+    mirror.stop().await.expect("stops");
+}

@@ -188,7 +188,10 @@
     row.dataset.bytes = String(Number(progress.bytes) || 0);
     row.dataset.total = String(Number(progress.total) || 0);
     row.appendChild(el('td', 'id', '#' + job.id + ' ' + job.kind));
-    var target = (spec.repo || '?') + (spec.revision ? '@' + spec.revision : '');
+    var storeJob = job.kind === 'gc' || job.kind === 'verify';
+    var target = (spec.repo || (storeJob ? 'the store' : '?')) + (spec.revision ? '@' + spec.revision : '');
+    if (job.kind === 'gc' && spec.quota) target += ' down to ' + spec.quota;
+    if (job.kind === 'gc' && spec.dry_run) target += ' (dry run)';
     if (spec.type && spec.type !== 'model' && job.kind === 'pull') target += ' (' + spec.type + ')';
     if (job.kind === 'convert' && spec.to) target += ' → ' + spec.to + (spec.type ? ' ' + spec.type : '') + (spec.dtype ? ' ' + spec.dtype : '');
     row.appendChild(el('td', 'target', target));
@@ -210,6 +213,14 @@
     if (progress.total > 0) {
       text += ' of ' + humanBytes(progress.total) + ' (' +
         Math.floor(100 * progress.bytes / progress.total) + '%)';
+    }
+    // What a finished gc or verify found.
+    var report = progress.report;
+    if (report && job.kind === 'verify') {
+      text = Number(report.checked) + ' blobs checked, ' + Number(report.bad) + ' bad';
+    } else if (report && job.kind === 'gc') {
+      var gc = report.gc || report;
+      text = (spec.dry_run ? 'would free ' : 'freed ') + humanBytes(Number(gc.freed) || 0);
     }
     progressCell.appendChild(el('span', 'bytes', ' ' + text));
     row.appendChild(progressCell);
