@@ -47,12 +47,14 @@ pub struct ExportSummary {
     pub manifest_digest: Option<String>,
 }
 
-/// Write `commits` (from [`super::select_commits`]) as a bundle in `dir`.
+/// Write `commits` (from [`super::select_commits`]) as a bundle in `dir`: blobs copied (or,
+/// with [`super::LinkMode::Hard`], hard-linked where possible).
 pub async fn export_bundle(
     larder: &Larder,
     commits: &[CommitDetail],
     dir: &Path,
     since: Option<&Manifest>,
+    links: super::LinkMode,
     on_event: OnEvent<'_>,
     cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
@@ -161,13 +163,14 @@ pub async fn export_bundle(
             let src = larder.blobs.fetch_local(&blob.sha256).await?;
             let _ = std::fs::remove_file(&dest);
             let (src2, dest2, cancel2) = (src.clone(), dest.clone(), cancel.clone());
-            let placed = tokio::task::spawn_blocking(move || place_file(&src2, &dest2, &cancel2))
-                .await
-                .map_err(|e| BundleError::Io {
-                    action: "copy",
-                    path: src.clone(),
-                    source: std::io::Error::other(e),
-                })?;
+            let placed =
+                tokio::task::spawn_blocking(move || place_file(&src2, &dest2, links, &cancel2))
+                    .await
+                    .map_err(|e| BundleError::Io {
+                        action: "copy",
+                        path: src.clone(),
+                        source: std::io::Error::other(e),
+                    })?;
             let action = match placed {
                 Err(BundleError::Interrupted(_)) => return Err(interrupted(kept)),
                 placed => placed?,

@@ -31,11 +31,13 @@ pub fn repo_folder(kind: RepoKind, name: &str) -> String {
     format!("{}s--{}", kind.as_str(), name.replace('/', "--"))
 }
 
-/// Write `commits` into the HF cache at `dir`.
+/// Write `commits` into the HF cache at `dir`: blobs copied (or, with
+/// [`super::LinkMode::Hard`], hard-linked where possible).
 pub async fn export_hf_cache(
     larder: &Larder,
     commits: &[CommitDetail],
     dir: &Path,
+    links: super::LinkMode,
     on_event: OnEvent<'_>,
     cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
@@ -90,13 +92,14 @@ pub async fn export_hf_cache(
                 let _ = std::fs::remove_file(&blob);
                 let src = larder.blobs.fetch_local(sha256).await?;
                 let (dest, cancel2) = (blob.clone(), cancel.clone());
-                let placed = tokio::task::spawn_blocking(move || place_file(&src, &dest, &cancel2))
-                    .await
-                    .map_err(|e| BundleError::Io {
-                        action: "copy",
-                        path: blob.clone(),
-                        source: std::io::Error::other(e),
-                    })?;
+                let placed =
+                    tokio::task::spawn_blocking(move || place_file(&src, &dest, links, &cancel2))
+                        .await
+                        .map_err(|e| BundleError::Io {
+                            action: "copy",
+                            path: blob.clone(),
+                            source: std::io::Error::other(e),
+                        })?;
                 let action = match placed {
                     Err(BundleError::Interrupted(_)) => return Err(stop(kept)),
                     placed => placed?,

@@ -35,6 +35,7 @@ use crate::hub::{NameError, RepoId, Revision};
 use crate::interrupt::Interrupted;
 use crate::registry::{CommitDetail, RegistryError, RepoKind};
 use crate::store::StoreError;
+pub use crate::store::materialize::LinkMode;
 use manifest::ManifestError;
 
 /// Why an export or import could not run (a refused revision is not an error: see
@@ -314,16 +315,22 @@ fn store_io(action: &'static str, path: &Path, source: io::Error) -> BundleError
     }
 }
 
-/// Put a copy of `src` at `dest`: a hard link when both are on one filesystem, else a copy
-/// written to a temporary name and renamed when complete. Returns `"linked"` or `"copied"`.
-/// Cancelled during a copy, it removes the temporary copy and fails with
-/// [`BundleError::Interrupted`].
+/// Bytes copied between two checks for cancellation.
+const COPY_PIECE: u64 = 64 << 20;
+
+/// Put a copy of `src` at `dest`, written to a temporary name and renamed when complete: by
+/// `copy_file_range` (a reflink where the filesystem shares extents), so nothing written at
+/// `dest` later reaches the store's blob. With [`LinkMode::Hard`], a hard link when both are
+/// on one filesystem instead (no space, but `dest` then shares the store's bytes). Returns
+/// `"linked"` or `"copied"`. Cancelled during a copy, it removes the temporary copy and fails
+/// with [`BundleError::Interrupted`].
 pub(crate) fn place_file(
     src: &Path,
     dest: &Path,
+    links: LinkMode,
     cancel: &CancellationToken,
 ) -> Result<&'static str, BundleError> {
-    if fs::hard_link(src, dest).is_ok() {
+    if links == LinkMode::Hard && fs::hard_link(src, dest).is_ok() {
         return Ok("linked");
     }
     let file_name = dest
@@ -332,22 +339,21 @@ pub(crate) fn place_file(
         .unwrap_or_default();
     let tmp = dest.with_file_name(format!(".{file_name}.{}.partial", std::process::id()));
     let copied = (|| {
-        let mut input = File::open(src).map_err(BundleError::io("open", src))?;
-        let mut output = File::create(&tmp).map_err(BundleError::io("create", &tmp))?;
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
+        let input = File::open(src).map_err(BundleError::io("open", src))?;
+        let size = input
+            .metadata()
+            .map_err(BundleError::io("stat", src))?
+            .len();
+        let output = File::create(&tmp).map_err(BundleError::io("create", &tmp))?;
+        let mut at = 0;
+        while at < size {
             if cancel.is_cancelled() {
                 return Err(Interrupted::default().into());
             }
-            let n = input
-                .read(&mut buffer)
-                .map_err(BundleError::io("read", src))?;
-            if n == 0 {
-                break;
-            }
-            output
-                .write_all(&buffer[..n])
+            let piece = (size - at).min(COPY_PIECE);
+            crate::store::copy_range(&input, at, &output, at, piece)
                 .map_err(|e| store_io("copy to", &tmp, e))?;
+            at += piece;
         }
         output.sync_all().map_err(|e| store_io("sync", &tmp, e))?;
         fs::rename(&tmp, dest).map_err(BundleError::io("rename to", dest))

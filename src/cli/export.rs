@@ -7,7 +7,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use larder::Larder;
 use larder::bundle::manifest::Manifest;
-use larder::bundle::{BundleError, BundleEvent, Selection, export, hf_cache, select_commits};
+use larder::bundle::{
+    BundleError, BundleEvent, LinkMode, Selection, export, hf_cache, select_commits,
+};
 use larder::hub::{RepoRef, RepoType};
 use larder::interrupt::{CancellationToken, Interrupted};
 use larder::registry::RepoKind;
@@ -33,6 +35,11 @@ pub struct ExportArgs {
     /// Repo type
     #[arg(long = "type", default_value = "model", value_parser = ["model", "dataset"])]
     kind: String,
+    /// Hard-link blobs from the store where the target is on the same filesystem (no space
+    /// used, but a write into the exported files would change the store's copy); by default
+    /// they are copies (reflinks where the filesystem shares extents)
+    #[arg(long)]
+    hard_links: bool,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -59,6 +66,11 @@ pub async fn run(
         .collect();
     let commits = select_commits(larder, &selections, args.layout == "plain").await?;
     let on_event = progress(args.json);
+    let links = if args.hard_links {
+        LinkMode::Hard
+    } else {
+        LinkMode::Copy
+    };
     let exported = match args.layout.as_str() {
         "bundle" => {
             let since = match &args.since {
@@ -72,15 +84,16 @@ pub async fn run(
                 &commits,
                 &args.to,
                 since.as_ref(),
+                links,
                 &on_event,
                 &cancel,
             )
             .await
         }
         "hf-cache" => {
-            hf_cache::export_hf_cache(larder, &commits, &args.to, &on_event, &cancel).await
+            hf_cache::export_hf_cache(larder, &commits, &args.to, links, &on_event, &cancel).await
         }
-        _ => export_plain(larder, &commits, &args.to, &cancel).await,
+        _ => export_plain(larder, &commits, &args.to, links, &cancel).await,
     };
     let summary = match exported {
         Ok(summary) => summary,
@@ -132,6 +145,7 @@ async fn export_plain(
     larder: &Larder,
     commits: &[larder::registry::CommitDetail],
     dir: &std::path::Path,
+    links: LinkMode,
     cancel: &CancellationToken,
 ) -> Result<export::ExportSummary, BundleError> {
     let mut summary = export::ExportSummary {
@@ -161,11 +175,7 @@ async fn export_plain(
             }
         }
         summary.blobs_written += entries.len();
-        larder::store::materialize::plain_dir(
-            &dir.join(&detail.name),
-            &entries,
-            larder::store::materialize::LinkMode::Copy,
-        )?;
+        larder::store::materialize::plain_dir(&dir.join(&detail.name), &entries, links)?;
         summary
             .revisions
             .push(format!("{}@{}", detail.name, detail.sha));

@@ -673,54 +673,6 @@ impl PrefixCursor {
     }
 }
 
-/// Copies `len` bytes of `source` at `from` into `target` at `to`: in the kernel with
-/// `copy_file_range` (no trip through user space; a reflink on filesystems that share
-/// extents), else by reading and writing.
-fn copy_range(source: &File, from: u64, target: &File, to: u64, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let (mut from_at, mut to_at, mut left) = (from as i64, to as i64, len);
-    while left > 0 {
-        let want = left.min(1 << 30) as usize;
-        // SAFETY: both descriptors are open for the whole call and the offsets are owned
-        // locals the kernel updates.
-        let copied = unsafe {
-            libc::copy_file_range(
-                source.as_raw_fd(),
-                &mut from_at,
-                target.as_raw_fd(),
-                &mut to_at,
-                want,
-                0,
-            )
-        };
-        if copied > 0 {
-            left -= copied as u64;
-            continue;
-        }
-        if copied == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the held blob ended early",
-            ));
-        }
-        let error = std::io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // Not supported across these files (another filesystem, old kernel): copy by hand.
-            Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL) => break,
-            _ => return Err(error),
-        }
-    }
-    let mut buffer = vec![0u8; left.min(8 << 20) as usize];
-    while left > 0 {
-        let n = left.min(buffer.len() as u64) as usize;
-        source.read_exact_at(&mut buffer[..n], from_at as u64)?;
-        target.write_all_at(&buffer[..n], to_at as u64)?;
-        (from_at, to_at, left) = (from_at + n as i64, to_at + n as i64, left - n as u64);
-    }
-    Ok(())
-}
-
 /// Copies `term` from a held blob, if the registry knows one that holds it.
 async fn copy_held(ctx: &Ctx<'_>, term: &Term) -> Result<Option<DoneTerm>, XetTransferError> {
     let held = match ctx
@@ -759,17 +711,19 @@ async fn copy_held(ctx: &Ctx<'_>, term: &Term) -> Result<Option<DoneTerm>, XetTr
             }
         };
         let (from, to) = (candidate.offset, term.offset);
-        tokio::task::spawn_blocking(move || copy_range(&source, from, &target, to, total))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|copied| copied)
-            .map_err(|e| {
-                ctx.store_error(StoreError::io(
-                    "could not copy a held blob's bytes into",
-                    &ctx.part.path,
-                    e,
-                ))
-            })?;
+        tokio::task::spawn_blocking(move || {
+            crate::store::copy_range(&source, from, &target, to, total)
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|copied| copied)
+        .map_err(|e| {
+            ctx.store_error(StoreError::io(
+                "could not copy a held blob's bytes into",
+                &ctx.part.path,
+                e,
+            ))
+        })?;
         return Ok(Some(DoneTerm {
             xorb: term.xorb.clone(),
             chunk_start: term.chunk_start,
@@ -1051,24 +1005,6 @@ mod tests {
             offset,
             lengths: vec![len],
         }
-    }
-
-    #[test]
-    fn copy_range_copies_exactly_the_range() {
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("blob"), &data).unwrap();
-        let source = File::open(dir.path().join("blob")).unwrap();
-        let target = File::create(dir.path().join("part")).unwrap();
-        target.set_len(2_000_000).unwrap();
-        copy_range(&source, 1_000_001, &target, 500_000, 1_200_000).unwrap();
-        let written = std::fs::read(dir.path().join("part")).unwrap();
-        assert_eq!(written.len(), 2_000_000);
-        assert_eq!(&written[500_000..1_700_000], &data[1_000_001..2_200_001]);
-        assert!(written[..500_000].iter().all(|&b| b == 0));
-        assert!(written[1_700_000..].iter().all(|&b| b == 0));
-        // A source shorter than the range is an error, not a silent short copy.
-        assert!(copy_range(&source, 2_500_000, &target, 0, 1_000_000).is_err());
     }
 
     #[test]

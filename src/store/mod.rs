@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-pub use fs::{LocalStore, StoreError};
+pub use fs::{LocalStore, StoreError, copy_range};
 pub use location::StoreLocation;
 pub use s3::S3Store;
 

@@ -148,14 +148,44 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     let distinct: std::collections::BTreeSet<String> =
         files.iter().map(|(_, b, _)| sha256_hex(b)).collect();
     assert_eq!(summary["blobs_written"], distinct.len());
+    assert_eq!(summary["blobs_linked"], 0, "copies by default");
+    for sha in &distinct {
+        assert!(bundle.join("blobs").join(sha).is_file(), "{sha} carried");
+    }
+    // A copy: writing into the bundle leaves the store's blob alone.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let sha = sha256_hex(&files[2].1);
+        let carried = bundle.join("blobs").join(&sha);
+        let stored = world.blob_path(&sha);
+        assert_ne!(
+            std::fs::metadata(&carried).unwrap().ino(),
+            std::fs::metadata(&stored).unwrap().ino()
+        );
+        let original = std::fs::read(&carried).unwrap();
+        std::fs::write(&carried, b"scribbled").unwrap();
+        assert_eq!(
+            std::fs::read(&stored).unwrap(),
+            files[2].1,
+            "the store is untouched"
+        );
+        std::fs::write(&carried, &original).unwrap();
+    }
+    // --hard-links: no space used on the same filesystem.
+    let linked = out.path().join("linked");
+    let summary = json_of(&ok(run(world.cli().args([
+        "export",
+        "acme/off",
+        "--hard-links",
+        "--to",
+        linked.to_str().unwrap(),
+        "--json",
+    ]))));
     assert_eq!(
         summary["blobs_linked"],
         distinct.len(),
         "same filesystem: hard links"
     );
-    for sha in &distinct {
-        assert!(bundle.join("blobs").join(sha).is_file(), "{sha} carried");
-    }
 
     // Resumable: a re-run skips the finished blobs and rewrites only the missing one, and
     // drops what an interrupted copy left behind.
@@ -197,6 +227,9 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     assert_eq!(imported["revisions"][0]["status"], "imported");
     assert_eq!(imported["blobs_imported"], distinct.len());
     ok(run(cli_at(island.path()).args(["verify"])));
+    // The source's plain-HTTP pull left the Xet chunking for later (the import did it):
+    // `verify` fills it in, so both sides show the same Xet hashes.
+    ok(run(world.cli().args(["verify"])));
     let source = show(&mut world.cli(), "acme/off");
     let copy = show(&mut cli_at(island.path()), "acme/off");
     assert_eq!(source, copy, "show matches on both sides");
@@ -295,6 +328,7 @@ async fn incremental_bundle_carries_only_the_new_commit() {
     let head = show(&mut cli_at(island.path()), "acme/off");
     assert_eq!(head["sha"], second_sha);
     assert_eq!(head["refs"], json!(["main"]));
+    ok(run(world.cli().args(["verify"])));
     let source = show(&mut world.cli(), "acme/off");
     assert_eq!(head["files"], source["files"]);
     assert_eq!(
