@@ -19,7 +19,7 @@ use super::manifest::{
     BLOBS_DIR, BlobEntry, CommitEntry, FileEntry, MANIFEST_FILE, Manifest, RepoEntry, Since,
     commit_key,
 };
-use super::{BundleError, BundleEvent, OnEvent, create_dir, place_file};
+use super::{BundleError, BundleEvent, OnEvent, create_dir};
 use crate::Larder;
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::registry::CommitDetail;
@@ -162,15 +162,7 @@ pub async fn export_bundle(
         } else {
             let src = larder.blobs.fetch_local(&blob.sha256).await?;
             let _ = std::fs::remove_file(&dest);
-            let (src2, dest2, cancel2) = (src.clone(), dest.clone(), cancel.clone());
-            let placed =
-                tokio::task::spawn_blocking(move || place_file(&src2, &dest2, links, &cancel2))
-                    .await
-                    .map_err(|e| BundleError::Io {
-                        action: "copy",
-                        path: src.clone(),
-                        source: std::io::Error::other(e),
-                    })?;
+            let placed = super::place_file_off_runtime(src, dest.clone(), links, cancel).await;
             let action = match placed {
                 Err(BundleError::Interrupted(_)) => return Err(interrupted(kept)),
                 placed => placed?,

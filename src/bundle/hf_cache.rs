@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::export::ExportSummary;
-use super::{BundleError, BundleEvent, OnEvent, create_dir, place_file};
+use super::{BundleError, BundleEvent, OnEvent, create_dir};
 use crate::Larder;
 use crate::hub::validate_repo_path;
 use crate::interrupt::{CancellationToken, Interrupted};
@@ -91,15 +91,7 @@ pub async fn export_hf_cache(
             } else {
                 let _ = std::fs::remove_file(&blob);
                 let src = larder.blobs.fetch_local(sha256).await?;
-                let (dest, cancel2) = (blob.clone(), cancel.clone());
-                let placed =
-                    tokio::task::spawn_blocking(move || place_file(&src, &dest, links, &cancel2))
-                        .await
-                        .map_err(|e| BundleError::Io {
-                            action: "copy",
-                            path: blob.clone(),
-                            source: std::io::Error::other(e),
-                        })?;
+                let placed = super::place_file_off_runtime(src, blob.clone(), links, cancel).await;
                 let action = match placed {
                     Err(BundleError::Interrupted(_)) => return Err(stop(kept)),
                     placed => placed?,

@@ -315,6 +315,23 @@ fn store_io(action: &'static str, path: &Path, source: io::Error) -> BundleError
     }
 }
 
+/// [`place_file`] on the blocking pool.
+pub(crate) async fn place_file_off_runtime(
+    src: PathBuf,
+    dest: PathBuf,
+    links: LinkMode,
+    cancel: &CancellationToken,
+) -> Result<&'static str, BundleError> {
+    let (path, cancel) = (dest.clone(), cancel.clone());
+    tokio::task::spawn_blocking(move || place_file(&src, &dest, links, &cancel))
+        .await
+        .map_err(|e| BundleError::Io {
+            action: "copy",
+            path,
+            source: io::Error::other(e),
+        })?
+}
+
 /// Bytes copied between two checks for cancellation.
 const COPY_PIECE: u64 = 64 << 20;
 
