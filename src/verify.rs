@@ -74,11 +74,10 @@ pub async fn verify_blobs(
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
     for (sha256, size) in blobs {
-        let stamp_of = |sha256: &str| {
-            let path = larder.blobs.local_path(sha256)?;
-            crate::store::stamp::stamp(&path).ok()
-        };
-        let before = stamp_of(&sha256);
+        let local = larder.blobs.local_path(&sha256);
+        let before = local
+            .as_deref()
+            .and_then(|path| crate::store::stamp::stamp(path).ok());
         let digests = if larder.blobs.is_shared() {
             hash_shared(larder.blobs.as_ref(), &sha256).await?
         } else {
@@ -134,7 +133,10 @@ pub async fn verify_blobs(
             BlobStatus::Ok | BlobStatus::XetMismatch { .. } => {
                 // The file's stamp, when it did not change while it was hashed, lets the
                 // mirror serve it without hashing it again (store/stamp.rs).
-                match before.filter(|before| stamp_of(&sha256).as_ref() == Some(before)) {
+                let unchanged = local
+                    .as_deref()
+                    .and_then(|path| crate::store::stamp::unchanged(path, before.as_deref()));
+                match unchanged {
                     Some(stamp) => {
                         let stamps = vec![(sha256.clone(), stamp)];
                         larder

@@ -244,9 +244,8 @@ fn hash_file(path: &Path, sha256: &str, rate: Option<&RateGate>) -> Result<Hashe
     if actual != sha256 {
         return Ok(Hashed::Damaged { actual });
     }
-    let after = stamp::stamp(path).ok();
     Ok(Hashed::Good {
-        stamp: after.filter(|after| *after == before),
+        stamp: stamp::unchanged(path, Some(&before)),
     })
 }
 
@@ -316,8 +315,7 @@ pub fn checked_body(
         let actual = hex::encode(std::mem::take(&mut st.hasher).finalize());
         let (integrity, larder) = (&st.integrity, &st.larder);
         if st.sent == st.size && actual == st.sha256 {
-            let after = stamp::stamp(&st.path).ok();
-            let stamp = after.filter(|after| st.before.as_ref() == Some(after));
+            let stamp = stamp::unchanged(&st.path, st.before.as_deref());
             integrity
                 .settle(
                     larder,
@@ -414,17 +412,21 @@ pub fn spawn_scrub(mirror: Weak<Mirror>, bytes_per_second: u64) -> tokio::task::
                 mirror.integrity.scrubbed.fetch_add(size, Ordering::Relaxed);
             }
             let larder = &mirror.larder;
+            // A good file unchanged while read is stamped by `settle`, which marks it verified;
+            // one that changed meanwhile gets no stamp, but its bytes were good just now.
+            let unstamped = matches!(hashed, Ok(Hashed::Good { stamp: None }));
             match mirror
                 .integrity
                 .settle(larder, &sha256, hashed, FoundBy::Scrub)
                 .await
             {
                 Checked::Good => {
-                    // Stamped when unchanged while read; either way, its bytes were good now.
-                    let _ = larder
-                        .registry
-                        .mark_blob_verified(&sha256, crate::now_unix())
-                        .await;
+                    if unstamped {
+                        let _ = larder
+                            .registry
+                            .mark_blob_verified(&sha256, crate::now_unix())
+                            .await;
+                    }
                 }
                 Checked::Damaged => {}
                 Checked::Unreadable(why) => {

@@ -16,6 +16,13 @@ pub fn stamp(path: &Path) -> io::Result<String> {
     Ok(of_metadata(&fs::metadata(path)?))
 }
 
+/// The file's stamp now, if it is still `before` (the file did not change while it was read):
+/// the stamp to record after a good hash; `None` when it changed or cannot be read.
+pub fn unchanged(path: &Path, before: Option<&str>) -> Option<String> {
+    let after = stamp(path).ok()?;
+    (Some(after.as_str()) == before).then_some(after)
+}
+
 /// The stamp of an open file's metadata.
 pub fn of_metadata(meta: &fs::Metadata) -> String {
     let nanos = |secs: i64, nsec: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
