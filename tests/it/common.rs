@@ -228,3 +228,29 @@ pub async fn recorded(
         .unwrap_or_else(|| panic!("{repo}@{sha} has no detail"));
     (sha, detail)
 }
+
+/// The `larder` binary on `home` with no usable upstream (an air-gapped side; commands that
+/// work on held data only).
+pub fn cli_at(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_larder"));
+    command
+        .env("LARDER_HOME", home)
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("LARDER_NO_PROGRESS", "1")
+        .env_remove("HF_TOKEN")
+        .env("HF_HOME", home.join("no-hf-home"));
+    command
+}
+
+/// `output`, asserting that its command succeeded (exit status and both streams otherwise).
+#[track_caller]
+pub fn succeeded(output: std::process::Output) -> std::process::Output {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}

@@ -10,7 +10,7 @@ use larder::registry::{JobState, RepoKind as Kind};
 use larder::serve::{RunningMirror, ServeOptions, start};
 use serde_json::{Value, json};
 
-use crate::common::{World, content, recorded, sha256_hex};
+use crate::common::{World, content, recorded, sha256_hex, succeeded};
 use crate::convert::{tiny_llama, with_files};
 
 pub(crate) async fn daemon(world: &World) -> RunningMirror {
@@ -29,15 +29,6 @@ fn cli(world: &World, mirror: &RunningMirror, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok(output: Output) -> Output {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 pub(crate) async fn job(mirror: &RunningMirror, id: i64) -> JobView {
@@ -119,7 +110,7 @@ async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
     let mirror = daemon(&world).await;
 
     // Not held yet: the conversion job fails with the reason.
-    let added = ok(cli(
+    let added = succeeded(cli(
         &world,
         &mirror,
         &[
@@ -140,7 +131,7 @@ async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
     assert!(failed.error.unwrap().contains("acme/tiny"));
 
     let pulled: Value = serde_json::from_slice(
-        &ok(cli(
+        &succeeded(cli(
             &world,
             &mirror,
             &["jobs", "add", "pull", "acme/tiny", "--json"],
@@ -148,13 +139,13 @@ async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
         .stdout,
     )
     .unwrap();
-    ok(cli(
+    succeeded(cli(
         &world,
         &mirror,
         &["jobs", "wait", &pulled["id"].to_string()],
     ));
 
-    let added = ok(cli(
+    let added = succeeded(cli(
         &world,
         &mirror,
         &[
@@ -172,7 +163,7 @@ async fn convert_job_runs_like_larder_convert_and_survives_a_dead_daemon() {
     let body: Value = serde_json::from_slice(&added.stdout).unwrap();
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
     let id = body["id"].as_i64().unwrap();
-    ok(cli(&world, &mirror, &["jobs", "wait", &id.to_string()]));
+    succeeded(cli(&world, &mirror, &["jobs", "wait", &id.to_string()]));
     let done = job(&mirror, id).await;
     assert_eq!(done.kind, "convert");
     assert!(
@@ -275,12 +266,14 @@ async fn pull_on_a_daemon_shows_progress_and_exits_with_the_jobs_outcome() {
     assert!(!std::path::Path::new("/nonexistent/larder-home").exists());
 
     // JSON lines, through LARDER_DAEMON; the store already holds everything.
-    let output = ok(world
-        .cli()
-        .env("LARDER_DAEMON", mirror.url())
-        .args(["pull", "--json", "acme/remote"])
-        .output()
-        .unwrap());
+    let output = succeeded(
+        world
+            .cli()
+            .env("LARDER_DAEMON", mirror.url())
+            .args(["pull", "--json", "acme/remote"])
+            .output()
+            .unwrap(),
+    );
     let events: Vec<Value> = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
@@ -376,7 +369,7 @@ async fn max_rate_from_config_slows_jobs_and_pull_through() {
     assert_eq!(options.jobs.workers, 1);
     let mirror = start(world.larder(), options).await.unwrap();
     let started = Instant::now();
-    let output = ok(cli(
+    let output = succeeded(cli(
         &world,
         &mirror,
         &["jobs", "add", "pull", "acme/remote", "--json"],
@@ -425,12 +418,14 @@ async fn pull_on_a_daemon_with_admin_tokens_sends_larder_daemon_token() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("admin_tokens"), "{stderr}");
-    ok(world
-        .cli()
-        .env("LARDER_DAEMON_TOKEN", "ops-admin-token")
-        .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
-        .output()
-        .unwrap());
+    succeeded(
+        world
+            .cli()
+            .env("LARDER_DAEMON_TOKEN", "ops-admin-token")
+            .args(["pull", "--daemon", &mirror.url(), "acme/remote"])
+            .output()
+            .unwrap(),
+    );
     assert!(world.blob_path(&sha256_hex(&content(61, 3 << 20))).exists());
     mirror.stop().await.unwrap();
 }

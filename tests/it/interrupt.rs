@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hub_standin::{Fault, Hub, RepoKind};
 use serde_json::Value;
 
-use crate::common::{World, content, python, read, sha256_hex};
+use crate::common::{World, cli_at, content, python, read, sha256_hex};
 
 /// Connections of the interrupted pulls.
 const CONNECTIONS: u64 = 2;
@@ -191,16 +191,7 @@ async fn pull_interrupted_by(signal: i32, json: bool) -> (u64, Option<Value>) {
     world
         .server
         .inject(Fault::throttle(16 << 20).sha256(&sha).forever());
-    let output = world
-        .cli()
-        .args(["pull", "acme/big", "--connections", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    world.ok(&["pull", "acme/big", "--connections", "2"]);
     let total = world.server.stats().bytes_for_sha256(&sha);
     let second = total - first;
     eprintln!(
@@ -261,25 +252,8 @@ async fn a_second_ctrl_c_quits_at_once_and_the_pull_still_resumes() {
     let (status, stderr, _) = running.wait();
     assert_eq!(status.code(), Some(130), "{stderr}");
     world.server.faults().clear();
-    let output = world.cli().args(["pull", "acme/twice"]).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    world.ok(&["pull", "acme/twice"]);
     assert_eq!(read(&world.blob_path(&sha)), bytes);
-}
-
-/// `larder` on `home` with no upstream (the commands below work on held data only).
-fn cli_at(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_larder"));
-    command
-        .env("LARDER_HOME", home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("LARDER_NO_PROGRESS", "1")
-        .env_remove("HF_TOKEN")
-        .env("HF_HOME", home.join("no-hf-home"));
-    command
 }
 
 #[track_caller]

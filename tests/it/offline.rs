@@ -9,34 +9,10 @@ use hub_standin::{Hub, RepoKind};
 use larder::bundle::manifest::Manifest;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, python, sha256_hex};
-
-/// The `larder` binary on another home (the air-gapped side), with no usable upstream.
-fn cli_at(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_larder"));
-    command
-        .env("LARDER_HOME", home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("LARDER_NO_PROGRESS", "1")
-        .env_remove("HF_TOKEN")
-        .env("HF_HOME", home.join("no-hf-home"));
-    command
-}
+use crate::common::{World, cli_at, content, python, sha256_hex, succeeded};
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("larder runs")
-}
-
-#[track_caller]
-fn ok(output: Output) -> Output {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn json_of(output: &Output) -> Value {
@@ -92,11 +68,11 @@ fn add_commit(
 }
 
 fn show(command: &mut Command, repo: &str) -> Value {
-    json_of(&ok(run(command.args(["show", repo, "--json"]))))
+    json_of(&succeeded(run(command.args(["show", repo, "--json"]))))
 }
 
 fn ls(command: &mut Command) -> Value {
-    json_of(&ok(run(command.args(["ls", "--json"]))))
+    json_of(&succeeded(run(command.args(["ls", "--json"]))))
 }
 
 /// Copy a bundle (its blobs may be hard links into the source store: never edit them in place).
@@ -133,10 +109,10 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
         json!({"license": "apache-2.0"}),
     ))
     .await;
-    ok(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
     let out = tempfile::tempdir().unwrap();
     let bundle = out.path().join("bundle");
-    let export = ok(run(world.cli().args([
+    let export = succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -173,7 +149,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     }
     // --hard-links: no space used on the same filesystem.
     let linked = out.path().join("linked");
-    let summary = json_of(&ok(run(world.cli().args([
+    let summary = json_of(&succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--hard-links",
@@ -193,7 +169,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     std::fs::remove_file(bundle.join("blobs").join(&shard)).unwrap();
     let leftover = bundle.join("blobs").join(format!(".{shard}.999.partial"));
     std::fs::write(&leftover, b"half").unwrap();
-    let again = json_of(&ok(run(world.cli().args([
+    let again = json_of(&succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -219,17 +195,17 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
 
     // The air-gapped side.
     let island = tempfile::tempdir().unwrap();
-    let imported = json_of(&ok(run(cli_at(island.path()).args([
+    let imported = json_of(&succeeded(run(cli_at(island.path()).args([
         "import",
         bundle.to_str().unwrap(),
         "--json",
     ]))));
     assert_eq!(imported["revisions"][0]["status"], "imported");
     assert_eq!(imported["blobs_imported"], distinct.len());
-    ok(run(cli_at(island.path()).args(["verify"])));
+    succeeded(run(cli_at(island.path()).args(["verify"])));
     // The source's plain-HTTP pull left the Xet chunking for later (the import did it):
     // `verify` fills it in, so both sides show the same Xet hashes.
-    ok(run(world.cli().args(["verify"])));
+    succeeded(run(world.cli().args(["verify"])));
     let source = show(&mut world.cli(), "acme/off");
     let copy = show(&mut cli_at(island.path()), "acme/off");
     assert_eq!(source, copy, "show matches on both sides");
@@ -242,7 +218,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
 
     // Importing the same bundle again changes nothing.
     let before = ls(&mut cli_at(island.path()));
-    let twice = json_of(&ok(run(cli_at(island.path()).args([
+    let twice = json_of(&succeeded(run(cli_at(island.path()).args([
         "import",
         bundle.to_str().unwrap(),
         "--json",
@@ -257,10 +233,10 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
 async fn incremental_bundle_carries_only_the_new_commit() {
     let files = first_files();
     let world = World::start(hub_with("acme/off", &files, json!({"license": "mit"}))).await;
-    ok(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
     let out = tempfile::tempdir().unwrap();
     let first = out.path().join("b1");
-    ok(run(world.cli().args([
+    succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -282,9 +258,9 @@ async fn incremental_bundle_carries_only_the_new_commit() {
         None,
         "main",
     );
-    ok(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
     let second = out.path().join("b2");
-    let summary = json_of(&ok(run(world.cli().args([
+    let summary = json_of(&succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -318,17 +294,17 @@ async fn incremental_bundle_carries_only_the_new_commit() {
 
     // After the first bundle it imports on top.
     let island = tempfile::tempdir().unwrap();
-    ok(run(
+    succeeded(run(
         cli_at(island.path()).args(["import", first.to_str().unwrap()])
     ));
-    ok(run(
+    succeeded(run(
         cli_at(island.path()).args(["import", second.to_str().unwrap()])
     ));
-    ok(run(cli_at(island.path()).args(["verify"])));
+    succeeded(run(cli_at(island.path()).args(["verify"])));
     let head = show(&mut cli_at(island.path()), "acme/off");
     assert_eq!(head["sha"], second_sha);
     assert_eq!(head["refs"], json!(["main"]));
-    ok(run(world.cli().args(["verify"])));
+    succeeded(run(world.cli().args(["verify"])));
     let source = show(&mut world.cli(), "acme/off");
     assert_eq!(head["files"], source["files"]);
     assert_eq!(
@@ -340,7 +316,7 @@ async fn incremental_bundle_carries_only_the_new_commit() {
     );
 
     // Importing the older bundle again does not move `main` back.
-    let old_again = json_of(&ok(run(cli_at(island.path()).args([
+    let old_again = json_of(&succeeded(run(cli_at(island.path()).args([
         "import",
         first.to_str().unwrap(),
         "--json",
@@ -353,7 +329,7 @@ async fn incremental_bundle_carries_only_the_new_commit() {
 
     // A third bundle since the second one knows the whole chain: nothing left to carry.
     let third = out.path().join("b3");
-    let nothing = json_of(&ok(run(world.cli().args([
+    let nothing = json_of(&succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -381,11 +357,11 @@ async fn two_repo_bundle() -> (World, tempfile::TempDir, PathBuf, Vec<u8>) {
         "main",
     );
     let world = World::start(hub).await;
-    ok(run(world.cli().args(["pull", "acme/good"])));
-    ok(run(world.cli().args(["pull", "acme/bad"])));
+    succeeded(run(world.cli().args(["pull", "acme/good"])));
+    succeeded(run(world.cli().args(["pull", "acme/bad"])));
     let out = tempfile::tempdir().unwrap();
     let bundle = out.path().join("bundle");
-    ok(run(world.cli().args([
+    succeeded(run(world.cli().args([
         "export",
         "acme/good",
         "acme/bad",
@@ -426,7 +402,7 @@ fn assert_only_bad_refused(home: &Path, output: &Output, bad_sha: &str) {
         "the damaged blob is not in the store"
     );
     assert_eq!(std::fs::read_dir(home.join("tmp")).unwrap().count(), 0);
-    ok(run(cli_at(home).args(["verify"])));
+    succeeded(run(cli_at(home).args(["verify"])));
 }
 
 /// A way of damaging a bundle's blob file.
@@ -600,13 +576,13 @@ async fn hf_cache_layout_is_read_by_huggingface_hub_offline() {
     let pr_files = vec![("extra/pr.txt", b"from a PR\n".to_vec(), false)];
     add_commit(&hub, "acme/off", &pr_files, None, "refs/pr/1");
     let world = World::start(hub).await;
-    ok(run(world.cli().args(["pull", "acme/off"])));
-    ok(run(world.cli().args(["pull", "acme/off@refs/pr/1"])));
-    ok(run(world.cli().args(["pull", "acme/keep"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off@refs/pr/1"])));
+    succeeded(run(world.cli().args(["pull", "acme/keep"])));
     let out = tempfile::tempdir().unwrap();
     let cache = out.path().join("hub");
     // An existing cache already holding another repo.
-    ok(run(world.cli().args([
+    succeeded(run(world.cli().args([
         "export",
         "acme/keep",
         "--to",
@@ -614,7 +590,7 @@ async fn hf_cache_layout_is_read_by_huggingface_hub_offline() {
         "--layout",
         "hf-cache",
     ])));
-    ok(run(world.cli().args([
+    succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -698,9 +674,9 @@ fn tree_of(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 async fn plain_layout_is_the_source_tree() {
     let files = first_files();
     let world = World::start(hub_with("acme/off", &files, json!({}))).await;
-    ok(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
     let out = tempfile::tempdir().unwrap();
-    ok(run(world.cli().args([
+    succeeded(run(world.cli().args([
         "export",
         "acme/off",
         "--to",
@@ -757,7 +733,7 @@ async fn a_plain_folder_imports_as_a_revision() {
     std::os::unix::fs::symlink("config.json", root.join("config-link.json")).unwrap();
 
     let home = tempfile::tempdir().unwrap();
-    let summary = json_of(&ok(run(cli_at(home.path()).args([
+    let summary = json_of(&succeeded(run(cli_at(home.path()).args([
         "import",
         root.to_str().unwrap(),
         "--as",
@@ -810,10 +786,10 @@ async fn a_plain_folder_imports_as_a_revision() {
         rows["config-link.json"]["sha256"],
         rows["config.json"]["sha256"]
     );
-    ok(run(cli_at(home.path()).args(["verify"])));
+    succeeded(run(cli_at(home.path()).args(["verify"])));
 
     // The same folder gives the same commit; a changed file gives another.
-    let again = json_of(&ok(run(cli_at(home.path()).args([
+    let again = json_of(&succeeded(run(cli_at(home.path()).args([
         "import",
         root.to_str().unwrap(),
         "--as",
@@ -822,7 +798,7 @@ async fn a_plain_folder_imports_as_a_revision() {
     ]))));
     assert_eq!(again["commit"], summary["commit"]);
     std::fs::write(root.join("config.json"), b"{}").unwrap();
-    let changed = json_of(&ok(run(cli_at(home.path()).args([
+    let changed = json_of(&succeeded(run(cli_at(home.path()).args([
         "import",
         root.to_str().unwrap(),
         "--as",
@@ -876,14 +852,14 @@ async fn datasets_round_trip_and_load_from_the_hf_cache() {
     }
     builder.commit("main");
     let world = World::start(hub).await;
-    ok(run(world
+    succeeded(run(world
         .cli()
         .args(["pull", "acme/ds", "--type", "dataset"])));
     let out = tempfile::tempdir().unwrap();
     let cache = out.path().join("hub");
     let bundle = out.path().join("bundle");
     for (layout, dir) in [("hf-cache", &cache), ("bundle", &bundle)] {
-        ok(run(world.cli().args([
+        succeeded(run(world.cli().args([
             "export",
             "acme/ds",
             "--type",
@@ -903,10 +879,10 @@ async fn datasets_round_trip_and_load_from_the_hf_cache() {
     assert_eq!(loaded["snapshot"], json!(expected));
 
     let island = tempfile::tempdir().unwrap();
-    ok(run(
+    succeeded(run(
         cli_at(island.path()).args(["import", bundle.to_str().unwrap()])
     ));
-    let shown = json_of(&ok(run(
+    let shown = json_of(&succeeded(run(
         cli_at(island.path()).args(["show", "acme/ds", "--type", "dataset", "--json"])
     )));
     assert_eq!(shown["kind"], "dataset");
@@ -923,14 +899,14 @@ async fn datasets_round_trip_and_load_from_the_hf_cache() {
 async fn an_imported_bundle_is_served_offline() {
     let files = first_files();
     let world = World::start(hub_with("acme/off", &files, json!({"license": "mit"}))).await;
-    ok(run(world.cli().args(["pull", "acme/off"])));
+    succeeded(run(world.cli().args(["pull", "acme/off"])));
     let bundle = world.home.path().join("bundle");
-    ok(run(world
+    succeeded(run(world
         .cli()
         .args(["export", "acme/off", "--to"])
         .arg(&bundle)));
     let far = tempfile::tempdir().unwrap();
-    ok(run(cli_at(far.path()).arg("import").arg(&bundle)));
+    succeeded(run(cli_at(far.path()).arg("import").arg(&bundle)));
 
     let settings = larder::settings::Settings {
         home: far.path().to_path_buf(),

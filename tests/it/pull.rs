@@ -425,16 +425,7 @@ async fn cli_refuses_bad_repo_ids_before_any_request() {
 async fn cli_pull_ls_show_json() {
     let (hub, files) = sharded_hub();
     let world = World::start(hub).await;
-    let output = world
-        .cli()
-        .args(["pull", "acme/sharded", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = world.ok(&["pull", "acme/sharded", "--json"]);
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))

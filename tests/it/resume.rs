@@ -63,16 +63,7 @@ async fn resumes_after_kill_9_without_refetching() {
     );
 
     world.server.faults().clear();
-    let output = world
-        .cli()
-        .args(["pull", "acme/big", "--connections", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = world.ok(&["pull", "acme/big", "--connections", "2"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("resuming model.safetensors"));
     let total = world.server.stats().bytes_for_sha256(&sha);
     let second_run = total - first_run;
