@@ -5,9 +5,7 @@ use std::process::Command;
 
 /// The Python interpreter with `gguf`, `numpy`, `tokenizers`, `sentencepiece`.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("LARDER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    let p = env_or_checkout("LARDER_PYTHON", "../.venv/bin/python");
     assert!(
         p.exists(),
         "Python venv not found at {} — run `.ci/run` to create it (or `python3 -m venv .venv && \
@@ -16,6 +14,31 @@ pub fn python() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// ggml's base library (`libggml-base.so`, exporting `quantize_row_*_ref` and
+/// `ggml_quantize_chunk`): the byte-level oracle for the K-quants, IQ4 and
+/// every importance-weighted quantizer. `$LARDER_GGML_QUANTS_LIB`, else
+/// `.ggml/libggml-base.so` at the checkout root, which `.ci/setup` builds
+/// (`convert/tests/build_ggml.sh`). Panics when it is missing: the oracle is
+/// not optional, so a run without it cannot pass.
+pub fn ggml_quants_lib() -> PathBuf {
+    let p = env_or_checkout("LARDER_GGML_QUANTS_LIB", "../.ggml/libggml-base.so");
+    assert!(
+        p.is_file(),
+        "ggml's quantizer library not found at {} — run `.ci/setup` (or just \
+         `convert/tests/build_ggml.sh`, about 30 s) to build it from the llama-cpp-python sdist, \
+         or point LARDER_GGML_QUANTS_LIB at a libggml-base.so",
+        p.display()
+    );
+    p
+}
+
+/// `$var`, else `rel` under this crate's directory.
+fn env_or_checkout(var: &str, rel: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(rel))
 }
 
 /// Path of a script in `tests/py/`.
@@ -27,7 +50,19 @@ pub fn script(name: &str) -> PathBuf {
 
 /// Runs a script; panics with its stderr on failure. Returns stdout.
 pub fn run_py(name: &str, args: &[&str]) -> String {
-    let out = Command::new(python())
+    run_py_cmd(name, args, Command::new(python()))
+}
+
+/// [`run_py`], with `LARDER_GGML_QUANTS_LIB` set to [`ggml_quants_lib`] for
+/// the script (`check_gguf.py` compares against ggml's bytes with it).
+pub fn run_py_with_ggml(name: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(python());
+    cmd.env("LARDER_GGML_QUANTS_LIB", ggml_quants_lib());
+    run_py_cmd(name, args, cmd)
+}
+
+fn run_py_cmd(name: &str, args: &[&str], mut cmd: Command) -> String {
+    let out = cmd
         .arg(script(name))
         .args(args)
         .output()

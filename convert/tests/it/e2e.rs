@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use larder_convert::{ConvertError, GgufOptions, GgufType, SourceFiles, convert_to_gguf};
 
-use crate::common::run_py;
+use crate::common::{run_py, run_py_with_ggml};
 
 /// Copies `dir`'s files to hash-like blob names, as the store keeps them.
 fn as_blobs(dir: &Path, blobs: &Path) -> SourceFiles {
@@ -107,7 +107,7 @@ fn convert_and_check_with(
     if let Some(p) = imatrix {
         args.push(p.to_str().unwrap());
     }
-    let summary = run_py("check_gguf.py", &args);
+    let summary = run_py_with_ggml("check_gguf.py", &args);
     let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
     assert_eq!(
         v["tensors"].as_u64().unwrap() as usize,
@@ -1128,7 +1128,7 @@ fn make_imatrix(root: &Path, src: &SourceFiles, name: &str, format: &str) -> Pat
 }
 
 /// `--imatrix` on a dense model, both file formats: the weighted quantizers
-/// (checked byte for byte against ggml when LARDER_GGML_QUANTS_LIB is set),
+/// (checked byte for byte against ggml's `ggml_quantize_chunk`),
 /// the imatrix mix rules (IQ4_XS keeps IQ4_XS ffn_down, Q4_0 gets Q4_1 for
 /// the first layers), Q2_K_S, and the `quantize.imatrix.*` keys.
 #[test]

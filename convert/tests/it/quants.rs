@@ -3,7 +3,7 @@
 
 use larder_convert::GgmlType;
 
-use crate::common::{Rng, bytes_f32, f32_bytes, run_py};
+use crate::common::{Rng, bytes_f32, f32_bytes, ggml_quants_lib, run_py};
 
 const COLS: usize = 256;
 
@@ -314,29 +314,38 @@ fn k_quant_fixed_vectors() {
     assert_eq!(q4, expect);
 }
 
-/// Byte-for-byte against ggml's C `quantize_row_*_ref` for every block type,
-/// when `LARDER_GGML_QUANTS_LIB` names a library exporting them: the
-/// `libggml-base.so` of a llama-cpp-python build (`tests/py/setup_llama_cpp.sh`),
-/// or `ggml/src/ggml-quants.c` compiled alone with plain x86-64 flags (no
-/// FMA, like libggml-base) plus stubs for `ggml_abort`, `ggml_row_size`,
-/// `ggml_type_name`, `ggml_type_size`. gguf-py cannot quantize K-quants, so
-/// this is their only byte-level oracle; without the variable the test only
-/// prints a note.
+/// Byte-for-byte against ggml's own C code, from the library
+/// [`ggml_quants_lib`] finds: the `libggml-base.so` that `.ci/setup` builds
+/// from the llama-cpp-python sdist (`convert/tests/build_ggml.sh`), or
+/// `$LARDER_GGML_QUANTS_LIB` (e.g. the one of a llama-cpp-python build,
+/// `tests/py/setup_llama_cpp.sh`). Every block type against
+/// `quantize_row_*_ref`; IQ4_NL/IQ4_XS against `ggml_quantize_chunk` (what
+/// llama-quantize calls; not their `_ref`); and every type given importance
+/// weights against `ggml_quantize_chunk` with them as its imatrix. gguf-py
+/// cannot quantize K-quants, IQ4 or with weights, so this is their only
+/// byte-level oracle; without the library the test fails.
 #[test]
 fn k_quants_match_ggml_c_reference() {
-    let Some(lib) = std::env::var_os("LARDER_GGML_QUANTS_LIB") else {
-        eprintln!("LARDER_GGML_QUANTS_LIB not set: skipping the ggml C reference comparison");
-        return;
-    };
+    let lib = ggml_quants_lib();
     let lib = lib.to_str().unwrap().to_owned();
     let mut rows = awkward_rows(false);
     let mut rng = Rng::new(99);
     rows.extend((0..256).map(|_| (0..COLS).map(|_| rng.normal() * 0.02).collect::<Vec<_>>()));
+    // Importance weights as an imatrix gives them (mean squared activations):
+    // positive, spread over orders of magnitude, a few columns dominant.
+    let qw: Vec<f32> = (0..COLS)
+        .map(|i| {
+            let a = rng.normal();
+            a * a * if i % 41 == 3 { 100.0 } else { 1.0 } + 1e-6
+        })
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.f32");
     std::fs::write(&input, f32_bytes(&rows.concat())).unwrap();
+    let qw_path = dir.path().join("qw.f32");
+    std::fs::write(&qw_path, f32_bytes(&qw)).unwrap();
     let n = rows.len().to_string();
-    for ty in [
+    let block_types = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
@@ -347,28 +356,44 @@ fn k_quants_match_ggml_c_reference() {
         GgmlType::Q4K,
         GgmlType::Q5K,
         GgmlType::Q6K,
-    ] {
-        let out = dir.path().join(format!("{ty}.ggml"));
-        run_py(
-            "ggml_ref.py",
-            &[
-                &lib,
-                ty.name(),
-                &n,
-                "256",
-                input.to_str().unwrap(),
-                out.to_str().unwrap(),
-            ],
-        );
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
+    ];
+    let mut cases: Vec<(GgmlType, &str, bool)> = Vec::new();
+    for ty in block_types {
+        let iq4 = matches!(ty, GgmlType::Iq4Nl | GgmlType::Iq4Xs);
+        cases.push((ty, if iq4 { "chunk" } else { "ref" }, false));
+        cases.push((ty, "chunk", true));
+    }
+    for (ty, mode, weighted) in cases {
+        let label = format!("{ty} ({mode}{})", if weighted { ", weighted" } else { "" });
+        let out = dir.path().join(format!("{ty}-{mode}-{weighted}.ggml"));
+        let mut args = vec![
+            lib.as_str(),
+            mode,
+            ty.name(),
+            &n,
+            "256",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ];
+        if weighted {
+            args.push(qw_path.to_str().unwrap());
+        }
+        run_py("ggml_ref.py", &args);
         let reference = std::fs::read(&out).unwrap();
-        let mine = ours(ty, &rows);
         let rs = ty.row_size(COLS).unwrap();
+        let mut mine = vec![0u8; rs * rows.len()];
+        for (r, d) in rows.iter().zip(mine.chunks_exact_mut(rs)) {
+            ty.quantize_row_weighted(r, d, weighted.then_some(&qw[..]));
+        }
+        assert_eq!(reference.len(), mine.len(), "{label}: size");
         let bad: Vec<usize> = (0..rows.len())
             .filter(|&r| mine[r * rs..(r + 1) * rs] != reference[r * rs..(r + 1) * rs])
             .collect();
         assert!(
             bad.is_empty(),
-            "{ty}: rows {bad:?} differ from ggml's C reference"
+            "{label}: rows {bad:?} differ from ggml's C code"
         );
     }
 }

@@ -2,8 +2,10 @@
 
 usage: check_gguf.py GGUF MODEL_DIR PRESET [IMATRIX]
 With IMATRIX (llama-imatrix output, either format), the file must have been quantized with it:
-the mix follows llama.cpp's imatrix rules and, with LARDER_GGML_QUANTS_LIB, every tensor with
-importance weights must equal ggml_quantize_chunk's bytes given those weights (per expert).
+the mix follows llama.cpp's imatrix rules and every tensor with importance weights must equal
+ggml_quantize_chunk's bytes given those weights (per expert). K-quant and IQ4 tensors must equal
+ggml's bytes too: ggml comes from LARDER_GGML_QUANTS_LIB, else .ggml/libggml-base.so at the
+checkout root (built by .ci/setup, or convert/tests/build_ggml.sh); without it this fails.
 Exits non-zero with an explanation on the first mismatch; prints a summary.
 """
 import json
@@ -35,8 +37,9 @@ IM_BOUND = {**BOUND, "Q2_K": 0.45, "Q3_K": 0.25, "Q4_0": 0.14, "Q4_1": 0.13, "Q5
 TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
 
 
-# Optional byte-level oracle for K-quants: ggml-quants.c built as a shared library.
-GGML_LIB = os.environ.get("LARDER_GGML_QUANTS_LIB")
+# The byte-level oracle for K-quants, IQ4 and importance weights: ggml's base library.
+GGML_LIB = os.environ.get("LARDER_GGML_QUANTS_LIB") or os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", ".ggml", "libggml-base.so"))
 
 
 def ggml_quantize(x, ty, qw=None):
@@ -274,6 +277,8 @@ def check(cond, msg):
 
 def main():
     path, model_dir, preset = sys.argv[1:4]
+    check(os.path.isfile(GGML_LIB), f"ggml's quantizer library not found at {GGML_LIB}: run .ci/setup (or "
+          "convert/tests/build_ggml.sh) or point LARDER_GGML_QUANTS_LIB at a libggml-base.so")
     imatrix = None
     if len(sys.argv) > 4:
         import imatrix_util
@@ -486,9 +491,8 @@ def main():
         if imatrix is not None and name in imatrix and imatrix[name].size == shape[-1] * (shape[0] if len(shape) == 3 else 1):
             qw = imatrix[name]
         if qw is not None and ty not in ("F32", "F16", "BF16", "Q8_0"):
-            if GGML_LIB:
-                exp = ggml_quantize(w.astype(np.float32), ty, qw)
-                check(np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from ggml_quantize_chunk with the imatrix")
+            exp = ggml_quantize(w.astype(np.float32), ty, qw)
+            check(np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from ggml_quantize_chunk with the imatrix")
             deq = quants.dequantize(raw.reshape(ref.shape[0], -1), Q[ty])
             err = np.sqrt(np.mean((deq - ref) ** 2) / np.mean(ref**2))
             check(err < IM_BOUND[ty], f"{name} ({ty}, imatrix): relative RMSE {err}")
@@ -500,9 +504,8 @@ def main():
             deq = quants.dequantize(raw.reshape(ref.shape[0], -1), Q[ty])
             err = np.sqrt(np.mean((deq - ref) ** 2) / np.mean(ref**2))
             check(err < BOUND[ty], f"{name} ({ty}): relative RMSE {err} > {BOUND[ty]}")
-            if GGML_LIB:
-                exp = ggml_quantize(ref, ty)
-                check(np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from ggml's quantize_row_{ty}_ref")
+            exp = ggml_quantize(ref, ty)
+            check(np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from ggml's quantize_row_{ty}_ref")
         else:
             exp = np.ascontiguousarray(quants.quantize(ref, Q[ty])).view(np.uint8).reshape(-1)
             check(raw.shape == exp.shape and np.array_equal(raw, exp), f"{name} ({ty}): bytes differ from gguf.quants.quantize")

@@ -3,7 +3,8 @@
 # venv and prints the variables that turn on the optional oracle tests:
 #   LARDER_LLAMA_CPP_PYTHON  llama.cpp loads/evaluates/tokenizes our files and
 #                            `llama_model_quantize` must reproduce our tensors
-#   LARDER_GGML_QUANTS_LIB   byte comparison with ggml's quantize_row_*_ref
+#   LARDER_GGML_QUANTS_LIB   this build's libggml-base.so, in place of the one
+#                            .ci/setup builds (convert/tests/build_ggml.sh)
 # usage: setup_llama_cpp.sh [VENV_DIR]   (default .venv-llama)
 set -eu
 VENV=${1:-.venv-llama}
