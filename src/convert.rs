@@ -30,6 +30,7 @@ use crate::record::{self, Checked};
 use crate::registry::{
     CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
 };
+use crate::report::Reporter;
 use crate::store::StoreError;
 use larder_convert::{ConvertError, Dtype, GgufOptions, GgufType, OutputFile, SourceFiles};
 
@@ -186,11 +187,24 @@ struct Produced {
     lfs: bool,
 }
 
-/// Run a conversion. `progress` receives `(bytes done, bytes total)` of tensor data.
+/// What a conversion tells its [`Reporter`] as it goes.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConvertEvent {
+    /// Tensor data converted so far.
+    Tensors {
+        /// Bytes of source tensor data converted.
+        done: u64,
+        /// Bytes of source tensor data in all.
+        total: u64,
+    },
+}
+
+/// Run a conversion, telling `reporter` how far the tensor data has got.
 pub async fn convert(
     larder: &Larder,
     request: &ConvertRequest,
-    progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    reporter: Arc<dyn Reporter<ConvertEvent>>,
 ) -> Result<ConvertOutcome, ConvertRunError> {
     let started = std::time::Instant::now();
     let _gc_guard = larder.local.gc_guard().await?;
@@ -276,7 +290,7 @@ pub async fn convert(
             &derived_for_task,
             threads,
             imatrix.as_deref(),
-            progress,
+            reporter.as_ref(),
             &stop,
         )
         .map_err(|source| match source {
@@ -497,14 +511,10 @@ fn run_converter(
     derived: &str,
     threads: Option<usize>,
     imatrix: Option<&Path>,
-    progress: Option<std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    reporter: &dyn Reporter<ConvertEvent>,
     cancel: &AtomicBool,
 ) -> Result<ConverterOutput, ConvertError> {
-    let callback = |done: u64, total: u64| {
-        if let Some(p) = &progress {
-            p(done, total);
-        }
-    };
+    let callback = |done: u64, total: u64| reporter.report(&ConvertEvent::Tensors { done, total });
     match target {
         Target::Gguf(ty) => {
             let file_name = format!("{base}-{}.gguf", target.label());

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod quota;
 pub mod record;
 pub mod remove;
+pub mod report;
 pub mod serve;
 pub mod settings;
 pub mod store;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::Larder;
 use crate::fetch::digest::{ContentHasher, Digests, digest_file_with_xet};
 use crate::registry::RegistryError;
+use crate::report::Reporter;
 use crate::store::StoreError;
 use crate::xet::XetChunking;
 
@@ -66,11 +67,12 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-/// Re-hash `blobs` (sha256 list); quarantine and unregister the bad ones.
+/// Re-hash `blobs` (sha256 list); quarantine and unregister the bad ones. `reporter` hears of
+/// each blob as it is checked.
 pub async fn verify_blobs(
     larder: &Larder,
     blobs: Vec<(String, u64)>,
-    on_checked: &(dyn Fn(&BlobCheck) + Sync),
+    reporter: &dyn Reporter<BlobCheck>,
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
     for (sha256, size) in blobs {
@@ -168,7 +170,7 @@ pub async fn verify_blobs(
             xet_hash,
             used_by,
         };
-        on_checked(&check);
+        reporter.report(&check);
         report.push(check);
     }
     Ok(report)

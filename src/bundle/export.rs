@@ -19,10 +19,11 @@ use super::manifest::{
     BLOBS_DIR, BlobEntry, CommitEntry, FileEntry, MANIFEST_FILE, Manifest, RepoEntry, Since,
     commit_key,
 };
-use super::{BundleError, BundleEvent, OnEvent, create_dir};
+use super::{BundleError, BundleEvent, create_dir};
 use crate::Larder;
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::registry::CommitDetail;
+use crate::report::Reporter;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,7 +56,7 @@ pub async fn export_bundle(
     dir: &Path,
     since: Option<&Manifest>,
     links: super::LinkMode,
-    on_event: OnEvent<'_>,
+    reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
     let mut known_commits: BTreeSet<String> = BTreeSet::new();
@@ -143,7 +144,7 @@ pub async fn export_bundle(
     create_dir(&blobs_dir)?;
     remove_partials(&blobs_dir);
     let total: u64 = manifest.blobs.iter().map(|b| b.size).sum();
-    on_event(&BundleEvent::Start {
+    reporter.report(&BundleEvent::Start {
         blobs: manifest.blobs.len(),
         bytes: total,
     });
@@ -175,7 +176,7 @@ pub async fn export_bundle(
             action
         };
         kept += blob.size;
-        on_event(&BundleEvent::Blob {
+        reporter.report(&BundleEvent::Blob {
             name: blob.sha256.clone(),
             size: blob.size,
             action,

@@ -22,12 +22,13 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use sha1::{Digest, Sha1};
 
-use super::{BundleError, BundleEvent, OnEvent, copy_hashed, lfs_pointer_oid};
+use super::{BundleError, BundleEvent, copy_hashed, lfs_pointer_oid};
 use crate::Larder;
 use crate::hub::{RepoId, Revision, validate_repo_path};
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, LicenceFields, RepoKind, SnapshotRecord};
+use crate::report::Reporter;
 
 /// Files at least this large are recorded as LFS files (the Hub's threshold).
 pub const LFS_THRESHOLD: u64 = 10 << 20;
@@ -62,7 +63,7 @@ pub async fn import_folder(
     kind: RepoKind,
     repo: &RepoId,
     revision: &Revision,
-    on_event: OnEvent<'_>,
+    reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
 ) -> Result<FolderSummary, BundleError> {
     // Blobs published here are unreferenced until the revision is recorded.
@@ -76,7 +77,7 @@ pub async fn import_folder(
     }
     let entries = walk(&root)?;
     let lfs_patterns = gitattributes_lfs(&root, &entries)?;
-    on_event(&BundleEvent::Start {
+    reporter.report(&BundleEvent::Start {
         blobs: entries.len(),
         bytes: 0,
     });
@@ -127,7 +128,7 @@ pub async fn import_folder(
             blobs_imported += 1;
         }
         kept += size;
-        on_event(&BundleEvent::Blob {
+        reporter.report(&BundleEvent::Blob {
             name: path.clone(),
             size,
             action: if fresh { "copied" } else { "skipped" },

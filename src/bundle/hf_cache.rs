@@ -20,11 +20,12 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::export::ExportSummary;
-use super::{BundleError, BundleEvent, OnEvent, create_dir};
+use super::{BundleError, BundleEvent, create_dir};
 use crate::Larder;
 use crate::hub::validate_repo_path;
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::registry::{CommitDetail, RepoKind};
+use crate::report::Reporter;
 
 /// `models--org--name` (or `datasets--…`).
 pub fn repo_folder(kind: RepoKind, name: &str) -> String {
@@ -38,7 +39,7 @@ pub async fn export_hf_cache(
     commits: &[CommitDetail],
     dir: &Path,
     links: super::LinkMode,
-    on_event: OnEvent<'_>,
+    reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
     let mut summary = ExportSummary {
@@ -55,7 +56,7 @@ pub async fn export_hf_cache(
         );
     }
     let total = commits.iter().flat_map(|c| &c.files).map(|f| f.size).sum();
-    on_event(&BundleEvent::Start {
+    reporter.report(&BundleEvent::Start {
         blobs: commits.iter().map(|c| c.files.len()).sum(),
         bytes: total,
     });
@@ -104,7 +105,7 @@ pub async fn export_hf_cache(
                 action
             };
             kept += file.size;
-            on_event(&BundleEvent::Blob {
+            reporter.report(&BundleEvent::Blob {
                 name: etag.clone(),
                 size: file.size,
                 action,

@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::manifest::{BLOBS_DIR, CommitEntry, Manifest, RepoEntry};
-use super::{BundleError, BundleEvent, OnEvent, copy_hashed};
+use super::{BundleError, BundleEvent, copy_hashed};
 use crate::Larder;
 use crate::fetch::digest::Digests;
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
 use crate::registry::{BlobRecord, FileRecord, SnapshotRecord};
+use crate::report::Reporter;
 
 /// What happened to one revision of the bundle.
 #[derive(Debug, Clone, Serialize)]
@@ -76,7 +77,7 @@ enum BlobState {
 pub async fn import_bundle(
     larder: &Larder,
     dir: &Path,
-    on_event: OnEvent<'_>,
+    reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
 ) -> Result<ImportSummary, BundleError> {
     // Blobs published here are unreferenced until their revision is recorded.
@@ -92,7 +93,7 @@ pub async fn import_bundle(
         ..ImportSummary::default()
     };
     let total: u64 = manifest.blobs.iter().map(|b| b.size).sum();
-    on_event(&BundleEvent::Start {
+    reporter.report(&BundleEvent::Start {
         blobs: manifest.blobs.len(),
         bytes: total,
     });
@@ -108,11 +109,11 @@ pub async fn import_bundle(
                     &carried,
                     &mut blobs,
                     &mut summary,
-                    on_event,
+                    reporter,
                     cancel,
                 )
                 .await?;
-                on_event(&BundleEvent::Revision {
+                reporter.report(&BundleEvent::Revision {
                     revision: format!("{}@{}", outcome.repo, outcome.commit),
                     status: outcome.status,
                 });
@@ -147,7 +148,7 @@ async fn import_commit(
     carried: &BTreeMap<&str, u64>,
     blobs: &mut HashMap<String, BlobState>,
     summary: &mut ImportSummary,
-    on_event: OnEvent<'_>,
+    reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
 ) -> Result<RevisionOutcome, BundleError> {
     let mut outcome = RevisionOutcome {
@@ -172,7 +173,7 @@ async fn import_commit(
             } else if let Some(size) = carried.get(file.sha256.as_str()) {
                 let state = verify_blob(larder, dir, &file.sha256, *size, cancel).await?;
                 if let BlobState::Part(..) = &state {
-                    on_event(&BundleEvent::Blob {
+                    reporter.report(&BundleEvent::Blob {
                         name: file.sha256.clone(),
                         size: *size,
                         action: "verified",

@@ -131,7 +131,7 @@ impl BundleError {
     }
 }
 
-/// One step of an export or import, for progress output.
+/// One step of an export or import, for a [`crate::report::Reporter<BundleEvent>`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum BundleEvent {
@@ -159,10 +159,6 @@ pub enum BundleEvent {
         status: &'static str,
     },
 }
-
-/// What an export or import tells its caller as it goes. Called from one task at a time; must
-/// not block.
-pub type OnEvent<'a> = &'a (dyn Fn(&BundleEvent) + Sync);
 
 /// One `ORG/NAME[@REV]` on the command line.
 #[derive(Debug, Clone)]

@@ -9,10 +9,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::Larder;
-use larder::convert::{ConvertRequest, ConvertRunError, Target, convert};
+use larder::convert::{ConvertEvent, ConvertRequest, ConvertRunError, Target, convert};
 use larder::hub::{RepoRef, RepoType};
 use larder::interrupt::CancellationToken;
 use larder::registry::RepoKind;
+use larder::report::{Reporter, Silent};
 
 use super::format;
 
@@ -148,13 +149,16 @@ pub async fn run(
         );
         bar
     });
-    let progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>> = bar.clone().map(|bar| {
-        Arc::new(move |done: u64, total: u64| {
-            bar.set_length(total);
-            bar.set_position(done);
-        }) as Arc<dyn Fn(u64, u64) + Send + Sync>
-    });
-    let result = convert(larder, &request, progress).await;
+    let reporter: Arc<dyn Reporter<ConvertEvent>> = match bar.clone() {
+        Some(bar) => Arc::new(move |event: &ConvertEvent| match *event {
+            ConvertEvent::Tensors { done, total } => {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        }),
+        None => Arc::new(Silent),
+    };
+    let result = convert(larder, &request, reporter).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -13,6 +13,7 @@ use larder::bundle::{
 use larder::hub::{RepoRef, RepoType};
 use larder::interrupt::{CancellationToken, Interrupted};
 use larder::registry::RepoKind;
+use larder::report::Reporter;
 
 use super::format;
 
@@ -65,7 +66,7 @@ pub async fn run(
         })
         .collect();
     let commits = select_commits(larder, &selections, args.layout == "plain").await?;
-    let on_event = progress(args.json);
+    let reporter = progress(args.json);
     let links = if args.hard_links {
         LinkMode::Hard
     } else {
@@ -85,13 +86,13 @@ pub async fn run(
                 &args.to,
                 since.as_ref(),
                 links,
-                &on_event,
+                &reporter,
                 &cancel,
             )
             .await
         }
         "hf-cache" => {
-            hf_cache::export_hf_cache(larder, &commits, &args.to, links, &on_event, &cancel).await
+            hf_cache::export_hf_cache(larder, &commits, &args.to, links, &reporter, &cancel).await
         }
         _ => export_plain(larder, &commits, &args.to, links, &cancel).await,
     };
@@ -184,7 +185,7 @@ async fn export_plain(
 }
 
 /// Progress lines on stderr (unless `--json` or `LARDER_NO_PROGRESS`).
-pub fn progress(json: bool) -> impl Fn(&BundleEvent) + Sync {
+pub fn progress(json: bool) -> impl Reporter<BundleEvent> {
     let quiet = json || std::env::var_os("LARDER_NO_PROGRESS").is_some();
     move |event: &BundleEvent| {
         if quiet {

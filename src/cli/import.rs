@@ -37,7 +37,7 @@ pub async fn run(
     args: ImportArgs,
     cancel: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let on_event = super::export::progress(args.json);
+    let reporter = super::export::progress(args.json);
     if let Some(repo) = &args.as_repo {
         let kind = RepoKind::from(args.kind.parse::<RepoType>()?);
         let imported = folder::import_folder(
@@ -46,7 +46,7 @@ pub async fn run(
             kind,
             repo,
             &args.revision,
-            &on_event,
+            &reporter,
             &cancel,
         )
         .await;
@@ -87,7 +87,7 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
 
-    let summary = match import::import_bundle(larder, &args.dir, &on_event, &cancel).await {
+    let summary = match import::import_bundle(larder, &args.dir, &reporter, &cancel).await {
         Ok(summary) => summary,
         Err(BundleError::Interrupted(kept)) => {
             return Ok(super::interrupt::finish(

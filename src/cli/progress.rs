@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use larder::fetch::progress::{PullEvent, Reporter};
+use larder::fetch::progress::PullEvent;
+use larder::report::Reporter;
 
 use super::format;
 
@@ -25,7 +26,7 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 const RETRY_LINE_EVERY: Duration = Duration::from_secs(2);
 
 /// Pick the reporter for this invocation.
-pub fn reporter(json: bool) -> Box<dyn Reporter> {
+pub fn reporter(json: bool) -> Box<dyn Reporter<PullEvent>> {
     if json {
         Box::new(JsonLines::default())
     } else if std::io::stderr().is_terminal() && std::env::var_os("LARDER_NO_PROGRESS").is_none() {
@@ -107,7 +108,7 @@ impl Tally {
 /// One JSON event per line on stdout; progress is coalesced to a few lines a second per file.
 #[derive(Default)]
 pub struct JsonLines {
-    pending: Mutex<HashMap<String, (u64, Instant)>>,
+    pending: Mutex<HashMap<Arc<str>, (u64, Instant)>>,
 }
 
 impl JsonLines {
@@ -120,7 +121,7 @@ impl JsonLines {
     }
 }
 
-impl Reporter for JsonLines {
+impl Reporter<PullEvent> for JsonLines {
     fn report(&self, event: &PullEvent) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         match event {
@@ -136,13 +137,10 @@ impl Reporter for JsonLines {
                 }
             }
             PullEvent::FileVerified { path, .. } | PullEvent::FileFailed { path, .. } => {
-                if let Some((bytes, _)) = pending.remove(path)
+                if let Some((shown, (bytes, _))) = pending.remove_entry(path.as_str())
                     && bytes > 0
                 {
-                    Self::emit(&PullEvent::FileProgress {
-                        path: path.clone(),
-                        bytes,
-                    });
+                    Self::emit(&PullEvent::FileProgress { path: shown, bytes });
                 }
                 Self::emit(event);
             }
@@ -158,7 +156,7 @@ pub struct LogLines {
     tally: Mutex<Tally>,
 }
 
-impl Reporter for LogLines {
+impl Reporter<PullEvent> for LogLines {
     fn report(&self, event: &PullEvent) {
         let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
         let summary = match event {
@@ -353,7 +351,7 @@ impl Bars {
     }
 }
 
-impl Reporter for Bars {
+impl Reporter<PullEvent> for Bars {
     fn report(&self, event: &PullEvent) {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let mut tally = self.tally.lock().unwrap_or_else(|p| p.into_inner());
@@ -398,7 +396,7 @@ impl Reporter for Bars {
                 files.insert(path.clone(), bar);
             }
             PullEvent::FileProgress { path, bytes } => {
-                if let Some(bar) = files.get(path) {
+                if let Some(bar) = files.get(&**path) {
                     bar.inc(*bytes);
                 }
                 self.total.inc(*bytes);

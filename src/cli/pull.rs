@@ -144,7 +144,7 @@ pub async fn run(
         &args.accept_licence,
         actor(),
     )?));
-    let reporter: Arc<dyn larder::fetch::progress::Reporter> =
+    let reporter: Arc<dyn larder::report::Reporter<larder::fetch::progress::PullEvent>> =
         Arc::from(progress::reporter(args.json));
     let summary = match pull(larder, &options, reporter).await {
         Ok(summary) => summary,

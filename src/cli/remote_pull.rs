@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use larder::daemon::jobs::{JobView, PullProgress};
 use larder::failure::FailureKind;
-use larder::fetch::progress::{PullEvent, Reporter};
+use larder::fetch::progress::PullEvent;
 use larder::registry::JobState;
+use larder::report::Reporter;
 use serde_json::json;
 
 use super::jobs::Api;
@@ -56,7 +57,7 @@ pub async fn run(daemon: &str, pull: RemotePull) -> anyhow::Result<ExitCode> {
         pull.repo,
         pull.revision
     );
-    let reporter: Arc<dyn Reporter> = Arc::from(progress::reporter(pull.json));
+    let reporter: Arc<dyn Reporter<PullEvent>> = Arc::from(progress::reporter(pull.json));
     let mut follower = Follower::new(&pull, reporter);
     let started = Instant::now();
     loop {
@@ -92,14 +93,14 @@ struct Follower {
     repo: String,
     revision: String,
     kind: String,
-    reporter: Arc<dyn Reporter>,
+    reporter: Arc<dyn Reporter<PullEvent>>,
     resolved: Option<PullProgress>,
     /// Files shown as in flight: size and bytes reported so far.
     shown: HashMap<String, (u64, u64)>,
 }
 
 impl Follower {
-    fn new(pull: &RemotePull, reporter: Arc<dyn Reporter>) -> Follower {
+    fn new(pull: &RemotePull, reporter: Arc<dyn Reporter<PullEvent>>) -> Follower {
         Follower {
             repo: pull.repo.clone(),
             revision: pull.revision.clone(),
@@ -134,7 +135,7 @@ impl Follower {
                         let delta = file.bytes - *seen;
                         *seen = file.bytes;
                         self.reporter.report(&PullEvent::FileProgress {
-                            path: file.path.clone(),
+                            path: Arc::from(file.path.as_str()),
                             bytes: delta,
                         });
                     }
@@ -166,7 +167,7 @@ impl Follower {
         if let Some((size, seen)) = self.shown.remove(path) {
             if size > seen {
                 self.reporter.report(&PullEvent::FileProgress {
-                    path: path.to_owned(),
+                    path: Arc::from(path),
                     bytes: size - seen,
                 });
             }

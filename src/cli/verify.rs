@@ -7,7 +7,7 @@ use clap::Args;
 use larder::Larder;
 use larder::hub::{RepoRef, RepoType};
 use larder::registry::RepoKind;
-use larder::verify::{BlobStatus, verify_blobs};
+use larder::verify::{BlobCheck, BlobStatus, verify_blobs};
 
 use super::{EXIT_CORRUPT, format};
 
@@ -89,7 +89,7 @@ pub async fn run(larder: &Larder, args: VerifyArgs) -> anyhow::Result<ExitCode> 
         .map(|r| (r.id.as_str(), r.revision.as_ref().map(|v| v.as_str())));
     let blobs = larder::manage::blobs_to_verify(larder, kind, repo).await?;
     let json = args.json;
-    let report = verify_blobs(larder, blobs, &|check| {
+    let report = verify_blobs(larder, blobs, &|check: &BlobCheck| {
         if json {
             if let Ok(line) = serde_json::to_string(check) {
                 println!("{line}");

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::convert::ConvertRequest;
+use crate::convert::{ConvertEvent, ConvertRequest};
 use crate::daemon::jobs::{
     ActiveFile, CONVERT, ConvertSpec, GC, GcSpec, PULL, Progress, PullProgress, PullSpec,
     SpecError, VERIFY, VerifySpec,
@@ -13,8 +13,9 @@ use crate::daemon::jobs::{
 use crate::daemon::{Ended, Shared};
 use crate::failure::{Classify, FailureKind};
 use crate::fetch::PullOptions;
-use crate::fetch::progress::{PullEvent, Reporter};
+use crate::fetch::progress::PullEvent;
 use crate::registry::{JobRecord, JobState, RepoKind};
+use crate::report::Reporter;
 
 /// How long a cancelled job may take to stop by itself (checkpoints, clean-up) before it is
 /// dropped.
@@ -103,7 +104,7 @@ impl JobReporter {
     }
 }
 
-impl Reporter for JobReporter {
+impl Reporter<PullEvent> for JobReporter {
     fn report(&self, event: &PullEvent) {
         match event {
             PullEvent::Resolved {
@@ -149,7 +150,7 @@ impl Reporter for JobReporter {
                 self.bytes.fetch_add(*bytes, Ordering::Relaxed);
                 self.shared.fetched_bytes[self.kind_index].fetch_add(*bytes, Ordering::Relaxed);
                 self.with_detail(|d| {
-                    if let Some(file) = d.active.iter_mut().find(|f| &f.path == path) {
+                    if let Some(file) = d.active.iter_mut().find(|f| *f.path == **path) {
                         file.bytes += bytes;
                     }
                 });
@@ -285,12 +286,14 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             revision = request.revision,
             "conversion started"
         );
-        let progress: Arc<dyn Fn(u64, u64) + Send + Sync> = Arc::new(move |done, total| {
-            reporter.total.store(total, Ordering::Relaxed);
-            reporter.bytes.store(done, Ordering::Relaxed);
+        let progress = Arc::new(move |event: &ConvertEvent| match *event {
+            ConvertEvent::Tensors { done, total } => {
+                reporter.total.store(total, Ordering::Relaxed);
+                reporter.bytes.store(done, Ordering::Relaxed);
+            }
         });
         let request = ConvertRequest { cancel, ..request };
-        async move { crate::convert::convert(&shared.larder, &request, Some(progress)).await }
+        async move { crate::convert::convert(&shared.larder, &request, progress).await }
     })
     .await;
     match outcome {
@@ -382,11 +385,11 @@ async fn run_verify(shared: &Arc<Shared>, job: JobRecord) {
             bytes = total,
             "verify started"
         );
-        let on_checked = |check: &crate::verify::BlobCheck| {
+        let checked = |check: &crate::verify::BlobCheck| {
             reporter.bytes.fetch_add(check.size, Ordering::Relaxed);
             counted.0.fetch_add(check.size, Ordering::Relaxed);
         };
-        let report = crate::verify::verify_blobs(&larder, blobs, &on_checked)
+        let report = crate::verify::verify_blobs(&larder, blobs, &checked)
             .await
             .map_err(|e| Failure::of(&e))?;
         let bad = report

@@ -22,9 +22,10 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use super::PullError;
-use super::progress::{PullEvent, Reporter};
+use super::progress::PullEvent;
 use super::transfer::VerifiedPart;
 use crate::Larder;
+use crate::report::Reporter;
 use crate::xet::XetChunking;
 
 /// Most files committed as one group.
@@ -138,7 +139,7 @@ pub struct Committed {
 /// the error once it closes the channel.
 pub async fn commit_groups(
     larder: &Larder,
-    reporter: &dyn Reporter,
+    reporter: &dyn Reporter<PullEvent>,
     notes: &HeldNotes,
     mut files: mpsc::UnboundedReceiver<FetchedFile>,
 ) -> Result<Committed, PullError> {
@@ -158,7 +159,7 @@ pub async fn commit_groups(
 
 async fn commit(
     larder: &Larder,
-    reporter: &dyn Reporter,
+    reporter: &dyn Reporter<PullEvent>,
     notes: &HeldNotes,
     group: Vec<FetchedFile>,
     committed: &mut Committed,

@@ -45,10 +45,11 @@ use crate::hub::{HubError, RepoFile, RepoId, RepoType, Revision};
 use crate::interrupt::{Interrupted, unless_cancelled};
 use crate::record::{self, AdoptError};
 use crate::registry::{FileRecord, RegistryError, RepoKind};
+use crate::report::Reporter;
 use crate::store::StoreError;
 use group::FetchedFile;
 use plan::{PatternError, PlannedFile, Selection, content_key};
-use progress::{PullEvent, Reporter};
+use progress::PullEvent;
 use transfer::{FileJob, TransferEnv, TransferError, TransferSettings};
 
 /// What to pull and how.
@@ -255,7 +256,7 @@ impl PullError {
 pub async fn pull(
     larder: &Larder,
     options: &PullOptions,
-    reporter: Arc<dyn Reporter>,
+    reporter: Arc<dyn Reporter<PullEvent>>,
 ) -> Result<PullSummary, PullError> {
     let result = pull_inner(larder, options, reporter.clone()).await;
     if let Err(PullError::Interrupted(interrupted)) = &result {
@@ -270,7 +271,7 @@ pub async fn pull(
 async fn pull_inner(
     larder: &Larder,
     options: &PullOptions,
-    reporter: Arc<dyn Reporter>,
+    reporter: Arc<dyn Reporter<PullEvent>>,
 ) -> Result<PullSummary, PullError> {
     let started = Instant::now();
     let selection = Selection::new(&options.include, &options.exclude)?;

@@ -1,9 +1,10 @@
-//! Progress events of a pull, and the [`Reporter`] trait that receives them.
+//! The events of a pull, which a [`crate::report::Reporter<PullEvent>`] receives.
 //!
-//! The engine never draws anything: the CLI turns events into progress bars, log lines or
-//! JSON lines; the daemon into job progress. Events for one file arrive in the order
-//! `FileStarted → FileProgress* → FileVerified` (or `FileFailed`); `Retrying` may come in
-//! between. Implementations must not block: they are called from transfer tasks.
+//! Events for one file arrive in the order `FileStarted → FileProgress* → FileVerified` (or
+//! `FileFailed`); `Retrying` may come in between. `FileProgress`, the one sent many times a
+//! second, shares its path rather than copying it.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -48,8 +49,9 @@ pub enum PullEvent {
     },
     /// Bytes written to a file's part.
     FileProgress {
-        /// Path in the repo.
-        path: String,
+        /// Path in the repo (shared with the transfer, not copied per event).
+        #[serde(serialize_with = "shared_str")]
+        path: Arc<str>,
         /// New bytes since the previous event.
         bytes: u64,
     },
@@ -132,16 +134,7 @@ pub enum PullEvent {
     },
 }
 
-/// Receives [`PullEvent`]s.
-pub trait Reporter: Send + Sync {
-    /// Called for every event; must return quickly.
-    fn report(&self, event: &PullEvent);
-}
-
-/// A reporter that drops everything.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Silent;
-
-impl Reporter for Silent {
-    fn report(&self, _event: &PullEvent) {}
+/// Serializes a shared path as the string it is.
+fn shared_str<S: serde::Serializer>(path: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(path)
 }

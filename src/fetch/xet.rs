@@ -363,6 +363,8 @@ struct Ctx<'a> {
     env: &'a TransferEnv,
     xet: &'a XetEnv,
     job: &'a FileJob,
+    /// `job.path`, shared with every progress event rather than copied into each.
+    shown_path: Arc<str>,
     upstream: String,
     part: Part,
     hook: Option<PrefixHook>,
@@ -503,6 +505,7 @@ pub async fn fetch_file_with_hook(
         source: StoreError::io("could not reopen", &part.path, e),
     })?;
     let ctx = Ctx {
+        shown_path: Arc::from(job.path.as_str()),
         env,
         xet,
         job,
@@ -528,7 +531,7 @@ pub async fn fetch_file_with_hook(
             Some(done) => {
                 reused += term.len;
                 env.reporter.report(&PullEvent::FileProgress {
-                    path: path.clone(),
+                    path: ctx.shown_path.clone(),
                     bytes: term.len,
                 });
                 ctx.landed(term.index, done)
@@ -871,7 +874,7 @@ async fn fetch_group(
             .write_at(bytes, term.offset)
             .map_err(|e| ctx.store_error(e))?;
         env.reporter.report(&PullEvent::FileProgress {
-            path: path.clone(),
+            path: ctx.shown_path.clone(),
             bytes: term.len,
         });
         let done = DoneTerm {

@@ -270,7 +270,7 @@ async fn verify(State(mirror): State<Arc<Mirror>>, bytes: Bytes) -> Result<Respo
     if let Some(daemon) = &mirror.daemon {
         return queued(daemon, &JobSpec::Verify(spec)).await;
     }
-    let report = crate::verify::verify_blobs(&mirror.larder, blobs, &|_| {})
+    let report = crate::verify::verify_blobs(&mirror.larder, blobs, &crate::report::Silent)
         .await
         .map_err(|e| ApiError::internal("verify", &e))?;
     let bad = report

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use hub_standin::{Hub, StandIn};
 use larder::Larder;
-use larder::fetch::progress::{PullEvent, Reporter};
+use larder::fetch::progress::PullEvent;
 use larder::fetch::{PullOptions, PullSummary, pull};
 use larder::hub::{RepoId, RepoType, Revision};
 use larder::registry::{CommitDetail, RepoKind as Kind};
+use larder::report::Reporter;
 use larder::settings::Settings;
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per seed.
@@ -162,7 +163,7 @@ pub fn options(repo: &str, revision: &str) -> PullOptions {
 #[derive(Default, Clone)]
 pub struct Recorder(pub Arc<Mutex<Vec<PullEvent>>>);
 
-impl Reporter for Recorder {
+impl Reporter<PullEvent> for Recorder {
     fn report(&self, event: &PullEvent) {
         self.0.lock().unwrap().push(event.clone());
     }

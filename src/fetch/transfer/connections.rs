@@ -430,7 +430,7 @@ pub(super) fn flush(
         }
         shared.changed.notify_all();
         env.reporter.report(&PullEvent::FileProgress {
-            path: shared.job.path.clone(),
+            path: shared.shown_path.clone(),
             bytes: n,
         });
         *pos += n;

@@ -38,12 +38,13 @@ use url::Url;
 
 use super::concurrency::{AdaptiveLimit, RequestPermit};
 use super::digest::{ContentHasher, Digests};
-use super::progress::{PullEvent, Reporter};
+use super::progress::PullEvent;
 use super::ranges::RangeSet;
 use super::state::PartState;
 use crate::failure::{Classify, FailureKind};
 use crate::hub::client::check_status;
 use crate::hub::{HubClient, HubError, RepoType, RetryPolicy};
+use crate::report::Reporter;
 use crate::store::{LocalStore, StoreError};
 
 /// Bytes buffered per connection before a write.
@@ -225,7 +226,7 @@ pub struct TransferEnv {
     /// Tunables.
     pub settings: TransferSettings,
     /// Progress sink.
-    pub reporter: Arc<dyn Reporter>,
+    pub reporter: Arc<dyn Reporter<PullEvent>>,
     /// Global rate limit, if any.
     pub rate_limit: Option<Arc<super::rate::RateLimiter>>,
     /// The adaptive limit on requests in flight every request holds a permit of, if any.
@@ -253,6 +254,8 @@ struct Shared {
     /// no checkpoint may write it again (a late checkpoint would resurrect a removed state).
     state_io: Mutex<bool>,
     job: FileJob,
+    /// `job.path`, shared with every progress event rather than copied into each.
+    shown_path: Arc<str>,
     file: File,
     part_path: PathBuf,
     schedule: Mutex<Schedule>,
@@ -427,6 +430,7 @@ async fn transfer_verified(
             TransferError::store(&path, StoreError::io("could not open", &part_path, e))
         })?;
         let shared = Arc::new(Shared {
+            shown_path: Arc::from(job.path.as_str()),
             file,
             schedule: Mutex::new(Schedule {
                 pending: std::collections::VecDeque::new(),
@@ -483,6 +487,7 @@ async fn transfer_verified(
         .max(1)
         .min(pending.len().max(1));
     let shared = Arc::new(Shared {
+        shown_path: Arc::from(job.path.as_str()),
         file,
         schedule: Mutex::new(Schedule {
             pending,

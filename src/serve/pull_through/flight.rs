@@ -1,78 +1,31 @@
-//! Pull-through: fetch what the store lacks from the upstream, once, while clients stream it.
-//!
-//! - **Revisions.** A commit the registry lacks is looked up upstream (repo info + tree) and
-//!   recorded. A branch is re-resolved upstream at most once a minute per repo and branch; the
-//!   lookups of one key are serialised, so a burst of clients on a cold repo makes one request.
-//!   When the upstream cannot be reached the registry's answer stands and the failure is logged.
-//!   When it refuses for good (RepoNotFound, RevisionNotFound, a 4xx) and the store holds
-//!   nothing for the request, its status, `X-Error-Code` and message are passed on verbatim
-//!   (remembered for ten seconds). A repo it reports disabled is refused by the mirror too,
-//!   held or not, until a lookup finds it enabled again.
-//! - **Renamed repos.** When the upstream redirects the repo (renamed, or another case), the
-//!   revision is recorded under the name it redirected to, the old name is remembered as an
-//!   alias, and the client gets the same redirect, to the mirror's own URL.
-//! - **Files.** A miss starts — or joins — the one [`Flight`] of that content (keyed like the
-//!   transfer engine's parts: sha256, or the git oid for regular files). The transfer runs in its
-//!   own task: over the upstream's Xet storage when it listed a Xet hash for the content (and
-//!   `[pull] xet` allows; terms the store already holds are copied, so a new revision of a held
-//!   file costs only its changed chunks, and a chain of mirrors passes that on), else — or when
-//!   that storage is unusable — over plain HTTP. Both report the part's contiguous prefix (the
-//!   Xet one as terms land in order, the plain one as it is read back); every client streams
-//!   from the part file up to that prefix and waits for it to grow. A client that disconnects does not cancel the transfer. The last byte of every
-//!   answer is held back until the digest matched, so if verification fails every client stream
-//!   is aborted with an error (the connection is reset, no client caches a wrong file) and
-//!   nothing is published. Once it matched, clients get the last byte at once, while the part
-//!   is synced and published (with an object store that upload can take minutes, longer than
-//!   clients wait between bytes).
-//! - **Access.** Gated and private content is served only to a request whose `Authorization`
-//!   the upstream accepted for that repo (a `HEAD /resolve` with the client's header, without
-//!   the mirror's own token), remembered for a few minutes.
+//! One transfer in flight: clients stream the part as it grows, the transfer runs in its own
+//! task over Xet or plain HTTP, and what it landed is verified, published and recorded.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::http::HeaderMap;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use super::body::READ_CHUNK;
-use super::cache::{RepoItemKey, TtlCache};
-use super::errors::{ErrorKind, ServeError, internal};
-use super::metrics::Metrics;
-use super::{Mirror, Target};
+use super::PullThrough;
 use crate::Larder;
-use crate::fetch::progress::{PullEvent, Reporter};
+use crate::fetch::progress::PullEvent;
 use crate::fetch::transfer::{
     self, FileJob, PartProgress, PrefixHook, TransferEnv, TransferSettings,
 };
 use crate::fetch::xet::{self as fetch_xet, XetEnv};
-use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, is_commit_sha};
+use crate::hub::{RepoId, RepoType};
 use crate::record::{self, Checked};
 use crate::registry::{FileRecord, FileRow, RepoKind};
-
-/// How long a branch's upstream answer is trusted.
-const BRANCH_TTL: Duration = Duration::from_secs(60);
-/// How long an upstream refusal (RepoNotFound, RevisionNotFound, ...) is reused.
-const REFUSAL_TTL: Duration = Duration::from_secs(10);
-/// How long an upstream access decision for a token is trusted.
-const ACCESS_TTL: Duration = Duration::from_secs(300);
-
-/// Most (repo, token) access answers remembered at once.
-const ACCESS_CACHE_MAX: usize = 4096;
-/// Upper bound on one upstream metadata exchange, so a dead upstream does not stall clients.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(8);
-/// Connections shared by all pull-through transfers.
-const CONNECTIONS: usize = 16;
-/// How long an upstream CAS session (its token, refreshed as it expires, and its connections)
-/// is kept for more files of the same commit.
-const CAS_SESSION_TTL: Duration = Duration::from_secs(600);
-/// Most CAS sessions kept at once.
-const CAS_SESSION_MAX: usize = 256;
+use crate::report::Reporter;
+use crate::serve::body::READ_CHUNK;
+use crate::serve::cache::RepoItemKey;
+use crate::serve::errors::{ErrorKind, ServeError, internal};
+use crate::serve::metrics::Metrics;
+use crate::serve::{Mirror, Target};
 
 /// Where a transfer stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,65 +195,6 @@ impl Reader {
     }
 }
 
-/// (kind, repo, sha256 of the `Authorization` value).
-type BranchSlot = Arc<tokio::sync::Mutex<Option<(Instant, Lookup)>>>;
-/// (kind, repo).
-type RepoKey = (RepoKind, String);
-
-/// What an upstream lookup of a revision said, as remembered for a while.
-#[derive(Debug, Clone)]
-enum Lookup {
-    /// The commit it names (`None`: the upstream could not be asked; use the store's answer).
-    Commit(Option<String>),
-    /// The upstream refused for good (unknown repo or revision, gated, invalid request).
-    Refused(UpstreamReply),
-    /// The upstream redirected the repo to this name (renamed); the revision was recorded
-    /// under it.
-    Moved(String),
-    /// The upstream could not be asked (down, hanging, garbage): its answer-to-be (502, 503
-    /// or 504) and why, for a request the store cannot answer either.
-    Unavailable { status: u16, why: String },
-}
-
-impl Lookup {
-    /// How long the answer is reused: refusals briefly, so a repo or branch created upstream
-    /// a moment ago shows up soon.
-    fn ttl(&self) -> Duration {
-        match self {
-            Lookup::Commit(_) | Lookup::Unavailable { .. } | Lookup::Moved(_) => BRANCH_TTL,
-            Lookup::Refused(_) => REFUSAL_TTL,
-        }
-    }
-}
-
-/// What an upstream lookup recorded.
-struct FetchedRevision {
-    /// The repo's name now (differs from the one asked when the upstream redirected).
-    repo: String,
-    /// The commit.
-    sha: String,
-    /// Whether the upstream disabled the repo.
-    disabled: bool,
-}
-
-/// The pull-through machinery of a mirror.
-pub struct PullThrough {
-    larder: Larder,
-    flights: Arc<Mutex<HashMap<String, Flight>>>,
-    branches: Mutex<HashMap<RepoItemKey, BranchSlot>>,
-    access: TtlCache<RepoItemKey, bool>,
-    permits: Arc<Semaphore>,
-    probe: reqwest::Client,
-    /// When an upstream lookup last failed (cleared by the next success).
-    down_since: Mutex<Option<Instant>>,
-    /// Repos the upstream reported disabled, and when it last said so.
-    disabled: Mutex<HashMap<RepoKey, Instant>>,
-    /// The mirror's counters.
-    metrics: Arc<Metrics>,
-    /// Upstream CAS sessions by commit, for files fetched over Xet.
-    cas: TtlCache<RepoItemKey, Arc<crate::xet::cas::CasSession>>,
-}
-
 /// Counts the bytes a transfer receives for `/metrics`.
 ///
 /// A plain transfer's progress is all received bytes. A Xet transfer's progress also counts
@@ -323,7 +217,7 @@ impl Counting {
     }
 }
 
-impl Reporter for Counting {
+impl Reporter<PullEvent> for Counting {
     fn report(&self, event: &PullEvent) {
         use std::sync::atomic::Ordering;
         match event {
@@ -354,352 +248,6 @@ struct Landed {
 }
 
 impl PullThrough {
-    /// Pull-through over `larder`'s upstream client, counting into `metrics`.
-    pub fn new(larder: Larder, metrics: Arc<Metrics>) -> Self {
-        let probe = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(UPSTREAM_TIMEOUT)
-            .build()
-            .unwrap_or_default();
-        PullThrough {
-            larder,
-            flights: Arc::new(Mutex::new(HashMap::new())),
-            branches: Mutex::new(HashMap::new()),
-            access: TtlCache::new(ACCESS_TTL, ACCESS_CACHE_MAX),
-            permits: Arc::new(Semaphore::new(CONNECTIONS)),
-            probe,
-            down_since: Mutex::new(None),
-            disabled: Mutex::new(HashMap::new()),
-            metrics,
-            cas: TtlCache::new(CAS_SESSION_TTL, CAS_SESSION_MAX),
-        }
-    }
-
-    /// Whether the upstream disabled the repo (as last seen, within the branch TTL; the
-    /// mark is renewed or cleared by every lookup of the repo).
-    pub fn is_disabled(&self, kind: RepoKind, repo: &str) -> bool {
-        self.disabled
-            .lock()
-            .ok()
-            .and_then(|map| map.get(&(kind, repo.to_owned())).copied())
-            .is_some_and(|at| at.elapsed() < BRANCH_TTL)
-    }
-
-    fn mark_disabled(&self, kind: RepoKind, repo: &str, disabled: bool) {
-        if let Ok(mut map) = self.disabled.lock() {
-            let key = (kind, repo.to_owned());
-            if disabled {
-                if map.insert(key, Instant::now()).is_none() {
-                    tracing::warn!(repo, "the upstream has disabled this repo; refusing it too");
-                }
-            } else {
-                map.remove(&key);
-            }
-        }
-    }
-
-    /// The commit `revision` names upstream, recording the commit and the ref move. `None` when
-    /// the local answer should stand: the branch was checked within the last minute, or the
-    /// upstream failed (logged).
-    pub async fn resolve(
-        &self,
-        mirror: &Mirror,
-        kind: RepoKind,
-        repo: &str,
-        revision: &str,
-        headers: &HeaderMap,
-    ) -> Result<Option<String>, ServeError> {
-        let (Ok(repo_id), Ok(rev)) = (RepoId::parse(repo), Revision::parse(revision)) else {
-            return Ok(None);
-        };
-        let held = |sha: &str| {
-            let (name, sha) = (repo.to_owned(), sha.to_owned());
-            let registry = self.larder.registry.clone();
-            async move { matches!(registry.commit_detail(kind, &name, &sha).await, Ok(Some(_))) }
-        };
-        if is_commit_sha(revision) && held(revision).await {
-            return Ok(Some(revision.to_owned()));
-        }
-        let key = RepoItemKey::new(kind, repo, revision);
-        let slot = {
-            let Ok(mut map) = self.branches.lock() else {
-                return Ok(None);
-            };
-            map.entry(key).or_default().clone()
-        };
-        let mut slot = slot.lock().await;
-        let lookup = match &*slot {
-            Some((at, lookup)) if at.elapsed() < lookup.ttl() => lookup.clone(),
-            _ => {
-                let lookup = self.look_up(mirror, kind, &repo_id, &rev).await;
-                *slot = Some((Instant::now(), lookup.clone()));
-                lookup
-            }
-        };
-        match lookup {
-            Lookup::Commit(answer) => Ok(answer),
-            Lookup::Moved(to) => Err(ServeError::Moved(to)),
-            Lookup::Unavailable { status, why } => {
-                let held = self.larder.registry.resolve(kind, repo, revision).await;
-                if matches!(held, Ok(Some(_))) {
-                    return Ok(None);
-                }
-                Err(ServeError::UpstreamUnavailable {
-                    status,
-                    endpoint: self.larder.client.endpoint(),
-                    why,
-                })
-            }
-            Lookup::Refused(reply) => {
-                // What the store holds stays served (the upstream may only have lost it, or
-                // refuse the mirror's own token); only a true miss gets the upstream's answer.
-                let held = self.larder.registry.resolve(kind, repo, revision).await;
-                if matches!(held, Ok(Some(_))) {
-                    return Ok(None);
-                }
-                let authenticated = super::authorization(headers).is_some();
-                Err(match reply.code.as_deref() {
-                    // The Hub answers 401 anonymously and 404 with a token; follow the client's
-                    // request, not the mirror's.
-                    Some("RepoNotFound") => ServeError::RepoNotFound { authenticated },
-                    _ => ServeError::UpstreamRefused {
-                        status: reply.status,
-                        code: reply.code,
-                        message: reply.message,
-                    },
-                })
-            }
-        }
-    }
-
-    /// Ask the upstream which commit `rev` names (recording it); classify the failure.
-    async fn look_up(
-        &self,
-        mirror: &Mirror,
-        kind: RepoKind,
-        repo_id: &RepoId,
-        rev: &Revision,
-    ) -> Lookup {
-        let repo = repo_id.as_str();
-        match self.fetch_revision(kind, repo_id, rev).await {
-            Ok(fetched) => {
-                mirror.forget(kind, &fetched.repo);
-                self.mark_down(false);
-                self.mark_disabled(kind, &fetched.repo, fetched.disabled);
-                if fetched.repo != repo {
-                    return Lookup::Moved(fetched.repo);
-                }
-                Lookup::Commit(Some(fetched.sha))
-            }
-            Err(error) => {
-                if let HubError::Disabled { .. } = error {
-                    self.mark_disabled(kind, repo, true);
-                    self.mark_down(false);
-                    return Lookup::Commit(None);
-                }
-                if let Some(reply) = error.refusal() {
-                    self.mark_down(false);
-                    tracing::info!(
-                        repo, revision = %rev, status = reply.status, code = reply.code.as_deref(),
-                        "upstream refused the lookup"
-                    );
-                    return Lookup::Refused(reply);
-                }
-                self.metrics.error(ErrorKind::UpstreamLookupFailed);
-                if matches!(error, HubError::Network { .. } | HubError::Endpoint(_))
-                    || error.is_transient()
-                {
-                    self.mark_down(true);
-                }
-                let why = transfer::error_chain(&error);
-                tracing::warn!(
-                    repo, revision = %rev, error = %why,
-                    "upstream lookup failed; answering from the store"
-                );
-                let status = match &error {
-                    HubError::Timeout { .. } => 504,
-                    HubError::Network { .. } => 503,
-                    HubError::Status {
-                        status: 429 | 503, ..
-                    } => 503,
-                    _ => 502,
-                };
-                Lookup::Unavailable { status, why }
-            }
-        }
-    }
-
-    fn mark_down(&self, down: bool) {
-        if let Ok(mut since) = self.down_since.lock() {
-            match (down, *since) {
-                (true, None) => *since = Some(Instant::now()),
-                (false, _) => *since = None,
-                _ => {}
-            }
-        }
-    }
-
-    /// Whether the last upstream lookup failed recently.
-    fn upstream_down(&self) -> bool {
-        self.down_since
-            .lock()
-            .ok()
-            .and_then(|since| *since)
-            .is_some_and(|at| at.elapsed() < BRANCH_TTL)
-    }
-
-    /// Repo info (+ tree, for a commit not yet recorded) from upstream, recorded under the
-    /// name the upstream gives the repo now (with `repo` as an old name, if it redirected).
-    async fn fetch_revision(
-        &self,
-        kind: RepoKind,
-        asked: &RepoId,
-        revision: &Revision,
-    ) -> Result<FetchedRevision, HubError> {
-        let client = &self.larder.client;
-        let rt = RepoType::from(kind);
-        let timed = |what: &'static str, after: Duration| HubError::Timeout {
-            url: format!("{} ({what})", client.endpoint()),
-            what: "answer",
-            after,
-        };
-        let fetched = tokio::time::timeout(
-            UPSTREAM_TIMEOUT,
-            client.repo_info_fetched(rt, asked, revision),
-        )
-        .await
-        .map_err(|_| timed("repo info", UPSTREAM_TIMEOUT))??;
-        let repo = &fetched.canonical;
-        let info = &fetched.info;
-        let sha = info.sha.clone().unwrap_or_default();
-        let known = self
-            .larder
-            .registry
-            .commit_detail(kind, repo.as_str(), &sha)
-            .await
-            .ok()
-            .flatten();
-        let refs = if revision.is_commit() {
-            Vec::new()
-        } else {
-            vec![revision.to_string()]
-        };
-        let files = match known {
-            Some(_) => Vec::new(), // the tree of a commit never changes; only the ref moves
-            None => {
-                let tree =
-                    tokio::time::timeout(UPSTREAM_TIMEOUT * 4, client.list_files(rt, repo, &sha))
-                        .await
-                        .map_err(|_| timed("tree", UPSTREAM_TIMEOUT * 4))??;
-                let mut files = Vec::with_capacity(tree.len());
-                // The Xet hashes it lists, so the mirror can advertise Xet for files it has not
-                // fetched yet (a hash is a function of the content, so the pair stays true).
-                let listed: Vec<(String, String)> = tree
-                    .iter()
-                    .filter_map(|f| Some((f.lfs_sha256.clone()?, f.xet_hash.clone()?)))
-                    .collect();
-                if let Err(error) = self.larder.registry.record_listed_xet(listed).await {
-                    tracing::warn!(error = %transfer::error_chain(&error), "recording listed Xet hashes failed");
-                }
-                for f in tree {
-                    let sha256 = match &f.lfs_sha256 {
-                        Some(sha) => Some(sha.clone()),
-                        None => self
-                            .larder
-                            .registry
-                            .sha256_for_git_oid(&f.git_oid)
-                            .await
-                            .ok()
-                            .flatten(),
-                    };
-                    files.push(FileRecord {
-                        lfs: f.is_lfs(),
-                        path: f.path,
-                        size: f.size,
-                        git_oid: f.git_oid,
-                        sha256,
-                    });
-                }
-                files
-            }
-        };
-        let record = record::upstream_snapshot(
-            RepoType::from(kind),
-            repo,
-            client.endpoint(),
-            info,
-            &sha,
-            refs,
-            files,
-        );
-        match self.larder.registry.record_snapshot(record).await {
-            Ok(_) => {
-                crate::manifest::publish_logged(&self.larder, kind, repo.as_str(), &sha).await;
-                if let Err(error) =
-                    record::record_upstream_facts(&self.larder, rt, asked, &fetched, &sha).await
-                {
-                    tracing::error!(error = %transfer::error_chain(&error), "recording an upstream rename or info failed");
-                }
-            }
-            Err(error) => {
-                tracing::error!(error = %transfer::error_chain(&error), "recording an upstream revision failed");
-            }
-        }
-        Ok(FetchedRevision {
-            repo: repo.to_string(),
-            sha,
-            disabled: info.disabled,
-        })
-    }
-
-    /// Whether the upstream accepts `authorization` for the repo (cached a few minutes).
-    pub async fn check_access(
-        &self,
-        kind: RepoKind,
-        repo: &str,
-        commit: &str,
-        authorization: &str,
-    ) -> bool {
-        let token_key = hex::encode(Sha256::digest(authorization.as_bytes()));
-        let key = RepoItemKey::new(kind, repo, token_key);
-        if let Some(allowed) = self.access.get(&key) {
-            return allowed;
-        }
-        let url = format!(
-            "{}/{}{}/resolve/{}/.gitattributes",
-            self.larder.client.endpoint().trim_end_matches('/'),
-            RepoType::from(kind).url_prefix(),
-            repo,
-            commit
-        );
-        let allowed = match self
-            .probe
-            .head(&url)
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let status = response.status();
-                let code = response
-                    .headers()
-                    .get("x-error-code")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                status.is_success()
-                    || status.is_redirection()
-                    || (status.as_u16() == 404 && code == "EntryNotFound")
-            }
-            Err(error) => {
-                tracing::warn!(repo, error = %transfer::error_chain(&error), "upstream access check failed");
-                return false; // not cached: try again next time
-            }
-        };
-        tracing::info!(repo, allowed, "upstream access check");
-        self.access.insert(key, allowed);
-        allowed
-    }
-
     /// Start or join the transfer of `file` of `commit`.
     pub async fn flight(
         &self,
