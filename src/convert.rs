@@ -28,7 +28,8 @@ use crate::hub::RepoId;
 use crate::interrupt::Interrupted;
 use crate::record::{self, Checked};
 use crate::registry::{
-    CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
+    CommitDetail, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
+    SnapshotRecord,
 };
 use crate::report::Reporter;
 use crate::store::StoreError;
@@ -200,7 +201,9 @@ pub enum ConvertEvent {
     },
 }
 
-/// Run a conversion, telling `reporter` how far the tensor data has got.
+/// Run a conversion, telling `reporter` how far the tensor data has got: the held source,
+/// the converter on a blocking thread, the outputs and a model card published, then the
+/// derived repo's new commit recorded with its provenance.
 pub async fn convert(
     larder: &Larder,
     request: &ConvertRequest,
@@ -208,6 +211,93 @@ pub async fn convert(
 ) -> Result<ConvertOutcome, ConvertRunError> {
     let started = std::time::Instant::now();
     let _gc_guard = larder.local.gc_guard().await?;
+    let name = request.repo.as_str();
+    let (sha, detail, sources) = held_source(larder, request).await?;
+    let label = request.target.label();
+    let derived_name = match &request.name {
+        Some(n) => RepoId::parse(n)?.to_string(),
+        None => match request.target {
+            Target::Gguf(_) => format!("{name}-GGUF"),
+            Target::Safetensors(_) => format!("{name}-{label}"),
+        },
+    };
+    let tmp = larder.local.tmp_dir().join(format!(
+        "convert-{}-{}",
+        std::process::id(),
+        crate::now_unix()
+    ));
+    std::fs::create_dir_all(&tmp).map_err(|e| StoreError::io("could not create", &tmp, e))?;
+    let converted = match converted_in(request, sources, &tmp, &derived_name, reporter).await {
+        Ok(converted) => converted,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(error);
+        }
+    };
+    let (outputs, types, warnings) = converted;
+
+    let mut produced = publish_outputs(larder, request, outputs).await?;
+    let params = serde_json::json!({
+        "to": match request.target { Target::Gguf(_) => "gguf", Target::Safetensors(_) => "safetensors" },
+        "type": label,
+        "imatrix": request.imatrix.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy()),
+        "source": name,
+        "source_commit": sha,
+    });
+    let card = card(name, &sha, &derived_name, &label, &detail.licence, &params);
+    produced.push(publish_card(larder, &tmp, card.text.into_bytes()).await?);
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    let commit = record_derived(
+        larder,
+        request,
+        &derived_name,
+        &produced,
+        card.data,
+        &detail.licence,
+    )
+    .await?;
+    larder
+        .registry
+        .record_derivation(Derivation {
+            derived: CommitRef {
+                kind: request.kind,
+                name: derived_name.clone(),
+                sha: commit.clone(),
+            },
+            source: CommitRef {
+                kind: request.kind,
+                name: name.to_owned(),
+                sha: sha.clone(),
+            },
+            tool: "larder convert".to_owned(),
+            params,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: crate::now_unix(),
+        })
+        .await?;
+    crate::licence::record_held_detection(larder, request.kind, &derived_name, &commit).await;
+    Ok(ConvertOutcome {
+        source: name.to_owned(),
+        source_commit: sha,
+        derived: derived_name,
+        commit,
+        files: produced
+            .into_iter()
+            .map(|p| (p.path, p.size, p.sha256))
+            .collect(),
+        types,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The held revision the request names: its commit, its detail, and the store's files the
+/// converter reads. Fails when it is not held, or held without a file the converter needs.
+async fn held_source(
+    larder: &Larder,
+    request: &ConvertRequest,
+) -> Result<(String, CommitDetail, SourceFiles), ConvertRunError> {
     let name = request.repo.as_str();
     let not_held = || ConvertRunError::NotHeld {
         repo: name.to_owned(),
@@ -247,32 +337,27 @@ pub async fn convert(
             sources.insert(file.path.clone(), larder.blobs.fetch_local(sha256).await?);
         }
     }
-    let sources = SourceFiles::new(sources);
+    Ok((sha, detail, SourceFiles::new(sources)))
+}
 
-    let label = request.target.label();
-    let derived_name = match &request.name {
-        Some(n) => RepoId::parse(n)?.to_string(),
-        None => match request.target {
-            Target::Gguf(_) => format!("{name}-GGUF"),
-            Target::Safetensors(_) => format!("{name}-{label}"),
-        },
-    };
-    let base = name.rsplit('/').next().unwrap_or(name).to_owned();
-    let tmp = larder.local.tmp_dir().join(format!(
-        "convert-{}-{}",
-        std::process::id(),
-        crate::now_unix()
-    ));
-    std::fs::create_dir_all(&tmp).map_err(|e| StoreError::io("could not create", &tmp, e))?;
-
+/// Runs the converter into `tmp` on a blocking thread. The request's cancellation raises a
+/// flag the converter polls; cancelled at any point, even as the last tensor was written, the
+/// conversion is interrupted (the caller removes `tmp`, nothing is published).
+async fn converted_in(
+    request: &ConvertRequest,
+    sources: SourceFiles,
+    tmp: &Path,
+    derived_name: &str,
+    reporter: Arc<dyn Reporter<ConvertEvent>>,
+) -> Result<ConverterOutput, ConvertRunError> {
+    let name = request.repo.as_str();
     let target = request.target;
     let threads = request.threads;
     let imatrix = request.imatrix.clone();
     let repo_for_errors = name.to_owned();
-    let tmp_for_task = tmp.clone();
-    let base_for_task = base.clone();
-    let derived_for_task = derived_name.clone();
-    // The converter runs on a blocking thread and polls a flag; the token raises it.
+    let tmp = tmp.to_path_buf();
+    let base = name.rsplit('/').next().unwrap_or(name).to_owned();
+    let derived = derived_name.to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let raise = {
         let (stop, cancel) = (stop.clone(), request.cancel.clone());
@@ -285,9 +370,9 @@ pub async fn convert(
         run_converter(
             &sources,
             target,
-            &tmp_for_task,
-            &base_for_task,
-            &derived_for_task,
+            &tmp,
+            &base,
+            &derived,
             threads,
             imatrix.as_deref(),
             reporter.as_ref(),
@@ -304,23 +389,22 @@ pub async fn convert(
     .await
     .map_err(|e| ConvertRunError::Task(e.to_string()));
     raise.abort();
-    let result = match result {
-        // Cancelled while the last tensor was written: still nothing is published.
+    match result {
         Ok(Ok(_)) if request.cancel.is_cancelled() => Err(Interrupted::default().into()),
         Ok(result) => result,
         Err(error) => Err(error),
-    };
-    let (outputs, types, warnings) = match result {
-        Ok(ok) => ok,
-        Err(error) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(error);
-        }
-    };
+    }
+}
 
-    // Publish every output file (hashed once more from disk), then register. The writer of
-    // larder-convert hashes sha256 as it writes but knows nothing of Xet, so the Xet chunking
-    // of a GGUF is computed here from the freshly written (page-cached) file.
+/// Publishes every output file into the store (and copies it to `--out`) and records its
+/// blob. The writer of larder-convert hashes sha256 as it writes but knows nothing of Xet, so
+/// a GGUF's Xet chunking is computed here from the freshly written (page-cached) file; other
+/// outputs are hashed once more from disk, all digests in one read.
+async fn publish_outputs(
+    larder: &Larder,
+    request: &ConvertRequest,
+    outputs: Vec<Output>,
+) -> Result<Vec<Produced>, ConvertRunError> {
     let mut produced = Vec::new();
     for Output { path, file, digest } in outputs {
         let (sha256, size, git_oid, chunking) = match digest {
@@ -363,51 +447,56 @@ pub async fn convert(
             lfs,
         });
     }
+    Ok(produced)
+}
 
-    let params = serde_json::json!({
-        "to": match request.target { Target::Gguf(_) => "gguf", Target::Safetensors(_) => "safetensors" },
-        "type": label,
-        "imatrix": request.imatrix.as_ref().and_then(|p| p.file_name()).map(|f| f.to_string_lossy()),
-        "source": name,
-        "source_commit": sha,
-    });
-    let card = card(name, &sha, &derived_name, &label, &detail.licence, &params);
-    let card_bytes = card.text.into_bytes();
+/// Writes the model card into `tmp`, publishes it and records its blob.
+async fn publish_card(
+    larder: &Larder,
+    tmp: &Path,
+    card: Vec<u8>,
+) -> Result<Produced, ConvertRunError> {
     let card_path = tmp.join("README.md");
-    std::fs::write(&card_path, &card_bytes)
+    std::fs::write(&card_path, &card)
         .map_err(|e| StoreError::io("could not write", &card_path, e))?;
-    let card_digest = digest_bytes(&card_bytes, true);
-    larder
-        .blobs
-        .publish(&card_path, &card_digest.sha256)
-        .await?;
+    let digest = digest_bytes(&card, true);
+    larder.blobs.publish(&card_path, &digest.sha256).await?;
     record::record_blob(
         larder,
-        &card_digest.sha256,
-        card_bytes.len() as u64,
+        &digest.sha256,
+        card.len() as u64,
         Checked::Verified,
-        Some(&crate::xet::hash_bytes(&card_bytes)),
+        Some(&crate::xet::hash_bytes(&card)),
     )
     .await?;
-    produced.push(Produced {
+    Ok(Produced {
         path: "README.md".to_owned(),
-        size: card_bytes.len() as u64,
-        sha256: card_digest.sha256,
-        git_oid: card_digest.git_oid.unwrap_or_default(),
+        size: card.len() as u64,
+        sha256: digest.sha256,
+        git_oid: digest.git_oid.unwrap_or_default(),
         lfs: false,
-    });
-    let _ = std::fs::remove_dir_all(&tmp);
+    })
+}
 
-    // The derived repo's new tree: its current files, with ours added or replaced.
+/// Records the derived repo's new commit on `main`: its current files with `produced` added or
+/// replaced, the card's data, the source's licence fields (never gated). Returns the commit.
+async fn record_derived(
+    larder: &Larder,
+    request: &ConvertRequest,
+    derived_name: &str,
+    produced: &[Produced],
+    card_json: serde_json::Value,
+    licence: &LicenceFields,
+) -> Result<String, ConvertRunError> {
     let parent = larder
         .registry
-        .resolve(request.kind, &derived_name, "main")
+        .resolve(request.kind, derived_name, "main")
         .await?;
     let mut tree: BTreeMap<String, FileRecord> = BTreeMap::new();
     if let Some(parent_sha) = &parent
         && let Some(previous) = larder
             .registry
-            .commit_detail(request.kind, &derived_name, parent_sha)
+            .commit_detail(request.kind, derived_name, parent_sha)
             .await?
     {
         for file in previous.files {
@@ -423,7 +512,7 @@ pub async fn convert(
             );
         }
     }
-    for p in &produced {
+    for p in produced {
         tree.insert(
             p.path.clone(),
             FileRecord {
@@ -440,55 +529,23 @@ pub async fn convert(
         .registry
         .record_snapshot(SnapshotRecord {
             kind: request.kind,
-            name: derived_name.clone(),
+            name: derived_name.to_owned(),
             upstream: "larder convert".to_owned(),
             gated: None,
             private: false,
             commit: commit.clone(),
-            card_json: Some(card.data),
+            card_json: Some(card_json),
             refs: vec!["main".to_owned()],
             seen_at: crate::now_unix(),
             files: tree.into_values().collect(),
             licence: LicenceFields {
                 gated: None,
-                ..detail.licence.clone()
+                ..licence.clone()
             },
         })
         .await?;
-    crate::manifest::publish_logged(larder, request.kind, &derived_name, &commit).await;
-    larder
-        .registry
-        .record_derivation(Derivation {
-            derived: CommitRef {
-                kind: request.kind,
-                name: derived_name.clone(),
-                sha: commit.clone(),
-            },
-            source: CommitRef {
-                kind: request.kind,
-                name: name.to_owned(),
-                sha: sha.clone(),
-            },
-            tool: "larder convert".to_owned(),
-            params,
-            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-            created_at: crate::now_unix(),
-        })
-        .await?;
-    crate::licence::record_held_detection(larder, request.kind, &derived_name, &commit).await;
-    Ok(ConvertOutcome {
-        source: name.to_owned(),
-        source_commit: sha,
-        derived: derived_name,
-        commit,
-        files: produced
-            .into_iter()
-            .map(|p| (p.path, p.size, p.sha256))
-            .collect(),
-        types,
-        warnings,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    crate::manifest::publish_logged(larder, request.kind, derived_name, &commit).await;
+    Ok(commit)
 }
 
 /// One file the converter wrote: its path in the derived repo, where it is, and its sha256 and
