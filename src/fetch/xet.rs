@@ -35,7 +35,7 @@ use crate::registry::{HeldTerm, Registry};
 use crate::store::StoreError;
 use crate::xet::cas::{CasError, CasSession, shown_url};
 use crate::xet::reconstruction::{FetchRange, Term};
-use crate::xet::xorb::{XorbError, decode_chunks_into};
+use crate::xet::xorb::{ChunkStream, XorbError};
 
 const STATE_VERSION: u32 = 1;
 
@@ -378,20 +378,6 @@ struct Ctx<'a> {
     /// The last fresh reconstruction asked for because xorb URLs were refused, and when:
     /// concurrent ranges whose URLs expired together share one.
     renewed: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Term>>)>>,
-    /// Buffers of finished fetch ranges, reused by the next ones (at most one set per range in
-    /// flight), so a transfer does not fault in fresh memory for every xorb range.
-    buffers: std::sync::Mutex<Vec<RangeBuffers>>,
-}
-
-/// What one fetch range is read and decoded into.
-#[derive(Default)]
-struct RangeBuffers {
-    /// The range as received.
-    body: Vec<u8>,
-    /// Its chunks decoded, back to back.
-    decoded: Vec<u8>,
-    /// Each decoded chunk's length.
-    lengths: Vec<u32>,
 }
 
 impl Ctx<'_> {
@@ -516,7 +502,6 @@ pub async fn fetch_file_with_hook(
         digest: PrefixDigest::start(hashing),
         xet_hash,
         renewed: tokio::sync::Mutex::default(),
-        buffers: std::sync::Mutex::default(),
     };
     ctx.advance_prefix();
 
@@ -773,12 +758,30 @@ where
 
 /// Why one attempt at a fetch range ended.
 enum RangeFailure {
+    /// No byte came for the stall timeout (asked again, not counted as a failure).
     Stalled,
+    /// The CAS failed; retried when transient.
     Cas(CasError),
+    /// The range is not a valid run of chunks (not retried: the upstream sends garbage).
+    Xorb(XorbError),
+    /// A term's chunks add up to another length than the reconstruction said.
+    TermLength {
+        index: usize,
+        expected: u64,
+        actual: u64,
+    },
+    /// Writing the part failed.
+    Store(StoreError),
 }
 
-/// Fetch one xorb range (retrying), decode it and write the terms it serves. Returns the
-/// xorb bytes received.
+impl From<XorbError> for RangeFailure {
+    fn from(error: XorbError) -> Self {
+        RangeFailure::Xorb(error)
+    }
+}
+
+/// Fetch one xorb range (retrying), decoding it as it arrives and writing each term it serves
+/// into the part. Returns the xorb bytes received by the attempt that finished.
 async fn fetch_group(
     ctx: &Ctx<'_>,
     fetch: FetchRange,
@@ -787,25 +790,18 @@ async fn fetch_group(
     let mut fetch = fetch;
     let env = ctx.env;
     let path = &ctx.job.path;
-    let mut received = 0;
     let mut failures = 0;
     let mut renewals = 0;
-    let mut buffers = ctx
-        .buffers
-        .lock()
-        .ok()
-        .and_then(|mut pool| pool.pop())
-        .unwrap_or_default();
+    // Terms landed by an earlier attempt are never written again: the prefix digest may
+    // already have read them.
+    let mut landed = vec![false; terms.len()];
     loop {
         let attempt = {
             let _permit = env.permits.acquire().await;
-            fetch_range(ctx, &fetch, &mut buffers.body).await
+            fetch_range(ctx, &fetch, &terms, &mut landed).await
         };
         match attempt {
-            Ok(()) => {
-                received += buffers.body.len() as u64;
-                break;
-            }
+            Ok(received) => return Ok(received),
             Err(RangeFailure::Stalled) => {
                 tracing::warn!(path = %path, url = %shown_url(&fetch), "xorb range stalled; asking again");
             }
@@ -837,60 +833,95 @@ async fn fetch_group(
                 tokio::time::sleep(wait).await;
             }
             Err(RangeFailure::Cas(error)) => return Err(ctx.cas_error(error)),
+            Err(RangeFailure::Xorb(source)) => {
+                return Err(XetTransferError::Xorb {
+                    path: path.clone(),
+                    upstream: ctx.upstream.clone(),
+                    url: shown_url(&fetch),
+                    source,
+                });
+            }
+            Err(RangeFailure::TermLength {
+                index,
+                expected,
+                actual,
+            }) => {
+                return Err(XetTransferError::TermLength {
+                    path: path.clone(),
+                    upstream: ctx.upstream.clone(),
+                    index,
+                    expected,
+                    actual,
+                });
+            }
+            Err(RangeFailure::Store(error)) => return Err(ctx.store_error(error)),
         }
     }
-    let count = (fetch.chunk_end - fetch.chunk_start) as usize;
-    let RangeBuffers {
-        body,
-        decoded,
-        lengths,
-    } = &mut buffers;
-    decode_chunks_into(body, count, decoded, lengths).map_err(|source| XetTransferError::Xorb {
-        path: path.clone(),
-        upstream: ctx.upstream.clone(),
-        url: shown_url(&fetch),
-        source,
-    })?;
-    // Where each chunk of the range starts in `decoded`.
-    let mut starts = Vec::with_capacity(lengths.len() + 1);
-    starts.push(0usize);
-    for &length in lengths.iter() {
-        starts.push(starts[starts.len() - 1] + length as usize);
-    }
-    for term in &terms {
-        let first = (term.chunk_start - fetch.chunk_start) as usize;
-        let last = (term.chunk_end - fetch.chunk_start) as usize;
-        let bytes = &decoded[starts[first]..starts[last]];
-        if bytes.len() as u64 != term.len {
-            return Err(XetTransferError::TermLength {
-                path: path.clone(),
-                upstream: ctx.upstream.clone(),
-                index: term.index,
-                expected: term.len,
-                actual: bytes.len() as u64,
+}
+
+/// Writes the chunks of one attempt at a fetch range into the terms they serve, landing each
+/// term when its last chunk is written.
+struct TermWriter<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    /// The range's first chunk index in its xorb.
+    first_chunk: u32,
+    terms: &'c [Term],
+    landed: &'c mut [bool],
+    /// Bytes written into each term by this attempt.
+    written: Vec<u64>,
+    /// Lengths of the range's chunks so far.
+    lengths: Vec<u32>,
+}
+
+impl TermWriter<'_, '_> {
+    fn chunk(&mut self, index: usize, bytes: &[u8]) -> Result<(), RangeFailure> {
+        let chunk = self.first_chunk + index as u32;
+        self.lengths.push(bytes.len() as u32);
+        for (t, term) in self.terms.iter().enumerate() {
+            if self.landed[t] || chunk < term.chunk_start || chunk >= term.chunk_end {
+                continue;
+            }
+            let at = self.written[t];
+            if at + bytes.len() as u64 > term.len {
+                return Err(RangeFailure::TermLength {
+                    index: term.index,
+                    expected: term.len,
+                    actual: at + bytes.len() as u64,
+                });
+            }
+            self.ctx
+                .part
+                .write_at(bytes, term.offset + at)
+                .map_err(RangeFailure::Store)?;
+            self.written[t] += bytes.len() as u64;
+            self.ctx.env.reporter.report(&PullEvent::FileProgress {
+                path: self.ctx.shown_path.clone(),
+                bytes: bytes.len() as u64,
             });
+            if chunk + 1 == term.chunk_end {
+                if self.written[t] != term.len {
+                    return Err(RangeFailure::TermLength {
+                        index: term.index,
+                        expected: term.len,
+                        actual: self.written[t],
+                    });
+                }
+                let from = (term.chunk_start - self.first_chunk) as usize;
+                let done = DoneTerm {
+                    xorb: term.xorb.clone(),
+                    chunk_start: term.chunk_start,
+                    chunk_end: term.chunk_end,
+                    offset: term.offset,
+                    lengths: self.lengths[from..].to_vec(),
+                };
+                self.ctx
+                    .landed(term.index, done)
+                    .map_err(RangeFailure::Store)?;
+                self.landed[t] = true;
+            }
         }
-        ctx.part
-            .write_at(bytes, term.offset)
-            .map_err(|e| ctx.store_error(e))?;
-        env.reporter.report(&PullEvent::FileProgress {
-            path: ctx.shown_path.clone(),
-            bytes: term.len,
-        });
-        let done = DoneTerm {
-            xorb: term.xorb.clone(),
-            chunk_start: term.chunk_start,
-            chunk_end: term.chunk_end,
-            offset: term.offset,
-            lengths: lengths[first..last].to_vec(),
-        };
-        ctx.landed(term.index, done)
-            .map_err(|e| ctx.store_error(e))?;
+        Ok(())
     }
-    if let Ok(mut pool) = ctx.buffers.lock() {
-        pool.push(buffers);
-    }
-    Ok(received)
 }
 
 /// Most times one fetch range asks for fresh URLs after its URL was refused.
@@ -950,20 +981,32 @@ async fn renewed_range(
 }
 
 /// One GET of a fetch range, read whole (bounded to its length) under the stall watchdog and
-/// the rate limit.
+/// One attempt at a fetch range: its bytes are decoded as they arrive ([`ChunkStream`]) and
+/// written into the terms they serve, so memory stays at about one chunk. Returns the bytes
+/// received; more or fewer than the range's length, or chunks that do not add up, fail it.
 async fn fetch_range(
     ctx: &Ctx<'_>,
     fetch: &FetchRange,
-    body: &mut Vec<u8>,
-) -> Result<(), RangeFailure> {
+    terms: &[Term],
+    landed: &mut [bool],
+) -> Result<u64, RangeFailure> {
     let stall = ctx.env.settings.stall_timeout;
     let mut response = match tokio::time::timeout(stall, ctx.xet.session.start_range(fetch)).await {
         Err(_) => return Err(RangeFailure::Stalled),
         Ok(result) => result.map_err(RangeFailure::Cas)?,
     };
     let expected = fetch.len();
-    body.clear();
-    body.reserve(expected.min(64 << 20) as usize);
+    let count = (fetch.chunk_end - fetch.chunk_start) as usize;
+    let mut stream = ChunkStream::new(count, expected as usize);
+    let mut writer = TermWriter {
+        ctx,
+        first_chunk: fetch.chunk_start,
+        terms,
+        landed,
+        written: vec![0; terms.len()],
+        lengths: Vec::with_capacity(count),
+    };
+    let mut received = 0u64;
     loop {
         let piece = match tokio::time::timeout(stall, response.chunk()).await {
             Err(_) => return Err(RangeFailure::Stalled),
@@ -981,19 +1024,21 @@ async fn fetch_range(
         if let Some(limiter) = &ctx.env.rate_limit {
             limiter.take(piece.len()).await;
         }
-        body.extend_from_slice(&piece);
-        if body.len() as u64 > expected {
+        received += piece.len() as u64;
+        if received > expected {
             break;
         }
+        stream.feed(&piece, |index, bytes| writer.chunk(index, bytes))?;
     }
-    if body.len() as u64 != expected {
+    if received != expected {
         return Err(RangeFailure::Cas(CasError::RangeLength {
             url: shown_url(fetch),
             expected,
-            actual: body.len() as u64,
+            actual: received,
         }));
     }
-    Ok(())
+    stream.finish()?;
+    Ok(received)
 }
 
 #[cfg(test)]

@@ -80,67 +80,173 @@ pub struct DecodedChunk {
 
 /// Decodes exactly `expected` chunks from `range`, refusing anything else.
 pub fn decode_chunks(range: &[u8], expected: usize) -> Result<Vec<DecodedChunk>, XorbError> {
-    let (mut bytes, mut lengths) = (Vec::new(), Vec::new());
-    decode_chunks_into(range, expected, &mut bytes, &mut lengths)?;
-    let mut at = 0;
-    Ok(lengths
-        .iter()
-        .map(|&length| {
-            let data = bytes[at..at + length as usize].to_vec();
-            at += length as usize;
-            DecodedChunk { data }
-        })
-        .collect())
+    let mut chunks = Vec::new();
+    let mut stream = ChunkStream::new(expected, range.len());
+    stream.feed(range, |_, data: &[u8]| {
+        chunks.push(DecodedChunk {
+            data: data.to_vec(),
+        });
+        Ok::<(), XorbError>(())
+    })?;
+    stream.finish()?;
+    Ok(chunks)
 }
 
-/// [`decode_chunks`] into buffers the caller reuses: the chunks' bytes are appended to `out`
-/// back to back and their lengths to `lengths` (both are cleared first). Nothing is allocated
-/// per chunk, so a transfer decoding range after range keeps its memory.
-pub fn decode_chunks_into(
-    range: &[u8],
+/// Decodes a xorb range as it arrives, piece by piece, handing each chunk's bytes on in order.
+///
+/// A chunk that lies whole within a piece is decoded from the piece itself, and a raw
+/// (uncompressed) one is handed on without any copy; only a chunk split across pieces is
+/// gathered first. So memory stays at about one chunk whatever the range's length, and the
+/// bytes written out are still in the CPU's cache. Every bound of [`decode_chunks`] holds.
+#[derive(Debug, Default)]
+pub struct ChunkStream {
+    /// Chunks the range must hold.
     expected: usize,
-    out: &mut Vec<u8>,
-    lengths: &mut Vec<u32>,
-) -> Result<(), XorbError> {
-    out.clear();
-    lengths.clear();
-    let mut offset = 0;
-    while offset < range.len() {
-        let index = lengths.len();
-        if index == expected {
-            return Err(XorbError::Count {
-                expected,
-                actual: expected + 1,
+    /// Length of the whole range (for error messages).
+    len: usize,
+    /// Chunks handed on so far.
+    index: usize,
+    /// Range bytes consumed by those chunks.
+    consumed: usize,
+    /// The start of a chunk that continues in the next piece.
+    carry: Vec<u8>,
+    /// A compressed chunk's decoded bytes.
+    scratch: Vec<u8>,
+}
+
+impl ChunkStream {
+    /// A decoder for a range of `len` bytes holding `expected` chunks.
+    pub fn new(expected: usize, len: usize) -> Self {
+        ChunkStream {
+            expected,
+            len,
+            ..ChunkStream::default()
+        }
+    }
+
+    /// Decodes what `piece` completes, calling `emit(index, bytes)` for each whole chunk, in
+    /// order. The first error (the range's or `emit`'s) stops it.
+    pub fn feed<E: From<XorbError>>(
+        &mut self,
+        mut piece: &[u8],
+        mut emit: impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.carry.is_empty() {
+            // Complete the chunk begun in an earlier piece: its header, then its data.
+            let header_missing = CHUNK_HEADER_BYTES.saturating_sub(self.carry.len());
+            let take = header_missing.min(piece.len());
+            self.carry.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.carry.len() < CHUNK_HEADER_BYTES {
+                return Ok(());
+            }
+            let whole = self.extent(&self.carry)?;
+            let take = (whole - self.carry.len()).min(piece.len());
+            self.carry.extend_from_slice(&piece[..take]);
+            piece = &piece[take..];
+            if self.carry.len() < whole {
+                return Ok(());
+            }
+            let carry = std::mem::take(&mut self.carry);
+            let result = self.emit_chunk(&carry, &mut emit);
+            self.carry = carry;
+            self.carry.clear();
+            result?;
+        }
+        while !piece.is_empty() {
+            if piece.len() < CHUNK_HEADER_BYTES {
+                break;
+            }
+            let whole = self.extent(piece)?;
+            if piece.len() < whole {
+                break;
+            }
+            self.emit_chunk(&piece[..whole], &mut emit)?;
+            piece = &piece[whole..];
+        }
+        self.carry.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// Checks that the range ended where its last chunk did, with every chunk there.
+    pub fn finish(&self) -> Result<(), XorbError> {
+        if !self.carry.is_empty() {
+            return Err(XorbError::Truncated {
+                index: self.index,
+                offset: self.consumed,
+                len: self.len,
             });
         }
-        let before = out.len();
-        let used = decode_one(&range[offset..], index, offset, range.len(), out)?;
-        lengths.push((out.len() - before) as u32);
-        offset += used;
+        if self.index != self.expected {
+            return Err(XorbError::Count {
+                expected: self.expected,
+                actual: self.index,
+            });
+        }
+        Ok(())
     }
-    if lengths.len() != expected {
-        return Err(XorbError::Count {
-            expected,
-            actual: lengths.len(),
-        });
+
+    /// Header and data length of the chunk `rest` starts with (its header is whole).
+    fn extent(&self, rest: &[u8]) -> Result<usize, XorbError> {
+        let header = chunk_header(rest, self.index, self.consumed, self.len)?;
+        Ok(CHUNK_HEADER_BYTES + header.stored)
     }
-    Ok(())
+
+    /// Decodes one whole chunk (header and data) and hands its bytes on.
+    fn emit_chunk<E: From<XorbError>>(
+        &mut self,
+        chunk: &[u8],
+        emit: &mut impl FnMut(usize, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let index = self.index;
+        if index == self.expected {
+            return Err(XorbError::Count {
+                expected: self.expected,
+                actual: self.expected + 1,
+            }
+            .into());
+        }
+        let header = chunk_header(chunk, index, self.consumed, self.len)?;
+        let data = &chunk[CHUNK_HEADER_BYTES..];
+        if header.scheme == CompressionScheme::None {
+            if data.len() != header.unpacked {
+                return Err(XorbError::Length {
+                    index,
+                    expected: header.unpacked,
+                    actual: data.len(),
+                }
+                .into());
+            }
+            emit(index, data)?;
+        } else {
+            self.scratch.clear();
+            decode_data(data, &header, index, &mut self.scratch)?;
+            emit(index, &self.scratch)?;
+        }
+        self.index += 1;
+        self.consumed += chunk.len();
+        Ok(())
+    }
 }
 
-/// Decodes the chunk at the start of `rest`, appending its bytes to `out`; returns the bytes
-/// of `rest` it used.
-fn decode_one(
+/// What a chunk header says, checked against the format's bounds.
+struct ChunkHeader {
+    stored: usize,
+    unpacked: usize,
+    scheme: CompressionScheme,
+}
+
+/// Parses the header `rest` starts with; `Truncated` when `rest` is shorter than a header.
+fn chunk_header(
     rest: &[u8],
     index: usize,
     offset: usize,
     len: usize,
-    out: &mut Vec<u8>,
-) -> Result<usize, XorbError> {
-    let truncated = XorbError::Truncated { index, offset, len };
+) -> Result<ChunkHeader, XorbError> {
     let header: [u8; CHUNK_HEADER_BYTES] = rest
         .get(..CHUNK_HEADER_BYTES)
         .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| truncated.clone())?;
+        .ok_or(XorbError::Truncated { index, offset, len })?;
     let header = parse_chunk_header(header).map_err(|e| XorbError::Header {
         index,
         why: e.to_string(),
@@ -161,34 +267,46 @@ fn decode_one(
             index,
             why: e.to_string(),
         })?;
-    let data = rest
-        .get(CHUNK_HEADER_BYTES..CHUNK_HEADER_BYTES + stored)
-        .ok_or(truncated)?;
+    if scheme == CompressionScheme::Auto {
+        return Err(XorbError::Header {
+            index,
+            why: "compression scheme `auto` is not a stored scheme".to_owned(),
+        });
+    }
+    Ok(ChunkHeader {
+        stored,
+        unpacked,
+        scheme,
+    })
+}
+
+/// Decodes a chunk's stored data onto the end of `out`, refusing any other length than its
+/// header promised.
+fn decode_data(
+    data: &[u8],
+    header: &ChunkHeader,
+    index: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), XorbError> {
     let before = out.len();
-    match scheme {
-        CompressionScheme::None => out.extend_from_slice(data),
-        CompressionScheme::LZ4 => lz4_bounded(data, unpacked, index, out)?,
+    match header.scheme {
+        CompressionScheme::LZ4 => lz4_bounded(data, header.unpacked, index, out)?,
         CompressionScheme::ByteGrouping4LZ4 => {
-            let mut grouped = Vec::with_capacity(unpacked);
-            lz4_bounded(data, unpacked, index, &mut grouped)?;
+            let mut grouped = Vec::with_capacity(header.unpacked);
+            lz4_bounded(data, header.unpacked, index, &mut grouped)?;
             out.extend_from_slice(&bg4_regroup(&grouped));
         }
-        CompressionScheme::Auto => {
-            return Err(XorbError::Header {
-                index,
-                why: "compression scheme `auto` is not a stored scheme".to_owned(),
-            });
-        }
+        CompressionScheme::None | CompressionScheme::Auto => out.extend_from_slice(data),
     }
     let actual = out.len() - before;
-    if actual != unpacked {
+    if actual != header.unpacked {
         return Err(XorbError::Length {
             index,
-            expected: unpacked,
+            expected: header.unpacked,
             actual,
         });
     }
-    Ok(CHUNK_HEADER_BYTES + stored)
+    Ok(())
 }
 
 /// Decompresses an LZ4 frame onto the end of `out`, reading at most one byte past `expected`
@@ -238,6 +356,53 @@ mod tests {
         let mut out = header(scheme, stored.len() as u32, data.len() as u32);
         out.extend_from_slice(&stored);
         out
+    }
+
+    /// Fed in pieces split anywhere (inside headers, inside data, between chunks), the stream
+    /// hands on the same chunks as one whole range, and a range cut short is refused.
+    #[test]
+    fn pieces_split_anywhere_decode_the_same() {
+        let a: Vec<u8> = (0..5_000u32).map(|i| (i % 251) as u8).collect();
+        let b = vec![7u8; 3000];
+        let c: Vec<u8> = (0..1024u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut range = chunk(CompressionScheme::None, &a);
+        range.extend(chunk(CompressionScheme::LZ4, &b));
+        range.extend(chunk(CompressionScheme::ByteGrouping4LZ4, &c));
+        range.extend(chunk(CompressionScheme::None, &b[..10]));
+        let whole: Vec<Vec<u8>> = decode_chunks(&range, 4)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.data)
+            .collect();
+        assert_eq!(
+            whole,
+            vec![a.clone(), b.clone(), c.clone(), b[..10].to_vec()]
+        );
+        for step in [1, 3, 7, 8, 9, 100, 4999, 5008, 5009] {
+            let mut stream = ChunkStream::new(4, range.len());
+            let mut got: Vec<(usize, Vec<u8>)> = Vec::new();
+            for piece in range.chunks(step) {
+                stream
+                    .feed(piece, |i, data: &[u8]| {
+                        got.push((i, data.to_vec()));
+                        Ok::<(), XorbError>(())
+                    })
+                    .unwrap();
+            }
+            stream.finish().unwrap();
+            let indices: Vec<usize> = got.iter().map(|(i, _)| *i).collect();
+            assert_eq!(indices, vec![0, 1, 2, 3], "pieces of {step}");
+            let data: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+            assert_eq!(data, whole, "pieces of {step}");
+        }
+        let mut stream = ChunkStream::new(4, range.len());
+        stream
+            .feed(&range[..range.len() - 1], |_, _| Ok::<(), XorbError>(()))
+            .unwrap();
+        assert!(matches!(
+            stream.finish(),
+            Err(XorbError::Truncated { index: 3, .. })
+        ));
     }
 
     #[test]
