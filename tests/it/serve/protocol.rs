@@ -205,124 +205,150 @@ async fn every_range_form() {
     assert_eq!(header(&r, "content-range"), Some("bytes */0"));
 }
 
-async fn expect_error(
-    client: &reqwest::Client,
-    request: reqwest::RequestBuilder,
+/// One request of the error-code table and what the mirror must answer.
+struct ErrorCase {
+    method: reqwest::Method,
+    /// Path after the mirror's origin.
+    path: String,
+    /// Sent as a bearer token.
+    token: Option<&'static str>,
     status: u16,
-    code: Option<&str>,
-) -> reqwest::Response {
-    let _ = client;
-    let r = request.send().await.unwrap();
-    assert_eq!(r.status().as_u16(), status, "{}", r.url());
-    assert_eq!(header(&r, "x-error-code"), code, "{}", r.url());
-    assert_plain(&r);
-    r
+    /// `X-Error-Code`, if any.
+    code: Option<&'static str>,
+    /// Text `X-Error-Message` must contain.
+    message: Option<&'static str>,
+    /// Whether `X-Repo-Commit` must name the held commit.
+    commit: bool,
+}
+
+fn case(method: reqwest::Method, path: impl Into<String>, status: u16) -> ErrorCase {
+    ErrorCase {
+        method,
+        path: path.into(),
+        token: None,
+        status,
+        code: None,
+        message: None,
+        commit: false,
+    }
+}
+
+impl ErrorCase {
+    fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+    fn token(mut self, token: &'static str) -> Self {
+        self.token = Some(token);
+        self
+    }
+    fn message(mut self, text: &'static str) -> Self {
+        self.message = Some(text);
+        self
+    }
+    fn with_commit(mut self) -> Self {
+        self.commit = true;
+        self
+    }
 }
 
 #[tokio::test]
 async fn error_codes() {
+    use reqwest::Method;
     let f = fixture().await;
     let c = http();
     let base = f.mirror.url();
-    // Unknown repo: 401 anonymous, 404 with a token, JSON body.
-    let r = expect_error(
-        &c,
-        c.get(format!("{base}/acme/nope/resolve/main/x")),
-        401,
-        Some("RepoNotFound"),
-    )
-    .await;
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], json!("Repository not found"));
-    expect_error(
-        &c,
-        c.head(format!("{base}/acme/nope/resolve/main/x"))
-            .bearer_auth("hf_x"),
-        404,
-        Some("RepoNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/models/acme/nope")),
-        401,
-        Some("RepoNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/models/acme/nope/tree/main")),
-        401,
-        Some("RepoNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/spaces/acme/tiny")),
-        401,
-        Some("RepoNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/spaces/acme/tiny/resolve/main/x")),
-        401,
-        Some("RepoNotFound"),
-    )
-    .await;
-    // Unknown revision.
-    let r = expect_error(
-        &c,
-        c.head(format!("{base}/acme/tiny/resolve/nobranch/config.json")),
-        404,
-        Some("RevisionNotFound"),
-    )
-    .await;
-    assert!(header(&r, "x-error-message").unwrap().contains("nobranch"));
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/models/acme/tiny/revision/nobranch")),
-        404,
-        Some("RevisionNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!(
-            "{base}/api/models/acme/tiny/revision/{}",
-            "0".repeat(40)
-        )),
-        404,
-        Some("RevisionNotFound"),
-    )
-    .await;
-    // Missing file: EntryNotFound with the commit, on HEAD and GET.
-    for method in [reqwest::Method::HEAD, reqwest::Method::GET] {
-        let r = expect_error(
-            &c,
-            c.request(method, format!("{base}/acme/tiny/resolve/main/nope.json")),
+    let (get, head) = (Method::GET, Method::HEAD);
+    let zeros = "0".repeat(40);
+    let cases = vec![
+        // Unknown repo: 401 anonymous, 404 with a token.
+        case(get.clone(), "/acme/nope/resolve/main/x", 401).code("RepoNotFound"),
+        case(head.clone(), "/acme/nope/resolve/main/x", 404)
+            .code("RepoNotFound")
+            .token("hf_x"),
+        case(get.clone(), "/api/models/acme/nope", 401).code("RepoNotFound"),
+        case(get.clone(), "/api/models/acme/nope/tree/main", 401).code("RepoNotFound"),
+        case(get.clone(), "/api/spaces/acme/tiny", 401).code("RepoNotFound"),
+        case(get.clone(), "/spaces/acme/tiny/resolve/main/x", 401).code("RepoNotFound"),
+        // Unknown revision.
+        case(head.clone(), "/acme/tiny/resolve/nobranch/config.json", 404)
+            .code("RevisionNotFound")
+            .message("nobranch"),
+        case(get.clone(), "/api/models/acme/tiny/revision/nobranch", 404).code("RevisionNotFound"),
+        case(
+            get.clone(),
+            format!("/api/models/acme/tiny/revision/{zeros}"),
             404,
-            Some("EntryNotFound"),
         )
-        .await;
-        assert_eq!(header(&r, "x-repo-commit"), Some(f.commit.as_str()));
+        .code("RevisionNotFound"),
+        // Missing file: EntryNotFound with the commit, on HEAD and GET; a directory is not a file.
+        case(head.clone(), "/acme/tiny/resolve/main/nope.json", 404)
+            .code("EntryNotFound")
+            .with_commit(),
+        case(get.clone(), "/acme/tiny/resolve/main/nope.json", 404)
+            .code("EntryNotFound")
+            .with_commit(),
+        case(head.clone(), "/acme/tiny/resolve/main/sub/dir", 404).code("EntryNotFound"),
+        case(get.clone(), "/api/models/acme/tiny/tree/main/nope", 404).code("EntryNotFound"),
+        // Gated content; offline nothing can confirm a token.
+        case(
+            head.clone(),
+            "/acme/gated/resolve/main/model.safetensors",
+            401,
+        )
+        .code("GatedRepo"),
+        case(get.clone(), "/acme/gated/resolve/main/config.json", 401).code("GatedRepo"),
+        case(get.clone(), "/acme/gated/resolve/main/config.json", 403)
+            .code("GatedRepo")
+            .token(TOKEN),
+        // Listed but not held, offline: 503 with a message and the commit.
+        case(head.clone(), "/acme/partial/resolve/main/big.bin", 503)
+            .message("offline")
+            .with_commit(),
+        // Xet token routes with Xet off, unknown routes, undecodable paths: no error code.
+        case(
+            get.clone(),
+            "/api/models/acme/tiny/xet-read-token/main",
+            404,
+        ),
+        case(
+            get.clone(),
+            format!("/api/models/acme/tiny/xet-read-token/{}", f.commit),
+            404,
+        ),
+        case(get.clone(), "/acme/tiny/blob/main/config.json", 404),
+        case(get.clone(), "/acme/tiny/resolve/%ff/config.json", 400),
+    ];
+    for case in cases {
+        let mut request = c.request(case.method.clone(), format!("{base}{}", case.path));
+        if let Some(token) = case.token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.unwrap();
+        let what = format!("{} {}", case.method, case.path);
+        assert_eq!(r.status().as_u16(), case.status, "{what}");
+        assert_eq!(header(&r, "x-error-code"), case.code, "{what}");
+        assert_plain(&r);
+        if let Some(text) = case.message {
+            let message = header(&r, "x-error-message").unwrap_or_default();
+            assert!(message.contains(text), "{what}: {message}");
+        }
+        if case.commit {
+            assert!(header(&r, "x-repo-commit").is_some(), "{what}");
+            if case.status != 503 {
+                assert_eq!(
+                    header(&r, "x-repo-commit"),
+                    Some(f.commit.as_str()),
+                    "{what}"
+                );
+            }
+        }
+        if case.method == get && case.code == Some("RepoNotFound") && case.token.is_none() {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], json!("Repository not found"), "{what}");
+        }
     }
-    // A directory is not a file.
-    expect_error(
-        &c,
-        c.head(format!("{base}/acme/tiny/resolve/main/sub/dir")),
-        404,
-        Some("EntryNotFound"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/models/acme/tiny/tree/main/nope")),
-        404,
-        Some("EntryNotFound"),
-    )
-    .await;
-    // Gated: metadata is public, content is not; offline nothing can confirm a token.
+    // Gated metadata is public; a held file of a partly held repo is served offline.
     let r = c
         .get(format!("{base}/api/models/acme/gated/revision/main"))
         .send()
@@ -330,76 +356,12 @@ async fn error_codes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["gated"], json!("manual"));
-    expect_error(
-        &c,
-        c.head(format!("{base}/acme/gated/resolve/main/model.safetensors")),
-        401,
-        Some("GatedRepo"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/acme/gated/resolve/main/config.json")),
-        401,
-        Some("GatedRepo"),
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/acme/gated/resolve/main/config.json"))
-            .bearer_auth(TOKEN),
-        403,
-        Some("GatedRepo"),
-    )
-    .await;
-    // Listed but not held, offline: 503 with a message and the commit.
-    let r = expect_error(
-        &c,
-        c.head(format!("{base}/acme/partial/resolve/main/big.bin")),
-        503,
-        None,
-    )
-    .await;
-    assert!(header(&r, "x-error-message").unwrap().contains("offline"));
-    assert!(header(&r, "x-repo-commit").is_some());
     let r = c
         .head(format!("{base}/acme/partial/resolve/main/config.json"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // Xet token routes and unknown routes: plain 404.
-    expect_error(
-        &c,
-        c.get(format!("{base}/api/models/acme/tiny/xet-read-token/main")),
-        404,
-        None,
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!(
-            "{base}/api/models/acme/tiny/xet-read-token/{}",
-            f.commit
-        )),
-        404,
-        None,
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/acme/tiny/blob/main/config.json")),
-        404,
-        None,
-    )
-    .await;
-    expect_error(
-        &c,
-        c.get(format!("{base}/acme/tiny/resolve/%ff/config.json")),
-        400,
-        None,
-    )
-    .await;
 }
 
 #[tokio::test]
