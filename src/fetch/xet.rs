@@ -1038,6 +1038,15 @@ async fn fetch_range(
         }));
     }
     stream.finish()?;
+    // The reconstruction was checked to put every term inside its fetch range, so each has
+    // landed by now; a term left short is refused rather than left as a hole in the file.
+    if let Some(t) = (0..terms.len()).find(|&t| !writer.landed[t]) {
+        return Err(RangeFailure::TermLength {
+            index: terms[t].index,
+            expected: terms[t].len,
+            actual: writer.written[t],
+        });
+    }
     Ok(received)
 }
 

@@ -3,6 +3,9 @@
 //! or stored before Larder kept an index) are chunked in the background, one at a time, so the
 //! mirror can advertise and serve them over Xet. Until a blob is indexed, clients get it over
 //! plain HTTP; a reconstruction asked for it meanwhile indexes it on the spot.
+//!
+//! The backfill rests as long as it worked after each blob, so it takes at most half of one
+//! core and of the disk's time: on a mirror busy serving, clients come first.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -41,7 +44,10 @@ pub fn spawn(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
             let Some(mirror) = mirror.upgrade() else {
                 return;
             };
-            match crate::xet::index::chunking_of(&mirror.larder, &sha256).await {
+            let started = std::time::Instant::now();
+            let indexed = crate::xet::index::chunking_of(&mirror.larder, &sha256).await;
+            let worked = started.elapsed();
+            match indexed {
                 Ok(_) => {
                     tracing::debug!(sha256, "indexed a held blob's Xet chunks");
                     if let Some(xet) = &mirror.xet {
@@ -53,6 +59,8 @@ pub fn spawn(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
                 // those; the next pass tries again.
                 Err(error) => tracing::warn!(%error, sha256, "could not index a held blob"),
             }
+            drop(mirror);
+            tokio::time::sleep(worked).await;
         }
     })
 }
