@@ -28,8 +28,8 @@ use crate::hub::RepoId;
 use crate::interrupt::Interrupted;
 use crate::record::{self, Checked};
 use crate::registry::{
-    CommitDetail, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError, RepoKind,
-    SnapshotRecord,
+    CommitDetail, CommitId, CommitRef, Derivation, FileRecord, LicenceFields, RegistryError,
+    RepoKind, Sha256, SnapshotRecord,
 };
 use crate::report::Reporter;
 use crate::store::StoreError;
@@ -85,13 +85,13 @@ pub struct ConvertOutcome {
     /// Source `org/name`.
     pub source: String,
     /// Source commit.
-    pub source_commit: String,
+    pub source_commit: CommitId,
     /// Derived repo.
     pub derived: String,
     /// Derived commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// Output files (path in the derived repo, size, sha256).
-    pub files: Vec<(String, u64, String)>,
+    pub files: Vec<(String, u64, Sha256)>,
     /// Tensors per type, for GGUF.
     pub types: BTreeMap<String, usize>,
     /// Non-fatal warnings of the converter.
@@ -183,7 +183,7 @@ impl Classify for ConvertRunError {
 struct Produced {
     path: String,
     size: u64,
-    sha256: String,
+    sha256: Sha256,
     git_oid: String,
     lfs: bool,
 }
@@ -263,12 +263,12 @@ pub async fn convert(
             derived: CommitRef {
                 kind: request.kind,
                 name: derived_name.clone(),
-                sha: commit.clone(),
+                sha: commit,
             },
             source: CommitRef {
                 kind: request.kind,
                 name: name.to_owned(),
-                sha: sha.clone(),
+                sha,
             },
             tool: "larder convert".to_owned(),
             params,
@@ -297,7 +297,7 @@ pub async fn convert(
 async fn held_source(
     larder: &Larder,
     request: &ConvertRequest,
-) -> Result<(String, CommitDetail, SourceFiles), ConvertRunError> {
+) -> Result<(CommitId, CommitDetail, SourceFiles), ConvertRunError> {
     let name = request.repo.as_str();
     let not_held = || ConvertRunError::NotHeld {
         repo: name.to_owned(),
@@ -407,6 +407,8 @@ async fn publish_outputs(
 ) -> Result<Vec<Produced>, ConvertRunError> {
     let mut produced = Vec::new();
     for Output { path, file, digest } in outputs {
+        // The converter's digest of what it wrote, when it kept one (always lowercase hex).
+        let digest = digest.and_then(|(sha256, size)| Some((Sha256::parse(&sha256).ok()?, size)));
         let (sha256, size, git_oid, chunking) = match digest {
             Some((sha256, size)) => {
                 let oid = lfs_pointer_oid(&sha256, size);
@@ -487,7 +489,7 @@ async fn record_derived(
     produced: &[Produced],
     card_json: serde_json::Value,
     licence: &LicenceFields,
-) -> Result<String, ConvertRunError> {
+) -> Result<CommitId, ConvertRunError> {
     let parent = larder
         .registry
         .resolve(request.kind, derived_name, "main")
@@ -519,12 +521,12 @@ async fn record_derived(
                 path: p.path.clone(),
                 size: p.size,
                 git_oid: p.git_oid.clone(),
-                sha256: Some(p.sha256.clone()),
+                sha256: Some(p.sha256),
                 lfs: p.lfs,
             },
         );
     }
-    let commit = derived_commit_id(parent.as_deref(), tree.values());
+    let commit = derived_commit_id(parent.as_ref(), tree.values());
     larder
         .registry
         .record_snapshot(SnapshotRecord {
@@ -533,7 +535,7 @@ async fn record_derived(
             upstream: "larder convert".to_owned(),
             gated: None,
             private: false,
-            commit: commit.clone(),
+            commit,
             card_json: Some(card_json),
             refs: vec!["main".to_owned()],
             seen_at: crate::now_unix(),
@@ -658,16 +660,20 @@ fn copy_out(file: &Path, out: &Path, path: &str, target: Target) -> Result<(), C
 
 /// A deterministic commit id for a derived tree: sha1 over the parent and the sorted entries.
 fn derived_commit_id<'a>(
-    parent: Option<&str>,
+    parent: Option<&CommitId>,
     files: impl Iterator<Item = &'a FileRecord>,
-) -> String {
-    let mut text = format!("larder-derived\nparent {}\n", parent.unwrap_or("-"));
+) -> CommitId {
+    use sha1::Digest;
+    let parent = parent.map_or("-", CommitId::as_str);
+    let mut text = format!("larder-derived\nparent {parent}\n");
     for file in files {
         text.push_str(&format!("{} {} {}\n", file.git_oid, file.size, file.path));
     }
-    digest_bytes(text.as_bytes(), true)
-        .git_oid
-        .unwrap_or_default()
+    // The git blob id of that text, as earlier versions computed it: ids stay stable.
+    let mut sha1 = sha1::Sha1::new();
+    sha1.update(format!("blob {}\0", text.len()).as_bytes());
+    sha1.update(text.as_bytes());
+    CommitId::from_bytes(&sha1.finalize().into())
 }
 
 struct Card {
@@ -678,7 +684,7 @@ struct Card {
 /// The generated model card: YAML front matter (as the Hub reads it) plus a short body.
 fn card(
     source: &str,
-    source_commit: &str,
+    source_commit: &CommitId,
     derived: &str,
     label: &str,
     licence: &LicenceFields,

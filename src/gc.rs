@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::Larder;
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, Sha256};
 use crate::store::StoreError;
 
 /// Parts untouched for this long are stale (an abandoned pull).
@@ -101,7 +101,7 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
 
     // Blobs the registry knows but no revision uses.
     for blob in larder.registry.unreferenced_blobs().await? {
-        let path = larder.local.blob_path(&blob.sha256)?;
+        let path = larder.local.blob_path(&blob.sha256);
         collected.push(Collected {
             kind: "blob",
             bytes: size(&path),
@@ -114,11 +114,11 @@ pub(crate) async fn collect(larder: &Larder, options: GcOptions) -> Result<GcRep
     // Files in blobs/ the registry does not know (a crash between rename and row).
     for shard in entries(&larder.local.blobs_dir()) {
         for path in entries(&shard) {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let known = larder.registry.blob(&name).await.ok().flatten().is_some();
+            let name = path.file_name().and_then(|n| n.to_str());
+            let known = match name.and_then(|n| Sha256::parse(n).ok()) {
+                Some(sha256) => larder.registry.blob(&sha256).await.ok().flatten().is_some(),
+                None => false,
+            };
             if !known && age(&path) > ORPHAN_GRACE {
                 collected.push(Collected {
                     kind: "orphan",

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::Larder;
 use crate::hub::{NameError, RepoId, Revision};
-use crate::registry::{AuditEntry, RegistryError, RepoKind};
+use crate::registry::{AuditEntry, CommitId, RegistryError, RepoKind, Sha256};
 
 pub use crate::licence::REVIEW_ACTION;
 /// The longest review note kept.
@@ -119,14 +119,14 @@ pub struct PinOutcome {
     /// The revision as given.
     pub revision: String,
     /// The commit it resolved to.
-    pub commit: String,
+    pub commit: CommitId,
     /// Whether it is pinned now.
     pub pinned: bool,
     /// Whether this call changed it (`false`: it was already so).
     pub changed: bool,
 }
 
-async fn resolve(larder: &Larder, target: &Target) -> Result<String, ManageError> {
+async fn resolve(larder: &Larder, target: &Target) -> Result<CommitId, ManageError> {
     target.validate()?;
     larder
         .registry
@@ -250,8 +250,8 @@ pub async fn blobs_to_verify(
     larder: &Larder,
     kind: RepoKind,
     repo: Option<(&str, Option<&str>)>,
-) -> Result<Vec<(String, u64)>, ManageError> {
-    let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
+) -> Result<Vec<(Sha256, u64)>, ManageError> {
+    let mut blobs: BTreeMap<Sha256, u64> = BTreeMap::new();
     let Some((name, revision)) = repo else {
         for blob in larder.registry.blobs().await? {
             blobs.insert(blob.sha256, blob.size);
@@ -259,7 +259,7 @@ pub async fn blobs_to_verify(
         return Ok(blobs.into_iter().collect());
     };
     RepoId::parse(name)?;
-    let shas: Vec<String> = match revision {
+    let shas: Vec<CommitId> = match revision {
         Some(rev) => {
             Revision::parse(rev)?;
             match larder.registry.resolve(kind, name, rev).await? {
@@ -310,7 +310,7 @@ pub struct Reviewed {
     /// `org/name`.
     pub repo: String,
     /// The commit reviewed.
-    pub commit: String,
+    pub commit: CommitId,
     /// `accept` or `deny`.
     pub decision: String,
     /// The audit-log entry's id.

@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::Larder;
 use crate::failure::{Classify, FailureKind};
 use crate::record::Checked;
-use crate::registry::{BlobRecord, FileRecord, RegistryError, RepoKind, SnapshotRecord};
+use crate::registry::{
+    BlobRecord, CommitId, FileRecord, RegistryError, RepoKind, Sha256, SnapshotRecord,
+};
 use crate::store::StoreError;
 
 /// The manifest format written now.
@@ -42,7 +44,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestBlob {
     /// Content sha256.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
 }
@@ -57,7 +59,7 @@ pub struct RefPointer {
     /// The ref, e.g. `main` or `refs/pr/1`.
     pub reference: String,
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// When it was seen there (unix seconds).
     pub seen_at: i64,
 }
@@ -109,7 +111,7 @@ impl Classify for ManifestError {
 }
 
 /// The key of a revision's manifest.
-pub fn manifest_key(kind: RepoKind, name: &str, commit: &str) -> String {
+pub fn manifest_key(kind: RepoKind, name: &str, commit: &CommitId) -> String {
     format!("manifests/{}/{name}/{commit}.json", kind.as_str())
 }
 
@@ -128,7 +130,7 @@ pub async fn publish(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    commit: &str,
+    commit: &CommitId,
 ) -> Result<(), ManifestError> {
     if !larder.blobs.is_shared() {
         return Ok(());
@@ -140,10 +142,10 @@ pub async fn publish(
     let mut blobs: Vec<ManifestBlob> = Vec::new();
     for file in detail.files.iter().filter(|f| f.held) {
         if let Some(sha) = &file.sha256
-            && !blobs.iter().any(|b| &b.sha256 == sha)
+            && !blobs.iter().any(|b| b.sha256 == sha)
         {
             blobs.push(ManifestBlob {
-                sha256: sha.clone(),
+                sha256: *sha,
                 size: file.size,
             });
         }
@@ -167,7 +169,7 @@ pub async fn publish(
                     path: f.path.clone(),
                     size: f.size,
                     git_oid: f.git_oid.clone(),
-                    sha256: f.sha256.clone(),
+                    sha256: f.sha256,
                     lfs: f.lfs,
                 })
                 .collect(),
@@ -199,11 +201,11 @@ pub async fn publish(
 
 /// [`publish`], logging instead of failing: the registry already has the revision, and the
 /// next write of the manifest (or a `larder reindex` elsewhere) catches up.
-pub async fn publish_logged(larder: &Larder, kind: RepoKind, name: &str, commit: &str) {
+pub async fn publish_logged(larder: &Larder, kind: RepoKind, name: &str, commit: &CommitId) {
     if let Err(error) = publish(larder, kind, name, commit).await {
         tracing::warn!(
             repo = name,
-            commit,
+            %commit,
             error = %crate::fetch::transfer::error_chain(&error),
             "could not write the revision manifest to the store"
         );
@@ -233,15 +235,12 @@ async fn read(larder: &Larder, key: &str) -> Result<Option<Manifest>, ManifestEr
 }
 
 /// Whatever another node (or anyone with write access to the bucket) put in a manifest is
-/// checked like an upstream listing before it reaches the registry: names, commit, paths,
-/// digests and sizes.
+/// checked like an upstream listing before it reaches the registry: names, paths and git oids
+/// here; the commit and the digests are typed, so a malformed one fails to parse.
 fn check(manifest: &Manifest) -> Result<(), String> {
-    use crate::hub::{RepoId, is_commit_sha, is_sha256_hex, validate_repo_path};
+    use crate::hub::{RepoId, is_commit_sha, validate_repo_path};
     let snapshot = &manifest.snapshot;
     RepoId::parse(&snapshot.name).map_err(|e| e.to_string())?;
-    if !is_commit_sha(&snapshot.commit) {
-        return Err(format!("`{}` is not a commit sha", snapshot.commit));
-    }
     let git_oid = |s: &str| is_commit_sha(s);
     for file in &snapshot.files {
         validate_repo_path(&file.path).map_err(|e| e.to_string())?;
@@ -251,14 +250,6 @@ fn check(manifest: &Manifest) -> Result<(), String> {
                 file.path, file.git_oid
             ));
         }
-        if let Some(sha) = &file.sha256
-            && !is_sha256_hex(sha)
-        {
-            return Err(format!("{}: `{sha}` is not a sha256", file.path));
-        }
-    }
-    if let Some(bad) = manifest.blobs.iter().find(|b| !is_sha256_hex(&b.sha256)) {
-        return Err(format!("`{}` is not a sha256", bad.sha256));
     }
     Ok(())
 }
@@ -292,7 +283,7 @@ async fn read_pointer(larder: &Larder, key: &str) -> Result<Option<RefPointer>, 
 async fn ingest(
     larder: &Larder,
     mut manifest: Manifest,
-    present: Option<&HashMap<String, u64>>,
+    present: Option<&HashMap<Sha256, u64>>,
     refs: Option<Vec<String>>,
 ) -> Result<usize, ManifestError> {
     let blobs: Vec<BlobRecord> = manifest
@@ -326,7 +317,7 @@ pub struct ReindexSummary {
 /// Rebuild the registry from every manifest in the store (idempotent; revisions already
 /// recorded are updated). Blobs count as held only when the store lists them at their size.
 pub async fn reindex(larder: &Larder) -> Result<ReindexSummary, ManifestError> {
-    let present: HashMap<String, u64> = larder
+    let present: HashMap<Sha256, u64> = larder
         .blobs
         .list()
         .await?
@@ -349,12 +340,12 @@ pub async fn reindex(larder: &Larder) -> Result<ReindexSummary, ManifestError> {
     // Revisions first, without their refs: the `refs/` pointers say where each ref is now,
     // and applying only those that differ keeps every node's ref history free of replays.
     manifests.sort_by_key(|(_, m)| m.snapshot.seen_at);
-    let mut by_commit: HashMap<(RepoKind, String, String), Manifest> = HashMap::new();
+    let mut by_commit: HashMap<(RepoKind, String, CommitId), Manifest> = HashMap::new();
     for (key, manifest) in manifests {
         let id = (
             manifest.snapshot.kind,
             manifest.snapshot.name.clone(),
-            manifest.snapshot.commit.clone(),
+            manifest.snapshot.commit,
         );
         match ingest(larder, manifest.clone(), Some(&present), Some(Vec::new())).await {
             Ok(blobs) => {
@@ -385,10 +376,10 @@ pub async fn reindex(larder: &Larder) -> Result<ReindexSummary, ManifestError> {
             .registry
             .resolve(pointer.kind, &pointer.name, &pointer.reference)
             .await?;
-        if current.as_deref() == Some(pointer.commit.as_str()) {
+        if current == Some(pointer.commit) {
             continue;
         }
-        let id = (pointer.kind, pointer.name.clone(), pointer.commit.clone());
+        let id = (pointer.kind, pointer.name.clone(), pointer.commit);
         if let Some(manifest) = by_commit.get(&id) {
             ingest(
                 larder,
@@ -411,7 +402,7 @@ pub async fn lookup_commit(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    commit: &str,
+    commit: &CommitId,
 ) -> Result<bool, ManifestError> {
     lookup(larder, kind, name, commit, Vec::new(), None).await
 }
@@ -420,7 +411,7 @@ async fn lookup(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    commit: &str,
+    commit: &CommitId,
     refs: Vec<String>,
     only_if_held: Option<&str>,
 ) -> Result<bool, ManifestError> {
@@ -442,7 +433,7 @@ async fn lookup(
             f.path == path
                 && f.sha256
                     .as_ref()
-                    .is_some_and(|sha| manifest.blobs.iter().any(|b| &b.sha256 == sha))
+                    .is_some_and(|sha| manifest.blobs.iter().any(|b| b.sha256 == sha))
         })
     {
         return Ok(false);
@@ -457,7 +448,7 @@ pub async fn lookup_held_file(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    commit: &str,
+    commit: &CommitId,
     path: &str,
 ) -> Result<bool, ManifestError> {
     lookup(larder, kind, name, commit, Vec::new(), Some(path)).await
@@ -470,7 +461,7 @@ pub async fn lookup_ref(
     kind: RepoKind,
     name: &str,
     reference: &str,
-) -> Result<Option<String>, ManifestError> {
+) -> Result<Option<CommitId>, ManifestError> {
     if !larder.blobs.is_shared() {
         return Ok(None);
     }
@@ -518,7 +509,7 @@ mod tests {
     use super::*;
     use crate::registry::LicenceFields;
 
-    fn manifest(path: &str, commit: &str, sha: &str) -> Manifest {
+    fn manifest(path: &str, commit: &CommitId, sha: &Sha256) -> Manifest {
         Manifest {
             format: FORMAT,
             snapshot: SnapshotRecord {
@@ -527,7 +518,7 @@ mod tests {
                 upstream: "http://hub".into(),
                 gated: None,
                 private: false,
-                commit: commit.into(),
+                commit: *commit,
                 card_json: None,
                 refs: vec!["main".into()],
                 seen_at: 0,
@@ -535,13 +526,13 @@ mod tests {
                     path: path.into(),
                     size: 3,
                     git_oid: "a".repeat(40),
-                    sha256: Some(sha.into()),
+                    sha256: Some(*sha),
                     lfs: true,
                 }],
                 licence: LicenceFields::default(),
             },
             blobs: vec![ManifestBlob {
-                sha256: sha.into(),
+                sha256: *sha,
                 size: 3,
             }],
         }
@@ -549,19 +540,17 @@ mod tests {
 
     #[test]
     fn manifests_from_the_store_are_checked_like_upstream_listings() {
-        let (commit, sha) = ("c".repeat(40), "d".repeat(64));
+        let commit = CommitId::parse(&"c".repeat(40)).unwrap();
+        let sha = Sha256::parse(&"d".repeat(64)).unwrap();
         assert!(check(&manifest("dir/model.safetensors", &commit, &sha)).is_ok());
-        for (path, commit, sha) in [
-            ("../../etc/passwd", commit.as_str(), sha.as_str()),
-            ("/abs", &commit, &sha),
-            ("a/./b", &commit, &sha),
-            ("ok.bin", "main", &sha),
-            ("ok.bin", &commit, "../x"),
-        ] {
-            assert!(
-                check(&manifest(path, commit, sha)).is_err(),
-                "{path} {commit} {sha}"
-            );
+        for path in ["../../etc/passwd", "/abs", "a/./b"] {
+            assert!(check(&manifest(path, &commit, &sha)).is_err(), "{path}");
+        }
+        // A malformed commit or digest does not even parse.
+        let json = serde_json::to_string(&manifest("ok.bin", &commit, &sha)).unwrap();
+        for (good, bad) in [(commit.as_str(), "main"), (sha.as_str(), "../x")] {
+            let forged = json.replace(good, bad);
+            assert!(serde_json::from_str::<Manifest>(&forged).is_err(), "{bad}");
         }
         let mut bad_name = manifest("ok.bin", &commit, &sha);
         bad_name.snapshot.name = "../evil".into();

@@ -61,7 +61,7 @@ pub async fn enforce(
             if removed {
                 tracing::info!(
                     repo = candidate.name,
-                    commit = candidate.sha,
+                    commit = %candidate.sha,
                     last_used = candidate.last_used,
                     "evicted a revision to stay under the store quota"
                 );

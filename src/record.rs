@@ -8,7 +8,8 @@
 use crate::Larder;
 use crate::hub::{RepoId, RepoInfo, RepoType, gate_mode};
 use crate::registry::{
-    BlobRecord, CommitDetail, FileRecord, LicenceFields, RegistryError, RepoKind, SnapshotRecord,
+    BlobRecord, CommitDetail, CommitId, FileRecord, LicenceFields, RegistryError, RepoKind, Sha256,
+    SnapshotRecord,
 };
 use crate::store::StoreError;
 use crate::xet::XetChunking;
@@ -24,10 +25,10 @@ pub enum Checked {
 }
 
 /// The row of a blob just published to (or found in) the store.
-pub fn blob_record(larder: &Larder, sha256: &str, size: u64, checked: Checked) -> BlobRecord {
+pub fn blob_record(larder: &Larder, sha256: &Sha256, size: u64, checked: Checked) -> BlobRecord {
     let now = crate::now_unix();
     BlobRecord {
-        sha256: sha256.to_owned(),
+        sha256: *sha256,
         size,
         location: larder.blobs.describe(),
         stored_at: now,
@@ -39,7 +40,7 @@ pub fn blob_record(larder: &Larder, sha256: &str, size: u64, checked: Checked) -
 /// bytes landed (the chunk index row follows the blob row).
 pub async fn record_blob(
     larder: &Larder,
-    sha256: &str,
+    sha256: &Sha256,
     size: u64,
     checked: Checked,
     chunking: Option<&XetChunking>,
@@ -61,14 +62,14 @@ pub async fn record_blob(
 /// mirror serves them without hashing them again. A blob without a local copy gets none.
 async fn stamp_local_copies<'a>(
     larder: &Larder,
-    blobs: impl IntoIterator<Item = &'a str>,
+    blobs: impl IntoIterator<Item = &'a Sha256>,
 ) -> Result<(), RegistryError> {
     let stamps = blobs
         .into_iter()
         .filter_map(|sha256| {
             let path = larder.blobs.local_path(sha256)?;
             let stamp = crate::store::stamp::stamp(&path).ok()?;
-            Some((sha256.to_owned(), stamp))
+            Some((*sha256, stamp))
         })
         .collect();
     larder.registry.stamp_blobs(stamps, crate::now_unix()).await
@@ -78,7 +79,7 @@ async fn stamp_local_copies<'a>(
 /// chunking when it was computed as the bytes landed, in one registry transaction.
 pub async fn record_verified_blobs(
     larder: &Larder,
-    group: &[(String, u64, Option<XetChunking>)],
+    group: &[(Sha256, u64, Option<XetChunking>)],
 ) -> Result<(), RegistryError> {
     let rows = group
         .iter()
@@ -92,7 +93,7 @@ pub async fn record_verified_blobs(
         })
         .collect();
     larder.registry.record_blobs(rows).await?;
-    stamp_local_copies(larder, group.iter().map(|(sha256, ..)| sha256.as_str())).await
+    stamp_local_copies(larder, group.iter().map(|(sha256, ..)| sha256)).await
 }
 
 /// Why a held blob could not be adopted.
@@ -108,7 +109,11 @@ pub enum AdoptError {
 
 /// Whether the store holds `sha256` with exactly `size` bytes; if it does and the registry has
 /// no row for it (content another revision, repo or node published), the row is written.
-pub async fn adopt_held_blob(larder: &Larder, sha256: &str, size: u64) -> Result<bool, AdoptError> {
+pub async fn adopt_held_blob(
+    larder: &Larder,
+    sha256: &Sha256,
+    size: u64,
+) -> Result<bool, AdoptError> {
     if larder.blobs.stat(sha256).await? != Some(size) {
         return Ok(false);
     }
@@ -147,7 +152,7 @@ pub fn upstream_snapshot(
     repo: &RepoId,
     upstream: String,
     info: &RepoInfo,
-    commit: &str,
+    commit: &CommitId,
     refs: Vec<String>,
     files: Vec<FileRecord>,
 ) -> SnapshotRecord {
@@ -157,7 +162,7 @@ pub fn upstream_snapshot(
         upstream,
         gated: gate_mode(&info.gated),
         private: info.private,
-        commit: commit.to_owned(),
+        commit: *commit,
         card_json: info.card_data.clone(),
         refs,
         seen_at: crate::now_unix(),
@@ -179,7 +184,7 @@ pub fn held_snapshot(
         upstream: detail.upstream.clone(),
         gated: detail.gated.clone(),
         private: detail.private,
-        commit: detail.sha.clone(),
+        commit: detail.sha,
         card_json: detail.card_json.clone(),
         refs,
         seen_at: detail.fetched_at,
@@ -197,7 +202,7 @@ pub async fn record_upstream_facts(
     kind: RepoType,
     asked: &RepoId,
     fetched: &crate::hub::FetchedInfo,
-    commit: &str,
+    commit: &CommitId,
 ) -> Result<bool, RegistryError> {
     let kind = RepoKind::from(kind);
     let now = crate::now_unix();

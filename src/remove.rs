@@ -5,7 +5,7 @@
 //! provenance must stay): remove the conversion first.
 
 use crate::Larder;
-use crate::registry::{RegistryError, RepoKind};
+use crate::registry::{CommitId, RegistryError, RepoKind};
 
 /// What [`remove_revision`] removed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -13,7 +13,7 @@ pub struct Removed {
     /// The repo id.
     pub repo: String,
     /// The commit removed.
-    pub commit: String,
+    pub commit: CommitId,
     /// Bytes of blobs no held revision refers to any more (what `larder gc` reclaims).
     pub reclaimable: u64,
 }
@@ -60,7 +60,7 @@ pub async fn remove_revision(
         .iter()
         .map(|blob| blob.size)
         .sum();
-    tracing::info!(repo, commit, "removed a revision");
+    tracing::info!(repo, %commit, "removed a revision");
     Ok(Removed {
         repo: repo.to_owned(),
         commit,

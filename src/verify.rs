@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::Larder;
 use crate::fetch::digest::{ContentHasher, Digests, digest_file_with_xet};
-use crate::registry::RegistryError;
+use crate::registry::{RegistryError, Sha256};
 use crate::report::Reporter;
 use crate::store::StoreError;
 use crate::xet::XetChunking;
@@ -25,7 +25,7 @@ pub enum BlobStatus {
     /// Content differs; moved to quarantine.
     Corrupt {
         /// Digest of what was found.
-        actual: String,
+        actual: Sha256,
         /// Where it was moved.
         quarantined_to: String,
     },
@@ -43,7 +43,7 @@ pub enum BlobStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct BlobCheck {
     /// The blob.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Its size.
     pub size: u64,
     /// Verdict.
@@ -71,7 +71,7 @@ pub enum VerifyError {
 /// each blob as it is checked.
 pub async fn verify_blobs(
     larder: &Larder,
-    blobs: Vec<(String, u64)>,
+    blobs: Vec<(Sha256, u64)>,
     reporter: &dyn Reporter<BlobCheck>,
 ) -> Result<Vec<BlobCheck>, VerifyError> {
     let mut report = Vec::with_capacity(blobs.len());
@@ -84,8 +84,7 @@ pub async fn verify_blobs(
             hash_shared(larder.blobs.as_ref(), &sha256).await?
         } else {
             let store = larder.local.clone();
-            let sha = sha256.clone();
-            tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+            tokio::task::spawn_blocking(move || hash_blob(&store, &sha256))
                 .await
                 .unwrap_or(Ok(None))?
         };
@@ -114,8 +113,7 @@ pub async fn verify_blobs(
         // With a shared store the node also serves its cached copies: check those too.
         if larder.blobs.is_shared() && larder.local.has(&sha256) {
             let store = larder.local.clone();
-            let sha = sha256.clone();
-            let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha))
+            let cached = tokio::task::spawn_blocking(move || hash_blob(&store, &sha256))
                 .await
                 .unwrap_or(Ok(None))?;
             if let Some(actual) = cached
@@ -140,7 +138,7 @@ pub async fn verify_blobs(
                     .and_then(|path| crate::store::stamp::unchanged(path, before.as_deref()));
                 match unchanged {
                     Some(stamp) => {
-                        let stamps = vec![(sha256.clone(), stamp)];
+                        let stamps = vec![(sha256, stamp)];
                         larder
                             .registry
                             .stamp_blobs(stamps, crate::now_unix())
@@ -180,7 +178,7 @@ pub async fn verify_blobs(
 /// it when the index has none, report and rewrite a record that differs.
 async fn check_xet(
     larder: &Larder,
-    sha256: &str,
+    sha256: &Sha256,
     chunking: &XetChunking,
 ) -> Result<BlobStatus, VerifyError> {
     let fresh = crate::xet::index::to_record(sha256, chunking);
@@ -205,7 +203,7 @@ async fn check_xet(
 /// when missing.
 async fn hash_shared(
     store: &dyn crate::store::BlobStore,
-    sha256: &str,
+    sha256: &Sha256,
 ) -> Result<Option<Digests>, StoreError> {
     use futures::StreamExt;
     let Some(size) = store.stat(sha256).await? else {
@@ -226,9 +224,9 @@ async fn hash_shared(
 /// Digests (sha256, Xet) of a stored blob; `None` when it is missing.
 fn hash_blob(
     store: &crate::store::LocalStore,
-    sha256: &str,
+    sha256: &Sha256,
 ) -> Result<Option<Digests>, StoreError> {
-    let path = store.blob_path(sha256)?;
+    let path = store.blob_path(sha256);
     match digest_file_with_xet(&path, false) {
         Ok((digests, _)) => Ok(Some(digests)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

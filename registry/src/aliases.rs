@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
+use crate::digest::CommitId;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::queries::repo_id;
 use crate::registry::Registry;
@@ -21,7 +22,7 @@ fn commit_row(
     conn: &rusqlite::Connection,
     kind: RepoKind,
     name: &str,
-    commit: &str,
+    commit: &CommitId,
 ) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
         "SELECT c.id FROM commits c JOIN repos r ON r.id = c.repo_id
@@ -124,11 +125,10 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        commit: &str,
+        commit: &CommitId,
         info_json: String,
         at: i64,
     ) -> Result<(), RegistryError> {
-        validate::git_sha("commit", commit)?;
         if info_json.len() > MAX_UPSTREAM_INFO_BYTES
             || !matches!(
                 serde_json::from_str::<serde_json::Value>(&info_json),
@@ -166,7 +166,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        commit: &str,
+        commit: &CommitId,
     ) -> Result<Option<String>, RegistryError> {
         let (name, commit) = (name.to_owned(), commit.to_owned());
         self.read(move |conn| {
@@ -193,10 +193,9 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        commit: &str,
+        commit: &CommitId,
         entries: Vec<(String, String)>,
     ) -> Result<(), RegistryError> {
-        validate::git_sha("commit", commit)?;
         let entries: Vec<(String, String)> = entries
             .into_iter()
             .filter(|(path, json)| {
@@ -244,7 +243,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        commit: &str,
+        commit: &CommitId,
         paths: Vec<String>,
     ) -> Result<HashMap<String, String>, RegistryError> {
         let (name, commit) = (name.to_owned(), commit.to_owned());

@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::digest::Sha256;
 use crate::types::BlobRecord;
 
 /// Inserts or replaces the record of `blob` (the latest publication wins: location, size, times).
@@ -27,7 +28,7 @@ pub(crate) fn upsert(conn: &Connection, blob: &BlobRecord) -> rusqlite::Result<(
 }
 
 /// Sets `verified_at`; returns whether the blob was recorded.
-pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlite::Result<bool> {
+pub(crate) fn mark_verified(conn: &Connection, sha256: &Sha256, at: i64) -> rusqlite::Result<bool> {
     let changed = conn
         .prepare_cached("UPDATE blobs SET verified_at = ?2 WHERE sha256 = ?1")?
         .execute(params![sha256, at])?;
@@ -38,7 +39,7 @@ pub(crate) fn mark_verified(conn: &Connection, sha256: &str, at: i64) -> rusqlit
 /// Returns whether the blob was recorded.
 pub(crate) fn set_stamp(
     conn: &Connection,
-    sha256: &str,
+    sha256: &Sha256,
     stamp: &str,
     at: i64,
 ) -> rusqlite::Result<bool> {
@@ -54,7 +55,7 @@ pub(crate) fn set_stamp(
 }
 
 /// The stamp of `sha256`'s file when it was last found to match its digest.
-pub(crate) fn stamp(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn stamp(conn: &Connection, sha256: &Sha256) -> rusqlite::Result<Option<String>> {
     conn.prepare_cached("SELECT stamp FROM blob_stamps WHERE sha256 = ?1")?
         .query_row([sha256], |row| row.get(0))
         .optional()
@@ -67,7 +68,7 @@ pub(crate) fn next_to_scrub(
     after: &str,
     now: i64,
     min_age: i64,
-) -> rusqlite::Result<Option<String>> {
+) -> rusqlite::Result<Option<Sha256>> {
     conn.prepare_cached(
         "SELECT sha256 FROM blobs
          WHERE sha256 > ?1 AND (verified_at IS NULL OR verified_at <= ?2)
@@ -81,7 +82,7 @@ pub(crate) fn next_to_scrub(
 
 /// The first held blob after `after` (in digest order) that some file names as LFS content and
 /// that has no chunk index yet: the mirror's background indexer's next one.
-pub(crate) fn next_unindexed(conn: &Connection, after: &str) -> rusqlite::Result<Option<String>> {
+pub(crate) fn next_unindexed(conn: &Connection, after: &str) -> rusqlite::Result<Option<Sha256>> {
     conn.prepare_cached(
         "SELECT b.sha256 FROM blobs b
          WHERE b.sha256 > ?1
@@ -95,7 +96,7 @@ pub(crate) fn next_unindexed(conn: &Connection, after: &str) -> rusqlite::Result
 
 /// Forgets the blob and its chunk index rows; the `files` rows naming it stay and become
 /// "not held".
-pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
+pub(crate) fn remove(conn: &Connection, sha256: &Sha256) -> rusqlite::Result<()> {
     crate::chunk_index::remove(conn, sha256)?;
     conn.prepare_cached("DELETE FROM blob_stamps WHERE sha256 = ?1")?
         .execute([sha256])?;
@@ -120,7 +121,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<BlobRecord> {
 }
 
 /// One blob by digest.
-pub(crate) fn get(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<BlobRecord>> {
+pub(crate) fn get(conn: &Connection, sha256: &Sha256) -> rusqlite::Result<Option<BlobRecord>> {
     conn.prepare_cached(&format!("SELECT {COLUMNS} FROM blobs WHERE sha256 = ?1"))?
         .query_row([sha256], from_row)
         .optional()
@@ -137,7 +138,7 @@ pub(crate) fn all(conn: &Connection) -> rusqlite::Result<Vec<BlobRecord>> {
 pub(crate) fn sha256_for_git_oid(
     conn: &Connection,
     git_oid: &str,
-) -> rusqlite::Result<Option<String>> {
+) -> rusqlite::Result<Option<Sha256>> {
     conn.prepare_cached(
         "SELECT f.sha256 FROM files f JOIN blobs b ON b.sha256 = f.sha256
          WHERE f.git_oid = ?1 LIMIT 1",

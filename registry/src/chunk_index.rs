@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Sha256;
+
 /// Bytes of one packed chunk entry: the 32-byte hash and a u32 length.
 const ENTRY: usize = 36;
 
@@ -27,7 +29,7 @@ pub struct XetChunk {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XetRecord {
     /// The blob (sha256, 64 lowercase hex); it must be recorded in `blobs` first.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// The Xet file hash in its hex form (64 lowercase hex).
     pub xet_hash: String,
     /// The chunks in file order.
@@ -45,7 +47,7 @@ impl XetRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLocation {
     /// The blob holding it.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Index of the chunk in that blob's chunk list.
     pub index: u32,
     /// Byte offset in the blob.
@@ -112,7 +114,7 @@ pub(crate) fn upsert(conn: &Connection, record: &XetRecord) -> rusqlite::Result<
 }
 
 /// Removes the chunk index rows of a blob (before the blob's own row goes).
-pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
+pub(crate) fn remove(conn: &Connection, sha256: &Sha256) -> rusqlite::Result<()> {
     let found: Option<(i64, Vec<u8>)> = conn
         .prepare_cached("SELECT id, chunks FROM xet_files WHERE sha256 = ?1")?
         .query_row([sha256], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -137,7 +139,7 @@ pub(crate) fn remove(conn: &Connection, sha256: &str) -> rusqlite::Result<()> {
 /// malformed (its length is not a whole number of entries).
 pub(crate) fn get(
     conn: &Connection,
-    sha256: &str,
+    sha256: &Sha256,
 ) -> rusqlite::Result<Option<Result<XetRecord, usize>>> {
     conn.prepare_cached("SELECT xet_hash, chunks FROM xet_files WHERE sha256 = ?1")?
         .query_row([sha256], |row| {
@@ -157,13 +159,13 @@ pub(crate) fn get(
 
 /// The blob, chunk list and offsets of a `xet_files` row, loaded once per lookup batch.
 struct Candidate {
-    sha256: String,
+    sha256: Sha256,
     chunks: Vec<XetChunk>,
     offsets: Vec<u64>,
 }
 
 fn load_candidate(conn: &Connection, file: i64) -> rusqlite::Result<Option<Candidate>> {
-    let row: Option<(String, Vec<u8>)> = conn
+    let row: Option<(Sha256, Vec<u8>)> = conn
         .prepare_cached("SELECT sha256, chunks FROM xet_files WHERE id = ?1")?
         .query_row([file], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
@@ -210,7 +212,7 @@ pub(crate) fn locate(
                 && chunk.hash == *hash
             {
                 location = Some(ChunkLocation {
-                    sha256: candidate.sha256.clone(),
+                    sha256: candidate.sha256,
                     index: index as u32,
                     offset: candidate.offsets[index],
                     length: chunk.length,

@@ -3,6 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::CommitId;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
 use crate::types::RepoKind;
@@ -15,7 +16,7 @@ pub struct CommitRef {
     /// `org/name`.
     pub name: String,
     /// 40-hex commit.
-    pub sha: String,
+    pub sha: CommitId,
 }
 
 /// A derived commit and where it came from.
@@ -69,7 +70,7 @@ impl Registry {
                 return Err(RegistryError::UnknownCommit {
                     kind: derivation.derived.kind,
                     name: derivation.derived.name.clone(),
-                    sha: derivation.derived.sha.clone(),
+                    sha: derivation.derived.sha,
                 });
             };
             conn.execute(
@@ -99,7 +100,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
     ) -> Result<Vec<Derivation>, RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
         self.read(move |conn| {
@@ -121,7 +122,7 @@ impl Registry {
                         derived: CommitRef {
                             kind,
                             name: name.clone(),
-                            sha: sha.clone(),
+                            sha,
                         },
                         source: CommitRef {
                             kind: source_kind.parse().unwrap_or(RepoKind::Model),

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::digest::{CommitId, Sha256};
 use crate::types::RepoKind;
 
 /// Everything that can go wrong in the registry.
@@ -120,10 +121,10 @@ pub enum RegistryError {
     },
 
     /// A file that must be held has no blob in the store's records.
-    #[error("{path} is not held: {}", describe_sha256(.sha256.as_deref()))]
+    #[error("{path} is not held: {}", describe_sha256(.sha256.as_ref()))]
     MissingBlob {
         /// The file's content digest, when known.
-        sha256: Option<String>,
+        sha256: Option<Sha256>,
         /// The file's path in its commit.
         path: String,
     },
@@ -132,7 +133,7 @@ pub enum RegistryError {
     #[error("no blob with sha256 {sha256} is recorded")]
     UnknownBlob {
         /// The digest asked for.
-        sha256: String,
+        sha256: Sha256,
     },
 
     /// The repository has never been recorded.
@@ -152,7 +153,7 @@ pub enum RegistryError {
         /// `org/name`.
         name: String,
         /// The commit asked for.
-        sha: String,
+        sha: CommitId,
     },
 
     /// The commit is held but has no file at that path.
@@ -163,7 +164,7 @@ pub enum RegistryError {
         /// `org/name`.
         name: String,
         /// The commit.
-        sha: String,
+        sha: CommitId,
         /// The path asked for.
         path: String,
     },
@@ -173,7 +174,7 @@ pub enum RegistryError {
     #[error("the stored Xet chunk list of blob {sha256} is damaged ({bytes} bytes)")]
     CorruptXetIndex {
         /// The blob.
-        sha256: String,
+        sha256: Sha256,
         /// The length of the stored list.
         bytes: usize,
     },
@@ -197,7 +198,7 @@ impl RegistryError {
     }
 }
 
-fn describe_sha256(sha256: Option<&str>) -> String {
+fn describe_sha256(sha256: Option<&Sha256>) -> String {
     match sha256 {
         Some(sha256) => format!("no blob with sha256 {sha256} is recorded"),
         None => "its sha256 is not known yet (never downloaded)".to_owned(),

@@ -24,6 +24,7 @@ mod blobs;
 mod chunk_index;
 mod connection;
 mod derivations;
+mod digest;
 mod error;
 mod gc;
 mod jobs;
@@ -44,6 +45,7 @@ mod xet_terms;
 
 pub use chunk_index::{ChunkLocation, XetChunk, XetRecord};
 pub use derivations::{CommitRef, Derivation};
+pub use digest::{CommitId, DigestError, Sha256};
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState, ParseJobStateError};
 pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};

@@ -9,6 +9,7 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::CommitId;
 use crate::error::RegistryError;
 use crate::snapshot::CARD_SOURCE;
 use crate::types::RepoKind;
@@ -48,7 +49,7 @@ pub struct LicenceRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommitLicence {
     /// The commit.
-    pub sha: String,
+    pub sha: CommitId,
     /// When the commit was last pulled.
     pub fetched_at: i64,
     /// The resolved catalog key (`unknown` when unresolved); `None` if never detected.
@@ -86,7 +87,7 @@ fn commit_id(
     conn: &Connection,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
         "SELECT c.id FROM commits c JOIN repos r ON r.id = c.repo_id
@@ -101,7 +102,7 @@ pub(crate) fn record(
     conn: &mut Connection,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
     record: &LicenceRecord,
 ) -> rusqlite::Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -149,7 +150,7 @@ pub(crate) fn record(
 }
 
 type RawCommitLicence = (
-    String,
+    CommitId,
     i64,
     Option<String>,
     Option<String>,
@@ -191,7 +192,7 @@ pub(crate) fn history(
     let rows = read().map_err(crate::error::read_error(|| {
         format!("read the licence history of {kind} {name}")
     }))?;
-    let parse = |text: Option<String>, what: &str, sha: &str| {
+    let parse = |text: Option<String>, what: &str, sha: &CommitId| {
         text.map(|text| {
             serde_json::from_str(&text).map_err(|source| RegistryError::StoredJson {
                 what: format!("{what} of {kind} {name} at {sha}"),
@@ -235,7 +236,7 @@ pub(crate) fn signals(
     conn: &Connection,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> rusqlite::Result<Vec<LicenceSignalRecord>> {
     conn.prepare_cached(
         "SELECT s.source, s.value, s.detail FROM licence_signals s

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::digest::{CommitId, Sha256};
 use crate::snapshot::{CARD_SOURCE, set_card_field};
 use crate::types::{
     BlobUse, CommitDetail, FileRow, LicenceFields, RefObservation, RepoKind, RepoSummary,
@@ -40,12 +41,12 @@ pub(crate) fn resolve(
     kind: RepoKind,
     name: &str,
     revision: &str,
-) -> rusqlite::Result<Option<String>> {
+) -> rusqlite::Result<Option<CommitId>> {
     let Some(repo_id) = repo_id(conn, kind, name)? else {
         return Ok(None);
     };
     if is_git_sha(revision) {
-        let held: Option<String> = conn
+        let held: Option<CommitId> = conn
             .prepare_cached("SELECT sha FROM commits WHERE repo_id = ?1 AND sha = ?2")?
             .query_row(params![repo_id, revision], |row| row.get(0))
             .optional()?;
@@ -86,7 +87,7 @@ fn card_licences(
 
 /// Every repo with its held revisions and what of each is held.
 pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>> {
-    let mut latest_refs: HashMap<(i64, String), Vec<String>> = HashMap::new();
+    let mut latest_refs: HashMap<(i64, CommitId), Vec<String>> = HashMap::new();
     {
         let mut statement = conn.prepare_cached(LATEST_REFS)?;
         let mut rows = statement.query([Option::<i64>::None])?;
@@ -121,10 +122,8 @@ pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>
         while let Some(row) = rows.next()? {
             let commit_id: i64 = row.get(0)?;
             let repo_id: i64 = row.get(1)?;
-            let sha: String = row.get(2)?;
-            let refs = latest_refs
-                .remove(&(repo_id, sha.clone()))
-                .unwrap_or_default();
+            let sha: CommitId = row.get(2)?;
+            let refs = latest_refs.remove(&(repo_id, sha)).unwrap_or_default();
             revisions.entry(repo_id).or_default().push(RevisionSummary {
                 sha,
                 refs,
@@ -160,12 +159,12 @@ pub(crate) fn list_repos(conn: &Connection) -> rusqlite::Result<Vec<RepoSummary>
 }
 
 /// Refs whose latest observation is `sha`, sorted.
-fn refs_at(conn: &Connection, repo_id: i64, sha: &str) -> rusqlite::Result<Vec<String>> {
+fn refs_at(conn: &Connection, repo_id: i64, sha: &CommitId) -> rusqlite::Result<Vec<String>> {
     let mut statement = conn.prepare_cached(LATEST_REFS)?;
     let mut rows = statement.query([repo_id])?;
     let mut refs = Vec::new();
     while let Some(row) = rows.next()? {
-        if row.get_ref(2)?.as_str()? == sha {
+        if sha == row.get_ref(2)?.as_str()? {
             refs.push(row.get(1)?);
         }
     }
@@ -196,7 +195,7 @@ pub(crate) fn commit_detail(
     conn: &Connection,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> rusqlite::Result<Option<RawCommitDetail>> {
     let head = conn
         .prepare_cached(
@@ -252,7 +251,7 @@ pub(crate) fn file(
     conn: &Connection,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
     path: &str,
 ) -> rusqlite::Result<Option<FileRow>> {
     conn.prepare_cached(&format!(
@@ -290,7 +289,7 @@ pub(crate) fn ref_history(
 /// Every (repo, commit, path) whose content has this sha256, held or not.
 pub(crate) fn commits_using_blob(
     conn: &Connection,
-    sha256: &str,
+    sha256: &Sha256,
 ) -> rusqlite::Result<Vec<BlobUse>> {
     conn.prepare_cached(
         "SELECT r.kind, r.name, c.sha, f.path
@@ -312,7 +311,11 @@ pub(crate) fn commits_using_blob(
 }
 
 /// Whether the repo holds this commit.
-pub(crate) fn commit_exists(conn: &Connection, repo_id: i64, sha: &str) -> rusqlite::Result<bool> {
+pub(crate) fn commit_exists(
+    conn: &Connection,
+    repo_id: i64,
+    sha: &CommitId,
+) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT 1 FROM commits WHERE repo_id = ?1 AND sha = ?2")?
         .exists(params![repo_id, sha])
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
+use crate::digest::{CommitId, Sha256};
 use crate::error::{RegistryError, read_error, write_error};
 use crate::licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};
 use crate::readers::Readers;
@@ -93,7 +94,6 @@ impl Registry {
     /// Records that the store holds `blob` (insert, or replace the previous record of it).
     /// Call it after the blob is published, never before (blob first, then row).
     pub async fn record_blob(&self, blob: BlobRecord) -> Result<(), RegistryError> {
-        validate::sha256(&blob.sha256)?;
         self.write(move |conn| {
             blobs::upsert(conn, &blob)
                 .map_err(write_error(|| format!("record blob {}", blob.sha256)))
@@ -110,13 +110,12 @@ impl Registry {
         group: Vec<(BlobRecord, Option<crate::chunk_index::XetRecord>)>,
     ) -> Result<(), RegistryError> {
         for (blob, xet) in &group {
-            validate::sha256(&blob.sha256)?;
             if let Some(xet) = xet {
                 validate::xet_record(xet)?;
                 if xet.sha256 != blob.sha256 {
                     return Err(RegistryError::InvalidInput {
                         field: "sha256",
-                        value: xet.sha256.clone(),
+                        value: xet.sha256.to_string(),
                         reason: "a Xet chunking must describe the blob it is recorded with",
                     });
                 }
@@ -179,9 +178,6 @@ impl Registry {
         blobs: Vec<BlobRecord>,
     ) -> Result<i64, RegistryError> {
         snapshot::validate(&s)?;
-        for blob in &blobs {
-            validate::sha256(&blob.sha256)?;
-        }
         self.write(move |conn| {
             snapshot::record_with_blobs(conn, &s, &blobs).map_err(write_error(|| {
                 format!(
@@ -198,8 +194,8 @@ impl Registry {
 
     /// Sets the time a blob's digest was last re-verified.
     /// Fails with [`RegistryError::UnknownBlob`] if the blob is not recorded.
-    pub async fn mark_blob_verified(&self, sha256: &str, at: i64) -> Result<(), RegistryError> {
-        let sha256 = sha256.to_owned();
+    pub async fn mark_blob_verified(&self, sha256: &Sha256, at: i64) -> Result<(), RegistryError> {
+        let sha256 = *sha256;
         self.write(move |conn| {
             let found = blobs::mark_verified(conn, &sha256, at)
                 .map_err(write_error(|| format!("mark blob {sha256} verified")));
@@ -216,7 +212,7 @@ impl Registry {
     /// are skipped.
     pub async fn stamp_blobs(
         &self,
-        stamps: Vec<(String, String)>,
+        stamps: Vec<(Sha256, String)>,
         at: i64,
     ) -> Result<(), RegistryError> {
         if stamps.is_empty() {
@@ -237,7 +233,7 @@ impl Registry {
 
     /// Forgets a blob (e.g. when verification quarantines it). Files naming it stay, and are
     /// no longer held. Removing a blob that is not recorded is not an error.
-    pub async fn remove_blob(&self, sha256: &str) -> Result<(), RegistryError> {
+    pub async fn remove_blob(&self, sha256: &Sha256) -> Result<(), RegistryError> {
         let sha256 = sha256.to_owned();
         self.write(move |conn| {
             let run = |conn: &mut Connection| -> rusqlite::Result<()> {
@@ -253,7 +249,7 @@ impl Registry {
     // ---- reads -----------------------------------------------------------------------------
 
     /// The stamp of a blob's file when it was last found to match its digest.
-    pub async fn blob_stamp(&self, sha256: &str) -> Result<Option<String>, RegistryError> {
+    pub async fn blob_stamp(&self, sha256: &Sha256) -> Result<Option<String>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
             blobs::stamp(conn, &sha256)
@@ -269,7 +265,7 @@ impl Registry {
         after: &str,
         now: i64,
         min_age: i64,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Sha256>, RegistryError> {
         let after = after.to_owned();
         self.read(move |conn| {
             blobs::next_to_scrub(conn, &after, now, min_age)
@@ -279,7 +275,7 @@ impl Registry {
     }
 
     /// The first held LFS blob after `after` (digest order) without a chunk index.
-    pub async fn next_unindexed(&self, after: &str) -> Result<Option<String>, RegistryError> {
+    pub async fn next_unindexed(&self, after: &str) -> Result<Option<Sha256>, RegistryError> {
         let after = after.to_owned();
         self.read(move |conn| {
             blobs::next_unindexed(conn, &after)
@@ -289,7 +285,7 @@ impl Registry {
     }
 
     /// One blob's record.
-    pub async fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>, RegistryError> {
+    pub async fn blob(&self, sha256: &Sha256) -> Result<Option<BlobRecord>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
             blobs::get(conn, &sha256).map_err(read_error(|| format!("read blob {sha256}")))
@@ -319,7 +315,7 @@ impl Registry {
 
     /// The sha256 of a held blob whose content has this git blob id (from any repo or commit),
     /// so a regular file already held need not be downloaded again.
-    pub async fn sha256_for_git_oid(&self, git_oid: &str) -> Result<Option<String>, RegistryError> {
+    pub async fn sha256_for_git_oid(&self, git_oid: &str) -> Result<Option<Sha256>, RegistryError> {
         let git_oid = git_oid.to_owned();
         self.read(move |conn| {
             blobs::sha256_for_git_oid(conn, &git_oid)
@@ -335,7 +331,7 @@ impl Registry {
         kind: RepoKind,
         name: &str,
         revision: &str,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<CommitId>, RegistryError> {
         let (name, revision) = (name.to_owned(), revision.to_owned());
         self.read(move |conn| {
             queries::resolve(conn, kind, &name, &revision).map_err(read_error(|| {
@@ -356,7 +352,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
     ) -> Result<Option<CommitDetail>, RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
         self.read(move |conn| {
@@ -388,7 +384,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
         path: &str,
     ) -> Result<Option<FileRow>, RegistryError> {
         let (name, sha, path) = (name.to_owned(), sha.to_owned(), path.to_owned());
@@ -408,7 +404,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
         paths: Vec<String>,
     ) -> Result<(), RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
@@ -425,7 +421,7 @@ impl Registry {
                     return Ok(Err(RegistryError::UnknownCommit {
                         kind,
                         name: name.clone(),
-                        sha: sha.clone(),
+                        sha,
                     }));
                 }
                 for path in paths {
@@ -434,7 +430,7 @@ impl Registry {
                             return Ok(Err(RegistryError::UnknownFile {
                                 kind,
                                 name: name.clone(),
-                                sha: sha.clone(),
+                                sha,
                                 path,
                             }));
                         }
@@ -477,7 +473,7 @@ impl Registry {
     }
 
     /// Every (repo, commit, path) whose content has this sha256, whether held or not.
-    pub async fn commits_using_blob(&self, sha256: &str) -> Result<Vec<BlobUse>, RegistryError> {
+    pub async fn commits_using_blob(&self, sha256: &Sha256) -> Result<Vec<BlobUse>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
             queries::commits_using_blob(conn, &sha256)
@@ -495,12 +491,11 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
         record: LicenceRecord,
     ) -> Result<(), RegistryError> {
         validate::repo_name(name)?;
-        validate::git_sha("commit sha", sha)?;
-        let (name, sha) = (name.to_owned(), sha.to_owned());
+        let (name, sha) = (name.to_owned(), *sha);
         self.write(move |conn| {
             let found =
                 licence::record(conn, kind, &name, &sha, &record).map_err(write_error(|| {
@@ -532,7 +527,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
     ) -> Result<Vec<LicenceSignalRecord>, RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
         self.read(move |conn| {

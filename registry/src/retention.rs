@@ -5,11 +5,11 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
+use crate::digest::CommitId;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::queries::repo_id;
 use crate::registry::Registry;
 use crate::types::RepoKind;
-use crate::validate;
 
 /// A held commit that quota eviction may remove: not pinned, not the source of a conversion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,7 +19,7 @@ pub struct EvictionCandidate {
     /// `org/name`.
     pub name: String,
     /// The commit.
-    pub sha: String,
+    pub sha: CommitId,
     /// When it was last served, else when it was last pulled (unix seconds).
     pub last_used: i64,
 }
@@ -32,15 +32,19 @@ pub struct Served {
     /// `org/name`.
     pub name: String,
     /// The commit.
-    pub sha: String,
+    pub sha: CommitId,
 }
 
 impl Registry {
     /// Pin a held commit so quota eviction never removes it. Returns whether it was newly
     /// pinned; [`RegistryError::UnknownCommit`] if the commit is not held.
-    pub async fn pin(&self, kind: RepoKind, name: &str, sha: &str) -> Result<bool, RegistryError> {
-        validate::git_sha("commit sha", sha)?;
-        let (name, sha) = (name.to_owned(), sha.to_owned());
+    pub async fn pin(
+        &self,
+        kind: RepoKind,
+        name: &str,
+        sha: &CommitId,
+    ) -> Result<bool, RegistryError> {
+        let (name, sha) = (name.to_owned(), *sha);
         self.write(move |conn| {
             let run = || -> rusqlite::Result<Option<bool>> {
                 let Some(repo) = repo_id(conn, kind, &name)? else {
@@ -73,7 +77,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
     ) -> Result<bool, RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
         self.write(move |conn| {
@@ -165,7 +169,7 @@ impl Registry {
         &self,
         kind: RepoKind,
         name: &str,
-        sha: &str,
+        sha: &CommitId,
     ) -> Result<bool, RegistryError> {
         let (name, sha) = (name.to_owned(), sha.to_owned());
         self.write(move |conn| {

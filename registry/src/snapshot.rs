@@ -3,6 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+use crate::digest::CommitId;
 use crate::types::{BlobRecord, FileRecord, LicenceFields, SnapshotRecord};
 use crate::{error::RegistryError, validate};
 
@@ -12,7 +13,6 @@ pub(crate) const CARD_SOURCE: &str = "card";
 /// Checks every value of `snapshot` before anything is written.
 pub(crate) fn validate(snapshot: &SnapshotRecord) -> Result<(), RegistryError> {
     validate::repo_name(&snapshot.name)?;
-    validate::git_sha("commit sha", &snapshot.commit)?;
     if let Some(gate) = &snapshot.gated {
         validate::gate(gate)?;
     }
@@ -22,9 +22,6 @@ pub(crate) fn validate(snapshot: &SnapshotRecord) -> Result<(), RegistryError> {
     for file in &snapshot.files {
         validate::file_path(&file.path)?;
         validate::git_sha("git oid", &file.git_oid)?;
-        if let Some(sha256) = &file.sha256 {
-            validate::sha256(sha256)?;
-        }
     }
     Ok(())
 }
@@ -100,10 +97,10 @@ fn observe_ref(
     tx: &Transaction<'_>,
     repo_id: i64,
     reference: &str,
-    sha: &str,
+    sha: &CommitId,
     seen_at: i64,
 ) -> rusqlite::Result<()> {
-    let latest: Option<(i64, String)> = tx
+    let latest: Option<(i64, CommitId)> = tx
         .prepare_cached(
             "SELECT id, sha FROM ref_observations WHERE repo_id = ?1 AND ref = ?2
              ORDER BY id DESC LIMIT 1",
@@ -113,7 +110,7 @@ fn observe_ref(
         })
         .optional()?;
     match latest {
-        Some((id, latest_sha)) if latest_sha == sha => {
+        Some((id, latest_sha)) if latest_sha == *sha => {
             tx.prepare_cached(
                 "UPDATE ref_observations SET last_seen = max(last_seen, ?2) WHERE id = ?1",
             )?

@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::CommitId;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
 use crate::types::RepoKind;
@@ -27,9 +28,9 @@ pub struct TrackedRef {
     /// When the upstream was last asked, if ever.
     pub last_checked: Option<i64>,
     /// Where the ref pointed upstream at the last check.
-    pub upstream_commit: Option<String>,
+    pub upstream_commit: Option<CommitId>,
     /// The commit held before the pull of `upstream_commit` (the old side of the change).
-    pub base_commit: Option<String>,
+    pub base_commit: Option<CommitId>,
     /// The pull job submitted for `upstream_commit`, while it has not been settled.
     pub pending_job: Option<i64>,
     /// Why the last check or pull failed.
@@ -60,9 +61,9 @@ pub struct TrackCheck {
     /// When the check ran.
     pub at: i64,
     /// Where the ref points upstream (`None` when the check failed).
-    pub upstream_commit: Option<String>,
+    pub upstream_commit: Option<CommitId>,
     /// The commit held before the pull submitted now (if one is).
-    pub base_commit: Option<String>,
+    pub base_commit: Option<CommitId>,
     /// The pull submitted now, if any; `None` keeps the one pending.
     pub pending_job: Option<i64>,
     /// Why the check failed.
@@ -170,9 +171,6 @@ impl Registry {
         reference: &str,
         check: TrackCheck,
     ) -> Result<(), RegistryError> {
-        for sha in check.upstream_commit.iter().chain(&check.base_commit) {
-            validate::git_sha("commit sha", sha)?;
-        }
         let (name, reference) = (name.to_owned(), reference.to_owned());
         self.write(move |conn| {
             conn.execute(

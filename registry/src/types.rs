@@ -10,6 +10,8 @@ use std::str::FromStr;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 
+use crate::digest::{CommitId, Sha256};
+
 /// Whether a repository holds a model or a dataset (the Hub's two repo types we mirror).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
@@ -97,7 +99,7 @@ pub struct SnapshotRecord {
     /// Whether the upstream repo is private.
     pub private: bool,
     /// The commit (40 lowercase hex).
-    pub commit: String,
+    pub commit: CommitId,
     /// The repo info's `cardData` at this commit, if any.
     pub card_json: Option<serde_json::Value>,
     /// Refs observed pointing at `commit` now, e.g. `["main"]`; empty when pulled by sha.
@@ -120,7 +122,7 @@ pub struct FileRecord {
     /// The git blob id (40 hex; for LFS files, the pointer's).
     pub git_oid: String,
     /// Content sha256 when known: always for LFS files, for regular files once hashed.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Whether the file is stored in LFS upstream.
     pub lfs: bool,
 }
@@ -142,7 +144,7 @@ pub struct LicenceFields {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
     /// Content sha256 (64 lowercase hex).
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
     /// Where the store keeps it (backend-specific, e.g. a path or an object key).
@@ -174,7 +176,7 @@ pub struct RepoSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionSummary {
     /// The commit.
-    pub sha: String,
+    pub sha: CommitId,
     /// Refs whose latest observation is this commit, sorted.
     pub refs: Vec<String>,
     /// When this commit was last pulled.
@@ -205,7 +207,7 @@ pub struct CommitDetail {
     /// `org/name`.
     pub name: String,
     /// The commit.
-    pub sha: String,
+    pub sha: CommitId,
     /// When this commit was last pulled.
     pub fetched_at: i64,
     /// The card data recorded with the commit.
@@ -234,7 +236,7 @@ pub struct FileRow {
     /// The git blob id.
     pub git_oid: String,
     /// Content sha256, when known.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Whether the file is stored in LFS upstream.
     pub lfs: bool,
     /// Whether the content is in the store: sha256 known and a blob recorded for it.
@@ -247,7 +249,7 @@ pub struct RefObservation {
     /// The ref, e.g. `main` or `refs/pr/1`.
     pub reference: String,
     /// The commit it pointed at.
-    pub sha: String,
+    pub sha: CommitId,
     /// When it was first seen pointing there.
     pub first_seen: i64,
     /// When it was last seen pointing there.
@@ -262,7 +264,7 @@ pub struct BlobUse {
     /// `org/name`.
     pub name: String,
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// The path in that commit.
     pub path: String,
 }

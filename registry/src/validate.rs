@@ -22,7 +22,6 @@ fn is_lower_hex(value: &str, len: usize) -> bool {
 
 /// A blob's Xet chunking: the blob's sha256 and a Xet hash of 64 lowercase hex.
 pub(crate) fn xet_record(record: &XetRecord) -> Result<(), RegistryError> {
-    sha256(&record.sha256)?;
     if !is_lower_hex(&record.xet_hash, 64) {
         return Err(invalid(
             "xet_hash",
@@ -44,15 +43,6 @@ pub(crate) fn git_sha(field: &'static str, value: &str) -> Result<(), RegistryEr
         Ok(())
     } else {
         Err(invalid(field, value, "expected 40 lowercase hex digits"))
-    }
-}
-
-/// A content digest: 64 lowercase hex.
-pub(crate) fn sha256(value: &str) -> Result<(), RegistryError> {
-    if is_lower_hex(value, 64) {
-        Ok(())
-    } else {
-        Err(invalid("sha256", value, "expected 64 lowercase hex digits"))
     }
 }
 
@@ -119,8 +109,6 @@ mod tests {
         assert!(git_sha("commit", &"a".repeat(40)).is_ok());
         assert!(git_sha("commit", &"A".repeat(40)).is_err());
         assert!(git_sha("commit", &"a".repeat(39)).is_err());
-        assert!(sha256(&"0f".repeat(32)).is_ok());
-        assert!(sha256(&"0g".repeat(32)).is_err());
         for good in ["gpt2", "org/name", "org/name.v1"] {
             assert!(repo_name(good).is_ok(), "{good}");
         }

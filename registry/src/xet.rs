@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::chunk_index::{ChunkLocation, XetRecord, get, locate, upsert};
+use crate::digest::Sha256;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
 use crate::validate;
@@ -31,7 +32,7 @@ impl Registry {
     /// A blob's Xet chunking, `None` when none is recorded (a blob stored by an older Larder:
     /// `larder verify` computes it). A stored chunk list that cannot be read is reported as
     /// [`RegistryError::CorruptXetIndex`].
-    pub async fn xet(&self, sha256: &str) -> Result<Option<XetRecord>, RegistryError> {
+    pub async fn xet(&self, sha256: &Sha256) -> Result<Option<XetRecord>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
             let found = get(conn, &sha256).map_err(read_error(|| {
@@ -47,7 +48,7 @@ impl Registry {
     }
 
     /// A blob's Xet file hash (hex), without its chunk list.
-    pub async fn xet_hash(&self, sha256: &str) -> Result<Option<String>, RegistryError> {
+    pub async fn xet_hash(&self, sha256: &Sha256) -> Result<Option<String>, RegistryError> {
         let sha256 = sha256.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT xet_hash FROM xet_files WHERE sha256 = ?1")
@@ -70,9 +71,9 @@ impl Registry {
     }
 
     /// Held blobs with no Xet chunking recorded (stored before the chunk index existed).
-    pub async fn blobs_without_xet(&self) -> Result<Vec<String>, RegistryError> {
+    pub async fn blobs_without_xet(&self) -> Result<Vec<Sha256>, RegistryError> {
         self.read(|conn| {
-            let query = || -> rusqlite::Result<Vec<String>> {
+            let query = || -> rusqlite::Result<Vec<Sha256>> {
                 conn.prepare_cached(
                     "SELECT b.sha256 FROM blobs b
                      WHERE NOT EXISTS (SELECT 1 FROM xet_files x WHERE x.sha256 = b.sha256)
@@ -93,10 +94,9 @@ impl Registry {
     /// fetched the content. One transaction.
     pub async fn record_listed_xet(
         &self,
-        pairs: Vec<(String, String)>,
+        pairs: Vec<(Sha256, String)>,
     ) -> Result<(), RegistryError> {
-        for (sha256, xet_hash) in &pairs {
-            validate::sha256(sha256)?;
+        for (_, xet_hash) in &pairs {
             validate_hex64("xet_hash", xet_hash)?;
         }
         if pairs.is_empty() {
@@ -111,7 +111,7 @@ impl Registry {
                          ON CONFLICT (sha256) DO UPDATE SET xet_hash = excluded.xet_hash",
                     )?;
                     for (sha256, xet_hash) in &pairs {
-                        insert.execute([sha256, xet_hash])?;
+                        insert.execute(rusqlite::params![sha256, xet_hash])?;
                     }
                 }
                 tx.commit()
@@ -125,10 +125,10 @@ impl Registry {
     /// index) or, for content not held, as the upstream listed it.
     pub async fn known_xet_hashes(
         &self,
-        sha256s: Vec<String>,
-    ) -> Result<HashMap<String, String>, RegistryError> {
+        sha256s: Vec<Sha256>,
+    ) -> Result<HashMap<Sha256, String>, RegistryError> {
         self.read(move |conn| {
-            let query = || -> rusqlite::Result<HashMap<String, String>> {
+            let query = || -> rusqlite::Result<HashMap<Sha256, String>> {
                 let mut held =
                     conn.prepare_cached("SELECT xet_hash FROM xet_files WHERE sha256 = ?1")?;
                 let mut listed =
@@ -136,9 +136,9 @@ impl Registry {
                 let mut found = HashMap::new();
                 for sha256 in sha256s {
                     let hash: Option<String> =
-                        match held.query_row([&sha256], |row| row.get(0)).optional()? {
+                        match held.query_row([sha256], |row| row.get(0)).optional()? {
                             Some(hash) => Some(hash),
-                            None => listed.query_row([&sha256], |row| row.get(0)).optional()?,
+                            None => listed.query_row([sha256], |row| row.get(0)).optional()?,
                         };
                     if let Some(hash) = hash {
                         found.insert(sha256, hash);
@@ -155,7 +155,7 @@ impl Registry {
     pub async fn blob_with_xet_hash(
         &self,
         xet_hash: &str,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Sha256>, RegistryError> {
         let xet_hash = xet_hash.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT sha256 FROM xet_files WHERE xet_hash = ?1 LIMIT 1")
@@ -169,7 +169,7 @@ impl Registry {
     pub async fn listed_with_xet_hash(
         &self,
         xet_hash: &str,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Sha256>, RegistryError> {
         let xet_hash = xet_hash.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT sha256 FROM xet_listed WHERE xet_hash = ?1 LIMIT 1")

@@ -7,9 +7,9 @@
 
 use rusqlite::params;
 
+use crate::digest::Sha256;
 use crate::error::{RegistryError, read_error, write_error};
 use crate::registry::Registry;
-use crate::validate;
 
 /// Chunks `[chunk_start, chunk_end)` of xorb `xorb` are the bytes of blob `blob` from `offset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct HeldTerm {
     /// One past the last chunk index.
     pub chunk_end: u32,
     /// The blob holding the bytes (sha256).
-    pub blob: String,
+    pub blob: Sha256,
     /// Where the first chunk starts in the blob.
     pub offset: u64,
     /// Each chunk's length, in order.
@@ -48,7 +48,6 @@ impl Registry {
     pub async fn record_xet_terms(&self, terms: Vec<HeldTerm>) -> Result<(), RegistryError> {
         let mut rows = Vec::with_capacity(terms.len());
         for term in terms {
-            validate::sha256(&term.blob)?;
             if term.chunk_end <= term.chunk_start
                 || term.lengths.len() != (term.chunk_end - term.chunk_start) as usize
             {
@@ -111,7 +110,7 @@ impl Registry {
                 let rows = statement.query_map(params![key, chunk_start, chunk_end], |row| {
                     let start: u32 = row.get(0)?;
                     let end: u32 = row.get(1)?;
-                    let blob: String = row.get(2)?;
+                    let blob: Sha256 = row.get(2)?;
                     let offset: i64 = row.get(3)?;
                     let raw: Vec<u8> = row.get(4)?;
                     Ok((start, end, blob, offset as u64, raw))

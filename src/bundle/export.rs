@@ -22,7 +22,7 @@ use super::manifest::{
 use super::{BundleError, BundleEvent, create_dir};
 use crate::Larder;
 use crate::interrupt::{CancellationToken, Interrupted};
-use crate::registry::CommitDetail;
+use crate::registry::{CommitDetail, Sha256};
 use crate::report::Reporter;
 
 /// What an export wrote.
@@ -60,11 +60,11 @@ pub async fn export_bundle(
     cancel: &CancellationToken,
 ) -> Result<ExportSummary, BundleError> {
     let mut known_commits: BTreeSet<String> = BTreeSet::new();
-    let mut known_blobs: BTreeSet<String> = BTreeSet::new();
+    let mut known_blobs: BTreeSet<Sha256> = BTreeSet::new();
     let mut manifest = Manifest::new(crate::now_unix());
     if let Some(base) = since {
         known_commits.extend(base.commit_keys());
-        known_blobs.extend(base.blobs.iter().map(|b| b.sha256.clone()));
+        known_blobs.extend(base.blobs.iter().map(|b| b.sha256));
         if let Some(earlier) = &base.since {
             known_commits.extend(earlier.commits.iter().cloned());
             known_blobs.extend(earlier.blobs.iter().cloned());
@@ -81,7 +81,7 @@ pub async fn export_bundle(
         dir: dir.to_path_buf(),
         ..ExportSummary::default()
     };
-    let mut carried: BTreeMap<String, u64> = BTreeMap::new();
+    let mut carried: BTreeMap<Sha256, u64> = BTreeMap::new();
     for detail in commits {
         let revision = format!("{}@{}", detail.name, detail.sha);
         if known_commits.contains(&commit_key(detail.kind, &detail.name, &detail.sha)) {
@@ -96,7 +96,7 @@ pub async fn export_bundle(
                 Some(FileEntry {
                     path: f.path.clone(),
                     size: f.size,
-                    sha256: f.sha256.clone()?,
+                    sha256: f.sha256?,
                     git_oid: f.git_oid.clone(),
                     lfs: f.lfs,
                 })
@@ -104,11 +104,11 @@ pub async fn export_bundle(
             .collect();
         for file in &files {
             if !known_blobs.contains(&file.sha256) {
-                carried.insert(file.sha256.clone(), file.size);
+                carried.insert(file.sha256, file.size);
             }
         }
         let commit = CommitEntry {
-            sha: detail.sha.clone(),
+            sha: detail.sha,
             refs: detail.refs.clone(),
             fetched_at: detail.fetched_at,
             card_json: detail.card_json.clone(),
@@ -134,7 +134,7 @@ pub async fn export_bundle(
     manifest.blobs = carried
         .iter()
         .map(|(sha256, size)| BlobEntry {
-            sha256: sha256.clone(),
+            sha256: *sha256,
             size: *size,
         })
         .collect();
@@ -155,7 +155,7 @@ pub async fn export_bundle(
         if cancel.is_cancelled() {
             return Err(interrupted(kept));
         }
-        let dest = blobs_dir.join(&blob.sha256);
+        let dest = blobs_dir.join(blob.sha256);
         let action = if std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == blob.size)
         {
             summary.blobs_skipped += 1;
@@ -177,7 +177,7 @@ pub async fn export_bundle(
         };
         kept += blob.size;
         reporter.report(&BundleEvent::Blob {
-            name: blob.sha256.clone(),
+            name: blob.sha256.to_string(),
             size: blob.size,
             action,
         });

@@ -27,7 +27,7 @@ use crate::Larder;
 use crate::hub::{RepoId, Revision, validate_repo_path};
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
-use crate::registry::{BlobRecord, FileRecord, LicenceFields, RepoKind, SnapshotRecord};
+use crate::registry::{BlobRecord, CommitId, FileRecord, LicenceFields, RepoKind, SnapshotRecord};
 use crate::report::Reporter;
 
 /// Files at least this large are recorded as LFS files (the Hub's threshold).
@@ -43,7 +43,7 @@ pub struct FolderSummary {
     /// `org/name`.
     pub repo: String,
     /// The derived commit id.
-    pub commit: String,
+    pub commit: CommitId,
     /// The ref recorded.
     pub revision: String,
     /// Files recorded.
@@ -121,7 +121,7 @@ pub async fn import_folder(
                 return Err(error);
             }
         };
-        let sha256 = digests.sha256.clone();
+        let sha256 = digests.sha256;
         let fresh = larder.blobs.stat(&sha256).await?.is_none();
         larder.blobs.publish(&part, &sha256).await?;
         if fresh {
@@ -141,7 +141,7 @@ pub async fn import_folder(
         };
         if !blobs.iter().any(|b| b.sha256 == sha256) {
             if let Some(chunking) = digests.xet.clone() {
-                chunkings.push((sha256.clone(), chunking));
+                chunkings.push((sha256, chunking));
             }
             blobs.push(record::blob_record(
                 larder,
@@ -169,7 +169,7 @@ pub async fn import_folder(
     let commit = tree_commit_id(files.iter().map(|f| (f.path.as_str(), f.git_oid.as_str())));
     let summary = FolderSummary {
         repo: repo.to_string(),
-        commit: commit.clone(),
+        commit,
         revision: revision.to_string(),
         files: files.len(),
         bytes: files.iter().map(|f| f.size).sum(),
@@ -211,14 +211,14 @@ pub async fn import_folder(
 
 /// The commit id of a folder: sha1 over `"<oid> <path>\n"` lines sorted by path, after a
 /// version line. Deterministic, and different whenever any path or content differs.
-pub fn tree_commit_id<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub fn tree_commit_id<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> CommitId {
     let sorted: BTreeMap<&str, &str> = files.collect();
     let mut hasher = Sha1::new();
     hasher.update(b"larder folder tree v1\n");
     for (path, oid) in sorted {
         hasher.update(format!("{oid} {path}\n").as_bytes());
     }
-    hex::encode(hasher.finalize())
+    CommitId::from_bytes(&hasher.finalize().into())
 }
 
 /// Every file below `root` as `(repo path, file to read)`, sorted by path.

@@ -64,7 +64,7 @@ pub async fn export_hf_cache(
     for detail in commits {
         let repo_dir = dir.join(repo_folder(detail.kind, &detail.name));
         let blobs_dir = repo_dir.join("blobs");
-        let snapshot_dir = repo_dir.join("snapshots").join(&detail.sha);
+        let snapshot_dir = repo_dir.join("snapshots").join(detail.sha);
         let snapshot_existed = snapshot_dir.is_dir();
         create_dir(&blobs_dir)?;
         create_dir(&snapshot_dir)?;
@@ -84,7 +84,11 @@ pub async fn export_hf_cache(
             let Some(sha256) = &file.sha256 else {
                 continue;
             };
-            let etag = if file.lfs { sha256 } else { &file.git_oid };
+            let etag = if file.lfs {
+                sha256.as_str()
+            } else {
+                &file.git_oid
+            };
             let blob = blobs_dir.join(etag);
             let action = if std::fs::metadata(&blob).is_ok_and(|m| m.len() == file.size) {
                 summary.blobs_skipped += 1;
@@ -106,7 +110,7 @@ pub async fn export_hf_cache(
             };
             kept += file.size;
             reporter.report(&BundleEvent::Blob {
-                name: etag.clone(),
+                name: etag.to_owned(),
                 size: file.size,
                 action,
             });

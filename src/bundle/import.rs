@@ -25,7 +25,7 @@ use crate::Larder;
 use crate::fetch::digest::Digests;
 use crate::interrupt::{CancellationToken, Interrupted};
 use crate::record::{self, Checked};
-use crate::registry::{BlobRecord, FileRecord, SnapshotRecord};
+use crate::registry::{BlobRecord, CommitId, FileRecord, Sha256, SnapshotRecord};
 use crate::report::Reporter;
 
 /// What happened to one revision of the bundle.
@@ -36,7 +36,7 @@ pub struct RevisionOutcome {
     /// `org/name`.
     pub repo: String,
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// `imported`, `unchanged` (already held) or `refused`.
     pub status: &'static str,
     /// Why it was refused, file by file.
@@ -97,7 +97,7 @@ pub async fn import_bundle(
         blobs: manifest.blobs.len(),
         bytes: total,
     });
-    let mut blobs: HashMap<String, BlobState> = HashMap::new();
+    let mut blobs: HashMap<Sha256, BlobState> = HashMap::new();
     let result = async {
         for repo in &manifest.repos {
             for commit in &repo.commits {
@@ -146,7 +146,7 @@ async fn import_commit(
     repo: &RepoEntry,
     commit: &CommitEntry,
     carried: &BTreeMap<&str, u64>,
-    blobs: &mut HashMap<String, BlobState>,
+    blobs: &mut HashMap<Sha256, BlobState>,
     summary: &mut ImportSummary,
     reporter: &dyn Reporter<BundleEvent>,
     cancel: &CancellationToken,
@@ -154,7 +154,7 @@ async fn import_commit(
     let mut outcome = RevisionOutcome {
         kind: repo.kind.to_string(),
         repo: repo.name.clone(),
-        commit: commit.sha.clone(),
+        commit: commit.sha,
         status: "unchanged",
         problems: Vec::new(),
     };
@@ -167,14 +167,14 @@ async fn import_commit(
         if cancel.is_cancelled() {
             return Err(Interrupted::default().into());
         }
-        if !blobs.contains_key(&file.sha256) {
+        if let std::collections::hash_map::Entry::Vacant(e) = blobs.entry(file.sha256) {
             let state = if larder.blobs.stat(&file.sha256).await? == Some(file.size) {
                 BlobState::Published
             } else if let Some(size) = carried.get(file.sha256.as_str()) {
                 let state = verify_blob(larder, dir, &file.sha256, *size, cancel).await?;
                 if let BlobState::Part(..) = &state {
                     reporter.report(&BundleEvent::Blob {
-                        name: file.sha256.clone(),
+                        name: file.sha256.to_string(),
                         size: *size,
                         action: "verified",
                     });
@@ -187,7 +187,7 @@ async fn import_commit(
                         .to_owned(),
                 )
             };
-            blobs.insert(file.sha256.clone(), state);
+            e.insert(state);
         }
         let problem = match blobs.get(&file.sha256) {
             Some(BlobState::Bad(why)) => Some(why.clone()),
@@ -225,7 +225,7 @@ async fn import_commit(
         match state {
             BlobState::Part(part, digests) => {
                 if let Some(chunking) = digests.xet.take() {
-                    chunkings.push((file.sha256.clone(), chunking));
+                    chunkings.push((file.sha256, chunking));
                 }
                 larder.blobs.publish(part, &file.sha256).await?;
                 summary.blobs_imported += 1;
@@ -251,7 +251,7 @@ async fn import_commit(
         upstream: repo.upstream.clone(),
         gated: repo.gated.clone(),
         private: repo.private,
-        commit: commit.sha.clone(),
+        commit: commit.sha,
         card_json: commit.card_json.clone(),
         refs,
         seen_at: commit.fetched_at,
@@ -262,7 +262,7 @@ async fn import_commit(
                 path: f.path.clone(),
                 size: f.size,
                 git_oid: f.git_oid.clone(),
-                sha256: Some(f.sha256.clone()),
+                sha256: Some(f.sha256),
                 lfs: f.lfs,
             })
             .collect(),
@@ -347,7 +347,7 @@ async fn already_held(
 async fn verify_blob(
     larder: &Larder,
     dir: &Path,
-    sha256: &str,
+    sha256: &Sha256,
     size: u64,
     cancel: &CancellationToken,
 ) -> Result<BlobState, BundleError> {

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
-use crate::hub::{RepoId, Revision, is_commit_sha, is_sha256_hex, validate_repo_path};
-use crate::registry::{LicenceFields, RepoKind};
+use crate::hub::{RepoId, Revision, is_commit_sha, validate_repo_path};
+use crate::registry::{CommitId, LicenceFields, RepoKind, Sha256};
 
 /// The `format` field of every bundle manifest.
 pub const FORMAT: &str = "larder-bundle";
@@ -72,7 +72,7 @@ pub struct Since {
     /// Commits that manifest or its own predecessors carried, as `kind:org/name@sha`.
     pub commits: Vec<String>,
     /// Blobs that manifest or its own predecessors carried.
-    pub blobs: Vec<String>,
+    pub blobs: Vec<Sha256>,
 }
 
 /// One repository and the commits of it the bundle describes.
@@ -98,7 +98,7 @@ pub struct RepoEntry {
 #[serde(deny_unknown_fields)]
 pub struct CommitEntry {
     /// 40-hex commit id.
-    pub sha: String,
+    pub sha: CommitId,
     /// Refs pointing at it when exported.
     pub refs: Vec<String>,
     /// When the source last pulled it.
@@ -120,7 +120,7 @@ pub struct FileEntry {
     /// Content size.
     pub size: u64,
     /// Content sha256 (the blob's name).
-    pub sha256: String,
+    pub sha256: Sha256,
     /// git blob oid (of the LFS pointer for LFS files).
     pub git_oid: String,
     /// Whether it is an LFS file.
@@ -132,7 +132,7 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 pub struct BlobEntry {
     /// Content sha256.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
 }
@@ -205,7 +205,7 @@ impl Manifest {
         body.digest = None;
         // Serializing plain data types into a Vec cannot fail.
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
     }
 
     /// The manifest as written to disk: pretty JSON with its digest set.
@@ -271,18 +271,8 @@ impl Manifest {
         let invalid = |what: String| Err(ManifestError::Invalid(what));
         let mut carried: BTreeMap<&str, u64> = BTreeMap::new();
         for blob in &self.blobs {
-            if !is_sha256_hex(&blob.sha256) {
-                return invalid(format!("blob {:?} is not a sha256", blob.sha256));
-            }
             if carried.insert(&blob.sha256, blob.size).is_some() {
                 return invalid(format!("blob {} is listed twice", blob.sha256));
-            }
-        }
-        if let Some(since) = &self.since {
-            for blob in &since.blobs {
-                if !is_sha256_hex(blob) {
-                    return invalid(format!("earlier blob {blob:?} is not a sha256"));
-                }
             }
         }
         let mut repos = BTreeSet::new();
@@ -302,9 +292,6 @@ impl Manifest {
             let mut commits = BTreeSet::new();
             for commit in &repo.commits {
                 let at = format!("{}@{}", repo.name, commit.sha);
-                if !is_commit_sha(&commit.sha) {
-                    return invalid(format!("commit {:?} of {}", commit.sha, repo.name));
-                }
                 if !commits.insert(commit.sha.as_str()) {
                     return invalid(format!("commit {at} is listed twice"));
                 }
@@ -324,7 +311,7 @@ impl Manifest {
                     if file.size > MAX_SIZE {
                         return invalid(format!("{at}: {} has size {}", file.path, file.size));
                     }
-                    if !is_sha256_hex(&file.sha256) || !is_commit_sha(&file.git_oid) {
+                    if !is_commit_sha(&file.git_oid) {
                         return invalid(format!("{at}: {} has a malformed digest", file.path));
                     }
                     if file.lfs
@@ -367,7 +354,7 @@ impl Manifest {
 }
 
 /// The key of a commit in [`Since::commits`].
-pub fn commit_key(kind: RepoKind, name: &str, sha: &str) -> String {
+pub fn commit_key(kind: RepoKind, name: &str, sha: &CommitId) -> String {
     format!("{kind}:{name}@{sha}")
 }
 
@@ -377,11 +364,8 @@ mod tests {
 
     fn sample() -> Manifest {
         let mut manifest = Manifest::new(1);
-        let sha256 = "ab".repeat(32);
-        manifest.blobs.push(BlobEntry {
-            sha256: sha256.clone(),
-            size: 3,
-        });
+        let sha256 = Sha256::parse(&"ab".repeat(32)).unwrap();
+        manifest.blobs.push(BlobEntry { sha256, size: 3 });
         manifest.repos.push(RepoEntry {
             kind: RepoKind::Model,
             name: "org/x".to_owned(),
@@ -389,7 +373,7 @@ mod tests {
             gated: None,
             private: false,
             commits: vec![CommitEntry {
-                sha: "c".repeat(40),
+                sha: CommitId::parse(&"c".repeat(40)).unwrap(),
                 refs: vec!["main".to_owned()],
                 fetched_at: 5,
                 card_json: Some(serde_json::json!({"license": "mit", "x": 1.5})),
@@ -471,8 +455,8 @@ mod fuzz {
     /// The blobs a generated manifest draws from: sha256 and size.
     const POOL: usize = 4;
 
-    fn pool_sha(i: usize) -> String {
-        hex::encode(Sha256::digest([i as u8]))
+    fn pool_sha(i: usize) -> Sha256 {
+        Sha256::from_bytes(&sha2::Sha256::digest([i as u8]).into())
     }
 
     fn pool_size(i: usize) -> u64 {
@@ -494,7 +478,8 @@ mod fuzz {
             mostly("[a-c]{1,3}(/[a-c]{1,3}){0,2}", 4),
             0..POOL,
             prop_oneof![30 => Just(None), 1 => any::<u64>().prop_map(Some)],
-            prop_oneof![30 => Just(None), 1 => "[0-9a-zA-Z]{0,65}".prop_map(Some)],
+            // A malformed digest cannot be held in a manifest at all (`Sha256` refuses it).
+            prop_oneof![30 => Just(None), 1 => "[0-9a-f]{64}".prop_map(|s| Sha256::parse(&s).ok())],
             any::<bool>(),
             prop_oneof![30 => Just(None), 1 => "[0-9a-f]{40}".prop_map(Some)],
         )
@@ -505,7 +490,7 @@ mod fuzz {
                     if lfs {
                         lfs_pointer_oid(&sha256, size)
                     } else {
-                        hex::encode(Sha256::digest(path.as_bytes()))[..40].to_owned()
+                        hex::encode(sha2::Sha256::digest(path.as_bytes()))[..40].to_owned()
                     }
                 });
                 FileEntry {
@@ -528,7 +513,7 @@ mod fuzz {
 
     fn commit_entry() -> impl Strategy<Value = CommitEntry> {
         (
-            prop_oneof![20 => "[0-9a-f]{40}", 1 => "[0-9a-zA-Z]{0,41}"],
+            "[0-9a-f]{40}".prop_map(|s| CommitId::parse(&s).unwrap()),
             proptest::collection::vec(mostly("[a-z0-9]{1,4}(/[a-z0-9]{1,4}){0,2}", 3), 0..3),
             any::<i64>(),
             card(),
@@ -581,7 +566,10 @@ mod fuzz {
                 ),
                 0..5,
             ),
-            proptest::option::of(proptest::collection::vec(mostly("[0-9a-f]{64}", 2), 0..3)),
+            proptest::option::of(proptest::collection::vec(
+                "[0-9a-f]{64}".prop_map(|s| Sha256::parse(&s).unwrap()),
+                0..3,
+            )),
             any::<i64>(),
             proptest::bool::weighted(0.05),
         )
@@ -614,21 +602,20 @@ mod fuzz {
     /// directories.
     fn check_accepted(manifest: &Manifest) -> Result<(), TestCaseError> {
         for blob in &manifest.blobs {
-            prop_assert!(is_sha256_hex(&blob.sha256) && stays_inside(&blob.sha256));
+            prop_assert!(stays_inside(&blob.sha256));
         }
         for repo in &manifest.repos {
             // A valid repo id's cache folder stays inside (`hub::types::fuzz` checks that;
             // importing `hf_cache` here would close an import circle).
             prop_assert!(RepoId::parse(&repo.name).is_ok(), "{:?}", repo.name);
             for commit in &repo.commits {
-                prop_assert!(is_commit_sha(&commit.sha));
                 for reference in &commit.refs {
                     prop_assert!(stays_inside(reference), "ref {reference:?} escapes");
                 }
                 for file in &commit.files {
                     prop_assert!(stays_inside(&file.path), "{:?} escapes", file.path);
                     prop_assert!(file.size <= MAX_SIZE);
-                    prop_assert!(is_sha256_hex(&file.sha256) && stays_inside(&file.sha256));
+                    prop_assert!(stays_inside(&file.sha256));
                 }
             }
         }

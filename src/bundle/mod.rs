@@ -33,7 +33,7 @@ use crate::failure::Hint;
 use crate::fetch::digest::{ContentHasher, Digests};
 use crate::hub::{NameError, RepoId, Revision};
 use crate::interrupt::Interrupted;
-use crate::registry::{CommitDetail, RegistryError, RepoKind};
+use crate::registry::{CommitDetail, CommitId, RegistryError, RepoKind};
 use crate::store::StoreError;
 pub use crate::store::materialize::LinkMode;
 use manifest::ManifestError;
@@ -82,7 +82,7 @@ pub enum BundleError {
         /// The repo.
         repo: String,
         /// The commit.
-        sha: String,
+        sha: CommitId,
         /// The first file not held.
         path: String,
     },
@@ -241,7 +241,7 @@ pub async fn select_commits(
             else {
                 return Err(BundleError::NotHeld {
                     repo: name.to_owned(),
-                    revision: sha,
+                    revision: sha.to_string(),
                 });
             };
             if let Some(file) = detail.files.iter().find(|f| !f.held || f.sha256.is_none()) {

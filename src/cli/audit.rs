@@ -51,7 +51,7 @@ fn bom_models(audited: &[Audited]) -> Vec<BomModel<'_>> {
                 .iter()
                 .map(|file| BomFile {
                     path: file.path.clone(),
-                    sha256: file.sha256.clone(),
+                    sha256: file.sha256.map(String::from),
                     size: file.size,
                 })
                 .collect(),

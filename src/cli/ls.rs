@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use larder::Larder;
-use larder::registry::{RepoKind, RepoSummary, TrackedRef};
+use larder::registry::{CommitId, RepoKind, RepoSummary, TrackedRef};
 use serde::Serialize;
 
 use super::format;
@@ -39,9 +39,9 @@ struct TrackingView {
     /// Unix seconds, `null` until the daemon first checks.
     last_checked: Option<i64>,
     /// Where the ref pointed upstream at the last check.
-    upstream_commit: Option<String>,
+    upstream_commit: Option<CommitId>,
     /// Where the ref points in the store.
-    local_commit: Option<String>,
+    local_commit: Option<CommitId>,
     /// The upstream has a commit the store does not hold for this ref.
     behind: bool,
     /// The pull queued for it, until it ends.
@@ -63,7 +63,7 @@ async fn tracking_view(larder: &Larder, tracked: &TrackedRef) -> anyhow::Result<
             .upstream_commit
             .as_ref()
             .is_some_and(|up| local.as_ref() != Some(up)),
-        upstream_commit: tracked.upstream_commit.clone(),
+        upstream_commit: tracked.upstream_commit,
         local_commit: local,
         pending_job: tracked.pending_job,
         last_error: tracked.last_error.clone(),
@@ -114,7 +114,7 @@ async fn views(larder: &Larder) -> anyhow::Result<Vec<RepoView>> {
 }
 
 fn status(tracking: &TrackingView) -> String {
-    let short = |sha: &str| sha[..sha.len().min(12)].to_owned();
+    let short = |sha: &CommitId| sha[..sha.len().min(12)].to_owned();
     let mut status = match (&tracking.upstream_commit, tracking.behind) {
         (None, _) => "not checked yet".to_owned(),
         (Some(_), false) => "up to date".to_owned(),

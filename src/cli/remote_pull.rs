@@ -120,7 +120,7 @@ impl Follower {
                 repo: self.repo.clone(),
                 kind: self.kind.clone(),
                 revision: self.revision.clone(),
-                commit: detail.commit.clone(),
+                commit: detail.commit,
                 files: detail.files,
                 bytes: job.progress.total,
                 fetch_files: detail.fetch_files,
@@ -173,7 +173,8 @@ impl Follower {
             }
             self.reporter.report(&PullEvent::FileVerified {
                 path: path.to_owned(),
-                sha256: String::new(),
+                // The daemon keeps each file's digest in the registry, not in its progress.
+                sha256: None,
             });
         }
     }
@@ -185,10 +186,14 @@ impl Follower {
                 for path in paths {
                     self.file_done(&path);
                 }
-                let detail = self.resolved.clone().unwrap_or_default();
+                let Some(detail) = self.resolved.clone() else {
+                    // Finished before its progress was ever seen.
+                    super::printer::note(&format!("pulled {} (job {})", self.repo, job.id));
+                    return ExitCode::SUCCESS;
+                };
                 self.reporter.report(&PullEvent::Done {
                     repo: self.repo.clone(),
-                    commit: detail.commit.clone(),
+                    commit: detail.commit,
                     fetched_files: detail.fetch_files,
                     fetched_bytes: detail.fetch_bytes,
                     reused_files: detail.files.saturating_sub(detail.fetch_files),

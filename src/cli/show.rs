@@ -6,7 +6,7 @@ use anyhow::bail;
 use clap::Args;
 use larder::Larder;
 use larder::hub::{RepoRef, RepoType};
-use larder::registry::RepoKind;
+use larder::registry::{RepoKind, Sha256};
 
 use super::format;
 
@@ -145,7 +145,7 @@ pub async fn run(larder: &Larder, args: ShowArgs) -> anyhow::Result<ExitCode> {
                 f.path.clone(),
                 format::size(f.size),
                 if f.lfs { "lfs" } else { "git" }.to_owned(),
-                f.sha256.clone().unwrap_or_else(|| "-".to_owned()),
+                f.sha256.map_or_else(|| "-".to_owned(), String::from),
                 f.git_oid.clone(),
                 if f.held { "held" } else { "missing" }.to_owned(),
             ]
@@ -197,7 +197,7 @@ async fn add_xet_hashes(larder: &Larder, detail: &mut serde_json::Value) -> anyh
         let sha256 = file
             .get("sha256")
             .and_then(|s| s.as_str())
-            .map(str::to_owned);
+            .and_then(|s| Sha256::parse(s).ok());
         let xet_hash = match sha256 {
             Some(sha256) if held => larder.registry.xet_hash(&sha256).await?,
             _ => None,

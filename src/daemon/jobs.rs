@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::failure::{Classify, FailureKind};
 use crate::fetch::PullOptions;
 use crate::hub::{NameError, RepoId, RepoType, Revision};
-use crate::registry::{JobRecord, JobState};
+use crate::registry::{CommitId, JobRecord, JobState};
 
 /// The kind name of pull jobs.
 pub const PULL: &str = "pull";
@@ -348,10 +348,10 @@ pub struct Progress {
 }
 
 /// What a running pull is doing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullProgress {
     /// The commit the revision resolved to.
-    pub commit: String,
+    pub commit: CommitId,
     /// Files selected.
     pub files: usize,
     /// Files to fetch (the rest were held).

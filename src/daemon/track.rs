@@ -11,7 +11,7 @@ use crate::daemon::Shared;
 use crate::daemon::jobs::{JobSpec, PullSpec};
 use crate::daemon::webhook::{self, TrackEvent};
 use crate::hub::{RepoId, RepoType, Revision};
-use crate::registry::{AuditEntry, JobState, TrackCheck, TrackedRef};
+use crate::registry::{AuditEntry, CommitId, JobState, TrackCheck, TrackedRef};
 
 /// The audit-log action of a licence change seen by tracking.
 pub const LICENCE_CHANGED_ACTION: &str = "licence_changed";
@@ -69,10 +69,10 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
     let upstream = match shared
         .larder
         .client
-        .repo_info(RepoType::from(kind), &repo, &revision)
+        .repo_info_fetched(RepoType::from(kind), &repo, &revision)
         .await
     {
-        Ok(info) => info.sha.unwrap_or_default(),
+        Ok(fetched) => fetched.commit,
         Err(error) => {
             let message = crate::fetch::transfer::error_chain(&error);
             tracing::warn!(
@@ -94,7 +94,7 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
         .await?;
     let mut check = TrackCheck {
         at: now,
-        upstream_commit: Some(upstream.clone()),
+        upstream_commit: Some(upstream),
         base_commit: None,
         pending_job: None,
         error: None,
@@ -111,8 +111,8 @@ async fn check(shared: &Shared, tracked: &TrackedRef, now: i64) -> Result<(), Ti
         tracing::info!(
             repo = tracked.name,
             reference = tracked.reference,
-            old = local.as_deref().unwrap_or("-"),
-            new = upstream,
+            old = local.as_ref().map_or("-", |c| c.as_str()),
+            new = %upstream,
             job,
             "tracked ref moved; pull queued"
         );
@@ -181,16 +181,16 @@ async fn settle(
     }
     let now_named = recorded_name(registry, kind, name).await;
     let new = registry.resolve(kind, &now_named, reference).await?;
-    let old = tracked.base_commit.clone();
-    if let Some(new) = new.filter(|new| old.as_deref() != Some(new.as_str())) {
+    let old = tracked.base_commit;
+    if let Some(new) = new.filter(|new| old != Some(*new)) {
         let history = crate::licence::licence_history(&shared.larder, kind, &now_named).await?;
-        let licence_of = |sha: &str| {
+        let licence_of = |sha: &CommitId| {
             history
                 .iter()
                 .find(|entry| entry.commit == sha)
                 .and_then(|entry| entry.licence_id.clone().or_else(|| entry.licence.clone()))
         };
-        let before = old.as_deref().and_then(licence_of);
+        let before = old.as_ref().and_then(licence_of);
         let after = licence_of(&new);
         let changed = old.is_some() && before != after;
         if changed {

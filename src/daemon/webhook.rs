@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::registry::CommitId;
+
 /// Tries per event.
 const TRIES: u32 = 3;
 
@@ -22,9 +24,9 @@ pub struct TrackEvent {
     #[serde(rename = "ref")]
     pub reference: String,
     /// The commit held before (none when the repo was not held).
-    pub old_commit: Option<String>,
+    pub old_commit: Option<CommitId>,
     /// The commit pulled.
-    pub new_commit: String,
+    pub new_commit: CommitId,
     /// Licence of the old commit (Hub id), when known.
     pub licence_before: Option<String>,
     /// Licence of the new commit (Hub id), when known.

@@ -120,7 +120,7 @@ impl Reporter<PullEvent> for JobReporter {
                     .store(bytes.saturating_sub(*fetch_bytes), Ordering::Relaxed);
                 if let Ok(mut detail) = self.detail.lock() {
                     *detail = Some(PullProgress {
-                        commit: commit.clone(),
+                        commit: *commit,
                         files: *files,
                         fetch_files: *fetch_files,
                         fetch_bytes: *fetch_bytes,
@@ -301,7 +301,7 @@ async fn run_convert(shared: &Arc<Shared>, job: JobRecord) {
             tracing::info!(
                 job = id,
                 derived = outcome.derived,
-                commit = outcome.commit,
+                commit = %outcome.commit,
                 "conversion done"
             );
             finish(shared, id, Ok(())).await;
@@ -463,7 +463,7 @@ async fn run_pull(shared: &Arc<Shared>, job: JobRecord) {
         Some(Ok(summary)) => {
             tracing::info!(
                 job = id,
-                commit = summary.commit,
+                commit = %summary.commit,
                 fetched_bytes = summary.fetched_bytes,
                 "job done"
             );

@@ -2,15 +2,16 @@
 //! that enters the store, the Xet chunking ([`crate::xet`]).
 
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
+use crate::registry::Sha256;
 use crate::xet::{PipelinedXetHasher, XetChunking};
 
 /// The digests of one file's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
-    /// sha256 of the content, lowercase hex.
-    pub sha256: String,
+    /// sha256 of the content.
+    pub sha256: Sha256,
     /// git blob oid, when it was computed.
     pub git_oid: Option<String>,
     /// The Xet chunking and file hash, when it was computed ([`ContentHasher::with_xet`]).
@@ -20,7 +21,7 @@ pub struct Digests {
 /// Hashes content incrementally; the git oid is computed only when asked for (regular files),
 /// and the Xet chunking only with [`ContentHasher::with_xet`] (content that enters the store).
 pub struct ContentHasher {
-    sha256: Sha256,
+    sha256: sha2::Sha256,
     git: Option<Sha1>,
     xet: Option<PipelinedXetHasher>,
     size: u64,
@@ -36,7 +37,7 @@ impl ContentHasher {
             sha1
         });
         ContentHasher {
-            sha256: Sha256::new(),
+            sha256: sha2::Sha256::new(),
             git,
             xet: None,
             size,
@@ -71,7 +72,7 @@ impl ContentHasher {
     /// Final digests.
     pub fn finish(self) -> Digests {
         Digests {
-            sha256: hex::encode(self.sha256.finalize()),
+            sha256: Sha256::from_bytes(&self.sha256.finalize().into()),
             git_oid: self.git.map(|g| hex::encode(g.finalize())),
             xet: self.xet.map(PipelinedXetHasher::finish),
         }
@@ -155,13 +156,13 @@ mod tests {
 }
 
 /// The LFS pointer text of content with this sha256 and size (hub-protocol.md §4).
-pub fn lfs_pointer(sha256: &str, size: u64) -> String {
+pub fn lfs_pointer(sha256: &Sha256, size: u64) -> String {
     format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
 }
 
 /// The git oid of the LFS pointer of content with this sha256 and size: what the Hub lists as
 /// an LFS file's `oid`/`blobId`.
-pub fn lfs_pointer_oid(sha256: &str, size: u64) -> String {
+pub fn lfs_pointer_oid(sha256: &Sha256, size: u64) -> String {
     digest_bytes(lfs_pointer(sha256, size).as_bytes(), true)
         .git_oid
         .unwrap_or_default()
@@ -174,7 +175,9 @@ mod pointer_tests {
         // hub-protocol.md §4: mcpotato/42-eicar-street's pytorch_model.bin.
         assert_eq!(
             super::lfs_pointer_oid(
-                "f9343d7d7ec5c3d8bcced056c438fc9f1d3819e9ca3d42418a40857050e10e20",
+                &"f9343d7d7ec5c3d8bcced056c438fc9f1d3819e9ca3d42418a40857050e10e20"
+                    .parse()
+                    .unwrap(),
                 22
             ),
             "cd1c6d8bde5006076655711a49feae66f07d707e"

@@ -25,6 +25,7 @@ use super::PullError;
 use super::progress::PullEvent;
 use super::transfer::VerifiedPart;
 use crate::Larder;
+use crate::registry::Sha256;
 use crate::report::Reporter;
 use crate::xet::XetChunking;
 
@@ -42,7 +43,7 @@ const GIT_KEY_PREFIX: &str = "git-";
 #[derive(Debug)]
 pub struct HeldNotes {
     path: PathBuf,
-    noted: HashMap<String, String>,
+    noted: HashMap<String, Sha256>,
 }
 
 impl HeldNotes {
@@ -54,16 +55,15 @@ impl HeldNotes {
             .unwrap_or_default()
             .lines()
             .filter_map(|line| line.split_once(' '))
-            .filter(|(_, sha256)| crate::hub::is_sha256_hex(sha256))
-            .map(|(oid, sha256)| (oid.to_owned(), sha256.to_owned()))
+            .filter_map(|(oid, sha256)| Some((oid.to_owned(), Sha256::parse(sha256).ok()?)))
             .collect();
         HeldNotes { path, noted }
     }
 
     /// The blob noted for the regular file with `git_oid` and `size`, if the store holds it
     /// locally and its content hashes to that git oid.
-    pub async fn blob(&self, larder: &Larder, git_oid: &str, size: u64) -> Option<String> {
-        let sha256 = self.noted.get(git_oid)?.clone();
+    pub async fn blob(&self, larder: &Larder, git_oid: &str, size: u64) -> Option<Sha256> {
+        let sha256 = *self.noted.get(git_oid)?;
         let path = larder.blobs.local_path(&sha256)?;
         let (digests, hashed) =
             tokio::task::spawn_blocking(move || super::digest::digest_file(&path, true))
@@ -109,7 +109,7 @@ pub struct FetchedFile {
     /// Its content key (the plan's).
     pub key: String,
     /// Its sha256.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Size.
     pub size: u64,
     /// Bytes received from the upstream in this run.
@@ -126,7 +126,7 @@ pub struct FetchedFile {
 #[derive(Debug, Default)]
 pub struct Committed {
     /// Content key → sha256 of every file recorded.
-    pub fetched: HashMap<String, String>,
+    pub fetched: HashMap<String, Sha256>,
     /// Bytes received for them.
     pub received: u64,
     /// Bytes reused for them (Xet delta).
@@ -172,10 +172,10 @@ async fn commit(
         .filter_map(|f| Some((f.key.strip_prefix(GIT_KEY_PREFIX)?, f.sha256.as_str())))
         .collect();
     notes.append(&noted);
-    let parts: Vec<(PathBuf, String)> = group
+    let parts: Vec<(PathBuf, Sha256)> = group
         .iter()
         .filter_map(|f| f.part.as_ref())
-        .map(|p| (p.part_path.clone(), p.sha256.clone()))
+        .map(|p| (p.part_path.clone(), p.sha256))
         .collect();
     if !parts.is_empty() {
         larder.blobs.publish_group(&parts).await?;
@@ -185,16 +185,19 @@ async fn commit(
     for file in group {
         if let Some(part) = file.part {
             part.published();
-            verified.push((file.path, file.sha256.clone()));
+            verified.push((file.path, file.sha256));
         }
-        rows.push((file.sha256.clone(), file.size, file.chunking));
+        rows.push((file.sha256, file.size, file.chunking));
         committed.received += file.received;
         committed.reused += file.reused;
         committed.fetched.insert(file.key, file.sha256);
     }
     crate::record::record_verified_blobs(larder, &rows).await?;
     for (path, sha256) in verified {
-        reporter.report(&PullEvent::FileVerified { path, sha256 });
+        reporter.report(&PullEvent::FileVerified {
+            path,
+            sha256: Some(sha256),
+        });
     }
     Ok(())
 }

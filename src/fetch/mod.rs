@@ -44,7 +44,7 @@ use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::{HubError, RepoFile, RepoId, RepoType, Revision};
 use crate::interrupt::{Interrupted, unless_cancelled};
 use crate::record::{self, AdoptError};
-use crate::registry::{FileRecord, RegistryError, RepoKind};
+use crate::registry::{CommitId, FileRecord, RegistryError, RepoKind, Sha256};
 use crate::report::Reporter;
 use crate::store::StoreError;
 use group::FetchedFile;
@@ -131,7 +131,7 @@ pub struct PullSummary {
     /// The revision asked for.
     pub revision: String,
     /// The commit it resolved to.
-    pub commit: String,
+    pub commit: CommitId,
     /// Files selected.
     pub files: usize,
     /// Their total size.
@@ -168,7 +168,7 @@ pub enum PullError {
         /// The repo.
         repo: String,
         /// The commit.
-        commit: String,
+        commit: CommitId,
     },
     /// A file could not be fetched.
     #[error(transparent)]
@@ -302,7 +302,7 @@ async fn pull_inner(
         None => options,
     };
     let info = &upstream.info;
-    let commit = info.sha.clone().unwrap_or_default();
+    let commit = upstream.commit;
     let tree = unless_cancelled(cancel, async {
         Ok::<_, PullError>(
             client
@@ -376,7 +376,7 @@ async fn pull_inner(
         repo: options.repo.to_string(),
         kind: options.kind.to_string(),
         revision: options.revision.to_string(),
-        commit: commit.clone(),
+        commit,
         files: planned.len(),
         bytes: planned.iter().map(|p| p.file.size).sum(),
         fetch_files: fetch_list.len(),
@@ -446,7 +446,7 @@ async fn pull_inner(
             repo: options.repo.to_string(),
             path: file.path.clone(),
             size: file.size,
-            sha256: file.lfs_sha256.clone(),
+            sha256: file.lfs_sha256,
             git_oid: file.git_oid.clone(),
             url,
         });
@@ -525,10 +525,10 @@ async fn pull_inner(
     let reused_bytes = committed.reused;
 
     // Record the snapshot: the complete tree, with sha256 wherever it is known.
-    let mut known: HashMap<String, String> = fetched.clone();
+    let mut known: HashMap<String, Sha256> = fetched.clone();
     for p in &planned {
         if let Some(sha) = &p.held {
-            known.insert(content_key(&p.file), sha.clone());
+            known.insert(content_key(&p.file), *sha);
         }
     }
     let files: Vec<FileRecord> = tree
@@ -537,10 +537,7 @@ async fn pull_inner(
             path: f.path.clone(),
             size: f.size,
             git_oid: f.git_oid.clone(),
-            sha256: f
-                .lfs_sha256
-                .clone()
-                .or_else(|| known.get(&content_key(f)).cloned()),
+            sha256: f.lfs_sha256.or_else(|| known.get(&content_key(f)).copied()),
             lfs: f.is_lfs(),
         })
         .collect();
@@ -580,8 +577,7 @@ async fn pull_inner(
         for p in &planned {
             let Some(sha) = p
                 .held
-                .clone()
-                .or_else(|| fetched.get(&content_key(&p.file)).cloned())
+                .or_else(|| fetched.get(&content_key(&p.file)).copied())
             else {
                 continue;
             };
@@ -595,7 +591,7 @@ async fn pull_inner(
         renamed_from: (asked != options.repo).then(|| asked.to_string()),
         kind: options.kind,
         revision: options.revision.to_string(),
-        commit: commit.clone(),
+        commit,
         files: planned.len(),
         bytes: planned.iter().map(|p| p.file.size).sum(),
         fetched_files: fetched_list_len(&planned),
@@ -629,9 +625,9 @@ async fn held_blob(
     larder: &Larder,
     notes: &group::HeldNotes,
     file: &RepoFile,
-) -> Result<Option<String>, PullError> {
-    let sha = match &file.lfs_sha256 {
-        Some(sha) => Some(sha.clone()),
+) -> Result<Option<Sha256>, PullError> {
+    let sha = match file.lfs_sha256 {
+        Some(sha) => Some(sha),
         None => match larder.registry.sha256_for_git_oid(&file.git_oid).await? {
             Some(sha) => Some(sha),
             // Committed by a pull that died before recording its snapshot.
@@ -675,7 +671,7 @@ async fn fetch_verified(
         let Some(fetched) = fetched else {
             let kept = job
                 .sha256
-                .as_deref()
+                .as_ref()
                 .map_or(0, |sha| xet::kept(&env.store.tmp_dir(), sha));
             return Err(TransferError::Interrupted { path, kept }.into());
         };
@@ -683,7 +679,7 @@ async fn fetch_verified(
             Ok(fetched) => {
                 env.reporter.report(&PullEvent::FileVerified {
                     path: path.clone(),
-                    sha256: fetched.sha256.clone(),
+                    sha256: Some(fetched.sha256),
                 });
                 return Ok(FetchedFile {
                     path,
@@ -729,7 +725,7 @@ async fn fetch_verified(
                 if part.is_none() {
                     env.reporter.report(&PullEvent::FileVerified {
                         path: path.clone(),
-                        sha256: fetched.digests.sha256.clone(),
+                        sha256: Some(fetched.digests.sha256),
                     });
                 }
                 return Ok(FetchedFile {

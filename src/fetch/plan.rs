@@ -4,6 +4,7 @@
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::hub::RepoFile;
+use crate::registry::Sha256;
 
 /// Include/exclude patterns, matched like `huggingface_hub`'s `allow_patterns` /
 /// `ignore_patterns` (fnmatch: `*` also crosses `/`; a pattern ending in `/` matches
@@ -78,7 +79,7 @@ pub struct PlannedFile {
     /// The file from the listing.
     pub file: RepoFile,
     /// The held blob, if any.
-    pub held: Option<String>,
+    pub held: Option<Sha256>,
 }
 
 /// Key under which identical content is fetched once.

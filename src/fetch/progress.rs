@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::registry::{CommitId, Sha256};
+
 /// Something that happened during a pull.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -21,7 +23,7 @@ pub enum PullEvent {
         /// The revision asked for.
         revision: String,
         /// The commit it resolved to.
-        commit: String,
+        commit: CommitId,
         /// Files selected (after include/exclude).
         files: usize,
         /// Their total size.
@@ -79,8 +81,9 @@ pub enum PullEvent {
     FileVerified {
         /// Path in the repo.
         path: String,
-        /// Its sha256.
-        sha256: String,
+        /// Its sha256 (unknown to a client watching a daemon's pull).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<Sha256>,
     },
     /// A file fetched over Xet: what came over the network and what was copied from held
     /// revisions (before `FileVerified`).
@@ -120,7 +123,7 @@ pub enum PullEvent {
         /// `org/name`.
         repo: String,
         /// The commit.
-        commit: String,
+        commit: CommitId,
         /// Files fetched in this run.
         fetched_files: usize,
         /// Bytes received in this run.

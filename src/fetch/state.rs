@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::ranges::RangeSet;
+use crate::registry::Sha256;
 use crate::store::StoreError;
 
 const STATE_VERSION: u32 = 1;
@@ -22,7 +23,7 @@ pub struct PartState {
     /// Expected size.
     pub size: u64,
     /// Expected sha256 (LFS files), if known.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Expected git blob oid (regular files), if known.
     pub git_oid: Option<String>,
     /// Ranges written and synced.
@@ -31,7 +32,7 @@ pub struct PartState {
 
 impl PartState {
     /// A fresh state with nothing done.
-    pub fn new(size: u64, sha256: Option<String>, git_oid: Option<String>) -> Self {
+    pub fn new(size: u64, sha256: Option<Sha256>, git_oid: Option<String>) -> Self {
         PartState {
             version: STATE_VERSION,
             size,
@@ -79,11 +80,12 @@ mod tests {
     fn round_trip_and_mismatch() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.state");
-        let mut state = PartState::new(100, Some("a".repeat(64)), None);
+        let sha = Sha256::parse(&"a".repeat(64)).unwrap();
+        let mut state = PartState::new(100, Some(sha), None);
         state.done.insert(0, 40);
         state.save(&path).unwrap();
         assert_eq!(PartState::load(&path, &state).unwrap(), state);
-        let other = PartState::new(101, Some("a".repeat(64)), None);
+        let other = PartState::new(101, Some(sha), None);
         assert!(PartState::load(&path, &other).is_none());
         fs::write(&path, b"{garbage").unwrap();
         assert!(PartState::load(&path, &state).is_none());

@@ -31,7 +31,7 @@ use super::progress::PullEvent;
 use super::transfer::{FileJob, PartProgress, PrefixHook, TransferEnv};
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::HubError;
-use crate::registry::{HeldTerm, Registry};
+use crate::registry::{HeldTerm, Registry, Sha256};
 use crate::store::StoreError;
 use crate::xet::cas::{CasError, CasSession, shown_url};
 use crate::xet::reconstruction::{FetchRange, Term};
@@ -52,7 +52,7 @@ pub struct XetEnv {
 #[derive(Debug, Clone)]
 pub struct XetFetched {
     /// Its sha256.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Xorb bytes received in this run.
     pub fetched: u64,
     /// File bytes copied from held blobs.
@@ -197,7 +197,7 @@ struct DoneTerm {
 struct XetState {
     version: u32,
     size: u64,
-    sha256: String,
+    sha256: Sha256,
     xet_hash: String,
     /// By term index.
     done: BTreeMap<usize, DoneTerm>,
@@ -283,7 +283,7 @@ impl Drop for Part {
 }
 
 /// File bytes the resume state of `sha256`'s Xet part records as landed (0 without one).
-pub fn kept(tmp: &Path, sha256: &str) -> u64 {
+pub fn kept(tmp: &Path, sha256: &Sha256) -> u64 {
     std::fs::read(tmp.join(format!("{sha256}.xet.state")))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<XetState>(&bytes).ok())
@@ -300,7 +300,7 @@ pub fn kept(tmp: &Path, sha256: &str) -> u64 {
 fn open_part(
     tmp: &Path,
     job: &FileJob,
-    sha256: &str,
+    sha256: &Sha256,
     xet_hash: &str,
     terms: &[Term],
 ) -> Result<Part, StoreError> {
@@ -442,7 +442,7 @@ pub async fn fetch_file_with_hook(
 ) -> Result<XetFetched, XetTransferError> {
     let upstream = env.client.endpoint();
     let path = job.path.clone();
-    let Some(sha256) = job.sha256.clone() else {
+    let Some(sha256) = job.sha256 else {
         return Err(XetTransferError::Cas {
             path,
             upstream,
@@ -604,7 +604,7 @@ pub async fn fetch_file_with_hook(
             xorb: d.xorb.clone(),
             chunk_start: d.chunk_start,
             chunk_end: d.chunk_end,
-            blob: sha256.clone(),
+            blob: sha256,
             offset: d.offset,
             lengths: d.lengths.clone(),
         })

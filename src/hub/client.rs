@@ -17,8 +17,10 @@ use super::redirect::{MAX_API_REDIRECTS, api_redirect_target, canonical_repo, is
 use super::retry::{RetryPolicy, retry};
 use super::types::{
     RawTreeEntry, RepoFile, RepoId, RepoInfo, RepoType, Revision, check_tree_entry,
-    finish_tree_files, is_commit_sha, validate_repo_path,
+    finish_tree_files, validate_repo_path,
 };
+
+use crate::registry::CommitId;
 
 /// Everything except RFC 3986 unreserved characters gets percent-encoded.
 const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -186,14 +188,15 @@ impl HubClient {
             })
         })
         .await?;
-        match info.sha.as_deref() {
-            Some(sha) if is_commit_sha(sha) => {}
-            _ => {
-                return Err(HubError::MissingCommit {
-                    repo: repo.to_string(),
-                });
-            }
-        }
+        let Some(commit) = info
+            .sha
+            .as_deref()
+            .and_then(|sha| CommitId::parse(sha).ok())
+        else {
+            return Err(HubError::MissingCommit {
+                repo: repo.to_string(),
+            });
+        };
         let canonical = if last == url {
             repo.clone()
         } else {
@@ -214,6 +217,7 @@ impl HubClient {
         }
         Ok(FetchedInfo {
             info,
+            commit,
             canonical,
             upstream_json,
         })

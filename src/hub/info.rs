@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 
 use super::types::{RepoId, RepoInfo};
 
+use crate::registry::CommitId;
+
 /// Largest info document whose fields are kept (bigger ones are used, not kept).
 pub const MAX_INFO_PARSE_BYTES: usize = 8 << 20;
 /// Largest kept info (without `siblings`), as stored.
@@ -26,6 +28,8 @@ pub const MAX_KEPT_INFO_BYTES: usize = 1 << 20;
 pub struct FetchedInfo {
     /// The fields Larder reads.
     pub info: RepoInfo,
+    /// The commit the revision resolved to (`info.sha`, checked).
+    pub commit: CommitId,
     /// The name the repo lives under now (differs from the one asked when the upstream
     /// redirected: a renamed repo or a case mismatch).
     pub canonical: RepoId,

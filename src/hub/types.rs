@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::RepoKind;
+use crate::registry::{RepoKind, Sha256};
 
 /// Longest repo id the Hub accepts.
 const MAX_REPO_ID_LEN: usize = 96;
@@ -418,7 +418,7 @@ pub struct RepoFile {
     /// git blob oid (of the pointer, for LFS files).
     pub git_oid: String,
     /// sha256 of the content, for LFS files.
-    pub lfs_sha256: Option<String>,
+    pub lfs_sha256: Option<Sha256>,
     /// The Xet file hash (64 hex), for LFS files the upstream stores in Xet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub xet_hash: Option<String>,
@@ -450,10 +450,9 @@ pub fn check_tree_entry(raw: RawTreeEntry) -> Result<Option<RepoFile>, TreeEntry
     }
     let lfs_sha256 = match raw.lfs {
         Some(lfs) => {
-            let oid = lfs.oid.to_ascii_lowercase();
-            if !is_sha256_hex(&oid) {
+            let Ok(oid) = Sha256::parse(&lfs.oid.to_ascii_lowercase()) else {
                 return Err(TreeEntryError::Oid(raw.path, lfs.oid));
-            }
+            };
             if lfs.size != raw.size {
                 return Err(TreeEntryError::Size(raw.path, raw.size, lfs.size));
             }

@@ -2,7 +2,7 @@
 
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::HubError;
-use crate::registry::RegistryError;
+use crate::registry::{CommitId, RegistryError};
 use crate::store::StoreError;
 
 /// A pull the policy refused, with what decided it.
@@ -11,7 +11,7 @@ pub struct Denial {
     /// `org/name`.
     pub repo: String,
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// The resolved licence (Hub id or catalog key, `unknown`).
     pub licence: String,
     /// Its full name, if known.
@@ -94,7 +94,7 @@ pub enum LicenceError {
         /// The repo.
         repo: String,
         /// The commit.
-        commit: String,
+        commit: CommitId,
         /// Cause.
         #[source]
         source: serde_json::Error,

@@ -15,7 +15,7 @@ use super::LicenceError;
 use crate::fetch::digest::digest_bytes;
 use crate::hub::client::{check_status, read_capped, redact};
 use crate::hub::{HubClient, HubError, RepoFile, RepoId, RepoInfo, RepoType, gate_mode, retry};
-use crate::registry::{CommitDetail, Registry, RegistryError, RepoKind};
+use crate::registry::{CommitDetail, CommitId, Registry, RegistryError, RepoKind};
 
 /// Licence files larger than this are not read (licence texts are a few tens of KiB).
 pub const MAX_LICENCE_FILE: u64 = 1 << 20;
@@ -84,7 +84,7 @@ async fn fetch_small(
     client: &HubClient,
     kind: RepoType,
     repo: &RepoId,
-    commit: &str,
+    commit: &CommitId,
     file: &RepoFile,
 ) -> Result<Vec<u8>, HubError> {
     if file.size == 0 {
@@ -119,7 +119,7 @@ async fn fetch_small(
 fn check_digest(repo: &RepoId, file: &RepoFile, bytes: &[u8]) -> Result<(), LicenceError> {
     let digests = digest_bytes(bytes, file.lfs_sha256.is_none());
     let (expected, actual) = match &file.lfs_sha256 {
-        Some(sha256) => (sha256.clone(), digests.sha256),
+        Some(sha256) => (sha256.to_string(), digests.sha256.to_string()),
         None => (file.git_oid.clone(), digests.git_oid.unwrap_or_default()),
     };
     if expected.eq_ignore_ascii_case(&actual) {
@@ -139,7 +139,7 @@ pub async fn fetch_licence_files(
     client: &HubClient,
     kind: RepoType,
     repo: &RepoId,
-    commit: &str,
+    commit: &CommitId,
     tree: &[RepoFile],
 ) -> Result<Vec<(String, Vec<u8>)>, LicenceError> {
     let mut files = Vec::new();

@@ -17,7 +17,7 @@ use super::evidence;
 use super::{ACCEPT_ACTION, Denial, LicenceError, audit_repo_name};
 use crate::Larder;
 use crate::hub::{RepoFile, RepoId, RepoInfo, RepoType};
-use crate::registry::{AuditEntry, LicenceRecord, LicenceSignalRecord, RepoKind};
+use crate::registry::{AuditEntry, CommitId, LicenceRecord, LicenceSignalRecord, RepoKind};
 
 /// The licence gate of a pull: the policy (if any), accepted licences and who accepted them.
 #[derive(Debug, Clone)]
@@ -140,7 +140,7 @@ impl PullGate {
         larder: &Larder,
         kind: RepoType,
         repo: &RepoId,
-        commit: &str,
+        commit: &CommitId,
         info: &RepoInfo,
         tree: &[RepoFile],
     ) -> Result<PullLicence, LicenceError> {
@@ -216,7 +216,7 @@ impl PullGate {
         larder: &Larder,
         kind: RepoType,
         repo: &RepoId,
-        commit: &str,
+        commit: &CommitId,
         licence: &PullLicence,
     ) -> Result<(), LicenceError> {
         let repo_kind = RepoKind::from(kind);

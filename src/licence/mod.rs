@@ -11,6 +11,8 @@
 //! - [`report`]: audit rows, relicensing, licence history, BOM and NOTICE inputs read back
 //!   from the registry.
 
+use crate::registry::CommitId;
+
 pub mod decide;
 mod error;
 pub mod evidence;
@@ -41,7 +43,7 @@ pub async fn record_held_detection(
     larder: &crate::Larder,
     kind: crate::registry::RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) {
     let result = async {
         let Some(detail) = larder.registry.commit_detail(kind, name, sha).await? else {
@@ -58,6 +60,6 @@ pub async fn record_held_detection(
     }
     .await;
     if let Err(error) = result {
-        tracing::warn!(repo = name, commit = sha, %error, "could not record the licence detection");
+        tracing::warn!(repo = name, commit = %sha, %error, "could not record the licence detection");
     }
 }

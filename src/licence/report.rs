@@ -13,13 +13,13 @@ use super::decide::decide;
 use super::gate::licence_id;
 use super::{ACCEPT_ACTION, LicenceError, REVIEW_ACTION, audit_repo_name, evidence};
 use crate::Larder;
-use crate::registry::{CommitDetail, CommitLicence, RepoKind};
+use crate::registry::{CommitDetail, CommitId, CommitLicence, RepoKind};
 
 /// One held commit and its licence, for `show --json`'s `licence_history`.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// When it was last pulled.
     pub fetched_at: i64,
     /// Catalog key (`unknown` when unresolved), `None` if never detected.
@@ -83,7 +83,7 @@ pub async fn load_detection(
         return serde_json::from_value(stored.clone()).map_err(|source| {
             LicenceError::StoredDetection {
                 repo: name.to_owned(),
-                commit: entry.sha.clone(),
+                commit: entry.sha,
                 source,
             }
         });
@@ -98,7 +98,7 @@ async fn commit_detail(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> Result<CommitDetail, LicenceError> {
     larder
         .registry
@@ -154,7 +154,7 @@ async fn review_denial(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> Result<Option<String>, LicenceError> {
     let entries = larder
         .registry
@@ -181,7 +181,7 @@ pub async fn licence_keys(
     larder: &Larder,
     kind: RepoKind,
     name: &str,
-    sha: &str,
+    sha: &CommitId,
 ) -> Result<Vec<String>, LicenceError> {
     let history = larder.registry.licence_history(kind, name).await?;
     let entry = history

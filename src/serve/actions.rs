@@ -107,7 +107,7 @@ async fn set_pin(mirror: &Mirror, target: &Target, on: bool) -> Result<Response,
         mirror.events.send(Event::Pin {
             kind: target.kind,
             repo: outcome.repo.clone(),
-            commit: outcome.commit.clone(),
+            commit: outcome.commit,
             pinned: on,
         });
     }
@@ -319,7 +319,7 @@ async fn review_queue(State(mirror): State<Arc<Mirror>>) -> Result<Response, Api
         .filter(|r| r.licence.verdict == "review")
         .filter(|r| {
             let repo = crate::licence::audit_repo_name(r.kind, &r.name);
-            !reviewed.contains(&(repo, r.commit.clone()))
+            !reviewed.contains(&(repo, r.commit.to_string()))
         })
         .map(|r| {
             json!({
@@ -351,7 +351,7 @@ async fn review(
         kind: review.target.kind,
         repo: reviewed.repo.clone(),
         action: manage::REVIEW_ACTION.to_owned(),
-        commit: Some(reviewed.commit.clone()),
+        commit: Some(reviewed.commit),
     });
     Ok((StatusCode::CREATED, axum::Json(reviewed)).into_response())
 }

@@ -8,6 +8,8 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::registry::CommitId;
+
 /// What went wrong, for `larder_errors_total{kind}`: the error answers of the mirror (named
 /// like the Hub's `X-Error-Code` where it has one) and failures that happen behind them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub enum ServeError {
         /// Revision as asked.
         revision: String,
         /// The commit it resolved to.
-        commit: String,
+        commit: CommitId,
     },
     /// The repo is gated (or private) and the client's access was not confirmed upstream.
     #[error("{}", gated_message(repo, *authenticated))]
@@ -138,8 +140,17 @@ pub enum ServeError {
         /// Path.
         path: String,
         /// Commit.
-        commit: String,
+        commit: CommitId,
         /// Why it cannot be fetched now (offline, upstream down, ...).
+        why: String,
+    },
+    /// The blob a xorb range is cut from is not readable now (damaged and quarantined, or
+    /// unreadable); the client fetches the reconstruction again.
+    #[error("xorb {xorb} cannot be served: {why}; fetch the file's reconstruction again")]
+    XorbNotHeld {
+        /// The xorb (hex).
+        xorb: String,
+        /// What happened to the blob it is cut from.
         why: String,
     },
     /// The mirror's licence policy denies serving this repo's files.
@@ -237,7 +248,9 @@ impl ServeError {
                 authenticated: true,
                 ..
             } => StatusCode::FORBIDDEN,
-            ServeError::NotHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::NotHeld { .. } | ServeError::XorbNotHeld { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ServeError::UpstreamRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -274,7 +287,7 @@ impl ServeError {
             ServeError::RevisionNotFound { .. } => ErrorKind::RevisionNotFound,
             ServeError::EntryNotFound { .. } => ErrorKind::EntryNotFound,
             ServeError::Gated { .. } => ErrorKind::GatedRepo,
-            ServeError::NotHeld { .. } => ErrorKind::NotHeld,
+            ServeError::NotHeld { .. } | ServeError::XorbNotHeld { .. } => ErrorKind::NotHeld,
             ServeError::LicenceDenied { .. } => ErrorKind::LicenceDenied,
             ServeError::UpstreamRefused { .. } => ErrorKind::UpstreamRefused,
             ServeError::Disabled => ErrorKind::RepoDisabled,
@@ -349,6 +362,7 @@ impl IntoResponse for ServeError {
         if matches!(
             self,
             ServeError::NotHeld { .. }
+                | ServeError::XorbNotHeld { .. }
                 | ServeError::Upstream(_)
                 | ServeError::UpstreamUnavailable { .. }
         ) {

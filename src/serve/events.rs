@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 
 use super::Mirror;
 use crate::daemon::jobs::JobView;
-use crate::registry::RepoKind;
+use crate::registry::{CommitId, RepoKind};
 
 /// Events a subscriber may fall behind by before it is told to resync.
 pub const BUFFER: usize = 256;
@@ -50,7 +50,7 @@ pub enum Event {
         /// `org/name`.
         repo: String,
         /// The commit.
-        commit: String,
+        commit: CommitId,
     },
     /// A licence changed (tracking saw a relicensing) or was reviewed.
     Licence {
@@ -61,7 +61,7 @@ pub enum Event {
         /// The audit-log action (`licence_changed`, `review_licence`, `accept_licence`).
         action: String,
         /// The commit, when the entry names one.
-        commit: Option<String>,
+        commit: Option<CommitId>,
     },
     /// A revision was pinned or unpinned.
     Pin {
@@ -70,7 +70,7 @@ pub enum Event {
         /// `org/name`.
         repo: String,
         /// The commit.
-        commit: String,
+        commit: CommitId,
         /// Pinned now.
         pinned: bool,
     },
@@ -176,7 +176,7 @@ struct Seen {
     /// Jobs by id: (state, bytes, updated).
     jobs: BTreeMap<i64, (String, u64, i64)>,
     /// Held public revisions; `None` until first read (nothing is "new" on the first look).
-    revisions: Option<BTreeSet<(RepoKind, String, String)>>,
+    revisions: Option<BTreeSet<(RepoKind, String, CommitId)>>,
     /// The last audit-log id looked at.
     audit_id: Option<i64>,
 }
@@ -229,7 +229,7 @@ async fn watch_repos(mirror: &Mirror, seen: &mut Seen) {
     let Ok(repos) = mirror.larder.registry.list_repos().await else {
         return;
     };
-    let now: BTreeSet<(RepoKind, String, String)> = repos
+    let now: BTreeSet<(RepoKind, String, CommitId)> = repos
         .into_iter()
         .filter(|r| !r.private)
         .flat_map(|r| {
@@ -244,7 +244,7 @@ async fn watch_repos(mirror: &Mirror, seen: &mut Seen) {
             mirror.events.send(Event::Revision {
                 kind: *kind,
                 repo: repo.clone(),
-                commit: commit.clone(),
+                commit: *commit,
             });
         }
     }
@@ -277,7 +277,7 @@ async fn watch_audit(mirror: &Mirror, seen: &mut Seen) {
             .as_ref()
             .and_then(|d| d.get("commit").or_else(|| d.get("new_commit")))
             .and_then(|c| c.as_str())
-            .map(str::to_owned);
+            .and_then(|c| CommitId::parse(c).ok());
         mirror.events.send(Event::Licence {
             kind,
             repo,

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use super::{Mirror, Target};
 use crate::hub::{RepoId, RepoType};
+use crate::registry::CommitId;
 
 /// Paths asked upstream in one request (the Hub's own expanded tree pages hold 50 entries).
 const BATCH: usize = 50;
@@ -24,7 +25,7 @@ const UPSTREAM_WAIT: Duration = Duration::from_secs(8);
 pub async fn add_expanded_fields(
     mirror: &Mirror,
     target: &Target,
-    commit: &str,
+    commit: &CommitId,
     entries: &mut [Value],
 ) {
     let paths: Vec<String> = entries
@@ -74,7 +75,7 @@ pub async fn add_expanded_fields(
 async fn fetch(
     mirror: &Mirror,
     target: &Target,
-    commit: &str,
+    commit: &CommitId,
     paths: &[String],
 ) -> Vec<(String, String)> {
     let Ok(repo) = RepoId::parse(&target.repo) else {

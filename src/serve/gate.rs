@@ -65,7 +65,7 @@ impl Mirror {
         let Some(policy) = &self.options.policy else {
             return Ok(());
         };
-        let key = RepoItemKey::new(target.kind, &target.repo, &detail.sha);
+        let key = RepoItemKey::new(target.kind, &target.repo, detail.sha);
         if let Some(denial) = self.licence_verdicts.get(&key) {
             return match denial {
                 Some(reason) => Err(ServeError::LicenceDenied {
@@ -78,7 +78,7 @@ impl Mirror {
         let audited = crate::licence::audit(
             &self.larder,
             target.kind,
-            &[(target.repo.clone(), Some(detail.sha.clone()))],
+            &[(target.repo.clone(), Some(detail.sha.to_string()))],
             policy,
         )
         .await;

@@ -49,7 +49,7 @@ pub const OWNED: [&str; 7] = [
 /// Put the upstream's kept fields of `detail`'s commit into `body` (the mirror's own info of
 /// it), leaving the [`OWNED`] ones as they are.
 pub async fn overlay_upstream(mirror: &Mirror, detail: &CommitDetail, body: &mut Value) {
-    let key = RepoItemKey::new(detail.kind, &detail.name, &detail.sha);
+    let key = RepoItemKey::new(detail.kind, &detail.name, detail.sha);
     let cache = &mirror.upstream_info.0;
     let upstream = match cache.get(&key) {
         Some(cached) => cached,

@@ -21,12 +21,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 use tokio::sync::OnceCell;
 
 use super::Mirror;
 use crate::Larder;
 use crate::fetch::rate::RateLimiter;
+use crate::registry::Sha256;
 use crate::store::stamp;
 
 /// Bytes read at a time, serving and scrubbing.
@@ -82,9 +83,9 @@ pub enum Checked {
 #[derive(Debug, Default)]
 pub struct Integrity {
     /// Blob → the stamp its file had when this process (or the registry) last found it good.
-    trusted: Mutex<HashMap<String, String>>,
+    trusted: Mutex<HashMap<Sha256, String>>,
     /// Whole-file hashes running, so that many range requests wait on one.
-    hashing: Mutex<HashMap<String, Arc<OnceCell<Checked>>>>,
+    hashing: Mutex<HashMap<Sha256, Arc<OnceCell<Checked>>>>,
     /// Blobs quarantined, by who found them.
     quarantined: [std::sync::atomic::AtomicU64; 2],
     /// Bytes the scrub has hashed.
@@ -103,7 +104,7 @@ impl Integrity {
     }
 
     /// Whether `sha256`'s file at `path` carries the stamp of its last good hash.
-    pub async fn trust(&self, larder: &Larder, sha256: &str, path: &Path) -> Trust {
+    pub async fn trust(&self, larder: &Larder, sha256: &Sha256, path: &Path) -> Trust {
         let Ok(now) = stamp::stamp(path) else {
             return Trust::Unchecked;
         };
@@ -119,24 +120,24 @@ impl Integrity {
         }
     }
 
-    fn remembered(&self, sha256: &str) -> Option<String> {
+    fn remembered(&self, sha256: &Sha256) -> Option<String> {
         self.trusted.lock().ok()?.get(sha256).cloned()
     }
 
-    fn remember(&self, sha256: &str, stamp: String) {
+    fn remember(&self, sha256: &Sha256, stamp: String) {
         if let Ok(mut trusted) = self.trusted.lock() {
             trusted.insert(sha256.to_owned(), stamp);
         }
     }
 
-    fn forget(&self, sha256: &str) {
+    fn forget(&self, sha256: &Sha256) {
         if let Ok(mut trusted) = self.trusted.lock() {
             trusted.remove(sha256);
         }
     }
 
     /// Whether `sha256`'s file at `path` may be sent: trusted by its stamp, or hashed whole now.
-    pub async fn verified(&self, larder: &Larder, sha256: &str, path: &Path) -> Checked {
+    pub async fn verified(&self, larder: &Larder, sha256: &Sha256, path: &Path) -> Checked {
         match self.trust(larder, sha256, path).await {
             Trust::Trusted => Checked::Good,
             Trust::Unchecked => self.check_whole(larder, sha256, path).await,
@@ -144,7 +145,7 @@ impl Integrity {
     }
 
     /// Hash the whole of `sha256`'s file at `path`, once however many callers wait.
-    pub async fn check_whole(&self, larder: &Larder, sha256: &str, path: &Path) -> Checked {
+    pub async fn check_whole(&self, larder: &Larder, sha256: &Sha256, path: &Path) -> Checked {
         let cell = {
             let Ok(mut hashing) = self.hashing.lock() else {
                 return Checked::Unreadable("a lock was poisoned".to_owned());
@@ -171,7 +172,7 @@ impl Integrity {
     async fn settle(
         &self,
         larder: &Larder,
-        sha256: &str,
+        sha256: &Sha256,
         hashed: Result<Hashed, String>,
         by: FoundBy,
     ) -> Checked {
@@ -180,7 +181,7 @@ impl Integrity {
             Ok(Hashed::Good { stamp: Some(stamp) }) => {
                 let stamps = vec![(sha256.to_owned(), stamp.clone())];
                 if let Err(error) = larder.registry.stamp_blobs(stamps, crate::now_unix()).await {
-                    tracing::warn!(%error, sha256, "recording a blob's stamp failed");
+                    tracing::warn!(%error, %sha256, "recording a blob's stamp failed");
                 }
                 self.remember(sha256, stamp);
                 Checked::Good
@@ -194,13 +195,13 @@ impl Integrity {
         }
     }
 
-    async fn quarantine(&self, larder: &Larder, sha256: &str, actual: &str, by: FoundBy) {
+    async fn quarantine(&self, larder: &Larder, sha256: &Sha256, actual: &str, by: FoundBy) {
         self.forget(sha256);
         self.quarantined[by as usize].fetch_add(1, Ordering::Relaxed);
         let moved = larder.local.quarantine(sha256);
         let removed = larder.registry.remove_blob(sha256).await;
         tracing::error!(
-            sha256,
+            %sha256,
             actual,
             found_by = by.label(),
             quarantined_to = ?moved.as_ref().map(|p| p.display().to_string()),
@@ -208,7 +209,7 @@ impl Integrity {
              longer held (pull-through fetches them again; else pull the revision again)"
         );
         if let Err(error) = removed {
-            tracing::warn!(%error, sha256, "forgetting a damaged blob failed");
+            tracing::warn!(%error, %sha256, "forgetting a damaged blob failed");
         }
     }
 }
@@ -223,10 +224,10 @@ enum Hashed {
 }
 
 /// Hash `path`, expecting `sha256`; with `rate`, no faster than it (the scrub).
-fn hash_file(path: &Path, sha256: &str, rate: Option<&RateGate>) -> Result<Hashed, String> {
+fn hash_file(path: &Path, sha256: &Sha256, rate: Option<&RateGate>) -> Result<Hashed, String> {
     let before = stamp::stamp(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; PIECE];
     loop {
         let n = file
@@ -241,7 +242,7 @@ fn hash_file(path: &Path, sha256: &str, rate: Option<&RateGate>) -> Result<Hashe
         }
     }
     let actual = hex::encode(hasher.finalize());
-    if actual != sha256 {
+    if *sha256 != actual {
         return Ok(Hashed::Damaged { actual });
     }
     Ok(Hashed::Good {
@@ -255,17 +256,17 @@ fn hash_file(path: &Path, sha256: &str, rate: Option<&RateGate>) -> Result<Hashe
 pub fn checked_body(
     larder: Larder,
     integrity: Arc<Integrity>,
-    sha256: &str,
+    sha256: &Sha256,
     path: PathBuf,
     size: u64,
 ) -> Body {
     struct State {
         larder: Larder,
         integrity: Arc<Integrity>,
-        sha256: String,
+        sha256: Sha256,
         file: Option<tokio::fs::File>,
         path: PathBuf,
-        hasher: Sha256,
+        hasher: sha2::Sha256,
         sent: u64,
         size: u64,
         before: Option<String>,
@@ -278,7 +279,7 @@ pub fn checked_body(
         file: None,
         before: stamp::stamp(&path).ok(),
         path,
-        hasher: Sha256::new(),
+        hasher: sha2::Sha256::new(),
         sent: 0,
         size,
         held_back: None,
@@ -388,7 +389,7 @@ pub fn spawn_scrub(mirror: Weak<Mirror>, bytes_per_second: u64) -> tokio::task::
                 tokio::time::sleep(SCRUB_IDLE).await;
                 continue;
             };
-            cursor.clone_from(&sha256);
+            cursor = sha256.to_string();
             let Some(path) = mirror
                 .upgrade()
                 .and_then(|mirror| mirror.larder.blobs.local_path(&sha256))
@@ -400,7 +401,7 @@ pub fn spawn_scrub(mirror: Weak<Mirror>, bytes_per_second: u64) -> tokio::task::
                 runtime: tokio::runtime::Handle::current(),
                 mirror: mirror.clone(),
             };
-            let (sha, file) = (sha256.clone(), path.clone());
+            let (sha, file) = (sha256, path.clone());
             let hashed = tokio::task::spawn_blocking(move || hash_file(&file, &sha, Some(&gate)))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
@@ -430,7 +431,7 @@ pub fn spawn_scrub(mirror: Weak<Mirror>, bytes_per_second: u64) -> tokio::task::
                 }
                 Checked::Damaged => {}
                 Checked::Unreadable(why) => {
-                    tracing::warn!(sha256, why, "the scrub could not read a blob; skipped");
+                    tracing::warn!(%sha256, why, "the scrub could not read a blob; skipped");
                 }
             }
         }

@@ -92,7 +92,7 @@ pub async fn trace(
             let held = repos
                 .iter()
                 .find(|r| r.kind == RepoKind::Model && r.name == base && !r.private)
-                .and_then(|r| r.revisions.first().map(|v| v.sha.clone()));
+                .and_then(|r| r.revisions.first().map(|v| v.sha));
             let mut node = Node {
                 name: base.clone(),
                 depth,

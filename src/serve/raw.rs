@@ -12,8 +12,10 @@ use super::errors::{ServeError, X_REPO_COMMIT, internal};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::{AccessNote, Mirror, noted};
 
+use crate::registry::Sha256;
+
 /// The text of the git-lfs pointer of content with this digest and size (git-lfs spec v1).
-pub fn lfs_pointer(sha256: &str, size: u64) -> String {
+pub fn lfs_pointer(sha256: &Sha256, size: u64) -> String {
     format!("version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n")
 }
 
@@ -75,7 +77,7 @@ async fn pointer(
     if !file.lfs {
         return Ok(None);
     }
-    let Some(sha256) = file.sha256.as_deref() else {
+    let Some(sha256) = file.sha256.as_ref() else {
         return Err(internal(
             "an LFS file has no sha256 in the registry",
             &std::io::Error::other(file.path.clone()),
@@ -88,7 +90,7 @@ async fn pointer(
             meta.insert(name, value);
         }
     };
-    put(&mut meta, X_REPO_COMMIT.clone(), sha);
+    put(&mut meta, X_REPO_COMMIT.clone(), sha.to_string());
     put(&mut meta, header::ETAG, format!("\"{}\"", file.git_oid));
     put(&mut meta, header::CONTENT_LENGTH, text.len().to_string());
     meta.insert(
@@ -112,7 +114,7 @@ mod tests {
 
     #[test]
     fn pointer_text_has_the_pointer_size() {
-        let sha = "a".repeat(64);
+        let sha = Sha256::parse(&"a".repeat(64)).unwrap();
         for size in [0u64, 22, 77_691_713] {
             assert_eq!(
                 lfs_pointer(&sha, size).len() as u64,

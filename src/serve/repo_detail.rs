@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::Mirror;
 use super::api_error::ApiError;
 use super::lineage::{self, Lineage};
-use crate::registry::{RegistryError, RepoKind};
+use crate::registry::{CommitId, RegistryError, RepoKind, Sha256};
 
 /// Most revisions whose licence is detected for the page when no detection was stored.
 const MAX_AUDITED: usize = 50;
@@ -24,7 +24,7 @@ pub const MAX_FILES: usize = 2000;
 #[derive(Debug, Clone, Serialize)]
 pub struct RevisionView {
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// Refs pointing at it when last seen.
     pub refs: Vec<String>,
     /// When it was pulled (unix seconds).
@@ -51,7 +51,7 @@ pub struct FileView {
     /// Bytes.
     pub size: u64,
     /// Its SHA-256 (LFS files and hashed regular files).
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// Its git blob id.
     pub git_oid: String,
     /// Whether the store holds it.
@@ -64,9 +64,9 @@ pub struct DerivedView {
     /// The derived repo.
     pub repo: String,
     /// Its commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// The source commit.
-    pub source_commit: String,
+    pub source_commit: CommitId,
     /// The tool, e.g. `larder-convert`.
     pub tool: String,
     /// Its parameters.
@@ -126,7 +126,7 @@ pub async fn detail(
             Vec::new()
         }
     };
-    let licence_of = |sha: &str| {
+    let licence_of = |sha: &CommitId| {
         history
             .iter()
             .position(|h| h.commit == sha)
@@ -147,7 +147,7 @@ pub async fn detail(
             .as_ref()
             .and_then(|(i, _)| history[*i].licence_name.clone());
         revisions.push(RevisionView {
-            commit: r.sha.clone(),
+            commit: r.sha,
             refs: r.refs.clone(),
             fetched_at: r.fetched_at,
             bytes_held: r.bytes_held,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::Mirror;
 use super::cache::{RepoItemKey, TtlCache};
-use crate::registry::{RegistryError, RepoKind, RepoSummary, TrackedRef};
+use crate::registry::{CommitId, RegistryError, RepoKind, RepoSummary, TrackedRef};
 
 /// How long a licence verdict is reused.
 const VERDICT_TTL: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ pub struct RepoRow {
     /// Held revisions.
     pub revisions: usize,
     /// The most recently pulled commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// Refs pointing at it when last seen.
     pub refs: Vec<String>,
     /// Files in its tree, and how many of them are held.
@@ -209,7 +209,7 @@ async fn row(
         kind: summary.kind,
         gated: summary.gated.clone(),
         revisions: summary.revisions.len(),
-        commit: newest.sha.clone(),
+        commit: newest.sha,
         refs: newest.refs.clone(),
         files: newest.files,
         files_held: newest.files_held,
@@ -232,7 +232,12 @@ async fn row(
 }
 
 /// The licence of a commit and the policy's verdict, cached.
-pub(super) async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
+pub(super) async fn verdict(
+    mirror: &Mirror,
+    kind: RepoKind,
+    name: &str,
+    sha: &CommitId,
+) -> LicenceView {
     let key = RepoItemKey::new(kind, name, sha);
     if let Some(view) = mirror.verdicts.cache.get(&key) {
         return view;
@@ -242,7 +247,7 @@ pub(super) async fn verdict(mirror: &Mirror, kind: RepoKind, name: &str, sha: &s
     view
 }
 
-async fn audit(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> LicenceView {
+async fn audit(mirror: &Mirror, kind: RepoKind, name: &str, sha: &CommitId) -> LicenceView {
     let unknown = |reason: String| LicenceView {
         id: "unknown".to_owned(),
         name: String::new(),
@@ -260,7 +265,7 @@ async fn audit(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> Licenc
             Err(e) => return unknown(format!("the empty policy failed: {e}")),
         },
     };
-    let targets = [(name.to_owned(), Some(sha.to_owned()))];
+    let targets = [(name.to_owned(), Some(sha.to_string()))];
     match crate::licence::audit(&mirror.larder, kind, &targets, policy).await {
         Ok(rows) => match rows.into_iter().next() {
             Some(audited) => LicenceView {
@@ -275,7 +280,7 @@ async fn audit(mirror: &Mirror, kind: RepoKind, name: &str, sha: &str) -> Licenc
             let chain = crate::fetch::transfer::error_chain(&error);
             tracing::warn!(
                 repo = name,
-                commit = sha,
+                commit = %sha,
                 error = chain,
                 "licence audit failed"
             );
@@ -315,7 +320,7 @@ mod tests {
             name: name.to_owned(),
             gated: None,
             revisions: 1,
-            commit: "a".repeat(40),
+            commit: CommitId::parse(&"a".repeat(40)).unwrap(),
             refs: vec!["main".to_owned()],
             files: 1,
             files_held: 1,

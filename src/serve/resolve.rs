@@ -19,7 +19,7 @@ use super::integrity::{self, Checked, Trust};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, empty, noted};
-use crate::registry::FileRow;
+use crate::registry::{CommitId, FileRow, Sha256};
 
 /// How long a GET of a file being fetched waits for the first bytes before answering `200`
 /// anyway (clients time out after 10 s, hub-protocol.md §5.2).
@@ -36,7 +36,7 @@ pub fn none_match(value: &str, etag: &str) -> bool {
 /// The quoted ETag of a file: sha256 for LFS files, the git blob oid otherwise.
 pub fn etag_of(file: &FileRow) -> String {
     match (&file.sha256, file.lfs) {
-        (Some(sha), true) => sha.clone(),
+        (Some(sha), true) => sha.to_string(),
         _ => file.git_oid.clone(),
     }
 }
@@ -48,10 +48,10 @@ pub enum Source {
         /// The file.
         path: std::path::PathBuf,
         /// Its digest.
-        sha256: String,
+        sha256: Sha256,
     },
     /// A held blob in a shared store without a local copy (its sha256): ranged reads.
-    Store(String),
+    Store(Sha256),
     /// A transfer in flight (pull-through).
     Growing(super::pull_through::Flight),
 }
@@ -127,7 +127,7 @@ async fn answer(
             meta.insert(name, v);
         }
     };
-    put(&mut meta, X_REPO_COMMIT.clone(), sha.clone());
+    put(&mut meta, X_REPO_COMMIT.clone(), sha.to_string());
     put(&mut meta, header::ETAG, format!("\"{etag}\""));
     if file.lfs {
         put(
@@ -193,7 +193,7 @@ async fn answer(
     if mirror.options.redirect_to_store
         && mirror.larder.blobs.is_shared()
         && !matches!(source, Source::Growing(_))
-        && let Some(sha) = file.sha256.as_deref()
+        && let Some(sha) = file.sha256.as_ref()
         && let Some(redirect) = redirect(mirror, sha, meta.clone()).await?
     {
         return Ok(redirect);
@@ -248,7 +248,7 @@ async fn answer(
                 .await
                 .map_err(|e| ServeError::NotHeld {
                     path: file.path.clone(),
-                    commit: sha.clone(),
+                    commit: sha,
                     why: format!(
                         "reading it from the store failed: {}",
                         crate::fetch::transfer::error_chain(&e)
@@ -274,7 +274,7 @@ async fn answer(
 async fn source_for(
     mirror: &Mirror,
     target: &super::Target,
-    commit: &str,
+    commit: &CommitId,
     file: &FileRow,
 ) -> Result<Source, ServeError> {
     if file.held
@@ -282,14 +282,11 @@ async fn source_for(
     {
         if let Some(path) = mirror.larder.blobs.local_path(sha) {
             mirror.metrics.lookup(target.kind, true);
-            return Ok(Source::Blob {
-                path,
-                sha256: sha.clone(),
-            });
+            return Ok(Source::Blob { path, sha256: *sha });
         }
         if mirror.larder.blobs.is_shared() {
             mirror.metrics.lookup(target.kind, true);
-            return Ok(Source::Store(sha.clone()));
+            return Ok(Source::Store(*sha));
         }
     }
     if !file.held
@@ -322,7 +319,7 @@ async fn source_for(
 async fn held_by_store(
     mirror: &Mirror,
     target: &super::Target,
-    commit: &str,
+    commit: &CommitId,
     path: &str,
 ) -> Option<FileRow> {
     let larder = &mirror.larder;
@@ -331,7 +328,7 @@ async fn held_by_store(
         Ok(false) => {}
         Err(error) => {
             tracing::warn!(
-                repo = target.repo, commit,
+                repo = target.repo, %commit,
                 error = %crate::fetch::transfer::error_chain(&error),
                 "re-reading a manifest from the store failed"
             );
@@ -347,7 +344,7 @@ async fn held_by_store(
         return Some(row);
     }
     // The same content may be in the store for another revision or repo (content addressing).
-    let sha = row.sha256.as_deref()?;
+    let sha = row.sha256.as_ref()?;
     if !crate::record::adopt_held_blob(larder, sha, row.size)
         .await
         .ok()?
@@ -362,7 +359,7 @@ async fn held_by_store(
 /// length: the redirect has none). `None` when the store cannot presign.
 async fn redirect(
     mirror: &Mirror,
-    sha256: &str,
+    sha256: &Sha256,
     mut meta: HeaderMap,
 ) -> Result<Option<Response>, ServeError> {
     let url = mirror

@@ -10,7 +10,7 @@ use super::cache::RepoItemKey;
 use super::errors::{ServeError, internal};
 use super::paths::{RevisionTail, UrlRepoType};
 use super::{Mirror, Target, authorization};
-use crate::registry::{CommitDetail, RepoKind};
+use crate::registry::{CommitDetail, CommitId, RepoKind};
 
 impl Mirror {
     /// Check the repo type and id.
@@ -38,7 +38,7 @@ impl Mirror {
         target: &Target,
         revision: &str,
         headers: &HeaderMap,
-    ) -> Result<Option<String>, ServeError> {
+    ) -> Result<Option<CommitId>, ServeError> {
         // Another node sharing the store may have recorded it: ask the store before the upstream.
         if self.larder.blobs.is_shared()
             && matches!(
@@ -73,7 +73,7 @@ impl Mirror {
         target: &Target,
         revision: &str,
         headers: &HeaderMap,
-    ) -> Result<String, ServeError> {
+    ) -> Result<CommitId, ServeError> {
         match self.commit_for(target, revision, headers).await? {
             Some(sha) => Ok(sha),
             None => Err(self.unknown_revision(target, revision, headers).await),
@@ -114,7 +114,7 @@ impl Mirror {
         tail: &RevisionTail,
         need_path: bool,
         headers: &HeaderMap,
-    ) -> Result<(String, String, String), ServeError> {
+    ) -> Result<(String, String, CommitId), ServeError> {
         let splits = tail.splits(need_path);
         // Local first for every split (cheap), then the upstream for the likely one only.
         for (revision, rest) in &splits {
@@ -162,14 +162,18 @@ impl Mirror {
 
     /// The commit `revision` names according to the shared store's manifests, recorded
     /// locally; `None` with the default store or when the store does not know it.
-    pub(crate) async fn commit_in_store(&self, target: &Target, revision: &str) -> Option<String> {
+    pub(crate) async fn commit_in_store(
+        &self,
+        target: &Target,
+        revision: &str,
+    ) -> Option<CommitId> {
         if !self.larder.blobs.is_shared() {
             return None;
         }
-        let found = if crate::hub::is_commit_sha(revision) {
-            crate::manifest::lookup_commit(&self.larder, target.kind, &target.repo, revision)
+        let found = if let Ok(commit) = CommitId::parse(revision) {
+            crate::manifest::lookup_commit(&self.larder, target.kind, &target.repo, &commit)
                 .await
-                .map(|found| found.then(|| revision.to_owned()))
+                .map(|found| found.then_some(commit))
         } else {
             crate::manifest::lookup_ref(&self.larder, target.kind, &target.repo, revision).await
         };
@@ -178,7 +182,7 @@ impl Mirror {
                 tracing::info!(
                     repo = target.repo,
                     revision,
-                    sha,
+                    %sha,
                     "revision found in the store"
                 );
                 self.forget(target.kind, &target.repo);
@@ -200,7 +204,7 @@ impl Mirror {
     pub(crate) async fn detail(
         &self,
         target: &Target,
-        sha: &str,
+        sha: &CommitId,
         headers: &HeaderMap,
     ) -> Result<Arc<CommitDetail>, ServeError> {
         let key = RepoItemKey::new(target.kind, &target.repo, sha);
@@ -217,7 +221,7 @@ impl Mirror {
             Some(detail) => Arc::new(detail),
             None => {
                 return Err(ServeError::RevisionNotFound {
-                    revision: sha.to_owned(),
+                    revision: sha.to_string(),
                 });
             }
         };

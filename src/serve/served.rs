@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::registry::{Registry, RepoKind, Served};
+use crate::registry::{CommitId, Registry, RepoKind, Served};
 
 /// Commits served since the last flush.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ pub struct ServedLog {
 
 impl ServedLog {
     /// Note that a commit was served now.
-    pub fn note(&self, kind: RepoKind, name: &str, sha: &str) {
+    pub fn note(&self, kind: RepoKind, name: &str, sha: &CommitId) {
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(Served {
                 kind,

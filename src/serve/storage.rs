@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::Mirror;
 use super::api_error::ApiError;
-use crate::registry::{RepoKind, TrafficRow};
+use crate::registry::{CommitId, RepoKind, TrafficRow};
 
 /// How often the counters are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -140,7 +140,7 @@ pub struct Pinned {
     /// `org/name`.
     pub repo: String,
     /// The commit.
-    pub commit: String,
+    pub commit: CommitId,
     /// Refs at it.
     pub refs: Vec<String>,
     /// Bytes held.
@@ -178,7 +178,7 @@ pub async fn storage(mirror: &Mirror) -> Result<Storage, crate::registry::Regist
             pinned.push(Pinned {
                 kind: repo.kind,
                 repo: repo.name.clone(),
-                commit: revision.sha.clone(),
+                commit: revision.sha,
                 refs: revision.refs.clone(),
                 bytes: revision.bytes_held,
             });

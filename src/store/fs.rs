@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 
 use super::{BlobStore, ByteStream, ListedBlob};
 use crate::failure::{Classify, FailureKind};
+use crate::registry::Sha256;
 
 /// Copies `len` bytes of `source` at `from` into `target` at `to`: in the kernel with
 /// `copy_file_range` (no trip through user space; a reflink on filesystems that share
@@ -91,18 +92,15 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
-    /// A digest that is not 64 lowercase hex characters.
-    #[error("`{0}` is not a sha256 digest")]
-    BadDigest(String),
     /// The blob is not in the store.
     #[error("blob {0} is not in the store")]
-    Missing(String),
+    Missing(Sha256),
     /// Content fetched from the store does not match its name.
     #[error("blob {sha256} in the store has content with sha256 {actual}: run `larder verify`")]
     Corrupt {
         /// The blob's name.
-        sha256: String,
-        /// What the content hashes to.
+        sha256: Sha256,
+        /// What the content hashes to (hex; kept as text so the error stays small).
         actual: String,
     },
     /// A metadata key that is not a clean relative path.
@@ -183,21 +181,18 @@ impl LocalStore {
     }
 
     /// The path of a blob (whether or not it exists).
-    pub fn blob_path(&self, sha256: &str) -> Result<PathBuf, StoreError> {
-        if !crate::hub::is_sha256_hex(sha256) {
-            return Err(StoreError::BadDigest(sha256.to_owned()));
-        }
-        Ok(self.blobs_dir().join(&sha256[..2]).join(sha256))
+    pub fn blob_path(&self, sha256: &Sha256) -> PathBuf {
+        self.blobs_dir().join(&sha256[..2]).join(sha256.as_str())
     }
 
     /// Whether the blob is present.
-    pub fn has(&self, sha256: &str) -> bool {
-        self.blob_path(sha256).is_ok_and(|p| p.is_file())
+    pub fn has(&self, sha256: &Sha256) -> bool {
+        self.blob_path(sha256).is_file()
     }
 
     /// Size of a present blob.
-    pub fn size(&self, sha256: &str) -> Option<u64> {
-        let path = self.blob_path(sha256).ok()?;
+    pub fn size(&self, sha256: &Sha256) -> Option<u64> {
+        let path = self.blob_path(sha256);
         fs::metadata(path).ok().map(|m| m.len())
     }
 
@@ -209,7 +204,7 @@ impl LocalStore {
     /// afterwards so the rename survives a crash. Syncing here, whoever wrote the part, keeps
     /// a crash from leaving a named blob with missing bytes (it costs nothing for a part its
     /// writer already synced).
-    pub fn publish(&self, part: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
+    pub fn publish(&self, part: &Path, sha256: &Sha256) -> Result<PathBuf, StoreError> {
         seal(part)?;
         let dest = self.place(part, sha256)?;
         sync_dir(dest.parent().unwrap_or(&self.root))?;
@@ -223,9 +218,9 @@ impl LocalStore {
     /// the directory syncs may lose some renames (the parts stay in `tmp/`, whole and
     /// verified, and are re-hashed by the next pull) but never leaves a named blob with
     /// missing bytes, because every part was synced before any rename.
-    pub fn publish_group(&self, parts: &[(PathBuf, String)]) -> Result<(), StoreError> {
+    pub fn publish_group(&self, parts: &[(PathBuf, Sha256)]) -> Result<(), StoreError> {
         for (_, sha256) in parts {
-            self.blob_path(sha256)?;
+            self.blob_path(sha256);
         }
         let threads = parts.len().clamp(1, GROUP_SYNC_THREADS);
         let per_thread = parts.len().div_ceil(threads).max(1);
@@ -257,8 +252,8 @@ impl LocalStore {
     }
 
     /// Rename a sealed part to blob `sha256` (not yet durable: sync the directory after).
-    fn place(&self, part: &Path, sha256: &str) -> Result<PathBuf, StoreError> {
-        let dest = self.blob_path(sha256)?;
+    fn place(&self, part: &Path, sha256: &Sha256) -> Result<PathBuf, StoreError> {
+        let dest = self.blob_path(sha256);
         let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&parent).map_err(|e| StoreError::io("could not create", &parent, e))?;
         match fs::rename(part, &dest) {
@@ -280,8 +275,8 @@ impl LocalStore {
     }
 
     /// Move a blob aside into `quarantine/` (it failed verification). Returns where it went.
-    pub fn quarantine(&self, sha256: &str) -> Result<PathBuf, StoreError> {
-        let src = self.blob_path(sha256)?;
+    pub fn quarantine(&self, sha256: &Sha256) -> Result<PathBuf, StoreError> {
+        let src = self.blob_path(sha256);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -354,8 +349,8 @@ impl LocalStore {
     }
 
     /// Open a blob for reading.
-    pub fn open_blob(&self, sha256: &str) -> Result<File, StoreError> {
-        let path = self.blob_path(sha256)?;
+    pub fn open_blob(&self, sha256: &Sha256) -> Result<File, StoreError> {
+        let path = self.blob_path(sha256);
         File::open(&path).map_err(|e| StoreError::io("could not open", &path, e))
     }
 }
@@ -372,10 +367,13 @@ fn list_blobs(dir: &Path) -> Result<Vec<ListedBlob>, StoreError> {
             continue;
         };
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !crate::hub::is_sha256_hex(&name) {
+            let Some(sha256) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Sha256::parse(n).ok())
+            else {
                 continue;
-            }
+            };
             if let Ok(meta) = entry.metadata() {
                 let modified = meta
                     .modified()
@@ -383,7 +381,7 @@ fn list_blobs(dir: &Path) -> Result<Vec<ListedBlob>, StoreError> {
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map(|d| d.as_secs() as i64);
                 found.push(ListedBlob {
-                    sha256: name,
+                    sha256,
                     size: meta.len(),
                     modified,
                 });
@@ -434,19 +432,19 @@ impl BlobStore for LocalStore {
         self.shared
     }
 
-    fn local_path(&self, sha256: &str) -> Option<PathBuf> {
-        self.blob_path(sha256).ok().filter(|p| p.is_file())
+    fn local_path(&self, sha256: &Sha256) -> Option<PathBuf> {
+        Some(self.blob_path(sha256)).filter(|p| p.is_file())
     }
 
-    fn stat<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
-        let result = self.blob_path(sha256).map(|_| self.size(sha256));
+    fn stat<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        let result = Ok(self.size(sha256));
         futures::future::ready(result).boxed()
     }
 
     fn publish<'a>(
         &'a self,
         part: &'a Path,
-        sha256: &'a str,
+        sha256: &'a Sha256,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
         let (store, part, sha) = (self.clone(), part.to_path_buf(), sha256.to_owned());
         blocking(move || store.publish(&part, &sha).map(Some)).boxed()
@@ -454,7 +452,7 @@ impl BlobStore for LocalStore {
 
     fn publish_group<'a>(
         &'a self,
-        parts: &'a [(PathBuf, String)],
+        parts: &'a [(PathBuf, Sha256)],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let (store, parts) = (self.clone(), parts.to_vec());
         blocking(move || store.publish_group(&parts)).boxed()
@@ -462,12 +460,12 @@ impl BlobStore for LocalStore {
 
     fn read<'a>(
         &'a self,
-        sha256: &'a str,
+        sha256: &'a Sha256,
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<ByteStream, StoreError>> {
         async move {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
-            let path = self.blob_path(sha256)?;
+            let path = self.blob_path(sha256);
             let mut file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| StoreError::io("could not open", &path, e))?;
@@ -482,14 +480,13 @@ impl BlobStore for LocalStore {
         .boxed()
     }
 
-    fn fetch_local<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
-        let result = self.blob_path(sha256).and_then(|p| {
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(StoreError::Missing(sha256.to_owned()))
-            }
-        });
+    fn fetch_local<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
+        let path = self.blob_path(sha256);
+        let result = if path.is_file() {
+            Ok(path)
+        } else {
+            Err(StoreError::Missing(*sha256))
+        };
         futures::future::ready(result).boxed()
     }
 
@@ -498,25 +495,24 @@ impl BlobStore for LocalStore {
         blocking(move || list_blobs(&dir)).boxed()
     }
 
-    fn quarantine<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+    fn quarantine<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<String, StoreError>> {
         let result = LocalStore::quarantine(self, sha256).map(|p| p.display().to_string());
         futures::future::ready(result).boxed()
     }
 
-    fn remove<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        let result = self
-            .blob_path(sha256)
-            .and_then(|path| match fs::remove_file(&path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(StoreError::io("could not remove", &path, e)),
-            });
+    fn remove<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<(), StoreError>> {
+        let path = self.blob_path(sha256);
+        let result = match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("could not remove", &path, e)),
+        };
         futures::future::ready(result).boxed()
     }
 
     fn presign<'a>(
         &'a self,
-        _sha256: &'a str,
+        _sha256: &'a Sha256,
         _ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<url::Url>, StoreError>> {
         futures::future::ready(Ok(None)).boxed()
@@ -616,40 +612,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publish_group_places_every_part_or_refuses_bad_names_first() {
+    fn publish_group_places_every_part() {
         let home = tempfile::tempdir().unwrap();
         let store = LocalStore::open(home.path()).unwrap();
-        let parts: Vec<(PathBuf, String)> = (0..40u8)
+        let parts: Vec<(PathBuf, Sha256)> = (0..40u8)
             .map(|i| {
                 let part = store.tmp_dir().join(format!("{i}.part"));
                 fs::write(&part, [i; 3]).unwrap();
-                (part, format!("{:02x}", i).repeat(32))
+                (
+                    part,
+                    Sha256::parse(&format!("{:02x}", i).repeat(32)).unwrap(),
+                )
             })
             .collect();
         store.publish_group(&parts).unwrap();
         for (i, (part, sha)) in parts.iter().enumerate() {
             assert!(!part.exists());
-            assert_eq!(
-                fs::read(store.blob_path(sha).unwrap()).unwrap(),
-                [i as u8; 3]
-            );
+            assert_eq!(fs::read(store.blob_path(sha)).unwrap(), [i as u8; 3]);
         }
-        let part = store.tmp_dir().join("y.part");
-        fs::write(&part, b"y").unwrap();
-        let refused = store.publish_group(&[
-            (part.clone(), "ef".repeat(32)),
-            (part.clone(), "nope".into()),
-        ]);
-        assert!(matches!(refused, Err(StoreError::BadDigest(_))));
-        assert!(part.exists(), "a refused group publishes nothing");
-        assert!(!store.has(&"ef".repeat(32)));
     }
 
     #[test]
     fn publish_is_atomic_and_idempotent() {
         let home = tempfile::tempdir().unwrap();
         let store = LocalStore::open(home.path()).unwrap();
-        let sha = "ab".repeat(32);
+        let sha = Sha256::parse(&"ab".repeat(32)).unwrap();
         assert!(!store.has(&sha));
         let part = store.tmp_dir().join("x.part");
         fs::write(&part, b"hello").unwrap();
@@ -662,7 +649,6 @@ mod tests {
         store.publish(&part, &sha).unwrap();
         assert!(!part.exists());
         assert_eq!(fs::read(&dest).unwrap(), b"hello");
-        assert!(store.blob_path("../../etc/passwd").is_err());
         store.quarantine(&sha).unwrap();
         assert!(!store.has(&sha));
     }
@@ -671,7 +657,7 @@ mod tests {
     async fn trait_reads_ranges_lists_and_keeps_metadata() {
         let home = tempfile::tempdir().unwrap();
         let store = LocalStore::open(home.path()).unwrap();
-        let sha = "cd".repeat(32);
+        let sha = Sha256::parse(&"cd".repeat(32)).unwrap();
         let part = store.tmp_dir().join("y.part");
         fs::write(&part, b"0123456789").unwrap();
         let dyn_store: &dyn BlobStore = &store;
@@ -718,6 +704,5 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(dyn_store.stat("nope").await.is_err());
     }
 }

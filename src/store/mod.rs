@@ -25,6 +25,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use crate::registry::Sha256;
+
 pub use fs::{LocalStore, StoreError, copy_range};
 pub use location::StoreLocation;
 pub use s3::S3Store;
@@ -36,7 +38,7 @@ pub type ByteStream = BoxStream<'static, Result<Bytes, StoreError>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedBlob {
     /// Content sha256.
-    pub sha256: String,
+    pub sha256: Sha256,
     /// Size in bytes.
     pub size: u64,
     /// When it was last written (unix seconds), if known.
@@ -45,8 +47,8 @@ pub struct ListedBlob {
 
 /// Where blobs and revision manifests are kept. Object-safe: held as `Arc<dyn BlobStore>`.
 ///
-/// Every method that names a blob takes its sha256 (64 lowercase hex) and rejects anything
-/// else with [`StoreError::BadDigest`].
+/// Every method that names a blob takes its [`Sha256`], checked where it entered Larder, so a
+/// blob's key or path can only ever be a digest.
 pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// A human-readable name: a directory or an `s3://` URL.
     fn describe(&self) -> String;
@@ -56,10 +58,10 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
 
     /// A verified local file holding the blob, if this node has one right now. This is the
     /// fast path for serving, mmap and hard links; it never touches the network.
-    fn local_path(&self, sha256: &str) -> Option<PathBuf>;
+    fn local_path(&self, sha256: &Sha256) -> Option<PathBuf>;
 
     /// Size of the stored blob; `None` when absent.
-    fn stat<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+    fn stat<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 
     /// Publish a verified, synced part as blob `sha256`; the part is consumed. If the blob
     /// already exists (same content, published by someone else first) that is success.
@@ -67,7 +69,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     fn publish<'a>(
         &'a self,
         part: &'a Path,
-        sha256: &'a str,
+        sha256: &'a Sha256,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>>;
 
     /// Publish a group of verified parts (`(part, sha256)` pairs), as [`BlobStore::publish`]
@@ -77,7 +79,7 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// be published and the rest of the parts stay where they were.
     fn publish_group<'a>(
         &'a self,
-        parts: &'a [(PathBuf, String)],
+        parts: &'a [(PathBuf, Sha256)],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             for (part, sha256) in parts {
@@ -90,27 +92,27 @@ pub trait BlobStore: Send + Sync + fmt::Debug + 'static {
     /// Stream bytes `range` of a stored blob.
     fn read<'a>(
         &'a self,
-        sha256: &'a str,
+        sha256: &'a Sha256,
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<ByteStream, StoreError>>;
 
     /// A local file with the blob's content, fetched (and verified) into the node's cache
     /// first when the blob lives elsewhere. For conversion, export and licence scanning.
-    fn fetch_local<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<PathBuf, StoreError>>;
+    fn fetch_local<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<PathBuf, StoreError>>;
 
     /// Every stored blob.
     fn list(&self) -> BoxFuture<'_, Result<Vec<ListedBlob>, StoreError>>;
 
     /// Move a blob that failed verification aside; returns where it went.
-    fn quarantine<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<String, StoreError>>;
+    fn quarantine<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<String, StoreError>>;
 
     /// Delete a blob (garbage collection).
-    fn remove<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn remove<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// A time-limited URL a client can GET the blob from directly, when the backend has one.
     fn presign<'a>(
         &'a self,
-        sha256: &'a str,
+        sha256: &'a Sha256,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<url::Url>, StoreError>>;
 

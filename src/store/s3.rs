@@ -27,7 +27,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as Key;
 use object_store::signer::Signer;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use sha2::{Digest, Sha256};
+use sha2::Digest;
+
+use crate::registry::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::location::S3Settings;
@@ -152,11 +154,8 @@ impl S3Store {
         }
     }
 
-    fn blob_key(&self, sha256: &str) -> Result<Key, StoreError> {
-        if !crate::hub::is_sha256_hex(sha256) {
-            return Err(StoreError::BadDigest(sha256.to_owned()));
-        }
-        Ok(self.key(&format!("blobs/sha256/{}/{sha256}", &sha256[..2])))
+    fn blob_key(&self, sha256: &Sha256) -> Key {
+        self.key(&format!("blobs/sha256/{}/{sha256}", &sha256[..2]))
     }
 
     fn meta_key(&self, key: &str) -> Result<Key, StoreError> {
@@ -246,10 +245,10 @@ impl S3Store {
         }
     }
 
-    async fn download(&self, sha256: &str) -> Result<PathBuf, StoreError> {
-        let key = self.blob_key(sha256)?;
+    async fn download(&self, sha256: &Sha256) -> Result<PathBuf, StoreError> {
+        let key = self.blob_key(sha256);
         let result = self.streaming.get(&key).await.map_err(|e| match e {
-            e if is_not_found(&e) => StoreError::Missing(sha256.to_owned()),
+            e if is_not_found(&e) => StoreError::Missing(*sha256),
             e => remote("could not download", &key)(e),
         })?;
         let tmp = self.cache.tmp_dir().join(format!(
@@ -261,7 +260,7 @@ impl S3Store {
             .await
             .map_err(|e| StoreError::io("could not create", &tmp, e))?;
         let mut stream = result.into_stream();
-        let mut hasher = Sha256::new();
+        let mut hasher = sha2::Sha256::new();
         let outcome: Result<(), StoreError> = async {
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(remote("could not download", &key))?;
@@ -279,16 +278,16 @@ impl S3Store {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(error);
         }
-        let actual = hex::encode(hasher.finalize());
-        if actual != sha256 {
+        let actual = Sha256::from_bytes(&hasher.finalize().into());
+        if actual != *sha256 {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(StoreError::Corrupt {
-                sha256: sha256.to_owned(),
-                actual,
+                sha256: *sha256,
+                actual: actual.to_string(),
             });
         }
         let cache = self.cache.clone();
-        let sha = sha256.to_owned();
+        let sha = *sha256;
         tokio::task::spawn_blocking(move || cache.publish(&tmp, &sha))
             .await
             .map_err(|e| StoreError::Io {
@@ -308,13 +307,13 @@ impl BlobStore for S3Store {
         true
     }
 
-    fn local_path(&self, sha256: &str) -> Option<PathBuf> {
+    fn local_path(&self, sha256: &Sha256) -> Option<PathBuf> {
         BlobStore::local_path(&self.cache, sha256)
     }
 
-    fn stat<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+    fn stat<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             self.head_size(&key).await
         }
         .boxed()
@@ -323,10 +322,10 @@ impl BlobStore for S3Store {
     fn publish<'a>(
         &'a self,
         part: &'a Path,
-        sha256: &'a str,
+        sha256: &'a Sha256,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             let size = tokio::fs::metadata(part)
                 .await
                 .map_err(|e| StoreError::io("could not read", part, e))?
@@ -351,11 +350,11 @@ impl BlobStore for S3Store {
 
     fn read<'a>(
         &'a self,
-        sha256: &'a str,
+        sha256: &'a Sha256,
         range: Range<u64>,
     ) -> BoxFuture<'a, Result<ByteStream, StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             if range.is_empty() {
                 return Ok(futures::stream::empty().boxed());
             }
@@ -365,7 +364,7 @@ impl BlobStore for S3Store {
             };
             let result = self.streaming.get_opts(&key, options).await.map_err(|e| {
                 if is_not_found(&e) {
-                    StoreError::Missing(sha256.to_owned())
+                    StoreError::Missing(*sha256)
                 } else {
                     remote("could not read", &key)(e)
                 }
@@ -383,7 +382,7 @@ impl BlobStore for S3Store {
         .boxed()
     }
 
-    fn fetch_local<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
+    fn fetch_local<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
         async move {
             match BlobStore::local_path(&self.cache, sha256) {
                 Some(path) => Ok(path),
@@ -405,9 +404,9 @@ impl BlobStore for S3Store {
             Ok(metas
                 .into_iter()
                 .filter_map(|meta| {
-                    let name = meta.location.filename()?.to_owned();
-                    crate::hub::is_sha256_hex(&name).then(|| ListedBlob {
-                        sha256: name,
+                    let sha256 = Sha256::parse(meta.location.filename()?).ok()?;
+                    Some(ListedBlob {
+                        sha256,
                         size: meta.size,
                         modified: Some(meta.last_modified.timestamp()),
                     })
@@ -417,9 +416,9 @@ impl BlobStore for S3Store {
         .boxed()
     }
 
-    fn quarantine<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<String, StoreError>> {
+    fn quarantine<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<String, StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             let dest = self.key(&format!("quarantine/{sha256}.{}", crate::now_unix()));
             self.s3
                 .copy(&key, &dest)
@@ -434,9 +433,9 @@ impl BlobStore for S3Store {
         .boxed()
     }
 
-    fn remove<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn remove<'a>(&'a self, sha256: &'a Sha256) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             match self.s3.delete(&key).await {
                 Ok(()) => Ok(()),
                 Err(e) if is_not_found(&e) => Ok(()),
@@ -448,11 +447,11 @@ impl BlobStore for S3Store {
 
     fn presign<'a>(
         &'a self,
-        sha256: &'a str,
+        sha256: &'a Sha256,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Option<url::Url>, StoreError>> {
         async move {
-            let key = self.blob_key(sha256)?;
+            let key = self.blob_key(sha256);
             let url = self
                 .s3
                 .signed_url(http::Method::GET, &key, ttl)

@@ -3,7 +3,7 @@
 //! kept one.
 
 use crate::Larder;
-use crate::registry::{Registry, RegistryError, XetChunk, XetRecord};
+use crate::registry::{Registry, RegistryError, Sha256, XetChunk, XetRecord};
 use crate::store::StoreError;
 
 use super::chunking::{ChunkEntry, XetChunking, hash_file, hash_from_bytes, hash_to_bytes};
@@ -21,7 +21,7 @@ pub enum XetIndexError {
     #[error("could not read blob {sha256} to compute its Xet chunking")]
     Read {
         /// The blob.
-        sha256: String,
+        sha256: Sha256,
         /// Cause.
         #[source]
         source: std::io::Error,
@@ -30,12 +30,12 @@ pub enum XetIndexError {
     #[error("the recorded Xet chunking of blob {sha256} is damaged")]
     Damaged {
         /// The blob.
-        sha256: String,
+        sha256: Sha256,
     },
 }
 
 /// The registry's record of `chunking` for blob `sha256`.
-pub fn to_record(sha256: &str, chunking: &XetChunking) -> XetRecord {
+pub fn to_record(sha256: &Sha256, chunking: &XetChunking) -> XetRecord {
     XetRecord {
         sha256: sha256.to_owned(),
         xet_hash: chunking.hex(),
@@ -68,7 +68,7 @@ pub fn from_record(record: &XetRecord) -> Option<XetChunking> {
 /// Record the chunking of a blob just recorded in the registry (blob row first, then this).
 pub async fn record(
     registry: &Registry,
-    sha256: &str,
+    sha256: &Sha256,
     chunking: &XetChunking,
 ) -> Result<(), RegistryError> {
     registry.record_xet(to_record(sha256, chunking)).await
@@ -77,7 +77,7 @@ pub async fn record(
 /// A held blob's chunking: the recorded one, or, for a blob stored before the chunk index
 /// existed (or whose record is damaged), computed now from the blob's bytes (one read) and
 /// recorded. The blob must be recorded in the registry.
-pub async fn chunking_of(larder: &Larder, sha256: &str) -> Result<XetChunking, XetIndexError> {
+pub async fn chunking_of(larder: &Larder, sha256: &Sha256) -> Result<XetChunking, XetIndexError> {
     let recorded = match larder.registry.xet(sha256).await {
         Ok(found) => found,
         Err(RegistryError::CorruptXetIndex { .. }) => None,

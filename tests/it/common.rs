@@ -189,8 +189,14 @@ pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hub_standin::hash::sha256_hex(bytes)
+/// A commit id the test knows to be well formed (from the stand-in or a literal).
+pub fn commit_id(text: &str) -> larder::registry::CommitId {
+    larder::registry::CommitId::parse(text).unwrap()
+}
+
+/// The sha256 of `bytes`, typed as Larder keeps it (it prints and compares as its hex).
+pub fn sha256_hex(bytes: &[u8]) -> larder::registry::Sha256 {
+    larder::registry::Sha256::parse(&hub_standin::hash::sha256_hex(bytes)).unwrap()
 }
 
 /// The Python of the test venv (`LARDER_PYTHON`, else `<workspace>/.venv/bin/python`), with
@@ -214,7 +220,7 @@ pub async fn recorded(
     kind: Kind,
     repo: &str,
     revision: &str,
-) -> (String, CommitDetail) {
+) -> (larder::registry::CommitId, CommitDetail) {
     let sha = larder
         .registry
         .resolve(kind, repo, revision)

@@ -15,7 +15,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, options, pull_with};
+use crate::common::{World, commit_id, content, options, pull_with};
 
 const POLICY: &str = "default = \"review\"\nallow = [\"apache-2.0\", \"mit\"]\n";
 
@@ -712,7 +712,7 @@ async fn the_repo_page_draws_the_lineage_and_escapes_hostile_text() {
             upstream: world.server.url(),
             gated: None,
             private: true,
-            commit: "ef".repeat(20),
+            commit: commit_id(&"ef".repeat(20)),
             card_json: None,
             refs: vec!["main".to_owned()],
             seen_at: larder::now_unix(),

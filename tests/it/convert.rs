@@ -131,13 +131,7 @@ async fn convert_registers_a_derived_repo() {
         .unwrap();
     assert!(gguf.lfs);
     assert_eq!(
-        std::fs::read(
-            larder
-                .local
-                .blob_path(gguf.sha256.as_ref().unwrap())
-                .unwrap()
-        )
-        .unwrap(),
+        std::fs::read(larder.local.blob_path(gguf.sha256.as_ref().unwrap())).unwrap(),
         written
     );
     assert_eq!(detail.licence.license.as_deref(), Some("llama3.1"));

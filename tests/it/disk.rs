@@ -109,14 +109,8 @@ async fn full_disk_stops_cleanly_and_resumes() {
         .await
         .0
         .expect("resumes once there is space");
-    assert_eq!(
-        read(&larder.local.blob_path(&sha256_hex(&small)).unwrap()),
-        small
-    );
-    assert_eq!(
-        read(&larder.local.blob_path(&sha256_hex(&big)).unwrap()),
-        big
-    );
+    assert_eq!(read(&larder.local.blob_path(&sha256_hex(&small))), small);
+    assert_eq!(read(&larder.local.blob_path(&sha256_hex(&big))), big);
 }
 
 /// A conversion that runs out of space fails with the reason, registers nothing and leaves no

@@ -9,7 +9,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, options, pull_with, sha256_hex};
+use crate::common::{World, commit_id, content, options, pull_with, sha256_hex};
 
 async fn jobs_mirror(world: &World) -> RunningMirror {
     let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
@@ -142,7 +142,7 @@ async fn the_http_api_removes_a_revision() {
     assert!(body["reclaimable"].as_u64().unwrap() >= 40_000, "{body}");
     let again = http.delete(&url).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
-    let commit = body["commit"].as_str().unwrap();
+    let commit = &commit_id(body["commit"].as_str().unwrap());
     let detail = larder
         .registry
         .commit_detail(larder::registry::RepoKind::Model, "acme/drop", commit)

@@ -12,7 +12,7 @@ use hub_standin::{Hub, RepoKind};
 use larder::registry::RepoKind as Kind;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, python};
+use crate::common::{World, commit_id, content, python};
 
 const LLAMA31_LICENSE: &str = "LLAMA 3.1 COMMUNITY LICENSE AGREEMENT\nLlama 3.1 Version Release Date: July 23, 2024\n\"Agreement\" means the terms and conditions for use, reproduction, distribution and modification of the Llama Materials set forth herein.\ni. If you distribute or make available the Llama Materials ... you shall prominently display \u{201c}Built with Llama\u{201d}.\n";
 const LLAMA31_POLICY: &str = "# Llama 3.1 Acceptable Use Policy\nMeta is committed to promoting safe and fair use of its tools and features, including Llama 3.1.\n";
@@ -365,7 +365,7 @@ async fn licence_files_are_fetched_even_when_include_leaves_them_out() {
         .unwrap();
     let detail = larder
         .registry
-        .commit_detail(Kind::Model, LLAMA, &commit)
+        .commit_detail(Kind::Model, LLAMA, &commit_id(&commit))
         .await
         .unwrap()
         .unwrap();
@@ -684,7 +684,7 @@ async fn cyclonedx_bom_validates_and_carries_registry_hashes() {
         .unwrap();
     let detail = larder
         .registry
-        .commit_detail(Kind::Model, LLAMA, &commit)
+        .commit_detail(Kind::Model, LLAMA, &commit_id(&commit))
         .await
         .unwrap()
         .unwrap();

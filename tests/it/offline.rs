@@ -121,7 +121,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     ])));
     let summary = json_of(&export);
     // Five files, four distinct contents... and the empty file: every blob is carried once.
-    let distinct: std::collections::BTreeSet<String> =
+    let distinct: std::collections::BTreeSet<_> =
         files.iter().map(|(_, b, _)| sha256_hex(b)).collect();
     assert_eq!(summary["blobs_written"], distinct.len());
     assert_eq!(summary["blobs_linked"], 0, "copies by default");
@@ -132,7 +132,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     {
         use std::os::unix::fs::MetadataExt;
         let sha = sha256_hex(&files[2].1);
-        let carried = bundle.join("blobs").join(&sha);
+        let carried = bundle.join("blobs").join(sha);
         let stored = world.blob_path(&sha);
         assert_ne!(
             std::fs::metadata(&carried).unwrap().ino(),
@@ -166,7 +166,7 @@ async fn bundle_round_trip_verify_show_and_import_twice() {
     // Resumable: a re-run skips the finished blobs and rewrites only the missing one, and
     // drops what an interrupted copy left behind.
     let shard = sha256_hex(&files[2].1);
-    std::fs::remove_file(bundle.join("blobs").join(&shard)).unwrap();
+    std::fs::remove_file(bundle.join("blobs").join(shard)).unwrap();
     let leftover = bundle.join("blobs").join(format!(".{shard}.999.partial"));
     std::fs::write(&leftover, b"half").unwrap();
     let again = json_of(&succeeded(run(world.cli().args([
@@ -274,7 +274,10 @@ async fn incremental_bundle_carries_only_the_new_commit() {
     assert_eq!(manifest.repos[0].commits.len(), 1);
     assert_eq!(manifest.repos[0].commits[0].sha, second_sha);
     let carried: Vec<&str> = manifest.blobs.iter().map(|b| b.sha256.as_str()).collect();
-    let mut expected = vec![sha256_hex(&new_config), sha256_hex(&new_shard)];
+    let mut expected = vec![
+        sha256_hex(&new_config).to_string(),
+        sha256_hex(&new_shard).to_string(),
+    ];
     expected.sort();
     assert_eq!(carried, expected, "only the new commit's new blobs");
     assert_eq!(std::fs::read_dir(second.join("blobs")).unwrap().count(), 2);
@@ -436,7 +439,7 @@ async fn damaged_blobs_refuse_their_revision_only() {
     for (name, damage) in cases {
         let copy = out.path().join(name);
         copy_bundle(&bundle, &copy);
-        damage(&copy.join("blobs").join(&bad_sha));
+        damage(&copy.join("blobs").join(bad_sha));
         let island = tempfile::tempdir().unwrap();
         let output = run(cli_at(island.path()).args(["import", copy.to_str().unwrap()]));
         assert_only_bad_refused(island.path(), &output, &bad_sha);
@@ -617,7 +620,7 @@ async fn hf_cache_layout_is_read_by_huggingface_hub_offline() {
     );
     let shard_sha = sha256_hex(&files[2].1);
     assert!(
-        repo_dir.join("blobs").join(&shard_sha).is_file(),
+        repo_dir.join("blobs").join(shard_sha).is_file(),
         "LFS etag = sha256"
     );
     let tree: Value = serde_json::from_slice(
@@ -625,13 +628,16 @@ async fn hf_cache_layout_is_read_by_huggingface_hub_offline() {
     )
     .unwrap();
     assert_eq!(tree["format_version"], 1);
-    assert_eq!(tree["files"]["model.safetensors"]["lfs_sha256"], shard_sha);
+    assert_eq!(
+        tree["files"]["model.safetensors"]["lfs_sha256"],
+        shard_sha.as_str()
+    );
     assert_eq!(tree["files"]["sub/dir/notes.md"]["blob_id"], notes_oid);
 
     let expected = |files: &[(&str, Vec<u8>, bool)]| -> Value {
         let map: BTreeMap<String, String> = files
             .iter()
-            .map(|(p, b, _)| ((*p).to_owned(), sha256_hex(b)))
+            .map(|(p, b, _)| ((*p).to_owned(), sha256_hex(b).to_string()))
             .collect();
         json!(map)
     };
@@ -763,7 +769,7 @@ async fn a_plain_folder_imports_as_a_revision() {
     for (path, bytes, lfs) in &files {
         let row = &rows[*path];
         let sha = sha256_hex(bytes);
-        assert_eq!(row["sha256"], sha, "{path}");
+        assert_eq!(row["sha256"], sha.as_str(), "{path}");
         assert_eq!(row["lfs"], *lfs, "{path}");
         assert_eq!(row["held"], true);
         let oid_source = if *lfs {
@@ -874,7 +880,7 @@ async fn datasets_round_trip_and_load_from_the_hf_cache() {
     let loaded = load_typed(&cache, "dataset", "acme/ds", "main");
     let expected: BTreeMap<String, String> = files
         .iter()
-        .map(|(p, b, _)| ((*p).to_owned(), sha256_hex(b)))
+        .map(|(p, b, _)| ((*p).to_owned(), sha256_hex(b).to_string()))
         .collect();
     assert_eq!(loaded["snapshot"], json!(expected));
 

@@ -7,7 +7,7 @@ use larder::hub::{HubError, RepoType};
 use larder::registry::RepoKind as Kind;
 use serde_json::json;
 
-use crate::common::{World, content, options, pull_with, read, sha256_hex};
+use crate::common::{World, commit_id, content, options, pull_with, read, sha256_hex};
 
 fn sharded_hub() -> (Hub, Vec<(String, Vec<u8>)>) {
     let hub = Hub::new();
@@ -69,7 +69,7 @@ async fn fresh_pull_of_a_sharded_repo() {
     // Every file's bytes are in the store under their sha256, and recorded.
     let detail = larder
         .registry
-        .commit_detail(Kind::Model, "acme/sharded", &commit)
+        .commit_detail(Kind::Model, "acme/sharded", &commit_id(&commit))
         .await
         .unwrap()
         .expect("commit recorded");
@@ -185,7 +185,7 @@ async fn pull_request_ref_and_commit() {
             .resolve(Kind::Model, "acme/prs", "refs/pr/1")
             .await
             .unwrap(),
-        Some(pr)
+        Some(commit_id(&pr))
     );
 }
 

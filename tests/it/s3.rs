@@ -512,7 +512,7 @@ async fn verify_over_s3_detects_a_corrupted_object() {
         .path()
         .join("blobs/sha256")
         .join(&sha[..2])
-        .join(&sha);
+        .join(sha);
     let mut perms = std::fs::metadata(&cached).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
     perms.set_readonly(false);
@@ -552,7 +552,7 @@ async fn redirect_to_store_carries_hub_headers() {
     assert_eq!(headers["x-linked-etag"], format!("\"{sha}\"").as_str());
     assert_eq!(headers["x-linked-size"], (1u64 << 20).to_string().as_str());
     let location = headers["location"].to_str().unwrap().to_owned();
-    assert!(location.contains(&sha), "{location}");
+    assert!(location.contains(sha.as_str()), "{location}");
     let body = reqwest::get(&location)
         .await
         .unwrap()
@@ -589,11 +589,7 @@ async fn file_store_is_shared_like_a_bucket() {
     );
     let weights = content(13, 1 << 20);
     let sha = sha256_hex(&weights);
-    let blob = shared
-        .path()
-        .join("blobs/sha256")
-        .join(&sha[..2])
-        .join(&sha);
+    let blob = shared.path().join("blobs/sha256").join(&sha[..2]).join(sha);
     assert_eq!(std::fs::read(blob).unwrap(), weights);
     assert!(has_json(&shared.path().join("manifests/model/acme/later")));
     let (b_home, mut reindex) = node("http://127.0.0.1:9");

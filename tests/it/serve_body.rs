@@ -12,7 +12,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{World, content, options, pull_with};
+use crate::common::{World, commit_id, content, options, pull_with};
 
 const MODEL_LEN: usize = (3 << 20) + 17;
 /// Above 4 GiB, so offsets and lengths need 64 bits everywhere.
@@ -74,7 +74,7 @@ async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
     drop(file);
     larder::record::record_blob(
         larder,
-        HUGE_SHA,
+        &larder::registry::Sha256::parse(HUGE_SHA).unwrap(),
         HUGE_LEN,
         larder::record::Checked::Adopted,
         None,
@@ -86,7 +86,10 @@ async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
     let stamp = larder::store::stamp::stamp(&path).unwrap();
     larder
         .registry
-        .stamp_blobs(vec![(HUGE_SHA.to_owned(), stamp)], 1_700_000_000)
+        .stamp_blobs(
+            vec![(larder::registry::Sha256::parse(HUGE_SHA).unwrap(), stamp)],
+            1_700_000_000,
+        )
         .await
         .unwrap();
     larder
@@ -97,7 +100,7 @@ async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
             upstream: world.server.url(),
             gated: None,
             private: false,
-            commit: "e".repeat(40),
+            commit: commit_id(&"e".repeat(40)),
             card_json: None,
             refs: vec!["main".into()],
             seen_at: 1_700_000_000,
@@ -105,7 +108,7 @@ async fn sparse_huge_blob(world: &World, larder: &larder::Larder) -> PathBuf {
                 path: "huge.bin".into(),
                 size: HUGE_LEN,
                 git_oid: "f".repeat(40),
-                sha256: Some(HUGE_SHA.into()),
+                sha256: Some(larder::registry::Sha256::parse(HUGE_SHA).unwrap()),
                 lfs: true,
             }],
             licence: LicenceFields::default(),

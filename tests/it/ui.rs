@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::browser::{
     Browser, Tag, chromium, dump_dom, find_tag, start_tags, without_attribute_values,
 };
-use crate::common::{Served, World, content, options, pull_with, sha256_hex};
+use crate::common::{Served, World, commit_id, content, options, pull_with, sha256_hex};
 
 const HOSTILE: &str = "acme/<img src=x onerror=alert(1)>\"'&";
 const HOSTILE_LICENCE: &str = "<script>alert('licence')</script>";
@@ -75,7 +75,7 @@ async fn record_hostile(world: &World) {
             upstream: world.server.url(),
             gated: None,
             private: false,
-            commit: "ab".repeat(20),
+            commit: commit_id(&"ab".repeat(20)),
             card_json: Some(json!({"license": "other", "license_name": HOSTILE_LICENCE})),
             refs: vec!["<b>main</b>".to_owned()],
             seen_at: larder::now_unix(),

@@ -46,7 +46,7 @@ async fn verify_quarantines_and_pull_repairs() {
     assert_eq!(lines.len(), 2);
     let corrupt: Vec<_> = lines.iter().filter(|l| l["status"] == "corrupt").collect();
     assert_eq!(corrupt.len(), 1);
-    assert_eq!(corrupt[0]["sha256"], sha256_hex(&bad));
+    assert_eq!(corrupt[0]["sha256"], sha256_hex(&bad).as_str());
     assert!(!path.exists(), "moved to quarantine");
 
     let show = world

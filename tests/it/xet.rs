@@ -206,7 +206,7 @@ async fn a_pulled_blob_is_indexed() {
         } else {
             &big
         };
-        assert_eq!(file["sha256"], sha256_hex(bytes));
+        assert_eq!(file["sha256"], sha256_hex(bytes).as_str());
         assert_eq!(file["xet_hash"], xet::hash_bytes(bytes).hex());
     }
 }
@@ -237,7 +237,7 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
     assert_eq!(code, Some(0));
     for line in &lines {
         assert_eq!(line["status"], "ok");
-        let bytes = if line["sha256"] == sha256_hex(&a) {
+        let bytes = if line["sha256"] == sha256_hex(&a).as_str() {
             &a
         } else {
             &b
@@ -274,7 +274,7 @@ async fn verify_checks_the_xet_hash_and_fills_the_index() {
     }
     let a_line = lines
         .iter()
-        .find(|l| l["sha256"] == sha256_hex(&a))
+        .find(|l| l["sha256"] == sha256_hex(&a).as_str())
         .unwrap();
     assert_eq!(a_line["recorded"], "0".repeat(63) + "1");
     assert_eq!(a_line["actual"], xet::hash_bytes(&a).hex());

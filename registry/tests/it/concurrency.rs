@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use larder_registry::RepoKind;
+use larder_registry::{RepoKind, Sha256};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::{blob, digest, lfs, open, sha, snapshot};
@@ -49,7 +49,7 @@ async fn concurrent_writes_from_many_tasks_all_land() {
             .resolve(RepoKind::Model, &repo.name, "main")
             .await
             .unwrap();
-        assert_eq!(resolved.as_deref(), Some(last.sha.as_str()));
+        assert_eq!(resolved, Some(last.sha));
         let with_main: Vec<_> = repo
             .revisions
             .iter()
@@ -119,7 +119,7 @@ async fn another_process_holding_the_write_lock_delays_writes_but_not_reads() {
 
     other.execute_batch("COMMIT").unwrap();
     write.await.unwrap().unwrap();
-    let all: Vec<String> = registry
+    let all: Vec<Sha256> = registry
         .blobs()
         .await
         .unwrap()

@@ -1,6 +1,6 @@
 //! Held / not-held accounting, blobs and their uses.
 
-use larder_registry::{BlobUse, RegistryError, RepoKind};
+use larder_registry::{BlobUse, RegistryError, RepoKind, Sha256};
 
 use crate::{blob, digest, lfs, oid, open, regular, sha, snapshot};
 
@@ -270,7 +270,7 @@ async fn record_blobs_writes_a_group_in_one_go_or_not_at_all() {
         ])
         .await
         .unwrap();
-    let held: Vec<String> = registry
+    let held: Vec<Sha256> = registry
         .blobs()
         .await
         .unwrap()

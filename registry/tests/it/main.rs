@@ -9,12 +9,14 @@ mod refs;
 mod retention;
 mod snapshots;
 
-use larder_registry::{BlobRecord, FileRecord, LicenceFields, Registry, RepoKind, SnapshotRecord};
+use larder_registry::{
+    BlobRecord, CommitId, FileRecord, LicenceFields, Registry, RepoKind, Sha256, SnapshotRecord,
+};
 use tempfile::TempDir;
 
 /// A distinct 40-hex git sha per `n`.
-fn sha(n: u32) -> String {
-    format!("{:040x}", 0xc000_0000_u64 + u64::from(n))
+fn sha(n: u32) -> CommitId {
+    CommitId::parse(&format!("{:040x}", 0xc000_0000_u64 + u64::from(n))).unwrap()
 }
 
 /// A distinct 40-hex git blob id per `n` (never equal to a [`sha`]).
@@ -23,8 +25,8 @@ fn oid(n: u32) -> String {
 }
 
 /// A distinct 64-hex sha256 per `n`.
-fn digest(n: u32) -> String {
-    format!("{:064x}", 0xd000_0000_u64 + u64::from(n))
+fn digest(n: u32) -> Sha256 {
+    Sha256::parse(&format!("{:064x}", 0xd000_0000_u64 + u64::from(n))).unwrap()
 }
 
 fn open() -> (TempDir, Registry) {
@@ -55,7 +57,7 @@ fn regular(path: &str, size: u64, n: u32, hashed: bool) -> FileRecord {
 
 fn snapshot(
     name: &str,
-    commit: &str,
+    commit: &CommitId,
     refs: &[&str],
     seen_at: i64,
     files: Vec<FileRecord>,
@@ -66,7 +68,7 @@ fn snapshot(
         upstream: "https://huggingface.co".to_owned(),
         gated: None,
         private: false,
-        commit: commit.to_owned(),
+        commit: *commit,
         card_json: None,
         refs: refs.iter().map(|r| (*r).to_owned()).collect(),
         seen_at,

@@ -1,13 +1,13 @@
 //! Ref observations (version history) and `resolve`.
 
-use larder_registry::{RefObservation, RegistryError, RepoKind};
+use larder_registry::{CommitId, RefObservation, RegistryError, RepoKind};
 
 use crate::{open, sha, snapshot};
 
-fn observation(reference: &str, sha: &str, first_seen: i64, last_seen: i64) -> RefObservation {
+fn observation(reference: &str, sha: &CommitId, first_seen: i64, last_seen: i64) -> RefObservation {
     RefObservation {
         reference: reference.to_owned(),
-        sha: sha.to_owned(),
+        sha: *sha,
         first_seen,
         last_seen,
     }
@@ -95,16 +95,20 @@ async fn resolve_by_ref_takes_the_latest_observation_and_by_sha_a_held_commit() 
         .record_snapshot(snapshot("org/a", &a, &["main", "v1"], 10, vec![]))
         .await
         .unwrap();
-    assert_eq!(resolve("main".to_owned()).await, Some(a.clone()));
+    assert_eq!(resolve("main".to_owned()).await, Some(a));
     registry
         .record_snapshot(snapshot("org/a", &b, &["main"], 20, vec![]))
         .await
         .unwrap();
-    assert_eq!(resolve("main".to_owned()).await, Some(b.clone()));
-    assert_eq!(resolve("v1".to_owned()).await, Some(a.clone()));
-    assert_eq!(resolve(a.clone()).await, Some(a.clone()));
-    assert_eq!(resolve(b.clone()).await, Some(b.clone()));
-    assert_eq!(resolve(sha(9)).await, None, "a sha that is not held");
+    assert_eq!(resolve("main".to_owned()).await, Some(b));
+    assert_eq!(resolve("v1".to_owned()).await, Some(a));
+    assert_eq!(resolve(a.to_string()).await, Some(a));
+    assert_eq!(resolve(b.to_string()).await, Some(b));
+    assert_eq!(
+        resolve(sha(9).to_string()).await,
+        None,
+        "a sha that is not held"
+    );
     assert_eq!(resolve("dev".to_owned()).await, None, "an unknown ref");
 
     // Back to A: latest observation wins, even though B was observed on main later in time
@@ -113,14 +117,14 @@ async fn resolve_by_ref_takes_the_latest_observation_and_by_sha_a_held_commit() 
         .record_snapshot(snapshot("org/a", &a, &["main"], 30, vec![]))
         .await
         .unwrap();
-    assert_eq!(resolve("main".to_owned()).await, Some(a.clone()));
+    assert_eq!(resolve("main".to_owned()).await, Some(a));
 
     // A commit held by another repo is not this repo's.
     registry
         .record_snapshot(snapshot("org/other", &sha(7), &[], 40, vec![]))
         .await
         .unwrap();
-    assert_eq!(resolve(sha(7)).await, None);
+    assert_eq!(resolve(sha(7).to_string()).await, None);
 }
 
 #[tokio::test]

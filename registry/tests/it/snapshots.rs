@@ -164,7 +164,6 @@ async fn models_and_datasets_with_the_same_name_are_different_repos() {
 async fn hostile_input_is_rejected_before_anything_is_written() {
     let (_dir, registry) = open();
     let cases = [
-        snapshot("org/a", "not-a-sha", &[], 1, vec![]),
         snapshot("../a", &sha(1), &[], 1, vec![]),
         snapshot("org/a", &sha(1), &[""], 1, vec![]),
         snapshot(
@@ -175,11 +174,6 @@ async fn hostile_input_is_rejected_before_anything_is_written() {
             vec![regular("../../etc/passwd", 1, 1, true)],
         ),
         snapshot("org/a", &sha(1), &[], 1, vec![regular("/abs", 1, 1, true)]),
-        {
-            let mut bad = lfs("x.bin", 1, 1);
-            bad.sha256 = Some("XYZ".to_owned());
-            snapshot("org/a", &sha(1), &[], 1, vec![bad])
-        },
         {
             let mut bad = snapshot("org/a", &sha(1), &[], 1, vec![]);
             bad.gated = Some("yes".to_owned());
@@ -194,13 +188,6 @@ async fn hostile_input_is_rejected_before_anything_is_written() {
         );
     }
     assert!(registry.list_repos().await.unwrap().is_empty());
-    let err = registry.record_blob({
-        let mut bad = blob(1, 1);
-        bad.sha256 = "abc".to_owned();
-        bad
-    });
-    assert!(matches!(err.await, Err(RegistryError::InvalidInput { .. })));
-    assert!(registry.blobs().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -281,14 +268,4 @@ async fn a_snapshot_with_its_blobs_is_recorded_whole_or_not_at_all() {
             .unwrap(),
         Some(sha(1))
     );
-
-    // Invalid input is refused before anything is written.
-    let mut bad = blob(4, 1);
-    bad.sha256 = "nope".to_owned();
-    assert!(matches!(
-        registry
-            .record_snapshot_with_blobs(snapshot("org/i", &sha(4), &[], 1, vec![]), vec![bad])
-            .await,
-        Err(RegistryError::InvalidInput { .. })
-    ));
 }

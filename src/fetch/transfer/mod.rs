@@ -44,6 +44,7 @@ use super::state::PartState;
 use crate::failure::{Classify, FailureKind};
 use crate::hub::client::check_status;
 use crate::hub::{HubClient, HubError, RepoType, RetryPolicy};
+use crate::registry::Sha256;
 use crate::report::Reporter;
 use crate::store::{LocalStore, StoreError};
 
@@ -101,7 +102,7 @@ pub struct FileJob {
     /// Size from the tree listing (authoritative).
     pub size: u64,
     /// sha256 promised by the listing (LFS files).
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     /// git blob oid from the listing (checked for regular files).
     pub git_oid: String,
     /// The `/resolve` URL.
@@ -370,7 +371,7 @@ pub struct VerifiedPart {
     /// The part file.
     pub part_path: PathBuf,
     /// Its digest (the blob's name).
-    pub sha256: String,
+    pub sha256: Sha256,
     state_path: PathBuf,
     /// The part, locked: keeps other processes off it until it is published.
     slot_lock: File,
@@ -413,7 +414,7 @@ async fn transfer_verified(
     let state_path = tmp.join(format!("{slot}.state"));
     let fresh = PartState::new(
         job.size,
-        job.sha256.clone(),
+        job.sha256,
         job.sha256.is_none().then(|| job.git_oid.clone()),
     );
 
@@ -450,7 +451,7 @@ async fn transfer_verified(
         });
         let part = VerifiedPart {
             part_path,
-            sha256: digests.sha256.clone(),
+            sha256: digests.sha256,
             state_path,
             slot_lock,
         };
@@ -578,7 +579,7 @@ async fn transfer_verified(
         }
     };
     let (expected, actual) = match &shared.job.sha256 {
-        Some(sha) => (sha.clone(), digests.sha256.clone()),
+        Some(sha) => (sha.to_string(), digests.sha256.to_string()),
         None => (
             shared.job.git_oid.clone(),
             digests.git_oid.clone().unwrap_or_default(),
@@ -603,7 +604,7 @@ async fn transfer_verified(
     }
     let part = VerifiedPart {
         part_path,
-        sha256: digests.sha256.clone(),
+        sha256: digests.sha256,
         state_path,
         slot_lock,
     };

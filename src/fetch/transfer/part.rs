@@ -27,7 +27,7 @@ pub(super) async fn whole_part(
     .ok()?;
     let matches = size == job.size
         && match &job.sha256 {
-            Some(sha) => &digests.sha256 == sha,
+            Some(sha) => digests.sha256 == sha,
             None => digests.git_oid.as_deref() == Some(job.git_oid.as_str()),
         };
     matches.then_some(digests)

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use super::PullThrough;
 use crate::fetch::transfer::{self};
 use crate::hub::RepoType;
-use crate::registry::RepoKind;
+use crate::registry::{CommitId, RepoKind};
 use crate::serve::cache::RepoItemKey;
 
 impl PullThrough {
@@ -15,7 +15,7 @@ impl PullThrough {
         &self,
         kind: RepoKind,
         repo: &str,
-        commit: &str,
+        commit: &CommitId,
         authorization: &str,
     ) -> bool {
         let token_key = hex::encode(Sha256::digest(authorization.as_bytes()));

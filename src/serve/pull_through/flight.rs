@@ -19,7 +19,7 @@ use crate::fetch::transfer::{
 use crate::fetch::xet::{self as fetch_xet, XetEnv};
 use crate::hub::{RepoId, RepoType};
 use crate::record::{self, Checked};
-use crate::registry::{FileRecord, FileRow, RepoKind};
+use crate::registry::{CommitId, FileRecord, FileRow, RepoKind, Sha256};
 use crate::report::Reporter;
 use crate::serve::body::READ_CHUNK;
 use crate::serve::cache::RepoItemKey;
@@ -242,7 +242,7 @@ impl Reporter<PullEvent> for Counting {
 
 /// What a flight's transfer produced, whichever way it went.
 struct Landed {
-    sha256: String,
+    sha256: Sha256,
     received: u64,
     chunking: Option<crate::xet::XetChunking>,
 }
@@ -253,7 +253,7 @@ impl PullThrough {
         &self,
         mirror: &Mirror,
         target: &Target,
-        commit: &str,
+        commit: &CommitId,
         file: &FileRow,
     ) -> Result<Flight, ServeError> {
         let repo_id = RepoId::parse(&target.repo).map_err(|e| internal("bad repo id", &e))?;
@@ -268,7 +268,7 @@ impl PullThrough {
             repo: target.repo.clone(),
             path: file.path.clone(),
             size: file.size,
-            sha256: file.sha256.clone().filter(|_| file.lfs),
+            sha256: file.sha256.filter(|_| file.lfs),
             git_oid: file.git_oid.clone(),
             url,
         };
@@ -303,7 +303,7 @@ impl PullThrough {
         };
         tracing::info!(
             repo = target.repo,
-            commit,
+            %commit,
             path = file.path,
             size = file.size,
             "pull-through: fetching"
@@ -367,7 +367,7 @@ impl PullThrough {
             };
             let stage = match landed {
                 Ok(fetched) => {
-                    let sha = fetched.sha256.clone();
+                    let sha = fetched.sha256;
                     let recorded = record(
                         &larder,
                         registry_kind_,
@@ -427,19 +427,14 @@ impl PullThrough {
         mirror: &Mirror,
         target: &Target,
         repo: &RepoId,
-        commit: &str,
+        commit: &CommitId,
         file: &FileRow,
     ) -> Option<(XetEnv, String)> {
         if !mirror.options.pull_xet || !file.lfs {
             return None;
         }
-        let sha256 = file.sha256.clone()?;
-        let xet_hash = match self
-            .larder
-            .registry
-            .known_xet_hashes(vec![sha256.clone()])
-            .await
-        {
+        let sha256 = file.sha256?;
+        let xet_hash = match self.larder.registry.known_xet_hashes(vec![sha256]).await {
             Ok(mut known) => known.remove(&sha256)?,
             Err(error) => {
                 tracing::warn!(error = %transfer::error_chain(&error), "looking up a listed Xet hash failed; fetching over plain HTTP");
@@ -542,9 +537,9 @@ async fn record(
     larder: &Larder,
     kind: RepoKind,
     repo: &str,
-    commit: &str,
+    commit: &CommitId,
     row: &FileRow,
-    sha256: &str,
+    sha256: &Sha256,
     xet: Option<&crate::xet::XetChunking>,
 ) -> Result<(), String> {
     record::record_blob(larder, sha256, row.size, Checked::Verified, xet)

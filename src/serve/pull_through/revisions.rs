@@ -8,9 +8,9 @@ use axum::http::HeaderMap;
 
 use super::{BRANCH_TTL, PullThrough, REFUSAL_TTL, UPSTREAM_TIMEOUT};
 use crate::fetch::transfer::{self};
-use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply, is_commit_sha};
+use crate::hub::{HubError, RepoId, RepoType, Revision, UpstreamReply};
 use crate::record::{self};
-use crate::registry::{FileRecord, RepoKind};
+use crate::registry::{CommitId, FileRecord, RepoKind, Sha256};
 use crate::serve::Mirror;
 use crate::serve::cache::RepoItemKey;
 use crate::serve::errors::{ErrorKind, ServeError};
@@ -24,7 +24,7 @@ pub(super) type RepoKey = (RepoKind, String);
 #[derive(Debug, Clone)]
 pub(super) enum Lookup {
     /// The commit it names (`None`: the upstream could not be asked; use the store's answer).
-    Commit(Option<String>),
+    Commit(Option<CommitId>),
     /// The upstream refused for good (unknown repo or revision, gated, invalid request).
     Refused(UpstreamReply),
     /// The upstream redirected the repo to this name (renamed); the revision was recorded
@@ -51,7 +51,7 @@ struct FetchedRevision {
     /// The repo's name now (differs from the one asked when the upstream redirected).
     repo: String,
     /// The commit.
-    sha: String,
+    sha: CommitId,
     /// Whether the upstream disabled the repo.
     disabled: bool,
 }
@@ -90,17 +90,19 @@ impl PullThrough {
         repo: &str,
         revision: &str,
         headers: &HeaderMap,
-    ) -> Result<Option<String>, ServeError> {
+    ) -> Result<Option<CommitId>, ServeError> {
         let (Ok(repo_id), Ok(rev)) = (RepoId::parse(repo), Revision::parse(revision)) else {
             return Ok(None);
         };
-        let held = |sha: &str| {
+        let held = |sha: &CommitId| {
             let (name, sha) = (repo.to_owned(), sha.to_owned());
             let registry = self.larder.registry.clone();
             async move { matches!(registry.commit_detail(kind, &name, &sha).await, Ok(Some(_))) }
         };
-        if is_commit_sha(revision) && held(revision).await {
-            return Ok(Some(revision.to_owned()));
+        if let Ok(commit) = CommitId::parse(revision)
+            && held(&commit).await
+        {
+            return Ok(Some(commit));
         }
         let key = RepoItemKey::new(kind, repo, revision);
         let slot = {
@@ -253,7 +255,7 @@ impl PullThrough {
         .map_err(|_| timed("repo info", UPSTREAM_TIMEOUT))??;
         let repo = &fetched.canonical;
         let info = &fetched.info;
-        let sha = info.sha.clone().unwrap_or_default();
+        let sha = fetched.commit;
         let known = self
             .larder
             .registry
@@ -276,16 +278,16 @@ impl PullThrough {
                 let mut files = Vec::with_capacity(tree.len());
                 // The Xet hashes it lists, so the mirror can advertise Xet for files it has not
                 // fetched yet (a hash is a function of the content, so the pair stays true).
-                let listed: Vec<(String, String)> = tree
+                let listed: Vec<(Sha256, String)> = tree
                     .iter()
-                    .filter_map(|f| Some((f.lfs_sha256.clone()?, f.xet_hash.clone()?)))
+                    .filter_map(|f| Some((f.lfs_sha256?, f.xet_hash.clone()?)))
                     .collect();
                 if let Err(error) = self.larder.registry.record_listed_xet(listed).await {
                     tracing::warn!(error = %transfer::error_chain(&error), "recording listed Xet hashes failed");
                 }
                 for f in tree {
                     let sha256 = match &f.lfs_sha256 {
-                        Some(sha) => Some(sha.clone()),
+                        Some(sha) => Some(*sha),
                         None => self
                             .larder
                             .registry

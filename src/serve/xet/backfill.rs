@@ -40,7 +40,7 @@ pub fn spawn(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
                     continue;
                 }
             };
-            cursor.clone_from(&sha256);
+            cursor = sha256.to_string();
             let Some(mirror) = mirror.upgrade() else {
                 return;
             };
@@ -49,7 +49,7 @@ pub fn spawn(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
             let worked = started.elapsed();
             match indexed {
                 Ok(_) => {
-                    tracing::debug!(sha256, "indexed a held blob's Xet chunks");
+                    tracing::debug!(%sha256, "indexed a held blob's Xet chunks");
                     if let Some(xet) = &mirror.xet {
                         // Commits' cached hash maps may lack this blob's hash.
                         xet.hashes.forget(|_| true);
@@ -57,7 +57,7 @@ pub fn spawn(mirror: Weak<Mirror>) -> tokio::task::JoinHandle<()> {
                 }
                 // Removed meanwhile (gc), unreadable or damaged: the scrub and verify report
                 // those; the next pass tries again.
-                Err(error) => tracing::warn!(%error, sha256, "could not index a held blob"),
+                Err(error) => tracing::warn!(%error, %sha256, "could not index a held blob"),
             }
             drop(mirror);
             tokio::time::sleep(worked).await;

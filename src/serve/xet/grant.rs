@@ -17,7 +17,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::registry::RepoKind;
+use crate::registry::{CommitId, RepoKind, Sha256};
 
 /// How long a read token is valid.
 pub const TOKEN_TTL_SECS: u64 = 600;
@@ -32,7 +32,7 @@ pub struct ReadGrant {
     /// `org/name`.
     pub repo: String,
     /// The commit (40 hex).
-    pub commit: String,
+    pub commit: CommitId,
     /// Unix seconds after which it is refused.
     pub expires: u64,
 }
@@ -122,17 +122,17 @@ impl Signer {
         Ok(ReadGrant {
             kind,
             repo: (*repo).to_owned(),
-            commit: (*commit).to_owned(),
+            commit: CommitId::parse(commit).map_err(|_| GrantError::Forged)?,
             expires,
         })
     }
 
-    fn xorb_message(xorb: &str, blob: &str, first_chunk: u32, expires: u64) -> String {
+    fn xorb_message(xorb: &str, blob: &Sha256, first_chunk: u32, expires: u64) -> String {
         format!("x1\n{xorb}\n{blob}\n{first_chunk}\n{expires}")
     }
 
     /// The signature query of a xorb URL: `exp=...&sig=...`.
-    pub fn xorb_query(&self, xorb: &str, blob: &str, first_chunk: u32, expires: u64) -> String {
+    pub fn xorb_query(&self, xorb: &str, blob: &Sha256, first_chunk: u32, expires: u64) -> String {
         let mac = self.mac(&Self::xorb_message(xorb, blob, first_chunk, expires));
         format!("exp={expires}&sig={mac}")
     }
@@ -141,7 +141,7 @@ impl Signer {
     pub fn check_xorb(
         &self,
         xorb: &str,
-        blob: &str,
+        blob: &Sha256,
         first_chunk: u32,
         query: &str,
         now: u64,
@@ -174,7 +174,7 @@ mod tests {
         ReadGrant {
             kind: RepoKind::Model,
             repo: "org/name".into(),
-            commit: "a".repeat(40),
+            commit: CommitId::parse(&"a".repeat(40)).unwrap(),
             expires,
         }
     }
@@ -206,23 +206,24 @@ mod tests {
     #[test]
     fn xorb_urls_are_bound_to_their_xorb() {
         let signer = Signer::new([1; 32]);
-        let query = signer.xorb_query("x", "b", 3, 100);
-        assert_eq!(signer.check_xorb("x", "b", 3, &query, 99), Ok(()));
+        let b = &Sha256::parse(&"b".repeat(64)).unwrap();
+        let query = signer.xorb_query("x", b, 3, 100);
+        assert_eq!(signer.check_xorb("x", b, 3, &query, 99), Ok(()));
         assert_eq!(
-            signer.check_xorb("x", "b", 3, &query, 101),
+            signer.check_xorb("x", b, 3, &query, 101),
             Err(GrantError::Expired)
         );
         assert_eq!(
-            signer.check_xorb("x", "b", 4, &query, 99),
+            signer.check_xorb("x", b, 4, &query, 99),
             Err(GrantError::Forged)
         );
         assert_eq!(
-            signer.check_xorb("y", "b", 3, &query, 99),
+            signer.check_xorb("y", b, 3, &query, 99),
             Err(GrantError::Forged)
         );
         let later = query.replace("exp=100", "exp=1000");
         assert_eq!(
-            signer.check_xorb("x", "b", 3, &later, 99),
+            signer.check_xorb("x", b, 3, &later, 99),
             Err(GrantError::Forged)
         );
     }
@@ -232,8 +233,9 @@ mod tests {
         #[test]
         fn arbitrary_credentials_are_refused(token in "\\PC{0,120}", query in "\\PC{0,80}") {
             let signer = Signer::new([3; 32]);
+            let b = &Sha256::parse(&"b".repeat(64)).unwrap();
             proptest::prop_assert!(signer.check_token(&token, 0).is_err());
-            proptest::prop_assert!(signer.check_xorb("x", "b", 0, &query, 0).is_err());
+            proptest::prop_assert!(signer.check_xorb("x", b, 0, &query, 0).is_err());
         }
     }
 }

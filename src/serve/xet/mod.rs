@@ -41,7 +41,7 @@ use super::integrity::Checked;
 use super::paths::{RevisionTail, UrlRepoType};
 use super::range::{RangeAnswer, parse_range};
 use super::{AccessNote, Mirror, Target, noted};
-use crate::registry::{CommitDetail, FileRow};
+use crate::registry::{CommitDetail, CommitId, FileRow, Sha256};
 use crate::xet::layout::{BlobLayout, Piece};
 use grant::{GrantError, ReadGrant, Signer, TOKEN_TTL_SECS, XORB_URL_TTL_SECS};
 
@@ -59,8 +59,8 @@ const FETCH_WAIT: Duration = Duration::from_secs(3600);
 /// The mirror's Xet state.
 pub struct XetServe {
     signer: Signer,
-    layouts: TtlCache<String, Arc<BlobLayout>>,
-    hashes: TtlCache<RepoItemKey, Arc<HashMap<String, String>>>,
+    layouts: TtlCache<Sha256, Arc<BlobLayout>>,
+    hashes: TtlCache<RepoItemKey, Arc<HashMap<Sha256, String>>>,
 }
 
 impl Default for XetServe {
@@ -84,7 +84,7 @@ fn put(meta: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// The token route of a commit, relative to the mirror's root.
-fn token_route(repo_type: UrlRepoType, repo: &str, commit: &str) -> String {
+fn token_route(repo_type: UrlRepoType, repo: &str, commit: &CommitId) -> String {
     format!(
         "/api/{}/{}/xet-read-token/{}",
         repo_type.plural(),
@@ -98,16 +98,16 @@ async fn commit_hashes(
     mirror: &Mirror,
     xet: &XetServe,
     detail: &CommitDetail,
-) -> Result<Arc<HashMap<String, String>>, ServeError> {
-    let key = RepoItemKey::new(detail.kind, &detail.name, &detail.sha);
+) -> Result<Arc<HashMap<Sha256, String>>, ServeError> {
+    let key = RepoItemKey::new(detail.kind, &detail.name, detail.sha);
     if let Some(found) = xet.hashes.get(&key) {
         return Ok(found);
     }
-    let sha256s: Vec<String> = detail
+    let sha256s: Vec<Sha256> = detail
         .files
         .iter()
         .filter(|f| f.lfs)
-        .filter_map(|f| f.sha256.clone())
+        .filter_map(|f| f.sha256)
         .collect();
     let found = mirror
         .larder
@@ -199,7 +199,7 @@ pub async fn read_token(
     let token = xet.signer.token(&ReadGrant {
         kind: target.kind,
         repo: target.repo.clone(),
-        commit: sha.clone(),
+        commit: sha,
         expires,
     });
     let cas_url = mirror.origin(headers);
@@ -302,7 +302,7 @@ pub async fn reconstruction(
         })
         .cloned()
         .ok_or(ServeError::NotFound)?;
-    let sha256 = file.sha256.clone().unwrap_or_default();
+    let sha256 = file.sha256.ok_or(ServeError::NotFound)?;
     let layout = held_layout(mirror, xet, &target, &detail, &file).await?;
     let size = layout.size();
     let (start, end) = match parse_range(
@@ -367,7 +367,7 @@ pub async fn reconstruction(
         (StatusCode::OK, meta, axum::Json(body)).into_response(),
         AccessNote {
             repo: grant.repo,
-            revision: grant.commit,
+            revision: grant.commit.to_string(),
             path: file.path,
         },
     ))
@@ -381,7 +381,9 @@ async fn held_layout(
     detail: &CommitDetail,
     file: &FileRow,
 ) -> Result<Arc<BlobLayout>, ServeError> {
-    let sha256 = file.sha256.clone().unwrap_or_default();
+    let Some(sha256) = file.sha256 else {
+        return Err(ServeError::NotFound);
+    };
     let mut held = file.held && mirror.larder.blobs.local_path(&sha256).is_some();
     if !held {
         held = matches!(
@@ -393,7 +395,7 @@ async fn held_layout(
         let Some(pull) = &mirror.pull else {
             return Err(ServeError::NotHeld {
                 path: file.path.clone(),
-                commit: detail.sha.clone(),
+                commit: detail.sha,
                 why: "the mirror runs offline".to_owned(),
             });
         };
@@ -403,14 +405,14 @@ async fn held_layout(
             Ok(Err(why)) => {
                 return Err(ServeError::NotHeld {
                     path: file.path.clone(),
-                    commit: detail.sha.clone(),
+                    commit: detail.sha,
                     why: format!("fetching it from the upstream failed: {why}"),
                 });
             }
             Err(_) => {
                 return Err(ServeError::NotHeld {
                     path: file.path.clone(),
-                    commit: detail.sha.clone(),
+                    commit: detail.sha,
                     why: "fetching it from the upstream is taking too long; try again".into(),
                 });
             }
@@ -444,7 +446,7 @@ async fn held_layout(
 async fn layout_of(
     mirror: &Mirror,
     xet: &XetServe,
-    sha256: &str,
+    sha256: &Sha256,
 ) -> Result<Arc<BlobLayout>, ServeError> {
     if let Some(layout) = xet.layouts.get(&sha256.to_owned()) {
         return Ok(layout);
@@ -490,9 +492,10 @@ async fn xorb_range(
     let first_chunk: u32 = first
         .parse()
         .map_err(|_| ServeError::XorbUrlRefused("malformed xorb URL".into()))?;
-    if !is_hash(xorb_hex) || !is_hash(blob) {
+    let (true, Ok(blob)) = (is_hash(xorb_hex), Sha256::parse(blob)) else {
         return Err(ServeError::XorbUrlRefused("malformed xorb URL".into()));
-    }
+    };
+    let blob = &blob;
     xet.signer
         .check_xorb(xorb_hex, blob, first_chunk, query, now())
         .map_err(|e| ServeError::XorbUrlRefused(format!("xorb URL refused: {e}")))?;
@@ -503,16 +506,14 @@ async fn xorb_range(
     match mirror.integrity.verified(&mirror.larder, blob, &path).await {
         Checked::Good => {}
         Checked::Damaged => {
-            return Err(ServeError::NotHeld {
-                path: format!("xorb {xorb_hex}"),
-                commit: blob.to_owned(),
+            return Err(ServeError::XorbNotHeld {
+                xorb: xorb_hex.to_owned(),
                 why: "the held copy was damaged and has been quarantined".to_owned(),
             });
         }
         Checked::Unreadable(why) => {
-            return Err(ServeError::NotHeld {
-                path: format!("xorb {xorb_hex}"),
-                commit: blob.to_owned(),
+            return Err(ServeError::XorbNotHeld {
+                xorb: xorb_hex.to_owned(),
                 why: format!("the held copy could not be read: {why}"),
             });
         }

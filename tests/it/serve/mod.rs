@@ -20,7 +20,7 @@ use larder::serve::{RunningMirror, ServeOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{World, content, options, pull_with, python, sha256_hex};
+use crate::common::{World, commit_id, content, options, pull_with, python, sha256_hex};
 
 const TOKEN: &str = "hf_serve_test_token";
 

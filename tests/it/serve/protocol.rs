@@ -629,7 +629,7 @@ async fn tree_of_thousands_of_files_paginates_with_absolute_links() {
             upstream: world.server.url(),
             gated: None,
             private: false,
-            commit: commit.clone(),
+            commit: commit_id(&commit),
             card_json: None,
             refs: vec!["main".into()],
             seen_at: 1_700_000_000,

@@ -28,7 +28,7 @@ async fn held_row(larder: &larder::Larder, commit: &str, path: &str) -> larder::
     loop {
         let row = larder
             .registry
-            .file(Kind::Model, "acme/cold", commit, path)
+            .file(Kind::Model, "acme/cold", &commit_id(commit), path)
             .await
             .unwrap()
             .unwrap();
