@@ -224,7 +224,7 @@ const F16_OVERFLOW: f32 = 65520.0;
 /// Bytes of output produced per parallel chunk.
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// Converts a Llama/Mistral/Qwen2/Qwen3 checkpoint to GGUF, streaming the file to
+/// Converts a checkpoint of a supported family ([`arch::SUPPORTED`]) to GGUF, streaming the file to
 /// `out` in a single pass. On error the output is incomplete and should be
 /// discarded (write to a part file and rename on success).
 pub fn convert_to_gguf<W: Write>(
