@@ -636,10 +636,7 @@ fn write_experts<W: Write>(
             let e = r / rows_per_expert;
             let (hf, t) = parts[e];
             ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
-            note_f16_overflow(ty, tmp, &overflow);
-            // Each expert has its own slice of the importance matrix.
-            let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
-            ty.quantize_row_weighted(tmp, dst, w);
+            quantize_expert_row(ty, tmp, dst, qw, e, &overflow);
             Ok(())
         },
         |done| {
@@ -789,10 +786,7 @@ fn write_gathered<W: Write>(
         progress,
         |r, tmp, dst| {
             ck.read_f32_strided(hf, t, layout.row_start(r), layout.col_stride, tmp)?;
-            note_f16_overflow(ty, tmp, &overflow);
-            let e = r / rows_per_expert;
-            let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
-            ty.quantize_row_weighted(tmp, dst, w);
+            quantize_expert_row(ty, tmp, dst, qw, r / rows_per_expert, &overflow);
             Ok(())
         },
         |_| {},
@@ -800,6 +794,21 @@ fn write_gathered<W: Write>(
     ck.release(t);
     warn_f16_overflow(&p.info.name, &overflow, warnings);
     Ok(())
+}
+
+/// Quantizes `row` of expert `e` into `dst` with that expert's slice of the importance weights
+/// `qw` (one per column per expert), noting in `overflow` values F16 cannot hold.
+fn quantize_expert_row(
+    ty: GgmlType,
+    row: &[f32],
+    dst: &mut [u8],
+    qw: Option<&[f32]>,
+    e: usize,
+    overflow: &AtomicBool,
+) {
+    note_f16_overflow(ty, row, overflow);
+    let cols = row.len();
+    ty.quantize_row_weighted(row, dst, qw.map(|w| &w[e * cols..(e + 1) * cols]));
 }
 
 /// Records in `flag` that a row about to be stored as F16 has a value F16 cannot hold.
