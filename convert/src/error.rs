@@ -118,6 +118,16 @@ pub enum ConvertError {
     /// The tokenizer files are unusable.
     #[error("invalid tokenizer: {0}")]
     Tokenizer(String),
+    /// The type cannot be made for this model byte for byte as llama.cpp makes it.
+    #[error("type `{ty}` is not available for this model: {reason} (available: {available})")]
+    TypeUnavailable {
+        /// The requested `--type`.
+        ty: String,
+        /// Why.
+        reason: &'static str,
+        /// The types that are.
+        available: String,
+    },
     /// The type needs an importance matrix, as llama-quantize requires.
     #[error("type `{0}` needs an importance matrix (llama-quantize refuses it without one)")]
     NeedsImatrix(String),

@@ -186,6 +186,31 @@ enum Values<'a> {
     Experts(Vec<Option<(String, &'a TensorRef)>>),
     /// Computed by the converter (`rope_freqs.weight`).
     Generated(Vec<f32>),
+    /// GPT-OSS experts repacked from MXFP4 blocks and scales (see [`arch::gptoss`]): all rows
+    /// of each expert, or every other one from `parity`.
+    Mxfp4 {
+        blocks: (String, &'a TensorRef),
+        scales: (String, &'a TensorRef),
+        parity: Option<usize>,
+    },
+    /// Values gathered with strides from one checkpoint tensor (GPT-OSS's interleaved gate/up
+    /// halves and input-major experts).
+    Gathered {
+        hf: String,
+        t: &'a TensorRef,
+        layout: arch::gptoss::Gather,
+    },
+}
+
+impl Values<'_> {
+    /// The checkpoint tensor the values come from, for duplicate errors.
+    fn source(&self) -> Option<&str> {
+        match self {
+            Values::Checkpoint { hf, .. } | Values::Gathered { hf, .. } => Some(hf),
+            Values::Mxfp4 { blocks, .. } => Some(&blocks.0),
+            Values::Experts(_) | Values::Generated(_) => None,
+        }
+    }
 }
 
 struct Planned<'a> {
@@ -199,7 +224,7 @@ const F16_OVERFLOW: f32 = 65520.0;
 /// Bytes of output produced per parallel chunk.
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// Converts a Llama/Mistral/Qwen2/Qwen3 checkpoint to GGUF, streaming the file to
+/// Converts a checkpoint of a supported family ([`arch::SUPPORTED`]) to GGUF, streaming the file to
 /// `out` in a single pass. On error the output is incomplete and should be
 /// discarded (write to a part file and rename on success).
 pub fn convert_to_gguf<W: Write>(
@@ -244,6 +269,16 @@ pub fn convert_to_gguf<W: Write>(
 
     let mut by_gguf: BTreeMap<String, Planned<'_>> = BTreeMap::new();
     for (name, t) in ck.tensors() {
+        if cfg.arch == Arch::GptOss
+            && let Some((layer, suffix)) = arch::layer_and_suffix(&cfg, name)
+            && let Some(parts) =
+                arch::gptoss::expert_tensors(&cfg, layer, name, suffix, t, |n| ck.get(n))?
+        {
+            for part in parts {
+                plan_gpt_oss_expert(&ck, part, &mut by_gguf)?;
+            }
+            continue;
+        }
         let Some(m) = arch::map_tensor(&cfg, name)? else {
             if cfg.arch == Arch::Gemma3 && !name.ends_with("inv_freq") {
                 skipped_vision += 1;
@@ -300,13 +335,9 @@ pub fn convert_to_gguf<W: Write>(
             permute_heads: m.permute_heads,
             shift_norm: m.shift_norm,
         };
-        if let Some(Planned {
-            values: Values::Checkpoint { hf, .. },
-            ..
-        }) = by_gguf.get(&m.gguf)
-        {
+        if let Some(first) = by_gguf.get(&m.gguf).and_then(|p| p.values.source()) {
             return Err(ConvertError::DuplicateTensor {
-                first: hf.clone(),
+                first: first.to_owned(),
                 second: name.clone(),
                 gguf: m.gguf,
             });
@@ -391,9 +422,31 @@ pub fn convert_to_gguf<W: Write>(
     };
     let mut plan: Vec<Planned<'_>> = by_gguf.into_values().collect();
     plan.sort_by_key(|p| arch::tensor_order_key(&p.info.name));
+    let has_mxfp4 = plan
+        .iter()
+        .any(|p| matches!(p.values, Values::Mxfp4 { .. }));
+    if has_mxfp4 && ty.is_quantize_preset() {
+        // llama-quantize would have to requantize the MXFP4 experts, which it refuses
+        // ("requantizing from type mxfp4 is disabled").
+        return Err(ConvertError::TypeUnavailable {
+            ty: ty.to_string(),
+            reason: "its experts are MXFP4, which llama-quantize refuses to requantize; \
+                     they are kept as MXFP4 and the other tensors take the type",
+            available: GgufType::ALL
+                .iter()
+                .filter(|t| !t.is_quantize_preset())
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
     let mut types = BTreeMap::new();
     for p in &mut plan {
-        let (t, warning) = preset::choose_type(ty, &p.info.name, &p.info.shape, &mix);
+        let (t, warning) = match p.values {
+            // Repacked as they are, whatever the output type.
+            Values::Mxfp4 { .. } => (GgmlType::Mxfp4, None),
+            _ => preset::choose_type(ty, &p.info.name, &p.info.shape, &mix),
+        };
         p.info.ty = t;
         warnings.extend(warning);
         *types.entry(t.name().to_owned()).or_insert(0) += 1;
@@ -434,7 +487,16 @@ pub fn convert_to_gguf<W: Write>(
         kv.push(("general.name".into(), MetaValue::Str(n.to_owned())));
     }
     kv.extend(cfg.metadata());
-    kv.push(("general.file_type".into(), MetaValue::U32(ty.file_type())));
+    // llama.cpp's converter labels a float conversion of an MXFP4 checkpoint MXFP4_MOE.
+    let file_type = if cfg.arch == Arch::GptOss
+        && arch::gptoss::declares_mxfp4(&cfg)
+        && matches!(ty, GgufType::F32 | GgufType::F16 | GgufType::Bf16)
+    {
+        arch::gptoss::FILE_TYPE_MXFP4_MOE
+    } else {
+        ty.file_type()
+    };
+    kv.push(("general.file_type".into(), MetaValue::U32(file_type)));
     if let Some(p) = pooling {
         kv.push((
             format!("{}.pooling_type", cfg.arch.name()),
@@ -512,7 +574,7 @@ pub fn convert_to_gguf<W: Write>(
     Ok(GgufReport {
         tensors: plan.len(),
         bytes_written,
-        file_type: ty.file_type(),
+        file_type,
         arch: cfg.arch.name().to_owned(),
         types,
         warnings,
@@ -574,10 +636,7 @@ fn write_experts<W: Write>(
             let e = r / rows_per_expert;
             let (hf, t) = parts[e];
             ck.read_f32(hf, t, (r % rows_per_expert) * cols, tmp)?;
-            note_f16_overflow(ty, tmp, &overflow);
-            // Each expert has its own slice of the importance matrix.
-            let w = qw.map(|w| &w[e * cols..(e + 1) * cols]);
-            ty.quantize_row_weighted(tmp, dst, w);
+            quantize_expert_row(ty, tmp, dst, qw, e, &overflow);
             Ok(())
         },
         |done| {
@@ -589,6 +648,167 @@ fn write_experts<W: Write>(
     )?;
     warn_f16_overflow(&p.info.name, &overflow, warnings);
     Ok(())
+}
+
+/// Adds one of GPT-OSS's expert tensors to the plan.
+fn plan_gpt_oss_expert<'a>(
+    ck: &'a Checkpoint,
+    part: arch::gptoss::ExpertTensor,
+    by_gguf: &mut BTreeMap<String, Planned<'a>>,
+) -> Result<()> {
+    use arch::gptoss::ExpertSource;
+    let tensor = |name: &str| {
+        ck.get(name)
+            .map(|t| (name.to_owned(), t))
+            .ok_or_else(|| ConvertError::MissingTensor(name.to_owned()))
+    };
+    let values = match &part.source {
+        ExpertSource::Mxfp4 {
+            blocks,
+            scales,
+            parity,
+        } => Values::Mxfp4 {
+            blocks: tensor(blocks)?,
+            scales: tensor(scales)?,
+            parity: *parity,
+        },
+        ExpertSource::Gathered { hf, layout } => Values::Gathered {
+            hf: hf.clone(),
+            t: tensor(hf)?.1,
+            layout: *layout,
+        },
+    };
+    if let Some(first) = by_gguf.get(&part.gguf).and_then(|p| p.values.source()) {
+        return Err(ConvertError::DuplicateTensor {
+            first: first.to_owned(),
+            second: values.source().unwrap_or_default().to_owned(),
+            gguf: part.gguf,
+        });
+    }
+    let info = TensorInfo {
+        name: part.gguf.clone(),
+        shape: part.shape,
+        ty: GgmlType::F32,
+    };
+    by_gguf.insert(part.gguf, Planned { info, values });
+    Ok(())
+}
+
+/// The MXFP4 checkpoint tensors of one GGUF expert tensor (see [`Values::Mxfp4`]).
+struct Mxfp4Source<'a> {
+    blocks: (&'a str, &'a TensorRef),
+    scales: (&'a str, &'a TensorRef),
+    parity: Option<usize>,
+}
+
+/// Writes a `[n_expert, rows, cols]` MXFP4 tensor by repacking the checkpoint's blocks (no
+/// requantization). An exponent byte of 0xFF (E8M0's NaN) is refused as a non-finite value.
+fn write_mxfp4<W: Write>(
+    ck: &Checkpoint,
+    p: &Planned<'_>,
+    src: &Mxfp4Source<'_>,
+    pool: Option<&rayon::ThreadPool>,
+    writer: &mut GgufWriter<W>,
+    buf: &mut Vec<u8>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    use quant::mxfp4::{BLOCK, QK, repack_hf_block};
+    let (rows_per_expert, cols) = (p.info.shape[1], p.info.shape[2]);
+    let rows = p.info.shape[0] * rows_per_expert;
+    let nb = cols / QK;
+    let src_rows_per_expert = rows_per_expert * if src.parity.is_some() { 2 } else { 1 };
+    let (codes, exps) = (ck.raw(src.blocks.1), ck.raw(src.scales.1));
+    write_rows(
+        rows,
+        cols,
+        nb * BLOCK,
+        pool,
+        writer,
+        buf,
+        progress,
+        |r, _, dst| {
+            let (e, i) = (r / rows_per_expert, r % rows_per_expert);
+            let row = e * src_rows_per_expert + src.parity.map_or(i, |p| 2 * i + p);
+            let scales = &exps[row * nb..][..nb];
+            if let Some(b) = scales.iter().position(|&s| s == 0xff) {
+                return Err(ConvertError::NonFinite {
+                    tensor: src.scales.0.to_owned(),
+                    index: row * nb + b,
+                });
+            }
+            let row_codes = &codes[row * nb * QK / 2..][..nb * QK / 2];
+            for ((out, &scale), block) in dst
+                .chunks_exact_mut(BLOCK)
+                .zip(scales)
+                .zip(row_codes.chunks_exact(QK / 2))
+            {
+                repack_hf_block(scale, block, out);
+            }
+            Ok(())
+        },
+        |_| {},
+    )?;
+    ck.release(src.blocks.1);
+    ck.release(src.scales.1);
+    Ok(())
+}
+
+/// Writes a tensor whose values are gathered from one checkpoint tensor by `layout` (see
+/// [`Values::Gathered`]), with per-expert importance weights for a 3-D one.
+#[allow(clippy::too_many_arguments)]
+fn write_gathered<W: Write>(
+    ck: &Checkpoint,
+    p: &Planned<'_>,
+    (hf, t, layout): (&str, &TensorRef, arch::gptoss::Gather),
+    qw: Option<&[f32]>,
+    pool: Option<&rayon::ThreadPool>,
+    writer: &mut GgufWriter<W>,
+    buf: &mut Vec<u8>,
+    warnings: &mut Vec<String>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let ty = p.info.ty;
+    let shape = &p.info.shape;
+    let cols = shape[shape.len() - 1];
+    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let rows_per_expert = if shape.len() == 3 { shape[1] } else { rows };
+    let row_bytes = ty
+        .row_size(cols)
+        .expect("types were chosen so rows divide into blocks");
+    let overflow = AtomicBool::new(false);
+    write_rows(
+        rows,
+        cols,
+        row_bytes,
+        pool,
+        writer,
+        buf,
+        progress,
+        |r, tmp, dst| {
+            ck.read_f32_strided(hf, t, layout.row_start(r), layout.col_stride, tmp)?;
+            quantize_expert_row(ty, tmp, dst, qw, r / rows_per_expert, &overflow);
+            Ok(())
+        },
+        |_| {},
+    )?;
+    ck.release(t);
+    warn_f16_overflow(&p.info.name, &overflow, warnings);
+    Ok(())
+}
+
+/// Quantizes `row` of expert `e` into `dst` with that expert's slice of the importance weights
+/// `qw` (one per column per expert), noting in `overflow` values F16 cannot hold.
+fn quantize_expert_row(
+    ty: GgmlType,
+    row: &[f32],
+    dst: &mut [u8],
+    qw: Option<&[f32]>,
+    e: usize,
+    overflow: &AtomicBool,
+) {
+    note_f16_overflow(ty, row, overflow);
+    let cols = row.len();
+    ty.quantize_row_weighted(row, dst, qw.map(|w| &w[e * cols..(e + 1) * cols]));
 }
 
 /// Records in `flag` that a row about to be stored as F16 has a value F16 cannot hold.
@@ -681,6 +901,22 @@ fn write_tensor<W: Write>(
         }
         Values::Experts(parts) => {
             return write_experts(ck, p, parts, qw, pool, writer, buf, warnings, progress);
+        }
+        Values::Mxfp4 {
+            blocks,
+            scales,
+            parity,
+        } => {
+            let source = Mxfp4Source {
+                blocks: (&blocks.0, blocks.1),
+                scales: (&scales.0, scales.1),
+                parity: *parity,
+            };
+            return write_mxfp4(ck, p, &source, pool, writer, buf, progress);
+        }
+        Values::Gathered { hf, t, layout } => {
+            let source = (hf.as_str(), *t, *layout);
+            return write_gathered(ck, p, source, qw, pool, writer, buf, warnings, progress);
         }
         Values::Checkpoint {
             hf,

@@ -156,8 +156,9 @@ impl GgufType {
         }
     }
 
-    /// Whether tensors go through `llama-quantize`'s rules.
-    fn is_quantize_preset(self) -> bool {
+    /// Whether tensors go through `llama-quantize`'s rules (rather than being written by
+    /// `convert_hf_to_gguf.py` directly).
+    pub fn is_quantize_preset(self) -> bool {
         !matches!(self, Self::F32 | Self::F16 | Self::Bf16 | Self::Q8_0)
     }
 }

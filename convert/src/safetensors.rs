@@ -412,17 +412,69 @@ impl Checkpoint {
                 });
             }
         }
-        // A fold without early exit vectorises; the position is looked for only on failure.
-        if !out.iter().fold(true, |ok, v| ok & v.is_finite())
-            && let Some(i) = out.iter().position(|v| !v.is_finite())
-        {
-            return Err(ConvertError::NonFinite {
-                tensor: name.to_owned(),
-                index: start + i,
-            });
-        }
-        Ok(())
+        check_finite(name, start, 1, out)
     }
+
+    /// Converts elements `start + i·stride` (`i` < `out.len()`) of tensor `name` to f32: a
+    /// column, or a row of a transposed tensor.
+    pub fn read_f32_strided(
+        &self,
+        name: &str,
+        t: &TensorRef,
+        start: usize,
+        stride: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if stride == 1 {
+            return self.read_f32(name, t, start, out);
+        }
+        let size = t.dtype.size();
+        let raw = self.raw(t);
+        let elem = |i: usize| &raw[(start + i * stride) * size..][..size];
+        let half = |i: usize| {
+            let b = elem(i);
+            u16::from_le_bytes([b[0], b[1]])
+        };
+        match t.dtype {
+            StDtype::F32 => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let b = elem(i);
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            StDtype::F16 => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = crate::quant::f16_to_f32(half(i));
+                }
+            }
+            StDtype::Bf16 => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = f32::from_bits(u32::from(half(i)) << 16);
+                }
+            }
+            StDtype::Other(d, _) => {
+                return Err(ConvertError::UnsupportedDtype {
+                    tensor: name.to_owned(),
+                    dtype: d.to_owned(),
+                });
+            }
+        }
+        check_finite(name, start, stride, out)
+    }
+}
+
+/// Fails naming the first non-finite value of `out`, read from elements `start + i·stride`.
+fn check_finite(name: &str, start: usize, stride: usize, out: &[f32]) -> Result<()> {
+    // A fold without early exit vectorises; the position is looked for only on failure.
+    if !out.iter().fold(true, |ok, v| ok & v.is_finite())
+        && let Some(i) = out.iter().position(|v| !v.is_finite())
+    {
+        return Err(ConvertError::NonFinite {
+            tensor: name.to_owned(),
+            index: start + i * stride,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 //! Mistral and Mixtral are converted exactly like Llama (llama.cpp registers
 //! `MistralForCausalLM` and `MixtralForCausalLM` to its `LlamaModel`); the
 //! other families have their own modules: Qwen2, Qwen3 (dense), the Qwen
-//! mixtures of experts ([`moe`]), Gemma 2 and 3 ([`gemma`]) and Phi-3/Phi-4
-//! ([`phi3`]).
+//! mixtures of experts ([`moe`]), Gemma 2 and 3 ([`gemma`]), Phi-3/Phi-4
+//! ([`phi3`]) and GPT-OSS ([`gptoss`]).
 
 pub mod gemma;
+pub mod gptoss;
 pub mod llama;
 pub mod moe;
 pub mod phi3;
@@ -38,10 +39,12 @@ pub enum Arch {
     Gemma3,
     /// `phi3` (Phi-3, Phi-3.5, Phi-4).
     Phi3,
+    /// `gpt-oss` (gpt-oss-20b, gpt-oss-120b).
+    GptOss,
 }
 
 /// The `architectures[0]` values the converter accepts, for error messages.
-pub const SUPPORTED: [&str; 11] = [
+pub const SUPPORTED: [&str; 12] = [
     "LlamaForCausalLM",
     "MistralForCausalLM",
     "MixtralForCausalLM",
@@ -53,6 +56,7 @@ pub const SUPPORTED: [&str; 11] = [
     "Gemma3ForCausalLM",
     "Gemma3ForConditionalGeneration",
     "Phi3ForCausalLM",
+    "GptOssForCausalLM",
 ];
 
 impl Arch {
@@ -67,6 +71,7 @@ impl Arch {
             Self::Gemma2 => "gemma2",
             Self::Gemma3 => "gemma3",
             Self::Phi3 => "phi3",
+            Self::GptOss => "gpt-oss",
         }
     }
 
@@ -191,6 +196,7 @@ impl ModelConfig {
             "Gemma2ForCausalLM" => Arch::Gemma2,
             "Gemma3ForCausalLM" | "Gemma3ForConditionalGeneration" => Arch::Gemma3,
             "Phi3ForCausalLM" => Arch::Phi3,
+            "GptOssForCausalLM" => Arch::GptOss,
             other => {
                 return Err(ConvertError::UnsupportedArchitecture {
                     name: other.to_owned(),
@@ -230,8 +236,8 @@ impl ModelConfig {
             &["num_local_experts", "num_experts", "n_routed_experts"],
         )
         .unwrap_or(0) as usize;
-        let moe =
-            matches!(arch, Arch::Qwen2Moe | Arch::Qwen3Moe) || hf_arch == "MixtralForCausalLM";
+        let moe = matches!(arch, Arch::Qwen2Moe | Arch::Qwen3Moe | Arch::GptOss)
+            || hf_arch == "MixtralForCausalLM";
         if moe && n_expert == 0 {
             return Err(ConvertError::json(
                 F,
@@ -369,6 +375,7 @@ impl ModelConfig {
             Arch::Gemma2 => gemma::gemma2_check(&cfg)?,
             Arch::Gemma3 => gemma::gemma3_check(&cfg)?,
             Arch::Phi3 => phi3::check(&cfg)?,
+            Arch::GptOss => gptoss::check(&cfg)?,
             _ => {}
         }
         Ok(cfg)
@@ -394,6 +401,7 @@ impl ModelConfig {
             Arch::Gemma2 => gemma::gemma2_metadata(self),
             Arch::Gemma3 => gemma::gemma3_metadata(self),
             Arch::Phi3 => phi3::metadata(self),
+            Arch::GptOss => gptoss::metadata(self),
         }
     }
 
@@ -586,12 +594,7 @@ pub fn map_tensor(cfg: &ModelConfig, name: &str) -> Result<Option<MappedTensor>>
         _ => {}
     }
     let unexpected = || ConvertError::UnexpectedTensor(name_in.to_owned());
-    let rest = bare.strip_prefix("layers.").ok_or_else(unexpected)?;
-    let (idx, suffix) = rest.split_once('.').ok_or_else(unexpected)?;
-    let layer: usize = idx.parse().map_err(|_| unexpected())?;
-    if layer >= cfg.n_layer || idx != layer.to_string() {
-        return Err(unexpected());
-    }
+    let (layer, suffix) = split_layer(cfg, bare).ok_or_else(unexpected)?;
     let (g, shape, permute, expert) = layer_tensor(cfg, suffix).ok_or_else(unexpected)?;
     Ok(Some(MappedTensor {
         gguf: format!("blk.{layer}.{g}"),
@@ -601,6 +604,19 @@ pub fn map_tensor(cfg: &ModelConfig, name: &str) -> Result<Option<MappedTensor>>
         shift_norm: shift,
         truncate_rows: false,
     }))
+}
+
+/// `(N, REST)` of `layers.N.REST` (after the decoder's prefix), for a layer the model has.
+fn split_layer<'a>(cfg: &ModelConfig, bare: &'a str) -> Option<(usize, &'a str)> {
+    let (idx, suffix) = bare.strip_prefix("layers.")?.split_once('.')?;
+    let layer: usize = idx.parse().ok()?;
+    (layer < cfg.n_layer && idx == layer.to_string()).then_some((layer, suffix))
+}
+
+/// The layer and suffix of a checkpoint tensor `model.layers.N.REST` (or, from a bare decoder,
+/// `layers.N.REST`), for a layer the model has.
+pub fn layer_and_suffix<'a>(cfg: &ModelConfig, name: &'a str) -> Option<(usize, &'a str)> {
+    split_layer(cfg, name.strip_prefix("model.").unwrap_or(name))
 }
 
 /// A layer tensor: GGUF suffix, shape, permutation heads, expert index.
@@ -615,6 +631,9 @@ fn expert_suffix<'a>(cfg: &ModelConfig, s: &'a str, prefix: &str) -> Option<(usi
 
 /// The per-layer tensors of `cfg`'s architecture, by HF suffix.
 fn layer_tensor(cfg: &ModelConfig, suffix: &str) -> Option<LayerTensor> {
+    if cfg.arch == Arch::GptOss {
+        return gptoss::layer_tensor(cfg, suffix).map(|(g, shape)| (g, shape, None, None));
+    }
     let h = cfg.hidden;
     let hd = cfg.head_dim();
     // Saturating: absurd configs then simply mismatch the stored shapes.
@@ -756,6 +775,47 @@ pub fn required_tensors<'a>(
     if need_output && cfg.arch != Arch::Gemma2 {
         global.push(("output.weight".to_owned(), "lm_head.weight".to_owned()));
     }
+    let (per_layer, experts) = layer_requirements(cfg);
+    let n_expert = cfg.n_expert;
+    // Lazy, so that an absurd `num_hidden_layers` costs nothing before the
+    // first missing tensor stops the caller.
+    let layers = (0..cfg.n_layer).flat_map(move |i| {
+        let dense = per_layer
+            .clone()
+            .into_iter()
+            .map(move |(g, h)| (format!("blk.{i}.{g}"), format!("{prefix}layers.{i}.{h}")));
+        let moe = experts.clone().into_iter().flat_map(move |(g, h)| {
+            (0..n_expert).map(move |e| {
+                (
+                    format!("blk.{i}.{g}#{e}"),
+                    format!("{prefix}layers.{i}.{}", h.replace("{e}", &e.to_string())),
+                )
+            })
+        });
+        dense.chain(moe)
+    });
+    global.into_iter().chain(layers)
+}
+
+/// A layer's required `(GGUF suffix, checkpoint suffix)` pairs, and its per-expert ones
+/// (checkpoint suffix with `{e}` for the expert).
+type LayerRequirements = (
+    Vec<(&'static str, String)>,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// [`required_tensors`] of one layer.
+fn layer_requirements(cfg: &ModelConfig) -> LayerRequirements {
+    if cfg.arch == Arch::GptOss {
+        let per_layer = gptoss::required_layer_tensors(cfg);
+        return (
+            per_layer
+                .into_iter()
+                .map(|(g, h)| (g, h.to_owned()))
+                .collect(),
+            Vec::new(),
+        );
+    }
     let mut per_layer: Vec<(&str, String)> = vec![
         ("attn_norm.weight", "input_layernorm.weight".into()),
         ("attn_output.weight", "self_attn.o_proj.weight".into()),
@@ -842,25 +902,7 @@ pub fn required_tensors<'a>(
             }
         }
     }
-    let n_expert = cfg.n_expert;
-    // Lazy, so that an absurd `num_hidden_layers` costs nothing before the
-    // first missing tensor stops the caller.
-    let layers = (0..cfg.n_layer).flat_map(move |i| {
-        let dense = per_layer
-            .clone()
-            .into_iter()
-            .map(move |(g, h)| (format!("blk.{i}.{g}"), format!("{prefix}layers.{i}.{h}")));
-        let moe = experts.clone().into_iter().flat_map(move |(g, h)| {
-            (0..n_expert).map(move |e| {
-                (
-                    format!("blk.{i}.{g}#{e}"),
-                    format!("{prefix}layers.{i}.{}", h.replace("{e}", &e.to_string())),
-                )
-            })
-        });
-        dense.chain(moe)
-    });
-    global.into_iter().chain(layers)
+    (per_layer, experts)
 }
 
 /// Sort key reproducing llama.cpp's `weight_name_comparer`: tensors outside

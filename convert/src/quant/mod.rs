@@ -9,12 +9,14 @@
 //! makes the output byte-identical to the `gguf` Python package and ggml.
 //!
 //! One module per block family: [`float`] (F32/F16/BF16), [`q8_0`],
-//! [`legacy`] (Q4_0/Q4_1/Q5_0/Q5_1) and [`kquants`] (Q2_K…Q6_K).
+//! [`legacy`] (Q4_0/Q4_1/Q5_0/Q5_1), [`kquants`] (Q2_K…Q6_K) and [`mxfp4`] (which GPT-OSS
+//! checkpoints store and the converter repacks without requantizing).
 
 pub mod float;
 pub mod iq4;
 pub mod kquants;
 pub mod legacy;
+pub mod mxfp4;
 pub mod q8_0;
 pub mod weighted;
 
@@ -67,10 +69,12 @@ pub enum GgmlType {
     Iq4Xs = 23,
     /// bfloat16.
     Bf16 = 30,
+    /// OCP MXFP4: 32-element blocks of E2M1 codes with an E8M0 exponent.
+    Mxfp4 = 39,
 }
 
 /// Every type, in id order.
-pub const ALL_TYPES: [GgmlType; 15] = [
+pub const ALL_TYPES: [GgmlType; 16] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -86,6 +90,7 @@ pub const ALL_TYPES: [GgmlType; 15] = [
     GgmlType::Iq4Nl,
     GgmlType::Iq4Xs,
     GgmlType::Bf16,
+    GgmlType::Mxfp4,
 ];
 
 /// Elements per K-quant super-block.
@@ -115,6 +120,7 @@ impl GgmlType {
             Self::Iq4Nl => "IQ4_NL",
             Self::Iq4Xs => "IQ4_XS",
             Self::Bf16 => "BF16",
+            Self::Mxfp4 => "MXFP4",
         }
     }
 
@@ -122,7 +128,13 @@ impl GgmlType {
     pub fn block_size(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::Bf16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 | Self::Iq4Nl => 32,
+            Self::Q4_0
+            | Self::Q4_1
+            | Self::Q5_0
+            | Self::Q5_1
+            | Self::Q8_0
+            | Self::Iq4Nl
+            | Self::Mxfp4 => 32,
             Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Iq4Xs => QK_K,
         }
     }
@@ -144,6 +156,7 @@ impl GgmlType {
             Self::Q6K => 210,
             Self::Iq4Nl => 18,
             Self::Iq4Xs => 136,
+            Self::Mxfp4 => mxfp4::BLOCK,
         }
     }
 
@@ -196,6 +209,7 @@ impl GgmlType {
             Self::Q6K => quantize_row_q6_k(src, dst),
             Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, None),
             Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, None),
+            Self::Mxfp4 => mxfp4::quantize_row_mxfp4(src, dst),
         }
     }
 
@@ -228,7 +242,10 @@ impl GgmlType {
             Self::Q6K => weighted::quantize_row_q6_k(src, dst, qw),
             Self::Iq4Nl => iq4::quantize_row_iq4_nl(src, dst, Some(qw)),
             Self::Iq4Xs => iq4::quantize_row_iq4_xs(src, dst, Some(qw)),
-            Self::F32 | Self::F16 | Self::Bf16 | Self::Q8_0 => self.quantize_row(src, dst),
+            // ggml's MXFP4 quantizer takes no importance weights either.
+            Self::F32 | Self::F16 | Self::Bf16 | Self::Q8_0 | Self::Mxfp4 => {
+                self.quantize_row(src, dst)
+            }
         }
     }
 
@@ -266,6 +283,7 @@ impl GgmlType {
             Self::Q6K => dequantize_row_q6_k(src, dst),
             Self::Iq4Nl => iq4::dequantize_row_iq4_nl(src, dst),
             Self::Iq4Xs => iq4::dequantize_row_iq4_xs(src, dst),
+            Self::Mxfp4 => mxfp4::dequantize_row_mxfp4(src, dst),
         }
     }
 }

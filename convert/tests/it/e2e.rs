@@ -385,6 +385,15 @@ fn unsupported_architecture() {
         matches!(&e, ConvertError::UnsupportedArchitecture { name: a, .. } if a == "GPT2LMHeadModel"),
         "{e}"
     );
+    let msg = e.to_string();
+    for name in [
+        "Gemma3ForConditionalGeneration",
+        "MixtralForCausalLM",
+        "Phi3ForCausalLM",
+        "GptOssForCausalLM",
+    ] {
+        assert!(msg.contains(name), "{msg}");
+    }
 }
 
 #[test]
@@ -555,29 +564,75 @@ fn bare_decoder_names_and_duplicates() {
     );
 }
 
-/// GPT-OSS (MXFP4 experts) is refused before any work, and the message lists
-/// what is supported; a Qwen3-MoE config without experts is refused too.
+/// A Qwen3-MoE config without experts is refused before any work.
 #[test]
-fn gpt_oss_is_refused_by_name() {
-    let mut fx = Fixture::qwen3();
-    fx.edit_config(|c| c["architectures"] = serde_json::json!(["GptOssForCausalLM"]));
-    let e = fx.convert().unwrap_err();
-    assert!(
-        matches!(&e, ConvertError::UnsupportedArchitecture { name: a, .. } if a == "GptOssForCausalLM"),
-        "{e}"
-    );
-    let msg = e.to_string();
-    for name in [
-        "Gemma3ForConditionalGeneration",
-        "MixtralForCausalLM",
-        "Phi3ForCausalLM",
-    ] {
-        assert!(msg.contains(name), "{msg}");
-    }
+fn moe_without_experts_is_refused() {
     let mut fx = Fixture::qwen3();
     fx.edit_config(|c| c["architectures"] = serde_json::json!(["Qwen3MoeForCausalLM"]));
     let e = fx.convert().unwrap_err();
     assert!(e.to_string().contains("num_experts"), "{e}");
+}
+
+/// GPT-OSS as released (MXFP4 experts) and dequantized, converted to every type that can be
+/// made of it and checked tensor by tensor (`check_gpt_oss.py`: the MXFP4 repack byte for byte
+/// and by value, the split gate/up halves, keys, file type). The quantize presets are refused
+/// for the MXFP4 checkpoint before anything is written, naming the types that work; the
+/// dequantized one takes them like any mixture of experts.
+#[test]
+fn gpt_oss_bf16_bpe() {
+    let root = tempfile::tempdir().unwrap();
+    let mut sources = Vec::new();
+    for extra in [&[][..], &["--dequantized"][..]] {
+        let (dir, src) = make_model_with(root.path(), "gptoss", "bf16", "bpe", false, extra);
+        for preset in [GgufType::F32, GgufType::F16, GgufType::Bf16, GgufType::Q8_0] {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let path = root.path().join(format!("{name}-{preset}.gguf"));
+            let mut out = std::fs::File::create(&path).unwrap();
+            let report = convert_to_gguf(&src, preset, &mut out, &GgufOptions::default())
+                .unwrap_or_else(|e| panic!("{name} {preset}: {e}"));
+            drop(out);
+            let args = [
+                path.to_str().unwrap(),
+                dir.to_str().unwrap(),
+                preset.as_str(),
+            ];
+            let v: serde_json::Value =
+                serde_json::from_str(run_py("check_gpt_oss.py", &args).trim()).unwrap();
+            assert_eq!(v["tensors"].as_u64(), Some(report.tensors as u64));
+            for (ty, n) in &report.types {
+                assert_eq!(
+                    v["types"][ty].as_u64(),
+                    Some(*n as u64),
+                    "{name} {preset} {ty}"
+                );
+            }
+            let mxfp4 = report.types.get("MXFP4").copied().unwrap_or(0);
+            assert_eq!(mxfp4, if extra.is_empty() { 3 * 2 } else { 0 });
+        }
+        sources.push(src);
+    }
+    let mut out = Vec::new();
+    let e = convert_to_gguf(
+        &sources[0],
+        GgufType::Q4KM,
+        &mut out,
+        &GgufOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ConvertError::TypeUnavailable { ty, .. } if ty == "q4_k_m"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("f32, f16, bf16, q8_0"), "{e}");
+    assert!(out.is_empty());
+    let r = convert_to_gguf(
+        &sources[1],
+        GgufType::Q4KM,
+        &mut out,
+        &GgufOptions::default(),
+    )
+    .unwrap();
+    assert!(r.types.contains_key("Q4_K"), "{:?}", r.types);
 }
 
 /// Q2_K_S needs an importance matrix, as in llama-quantize.
@@ -883,6 +938,14 @@ fn llama_cpp_loads_converted_files() {
             &[][..],
             &[GgufType::Q4KM, GgufType::Q3KL][..],
         ),
+        (
+            "gptoss",
+            "bf16",
+            "bpe",
+            false,
+            &[][..],
+            &[GgufType::F16, GgufType::Q8_0][..],
+        ),
     ] {
         let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));
@@ -910,6 +973,8 @@ fn llama_cpp_loads_converted_files() {
         ("mixtral", "bf16", "bpe", false, &[][..]),
         ("qwen2moe", "f16", "bpe", false, &[][..]),
         ("qwen3moe", "bf16", "bpe", true, &["--layers", "10"][..]),
+        // MXFP4 experts are not requantized by llama-quantize; dequantized ones are.
+        ("gptoss", "bf16", "bpe", false, &["--dequantized"][..]),
     ] {
         let (_, src) = make_model_with(&root.path().join("q"), arch, dtype, tok, tied, extra);
         let arch = format!("{arch}{}", extra.join(""));

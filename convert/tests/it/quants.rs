@@ -358,6 +358,7 @@ fn k_quants_match_ggml_c_reference() {
         GgmlType::Q6K,
         GgmlType::Iq4Nl,
         GgmlType::Iq4Xs,
+        GgmlType::Mxfp4,
     ];
     let mut cases: Vec<(GgmlType, &str, bool)> = Vec::new();
     for ty in block_types {

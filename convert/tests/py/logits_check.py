@@ -6,12 +6,15 @@ Two forward passes written here in numpy (float64), over the same random token i
 - the reference reads MODEL_DIR as transformers does: config.json and the safetensors tensors
   under their HF names, with the HF conventions (rotate-half rope on unpermuted q/k, Gemma's
   `x * (1 + w)` norms, separate expert tensors, Phi-3's fused projections chunked, the query
-  scale from `query_pre_attn_scalar`, rope bases and windows from config.json);
+  scale from `query_pre_attn_scalar`, rope bases and windows from config.json; GPT-OSS's MXFP4
+  experts dequantized from their blocks and scales as transformers does, gate and up taken from
+  the interleaved rows, transformers' yarn frequencies, attention sinks, the clamped SwiGLU);
 - the GGUF pass reads only the GGUF, as llama.cpp does: its metadata keys, its tensor names,
   every tensor dequantized with `gguf.quants.dequantize`, and llama.cpp's conventions (`llama`
   ropes interleaved pairs of the permuted q/k, the other families rotate halves; norms are
   used as stored; merged 3-D experts; the fused qkv split by head counts; Gemma's query scale
-  from the key length; `rope_freqs` / `rope_factors_short` divide the frequencies).
+  from the key length; `rope_freqs` / `rope_factors_short` divide the frequencies; ggml's yarn
+  ramp and magnitude scale; `gpt-oss` routes by softmax over the top k biased logits).
 The two agree only if the converter wrote every tensor where, and as, llama.cpp expects it
 and the metadata describes the model. With --llama-cpp, llama.cpp itself (llama-cpp-python)
 also evaluates the GGUF on the same ids (F32 KV cache).
@@ -20,7 +23,7 @@ also evaluates the GGUF on the same ids (F32 KV cache).
 the cosine drop): rope-layout (q/k permuted when they must not be, or the other way round),
 gate-up (gate and up projections swapped), kv-swap (k and v swapped), norms (every norm weight
 shifted by 1: Gemma's `1 + w` missing or doubled), experts (the merged experts in reverse
-order).
+order), sinks (GPT-OSS's attention sinks left out).
 
 Prints JSON: the smallest cosine over positions of each comparison, and the flat cosine.
 """
@@ -53,6 +56,9 @@ def read_safetensors(path):
             arr = np.frombuffer(raw, dtype="<f2").astype(np.float32)
         elif meta["dtype"] == "BF16":
             arr = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        elif meta["dtype"] == "U8":  # MXFP4 codes and exponents, kept as bytes
+            out[name] = np.frombuffer(raw, dtype=np.uint8).reshape(meta["shape"])
+            continue
         else:
             raise SystemExit(f"{path}: unexpected dtype {meta['dtype']}")
         out[name] = arr.reshape(meta["shape"]).astype(np.float64)
@@ -80,6 +86,9 @@ class Layer:
         self.window = None  # sliding window, if this layer has one
         self.rope_factors = None  # divisors of the rope frequencies
         self.rope_attn_factor = 1.0
+        self.inv_freq = None  # the rope frequencies themselves (yarn), if not from theta
+        self.bo = self.sinks = self.router_b = None  # GPT-OSS: output bias, sinks, router bias
+        self.gate_b = self.up_b = self.down_b = None  # GPT-OSS: expert biases [E, rows]
 
 
 class Model:
@@ -97,6 +106,7 @@ class Model:
         self.act = "silu"
         self.n_used = 0
         self.norm_topk = False
+        self.topk_softmax = False  # GPT-OSS: softmax over the top k logits, not top k of a softmax
 
 
 def llama3_inv_freq(inv, s):
@@ -109,6 +119,60 @@ def llama3_inv_freq(inv, s):
     smoothed = (1 - smooth) * scaled / factor + smooth * scaled
     medium = ~(wl < hi_wl) & ~(wl > lo_wl)
     return np.where(medium, smoothed, scaled)
+
+
+def mxfp4_hf(blocks, scales):
+    """transformers' MXFP4 dequantization: E2M1 table, low nibble first, ldexp(v, scale - 127)."""
+    lut = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6])
+    vals = np.stack([lut[blocks & 15], lut[blocks >> 4]], axis=-1).reshape(*scales.shape, 32)
+    vals = vals * np.ldexp(1.0, scales.astype(np.int64) - 127)[..., None]
+    return vals.reshape(*scales.shape[:-1], scales.shape[-1] * 32)
+
+
+def yarn_hf(theta, dim, s, max_pos):
+    """transformers' `_compute_yarn_parameters`: frequencies and the attention factor."""
+    factor = s["factor"]
+    orig = s.get("original_max_position_embeddings") or max_pos
+    attn = s.get("attention_factor") or (0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0)
+    corr = lambda r: dim * math.log(orig / (r * 2 * math.pi)) / (2 * math.log(theta))  # noqa: E731
+    low, high = corr(s.get("beta_fast") or 32), corr(s.get("beta_slow") or 1)
+    if s.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(dim // 2) - low) / (high - low), 0, 1)
+    pos = theta ** (np.arange(0, dim, 2) / dim)
+    extrapolation = 1 - ramp
+    return (1 / (factor * pos)) * (1 - extrapolation) + (1 / pos) * extrapolation, attn
+
+
+def yarn_ggml(theta, dims, factor, orig, beta_fast, beta_slow):
+    """ggml's rope_yarn with llama.cpp's defaults (ext_factor 1): frequencies and magnitude."""
+    corr = lambda r: dims * math.log(orig / (r * 2 * math.pi)) / (2 * math.log(theta))  # noqa: E731
+    low, high = max(0, math.floor(corr(beta_fast))), min(dims - 1, math.ceil(corr(beta_slow)))
+    mix = 1 - np.clip((np.arange(dims // 2) - low) / max(0.001, high - low), 0, 1)
+    extrap = theta ** (-np.arange(0, dims, 2) / dims)
+    return extrap / factor * (1 - mix) + extrap * mix, 1 + 0.1 * math.log(factor)
+
+
+def gpt_oss_hf(m, L, g, cfg, i):
+    """A GPT-OSS layer's extra tensors, from the checkpoint."""
+    L.bo, L.sinks = g("self_attn.o_proj.bias"), g("self_attn.sinks")
+    L.ffn_norm = g("post_attention_layernorm.weight")
+    L.router, L.router_b = g("mlp.router.weight"), g("mlp.router.bias")
+    gate_up_b = g("mlp.experts.gate_up_proj_bias")
+    L.gate_b, L.up_b, L.down_b = gate_up_b[:, ::2], gate_up_b[:, 1::2], g("mlp.experts.down_proj_bias")
+    if g("mlp.experts.gate_up_proj_blocks") is not None:
+        gate_up = mxfp4_hf(g("mlp.experts.gate_up_proj_blocks"), g("mlp.experts.gate_up_proj_scales"))
+        L.down_exps = mxfp4_hf(g("mlp.experts.down_proj_blocks"), g("mlp.experts.down_proj_scales"))
+    else:  # dequantized: input-major
+        gate_up = g("mlp.experts.gate_up_proj").transpose(0, 2, 1)
+        L.down_exps = g("mlp.experts.down_proj").transpose(0, 2, 1)
+    L.gate_exps, L.up_exps = gate_up[:, ::2], gate_up[:, 1::2]
+    types = cfg.get("layer_types")
+    if (types[i] == "sliding_attention") if types else i % 2 == 0:
+        L.window = cfg["sliding_window"]
 
 
 def from_hf(d):
@@ -141,10 +205,16 @@ def from_hf(d):
     theta = cfg.get("rope_theta", 10000.0)
     inv = theta ** (-np.arange(0, m.head_dim, 2) / m.head_dim)
     scaling = cfg.get("rope_scaling") or {}
-    rope_factors, attn_factor = None, 1.0
+    rope_factors, attn_factor, inv_freq = None, 1.0, None
+    gpt_oss = arch == "GptOssForCausalLM"
+    m.topk_softmax = gpt_oss
+    if gpt_oss:
+        m.act = "swiglu_oai"
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind == "llama3":
         rope_factors = inv / llama3_inv_freq(inv, scaling)
+    elif kind == "yarn":
+        inv_freq, attn_factor = yarn_hf(theta, m.head_dim, scaling, cfg["max_position_embeddings"])
     elif kind == "longrope":
         # Short factors while the sequence fits the original context.
         rope_factors = np.array(scaling["short_factor"], dtype=np.float64)
@@ -188,11 +258,13 @@ def from_hf(d):
             if g("mlp.shared_expert.gate_proj.weight") is not None:
                 L.shared = (g("mlp.shared_expert.gate_proj.weight"), g("mlp.shared_expert.up_proj.weight"),
                             g("mlp.shared_expert.down_proj.weight"), g("mlp.shared_expert_gate.weight").reshape(-1))
+        elif gpt_oss:
+            gpt_oss_hf(m, L, g, cfg, i)
         elif arch != "Phi3ForCausalLM":
             L.gate, L.up, L.down = g("mlp.gate_proj.weight"), g("mlp.up_proj.weight"), g("mlp.down_proj.weight")
         if arch == "Phi3ForCausalLM":
             L.down = g("mlp.down_proj.weight")
-        L.theta, L.rope_factors, L.rope_attn_factor = theta, rope_factors, attn_factor
+        L.theta, L.rope_factors, L.rope_attn_factor, L.inv_freq = theta, rope_factors, attn_factor, inv_freq
         if arch == "Gemma2ForCausalLM" and i % 2 == 0:
             L.window = cfg["sliding_window"]
         if arch.startswith("Gemma3"):
@@ -256,6 +328,14 @@ def from_gguf(path):
         factors = g("rope_factors_short.weight")
         attn_factor = a("rope.scaling.attn_factor", 1.0)
     window = a("attention.sliding_window")
+    inv_freq = None
+    if a("rope.scaling.type") == "yarn":
+        inv_freq, attn_factor = yarn_ggml(theta, m.rope_dims, a("rope.scaling.factor"),
+                                          a("rope.scaling.original_context_length"),
+                                          a("rope.scaling.yarn_beta_fast", 32.0), a("rope.scaling.yarn_beta_slow", 1.0))
+    gpt_oss = arch == "gpt-oss"
+    if gpt_oss:
+        m.act, m.topk_softmax, m.norm_topk = "swiglu_oai", True, False
     for i in range(a("block_count")):
         p = f"blk.{i}."
         b = lambda n: g(p + n)  # noqa: E731
@@ -285,9 +365,13 @@ def from_gguf(path):
             # Phi-3: ffn_up holds gate and up; LLM_FFN_SWIGLU takes the first half as the gate.
             L.gate, L.up = np.split(b("ffn_up.weight"), 2, axis=0)
             L.down = b("ffn_down.weight")
-        L.theta, L.rope_factors, L.rope_attn_factor = theta, factors, attn_factor
-        if arch == "gemma2" and i % 2 == 0:  # swa pattern 2
+        L.theta, L.rope_factors, L.rope_attn_factor, L.inv_freq = theta, factors, attn_factor, inv_freq
+        if arch in ("gemma2", "gpt-oss") and i % 2 == 0:  # swa pattern 2
             L.window = window
+        if gpt_oss:  # its post_attention_norm is the norm before the experts
+            L.ffn_norm, L.post_attn_norm = L.post_attn_norm, None
+            L.bo, L.sinks, L.router_b = b("attn_output.bias"), b("attn_sinks.weight"), b("ffn_gate_inp.bias")
+            L.gate_b, L.up_b, L.down_b = b("ffn_gate_exps.bias"), b("ffn_up_exps.bias"), b("ffn_down_exps.bias")
         if arch == "gemma3" and i % 6 < 5:  # swa pattern 6, local rope base
             L.window = window
             L.theta = a("rope.freq_base_swa", 10000.0)
@@ -302,6 +386,7 @@ def mutate(m, kind):
         if kind == "gate-up":
             L.gate, L.up = L.up, L.gate
             L.gate_exps, L.up_exps = L.up_exps, L.gate_exps
+            L.gate_b, L.up_b = L.up_b, L.gate_b
             if L.shared is not None:
                 L.shared = (L.shared[1], L.shared[0], L.shared[2], L.shared[3])
         elif kind == "kv-swap":
@@ -310,10 +395,14 @@ def mutate(m, kind):
             for n in ("attn_norm", "ffn_norm", "post_attn_norm", "post_ffw_norm", "q_norm", "k_norm"):
                 if getattr(L, n) is not None:
                     setattr(L, n, getattr(L, n) + 1.0)
+        elif kind == "sinks":
+            L.sinks = None
         elif kind == "experts":
             if L.gate_exps is None:
                 raise SystemExit("--mutate experts: not a mixture of experts")
             L.gate_exps, L.up_exps, L.down_exps = L.gate_exps[::-1], L.up_exps[::-1], L.down_exps[::-1]
+            if L.gate_b is not None:
+                L.gate_b, L.up_b, L.down_b = L.gate_b[::-1], L.up_b[::-1], L.down_b[::-1]
         elif kind not in ("rope-layout",):
             raise SystemExit(f"unknown mutation {kind}")
     if kind == "norms":
@@ -328,10 +417,11 @@ def rms(x, w, eps, plus_one):
     return y * (1.0 + w if plus_one else w)
 
 
-def rope(x, theta, dims, mode, factors, attn_factor):
+def rope(x, theta, dims, mode, factors, attn_factor, inv=None):
     """x: [T, H, D]; rotates the first `dims` of each head at positions 0..T-1."""
     T = x.shape[0]
-    inv = theta ** (-np.arange(0, dims, 2) / dims)
+    if inv is None:
+        inv = theta ** (-np.arange(0, dims, 2) / dims)
     if factors is not None:
         inv = inv / factors
     ang = np.arange(T, dtype=np.float64)[:, None] * inv[None, :]
@@ -349,12 +439,18 @@ def rope(x, theta, dims, mode, factors, attn_factor):
 
 
 def act(x, kind):
+    if kind == "swiglu_oai":  # x = (gate, up): GPT-OSS's clamped SwiGLU (limit 7, alpha 1.702)
+        gate, up = np.minimum(x[0], 7.0), np.clip(x[1], -7.0, 7.0)
+        return gate / (1.0 + np.exp(-1.702 * gate)) * (up + 1.0)
     if kind == "gelu":  # gelu_pytorch_tanh
         return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
     return x / (1.0 + np.exp(-x))
 
 
-def mlp(h, gate, up, down, kind):
+def mlp(h, gate, up, down, kind, biases=None):
+    if kind == "swiglu_oai":
+        gb, ub, db = biases
+        return act((h @ gate.T + gb, h @ up.T + ub), kind) @ down.T + db
     return (act(h @ gate.T, kind) * (h @ up.T)) @ down.T
 
 
@@ -379,8 +475,8 @@ def forward(m, ids):
         if L.q_norm is not None:
             q = rms(q, L.q_norm, m.eps, m.norm_plus_one)
             k = rms(k, L.k_norm, m.eps, m.norm_plus_one)
-        q = rope(q, L.theta, m.rope_dims, m.rope_mode, L.rope_factors, L.rope_attn_factor)
-        k = rope(k, L.theta, m.rope_dims, m.rope_mode, L.rope_factors, L.rope_attn_factor)
+        q = rope(q, L.theta, m.rope_dims, m.rope_mode, L.rope_factors, L.rope_attn_factor, L.inv_freq)
+        k = rope(k, L.theta, m.rope_dims, m.rope_mode, L.rope_factors, L.rope_attn_factor, L.inv_freq)
         group = m.n_head // m.n_kv
         k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
         s = np.einsum("thd,shd->hts", q, k) * m.attn_scale
@@ -388,21 +484,30 @@ def forward(m, ids):
             s = m.attn_softcap * np.tanh(s / m.attn_softcap)
         mask = causal if L.window is None else causal | (pos[:, None] - pos[None, :] >= L.window)
         s = np.where(mask[None], -np.inf, s)
-        o = np.einsum("hts,shd->thd", softmax(s), v).reshape(T, m.n_head * m.head_dim) @ L.wo.T
+        if L.sinks is not None:  # one more logit per head, in the softmax only
+            sink = np.broadcast_to(L.sinks[:, None, None], (s.shape[0], T, 1))
+            p = softmax(np.concatenate([s, sink], axis=-1))[..., :-1]
+        else:
+            p = softmax(s)
+        o = np.einsum("hts,shd->thd", p, v).reshape(T, m.n_head * m.head_dim) @ L.wo.T
+        if L.bo is not None:
+            o = o + L.bo
         if L.post_attn_norm is not None:
             o = rms(o, L.post_attn_norm, m.eps, m.norm_plus_one)
         x = x + o
         h = rms(x, L.ffn_norm, m.eps, m.norm_plus_one)
         if L.router is not None:
-            probs = softmax(h @ L.router.T)
+            logits = h @ L.router.T + (0 if L.router_b is None else L.router_b)
+            probs = logits if m.topk_softmax else softmax(logits)
             top = np.argsort(-probs, axis=-1, kind="stable")[:, : m.n_used]
             out = np.zeros_like(h)
             for t in range(T):
-                w = probs[t, top[t]]
+                w = softmax(probs[t, top[t]]) if m.topk_softmax else probs[t, top[t]]
                 if m.norm_topk:
                     w = w / w.sum()
                 for e, we in zip(top[t], w):
-                    out[t] += we * mlp(h[t:t + 1], L.gate_exps[e], L.up_exps[e], L.down_exps[e], m.act)[0]
+                    biases = None if L.gate_b is None else (L.gate_b[e], L.up_b[e], L.down_b[e])
+                    out[t] += we * mlp(h[t:t + 1], L.gate_exps[e], L.up_exps[e], L.down_exps[e], m.act, biases)[0]
             if L.shared is not None:
                 sg, su, sd, sgate = L.shared
                 out += (1.0 / (1.0 + np.exp(-(h @ sgate))))[:, None] * mlp(h, sg, su, sd, m.act)

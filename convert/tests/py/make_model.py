@@ -16,6 +16,11 @@ usage: make_model.py OUTDIR ARCH DTYPE TOKENIZER [--tied] [--hidden N] [--layers
   --yarn adds yarn rope scaling, --bias sets attention_bias (q/k/v biases),
   --embedding makes a Qwen3-Embedding-like layout: sentence-transformers modules.json +
   1_Pooling/config.json (last token), tensors of the bare decoder (no `model.` prefix), no lm_head.
+  gptoss: GPT-OSS as released: 4 experts (top 2) whose fused, row-interleaved gate_up_proj and
+  down_proj are MXFP4 (`*_blocks` U8 codes, `*_scales` U8 E8M0 exponents), biases everywhere,
+  attention sinks, a router with a bias, head_dim 64 != hidden/heads, yarn rope, sliding window 8
+  on even layers; --dequantized stores the same expert values as transformers' dequantized
+  checkpoints do instead (`gate_up_proj` [E, hidden, 2ff], `down_proj` [E, ff, hidden], floats).
   TOKENIZER: bpe (trained with `tokenizers`) | spm (trained with `sentencepiece`)
 """
 import io
@@ -48,7 +53,9 @@ def bf16_bits(x):
 def write_safetensors(path, tensors, dtype):
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
     for name, arr in tensors.items():
-        if dtype == "f32":
+        if arr.dtype == np.uint8:
+            raw, st = arr.tobytes(), "U8"
+        elif dtype == "f32":
             raw, st = arr.astype("<f4").tobytes(), "F32"
         elif dtype == "f16":
             raw, st = arr.astype("<f2").tobytes(), "F16"
@@ -160,14 +167,15 @@ def main():
     vocab = opt("--vocab", n_tok + 13)  # padded vocab_size, as many real checkpoints have
     hidden, n_layer, n_head, n_kv, ff = opt("--hidden", 256), opt("--layers", 2), 4, 2, opt("--ff", 512)
     head_dim = 32 if arch == "mistral" else hidden // n_head
-    if arch in ("qwen3", "qwen3moe", "gemma2", "gemma3"):
+    if arch in ("qwen3", "qwen3moe", "gemma2", "gemma3", "gptoss"):
         # Like Qwen3-0.6B (hidden 1024, 16 heads, head_dim 128): head_dim != hidden / heads.
         n_head, head_dim = 8, 64
     n_head, n_kv, head_dim = opt("--heads", n_head), opt("--kv-heads", n_kv), opt("--head-dim", head_dim)
     cfg = {
         "architectures": [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
                            "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM", "phi3": "Phi3ForCausalLM",
-                           "mixtral": "MixtralForCausalLM", "qwen2moe": "Qwen2MoeForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM"}[arch]],
+                           "mixtral": "MixtralForCausalLM", "qwen2moe": "Qwen2MoeForCausalLM", "qwen3moe": "Qwen3MoeForCausalLM",
+                           "gptoss": "GptOssForCausalLM"}[arch]],
         "model_type": arch,
         "hidden_size": hidden,
         "intermediate_size": ff,
@@ -235,6 +243,21 @@ def main():
             cfg["shared_expert_intermediate_size"] = shared_ff
         else:
             cfg.update({"head_dim": head_dim, "attention_bias": False})
+    if arch == "gptoss":
+        n_expert = opt("--experts", 4)
+        ff = opt("--ff", 128)
+        cfg.update({"head_dim": head_dim, "attention_bias": True, "intermediate_size": ff, "num_local_experts": n_expert,
+                    "num_experts_per_tok": 2, "experts_per_token": 2, "sliding_window": 8, "swiglu_limit": 7.0,
+                    "rope_theta": 150000, "max_position_embeddings": 131072, "initial_context_length": 4096,
+                    "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(n_layer)],
+                    # gpt-oss-20b's scaling, except `truncate`: its config says false, which transformers
+                    # honours and llama.cpp does not (it always rounds yarn's correction range), so the
+                    # two forward passes would differ by that and not by anything the converter does.
+                    "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0,
+                                     "original_max_position_embeddings": 4096, "rope_type": "yarn", "truncate": True}})
+        if "--dequantized" not in sys.argv:
+            cfg["quantization_config"] = {"modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
+                                                                     "model.embed_tokens", "lm_head"], "quant_method": "mxfp4"}
     if "--yarn" in sys.argv:
         cfg["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
     with open(os.path.join(out, "config.json"), "w") as f:
@@ -293,6 +316,29 @@ def main():
                 tensors[q + "w1.weight"] = w(ff, hidden)
                 tensors[q + "w3.weight"] = w(ff, hidden)
                 tensors[q + "w2.weight"] = w(hidden, ff)
+        elif arch == "gptoss":
+            tensors[p + "self_attn.q_proj.bias"] = w(n_head * head_dim)
+            tensors[p + "self_attn.k_proj.bias"] = w(n_kv * head_dim)
+            tensors[p + "self_attn.v_proj.bias"] = w(n_kv * head_dim)
+            tensors[p + "self_attn.o_proj.bias"] = w(hidden)
+            tensors[p + "self_attn.sinks"] = w(n_head) * 50  # logits of the same order as q·k
+            tensors[p + "mlp.router.weight"] = w(n_expert, hidden) * 10
+            tensors[p + "mlp.router.bias"] = w(n_expert) * 10
+            q = p + "mlp.experts."
+            tensors[q + "gate_up_proj_bias"] = w(n_expert, 2 * ff)
+            tensors[q + "down_proj_bias"] = w(n_expert, hidden)
+            for name, rows, cols in (("gate_up_proj", 2 * ff, hidden), ("down_proj", hidden, ff)):
+                codes = rng.integers(0, 256, size=(n_expert, rows, cols // 32, 16), dtype=np.uint8)
+                scales = rng.integers(118, 122, size=(n_expert, rows, cols // 32), dtype=np.uint8)
+                if "--dequantized" in sys.argv:
+                    # transformers' dequantization, then its input-major layout.
+                    lut = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], dtype=np.float32)
+                    vals = np.stack([lut[codes & 15], lut[codes >> 4]], axis=-1).reshape(n_expert, rows, cols // 32, 32)
+                    vals = vals * np.ldexp(np.float32(1), scales.astype(np.int32) - 127)[..., None]
+                    tensors[q + name] = vals.reshape(n_expert, rows, cols).transpose(0, 2, 1).copy()
+                else:
+                    tensors[q + name + "_blocks"] = codes
+                    tensors[q + name + "_scales"] = scales
         elif arch in ("qwen2moe", "qwen3moe"):
             tensors[p + "mlp.gate.weight"] = w(n_expert, hidden)
             for e in range(n_expert):
