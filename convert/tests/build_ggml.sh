@@ -14,30 +14,14 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:-$ROOT/.ggml}
-VERSION=0.3.36
-SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 PY=${PYTHON:-$ROOT/.venv/bin/python}
-STAMP=$OUT/llama-cpp-python-$VERSION.built
+. "$ROOT/convert/tests/sdist.sh"
 
-if [ -f "$STAMP" ] && [ -f "$OUT/libggml-base.so" ]; then
+if built libggml-base.so; then
   exit 0
 fi
-for tool in gcc g++ tar sha256sum; do
-  command -v "$tool" >/dev/null || { echo "build_ggml.sh: $tool is missing" >&2; exit 1; }
-done
-
-mkdir -p "$OUT"
-printf '*\n' >"$OUT/.gitignore" # the directory ignores itself: nothing in it is source
-rm -f "$STAMP"
-work=$(mktemp -d "$OUT/build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-# Only this package from source; its build backend's own requirements may come as wheels
-# (pip prepares the sdist's metadata, and building cmake from source would take many minutes).
-"$PY" -m pip download --quiet --disable-pip-version-check --no-deps \
-  --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$work/dl"
-sdist=$(ls "$work"/dl/*.tar.gz)
-echo "$SDIST_SHA256  $sdist" | sha256sum -c --quiet -
+start_build build_ggml.sh
+fetch_sdist
 
 top=llama_cpp_python-$VERSION/vendor/llama.cpp/ggml
 tar -xzf "$sdist" -C "$work" --wildcards "$top/include/*" "$top/src/*.c" "$top/src/*.cpp" \

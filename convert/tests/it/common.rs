@@ -34,6 +34,33 @@ pub fn ggml_quants_lib() -> PathBuf {
     p
 }
 
+/// llama.cpp built by `tests/build_llama_cpp.sh` (libllama and ggml's shared
+/// libraries in `lib/`, llama-cpp-python's `llama_cpp` package in `python/`,
+/// real vocabularies in `llama.cpp/models/`): `$LARDER_LLAMA_CPP_DIR`, else
+/// `.llama-cpp` at the checkout root, which `.ci/setup` builds. Panics when it
+/// is missing: llama.cpp is the oracle of the tests that call this, and a run
+/// without it cannot pass.
+pub fn llama_cpp_dir() -> PathBuf {
+    let dir = env_or_checkout("LARDER_LLAMA_CPP_DIR", "../.llama-cpp");
+    assert!(
+        dir.join("lib/libllama.so").is_file() && dir.join("python/llama_cpp").is_dir(),
+        "llama.cpp not found at {} — run `bash .ci/setup` (or just `bash \
+         convert/tests/build_llama_cpp.sh`, about 80 s on 2 cores) to build it from the \
+         llama-cpp-python sdist, or point LARDER_LLAMA_CPP_DIR at that script's output",
+        dir.display()
+    );
+    dir
+}
+
+/// [`python`] set up to `import llama_cpp` from [`llama_cpp_dir`]'s build.
+pub fn llama_cpp_python() -> Command {
+    let dir = llama_cpp_dir();
+    let mut cmd = Command::new(python());
+    cmd.env("PYTHONPATH", dir.join("python"))
+        .env("LLAMA_CPP_LIB_PATH", dir.join("lib"));
+    cmd
+}
+
 /// `$var`, else `rel` under this crate's directory.
 fn env_or_checkout(var: &str, rel: &str) -> PathBuf {
     std::env::var_os(var)
@@ -51,6 +78,11 @@ pub fn script(name: &str) -> PathBuf {
 /// Runs a script; panics with its stderr on failure. Returns stdout.
 pub fn run_py(name: &str, args: &[&str]) -> String {
     run_py_cmd(name, args, Command::new(python()))
+}
+
+/// [`run_py`] with llama.cpp importable ([`llama_cpp_python`]).
+pub fn run_py_with_llama_cpp(name: &str, args: &[&str]) -> String {
+    run_py_cmd(name, args, llama_cpp_python())
 }
 
 /// [`run_py`], with `LARDER_GGML_QUANTS_LIB` set to [`ggml_quants_lib`] for

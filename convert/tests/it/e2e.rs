@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use larder_convert::{ConvertError, GgufOptions, GgufType, SourceFiles, convert_to_gguf};
 
-use crate::common::{run_py, run_py_with_ggml};
+use crate::common::{llama_cpp_python, run_py, run_py_with_ggml, run_py_with_llama_cpp};
 
 /// Copies `dir`'s files to hash-like blob names, as the store keeps them.
 fn as_blobs(dir: &Path, blobs: &Path) -> SourceFiles {
@@ -818,19 +818,78 @@ proptest::proptest! {
     }
 }
 
-/// Loads converted files in llama.cpp itself and runs a forward pass, when
-/// `LARDER_LLAMA_CPP_PYTHON` names a Python with `llama_cpp`, `gguf`,
-/// `tokenizers` and `sentencepiece` (`tests/py/setup_llama_cpp.sh`). Also
-/// checks that llama.cpp tokenizes like the HF tokenizers and that
-/// `llama_model_quantize` of our F32 file reproduces every preset byte for
-/// byte. Without the variable the test only prints a note: the build takes
-/// ~10 minutes, too long for every CI run.
+/// One `llama_quantize_cmp.py` process for a whole sweep: each [`Self::compare`] queues a
+/// file for it and returns at once, so llama.cpp checks one file while we write the next, and
+/// the interpreter and llama.cpp start once rather than for each of some 270 files.
+struct LlamaQuantize {
+    child: std::process::Child,
+    jobs: Option<std::process::ChildStdin>,
+    log: PathBuf,
+}
+
+impl LlamaQuantize {
+    fn spawn(dir: &Path) -> Self {
+        // Output to files, not pipes: nothing reads them until the end.
+        let log = dir.join("llama_quantize_cmp.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = llama_cpp_python()
+            .arg(crate::common::script("llama_quantize_cmp.py"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawn python");
+        let jobs = child.stdin.take();
+        Self { child, jobs, log }
+    }
+
+    /// Queues: llama.cpp quantizes `f32` to `preset` (with `imatrix`), and must write
+    /// exactly the tensors of `ours`.
+    fn compare(&mut self, f32: &Path, ours: &Path, preset: GgufType, imatrix: Option<&Path>) {
+        use std::io::Write;
+        let mut line = format!(
+            "{}\t{}\t{}",
+            f32.display(),
+            ours.display(),
+            preset.file_type()
+        );
+        if let Some(im) = imatrix {
+            line += &format!("\t{}", im.display());
+        }
+        // A write fails only when the process has died; `finish` reports why.
+        let _ = writeln!(self.jobs.as_mut().unwrap(), "{line}");
+    }
+
+    /// Waits for every queued comparison; panics with the differences if any.
+    fn finish(mut self) {
+        drop(self.jobs.take());
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert!(
+            status.success(),
+            "llama-quantize disagrees ({status}):\n{log}"
+        );
+        eprint!("{log}");
+    }
+}
+
+/// llama.cpp itself as the oracle (the build `.ci/setup` makes, see
+/// [`crate::common::llama_cpp_dir`]; the test fails without it):
+///
+/// - `llama_model_quantize`, given our F32 file of each of 14 checkpoints (every family and
+///   variant: Llama, Mistral, Qwen2, Qwen3 with yarn/biases and as an embedding model,
+///   Gemma 2, Gemma 3 and its multimodal text model, Phi-3 longrope, Mixtral, Qwen2-MoE,
+///   Qwen3-MoE; four with 10 layers for use_more_bits and the n/8, n/16 layer rules), must
+///   write exactly our tensors (types and bytes) for every preset but F32, BF16 and Q2_K_S
+///   (which needs an importance matrix); and, with an importance matrix in both formats, for
+///   eight presets (Q2_K_S included) on a dense model and two mixtures of experts;
+/// - llama.cpp loads 29 converted files of every family, tokenizes like the HF tokenizers and
+///   gives finite logits (a pooled embedding for the embedding model).
+///
+/// About 270 comparisons, one Python process for all of them
+/// ([`LlamaQuantize`]).
 #[test]
 fn llama_cpp_loads_converted_files() {
-    let Some(py) = std::env::var_os("LARDER_LLAMA_CPP_PYTHON") else {
-        eprintln!("LARDER_LLAMA_CPP_PYTHON not set: skipping the llama.cpp load test");
-        return;
-    };
     let root = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (arch, dtype, tok, tied, extra, presets) in [
@@ -956,6 +1015,7 @@ fn llama_cpp_loads_converted_files() {
             files.push(format!("{}={}", path.display(), dir.display()));
         }
     }
+    let mut quantize = LlamaQuantize::spawn(root.path());
     // llama-quantize from our F32 file must produce exactly our tensors;
     // 10 layers exercise use_more_bits and the n/8, n/16 layer rules.
     for (arch, dtype, tok, tied, extra) in [
@@ -988,21 +1048,8 @@ fn llama_cpp_loads_converted_files() {
             let path = root.path().join(format!("{arch}-cmp-{preset}.gguf"));
             let mut out = std::fs::File::create(&path).unwrap();
             convert_to_gguf(&src, preset, &mut out, &GgufOptions::default()).unwrap();
-            let res = std::process::Command::new(&py)
-                .arg(crate::common::script("llama_quantize_cmp.py"))
-                .args([
-                    f32_path.to_str().unwrap(),
-                    path.to_str().unwrap(),
-                    &preset.file_type().to_string(),
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                res.status.success(),
-                "{arch} {preset}: differs from llama-quantize:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            eprint!("{}", String::from_utf8_lossy(&res.stdout));
+            drop(out);
+            quantize.compare(&f32_path, &path, preset, None);
         }
     }
     // With an importance matrix (both formats), on a dense model and a mixture of experts.
@@ -1034,36 +1081,13 @@ fn llama_cpp_loads_converted_files() {
                 ..GgufOptions::default()
             };
             convert_to_gguf(&src, preset, &mut out, &opts).unwrap();
-            let res = std::process::Command::new(&py)
-                .arg(crate::common::script("llama_quantize_cmp.py"))
-                .args([
-                    f32_path.to_str().unwrap(),
-                    path.to_str().unwrap(),
-                    &preset.file_type().to_string(),
-                    im.to_str().unwrap(),
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                res.status.success(),
-                "{tag} {preset} with imatrix: differs from llama-quantize:\n{}",
-                String::from_utf8_lossy(&res.stderr)
-            );
-            eprint!("{}", String::from_utf8_lossy(&res.stdout));
+            drop(out);
+            quantize.compare(&f32_path, &path, preset, Some(&im));
         }
     }
-    let out = std::process::Command::new(py)
-        .arg(crate::common::script("llama_load.py"))
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "llama.cpp rejected a file:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    quantize.finish();
+    let files: Vec<&str> = files.iter().map(String::as_str).collect();
+    eprintln!("{}", run_py_with_llama_cpp("llama_load.py", &files));
 }
 
 /// Gemma 2: SentencePiece, tied, norms stored as `1 + w`, soft-capping keys,

@@ -4,20 +4,21 @@
 //!
 //! The reference reads the safetensors with transformers' conventions; the other pass reads
 //! only the GGUF, with llama.cpp's (metadata keys, tensor names, rope layout, stored norms,
-//! merged experts, fused projections), every tensor dequantized by the `gguf` package. With
-//! `LARDER_LLAMA_CPP_PYTHON` set (see `tests/py/setup_llama_cpp.sh`), llama.cpp itself also
-//! evaluates each file and must meet the same bars.
+//! merged experts, fused projections), every tensor dequantized by the `gguf` package. llama.cpp
+//! itself (the build `.ci/setup` makes, [`crate::common::llama_cpp_dir`]; the tests fail
+//! without it) also evaluates each file and must meet the same bars (GPT-OSS's MXFP4 experts: see
+//! [`LLAMA_CPP_MXFP4_BAR`]).
 //!
 //! Each family also runs the check against deliberately broken readings of its F32 file
 //! (q/k rope layout, gate/up or k/v swapped, norms off by one, experts reordered): each must
 //! fall below the F32 bar, so a converter making that mistake would fail here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use larder_convert::{GgufOptions, GgufType, SourceFiles, convert_to_gguf};
 
-use crate::common::{python, script};
+use crate::common::{llama_cpp_python, python, script};
 use crate::e2e::make_model_with;
 
 const F32_BAR: f64 = 0.99999;
@@ -28,23 +29,19 @@ const Q8_0_BAR: f64 = 0.995;
 /// exactly, keeps the F32 bar.
 const LLAMA_CPP_MXFP4_BAR: f64 = 0.9999;
 
-/// The interpreter for the check, and whether it can also run llama.cpp.
-fn interpreter() -> (PathBuf, bool) {
-    match std::env::var_os("LARDER_LLAMA_CPP_PYTHON") {
-        Some(p) => (PathBuf::from(p), true),
-        None => (python(), false),
-    }
-}
-
 /// Runs `logits_check.py` on `gguf` and returns its JSON result.
 fn check(model_dir: &Path, gguf: &Path, extra: &[&str]) -> serde_json::Value {
-    let (py, with_llama) = interpreter();
-    let mut cmd = Command::new(py);
+    // llama.cpp evaluates the file as it is; the misreadings are the numpy pass's alone.
+    let mut cmd = if extra.is_empty() {
+        llama_cpp_python()
+    } else {
+        Command::new(python())
+    };
     cmd.arg(script("logits_check.py"))
         .arg(model_dir)
         .arg(gguf)
         .args(extra);
-    if with_llama && extra.is_empty() {
+    if extra.is_empty() {
         cmd.arg("--llama-cpp");
     }
     let out = cmd.output().expect("spawn python");
@@ -86,12 +83,13 @@ fn family(arch: &str, dtype: &str, tokenizer: &str, tied: bool, extra: &[&str], 
             } else {
                 bar
             };
-            if let Some(cos) = r[key].as_f64() {
-                assert!(
-                    cos >= bar,
-                    "{tag} {ty}: {key} logits cosine {cos} < {bar} ({r})"
-                );
-            }
+            let cos = r[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{tag} {ty}: no {key} result ({r})"));
+            assert!(
+                cos >= bar,
+                "{tag} {ty}: {key} logits cosine {cos} < {bar} ({r})"
+            );
         }
     }
     let f32_path = root.path().join(format!("{tag}-{}.gguf", GgufType::F32));

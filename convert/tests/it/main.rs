@@ -12,12 +12,16 @@
 //! 30 s; `LARDER_GGML_QUANTS_LIB` overrides the path) must be there, or the
 //! tests that use it fail saying so.
 //!
-//! Two stronger oracles stay opt-in because they need llama.cpp built in full
-//! (about 10 minutes on 2 cores, `tests/py/setup_llama_cpp.sh`):
-//! `LARDER_LLAMA_CPP_PYTHON` (llama.cpp loads, runs and tokenizes our files,
-//! and `llama_model_quantize` reproduces every preset tensor for tensor) and
-//! `LARDER_LLAMA_CPP_SRC` (a llama.cpp source tree, whose real vocabularies
-//! must fingerprint to llama.cpp's pre-tokenizer hashes).
+//! llama.cpp itself is the oracle of the strongest checks, and is not optional
+//! either: `.ci/setup` builds libllama and ggml's shared libraries from the
+//! same sdist into `.llama-cpp/` (`tests/build_llama_cpp.sh`, about 80 s on 2
+//! cores; `LARDER_LLAMA_CPP_DIR` overrides the path), and the tests that use
+//! it fail, naming the script, when it is missing. llama.cpp loads, runs and
+//! tokenizes our files and its `llama_model_quantize` must reproduce every
+//! preset tensor for tensor (`e2e::llama_cpp_loads_converted_files`, about
+//! 2 minutes of a debug test build on 2 cores), evaluates each family's
+//! logits (`logits`, about 25 s), and its real vocabularies must fingerprint
+//! to its pre-tokenizer hashes (`pretok`).
 
 mod common;
 mod dtype;

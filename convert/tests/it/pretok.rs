@@ -4,7 +4,7 @@
 
 use larder_convert::chkhsh::{CHKTXT, encode};
 
-use crate::common::run_py;
+use crate::common::{llama_cpp_dir, run_py};
 
 #[test]
 fn probe_text_encodes_like_hf_tokenizers() {
@@ -50,19 +50,21 @@ fn probe_text_encodes_like_hf_tokenizers() {
     }
 }
 
-/// With `LARDER_LLAMA_CPP_SRC` pointing at a llama.cpp checkout (or the
-/// `vendor/llama.cpp` of the llama-cpp-python sdist), the real Llama 3, Qwen2
-/// and GPT-2 vocabularies in `models/ggml-vocab-*.gguf` must fingerprint to
-/// exactly the hashes llama.cpp's converter lists for them.
+/// The real Llama 3, Qwen2 and GPT-2 vocabularies in llama.cpp's
+/// `models/ggml-vocab-*.gguf` must fingerprint to exactly the hashes
+/// llama.cpp's converter lists for them. The tree is `$LARDER_LLAMA_CPP_SRC`
+/// (a llama.cpp checkout, or the `vendor/llama.cpp` of the llama-cpp-python
+/// sdist), else the `llama.cpp/` that `tests/build_llama_cpp.sh` keeps those
+/// three files in ([`llama_cpp_dir`]; the test fails without it).
 #[test]
 fn real_vocabularies_hash_like_llama_cpp() {
-    let Some(src) = std::env::var_os("LARDER_LLAMA_CPP_SRC") else {
-        eprintln!("LARDER_LLAMA_CPP_SRC not set: skipping the real-vocabulary fingerprint check");
-        return;
-    };
+    let src = std::env::var_os("LARDER_LLAMA_CPP_SRC").map_or_else(
+        || llama_cpp_dir().join("llama.cpp"),
+        std::path::PathBuf::from,
+    );
     let root = tempfile::tempdir().unwrap();
     for kind in ["llama-bpe", "qwen2", "gpt-2"] {
-        let vocab = std::path::Path::new(&src).join(format!("models/ggml-vocab-{kind}.gguf"));
+        let vocab = src.join(format!("models/ggml-vocab-{kind}.gguf"));
         let out = root.path().join(format!("{kind}.json"));
         run_py(
             "vocab_to_tokenizer_json.py",

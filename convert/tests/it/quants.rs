@@ -317,8 +317,8 @@ fn k_quant_fixed_vectors() {
 /// Byte-for-byte against ggml's own C code, from the library
 /// [`ggml_quants_lib`] finds: the `libggml-base.so` that `.ci/setup` builds
 /// from the llama-cpp-python sdist (`convert/tests/build_ggml.sh`), or
-/// `$LARDER_GGML_QUANTS_LIB` (e.g. the one of a llama-cpp-python build,
-/// `tests/py/setup_llama_cpp.sh`). Every block type against
+/// `$LARDER_GGML_QUANTS_LIB` (e.g. `.llama-cpp/lib/libggml-base.so`, of
+/// `tests/build_llama_cpp.sh`). Every block type against
 /// `quantize_row_*_ref`; IQ4_NL/IQ4_XS against `ggml_quantize_chunk` (what
 /// llama-quantize calls; not their `_ref`); and every type given importance
 /// weights against `ggml_quantize_chunk` with them as its imatrix. gguf-py

@@ -1,10 +1,16 @@
 """Compares our GGUF with llama.cpp's own `llama_model_quantize` output.
 
 usage: llama_quantize_cmp.py F32_GGUF OURS_GGUF FTYPE [IMATRIX]
+       llama_quantize_cmp.py < JOBS
 Quantizes F32_GGUF (written by larder-convert with --type f32) with llama.cpp
 to llama_ftype FTYPE and checks that every tensor of OURS_GGUF has the same
 type and the same bytes. With IMATRIX (either llama-imatrix format), llama.cpp gets the
 importance matrix as llama-quantize's load_imatrix prepares it.
+
+Without arguments, each line of stdin is one comparison, its fields (the arguments above)
+separated by tabs, taken as they arrive: one process for a whole sweep, so the interpreter
+and llama.cpp start once, and the caller can write the next file while this one compares.
+Every comparison runs; the exit status is 1 if any differed, and stderr lists each.
 """
 import ctypes
 import os
@@ -14,16 +20,20 @@ import tempfile
 import llama_cpp
 import numpy as np
 from gguf import GGUFReader
+from llama_cpp._logger import set_verbose
+
+set_verbose(False)  # llama.cpp's errors only, not its line per tensor
+_imatrices = {}
 
 
-def main() -> None:
-    f32_path, ours_path, ftype = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    keep = []
-    entries = None
-    if len(sys.argv) > 4:
+def imatrix_entries(path):
+    """The imatrix at `path` as llama_model_imatrix_data entries (and the arrays they point
+    into), loaded once per path."""
+    if path not in _imatrices:
         import imatrix_util
 
-        im = imatrix_util.load(sys.argv[4])
+        im = imatrix_util.load(path)
+        keep = []
         entries = (llama_cpp.llama_model_imatrix_data * (len(im) + 1))()
         for i, (name, w) in enumerate(sorted(im.items())):
             w = np.ascontiguousarray(w, dtype=np.float32)
@@ -32,18 +42,27 @@ def main() -> None:
             entries[i].data = w.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
             entries[i].size = w.size
         entries[len(im)].name = None
+        _imatrices[path] = (entries, keep)
+    return _imatrices[path][0]
+
+
+def compare(f32_path, ours_path, ftype, imatrix=None):
+    """Returns the differences between llama.cpp's quantization and ours (empty if none)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "ref.gguf")
         p = llama_cpp.llama_model_quantize_default_params()
         p.ftype = ftype
         p.nthread = 2
-        if entries is not None:
+        if imatrix is not None:
+            entries = imatrix_entries(imatrix)
             p.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
         rc = llama_cpp.llama_model_quantize(f32_path.encode(), out.encode(), ctypes.byref(p))
-        assert rc == 0, f"llama_model_quantize failed: {rc}"
+        if rc != 0:
+            return [f"llama_model_quantize failed: {rc}"]
         ref = {t.name: t for t in GGUFReader(out).tensors}
         ours = {t.name: t for t in GGUFReader(ours_path).tensors}
-        assert set(ref) == set(ours), (set(ref) ^ set(ours))
+        if set(ref) != set(ours):
+            return [f"tensor names differ: {sorted(set(ref) ^ set(ours))}"]
         bad = []
         for name, t in ref.items():
             o = ours[name]
@@ -54,8 +73,27 @@ def main() -> None:
             b = np.asarray(o.data).view(np.uint8).reshape(-1)
             if not np.array_equal(a, b):
                 bad.append(f"{name} ({t.tensor_type.name}): bytes differ")
-        assert not bad, "\n".join(bad)
-        print(f"{os.path.basename(ours_path)}: {len(ref)} tensors identical to llama-quantize")
+        if not bad:
+            print(f"{os.path.basename(ours_path)}: {len(ref)} tensors identical to llama-quantize",
+                  flush=True)
+        return bad
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        jobs = [sys.argv[1:]]
+    else:
+        jobs = (line.rstrip("\n").split("\t") for line in sys.stdin if line.strip())
+    failed = 0
+    for job in jobs:
+        f32_path, ours_path, ftype = job[0], job[1], int(job[2])
+        bad = compare(f32_path, ours_path, ftype, job[3] if len(job) > 3 else None)
+        if bad:
+            failed += 1
+            what = f"{ours_path} (ftype {ftype}" + (f", imatrix {job[3]})" if len(job) > 3 else ")")
+            print(f"{what} differs from llama-quantize:\n  " + "\n  ".join(bad), file=sys.stderr,
+                  flush=True)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
