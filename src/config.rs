@@ -72,6 +72,10 @@ pub struct ServeConfig {
     /// Serve Xet to clients (default true); `false` hides it so every client uses plain HTTP
     /// (`--no-xet`).
     pub xet: Option<bool>,
+    /// A file holding the secret (at least 32 bytes) that signs the mirror's Xet tokens and
+    /// xorb URLs, so that every node behind one address accepts the others' (`--xet-key-file`);
+    /// without it each start draws its own key.
+    pub xet_key_file: Option<std::path::PathBuf>,
     /// Seconds a kept-alive client connection may sit between requests (default 75).
     pub idle_timeout: Option<u64>,
     /// Seconds a client has from the first byte of a request head to its end (default 30).
@@ -127,6 +131,44 @@ pub enum ConfigError {
         #[source]
         source: PolicyError,
     },
+    /// A file that should hold a shared secret cannot be read, or holds too little (or far too
+    /// much) to be one.
+    #[error("the secret file {} is unusable: {why}", path.display())]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Longest secret file read (a key is 32 bytes; anything far larger is the wrong file).
+const MAX_SECRET_FILE_BYTES: u64 = 4096;
+
+/// The bytes of a shared-secret file (`[serve] xet_key_file`), surrounding whitespace removed:
+/// at least `min` of them, and the file no larger than 4 KiB.
+pub fn read_secret_file(path: &Path, min: usize) -> Result<Vec<u8>, ConfigError> {
+    let unusable = |why: String| ConfigError::SecretFile {
+        path: path.to_owned(),
+        why,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| unusable(e.to_string()))?
+        .len();
+    if size > MAX_SECRET_FILE_BYTES {
+        return Err(unusable(format!(
+            "it has {size} bytes, more than a key file's {MAX_SECRET_FILE_BYTES}"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < min {
+        return Err(unusable(format!(
+            "it holds {} bytes of secret, fewer than {min}",
+            secret.len()
+        )));
+    }
+    Ok(secret.to_vec())
 }
 
 impl Hint for ConfigError {
@@ -138,6 +180,11 @@ impl Hint for ConfigError {
             } => Some(
                 "use a Hub licence id (e.g. `apache-2.0`, `llama3.1`), a `license_name` value or \
                  a catalog key"
+                    .to_owned(),
+            ),
+            ConfigError::SecretFile { .. } => Some(
+                "write at least 32 random bytes into it (`openssl rand -hex 32 > FILE`) and give \
+                 every mirror node behind the same address the same file"
                     .to_owned(),
             ),
             _ => None,

@@ -17,6 +17,7 @@ use crate::config::{ConfigError, ConfigValueError};
 use crate::fetch::rate::RateLimiter;
 use crate::hub::{ClientSettings, HubClient, HubError};
 use crate::serve::ServeOptions;
+use crate::serve::xet::grant::{MIN_SECRET_BYTES, XetKey};
 
 /// The background scrub's default pace: a 10 TB store in about a week.
 const DEFAULT_SCRUB_RATE: u64 = 16 << 20;
@@ -119,6 +120,8 @@ pub struct ServeFlags {
     pub rescan_seconds: u64,
     /// Hide Xet from clients (`--no-xet`).
     pub no_xet: bool,
+    /// The shared secret that signs Xet tokens and xorb URLs (`--xet-key-file`).
+    pub xet_key_file: Option<PathBuf>,
 }
 
 /// Why `larder serve`'s settings are unusable.
@@ -230,6 +233,16 @@ pub fn resolve_serve(
     options.rescan_every =
         (shared && flags.rescan_seconds > 0).then(|| Duration::from_secs(flags.rescan_seconds));
     options.xet = !flags.no_xet && config.serve.xet.unwrap_or(true);
+    let key_file = flags
+        .xet_key_file
+        .or_else(|| config.serve.xet_key_file.clone());
+    if let Some(path) = key_file {
+        let secret = crate::config::read_secret_file(&path, MIN_SECRET_BYTES)?;
+        options.xet_key = XetKey::from_secret(&secret);
+        if !options.xet {
+            notes.push("Xet is hidden (--no-xet), so the Xet key file is not used".to_owned());
+        }
+    }
     options.pull_xet = config.pull.xet.unwrap_or(true);
     for (key, value, slot) in [
         (

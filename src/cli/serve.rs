@@ -53,6 +53,11 @@ pub struct ServeArgs {
     /// HTTP [default: `[serve] xet` of $LARDER_HOME/config.toml, else Xet is served]
     #[arg(long)]
     no_xet: bool,
+    /// A file with a shared secret (>= 32 bytes, e.g. `openssl rand -hex 32`) that signs Xet
+    /// tokens and xorb URLs, so that several nodes behind one address accept each other's
+    /// [default: `[serve] xet_key_file` of $LARDER_HOME/config.toml, else a key per start]
+    #[arg(long, value_name = "FILE")]
+    xet_key_file: Option<std::path::PathBuf>,
 }
 
 /// Run `larder serve` until Ctrl-C.
@@ -74,6 +79,7 @@ pub async fn run(
         redirect_to_store: args.redirect_to_store,
         rescan_seconds: args.rescan,
         no_xet: args.no_xet,
+        xet_key_file: args.xet_key_file,
     };
     let ResolvedServe { options, notes } = resolve_serve(&mut larder, settings, flags)?;
     for note in &notes {

@@ -116,6 +116,9 @@ pub struct ServeOptions {
     /// Serve Xet: advertise it, hand out CAS tokens, answer reconstructions and xorb ranges
     /// (`false`: hide Xet so that every client uses plain HTTP).
     pub xet: bool,
+    /// The key that signs Xet tokens and xorb URLs, shared by the nodes behind one address
+    /// (`[serve] xet_key_file`); `None`: a key of this run's own.
+    pub xet_key: Option<xet::grant::XetKey>,
     /// Pull-through fetches files the upstream stores in Xet over its Xet storage (`[pull] xet`;
     /// `false`: always over plain HTTP).
     pub pull_xet: bool,
@@ -142,6 +145,7 @@ impl ServeOptions {
             redirect_to_store: false,
             rescan_every: None,
             xet: true,
+            xet_key: None,
             pull_xet: true,
             client_timeouts: conn::ClientTimeouts::default(),
             scrub_rate: None,
@@ -323,6 +327,7 @@ async fn bind(
     // Xorb ranges are sent from local blob files; a mirror over a shared object store serves
     // plain HTTP only (for now).
     let xet_on = options.xet && !larder.blobs.is_shared();
+    let xet_key = options.xet_key;
     if options.xet && larder.blobs.is_shared() {
         tracing::info!("Xet is not served from a shared object store; clients use plain HTTP");
     }
@@ -338,7 +343,7 @@ async fn bind(
         metrics,
         licence_verdicts: TtlCache::new(LICENCE_VERDICT_TTL, DETAIL_CACHE_MAX),
         verdicts: repos::Verdicts::default(),
-        xet: xet_on.then(xet::XetServe::default),
+        xet: xet_on.then(|| xet::XetServe::new(xet_key)),
         events: events::Events::default(),
         traffic: storage::Traffic::default(),
         integrity: Arc::default(),

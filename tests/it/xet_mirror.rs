@@ -405,6 +405,81 @@ async fn credentials_and_hostile_requests_get_clean_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_key_file_accept_each_others_credentials() {
+    use larder::serve::xet::grant::{MIN_SECRET_BYTES, XetKey};
+    let data = content(79, 1 << 20);
+    let (world, a, _) = held_world(&data, true).await;
+    // The same key file on two more nodes over the same store; a third keeps a key of its own.
+    let key_file = world.home.path().join("xet.key");
+    std::fs::write(&key_file, format!("{}\n", "5e".repeat(32))).unwrap();
+    let secret = larder::config::read_secret_file(&key_file, MIN_SECRET_BYTES).unwrap();
+    let node = |key: Option<XetKey>| {
+        let mut opts = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+        opts.xet_key = key;
+        start(world.larder(), opts)
+    };
+    let b = node(XetKey::from_secret(&secret))
+        .await
+        .expect("node b starts");
+    let c_node = node(XetKey::from_secret(&secret))
+        .await
+        .expect("node c starts");
+    let lone = node(None).await.expect("lone node starts");
+    let c = http();
+    let hash = c
+        .head(format!("{}/{REPO}/resolve/main/model.safetensors", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .headers()["x-xet-hash"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let token: serde_json::Value = c
+        .get(format!("{}/api/models/{REPO}/xet-read-token/main", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["accessToken"].as_str().unwrap());
+    let reconstruction = |base: String| {
+        c.get(format!("{base}/v1/reconstructions/{hash}"))
+            .header("authorization", bearer.clone())
+            .send()
+    };
+    // Node c honours node b's token, and the xorb URLs b's key signed.
+    let r = reconstruction(c_node.url()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let first = body["terms"][0]["hash"].as_str().unwrap();
+    let fetch = &body["fetch_info"][first][0];
+    let url = fetch["url"].as_str().unwrap();
+    let range = format!(
+        "bytes={}-{}",
+        fetch["url_range"]["start"], fetch["url_range"]["end"]
+    );
+    let path = &url[url.find("/xet/").unwrap()..];
+    let from_b = c.get(format!("{}{path}", b.url())).header("range", &range);
+    assert_eq!(from_b.send().await.unwrap().status(), 206);
+    // Nodes with keys of their own do not.
+    for other in [&a, &lone] {
+        assert_eq!(reconstruction(other.url()).await.unwrap().status(), 401);
+        let xorb = c
+            .get(format!("{}{path}", other.url()))
+            .header("range", &range);
+        assert_eq!(xorb.send().await.unwrap().status(), 403);
+    }
+    // A key file too short to be a secret is refused with what to do.
+    std::fs::write(&key_file, "short").unwrap();
+    let err = larder::config::read_secret_file(&key_file, MIN_SECRET_BYTES).unwrap_err();
+    assert!(err.to_string().contains("fewer than 32"), "{err}");
+    let hint = larder::classify::hint_of(&err).unwrap();
+    assert!(hint.contains("openssl rand"), "{hint}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_switch_hides_xet() {
     let data = content(75, 1 << 20);
     let (_world, mirror, _) = held_world(&data, false).await;

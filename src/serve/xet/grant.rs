@@ -11,8 +11,10 @@
 //!   expiry. A forged or expired one gets `403`, on which clients ask for a fresh
 //!   reconstruction.
 //!
-//! A restart draws a new key: outstanding tokens and URLs stop working and clients refresh them
-//! through the token route, as they do when a token expires.
+//! Without a configured key a restart draws a new one: outstanding tokens and URLs stop working
+//! and clients refresh them through the token route, as they do when a token expires. Several
+//! nodes behind one address share a key file (`[serve] xet_key_file`), so a token one node
+//! handed out is good at every node ([`XetKey::from_secret`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,6 +53,36 @@ pub enum GrantError {
 /// Signs and checks the mirror's credentials.
 pub struct Signer {
     key: [u8; 32],
+}
+
+/// The key that signs tokens and xorb URLs. Its `Debug` never shows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct XetKey([u8; 32]);
+
+/// Shortest secret a key file may hold.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl XetKey {
+    /// The key of a shared secret (a key file's bytes, surrounding whitespace ignored, so that
+    /// `openssl rand -hex 32 > key` works); `None` when it is shorter than
+    /// [`MIN_SECRET_BYTES`]. Derived, so the file's bytes are never used as the key itself.
+    pub fn from_secret(secret: &[u8]) -> Option<XetKey> {
+        let secret = secret.trim_ascii();
+        (secret.len() >= MIN_SECRET_BYTES)
+            .then(|| XetKey(blake3::derive_key("larder 2026 xet signing key v1", secret)))
+    }
+}
+
+impl std::fmt::Debug for XetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("XetKey(..)")
+    }
+}
+
+impl From<XetKey> for Signer {
+    fn from(key: XetKey) -> Signer {
+        Signer::new(key.0)
+    }
 }
 
 impl Default for Signer {

@@ -63,10 +63,11 @@ pub struct XetServe {
     hashes: TtlCache<RepoItemKey, Arc<HashMap<Sha256, String>>>,
 }
 
-impl Default for XetServe {
-    fn default() -> Self {
+impl XetServe {
+    /// The Xet state of a mirror signing with `key` (`None`: a key of its own).
+    pub fn new(key: Option<grant::XetKey>) -> Self {
         XetServe {
-            signer: Signer::default(),
+            signer: key.map(Signer::from).unwrap_or_default(),
             layouts: TtlCache::new(LAYOUT_TTL, LAYOUT_CACHE_MAX),
             hashes: TtlCache::new(HASHES_TTL, HASHES_CACHE_MAX),
         }
