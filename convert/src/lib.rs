@@ -422,19 +422,26 @@ pub fn convert_to_gguf<W: Write>(
     };
     let mut plan: Vec<Planned<'_>> = by_gguf.into_values().collect();
     plan.sort_by_key(|p| arch::tensor_order_key(&p.info.name));
-    let has_mxfp4 = plan
-        .iter()
-        .any(|p| matches!(p.values, Values::Mxfp4 { .. }));
-    if has_mxfp4 && ty.is_quantize_preset() {
-        // llama-quantize would have to requantize the MXFP4 experts, which it refuses
-        // ("requantizing from type mxfp4 is disabled").
+    // MXFP4 experts are copied as they are, whatever the output type. Of the llama-quantize
+    // presets, only one that keeps them MXFP4 can match: llama-quantize refuses to requantize
+    // them ("requantizing from type mxfp4 is disabled"), and copies a tensor whose type it keeps.
+    let keeps_mxfp4 = |t: GgufType| {
+        !t.is_quantize_preset()
+            || plan
+                .iter()
+                .filter(|p| matches!(p.values, Values::Mxfp4 { .. }))
+                .all(|p| {
+                    preset::choose_type(t, &p.info.name, &p.info.shape, &mix).0 == GgmlType::Mxfp4
+                })
+    };
+    if !keeps_mxfp4(ty) {
         return Err(ConvertError::TypeUnavailable {
             ty: ty.to_string(),
             reason: "its experts are MXFP4, which llama-quantize refuses to requantize; \
                      they are kept as MXFP4 and the other tensors take the type",
             available: GgufType::ALL
-                .iter()
-                .filter(|t| !t.is_quantize_preset())
+                .into_iter()
+                .filter(|&t| keeps_mxfp4(t))
                 .map(|t| t.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
@@ -492,7 +499,7 @@ pub fn convert_to_gguf<W: Write>(
         && arch::gptoss::declares_mxfp4(&cfg)
         && matches!(ty, GgufType::F32 | GgufType::F16 | GgufType::Bf16)
     {
-        arch::gptoss::FILE_TYPE_MXFP4_MOE
+        GgufType::Mxfp4Moe.file_type()
     } else {
         ty.file_type()
     };

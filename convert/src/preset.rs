@@ -5,8 +5,10 @@
 //! follows `llama-quantize`'s `llama_tensor_get_type` without an imatrix:
 //! the output (or tied embedding) gets Q6_K, the `*_K_M`/`*_K_S` mixes bump
 //! `attn_v`/`ffn_down` on the layers `use_more_bits` selects, and a row that
-//! does not divide into the chosen block falls back as llama.cpp does. In
-//! both cases 1-D tensors, norms, biases and `rope_freqs` stay F32.
+//! does not divide into the chosen block falls back as llama.cpp does.
+//! MXFP4_MOE is llama-quantize's too: merged expert tensors MXFP4, every other
+//! weight (the output included) Q8_0. In all cases 1-D tensors, norms, biases
+//! and `rope_freqs` stay F32.
 
 use std::str::FromStr;
 
@@ -56,11 +58,13 @@ pub enum GgufType {
     Iq4Nl,
     /// `iq4_xs`
     Iq4Xs,
+    /// `mxfp4_moe`: MoE expert tensors MXFP4, everything else Q8_0
+    Mxfp4Moe,
 }
 
 impl GgufType {
     /// Every preset, in CLI order.
-    pub const ALL: [GgufType; 20] = [
+    pub const ALL: [GgufType; 21] = [
         Self::F32,
         Self::F16,
         Self::Bf16,
@@ -81,6 +85,7 @@ impl GgufType {
         Self::Q6K,
         Self::Iq4Nl,
         Self::Iq4Xs,
+        Self::Mxfp4Moe,
     ];
 
     /// The CLI spelling.
@@ -106,6 +111,7 @@ impl GgufType {
             Self::Q6K => "q6_k",
             Self::Iq4Nl => "iq4_nl",
             Self::Iq4Xs => "iq4_xs",
+            Self::Mxfp4Moe => "mxfp4_moe",
         }
     }
 
@@ -132,6 +138,7 @@ impl GgufType {
             Self::Q5KM => 17,
             Self::Q6K => 18,
             Self::Bf16 => 32,
+            Self::Mxfp4Moe => 38,
         }
     }
 
@@ -153,6 +160,7 @@ impl GgufType {
             Self::Q4KS | Self::Q4KM => GgmlType::Q4K,
             Self::Q5KS | Self::Q5KM => GgmlType::Q5K,
             Self::Q6K => GgmlType::Q6K,
+            Self::Mxfp4Moe => GgmlType::Mxfp4,
         }
     }
 
@@ -307,7 +315,15 @@ pub fn choose_type(
     let n = ctx.n_layer;
     let gqa4 = ctx.n_gqa >= 4;
     let is_output = cat == Category::Output || (!ctx.has_output && cat == Category::TokenEmbd);
-    if is_output {
+    if preset == P::Mxfp4Moe {
+        // MXFP4_MOE has rules of its own: the output (or tied embedding) Q8_0, tensors with
+        // more than one matrix (ggml `ne[2] > 1`: the merged experts) MXFP4, the rest Q8_0.
+        ty = if !is_output && shape.len() == 3 && shape[0] > 1 {
+            T::Mxfp4
+        } else {
+            T::Q8_0
+        };
+    } else if is_output {
         if !ne0.is_multiple_of(ty.block_size()) {
             ty = T::Q8_0;
         } else if ty != T::Q8_0 {
@@ -455,6 +471,33 @@ mod tests {
             choose_type(GgufType::Q4_0, "token_embd.weight", &[100, 256], &tied).0,
             GgmlType::Q6K
         );
+    }
+
+    /// MXFP4_MOE: merged experts MXFP4, every other weight Q8_0 (the output and a tied
+    /// embedding too), non-weights F32, rows that do not fit 32 F16.
+    #[test]
+    fn mxfp4_moe_mix() {
+        let ctx = MixContext {
+            n_layer: 24,
+            n_gqa: 8,
+            has_output: true,
+            is_70b: false,
+            n_expert: 32,
+            has_imatrix: false,
+        };
+        let t = |n: &str, shape: &[usize]| choose_type(GgufType::Mxfp4Moe, n, shape, &ctx).0;
+        let exps = [32, 2880, 2880];
+        assert_eq!(t("blk.3.ffn_gate_exps.weight", &exps), GgmlType::Mxfp4);
+        assert_eq!(t("blk.3.ffn_down_exps.weight", &exps), GgmlType::Mxfp4);
+        assert_eq!(t("blk.3.ffn_gate_exps.bias", &[32, 2880]), GgmlType::F32);
+        assert_eq!(t("blk.3.ffn_gate_inp.weight", &[32, 2880]), GgmlType::F32);
+        assert_eq!(t("blk.3.attn_v.weight", &[512, 2880]), GgmlType::Q8_0);
+        assert_eq!(t("token_embd.weight", &[201088, 2880]), GgmlType::Q8_0);
+        assert_eq!(t("output.weight", &[201088, 2880]), GgmlType::Q8_0);
+        assert_eq!(t("blk.0.ffn_up_shexp.weight", &[64, 100]), GgmlType::F16);
+        // One expert is one matrix (ggml `ne[2] == 1`): Q8_0.
+        assert_eq!(t("blk.0.ffn_up_exps.weight", &[1, 64, 64]), GgmlType::Q8_0);
+        assert_eq!(GgufType::Mxfp4Moe.file_type(), 38);
     }
 
     /// Qwen3-0.6B: 28 layers, 16 heads over 8 KV heads, head_dim 128, tied.

@@ -25,7 +25,7 @@ pub struct ConvertArgs {
     /// Output format
     #[arg(long, value_parser = ["gguf", "safetensors"])]
     to: String,
-    /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs (q2_k_s needs an importance matrix)
+    /// GGUF type: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k iq4_nl iq4_xs mxfp4_moe (q2_k_s needs an importance matrix)
     #[arg(long = "type", value_name = "TYPE")]
     gguf_type: Option<String>,
     /// safetensors dtype: f16, bf16 or f32

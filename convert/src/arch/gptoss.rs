@@ -106,10 +106,6 @@ pub fn declares_mxfp4(cfg: &ModelConfig) -> bool {
         == Some("mxfp4")
 }
 
-/// `general.file_type` llama.cpp's converter writes for an MXFP4 checkpoint converted to
-/// F32/F16/BF16 (`LlamaFileType.MOSTLY_MXFP4_MOE`).
-pub const FILE_TYPE_MXFP4_MOE: u32 = 38;
-
 /// The per-layer tensors that map one to one (suffix after `layers.N.`): GGUF suffix and shape.
 pub fn layer_tensor(cfg: &ModelConfig, suffix: &str) -> Option<(&'static str, Vec<usize>)> {
     let (h, hd, ne) = (cfg.hidden, cfg.head_dim(), cfg.n_expert);

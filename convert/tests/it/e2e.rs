@@ -575,9 +575,10 @@ fn moe_without_experts_is_refused() {
 
 /// GPT-OSS as released (MXFP4 experts) and dequantized, converted to every type that can be
 /// made of it and checked tensor by tensor (`check_gpt_oss.py`: the MXFP4 repack byte for byte
-/// and by value, the split gate/up halves, keys, file type). The quantize presets are refused
-/// for the MXFP4 checkpoint before anything is written, naming the types that work; the
-/// dequantized one takes them like any mixture of experts.
+/// and by value, the split gate/up halves, keys, file type). The quantize presets but
+/// `mxfp4_moe` (which keeps the MXFP4 experts) are refused for the MXFP4 checkpoint before
+/// anything is written, naming the types that work; the dequantized one takes them like any
+/// mixture of experts.
 #[test]
 fn gpt_oss_bf16_bpe() {
     let root = tempfile::tempdir().unwrap();
@@ -623,7 +624,11 @@ fn gpt_oss_bf16_bpe() {
         matches!(&e, ConvertError::TypeUnavailable { ty, .. } if ty == "q4_k_m"),
         "{e}"
     );
-    assert!(e.to_string().contains("f32, f16, bf16, q8_0"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("(available: f32, f16, bf16, q8_0, mxfp4_moe)"),
+        "{e}"
+    );
     assert!(out.is_empty());
     let r = convert_to_gguf(
         &sources[1],
@@ -633,6 +638,22 @@ fn gpt_oss_bf16_bpe() {
     )
     .unwrap();
     assert!(r.types.contains_key("Q4_K"), "{:?}", r.types);
+    // MXFP4_MOE from either checkpoint: the 3 expert tensors of each of the 2 layers MXFP4,
+    // the other weights Q8_0 (the bytes are llama-quantize's: `llama_cpp_loads_converted_files`).
+    for src in &sources {
+        out.clear();
+        let r =
+            convert_to_gguf(src, GgufType::Mxfp4Moe, &mut out, &GgufOptions::default()).unwrap();
+        assert_eq!(r.file_type, 38);
+        assert_eq!(r.types.get("MXFP4"), Some(&(3 * 2)), "{:?}", r.types);
+        assert!(
+            r.types
+                .keys()
+                .all(|t| matches!(t.as_str(), "MXFP4" | "Q8_0" | "F32")),
+            "{:?}",
+            r.types
+        );
+    }
 }
 
 /// Q2_K_S needs an importance matrix, as in llama-quantize.
@@ -843,13 +864,13 @@ impl LlamaQuantize {
         Self { child, jobs, log }
     }
 
-    /// Queues: llama.cpp quantizes `f32` to `preset` (with `imatrix`), and must write
-    /// exactly the tensors of `ours`.
-    fn compare(&mut self, f32: &Path, ours: &Path, preset: GgufType, imatrix: Option<&Path>) {
+    /// Queues: llama.cpp quantizes `src` (our F32 file, or BF16) to `preset` (with `imatrix`),
+    /// and must write exactly the tensors and `general.file_type` of `ours`.
+    fn compare(&mut self, src: &Path, ours: &Path, preset: GgufType, imatrix: Option<&Path>) {
         use std::io::Write;
         let mut line = format!(
             "{}\t{}\t{}",
-            f32.display(),
+            src.display(),
             ours.display(),
             preset.file_type()
         );
@@ -876,17 +897,19 @@ impl LlamaQuantize {
 /// llama.cpp itself as the oracle (the build `.ci/setup` makes, see
 /// [`crate::common::llama_cpp_dir`]; the test fails without it):
 ///
-/// - `llama_model_quantize`, given our F32 file of each of 14 checkpoints (every family and
+/// - `llama_model_quantize`, given our F32 file of each of 15 checkpoints (every family and
 ///   variant: Llama, Mistral, Qwen2, Qwen3 with yarn/biases and as an embedding model,
 ///   Gemma 2, Gemma 3 and its multimodal text model, Phi-3 longrope, Mixtral, Qwen2-MoE,
-///   Qwen3-MoE; four with 10 layers for use_more_bits and the n/8, n/16 layer rules), must
-///   write exactly our tensors (types and bytes) for every preset but F32, BF16 and Q2_K_S
-///   (which needs an importance matrix); and, with an importance matrix in both formats, for
-///   eight presets (Q2_K_S included) on a dense model and two mixtures of experts;
-/// - llama.cpp loads 29 converted files of every family, tokenizes like the HF tokenizers and
+///   Qwen3-MoE, dequantized GPT-OSS; four with 10 layers for use_more_bits and the n/8, n/16 layer rules), must
+///   write exactly our tensors (types and bytes) and file type for every preset but F32, BF16
+///   and Q2_K_S (which needs an importance matrix); given our F32 and BF16 files of GPT-OSS
+///   as released (MXFP4 experts) and dequantized, MXFP4_MOE; and, with an importance matrix
+///   in both formats, for eight presets (Q2_K_S included) on a dense model and two mixtures
+///   of experts;
+/// - llama.cpp loads 33 converted files of every family, tokenizes like the HF tokenizers and
 ///   gives finite logits (a pooled embedding for the embedding model).
 ///
-/// About 270 comparisons, one Python process for all of them
+/// About 310 comparisons, one Python process for all of them
 /// ([`LlamaQuantize`]).
 #[test]
 fn llama_cpp_loads_converted_files() {
@@ -1003,7 +1026,15 @@ fn llama_cpp_loads_converted_files() {
             "bpe",
             false,
             &[][..],
-            &[GgufType::F16, GgufType::Q8_0][..],
+            &[GgufType::F16, GgufType::Q8_0, GgufType::Mxfp4Moe][..],
+        ),
+        (
+            "gptoss",
+            "bf16",
+            "bpe",
+            false,
+            &["--dequantized"][..],
+            &[GgufType::Mxfp4Moe][..],
         ),
     ] {
         let (dir, src) = make_model_with(root.path(), arch, dtype, tok, tied, extra);
@@ -1050,6 +1081,30 @@ fn llama_cpp_loads_converted_files() {
             convert_to_gguf(&src, preset, &mut out, &GgufOptions::default()).unwrap();
             drop(out);
             quantize.compare(&f32_path, &path, preset, None);
+        }
+    }
+    // MXFP4_MOE of GPT-OSS, as released (llama-quantize copies the MXFP4 experts and makes
+    // the rest Q8_0) and dequantized (it quantizes the experts), from our F32 and BF16 files.
+    for extra in [&[][..], &["--dequantized"][..]] {
+        let (_, src) = make_model_with(
+            &root.path().join("mx"),
+            "gptoss",
+            "bf16",
+            "bpe",
+            false,
+            extra,
+        );
+        let tag = format!("gptoss{}", extra.join(""));
+        let ours = root.path().join(format!("{tag}-mx-mxfp4_moe.gguf"));
+        let mut out = std::fs::File::create(&ours).unwrap();
+        convert_to_gguf(&src, GgufType::Mxfp4Moe, &mut out, &GgufOptions::default()).unwrap();
+        drop(out);
+        for from in [GgufType::F32, GgufType::Bf16] {
+            let path = root.path().join(format!("{tag}-mx-src-{from}.gguf"));
+            let mut out = std::fs::File::create(&path).unwrap();
+            convert_to_gguf(&src, from, &mut out, &GgufOptions::default()).unwrap();
+            drop(out);
+            quantize.compare(&path, &ours, GgufType::Mxfp4Moe, None);
         }
     }
     // With an importance matrix (both formats), on a dense model and a mixture of experts.

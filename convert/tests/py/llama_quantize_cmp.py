@@ -1,10 +1,10 @@
 """Compares our GGUF with llama.cpp's own `llama_model_quantize` output.
 
-usage: llama_quantize_cmp.py F32_GGUF OURS_GGUF FTYPE [IMATRIX]
+usage: llama_quantize_cmp.py SRC_GGUF OURS_GGUF FTYPE [IMATRIX]
        llama_quantize_cmp.py < JOBS
-Quantizes F32_GGUF (written by larder-convert with --type f32) with llama.cpp
+Quantizes SRC_GGUF (written by larder-convert, usually with --type f32) with llama.cpp
 to llama_ftype FTYPE and checks that every tensor of OURS_GGUF has the same
-type and the same bytes. With IMATRIX (either llama-imatrix format), llama.cpp gets the
+type and the same bytes, and the same `general.file_type`. With IMATRIX (either llama-imatrix format), llama.cpp gets the
 importance matrix as llama-quantize's load_imatrix prepares it.
 
 Without arguments, each line of stdin is one comparison, its fields (the arguments above)
@@ -46,7 +46,7 @@ def imatrix_entries(path):
     return _imatrices[path][0]
 
 
-def compare(f32_path, ours_path, ftype, imatrix=None):
+def compare(src_path, ours_path, ftype, imatrix=None):
     """Returns the differences between llama.cpp's quantization and ours (empty if none)."""
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "ref.gguf")
@@ -56,14 +56,18 @@ def compare(f32_path, ours_path, ftype, imatrix=None):
         if imatrix is not None:
             entries = imatrix_entries(imatrix)
             p.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
-        rc = llama_cpp.llama_model_quantize(f32_path.encode(), out.encode(), ctypes.byref(p))
+        rc = llama_cpp.llama_model_quantize(src_path.encode(), out.encode(), ctypes.byref(p))
         if rc != 0:
             return [f"llama_model_quantize failed: {rc}"]
-        ref = {t.name: t for t in GGUFReader(out).tensors}
-        ours = {t.name: t for t in GGUFReader(ours_path).tensors}
+        ref_r, ours_r = GGUFReader(out), GGUFReader(ours_path)
+        ref = {t.name: t for t in ref_r.tensors}
+        ours = {t.name: t for t in ours_r.tensors}
         if set(ref) != set(ours):
             return [f"tensor names differ: {sorted(set(ref) ^ set(ours))}"]
         bad = []
+        ft = [int(r.fields["general.file_type"].contents()) for r in (ref_r, ours_r)]
+        if ft[0] != ft[1]:
+            bad.append(f"general.file_type: llama.cpp {ft[0]}, ours {ft[1]}")
         for name, t in ref.items():
             o = ours[name]
             if t.tensor_type != o.tensor_type:
@@ -86,8 +90,8 @@ def main() -> None:
         jobs = (line.rstrip("\n").split("\t") for line in sys.stdin if line.strip())
     failed = 0
     for job in jobs:
-        f32_path, ours_path, ftype = job[0], job[1], int(job[2])
-        bad = compare(f32_path, ours_path, ftype, job[3] if len(job) > 3 else None)
+        src_path, ours_path, ftype = job[0], job[1], int(job[2])
+        bad = compare(src_path, ours_path, ftype, job[3] if len(job) > 3 else None)
         if bad:
             failed += 1
             what = f"{ours_path} (ftype {ftype}" + (f", imatrix {job[3]})" if len(job) > 3 else ")")
