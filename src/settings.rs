@@ -241,6 +241,12 @@ pub fn resolve_serve(
         options.xet_key = XetKey::from_secret(&secret);
         if !options.xet {
             notes.push("Xet is hidden (--no-xet), so the Xet key file is not used".to_owned());
+        } else if shared {
+            notes.push(
+                "a mirror over a shared object store does not serve Xet yet, so the Xet key file \
+                 is not used"
+                    .to_owned(),
+            );
         }
     }
     options.pull_xet = config.pull.xet.unwrap_or(true);
