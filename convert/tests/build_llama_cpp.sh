@@ -41,10 +41,15 @@ start=$(date +%s)
 start_build build_llama_cpp.sh
 rm -rf "$OUT/lib" "$OUT/python" "$OUT/llama.cpp"
 
-# CMake and Ninja from PyPI, next to $PY (pip does nothing when they are there).
-bindir=$(dirname "$PY")
+# CMake and Ninja from PyPI, into $PY's environment (pip does nothing when they are there). Their
+# path is absolute: CMake runs Ninja from inside the build tree, so a relative $PY (as .ci/setup
+# passes) would not find it there.
 "$PY" -m pip install --quiet --disable-pip-version-check 'cmake>=3.19' ninja
+bindir=$("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 CMAKE=$bindir/cmake NINJA=$bindir/ninja
+for tool in "$CMAKE" "$NINJA"; do
+  [ -x "$tool" ] || { echo "build_llama_cpp.sh: pip installed no $tool" >&2; exit 1; }
+done
 
 # The CPU backend's instruction sets: those of this CPU (x86-64; elsewhere ggml's defaults).
 isa=()
