@@ -217,8 +217,11 @@ async fn main() -> Result<()> {
     }
     let server = builder.start().await.context("cannot bind")?;
     if let Some(cas) = &cas {
-        server.attach_xet(cas);
-        eprintln!("hub-standin: Xet CAS at {}", cas.url());
+        // No fault can be armed from the command line, so clients get the reference server
+        // itself rather than the logging proxy (which reads each xorb range whole before
+        // passing it on, and would be timed as part of every client in bench/xet).
+        server.attach_xet_url(cas.direct_url(), cas.faults());
+        eprintln!("hub-standin: Xet CAS at {}", cas.direct_url());
     }
     eprintln!("hub-standin: CDN at {}", server.cdn_url());
     let mut stdout = std::io::stdout();

@@ -320,6 +320,14 @@ impl XetCas {
         Ok(FileUploadSession::new(Arc::new(config)).await?)
     }
 
+    /// The reference server's own URL, behind no proxy: its xorb ranges stream straight from
+    /// xet-core's server, but nothing is logged and no fault can be injected on the CAS (the
+    /// token route's faults still apply). For benchmarks, where the proxy's buffering of each
+    /// whole range would be measured as part of every client's time.
+    pub fn direct_url(&self) -> String {
+        self.server_url.clone()
+    }
+
     /// Armed faults (shared with the stand-in's token route once attached).
     pub fn faults(&self) -> Arc<XetFaults> {
         self.proxy.faults.clone()
