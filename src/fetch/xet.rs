@@ -21,7 +21,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -226,47 +226,48 @@ fn matches(done: &DoneTerm, term: &Term) -> bool {
         && done.lengths.iter().map(|&l| u64::from(l)).sum::<u64>() == term.len
 }
 
-/// The part and its state; saves the state (after syncing the part) when dropped unless
-/// disarmed, so an abandoned transfer (error, Ctrl-C) keeps what landed.
+/// The part and its state. The state is saved (after syncing the part) by a checkpoint task
+/// off the async workers, and when the part is dropped unless disarmed, so an abandoned transfer
+/// (error, Ctrl-C) keeps what landed.
 struct Part {
     file: File,
     path: PathBuf,
     state_path: PathBuf,
-    state: Mutex<(XetState, Instant)>,
-    armed: std::sync::atomic::AtomicBool,
+    state: Mutex<XetState>,
+    /// Held across a save (sync, then write the state), so saves never interleave, and by
+    /// [`Part::disarm`]: once it returns, no save writes the state again. `false` once disarmed.
+    armed: Mutex<bool>,
 }
 
 impl Part {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (XetState, Instant)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, XetState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Syncs the part, then records every term that had landed before the sync (blocking: run
+    /// it off the async workers).
     fn save(&self) -> Result<(), StoreError> {
-        if !self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        if !*armed {
             return Ok(());
         }
+        let snapshot = self.lock().clone();
         self.file
             .sync_data()
             .map_err(|e| StoreError::io("could not sync", &self.path, e))?;
-        let mut guard = self.lock();
-        guard.0.save(&self.state_path)?;
-        guard.1 = Instant::now();
-        Ok(())
+        snapshot.save(&self.state_path)
     }
 
-    /// Records a landed term; saves the state when the checkpoint interval has passed.
-    fn landed(
-        &self,
-        index: usize,
-        done: DoneTerm,
-        every: std::time::Duration,
-    ) -> Result<(), StoreError> {
-        let due = {
-            let mut guard = self.lock();
-            guard.0.done.insert(index, done);
-            guard.1.elapsed() >= every
-        };
-        if due { self.save() } else { Ok(()) }
+    /// Stops every later save and removes the state (the part was published or discarded).
+    fn disarm(&self) {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        *armed = false;
+        let _ = std::fs::remove_file(&self.state_path);
+    }
+
+    /// Records a landed term (the next checkpoint saves it).
+    fn landed(&self, index: usize, done: DoneTerm) {
+        self.lock().done.insert(index, done);
     }
 
     fn write_at(&self, bytes: &[u8], offset: u64) -> Result<(), StoreError> {
@@ -279,6 +280,33 @@ impl Part {
 impl Drop for Part {
     fn drop(&mut self) {
         let _ = self.save();
+    }
+}
+
+/// Saves `part`'s state every `every` until aborted, each save on a blocking thread (a sync of a
+/// large part takes a while and must not hold up the transfer).
+async fn checkpoint_loop(part: Arc<Part>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let part = part.clone();
+        match tokio::task::spawn_blocking(move || part.save()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not save the Xet part's resume state; a later pull may fetch more again");
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Aborts the checkpoint task when the transfer ends, however it ends.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -354,8 +382,8 @@ fn open_part(
         file,
         path,
         state_path,
-        state: Mutex::new((state, Instant::now())),
-        armed: std::sync::atomic::AtomicBool::new(true),
+        state: Mutex::new(state),
+        armed: Mutex::new(true),
     })
 }
 
@@ -366,7 +394,7 @@ struct Ctx<'a> {
     /// `job.path`, shared with every progress event rather than copied into each.
     shown_path: Arc<str>,
     upstream: String,
-    part: Part,
+    part: Arc<Part>,
     hook: Option<PrefixHook>,
     /// How far the contiguous prefix reached at the last report: terms only ever land, so the
     /// next report resumes from here and reporting stays linear in the number of terms.
@@ -382,11 +410,9 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Records a term as landed and extends the prefix over it when it continues it.
-    fn landed(&self, index: usize, done: DoneTerm) -> Result<(), StoreError> {
-        self.part
-            .landed(index, done, self.env.settings.checkpoint_interval)?;
+    fn landed(&self, index: usize, done: DoneTerm) {
+        self.part.landed(index, done);
         self.advance_prefix();
-        Ok(())
     }
 
     /// Extends the contiguous prefix over the terms that continue it: they go to the digest,
@@ -396,11 +422,35 @@ impl Ctx<'_> {
             let part = self.part.lock();
             let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
             // Fed under the cursor's lock, so stretches reach the digest in file order.
-            cursor.advance_with(&part.0.done, |term| {
-                self.digest.feed(term.offset, term.lengths.clone());
+            cursor.advance_with(&part.done, |offset, lengths| {
+                self.digest.feed(offset, lengths.to_vec());
             })
         };
         if let Some(hook) = &self.hook {
+            hook(&self.part.path, PartProgress::Prefix(prefix));
+        }
+    }
+
+    /// Whether chunk `k` of term `index` is in the prefix already: the digest may have read it,
+    /// so it is never written again (a retried range skips it).
+    fn in_prefix(&self, index: usize, k: usize) -> bool {
+        self.prefix
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .holds(index, k)
+    }
+
+    /// Term `term` has the chunks `lengths` written from its start, before it has landed: the
+    /// ones that continue the prefix go to the digest at once, so hashing follows the transfer
+    /// chunk by chunk instead of waiting for whole terms (a term can be a whole xorb).
+    fn advance_within(&self, term: &Term, lengths: &[u32]) {
+        let grown = {
+            let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
+            cursor.advance_within(term.index, term.offset, lengths, |offset, lengths| {
+                self.digest.feed(offset, lengths.to_vec());
+            })
+        };
+        if let (Some(prefix), Some(hook)) = (grown, &self.hook) {
             hook(&self.part.path, PartProgress::Prefix(prefix));
         }
     }
@@ -474,9 +524,9 @@ pub async fn fetch_file_with_hook(
                 source,
             }
         })?;
+    let part = Arc::new(part);
     let resumed: u64 = part
         .lock()
-        .0
         .done
         .values()
         .map(|d| d.lengths.iter().map(|&l| u64::from(l)).sum::<u64>())
@@ -504,12 +554,19 @@ pub async fn fetch_file_with_hook(
         renewed: tokio::sync::Mutex::default(),
     };
     ctx.advance_prefix();
+    let _checkpoints = AbortOnDrop(
+        tokio::spawn(checkpoint_loop(
+            ctx.part.clone(),
+            env.settings.checkpoint_interval,
+        ))
+        .abort_handle(),
+    );
 
     // The delta: terms the store holds are copied.
     let mut reused = 0;
     let mut missing: Vec<&Term> = Vec::new();
     for term in &terms {
-        if ctx.part.lock().0.done.contains_key(&term.index) {
+        if ctx.part.lock().done.contains_key(&term.index) {
             continue;
         }
         match copy_held(&ctx, term).await? {
@@ -519,8 +576,7 @@ pub async fn fetch_file_with_hook(
                     path: ctx.shown_path.clone(),
                     bytes: term.len,
                 });
-                ctx.landed(term.index, done)
-                    .map_err(|e| ctx.store_error(e))?;
+                ctx.landed(term.index, done);
             }
             None => missing.push(term),
         }
@@ -549,7 +605,6 @@ pub async fn fetch_file_with_hook(
             fetched += result?;
         }
     }
-    ctx.part.save().map_err(|e| ctx.store_error(e))?;
 
     // Verify everything (the digest has followed the prefix; only the tail is left), then
     // publish.
@@ -563,11 +618,8 @@ pub async fn fetch_file_with_hook(
         ("Xet hash", xet_hash, chunking.hex().as_str()),
     ] {
         if expected != actual {
-            ctx.part
-                .armed
-                .store(false, std::sync::atomic::Ordering::SeqCst);
+            ctx.part.disarm();
             let _ = std::fs::remove_file(&ctx.part.path);
-            let _ = std::fs::remove_file(&ctx.part.state_path);
             return Err(XetTransferError::Mismatch {
                 path: path.clone(),
                 upstream: ctx.upstream.clone(),
@@ -580,24 +632,23 @@ pub async fn fetch_file_with_hook(
     if let Some(hook) = &ctx.hook {
         hook(&ctx.part.path, PartProgress::Verified);
     }
-    ctx.part
-        .file
-        .sync_all()
-        .map_err(|e| ctx.store_error(StoreError::io("could not sync", &ctx.part.path, e)))?;
+    let synced = {
+        let part = ctx.part.clone();
+        tokio::task::spawn_blocking(move || part.file.sync_all())
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())))
+    };
+    synced.map_err(|e| ctx.store_error(StoreError::io("could not sync", &ctx.part.path, e)))?;
     env.blobs
         .publish(&ctx.part.path, &sha256)
         .await
         .map_err(|e| ctx.store_error(e))?;
-    ctx.part
-        .armed
-        .store(false, std::sync::atomic::Ordering::SeqCst);
-    let _ = std::fs::remove_file(&ctx.part.state_path);
+    ctx.part.disarm();
 
     // Learn the terms for later deltas.
     let held: Vec<HeldTerm> = ctx
         .part
         .lock()
-        .0
         .done
         .values()
         .map(|d| HeldTerm {
@@ -627,11 +678,15 @@ pub async fn fetch_file_with_hook(
 }
 
 /// The part written without a gap from its start: the terms landed in order from the first
-/// (terms are numbered in file order and each starts where the one before ends).
+/// (terms are numbered in file order and each starts where the one before ends), then the
+/// chunks of the next term written in order from its start. A chunk in the prefix has been fed
+/// to the digest and is never written again.
 #[derive(Debug, Default, Clone, Copy)]
 struct PrefixCursor {
-    /// The first term not yet in the prefix.
+    /// The first term not wholly in the prefix.
     next: usize,
+    /// Chunks of term `next` already in the prefix.
+    partial: usize,
     /// Where the prefix ends.
     end: u64,
 }
@@ -640,24 +695,61 @@ impl PrefixCursor {
     /// Extend the prefix over the terms in `done` that continue it; returns its length.
     #[cfg(test)]
     fn advance(&mut self, done: &BTreeMap<usize, DoneTerm>) -> u64 {
-        self.advance_with(done, |_| {})
+        self.advance_with(done, |_, _| {})
     }
 
-    /// [`PrefixCursor::advance`], handing each term that joins the prefix to `joined`.
+    /// [`PrefixCursor::advance`], handing each stretch that joins the prefix to `joined` as
+    /// (offset, chunk lengths).
     fn advance_with(
         &mut self,
         done: &BTreeMap<usize, DoneTerm>,
-        mut joined: impl FnMut(&DoneTerm),
+        mut joined: impl FnMut(u64, &[u32]),
     ) -> u64 {
         for (index, term) in done.range(self.next..) {
-            if *index != self.next || term.offset != self.end {
+            let partial = term.lengths.get(..self.partial).unwrap_or_default();
+            let fed: u64 = partial.iter().map(|&l| u64::from(l)).sum();
+            if *index != self.next || term.offset + fed != self.end {
                 break;
             }
-            joined(term);
-            self.end = term.offset + term.lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
+            let rest = &term.lengths[partial.len()..];
+            if !rest.is_empty() {
+                joined(self.end, rest);
+            }
+            self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
             self.next += 1;
+            self.partial = 0;
         }
         self.end
+    }
+
+    /// Whether chunk `k` of term `index` is already in the prefix (so it must not be written
+    /// again).
+    fn holds(&self, index: usize, k: usize) -> bool {
+        index < self.next || (index == self.next && k < self.partial)
+    }
+
+    /// Term `index` (at `offset`) has its chunks `lengths` written, in order from its first:
+    /// those that continue the prefix join it and go to `joined`. Returns the new end when the
+    /// prefix grew.
+    fn advance_within(
+        &mut self,
+        index: usize,
+        offset: u64,
+        lengths: &[u32],
+        joined: impl FnOnce(u64, &[u32]),
+    ) -> Option<u64> {
+        if index != self.next || lengths.len() <= self.partial {
+            return None;
+        }
+        let fed: u64 = lengths[..self.partial].iter().map(|&l| u64::from(l)).sum();
+        if offset + fed != self.end {
+            return None;
+        }
+        let rest = &lengths[self.partial..];
+        joined(self.end, rest);
+        self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
+        self.partial = lengths.len();
+        Some(self.end)
     }
 }
 
@@ -889,16 +981,23 @@ impl TermWriter<'_, '_> {
                     actual: at + bytes.len() as u64,
                 });
             }
-            self.ctx
-                .part
-                .write_at(bytes, term.offset + at)
-                .map_err(RangeFailure::Store)?;
+            let k = (chunk - term.chunk_start) as usize;
+            let from = (term.chunk_start - self.first_chunk) as usize;
+            // A chunk an earlier attempt put in the prefix stays as the digest read it.
+            if !self.ctx.in_prefix(term.index, k) {
+                self.ctx
+                    .part
+                    .write_at(bytes, term.offset + at)
+                    .map_err(RangeFailure::Store)?;
+                self.ctx.env.reporter.report(&PullEvent::FileProgress {
+                    path: self.ctx.shown_path.clone(),
+                    bytes: bytes.len() as u64,
+                });
+            }
             self.written[t] += bytes.len() as u64;
-            self.ctx.env.reporter.report(&PullEvent::FileProgress {
-                path: self.ctx.shown_path.clone(),
-                bytes: bytes.len() as u64,
-            });
-            if chunk + 1 == term.chunk_end {
+            if chunk + 1 < term.chunk_end {
+                self.ctx.advance_within(term, &self.lengths[from..]);
+            } else {
                 if self.written[t] != term.len {
                     return Err(RangeFailure::TermLength {
                         index: term.index,
@@ -906,7 +1005,6 @@ impl TermWriter<'_, '_> {
                         actual: self.written[t],
                     });
                 }
-                let from = (term.chunk_start - self.first_chunk) as usize;
                 let done = DoneTerm {
                     xorb: term.xorb.clone(),
                     chunk_start: term.chunk_start,
@@ -914,9 +1012,7 @@ impl TermWriter<'_, '_> {
                     offset: term.offset,
                     lengths: self.lengths[from..].to_vec(),
                 };
-                self.ctx
-                    .landed(term.index, done)
-                    .map_err(RangeFailure::Store)?;
+                self.ctx.landed(term.index, done);
                 self.landed[t] = true;
             }
         }
@@ -1080,5 +1176,40 @@ mod tests {
         assert_eq!(cursor.advance(&done), 210, "nothing new");
         // A fresh cursor over the same terms agrees.
         assert_eq!(PrefixCursor::default().advance(&done), 210);
+    }
+
+    #[test]
+    fn prefix_follows_the_chunks_of_the_term_it_reaches() {
+        let mut fed = Vec::new();
+        let mut cursor = PrefixCursor::default();
+        let mut feed = |offset: u64, lengths: &[u32]| fed.push((offset, lengths.to_vec()));
+        // Term 1's chunks wait for term 0.
+        assert_eq!(cursor.advance_within(1, 100, &[10], &mut feed), None);
+        assert_eq!(cursor.advance_within(0, 0, &[40], &mut feed), Some(40));
+        assert_eq!(cursor.advance_within(0, 0, &[40, 30], &mut feed), Some(70));
+        assert!(cursor.holds(0, 1) && !cursor.holds(0, 2) && !cursor.holds(1, 0));
+        // A retry writing the same chunks again adds nothing.
+        assert_eq!(cursor.advance_within(0, 0, &[40], &mut feed), None);
+        // Term 0 lands: only its last chunk is left to feed, then term 1 (landed) follows.
+        let mut done = BTreeMap::new();
+        done.insert(
+            0,
+            DoneTerm {
+                lengths: vec![40, 30, 30],
+                ..term(0, 0)
+            },
+        );
+        done.insert(1, term(100, 10));
+        assert_eq!(cursor.advance_with(&done, &mut feed), 110);
+        assert!(cursor.holds(1, 0));
+        assert_eq!(
+            fed,
+            vec![
+                (0, vec![40]),
+                (40, vec![30]),
+                (70, vec![30]),
+                (100, vec![10])
+            ]
+        );
     }
 }

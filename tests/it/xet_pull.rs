@@ -259,6 +259,47 @@ async fn hostile_xorb_ranges_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_cut_midway_is_retried_without_rewriting_what_was_hashed() {
+    // One xorb of random (so uncompressed) chunks: one term, hashed chunk by chunk as it lands.
+    let data = content(7, 3 << 20);
+    let sha = sha256_hex(&data);
+    let (x, _) = xet_world(&[("model.bin", data.clone())]).await;
+    // The first answer breaks off halfway; the second flips a byte of the first chunk, which
+    // the first attempt wrote and the digest has read: it must not be written again, or the
+    // stored file would differ from the one verified.
+    let answers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answers.clone();
+    x.cas.inject(
+        XetFault::XorbBody(Arc::new(move |body: Bytes| {
+            if count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return body;
+            }
+            let mut b = body.to_vec();
+            b[100] ^= 0xff;
+            Bytes::from(b)
+        })),
+        2,
+    );
+    x.cas.inject(XetFault::XorbCut(3 << 19), 1);
+    let larder = x.world.larder();
+    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
+    result.expect("the cut range is asked again and the pull completes");
+    assert_eq!(answers.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        events
+            .events()
+            .iter()
+            .any(|e| matches!(e, PullEvent::Retrying { .. })),
+        "the cut was retried"
+    );
+    assert_eq!(
+        read(&x.world.blob_path(&sha)),
+        data,
+        "the stored file is the verified one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assembled_bytes_must_match_the_digests() {
     // The stand-in advertises the Xet hash of other content of the same size.
     let data = content(7, 1 << 20);

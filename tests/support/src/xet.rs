@@ -90,6 +90,8 @@ pub enum XetFault {
     XorbBody(BodyRewrite),
     /// Xorb range answers wait this long before the body.
     XorbDelay(Duration),
+    /// Xorb range answers send this many bytes of the body, then the connection breaks.
+    XorbCut(usize),
 }
 
 impl std::fmt::Debug for XetFault {
@@ -102,6 +104,7 @@ impl std::fmt::Debug for XetFault {
             XetFault::Reconstruction(_) => f.write_str("Reconstruction(..)"),
             XetFault::XorbBody(_) => f.write_str("XorbBody(..)"),
             XetFault::XorbDelay(delay) => write!(f, "XorbDelay({delay:?})"),
+            XetFault::XorbCut(bytes) => write!(f, "XorbCut({bytes})"),
         }
     }
 }
@@ -114,7 +117,7 @@ impl XetFault {
                 XetRoute::Token
             }
             XetFault::Reconstruction(_) => XetRoute::ReconstructionV1,
-            XetFault::XorbBody(_) | XetFault::XorbDelay(_) => XetRoute::Xorb,
+            XetFault::XorbBody(_) | XetFault::XorbDelay(_) | XetFault::XorbCut(_) => XetRoute::Xorb,
         }
     }
 
@@ -449,6 +452,7 @@ async fn forward(
     };
     let status = answer.status();
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let mut cut = None;
     let mut bytes = match answer.bytes().await {
         Ok(bytes) => bytes,
         Err(error) => return plain(502, &format!("CAS answer broken: {error}")),
@@ -471,6 +475,7 @@ async fn forward(
                     match fault {
                         XetFault::XorbBody(rewrite) => bytes = rewrite(bytes),
                         XetFault::XorbDelay(delay) => tokio::time::sleep(*delay).await,
+                        XetFault::XorbCut(at) => cut = Some(*at),
                         _ => {}
                     }
                 }
@@ -481,7 +486,15 @@ async fn forward(
             _ => {}
         }
     }
-    let mut response = Response::new(Body::from(bytes));
+    let body = match cut {
+        // The head, then a broken stream: the server aborts the connection mid-body.
+        Some(at) => Body::from_stream(futures::stream::iter([
+            Ok(bytes.slice(..at.min(bytes.len()))),
+            Err(std::io::Error::other("injected fault: connection cut")),
+        ])),
+        None => Body::from(bytes),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     if let Some(content_type) = content_type {
         response
