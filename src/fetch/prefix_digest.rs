@@ -6,7 +6,9 @@
 //! The transfer feeds [`PrefixDigest`] the chunk lengths of each stretch that joins the prefix,
 //! in file order; the thread reads those bytes back from the part (they are in the page cache)
 //! and hashes them. Bytes are hashed only after they were written, exactly as a pass after the
-//! transfer would read them.
+//! transfer would read them. A stretch may come with its chunk hashes, computed by the transfer
+//! from the very buffers it wrote (so they hash in parallel across ranges); the thread then only
+//! runs sha256, the one hash that must go through the file in order.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
-use crate::xet::{ChunkEntry, XetChunking};
+use crate::xet::{ChunkEntry, MerkleHash, XetChunking};
 
 /// Most bytes read back at once.
 const READ_BYTES: usize = 4 << 20;
@@ -26,12 +28,22 @@ pub type PartDigest = (String, XetChunking);
 /// What the transfer tells the thread.
 #[derive(Default)]
 struct Feed {
-    /// Stretches that joined the prefix and are not hashed yet: (offset, chunk lengths).
-    ready: VecDeque<(u64, Vec<u32>)>,
+    /// Stretches that joined the prefix and are not hashed yet.
+    ready: VecDeque<Stretch>,
     /// Every stretch has been fed.
     finished: bool,
     /// The transfer gave up: stop without a result.
     abandoned: bool,
+}
+
+/// Chunks that joined the prefix together.
+struct Stretch {
+    /// Where the first starts.
+    offset: u64,
+    /// Their lengths.
+    lengths: Vec<u32>,
+    /// Their Xet hashes, one per length, or none (the thread computes them).
+    hashes: Vec<MerkleHash>,
 }
 
 /// The feeding side of a prefix digest; its thread hashes what it is fed.
@@ -57,9 +69,19 @@ impl PrefixDigest {
     }
 
     /// The stretch at `offset` made of chunks of `lengths` now continues the prefix (stretches
-    /// must be fed in file order, each starting where the one before ended).
-    pub fn feed(&self, offset: u64, lengths: Vec<u32>) {
-        self.lock().ready.push_back((offset, lengths));
+    /// must be fed in file order, each starting where the one before ended). `hashes` are the
+    /// chunks' Xet hashes, computed from the bytes written, or empty to have them computed here.
+    pub fn feed(&self, offset: u64, lengths: Vec<u32>, hashes: Vec<MerkleHash>) {
+        let hashes = if hashes.len() == lengths.len() {
+            hashes
+        } else {
+            Vec::new()
+        };
+        self.lock().ready.push_back(Stretch {
+            offset,
+            lengths,
+            hashes,
+        });
         self.shared.1.notify_one();
     }
 
@@ -118,7 +140,12 @@ fn hash_fed(file: &File, shared: &(Mutex<Feed>, Condvar)) -> std::io::Result<Opt
                 feed = ready.wait(feed).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let Some((offset, lengths)) = next else {
+        let Some(Stretch {
+            offset,
+            lengths,
+            hashes,
+        }) = next
+        else {
             break;
         };
         if offset != expected_offset {
@@ -139,14 +166,23 @@ fn hash_fed(file: &File, shared: &(Mutex<Feed>, Condvar)) -> std::io::Result<Opt
             buffer.resize(bytes, 0);
             file.read_exact_at(&mut buffer, expected_offset)?;
             sha.update(&buffer);
-            let mut start = 0usize;
-            for &length in &lengths[at..end] {
-                let piece = &buffer[start..start + length as usize];
-                chunks.push(ChunkEntry {
-                    hash: crate::xet::chunk_hash(piece),
-                    length,
-                });
-                start += length as usize;
+            if hashes.is_empty() {
+                let mut start = 0usize;
+                for &length in &lengths[at..end] {
+                    let piece = &buffer[start..start + length as usize];
+                    chunks.push(ChunkEntry {
+                        hash: crate::xet::chunk_hash(piece),
+                        length,
+                    });
+                    start += length as usize;
+                }
+            } else {
+                chunks.extend(
+                    hashes[at..end]
+                        .iter()
+                        .zip(&lengths[at..end])
+                        .map(|(&hash, &length)| ChunkEntry { hash, length }),
+                );
             }
             expected_offset += bytes as u64;
             at = end;
@@ -175,16 +211,33 @@ mod tests {
             data.len()
         );
         let digest = PrefixDigest::start(file.try_clone().unwrap());
-        digest.feed(0, lengths[..2].to_vec());
-        digest.feed(165_536, lengths[2..].to_vec());
+        digest.feed(0, lengths[..2].to_vec(), Vec::new());
+        // Hashes handed over (computed by the transfer from what it wrote) are taken as they
+        // are: a marker in place of the middle one shows it was not recomputed.
+        let marker = crate::xet::chunk_hash(b"handed over");
+        let given: Vec<MerkleHash> = [165_536usize, 200_000, 331_072, 531_072]
+            .windows(2)
+            .map(|w| crate::xet::chunk_hash(&data[w[0]..w[1]]))
+            .enumerate()
+            .map(|(i, hash)| if i == 1 { marker } else { hash })
+            .collect();
+        digest.feed(165_536, lengths[2..5].to_vec(), given);
+        // A stretch whose hashes do not match its chunks gets them computed.
+        digest.feed(531_072, lengths[5..].to_vec(), vec![marker; 2]);
         let (sha, chunking) = digest.finish().await.unwrap();
         assert_eq!(sha, hex::encode(Sha256::digest(&data)));
         let mut offset = 0usize;
-        for (chunk, &length) in chunking.chunks.iter().zip(&lengths) {
+        for (i, (chunk, &length)) in chunking.chunks.iter().zip(&lengths).enumerate() {
             let bytes = &data[offset..offset + length as usize];
-            assert_eq!(chunk.hash, crate::xet::chunk_hash(bytes));
+            let expected = if i == 3 {
+                marker
+            } else {
+                crate::xet::chunk_hash(bytes)
+            };
+            assert_eq!(chunk.hash, expected, "chunk {i}");
             offset += length as usize;
         }
+        assert_eq!(chunking.chunks.len(), lengths.len());
         assert_eq!(chunking.size(), data.len() as u64);
     }
 
@@ -193,8 +246,8 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&[1u8; 1000]).unwrap();
         let digest = PrefixDigest::start(file);
-        digest.feed(0, vec![400]);
-        digest.feed(500, vec![500]);
+        digest.feed(0, vec![400], Vec::new());
+        digest.feed(500, vec![500], Vec::new());
         assert!(digest.finish().await.is_err());
     }
 

@@ -12,8 +12,9 @@
 //!   that landed (with its chunk lengths, for the Xet hash); the state is written after the part
 //!   is synced, every checkpoint interval and when the transfer stops for any reason (error,
 //!   Ctrl-C). A later pull keeps those terms and fetches the rest.
-//! - Nothing unverified is published: the whole part is read back once, chunk by chunk, for its
-//!   sha256 and its Xet hash; a mismatch discards the part.
+//! - Nothing unverified is published: the part's sha256 is computed by reading it back in order as
+//!   its gap-free prefix grows, its Xet hash from the hashes of the chunks as they were written
+//!   (or, for resumed and copied terms, as read back); a mismatch discards the part.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -33,6 +34,7 @@ use crate::failure::{Classify, FailureKind, Hint};
 use crate::hub::HubError;
 use crate::registry::{HeldTerm, Registry, Sha256};
 use crate::store::StoreError;
+use crate::xet::MerkleHash;
 use crate::xet::cas::{CasError, CasSession, shown_url};
 use crate::xet::reconstruction::{FetchRange, Term};
 use crate::xet::xorb::{ChunkStream, XorbError};
@@ -191,6 +193,10 @@ struct DoneTerm {
     chunk_end: u32,
     offset: u64,
     lengths: Vec<u32>,
+    /// The chunks' Xet hashes when this run computed them from the bytes it wrote (kept in
+    /// memory for the digest; a resumed or copied term has none and is hashed from the part).
+    #[serde(skip)]
+    hashes: Vec<MerkleHash>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -422,8 +428,8 @@ impl Ctx<'_> {
             let part = self.part.lock();
             let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
             // Fed under the cursor's lock, so stretches reach the digest in file order.
-            cursor.advance_with(&part.done, |offset, lengths| {
-                self.digest.feed(offset, lengths.to_vec());
+            cursor.advance_with(&part.done, |offset, lengths, hashes| {
+                self.digest.feed(offset, lengths.to_vec(), hashes.to_vec());
             })
         };
         if let Some(hook) = &self.hook {
@@ -440,15 +446,21 @@ impl Ctx<'_> {
             .holds(index, k)
     }
 
-    /// Term `term` has the chunks `lengths` written from its start, before it has landed: the
-    /// ones that continue the prefix go to the digest at once, so hashing follows the transfer
+    /// Term `term` has the chunks `lengths` (with `hashes`) written from its start, before it
+    /// has landed: the ones that continue the prefix go to the digest at once, so hashing follows the transfer
     /// chunk by chunk instead of waiting for whole terms (a term can be a whole xorb).
-    fn advance_within(&self, term: &Term, lengths: &[u32]) {
+    fn advance_within(&self, term: &Term, lengths: &[u32], hashes: &[MerkleHash]) {
         let grown = {
             let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
-            cursor.advance_within(term.index, term.offset, lengths, |offset, lengths| {
-                self.digest.feed(offset, lengths.to_vec());
-            })
+            cursor.advance_within(
+                term.index,
+                term.offset,
+                lengths,
+                hashes,
+                |offset, lengths, hashes| {
+                    self.digest.feed(offset, lengths.to_vec(), hashes.to_vec());
+                },
+            )
         };
         if let (Some(prefix), Some(hook)) = (grown, &self.hook) {
             hook(&self.part.path, PartProgress::Prefix(prefix));
@@ -695,15 +707,15 @@ impl PrefixCursor {
     /// Extend the prefix over the terms in `done` that continue it; returns its length.
     #[cfg(test)]
     fn advance(&mut self, done: &BTreeMap<usize, DoneTerm>) -> u64 {
-        self.advance_with(done, |_, _| {})
+        self.advance_with(done, |_, _, _| {})
     }
 
     /// [`PrefixCursor::advance`], handing each stretch that joins the prefix to `joined` as
-    /// (offset, chunk lengths).
+    /// (offset, chunk lengths, chunk hashes if known).
     fn advance_with(
         &mut self,
         done: &BTreeMap<usize, DoneTerm>,
-        mut joined: impl FnMut(u64, &[u32]),
+        mut joined: impl FnMut(u64, &[u32], &[MerkleHash]),
     ) -> u64 {
         for (index, term) in done.range(self.next..) {
             let partial = term.lengths.get(..self.partial).unwrap_or_default();
@@ -713,7 +725,11 @@ impl PrefixCursor {
             }
             let rest = &term.lengths[partial.len()..];
             if !rest.is_empty() {
-                joined(self.end, rest);
+                joined(
+                    self.end,
+                    rest,
+                    term.hashes.get(partial.len()..).unwrap_or_default(),
+                );
             }
             self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
             self.next += 1;
@@ -728,15 +744,16 @@ impl PrefixCursor {
         index < self.next || (index == self.next && k < self.partial)
     }
 
-    /// Term `index` (at `offset`) has its chunks `lengths` written, in order from its first:
-    /// those that continue the prefix join it and go to `joined`. Returns the new end when the
-    /// prefix grew.
+    /// Term `index` (at `offset`) has its chunks `lengths` (with `hashes`) written, in order
+    /// from its first: those that continue the prefix join it and go to `joined`. Returns the new
+    /// end when the prefix grew.
     fn advance_within(
         &mut self,
         index: usize,
         offset: u64,
         lengths: &[u32],
-        joined: impl FnOnce(u64, &[u32]),
+        hashes: &[MerkleHash],
+        joined: impl FnOnce(u64, &[u32], &[MerkleHash]),
     ) -> Option<u64> {
         if index != self.next || lengths.len() <= self.partial {
             return None;
@@ -746,7 +763,11 @@ impl PrefixCursor {
             return None;
         }
         let rest = &lengths[self.partial..];
-        joined(self.end, rest);
+        joined(
+            self.end,
+            rest,
+            hashes.get(self.partial..).unwrap_or_default(),
+        );
         self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
         self.partial = lengths.len();
         Some(self.end)
@@ -810,6 +831,7 @@ async fn copy_held(ctx: &Ctx<'_>, term: &Term) -> Result<Option<DoneTerm>, XetTr
             chunk_end: term.chunk_end,
             offset: term.offset,
             lengths: candidate.lengths,
+            hashes: Vec::new(),
         }));
     }
     Ok(None)
@@ -963,12 +985,16 @@ struct TermWriter<'c, 'a> {
     written: Vec<u64>,
     /// Lengths of the range's chunks so far.
     lengths: Vec<u32>,
+    /// Their Xet hashes, from the bytes as received and written (so the digest thread, which
+    /// must run sha256 over the file in order, is spared them).
+    hashes: Vec<MerkleHash>,
 }
 
 impl TermWriter<'_, '_> {
     fn chunk(&mut self, index: usize, bytes: &[u8]) -> Result<(), RangeFailure> {
         let chunk = self.first_chunk + index as u32;
         self.lengths.push(bytes.len() as u32);
+        self.hashes.push(crate::xet::chunk_hash(bytes));
         for (t, term) in self.terms.iter().enumerate() {
             if self.landed[t] || chunk < term.chunk_start || chunk >= term.chunk_end {
                 continue;
@@ -996,7 +1022,8 @@ impl TermWriter<'_, '_> {
             }
             self.written[t] += bytes.len() as u64;
             if chunk + 1 < term.chunk_end {
-                self.ctx.advance_within(term, &self.lengths[from..]);
+                self.ctx
+                    .advance_within(term, &self.lengths[from..], &self.hashes[from..]);
             } else {
                 if self.written[t] != term.len {
                     return Err(RangeFailure::TermLength {
@@ -1011,6 +1038,7 @@ impl TermWriter<'_, '_> {
                     chunk_end: term.chunk_end,
                     offset: term.offset,
                     lengths: self.lengths[from..].to_vec(),
+                    hashes: self.hashes[from..].to_vec(),
                 };
                 self.ctx.landed(term.index, done);
                 self.landed[t] = true;
@@ -1101,6 +1129,7 @@ async fn fetch_range(
         landed,
         written: vec![0; terms.len()],
         lengths: Vec::with_capacity(count),
+        hashes: Vec::with_capacity(count),
     };
     let mut received = 0u64;
     loop {
@@ -1157,6 +1186,7 @@ mod tests {
             chunk_end: 1,
             offset,
             lengths: vec![len],
+            hashes: Vec::new(),
         }
     }
 
@@ -1180,22 +1210,37 @@ mod tests {
 
     #[test]
     fn prefix_follows_the_chunks_of_the_term_it_reaches() {
+        let h = |n: u8| MerkleHash::from([u64::from(n); 4]);
         let mut fed = Vec::new();
         let mut cursor = PrefixCursor::default();
-        let mut feed = |offset: u64, lengths: &[u32]| fed.push((offset, lengths.to_vec()));
+        let mut feed = |offset: u64, lengths: &[u32], hashes: &[MerkleHash]| {
+            fed.push((offset, lengths.to_vec(), hashes.to_vec()))
+        };
         // Term 1's chunks wait for term 0.
-        assert_eq!(cursor.advance_within(1, 100, &[10], &mut feed), None);
-        assert_eq!(cursor.advance_within(0, 0, &[40], &mut feed), Some(40));
-        assert_eq!(cursor.advance_within(0, 0, &[40, 30], &mut feed), Some(70));
+        assert_eq!(
+            cursor.advance_within(1, 100, &[10], &[h(9)], &mut feed),
+            None
+        );
+        assert_eq!(
+            cursor.advance_within(0, 0, &[40], &[h(1)], &mut feed),
+            Some(40)
+        );
+        let two = [h(1), h(2)];
+        assert_eq!(
+            cursor.advance_within(0, 0, &[40, 30], &two, &mut feed),
+            Some(70)
+        );
         assert!(cursor.holds(0, 1) && !cursor.holds(0, 2) && !cursor.holds(1, 0));
         // A retry writing the same chunks again adds nothing.
-        assert_eq!(cursor.advance_within(0, 0, &[40], &mut feed), None);
-        // Term 0 lands: only its last chunk is left to feed, then term 1 (landed) follows.
+        assert_eq!(cursor.advance_within(0, 0, &[40], &[h(1)], &mut feed), None);
+        // Term 0 lands: only its last chunk is left to feed, then term 1 (landed, resumed from
+        // an earlier run, so without hashes) follows.
         let mut done = BTreeMap::new();
         done.insert(
             0,
             DoneTerm {
                 lengths: vec![40, 30, 30],
+                hashes: vec![h(1), h(2), h(3)],
                 ..term(0, 0)
             },
         );
@@ -1205,10 +1250,10 @@ mod tests {
         assert_eq!(
             fed,
             vec![
-                (0, vec![40]),
-                (40, vec![30]),
-                (70, vec![30]),
-                (100, vec![10])
+                (0, vec![40], vec![h(1)]),
+                (40, vec![30], vec![h(2)]),
+                (70, vec![30], vec![h(3)]),
+                (100, vec![10], vec![])
             ]
         );
     }
