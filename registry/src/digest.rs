@@ -35,6 +35,15 @@ fn encode_hex(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// Whether `text` is exactly `digits` lowercase hex digits: the one spelling of every digest and
+/// hash Larder keeps or compares (sha256, commit and blob ids, Xet hashes).
+pub fn is_lower_hex(text: &str, digits: usize) -> bool {
+    text.len() == digits
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 fn hex_value(digit: u8) -> u8 {
     match digit {
         b'0'..=b'9' => digit - b'0',
@@ -54,10 +63,7 @@ macro_rules! hex_digest {
 
             /// Check `text` and keep it: exactly the right number of lowercase hex digits.
             pub fn parse(text: &str) -> Result<Self, DigestError> {
-                let raw = text.as_bytes();
-                let valid = raw.len() == Self::HEX_LEN
-                    && raw.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
-                if !valid {
+                if !is_lower_hex(text, Self::HEX_LEN) {
                     return Err(DigestError {
                         what: $what,
                         digits: Self::HEX_LEN,
@@ -65,7 +71,7 @@ macro_rules! hex_digest {
                     });
                 }
                 let mut digits = [0u8; $bytes * 2];
-                digits.copy_from_slice(raw);
+                digits.copy_from_slice(text.as_bytes());
                 Ok($name(digits))
             }
 
@@ -264,7 +270,9 @@ mod tests {
         ] {
             let err = Sha256::parse(bad).unwrap_err();
             assert_eq!(err.what, "sha256");
+            assert!(!is_lower_hex(bad, 64));
         }
+        assert!(is_lower_hex(EMPTY, 64) && !is_lower_hex(EMPTY, 40));
         assert!(CommitId::parse(&"a".repeat(40)).is_ok());
         assert!(CommitId::parse(EMPTY).is_err());
     }

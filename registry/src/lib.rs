@@ -45,7 +45,7 @@ mod xet_terms;
 
 pub use chunk_index::{ChunkLocation, XetChunk, XetRecord};
 pub use derivations::{CommitRef, Derivation};
-pub use digest::{CommitId, DigestError, Sha256};
+pub use digest::{CommitId, DigestError, Sha256, is_lower_hex};
 pub use error::RegistryError;
 pub use jobs::{JobRecord, JobState, ParseJobStateError};
 pub use licence::{AuditEntry, CommitLicence, LicenceRecord, LicenceSignalRecord};

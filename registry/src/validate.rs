@@ -3,6 +3,7 @@
 //! but failing here gives an error that says which value was wrong.
 
 use crate::chunk_index::XetRecord;
+use crate::digest::is_lower_hex;
 use crate::error::RegistryError;
 
 fn invalid(field: &'static str, value: &str, reason: &'static str) -> RegistryError {
@@ -11,13 +12,6 @@ fn invalid(field: &'static str, value: &str, reason: &'static str) -> RegistryEr
         value: value.to_owned(),
         reason,
     }
-}
-
-fn is_lower_hex(value: &str, len: usize) -> bool {
-    value.len() == len
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A blob's Xet chunking: the blob's sha256 and a Xet hash of 64 lowercase hex.

@@ -181,11 +181,7 @@ impl Registry {
 }
 
 fn validate_hex64(field: &'static str, value: &str) -> Result<(), RegistryError> {
-    if value.len() != 64
-        || !value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if !crate::digest::is_lower_hex(value, 64) {
         return Err(RegistryError::InvalidInput {
             field,
             value: value.to_owned(),

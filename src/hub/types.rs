@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::{RepoKind, Sha256};
+use crate::registry::{RepoKind, Sha256, is_lower_hex};
 
 /// Longest repo id the Hub accepts.
 const MAX_REPO_ID_LEN: usize = 96;
@@ -215,16 +215,12 @@ pub const DEFAULT_BRANCH_ALIAS: &str = "HEAD";
 
 /// Whether `s` is a full lowercase 40-hex git commit id.
 pub fn is_commit_sha(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_lower_hex(s, 40)
 }
 
 /// Whether `s` is a lowercase 64-hex sha256.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_lower_hex(s, 64)
 }
 
 /// Check a file path from an upstream listing: relative, `/`-separated, no `..`, `.`,
@@ -445,7 +441,7 @@ pub fn check_tree_entry(raw: RawTreeEntry) -> Result<Option<RepoFile>, TreeEntry
     if raw.size > MAX_FILE_SIZE {
         return Err(TreeEntryError::TooBig(raw.path, raw.size));
     }
-    if raw.oid.len() != 40 || !raw.oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_lower_hex(&raw.oid, 40) {
         return Err(TreeEntryError::Oid(raw.path, raw.oid));
     }
     let lfs_sha256 = match raw.lfs {

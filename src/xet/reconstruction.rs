@@ -162,7 +162,7 @@ pub enum ReconstructionError {
 }
 
 fn is_hash(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+    crate::registry::is_lower_hex(text, 64)
 }
 
 /// Checks a v1 answer for a file of `size` bytes.

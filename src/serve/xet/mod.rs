@@ -248,7 +248,7 @@ fn grant_of(xet: &XetServe, headers: &HeaderMap) -> Result<ReadGrant, ServeError
 }
 
 fn is_hash(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::registry::is_lower_hex(text, 64)
 }
 
 /// `GET /v1/reconstructions/{hash}`.
