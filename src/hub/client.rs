@@ -223,18 +223,19 @@ impl HubClient {
         })
     }
 
-    /// The complete file list of a commit, following `Link: rel="next"` pages.
+    /// The complete file list of a revision (a commit id, or a branch or tag name), following
+    /// `Link: rel="next"` pages.
     pub async fn list_files(
         &self,
         kind: RepoType,
         repo: &RepoId,
-        commit: &str,
+        revision: &str,
     ) -> Result<Vec<RepoFile>, HubError> {
         let mut next = Some(self.join(&format!(
             "api/{}/{}/tree/{}?recursive=true&expand=false",
             kind.api_segment(),
             repo,
-            encode_component(commit)
+            encode_component(revision)
         ))?);
         let mut files = Vec::new();
         let mut bounds = ListingBounds::default();
@@ -267,7 +268,7 @@ impl HubClient {
         })
     }
 
-    /// `POST /api/{type}s/{repo}/paths-info/{commit}` with `expand=true`: the fields the
+    /// `POST /api/{type}s/{repo}/paths-info/{revision}` with `expand=true`: the fields the
     /// upstream adds to the entries of `paths` ([`EXPANDED_FIELDS`]), by path, kept as sent.
     /// Paths it does not list are left out; an entry's fields over
     /// [`MAX_EXPANDED_FIELDS_BYTES`] are dropped.
@@ -275,14 +276,14 @@ impl HubClient {
         &self,
         kind: RepoType,
         repo: &RepoId,
-        commit: &str,
+        revision: &str,
         paths: &[String],
     ) -> Result<Vec<(String, String)>, HubError> {
         let url = self.join(&format!(
             "api/{}/{}/paths-info/{}",
             kind.api_segment(),
             repo,
-            encode_component(commit)
+            encode_component(revision)
         ))?;
         let body = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -317,7 +318,7 @@ impl HubClient {
                         source,
                     })?;
                 let response =
-                    check_status(response, kind, repo.as_str(), Some(commit), None, self).await?;
+                    check_status(response, kind, repo.as_str(), Some(revision), None, self).await?;
                 read_json(response, self.stall).await
             })
         })
@@ -325,12 +326,13 @@ impl HubClient {
         Ok(expanded_fields_of(entries))
     }
 
-    /// `/{prefix}{repo}/resolve/{commit}/{path}` for a file.
+    /// `/{prefix}{repo}/resolve/{revision}/{path}` for a file (the revision a commit id, or a
+    /// branch or tag name).
     pub fn resolve_url(
         &self,
         kind: RepoType,
         repo: &RepoId,
-        commit: &str,
+        revision: &str,
         path: &str,
     ) -> Result<Url, HubError> {
         let encoded_path: Vec<String> = path.split('/').map(encode_component).collect();
@@ -338,7 +340,7 @@ impl HubClient {
             "{}{}/resolve/{}/{}",
             kind.url_prefix(),
             repo,
-            encode_component(commit),
+            encode_component(revision),
             encoded_path.join("/")
         ))
     }
