@@ -107,6 +107,16 @@ pub enum ConvertError {
         /// The dtype as safetensors spells it.
         dtype: String,
     },
+    /// One of GPT-OSS's MXFP4 expert tensors (`*_blocks` codes, `*_scales` exponents) cannot
+    /// be repacked: a dtype other than U8, blocks not of 16 bytes, scales that do not pair
+    /// one to one with the blocks, or the other tensor of the pair missing.
+    #[error("invalid MXFP4 tensor `{tensor}`: {reason}")]
+    InvalidMxfp4 {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A tensor contains NaN or infinity.
     #[error("tensor `{tensor}` contains a non-finite value at element {index}")]
     NonFinite {

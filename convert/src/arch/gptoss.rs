@@ -188,8 +188,8 @@ pub struct ExpertTensor {
     pub source: ExpertSource,
 }
 
-/// Checks that checkpoint tensor `name` has `shape` and, if `u8`, is stored as U8.
-fn expect(name: &str, t: &TensorRef, shape: Vec<usize>, u8: bool) -> Result<()> {
+/// Checks that float checkpoint tensor `name` has `shape` and a float dtype.
+fn expect_float(name: &str, t: &TensorRef, shape: Vec<usize>) -> Result<()> {
     if t.shape != shape {
         return Err(ConvertError::ShapeMismatch {
             tensor: name.to_owned(),
@@ -197,16 +197,80 @@ fn expect(name: &str, t: &TensorRef, shape: Vec<usize>, u8: bool) -> Result<()> 
             expected: shape,
         });
     }
-    let is_u8 = t.dtype == StDtype::Other("U8", 1);
-    if u8 != is_u8 {
+    if !matches!(t.dtype, StDtype::F32 | StDtype::F16 | StDtype::Bf16) {
         return Err(ConvertError::UnsupportedDtype {
             tensor: name.to_owned(),
-            dtype: format!(
-                "{} (expected {})",
-                t.dtype.name(),
-                if u8 { "U8" } else { "F32, F16 or BF16" }
-            ),
+            dtype: t.dtype.name().to_owned(),
         });
+    }
+    Ok(())
+}
+
+/// Checks one MXFP4 pair before anything is planned from it: `blocks` (named `blocks_name`)
+/// must be U8 `[E, rows, n, 16]` with `[E, rows, n]` = `want` (from config.json), and its
+/// `scales` (named `scales_name`, `None` when absent) U8 `[E, rows, n]`, one exponent per
+/// block. The repack indexes both by these shapes, so nothing it reads can fall outside them.
+fn check_mxfp4_pair(
+    (blocks_name, blocks): (&str, &TensorRef),
+    (scales_name, scales): (&str, Option<&TensorRef>),
+    want: [usize; 3],
+) -> Result<()> {
+    let invalid = |tensor: &str, reason: String| {
+        Err(ConvertError::InvalidMxfp4 {
+            tensor: tensor.to_owned(),
+            reason,
+        })
+    };
+    const U8: StDtype = StDtype::Other("U8", 1);
+    if blocks.dtype != U8 {
+        return invalid(
+            blocks_name,
+            format!(
+                "dtype {}, expected U8 (two 4-bit E2M1 codes per byte)",
+                blocks.dtype.name()
+            ),
+        );
+    }
+    if blocks.shape.len() != 4 || blocks.shape[3] != 16 {
+        return invalid(
+            blocks_name,
+            format!(
+                "shape {:?} does not end in 16: each block of 32 4-bit codes is 16 bytes",
+                blocks.shape
+            ),
+        );
+    }
+    if blocks.shape[..3] != want {
+        return Err(ConvertError::ShapeMismatch {
+            tensor: blocks_name.to_owned(),
+            actual: blocks.shape.clone(),
+            expected: [&want[..], &[16]].concat(),
+        });
+    }
+    let Some(scales) = scales else {
+        return invalid(
+            blocks_name,
+            format!("its scales `{scales_name}` are missing (one E8M0 exponent per block)"),
+        );
+    };
+    if scales.dtype != U8 {
+        return invalid(
+            scales_name,
+            format!(
+                "dtype {}, expected U8 (one E8M0 exponent byte per block)",
+                scales.dtype.name()
+            ),
+        );
+    }
+    if scales.shape != want {
+        return invalid(
+            scales_name,
+            format!(
+                "shape {:?} does not pair with the {:?} blocks of `{blocks_name}`: one scale \
+                 per block, so {want:?}",
+                scales.shape, blocks.shape
+            ),
+        );
     }
     Ok(())
 }
@@ -215,7 +279,7 @@ fn expect(name: &str, t: &TensorRef, shape: Vec<usize>, u8: bool) -> Result<()> 
 /// `prefix`) when it is one of the fused expert tensors, with its shape and dtype checked;
 /// `Ok(None)` if it is not one. `lookup` finds another checkpoint tensor (a `*_blocks` tensor's
 /// `*_scales`). A `*_scales` tensor yields nothing: its `*_blocks` tensor makes the tensors of
-/// both, and its absence is reported as a missing tensor.
+/// both and checks the pair ([`check_mxfp4_pair`]); either one without the other is an error.
 pub fn expert_tensors<'a>(
     cfg: &ModelConfig,
     layer: usize,
@@ -238,20 +302,37 @@ pub fn expert_tensors<'a>(
             .collect::<Vec<_>>()
     };
     let tensors = match suffix {
-        "mlp.experts.gate_up_proj_scales" | "mlp.experts.down_proj_scales" => vec![],
+        "mlp.experts.gate_up_proj_scales" | "mlp.experts.down_proj_scales" => {
+            // Its blocks check the pair; scales without blocks would otherwise go unused.
+            let stem = name.strip_suffix("_scales").unwrap_or(name);
+            let blocks = format!("{stem}_blocks");
+            if lookup(&blocks).is_none() {
+                return Err(ConvertError::InvalidMxfp4 {
+                    tensor: name.to_owned(),
+                    reason: format!(
+                        "its blocks `{blocks}` are missing (the 4-bit codes it scales)"
+                    ),
+                });
+            }
+            vec![]
+        }
         "mlp.experts.gate_up_proj_blocks" | "mlp.experts.down_proj_blocks" => {
             if !h.is_multiple_of(32) || !ff.is_multiple_of(32) {
-                return Err(ConvertError::UnsupportedVariant(
-                    "MXFP4 experts with `hidden_size` or `intermediate_size` not a multiple of 32"
-                        .into(),
-                ));
+                return Err(ConvertError::UnsupportedVariant(format!(
+                    "MXFP4 experts (`{name}`) with `hidden_size` or `intermediate_size` not a \
+                     multiple of 32"
+                )));
             }
             let gate_up = suffix.contains("gate_up");
-            let (rows, cols) = if gate_up { (2 * ff, h) } else { (h, ff) };
-            expect(name, t, vec![ne, rows, cols / 32, 16], true)?;
-            let scales = name.replace("_blocks", "_scales");
-            let st = lookup(&scales).ok_or_else(|| ConvertError::MissingTensor(scales.clone()))?;
-            expect(&scales, st, vec![ne, rows, cols / 32], true)?;
+            // Saturating: an absurd config then simply disagrees with the stored shape.
+            let (rows, cols) = if gate_up {
+                (ff.saturating_mul(2), h)
+            } else {
+                (h, ff)
+            };
+            let stem = name.strip_suffix("_blocks").unwrap_or(name);
+            let scales = format!("{stem}_scales");
+            check_mxfp4_pair((name, t), (&scales, lookup(&scales)), [ne, rows, cols / 32])?;
             let mxfp4 = |parity| ExpertSource::Mxfp4 {
                 blocks: name.to_owned(),
                 scales: scales.clone(),
@@ -268,7 +349,7 @@ pub fn expert_tensors<'a>(
             }
         }
         "mlp.experts.gate_up_proj_bias" => {
-            expect(name, t, vec![ne, 2 * ff], false)?;
+            expect_float(name, t, vec![ne, ff.saturating_mul(2)])?;
             let layout = |p| Gather {
                 rows_per_group: 1,
                 group_stride: 2 * ff,
@@ -283,7 +364,7 @@ pub fn expert_tensors<'a>(
         }
         // Dequantized experts: input-major, so transposed (and gate/up split by column).
         "mlp.experts.gate_up_proj" => {
-            expect(name, t, vec![ne, h, 2 * ff], false)?;
+            expect_float(name, t, vec![ne, h, ff.saturating_mul(2)])?;
             let layout = |p| Gather {
                 rows_per_group: ff,
                 group_stride: h * 2 * ff,
@@ -297,7 +378,7 @@ pub fn expert_tensors<'a>(
             })
         }
         "mlp.experts.down_proj" => {
-            expect(name, t, vec![ne, ff, h], false)?;
+            expect_float(name, t, vec![ne, ff, h])?;
             vec![ExpertTensor {
                 gguf: format!("{b}ffn_down_exps.weight"),
                 shape: vec![ne, h, ff],
