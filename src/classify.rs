@@ -14,6 +14,7 @@ use crate::fetch::PullError;
 use crate::fetch::transfer::TransferError;
 use crate::hub::HubError;
 use crate::licence::LicenceError;
+use crate::manage::ManageError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 
@@ -52,10 +53,14 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     }
     std::iter::successors(Some(error), |link| link.source()).find_map(|link| {
         hint::<PullError>(link)
+            .or_else(|| hint::<ConvertRunError>(link))
+            .or_else(|| hint::<ManageError>(link))
             .or_else(|| hint::<LicenceError>(link))
             .or_else(|| hint::<BundleError>(link))
             .or_else(|| hint::<OpenError>(link))
             .or_else(|| hint::<ConfigError>(link))
+            .or_else(|| hint::<HubError>(link))
+            .or_else(|| hint::<StoreError>(link))
             .or_else(|| hint::<RegistryError>(link))
     })
 }

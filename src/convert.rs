@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::Larder;
-use crate::failure::{Classify, FailureKind};
+use crate::failure::{Classify, FailureKind, Hint};
 use crate::fetch::digest::{digest_bytes, digest_file_with_xet, lfs_pointer_oid};
 use crate::hub::RepoId;
 use crate::interrupt::Interrupted;
@@ -104,7 +104,7 @@ pub struct ConvertOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertRunError {
     /// The source revision is not held.
-    #[error("`{repo}@{revision}` is not held: run `larder pull {repo}@{revision}` first")]
+    #[error("`{repo}@{revision}` is not held")]
     NotHeld {
         /// Repo.
         repo: String,
@@ -112,9 +112,7 @@ pub enum ConvertRunError {
         revision: String,
     },
     /// Files the converter needs are listed but not downloaded.
-    #[error(
-        "`{repo}` is held without {missing:?}: pull it again without --include/--exclude filters"
-    )]
+    #[error("`{repo}` is held without {missing:?}")]
     Incomplete {
         /// Repo.
         repo: String,
@@ -154,6 +152,39 @@ pub enum ConvertRunError {
     /// The conversion was cancelled; its partial output was removed.
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
+}
+
+impl Hint for ConvertRunError {
+    fn hint(&self) -> Option<String> {
+        use larder_convert::ConvertError;
+        match self {
+            ConvertRunError::NotHeld { repo, revision } => {
+                Some(format!("`larder pull {repo}@{revision}` first"))
+            }
+            ConvertRunError::Incomplete { repo, .. } => Some(format!(
+                "pull `{repo}` again without --include/--exclude filters"
+            )),
+            ConvertRunError::Convert { source, .. } => match source {
+                ConvertError::NeedsImatrix(_) => Some(
+                    "make one with llama-imatrix and pass it with --imatrix (docs/convert.md)"
+                        .to_owned(),
+                ),
+                ConvertError::InvalidSafetensors { .. }
+                | ConvertError::Safetensors { .. }
+                | ConvertError::InvalidMxfp4 { .. }
+                | ConvertError::ShapeMismatch { .. }
+                | ConvertError::MissingTensor(_) => Some(
+                    "the checkpoint does not agree with itself or with its config.json: \
+                     `larder verify` checks the held bytes against their digests"
+                        .to_owned(),
+                ),
+                _ => None,
+            },
+            ConvertRunError::Store(e) => e.hint(),
+            ConvertRunError::Registry(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl Classify for ConvertRunError {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Larder;
+use crate::failure::Hint;
 use crate::hub::{NameError, RepoId, Revision};
 use crate::registry::{AuditEntry, CommitId, RegistryError, RepoKind, Sha256};
 
@@ -24,7 +25,7 @@ pub enum ManageError {
     #[error(transparent)]
     Name(#[from] NameError),
     /// No such revision is held.
-    #[error("{repo}@{revision} is not held: `larder pull` it first")]
+    #[error("{repo}@{revision} is not held")]
     NotHeld {
         /// `org/name`.
         repo: String,
@@ -43,7 +44,7 @@ pub enum ManageError {
         short: String,
     },
     /// Tracking a commit.
-    #[error("{0} is a commit, which never moves: track a branch or tag")]
+    #[error("{0} is a commit, which never moves")]
     TrackCommit(String),
     /// Untracking what is not tracked.
     #[error("{repo}@{reference} is not tracked")]
@@ -59,6 +60,20 @@ pub enum ManageError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+}
+
+impl Hint for ManageError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ManageError::NotHeld { repo, revision } => {
+                Some(format!("`larder pull {repo}@{revision}` first"))
+            }
+            ManageError::RepoNotHeld(repo) => Some(format!("`larder pull {repo}` first")),
+            ManageError::TrackCommit(_) => Some("track a branch or tag".to_owned()),
+            ManageError::Registry(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl ManageError {

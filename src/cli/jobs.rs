@@ -216,11 +216,13 @@ impl Api {
             .await
             .with_context(|| format!("the daemon answered {status} with no JSON"))?;
         if !status.is_success() {
-            let message = body
-                .get("error")
-                .and_then(|e| e.as_str())
-                .unwrap_or("no message");
-            bail!("the daemon answered {status}: {message}");
+            let text = |key: &str| body.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            return Err(DaemonRefusal {
+                status,
+                message: text("error").unwrap_or_else(|| "no message".to_owned()),
+                hint: text("hint"),
+            }
+            .into());
         }
         Ok(body)
     }
@@ -435,5 +437,25 @@ fn show(job: &JobView) {
     println!("  progress: {}", progress_of(job));
     if let Some(error) = &job.error {
         println!("  error:    {error}");
+    }
+}
+
+/// The management API's error answer (`{"error", "hint"}`): the error is the daemon's text,
+/// the hint is printed on its own `hint:` line, as for a local command.
+#[derive(Debug, thiserror::Error)]
+#[error("the daemon answered {status}: {message}")]
+pub(crate) struct DaemonRefusal {
+    status: reqwest::StatusCode,
+    message: String,
+    hint: Option<String>,
+}
+
+impl DaemonRefusal {
+    /// The hint of a daemon refusal anywhere in `error`'s chain.
+    pub(crate) fn hint_of(error: &anyhow::Error) -> Option<String> {
+        error
+            .chain()
+            .find_map(|link| link.downcast_ref::<DaemonRefusal>())
+            .and_then(|refusal| refusal.hint.clone())
     }
 }

@@ -237,7 +237,9 @@ pub fn report_error(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     printer::error(&format!("{error:#}"));
-    if let Some(hint) = larder::classify::hint_of(error.as_ref()) {
+    if let Some(hint) =
+        larder::classify::hint_of(error.as_ref()).or_else(|| jobs::DaemonRefusal::hint_of(error))
+    {
         printer::hint(&hint);
     }
     let kind = larder::classify::kind_of(error.as_ref());

@@ -225,9 +225,8 @@ impl Hint for PullError {
                 "the parts already written are kept; free space, then `larder pull` again resumes them"
                     .to_owned(),
             ),
-            PullError::Hub(hub) | PullError::Transfer(TransferError::Hub { source: hub, .. })
-                if hub.is_unreachable() =>
-            {
+            PullError::Hub(hub) => hub.hint(),
+            PullError::Transfer(TransferError::Hub { source: hub, .. }) if hub.is_unreachable() => {
                 hub.unreachable_hint()
             }
             // Resuming helps only after a transfer ran out of retries or lost its connection,

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use super::types::{NameError, TreeEntryError};
-use crate::failure::{Classify, FailureKind};
+use crate::failure::{Classify, FailureKind, Hint};
 
 /// What went wrong talking to the Hub (or a mirror of it).
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// The endpoint URL is not usable.
-    #[error("invalid endpoint URL `{0}`: give a base URL such as https://huggingface.co")]
+    #[error("invalid endpoint URL `{0}`")]
     Endpoint(String),
     /// Could not build the HTTP client.
     #[error("could not set up the HTTP client")]
@@ -24,10 +24,7 @@ pub enum HubError {
         source: reqwest::Error,
     },
     /// The repo does not exist, or is private and the token does not grant access.
-    #[error(
-        "{kind} repo `{repo}` was not found on {endpoint}; if it is private, set HF_TOKEN \
-         (or run `hf auth login`) with a token that can read it"
-    )]
+    #[error("{kind} repo `{repo}` was not found on {endpoint}")]
     RepoNotFound {
         /// `model` or `dataset`.
         kind: &'static str,
@@ -51,7 +48,7 @@ pub enum HubError {
         reply: Box<UpstreamReply>,
     },
     /// The revision does not exist.
-    #[error("revision `{revision}` does not exist in `{repo}`: check the branch, tag or commit")]
+    #[error("revision `{revision}` does not exist in `{repo}`")]
     RevisionNotFound {
         /// The repo id.
         repo: String,
@@ -193,15 +190,42 @@ pub struct UpstreamReply {
 
 fn gated_message(repo: &str, page: &str, authenticated: bool) -> String {
     if authenticated {
-        format!(
-            "`{repo}` is gated and your token has not been granted access: accept the licence at \
-             {page} with the account that owns HF_TOKEN, then pull again"
-        )
+        format!("`{repo}` is gated ({page}) and your token has not been granted access")
     } else {
-        format!(
-            "`{repo}` is gated: accept its licence at {page}, then set HF_TOKEN (or run `hf auth \
-             login`) and pull again"
-        )
+        format!("`{repo}` is gated ({page}) and no token was sent")
+    }
+}
+
+/// What the user can do: the advice the CLI prints on a `hint:` line (the daemon keeps only
+/// the error's text, which says what happened and where).
+impl Hint for HubError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            HubError::Endpoint(_) => {
+                Some("give a base URL such as https://huggingface.co".to_owned())
+            }
+            HubError::RepoNotFound { .. } => Some(
+                "if it is private, set HF_TOKEN (or run `hf auth login`) with a token that can \
+                 read it"
+                    .to_owned(),
+            ),
+            HubError::Gated {
+                page,
+                authenticated: true,
+                ..
+            } => Some(format!(
+                "accept the licence at {page} with the account that owns HF_TOKEN, then pull again"
+            )),
+            HubError::Gated { page, .. } => Some(format!(
+                "accept its licence at {page}, then set HF_TOKEN (or run `hf auth login`) and \
+                 pull again"
+            )),
+            HubError::RevisionNotFound { .. } => {
+                Some("check the branch, tag or commit id".to_owned())
+            }
+            HubError::Network { .. } if self.is_unreachable() => self.unreachable_hint(),
+            _ => None,
+        }
     }
 }
 

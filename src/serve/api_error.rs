@@ -1,4 +1,5 @@
-//! The error answer of the management API under `/v1`: `{"error": "..."}` with a status, and
+//! The error answer of the management API under `/v1`: `{"error": "..."}` with a status (and a
+//! `"hint"` when the error suggests what to do), and
 //! how the library's typed errors map onto statuses (bad input 400, not held 404, the mirror
 //! offline 409, anything else 500 with the cause in the log only).
 
@@ -7,13 +8,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::daemon::DaemonError;
+use crate::failure::Hint;
 use crate::manage::ManageError;
 
-/// An error answer: `{"error": "..."}` with a status.
+/// An error answer: `{"error": "...", "hint": "..."}` with a status.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    hint: Option<String>,
 }
 
 impl ApiError {
@@ -22,6 +25,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            hint: None,
         }
     }
 
@@ -46,12 +50,16 @@ impl ApiError {
 
     /// An administrative verb's failure: 400, 404 or 500.
     pub fn manage(what: &str, error: ManageError) -> ApiError {
-        if error.is_invalid() {
+        let answer = if error.is_invalid() {
             ApiError::bad_request(&error)
         } else if error.is_not_found() {
             ApiError::new(StatusCode::NOT_FOUND, error.to_string())
         } else {
-            ApiError::internal(what, &error)
+            return ApiError::internal(what, &error);
+        };
+        ApiError {
+            hint: error.hint(),
+            ..answer
         }
     }
 
@@ -63,6 +71,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+        let body = match self.hint {
+            Some(hint) => json!({ "error": self.message, "hint": hint }),
+            None => json!({ "error": self.message }),
+        };
+        (self.status, axum::Json(body)).into_response()
     }
 }

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
 use super::{BlobStore, ByteStream, ListedBlob};
-use crate::failure::{Classify, FailureKind};
+use crate::failure::{Classify, FailureKind, Hint};
 use crate::registry::Sha256;
 
 /// Copies `len` bytes of `source` at `from` into `target` at `to`: in the kernel with
@@ -74,9 +74,7 @@ pub fn copy_range(
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The filesystem is full.
-    #[error(
-        "no space left on the device holding {path}: free some space (try `larder gc`), then pull again to resume"
-    )]
+    #[error("no space left on the device holding {path}")]
     DiskFull {
         /// Where the write failed.
         path: PathBuf,
@@ -96,7 +94,7 @@ pub enum StoreError {
     #[error("blob {0} is not in the store")]
     Missing(Sha256),
     /// Content fetched from the store does not match its name.
-    #[error("blob {sha256} in the store has content with sha256 {actual}: run `larder verify`")]
+    #[error("blob {sha256} in the store has content with sha256 {actual}")]
     Corrupt {
         /// The blob's name.
         sha256: Sha256,
@@ -124,6 +122,23 @@ impl Classify for StoreError {
         match self {
             StoreError::DiskFull { .. } => FailureKind::DiskFull,
             _ => FailureKind::Other,
+        }
+    }
+}
+
+impl Hint for StoreError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StoreError::DiskFull { .. } => Some(
+                "free some space (`larder gc` removes what no held revision needs), then run it \
+                 again: a pull resumes the parts it had written"
+                    .to_owned(),
+            ),
+            StoreError::Corrupt { .. } => Some(
+                "`larder verify` quarantines every damaged blob; the next pull fetches them again"
+                    .to_owned(),
+            ),
+            _ => None,
         }
     }
 }

@@ -369,8 +369,10 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
     )
     .await;
     assert!(!out.status.success());
+    // The daemon's answer carries the hint beside the error; the CLI prints it on its line.
     assert!(
-        stderr(&out).contains("is a commit, which never moves"),
+        stderr(&out).contains("is a commit, which never moves")
+            && stderr(&out).contains("\nhint: track a branch or tag"),
         "{}",
         stderr(&out)
     );
@@ -400,7 +402,8 @@ async fn verbs_work_over_http_and_through_cli_daemon_mode() {
     let out = on_daemon(&world, &base, Some(ADMIN), &["verify", "acme/absent"]).await;
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("`acme/absent` is not held"),
+        stderr(&out).contains("`acme/absent` is not held")
+            && stderr(&out).contains("\nhint: `larder pull acme/absent` first"),
         "{}",
         stderr(&out)
     );

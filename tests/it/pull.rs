@@ -346,9 +346,16 @@ async fn gated_without_and_with_token() {
         matches!(error, PullError::Hub(HubError::Gated { .. })),
         "{text}"
     );
+    // The error says what happened and where; what to do is its hint (the CLI prints it, a
+    // daemon job keeps only the text).
     assert!(
-        text.contains("gated") && text.contains("HF_TOKEN"),
+        text.contains("gated") && text.contains("no token was sent") && !text.contains("HF_TOKEN"),
         "{text}"
+    );
+    let hint = larder::classify::hint_of(&error).unwrap_or_default();
+    assert!(
+        hint.contains("accept its licence") && hint.contains("HF_TOKEN"),
+        "{hint}"
     );
 
     let error = pull_with(
@@ -359,6 +366,8 @@ async fn gated_without_and_with_token() {
     .0
     .unwrap_err();
     assert!(format!("{error}").contains("not been granted"), "{error}");
+    let hint = larder::classify::hint_of(&error).unwrap_or_default();
+    assert!(hint.contains("the account that owns HF_TOKEN"), "{hint}");
 
     let larder = world.larder_with_token("hf_good");
     let summary = pull_with(&larder, &options("meta/gated", "main"))
