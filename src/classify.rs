@@ -12,10 +12,12 @@ use crate::convert::ConvertRunError;
 use crate::failure::{Classify, FailureKind, Hint};
 use crate::fetch::PullError;
 use crate::fetch::transfer::TransferError;
+use crate::gc::GcError;
 use crate::hub::HubError;
 use crate::licence::LicenceError;
 use crate::manage::ManageError;
 use crate::registry::RegistryError;
+use crate::settings::ServeSettingsError;
 use crate::store::StoreError;
 
 /// The kind of any error, from the first link of its source chain that is one of the
@@ -55,6 +57,8 @@ pub fn hint_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
         hint::<PullError>(link)
             .or_else(|| hint::<ConvertRunError>(link))
             .or_else(|| hint::<ManageError>(link))
+            .or_else(|| hint::<GcError>(link))
+            .or_else(|| hint::<ServeSettingsError>(link))
             .or_else(|| hint::<LicenceError>(link))
             .or_else(|| hint::<BundleError>(link))
             .or_else(|| hint::<OpenError>(link))
@@ -93,5 +97,32 @@ mod tests {
             revision: "main".into(),
         };
         assert_eq!(not_held.failure_kind(), FailureKind::NotFound);
+    }
+
+    #[test]
+    fn hints_are_found_through_transparent_wrappers_and_stay_out_of_the_text() {
+        let hint = |error: anyhow::Error| {
+            let text = format!("{error:#}");
+            let hint = hint_of(error.as_ref()).expect("a hint");
+            assert!(!text.contains(&hint), "the hint is not in the text: {text}");
+            hint
+        };
+        // `#[error(transparent)]` hides the wrapped error from the chain; the wrapper asks it.
+        let corrupt = PullError::Store(StoreError::Corrupt {
+            sha256: crate::registry::Sha256::from_bytes(&[0; 32]),
+            actual: "00".repeat(32),
+        });
+        assert!(hint(corrupt.into()).contains("larder verify"));
+        let endpoint = LicenceError::Hub(HubError::Endpoint("ftp://x".into()));
+        assert!(hint(endpoint.into()).contains("base URL"));
+        let quota = ServeSettingsError::SharedQuota(GcError::SharedQuota);
+        assert!(hint(anyhow::Error::from(quota).context("serve")).contains("lifecycle"));
+        let busy = anyhow::Error::from(GcError::Busy).context("gc");
+        assert!(hint(busy).contains("again when it is done"));
+        let not_held = ConvertRunError::NotHeld {
+            repo: "acme/x".into(),
+            revision: "main".into(),
+        };
+        assert_eq!(hint(not_held.into()), "`larder pull acme/x@main` first");
     }
 }

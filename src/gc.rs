@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::Larder;
+use crate::failure::Hint;
 use crate::registry::{RegistryError, Sha256};
 use crate::store::StoreError;
 
@@ -52,13 +53,12 @@ pub struct GcReport {
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
     /// A pull or conversion is running.
-    #[error("a pull or conversion is using the store; run `larder gc` again when it is done")]
+    #[error("a pull or conversion is using the store")]
     Busy,
     /// A quota was asked of a node whose blobs live in a shared store.
     #[error(
         "a store quota limits one node's own store, but this node's blobs live in a shared \
-         store that every node uses and that a node never deletes from; bound the bucket with \
-         its own limits or lifecycle rules instead, and drop --quota / [daemon] quota here"
+         store that every node uses and that a node never deletes from"
     )]
     SharedQuota,
     /// Registry failure.
@@ -67,6 +67,21 @@ pub enum GcError {
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Hint for GcError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            GcError::Busy => Some("run `larder gc` again when it is done".to_owned()),
+            GcError::SharedQuota => Some(
+                "bound the bucket with its own limits or lifecycle rules instead, and drop \
+                 --quota / [daemon] quota here"
+                    .to_owned(),
+            ),
+            GcError::Registry(e) => e.hint(),
+            GcError::Store(e) => e.hint(),
+        }
+    }
 }
 
 fn age(path: &Path) -> Duration {

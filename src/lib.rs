@@ -77,6 +77,7 @@ impl failure::Hint for OpenError {
         match self {
             OpenError::Registry { source, .. } => source.hint(),
             OpenError::Config(source) => source.hint(),
+            OpenError::Hub(source) => source.hint(),
             _ => None,
         }
     }

@@ -158,6 +158,18 @@ pub enum ServeSettingsError {
     SharedQuota(#[from] crate::gc::GcError),
 }
 
+impl crate::failure::Hint for ServeSettingsError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            // Transparent wrappers: the wrapped error is not a link of the chain of its own.
+            ServeSettingsError::Config(e) => e.hint(),
+            ServeSettingsError::SharedQuota(e) => e.hint(),
+            ServeSettingsError::Upstream(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// What `larder serve` runs with: the options, and notes for the user about how flags combine.
 #[derive(Debug)]
 pub struct ResolvedServe {

@@ -115,6 +115,8 @@ impl Hint for BundleError {
             BundleError::Incomplete { repo, sha, .. } => Some(format!(
                 "`larder pull {repo}@{sha}` (without --include/--exclude) first"
             )),
+            BundleError::Registry(e) => e.hint(),
+            BundleError::Store(e) => e.hint(),
             _ => None,
         }
     }

@@ -238,6 +238,7 @@ impl Hint for PullError {
             PullError::Licence(e) => e.hint(),
             PullError::Xet(e) => e.hint(),
             PullError::Registry(e) => e.hint(),
+            PullError::Store(e) => e.hint(),
             _ => None,
         }
     }

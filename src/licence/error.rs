@@ -140,6 +140,7 @@ impl Hint for LicenceError {
             ),
             LicenceError::NotHeld { repo } => Some(format!("run `larder pull {repo}` first")),
             LicenceError::Registry(e) => e.hint(),
+            LicenceError::Hub(e) => e.hint(),
             _ => None,
         }
     }
