@@ -289,14 +289,19 @@ impl Drop for Part {
     }
 }
 
-/// Saves `part`'s state every `every` until aborted, each save on a blocking thread (a sync of a
-/// large part takes a while and must not hold up the transfer).
-async fn checkpoint_loop(part: Arc<Part>, every: Duration) {
+/// Saves `part`'s state every `every` until aborted or the part is gone, each save on a
+/// blocking thread (a sync of a large part takes a while and must not hold up the transfer).
+/// It holds the part only during a save, so the transfer's own handle is the last one as soon
+/// as the transfer ends, and the part's final save (on drop) happens then, not whenever the
+/// aborted task is reaped.
+async fn checkpoint_loop(part: std::sync::Weak<Part>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await;
     loop {
         ticker.tick().await;
-        let part = part.clone();
+        let Some(part) = part.upgrade() else {
+            return;
+        };
         match tokio::task::spawn_blocking(move || part.save()).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -568,7 +573,7 @@ pub async fn fetch_file_with_hook(
     ctx.advance_prefix();
     let _checkpoints = AbortOnDrop(
         tokio::spawn(checkpoint_loop(
-            ctx.part.clone(),
+            Arc::downgrade(&ctx.part),
             env.settings.checkpoint_interval,
         ))
         .abort_handle(),

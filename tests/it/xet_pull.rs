@@ -380,10 +380,10 @@ async fn the_hub_token_never_reaches_the_cas() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resumes_after_kill_9_at_term_granularity() {
-    // Three pieces uploaded on their own first, so the file (deduplicated against them) is
-    // rebuilt from several xorbs: several terms to land one by one.
+/// A 24 MiB file rebuilt from three xorbs (three pieces uploaded on their own first, so the
+/// file, deduplicated against them, has three terms to land one by one), with every xorb range
+/// slowed by `delay` so a run can be stopped midway. Returns the world, the data and its sha256.
+async fn three_terms_world(delay: std::time::Duration) -> (XetWorld, Vec<u8>, String) {
     let pieces: Vec<Vec<u8>> = (0..3).map(|i| content(11 + i, 8 << 20)).collect();
     let data = pieces.concat();
     let sha = sha256_hex(&data);
@@ -399,11 +399,48 @@ async fn resumes_after_kill_9_at_term_granularity() {
     let world = World::start(hub).await;
     world.server.attach_xet(&cas);
     let x = XetWorld { world, cas };
-    // Slow every xorb range so the first run can be killed midway.
-    x.cas.inject(
-        XetFault::XorbDelay(std::time::Duration::from_millis(700)),
-        usize::MAX,
+    x.cas.inject(XetFault::XorbDelay(delay), usize::MAX);
+    (x, data, sha.to_string())
+}
+
+/// File bytes the Xet resume state at `state` records as landed.
+fn landed_in(state: &std::path::Path) -> u64 {
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    value["done"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|d| d["lengths"].as_array().unwrap().clone())
+        .map(|l| l.as_u64().unwrap())
+        .sum()
+}
+
+/// Pulls `acme/xet` again with nothing slowed: it resumes from the `landed` bytes, fetches only
+/// the rest (xorb bytes carry an 8-byte header per chunk and may compress; allow that slack) and
+/// stores the file whole.
+async fn resumes_from(x: &XetWorld, data: &[u8], sha: &str, landed: u64) {
+    x.cas.faults().clear();
+    x.cas.reset_stats();
+    let larder = x.world.larder();
+    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
+    result.expect("the second run completes");
+    assert_eq!(read(&x.world.blob_path(sha)), data);
+    let resumed = events.events().iter().find_map(|e| match e {
+        PullEvent::FileStarted { resumed, .. } => Some(*resumed),
+        _ => None,
+    });
+    assert_eq!(resumed, Some(landed));
+    let refetched = x.cas.xorb_bytes();
+    assert!(
+        refetched <= (data.len() as u64 - landed) + (data.len() as u64 / 50),
+        "refetched {refetched}, landed {landed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_after_kill_9_at_term_granularity() {
+    let (x, data, sha) = three_terms_world(std::time::Duration::from_millis(700)).await;
     let mut child = x
         .world
         .cli()
@@ -426,36 +463,60 @@ async fn resumes_after_kill_9_at_term_granularity() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let landed: u64 = {
-        let value: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-        value["done"]
-            .as_object()
-            .unwrap()
-            .values()
-            .flat_map(|d| d["lengths"].as_array().unwrap().clone())
-            .map(|l| l.as_u64().unwrap())
-            .sum()
-    };
+    let landed = landed_in(&state);
     assert!(landed > 0 && landed < data.len() as u64);
-    x.cas.faults().clear();
-    x.cas.reset_stats();
-    let larder = x.world.larder();
-    let (result, events) = pull_with(&larder, &options("acme/xet", "main")).await;
-    result.expect("second run completes");
-    assert_eq!(read(&x.world.blob_path(&sha)), data);
-    let resumed = events.events().iter().find_map(|e| match e {
-        PullEvent::FileStarted { resumed, .. } => Some(*resumed),
-        _ => None,
+    resumes_from(&x, &data, &sha, landed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_keeps_the_terms_that_landed() {
+    use std::io::BufRead;
+    let (x, data, sha) = three_terms_world(std::time::Duration::from_millis(300)).await;
+    let mut child = x
+        .world
+        .cli()
+        .args(["pull", "acme/xet", "--connections", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Follow the events until the first term (8 MiB) is written, then keep draining them.
+    let stdout = child.stdout.take().unwrap();
+    let (reached, first_term) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut written = 0u64;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if event["event"] == "file_progress" && event["path"] == "model.bin" {
+                written += event["bytes"].as_u64().unwrap_or(0);
+                if written >= 8 << 20 {
+                    let _ = reached.send(written);
+                }
+            }
+        }
     });
-    assert_eq!(resumed, Some(landed));
-    // Only what had not landed was fetched again (xorb bytes carry an 8-byte header per chunk
-    // and may compress; allow that slack).
-    let refetched = x.cas.xorb_bytes();
+    let written = first_term
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the first term is written");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: `kill` has no memory-safety preconditions; the pid is our own child's.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    // What landed before the signal is in the resume state, whether or not a checkpoint came.
+    let state = x.world.tmp_dir().join(format!("{sha}.xet.state"));
+    let landed = landed_in(&state);
     assert!(
-        refetched <= (data.len() as u64 - landed) + (data.len() as u64 / 50),
-        "refetched {refetched}, landed {landed}"
+        landed >= 8 << 20 && landed < data.len() as u64,
+        "landed {landed} of {}, {written} written before the signal",
+        data.len()
     );
+    resumes_from(&x, &data, &sha, landed).await;
 }
 
 /// The statuses the CAS answered to reconstruction requests, in order, per version.
