@@ -143,6 +143,10 @@ pub(crate) struct Browser {
 impl Browser {
     pub(crate) fn open(browser: &std::path::Path, url: &str) -> Browser {
         let profile = tempfile::tempdir().expect("profile dir");
+        // Chromium's own scratch directories (`org.chromium.Chromium.*`) go under TMPDIR and
+        // outlive a killed browser: keep them inside the profile, which is removed with it.
+        let scratch = profile.path().join("tmp");
+        std::fs::create_dir(&scratch).expect("scratch dir");
         let (command_read, command_write) = std::io::pipe().expect("pipe");
         let (answer_read, answer_write) = std::io::pipe().expect("pipe");
         // The shell moves the pipes to the descriptors Chromium reads and writes.
@@ -160,6 +164,7 @@ impl Browser {
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
+            .env("TMPDIR", &scratch)
             .stdin(Stdio::from(command_read))
             .stdout(Stdio::from(answer_write))
             .stderr(Stdio::null())
