@@ -430,11 +430,11 @@ impl Ctx<'_> {
     /// and the hook hears how far the part is now written without a gap.
     fn advance_prefix(&self) {
         let prefix = {
-            let part = self.part.lock();
+            let mut part = self.part.lock();
             let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
             // Fed under the cursor's lock, so stretches reach the digest in file order.
-            cursor.advance_with(&part.done, |offset, lengths, hashes| {
-                self.digest.feed(offset, lengths.to_vec(), hashes.to_vec());
+            cursor.advance_with(&mut part.done, |offset, lengths, hashes| {
+                self.digest.feed(offset, lengths.to_vec(), hashes);
             })
         };
         if let Some(hook) = &self.hook {
@@ -452,8 +452,9 @@ impl Ctx<'_> {
     }
 
     /// Term `term` has the chunks `lengths` (with `hashes`) written from its start, before it
-    /// has landed: the ones that continue the prefix go to the digest at once, so hashing follows the transfer
-    /// chunk by chunk instead of waiting for whole terms (a term can be a whole xorb).
+    /// has landed: the ones that continue the prefix go to the digest at once, so hashing
+    /// follows the transfer chunk by chunk instead of waiting for whole terms (a term can be a
+    /// whole xorb).
     fn advance_within(&self, term: &Term, lengths: &[u32], hashes: &[MerkleHash]) {
         let grown = {
             let mut cursor = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
@@ -463,7 +464,7 @@ impl Ctx<'_> {
                 lengths,
                 hashes,
                 |offset, lengths, hashes| {
-                    self.digest.feed(offset, lengths.to_vec(), hashes.to_vec());
+                    self.digest.feed(offset, lengths.to_vec(), hashes);
                 },
             )
         };
@@ -711,30 +712,34 @@ struct PrefixCursor {
 impl PrefixCursor {
     /// Extend the prefix over the terms in `done` that continue it; returns its length.
     #[cfg(test)]
-    fn advance(&mut self, done: &BTreeMap<usize, DoneTerm>) -> u64 {
+    fn advance(&mut self, done: &mut BTreeMap<usize, DoneTerm>) -> u64 {
         self.advance_with(done, |_, _, _| {})
     }
 
     /// [`PrefixCursor::advance`], handing each stretch that joins the prefix to `joined` as
-    /// (offset, chunk lengths, chunk hashes if known).
+    /// (offset, chunk lengths, chunk hashes if known). A term's hashes are handed over, not
+    /// kept: once hashed they are the digest's, and a huge file's terms would otherwise hold
+    /// 32 bytes per chunk until the end.
     fn advance_with(
         &mut self,
-        done: &BTreeMap<usize, DoneTerm>,
-        mut joined: impl FnMut(u64, &[u32], &[MerkleHash]),
+        done: &mut BTreeMap<usize, DoneTerm>,
+        mut joined: impl FnMut(u64, &[u32], Vec<MerkleHash>),
     ) -> u64 {
-        for (index, term) in done.range(self.next..) {
+        for (index, term) in done.range_mut(self.next..) {
             let partial = term.lengths.get(..self.partial).unwrap_or_default();
             let fed: u64 = partial.iter().map(|&l| u64::from(l)).sum();
             if *index != self.next || term.offset + fed != self.end {
                 break;
             }
             let rest = &term.lengths[partial.len()..];
+            let mut hashes = std::mem::take(&mut term.hashes);
+            let hashes = if hashes.len() == term.lengths.len() {
+                hashes.split_off(partial.len())
+            } else {
+                Vec::new()
+            };
             if !rest.is_empty() {
-                joined(
-                    self.end,
-                    rest,
-                    term.hashes.get(partial.len()..).unwrap_or_default(),
-                );
+                joined(self.end, rest, hashes);
             }
             self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
             self.next += 1;
@@ -758,7 +763,7 @@ impl PrefixCursor {
         offset: u64,
         lengths: &[u32],
         hashes: &[MerkleHash],
-        joined: impl FnOnce(u64, &[u32], &[MerkleHash]),
+        joined: impl FnOnce(u64, &[u32], Vec<MerkleHash>),
     ) -> Option<u64> {
         if index != self.next || lengths.len() <= self.partial {
             return None;
@@ -771,7 +776,7 @@ impl PrefixCursor {
         joined(
             self.end,
             rest,
-            hashes.get(self.partial..).unwrap_or_default(),
+            hashes.get(self.partial..).unwrap_or_default().to_vec(),
         );
         self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
         self.partial = lengths.len();
@@ -1199,18 +1204,18 @@ mod tests {
     fn prefix_stops_at_the_first_gap() {
         let mut done = BTreeMap::new();
         let mut cursor = PrefixCursor::default();
-        assert_eq!(cursor.advance(&done), 0);
+        assert_eq!(cursor.advance(&mut done), 0);
         done.insert(1, term(100, 50));
-        assert_eq!(cursor.advance(&done), 0, "term 0 has not landed");
+        assert_eq!(cursor.advance(&mut done), 0, "term 0 has not landed");
         done.insert(0, term(0, 100));
-        assert_eq!(cursor.advance(&done), 150);
+        assert_eq!(cursor.advance(&mut done), 150);
         done.insert(3, term(200, 10));
-        assert_eq!(cursor.advance(&done), 150, "term 2 is missing");
+        assert_eq!(cursor.advance(&mut done), 150, "term 2 is missing");
         done.insert(2, term(150, 50));
-        assert_eq!(cursor.advance(&done), 210);
-        assert_eq!(cursor.advance(&done), 210, "nothing new");
+        assert_eq!(cursor.advance(&mut done), 210);
+        assert_eq!(cursor.advance(&mut done), 210, "nothing new");
         // A fresh cursor over the same terms agrees.
-        assert_eq!(PrefixCursor::default().advance(&done), 210);
+        assert_eq!(PrefixCursor::default().advance(&mut done), 210);
     }
 
     #[test]
@@ -1218,8 +1223,8 @@ mod tests {
         let h = |n: u8| MerkleHash::from([u64::from(n); 4]);
         let mut fed = Vec::new();
         let mut cursor = PrefixCursor::default();
-        let mut feed = |offset: u64, lengths: &[u32], hashes: &[MerkleHash]| {
-            fed.push((offset, lengths.to_vec(), hashes.to_vec()))
+        let mut feed = |offset: u64, lengths: &[u32], hashes: Vec<MerkleHash>| {
+            fed.push((offset, lengths.to_vec(), hashes))
         };
         // Term 1's chunks wait for term 0.
         assert_eq!(
@@ -1250,8 +1255,12 @@ mod tests {
             },
         );
         done.insert(1, term(100, 10));
-        assert_eq!(cursor.advance_with(&done, &mut feed), 110);
+        assert_eq!(cursor.advance_with(&mut done, &mut feed), 110);
         assert!(cursor.holds(1, 0));
+        assert!(
+            done[&0].hashes.is_empty(),
+            "fed hashes are handed over, not kept"
+        );
         assert_eq!(
             fed,
             vec![

@@ -698,11 +698,21 @@ async fn pull_through_fetches_over_xet_and_reuses_held_chunks() {
         .unwrap();
     assert_eq!(body.status(), 200);
     assert!(body.bytes().await.unwrap() == first, "plain GET bytes");
-    let fetched_first = metric(
-        &mirror,
-        "larder_upstream_bytes_total{repo_type=\"model\",source=\"pull_through\"}",
-    )
-    .await;
+    // The client has every byte once the file is verified; the transfer then publishes it,
+    // learns its terms and reports what it fetched (all at once, over Xet) a moment later.
+    let upstream = "larder_upstream_bytes_total{repo_type=\"model\",source=\"pull_through\"}";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let fetched_first = loop {
+        let fetched = metric(&mirror, upstream).await;
+        if fetched > 0 {
+            break fetched;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first transfer never reported what it fetched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
         metric(&mirror, "larder_xet_reused_bytes_total").await,
         0,
@@ -731,13 +741,16 @@ async fn pull_through_fetches_over_xet_and_reuses_held_chunks() {
         "Xet client bytes"
     );
     assert!(world.blob_path(&sha256_hex(&second)).exists());
-    let moved = metric(
-        &mirror,
-        "larder_upstream_bytes_total{repo_type=\"model\",source=\"pull_through\"}",
-    )
-    .await
-        - fetched_first;
-    let reused = metric(&mirror, "larder_xet_reused_bytes_total").await;
+    // As above: the update's transfer reports what it reused and fetched as it ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let reused = loop {
+        let reused = metric(&mirror, "larder_xet_reused_bytes_total").await;
+        if reused > 0 || std::time::Instant::now() > deadline {
+            break reused;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let moved = metric(&mirror, upstream).await - fetched_first;
     eprintln!(
         "pull-through update: fetched {moved} of {} bytes, reused {reused}",
         second.len()
