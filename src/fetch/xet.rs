@@ -210,6 +210,11 @@ struct XetState {
 }
 
 impl XetState {
+    /// File bytes of the terms recorded as landed.
+    fn landed_bytes(&self) -> u64 {
+        self.done.values().map(|d| bytes_of(&d.lengths)).sum()
+    }
+
     fn save(&self, path: &Path) -> Result<(), StoreError> {
         let tmp = path.with_extension("state.tmp");
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -223,13 +228,18 @@ impl XetState {
     }
 }
 
+/// Bytes of chunks of these lengths.
+fn bytes_of(lengths: &[u32]) -> u64 {
+    lengths.iter().map(|&l| u64::from(l)).sum()
+}
+
 fn matches(done: &DoneTerm, term: &Term) -> bool {
     done.xorb == term.xorb
         && done.chunk_start == term.chunk_start
         && done.chunk_end == term.chunk_end
         && done.offset == term.offset
         && done.lengths.len() == term.chunks() as usize
-        && done.lengths.iter().map(|&l| u64::from(l)).sum::<u64>() == term.len
+        && bytes_of(&done.lengths) == term.len
 }
 
 /// The part and its state. The state is saved (after syncing the part) by a checkpoint task
@@ -326,14 +336,7 @@ pub fn kept(tmp: &Path, sha256: &Sha256) -> u64 {
     std::fs::read(tmp.join(format!("{sha256}.xet.state")))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<XetState>(&bytes).ok())
-        .map_or(0, |state| {
-            state
-                .done
-                .values()
-                .flat_map(|d| d.lengths.iter())
-                .map(|&l| u64::from(l))
-                .sum()
-        })
+        .map_or(0, |state| state.landed_bytes())
 }
 
 fn open_part(
@@ -543,12 +546,7 @@ pub async fn fetch_file_with_hook(
             }
         })?;
     let part = Arc::new(part);
-    let resumed: u64 = part
-        .lock()
-        .done
-        .values()
-        .map(|d| d.lengths.iter().map(|&l| u64::from(l)).sum::<u64>())
-        .sum();
+    let resumed = part.lock().landed_bytes();
     env.reporter.report(&PullEvent::FileStarted {
         path: path.clone(),
         size: job.size,
@@ -727,7 +725,7 @@ impl PrefixCursor {
     ) -> u64 {
         for (index, term) in done.range_mut(self.next..) {
             let partial = term.lengths.get(..self.partial).unwrap_or_default();
-            let fed: u64 = partial.iter().map(|&l| u64::from(l)).sum();
+            let fed = bytes_of(partial);
             if *index != self.next || term.offset + fed != self.end {
                 break;
             }
@@ -741,7 +739,7 @@ impl PrefixCursor {
             if !rest.is_empty() {
                 joined(self.end, rest, hashes);
             }
-            self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
+            self.end += bytes_of(rest);
             self.next += 1;
             self.partial = 0;
         }
@@ -768,7 +766,7 @@ impl PrefixCursor {
         if index != self.next || lengths.len() <= self.partial {
             return None;
         }
-        let fed: u64 = lengths[..self.partial].iter().map(|&l| u64::from(l)).sum();
+        let fed = bytes_of(&lengths[..self.partial]);
         if offset + fed != self.end {
             return None;
         }
@@ -778,7 +776,7 @@ impl PrefixCursor {
             rest,
             hashes.get(self.partial..).unwrap_or_default().to_vec(),
         );
-        self.end += rest.iter().map(|&l| u64::from(l)).sum::<u64>();
+        self.end += bytes_of(rest);
         self.partial = lengths.len();
         Some(self.end)
     }
@@ -799,7 +797,7 @@ async fn copy_held(ctx: &Ctx<'_>, term: &Term) -> Result<Option<DoneTerm>, XetTr
         }
     };
     for candidate in held {
-        let total: u64 = candidate.lengths.iter().map(|&l| u64::from(l)).sum();
+        let total = bytes_of(&candidate.lengths);
         if total != term.len {
             continue;
         }

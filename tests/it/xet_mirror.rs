@@ -47,6 +47,19 @@ fn indexing(repo: &str) -> larder::fetch::PullOptions {
     options
 }
 
+/// The counter `name` once it is not zero, or zero after 20 s: a pull-through transfer reports
+/// what it fetched and reused as it ends, a moment after its client has every byte.
+async fn once_reported(mirror: &RunningMirror, name: &str) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let value = metric(mirror, name).await;
+        if value > 0 || std::time::Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub(crate) async fn metric(mirror: &RunningMirror, name: &str) -> u64 {
     let text = http()
         .get(format!("{}/metrics", mirror.url()))
@@ -701,18 +714,11 @@ async fn pull_through_fetches_over_xet_and_reuses_held_chunks() {
     // The client has every byte once the file is verified; the transfer then publishes it,
     // learns its terms and reports what it fetched (all at once, over Xet) a moment later.
     let upstream = "larder_upstream_bytes_total{repo_type=\"model\",source=\"pull_through\"}";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let fetched_first = loop {
-        let fetched = metric(&mirror, upstream).await;
-        if fetched > 0 {
-            break fetched;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the first transfer never reported what it fetched"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let fetched_first = once_reported(&mirror, upstream).await;
+    assert!(
+        fetched_first > 0,
+        "the first transfer never reported what it fetched"
+    );
     assert_eq!(
         metric(&mirror, "larder_xet_reused_bytes_total").await,
         0,
@@ -742,14 +748,7 @@ async fn pull_through_fetches_over_xet_and_reuses_held_chunks() {
     );
     assert!(world.blob_path(&sha256_hex(&second)).exists());
     // As above: the update's transfer reports what it reused and fetched as it ends.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let reused = loop {
-        let reused = metric(&mirror, "larder_xet_reused_bytes_total").await;
-        if reused > 0 || std::time::Instant::now() > deadline {
-            break reused;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+    let reused = once_reported(&mirror, "larder_xet_reused_bytes_total").await;
     let moved = metric(&mirror, upstream).await - fetched_first;
     eprintln!(
         "pull-through update: fetched {moved} of {} bytes, reused {reused}",
